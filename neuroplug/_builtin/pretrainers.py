@@ -1,0 +1,8 @@
+"""Built-in plugin: the pretrainers that ship with neuroplug."""
+
+from ..plugins import hookimpl
+
+
+@hookimpl
+def neuroplug_register_pretrainers(register):
+    """Register the built-in pretrainers."""

@@ -1,0 +1,5 @@
+"""Layers: the :class:`Layer` contract and the built-in layer types."""
+
+from .base import Layer
+
+__all__ = ["Layer"]

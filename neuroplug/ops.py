@@ -1,0 +1,563 @@
+"""The backend interface: :class:`Ops`, a complete, slow, obviously-correct NumPy reference.
+
+Every layer and pretrainer computes only through an ``Ops`` instance
+(``self.ops``).  A backend subclasses :class:`Ops`, overrides what it makes
+fast and inherits the rest; the test suite runs every backend against this
+reference.
+
+Conventions
+-----------
+* Images are **NCHW**: ``(batch, channels, height, width)``.
+* Convolution weights are ``(out_channels, in_channels // groups, kh, kw)``;
+  "convolution" is cross-correlation, as in every deep-learning library.
+* Dense weights are ``(n_in, n_out)`` (``y = x @ W + b``); RBM weights are
+  ``(n_hidden, n_visible)`` like scikit-learn's ``components_``.
+* dtype is float32 by default, float64 is supported (gradient checks).
+* Randomness comes from ``ops.make_rng(seed)``; the object it returns is the
+  backend's own generator (a NumPy ``Generator`` here).
+* Pooling and strided convolution floor at ragged edges: rows/columns that do
+  not fill a whole window are dropped, as in PyTorch's default.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["Ops", "conv2d_output_shape", "pool2d_output_shape", "normalize_pair", "normalize_padding"]
+
+Array = Any  # the backend's array type
+
+
+# ---------------------------------------------------------------------------
+# Argument normalisation shared by every backend, so all raise the same errors
+# ---------------------------------------------------------------------------
+def normalize_pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    """Return ``value`` as a pair of ints ``>= minimum`` or raise ``ValueError``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints. Received: {name}={value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
+    return pair
+
+
+def normalize_padding(padding: Any, kernel: tuple[int, int]) -> tuple[int, int]:
+    """Resolve ``"valid"``, ``"same"`` (odd kernels) or int(s) to ``(ph, pw)``.
+
+    ``"same"`` pads ``(k - 1) // 2`` on each side, which keeps the size at
+    stride 1 and gives ``ceil(size / stride)`` otherwise; it needs odd
+    kernels because padding is symmetric.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+                raise ValueError(
+                    "padding='same' needs an odd kernel size because padding is symmetric; "
+                    f"use explicit padding for even kernels. Received: kernel={kernel}"
+                )
+            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        raise ValueError(f"padding must be 'valid', 'same' or int(s) >= 0. Received: padding={padding!r}")
+    return normalize_pair(padding, "padding", minimum=0)
+
+
+def conv2d_output_shape(
+    input_hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[int, int]:
+    """Spatial output size of a convolution (floor at ragged edges)."""
+    return tuple(  # type: ignore[return-value]
+        (input_hw[i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(2)
+    )
+
+
+def pool2d_output_shape(input_hw: Sequence[int], size: Sequence[int], stride: Sequence[int]) -> tuple[int, int]:
+    """Spatial output size of pooling (floor: incomplete windows are dropped)."""
+    return tuple((input_hw[i] - size[i]) // stride[i] + 1 for i in range(2))  # type: ignore[return-value]
+
+
+class Ops:
+    """NumPy reference backend; the base class of every backend.
+
+    Parameters
+    ----------
+    device : str, optional
+        Backend-specific device string (``"cuda:0"`` for the torch backend).
+        The NumPy reference runs on the CPU and accepts only ``None`` or ``"cpu"``.
+    n_threads : int, optional
+        Thread limit for backends with parallel kernels (``None``: the
+        OpenMP/threadpoolctl limit).  Ignored by the reference.
+    check_finite : bool, default=True
+        Make the input checks of conv/pool refuse NaN and inf.  Networks turn
+        it off for inner layers after validating their input once.
+    """
+
+    name = "numpy"
+
+    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+        if device not in (None, "cpu"):
+            raise ValueError(f"The {self.name!r} backend runs on the CPU only. Received: device={device!r}")
+        self.device = device or "cpu"
+        self.n_threads = n_threads
+        self.check_finite = check_finite
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device!r})"
+
+    # ------------------------------------------------------------------ arrays
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        """Return ``x`` as a C-contiguous backend array (copying only if needed)."""
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """Return ``x`` as a NumPy array on the host."""
+        return np.asarray(x)
+
+    def alloc(self, shape: Sequence[int] | int, dtype: Any = np.float32) -> Array:
+        """Return a zero-filled array."""
+        return np.zeros(shape, dtype=dtype)
+
+    # -------------------------------------------------------------- randomness
+    def make_rng(self, seed: int) -> Any:
+        """Return this backend's random generator seeded with the int ``seed``."""
+        return np.random.Generator(np.random.PCG64(int(seed)))
+
+    def random_uniform(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32) -> Array:
+        """Uniform samples in ``[0, 1)``."""
+        return rng.random(tuple(shape), dtype=np.dtype(dtype))
+
+    def random_normal(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32, scale: float = 1.0) -> Array:
+        """Normal samples with mean 0 and standard deviation ``scale``."""
+        out = rng.standard_normal(tuple(shape), dtype=np.dtype(dtype))
+        if scale != 1.0:
+            out *= scale
+        return out
+
+    def bernoulli(self, p: Array, rng: Any) -> Array:
+        """Binary samples (same dtype as ``p``) that are 1 with probability ``p``."""
+        return (self.random_uniform(rng, p.shape, p.dtype) < p).astype(p.dtype)
+
+    def dropout_mask(self, shape: Sequence[int], rate: float, rng: Any, dtype: Any = np.float32) -> Array:
+        """Inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
+        keep = self.random_uniform(rng, shape, dtype) >= rate
+        return keep.astype(dtype) / np.asarray(1.0 - rate, dtype=dtype)
+
+    # ------------------------------------------------------------ dense algebra
+    def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> Array:
+        """Matrix product ``op(a) @ op(b)`` with optional transposes."""
+        if trans1:
+            a = a.T
+        if trans2:
+            b = b.T
+        return np.ascontiguousarray(a @ b)
+
+    def affine(self, x: Array, W: Array, b: Array | None = None) -> Array:
+        """``x @ W + b`` for dense layers (W is ``(n_in, n_out)``)."""
+        y = self.gemm(x, W)
+        if b is not None:
+            y += b
+        return y
+
+    # -------------------------------------------------------------- activations
+    def sigmoid(self, x: Array) -> Array:
+        """Logistic function, computed without overflow."""
+        out = np.empty_like(x)
+        pos = x >= 0
+        out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+        ex = np.exp(x[~pos])
+        out[~pos] = ex / (1.0 + ex)
+        return out
+
+    def sigmoid_backward(self, y: Array, dy: Array) -> Array:
+        """Gradient through a sigmoid given its output ``y``."""
+        return dy * y * (1 - y)
+
+    def tanh(self, x: Array) -> Array:
+        """Hyperbolic tangent."""
+        return np.tanh(x)
+
+    def tanh_backward(self, y: Array, dy: Array) -> Array:
+        """Gradient through tanh given its output ``y``."""
+        return dy * (1 - y * y)
+
+    def relu(self, x: Array) -> Array:
+        """Rectified linear unit."""
+        return np.maximum(x, 0)
+
+    def relu_backward(self, y: Array, dy: Array) -> Array:
+        """Gradient through ReLU given its output ``y``."""
+        return dy * (y > 0)
+
+    def softplus(self, x: Array) -> Array:
+        """``log(1 + exp(x))`` without overflow."""
+        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        """Log of the softmax along ``axis``, numerically stable."""
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        """Softmax along ``axis``."""
+        return np.exp(self.log_softmax(x, axis=axis))
+
+    # ------------------------------------------------------------------- losses
+    def softmax_cross_entropy(self, logits: Array, labels: Array) -> tuple[float, Array]:
+        """Mean cross-entropy of softmax(``logits``) against integer ``labels``.
+
+        Returns ``(loss, dlogits)``; the gradient is already divided by the
+        batch size.
+        """
+        n = logits.shape[0]
+        logp = self.log_softmax(logits, axis=1)
+        idx = np.asarray(self.to_numpy(labels), dtype=np.int64)
+        loss = -float(logp[np.arange(n), idx].sum()) / n
+        grad = np.exp(logp)
+        grad[np.arange(n), idx] -= 1
+        grad /= n
+        return loss, grad
+
+    def squared_loss(self, pred: Array, target: Array) -> tuple[float, Array]:
+        """``0.5 * mean over samples of sum over outputs (pred - target)**2`` and its gradient."""
+        n = pred.shape[0]
+        diff = pred - target
+        return 0.5 * float((diff * diff).sum()) / n, diff / n
+
+    # --------------------------------------------------------------- optimisers
+    def sgd_update(
+        self, param: Array, grad: Array, velocity: Array, *, lr: float, momentum: float, nesterov: bool
+    ) -> None:
+        """In-place SGD step with (Nesterov) momentum: ``v = m v - lr g``."""
+        velocity *= momentum
+        velocity -= lr * grad
+        if nesterov:
+            param += momentum * velocity - lr * grad
+        else:
+            param += velocity
+
+    def adam_update(
+        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float, t: int
+    ) -> None:
+        """In-place Adam step (Kingma & Ba 2015) at step ``t >= 1``."""
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        param -= step * m / (np.sqrt(v) + eps)
+
+    # ---------------------------------------------------------- input checking
+    def _check_array(self, x: Any, name: str, ndim: int, dtype: Any = None) -> None:
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"{name} must be an array. Received: {name} of type {type(x).__name__}")
+        if len(x.shape) != ndim:
+            raise ValueError(f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}")
+        kind = np.dtype(str(x.dtype).replace("torch.", "")).kind if not isinstance(x, np.ndarray) else x.dtype.kind
+        if kind != "f" or np.dtype(str(x.dtype).replace("torch.", "")).itemsize not in (4, 8):
+            raise TypeError(f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}")
+        if dtype is not None and x.dtype != dtype:
+            raise TypeError(f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}")
+        if 0 in tuple(x.shape):
+            raise ValueError(f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}")
+        if self.check_finite and not self._all_finite(x):
+            raise ValueError(f"{name} contains NaN or infinity.")
+
+    def _all_finite(self, x: Array) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def check_conv2d(
+        self, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, groups: Any, connections: Any
+    ) -> tuple[tuple[int, int], tuple[int, int], int, Any]:
+        """Validate conv2d arguments; return ``(stride, padding, groups, connections)`` normalised."""
+        self._check_array(x, "x", 4)
+        self._check_array(w, "w", 4, x.dtype)
+        stride = normalize_pair(stride, "stride")
+        kernel = (int(w.shape[2]), int(w.shape[3]))
+        padding = normalize_padding(padding, kernel)
+        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"groups must be a positive int. Received: groups={groups!r}")
+        groups = int(groups)
+        n, c, h, wd = (int(s) for s in x.shape)
+        f, cg = int(w.shape[0]), int(w.shape[1])
+        if c % groups or f % groups:
+            raise ValueError(
+                f"in_channels ({c}) and out_channels ({f}) must both be divisible by groups. Received: groups={groups}"
+            )
+        if cg != c // groups:
+            raise ValueError(
+                f"w.shape[1] must equal in_channels // groups = {c // groups} (x has {c} channels). "
+                f"Received: w.shape={tuple(w.shape)}"
+            )
+        if h + 2 * padding[0] < kernel[0] or wd + 2 * padding[1] < kernel[1]:
+            raise ValueError(
+                f"kernel {kernel} is larger than the padded input ({h + 2 * padding[0]}, {wd + 2 * padding[1]}). "
+                f"Received: x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)}, padding={padding}"
+            )
+        if b is not None:
+            self._check_array(b, "b", 1, x.dtype)
+            if int(b.shape[0]) != f:
+                raise ValueError(f"b must have out_channels={f} entries. Received: b.shape={tuple(b.shape)}")
+        if connections is not None:
+            conn = np.asarray(self.to_numpy(connections))
+            if conn.shape != (f, cg):
+                raise ValueError(
+                    f"connections must have shape (out_channels, in_channels // groups) = {(f, cg)}. "
+                    f"Received: connections.shape={conn.shape}"
+                )
+            if not np.isin(conn, (0, 1)).all():
+                raise ValueError("connections must contain only 0/1 (or booleans).")
+            if not conn.any(axis=1).all():
+                raise ValueError("connections leaves an output channel with no input channel.")
+            connections = conn.astype(bool)
+        return stride, padding, groups, connections
+
+    def check_pool2d(self, x: Array, size: Any, stride: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Validate pooling arguments; return ``(size, stride)`` (stride defaults to size)."""
+        self._check_array(x, "x", 4)
+        size = normalize_pair(size, "size")
+        stride = size if stride is None else normalize_pair(stride, "stride")
+        if size[0] > x.shape[2] or size[1] > x.shape[3]:
+            raise ValueError(f"pool size {size} is larger than the input {tuple(x.shape[2:])}.")
+        return size, stride
+
+    def _masked(self, w: Array, connections: Any) -> Array:
+        if connections is None:
+            return w
+        return w * self.asarray(connections[:, :, None, None], dtype=w.dtype)
+
+    # ------------------------------------------------------------- convolution
+    def conv2d(
+        self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """2-D cross-correlation of NCHW ``x`` with ``w`` (+ bias ``b``).
+
+        ``connections`` is an optional 0/1 table of shape
+        ``(out_channels, in_channels // groups)``: output channel ``f`` sees
+        input channel ``c`` only where it is 1 (LeNet-5's C3 layer).
+        """
+        stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        w = self._masked(w, connections)
+        n, c, _, _ = x.shape
+        f, cg, kh, kw = w.shape
+        fg = f // groups
+        xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        oh, ow = win.shape[2], win.shape[3]
+        y = np.empty((n, f, oh, ow), dtype=x.dtype)
+        for g in range(groups):
+            y[:, g * fg:(g + 1) * fg] = np.einsum(
+                "nchwij,fcij->nfhw", win[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg], optimize=True
+            )
+        if b is not None:
+            y += b[None, :, None, None]
+        return y
+
+    def conv2d_backward_input(
+        self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """Gradient of :meth:`conv2d` with respect to its input ``x``."""
+        x_like = np.empty((1, int(x_shape[1]), int(x_shape[2]), int(x_shape[3])), dtype=w.dtype)
+        x_like.fill(0)
+        stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
+        self._check_array(dy, "dy", 4, w.dtype)
+        w = self._masked(w, connections)
+        n, c, h, wd = (int(s) for s in x_shape)
+        f, cg, kh, kw = w.shape
+        fg = f // groups
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
+        if tuple(dy.shape) != (n, f, oh, ow):
+            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        sh, sw = stride
+        dxp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), dtype=dy.dtype)
+        for g in range(groups):
+            dyg = dy[:, g * fg:(g + 1) * fg]
+            for i in range(kh):
+                for j in range(kw):
+                    dxp[:, g * cg:(g + 1) * cg, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.einsum(
+                        "nfhw,fc->nchw", dyg, w[g * fg:(g + 1) * fg, :, i, j]
+                    )
+        return np.ascontiguousarray(dxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd])
+
+    def conv2d_backward_weights(
+        self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> tuple[Array, Array]:
+        """Gradients of :meth:`conv2d` with respect to ``w`` and ``b``: ``(dw, db)``.
+
+        With a connection table, ``dw`` is zero where the table is 0.
+        """
+        w_like = np.zeros(tuple(int(s) for s in w_shape), dtype=x.dtype)
+        stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
+        self._check_array(dy, "dy", 4, x.dtype)
+        n, c, h, wd = x.shape
+        f, cg, kh, kw = w_like.shape
+        fg = f // groups
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
+        if tuple(dy.shape) != (n, f, oh, ow):
+            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        sh, sw = stride
+        xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+        dw = np.zeros_like(w_like)
+        for g in range(groups):
+            dyg = dy[:, g * fg:(g + 1) * fg]
+            for i in range(kh):
+                for j in range(kw):
+                    dw[g * fg:(g + 1) * fg, :, i, j] = np.einsum(
+                        "nfhw,nchw->fc", dyg, xp[:, g * cg:(g + 1) * cg, i:i + sh * oh:sh, j:j + sw * ow:sw]
+                    )
+        dw = self._masked(dw, connections)
+        db = dy.sum(axis=(0, 2, 3))
+        return dw, db
+
+    # ----------------------------------------------------------------- pooling
+    def maxpool2d(self, x: Array, size: Any, stride: Any = None) -> tuple[Array, Array]:
+        """Max pooling; returns ``(y, argmax)``.
+
+        ``argmax`` (int64, same shape as ``y``) holds for each output the
+        flat index ``row * width + col`` of the chosen input within its
+        ``(height, width)`` plane; ties go to the first maximum in row-major
+        order of the window.
+        """
+        size, stride = self.check_pool2d(x, size, stride)
+        n, c, h, w = x.shape
+        win = sliding_window_view(x, size, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        oh, ow = win.shape[2], win.shape[3]
+        flat = win.reshape(n, c, oh, ow, size[0] * size[1])
+        a = flat.argmax(axis=-1)
+        y = np.take_along_axis(flat, a[..., None], axis=-1)[..., 0]
+        rows = np.arange(oh)[:, None] * stride[0] + a // size[1]
+        cols = np.arange(ow)[None, :] * stride[1] + a % size[1]
+        return np.ascontiguousarray(y), (rows * w + cols).astype(np.int64)
+
+    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> Array:
+        """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
+        self._check_array(dy, "dy", 4)
+        n, c, h, w = (int(s) for s in x_shape)
+        if tuple(argmax.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != (n, c):
+            raise ValueError(
+                f"dy and argmax must have the same shape (n={n}, c={c}, ...). "
+                f"Received: dy.shape={tuple(dy.shape)}, argmax.shape={tuple(argmax.shape)}"
+            )
+        am = np.asarray(self.to_numpy(argmax))
+        if am.size and (am.min() < 0 or am.max() >= h * w):
+            raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
+        dx = np.zeros((n * c, h * w), dtype=dy.dtype)
+        np.add.at(dx, (np.arange(n * c)[:, None], am.reshape(n * c, -1)), dy.reshape(n * c, -1))
+        return dx.reshape(n, c, h, w)
+
+    def meanpool2d(self, x: Array, size: Any, stride: Any = None) -> Array:
+        """Mean pooling over ``size`` windows."""
+        size, stride = self.check_pool2d(x, size, stride)
+        win = sliding_window_view(x, size, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        return np.ascontiguousarray(win.mean(axis=(-2, -1), dtype=x.dtype))
+
+    def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> Array:
+        """Gradient of :meth:`meanpool2d`."""
+        self._check_array(dy, "dy", 4)
+        size = normalize_pair(size, "size")
+        stride = size if stride is None else normalize_pair(stride, "stride")
+        n, c, h, w = (int(s) for s in x_shape)
+        oh, ow = pool2d_output_shape((h, w), size, stride)
+        if tuple(dy.shape) != (n, c, oh, ow):
+            raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        dx = np.zeros((n, c, h, w), dtype=dy.dtype)
+        share = dy / dy.dtype.type(size[0] * size[1])
+        for i in range(size[0]):
+            for j in range(size[1]):
+                dx[:, :, i:i + stride[0] * oh:stride[0], j:j + stride[1] * ow:stride[1]] += share
+        return dx
+
+    # --------------------------------------------------------------------- RBM
+    def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
+        """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
+        return self.sigmoid(self.gemm(v, W, trans2=True) + bh)
+
+    def rbm_visible_means(self, h: Array, W: Array, bv: Array, visible: str) -> Array:
+        """Mean of the visible units given ``h``: sigmoid (Bernoulli) or linear (Gaussian, unit variance)."""
+        act = self.gemm(h, W) + bv
+        return self.sigmoid(act) if visible == "bernoulli" else act
+
+    def rbm_sample_visible(self, h: Array, W: Array, bv: Array, visible: str, rng: Any) -> Array:
+        """Sample the visible units given ``h``."""
+        mean = self.rbm_visible_means(h, W, bv, visible)
+        if visible == "bernoulli":
+            return self.bernoulli(mean, rng)
+        return mean + self.random_normal(rng, mean.shape, mean.dtype)
+
+    def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> Array:
+        """Free energy ``F(v)`` per row, so that ``p(v) = exp(-F(v)) / Z``."""
+        hidden = self.softplus(self.gemm(v, W, trans2=True) + bh).sum(axis=1)
+        if visible == "bernoulli":
+            return -(v @ bv) - hidden
+        return 0.5 * ((v - bv) ** 2).sum(axis=1) - hidden
+
+    def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> Array:
+        """Run ``steps`` full steps of block Gibbs sampling v → h → v; return the visible samples."""
+        for _ in range(steps):
+            h = self.bernoulli(self.rbm_hidden_probs(v, W, bh), rng)
+            v = self.rbm_sample_visible(h, W, bv, visible, rng)
+        return v
+
+    def cd_epoch(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+        k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
+        visible: str, rng: Any, chain: Array | None = None,
+    ) -> float:
+        """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order.
+
+        Updates ``W``, ``bh``, ``bv`` and the momentum buffers ``dW``, ``dbh``,
+        ``dbv`` in place.  Per mini-batch ``v0`` of ``m`` rows:
+
+        * ``ph0 = sigmoid(v0 W^T + bh)``; the negative chain starts from
+          ``h ~ Bernoulli(ph0)`` (CD) or from the persistent hidden states
+          ``chain[:m]`` (PCD).
+        * ``k`` times: ``vk = visible means given h`` (probabilities, as
+          Hinton's practical guide advises); ``phk = sigmoid(vk W^T + bh)``;
+          ``h ~ Bernoulli(phk)``.  With PCD the last ``h`` goes back to
+          ``chain[:m]``.
+        * ``dW = momentum dW + lr ((ph0^T v0 - phk^T vk) / m - weight_decay W)``;
+          ``W += dW``; likewise for the biases (no decay).
+
+        Returns the mean squared reconstruction error per sample,
+        ``sum((v0 - vk)**2) / n_samples``.
+        """
+        n = X.shape[0]
+        err = 0.0
+        for start in range(0, n, batch_size):
+            v0 = X[start:start + batch_size]
+            m = v0.shape[0]
+            ph0 = self.rbm_hidden_probs(v0, W, bh)
+            h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
+            for _ in range(k):
+                vk = self.rbm_visible_means(h, W, bv, visible)
+                phk = self.rbm_hidden_probs(vk, W, bh)
+                h = self.bernoulli(phk, rng)
+            if chain is not None:
+                chain[:m] = h
+            scale = learning_rate / m
+            dW *= momentum
+            dW += scale * (self.gemm(ph0, v0, trans1=True) - self.gemm(phk, vk, trans1=True))
+            dW -= (learning_rate * weight_decay) * W
+            W += dW
+            dbh *= momentum
+            dbh += scale * (ph0.sum(axis=0) - phk.sum(axis=0))
+            bh += dbh
+            dbv *= momentum
+            dbv += scale * (v0.sum(axis=0) - vk.sum(axis=0))
+            bv += dbv
+            diff = v0 - vk
+            err += float((diff * diff).sum())
+        return err / n
