@@ -200,9 +200,13 @@ class PluginManager:
             if self._loaded:
                 return self
             for name, module_path in self.builtins:
+                if self._seen(name):
+                    continue
                 self._load_one(name, f"built-in ({module_path})", lambda m=module_path: importlib.import_module(m))
             if self.autoload:
                 for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                    if self._seen(ep.name):
+                        continue
                     dist = getattr(ep, "dist", None)
                     where = f"entry point {ep.value}"
                     if dist is not None:
@@ -210,6 +214,20 @@ class PluginManager:
                     self._load_one(ep.name, where, ep.load)
             self._loaded = True
         return self
+
+    def _seen(self, name: str) -> bool:
+        """True when an earlier :meth:`load` that a strict-mode error interrupted handled ``name``.
+
+        Such a load resumes where it stopped instead of reporting the plugins
+        it already loaded as duplicates; in strict mode the broken plugin's
+        own error is raised again, so every lookup names the real culprit.
+        """
+        info = self._info.get(name)
+        if info is None:
+            return False
+        if info.error is not None and self.strict:
+            raise info.error
+        return True
 
     def register(self, plugin: object, name: str | None = None, *, source: str = "registered at run time") -> str:
         """Register a plugin object (module or instance) now and run its hooks.
