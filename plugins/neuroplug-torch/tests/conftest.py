@@ -1,0 +1,29 @@
+"""Fixtures for the torch backend's tests: TorchOps on every device this machine has."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from neuroplug.ops import Ops  # noqa: E402
+from neuroplug_torch import TorchOps  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def tops(request):
+    """A TorchOps on each available device (CPU always; CUDA where present)."""
+    return TorchOps(request.param)
+
+
+@pytest.fixture
+def ref():
+    """The NumPy reference backend."""
+    return Ops()
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
