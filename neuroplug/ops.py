@@ -561,3 +561,216 @@ class Ops:
             diff = v0 - vk
             err += float((diff * diff).sum())
         return err / n
+
+    # ----------------------------------------------------------------- ConvRBM
+    # Convolutional RBMs with probabilistic max-pooling (Lee, Grosse, Ranganath
+    # & Ng, ICML 2009).  Visible v (n, C, H, W); filters W (F, C // groups, kh,
+    # kw) and hidden biases bh (F,) as a Conv2D layer's "W" and "b"; visible
+    # biases bv (C,) shared over each channel.  The detection layer's input is
+    # conv2d(v, W, bh) (any stride / padding / groups / connection table), the
+    # visible layer's input the transposed convolution conv2d_backward_input(h,
+    # W, v.shape) + bv.  Detection maps are cut into pool_size blocks (the last
+    # row and column of blocks are partial when the map size is not a
+    # multiple): each block is one multinomial unit with the states "unit i on"
+    # (logit I_i) and "all off" (logit 0), so at most one detection unit per
+    # block is on and the pooling unit is on exactly when one of them is.
+    def check_crbm_pool(self, x: Array, name: str, pool_size: Any) -> tuple[int, int]:
+        """Validate a detection-layer array ``x`` (4-D float) and return ``pool_size`` as a pair."""
+        self._check_array(x, name, 4)
+        return normalize_pair(pool_size, "pool_size")
+
+    @staticmethod
+    def crbm_pool_shape(hw: Sequence[int], pool_size: Sequence[int]) -> tuple[int, int]:
+        """Pooling-layer size: ``ceil(hw / pool_size)`` (partial blocks at the far edges count)."""
+        return (-(-int(hw[0]) // int(pool_size[0])), -(-int(hw[1]) // int(pool_size[1])))
+
+    def _crbm_blocks(self, x: Array, pool: tuple[int, int], fill: float) -> Array:
+        """``(n, c, H, W)`` -> ``(n, c, PH, PW, ph * pw)``, padding partial blocks with ``fill``."""
+        n, c, h, w = x.shape
+        PH, PW = self.crbm_pool_shape((h, w), pool)
+        xp = np.full((n, c, PH * pool[0], PW * pool[1]), fill, dtype=x.dtype)
+        xp[:, :, :h, :w] = x
+        return xp.reshape(n, c, PH, pool[0], PW, pool[1]).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, PH, PW, -1)
+
+    def _crbm_unblock(self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]) -> Array:
+        """Inverse of :meth:`_crbm_blocks` (drops the padding)."""
+        n, c, PH, PW, _ = blocks.shape
+        x = blocks.reshape(n, c, PH, PW, pool[0], pool[1]).transpose(0, 1, 2, 4, 3, 5)
+        return np.ascontiguousarray(x.reshape(n, c, PH * pool[0], PW * pool[1])[:, :, :hw[0], :hw[1]])
+
+    def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[Array, Array]:
+        """Probabilistic max-pooling posteriors from the detection pre-activations ``pre``.
+
+        Returns ``(h_probs, p_probs)``: ``h_probs`` (shape of ``pre``) is
+        ``P(h_i = 1 | v) = exp(I_i) / (1 + sum_{j in block} exp(I_j))`` and
+        ``p_probs`` (shape ``(n, F, ceil(H / ph), ceil(W / pw))``) is the
+        probability that the block's pooling unit is on, ``1 - P(all off)``.
+        """
+        pool = self.check_crbm_pool(pre, "pre", pool_size)
+        blocks = self._crbm_blocks(pre, pool, -np.inf)
+        # Shift by the largest logit, the off state's 0 included, so exp never overflows.
+        peak = np.maximum(blocks.max(axis=-1), 0)
+        e = np.exp(blocks - peak[..., None])
+        on = e.sum(axis=-1)
+        denom = np.exp(-peak) + on
+        h_probs = self._crbm_unblock(e / denom[..., None], tuple(pre.shape[2:]), pool)
+        # sum(e) / denom rather than 1 - P(off): no cancellation when the block is almost surely off.
+        return h_probs, np.ascontiguousarray(on / denom)
+
+    def crbm_sample_hidden(self, h_probs: Array, pool_size: Any, rng: Any) -> Array:
+        """Sample the detection units given their block posteriors ``h_probs``.
+
+        One uniform ``u`` per block is drawn with ``random_uniform(rng, (n, F,
+        PH, PW), dtype)``; the block's state is the first unit (row-major
+        within the block) whose cumulative probability exceeds ``u``, or "all
+        off" when none does.  So at most one unit per block is on.
+        """
+        pool = self.check_crbm_pool(h_probs, "h_probs", pool_size)
+        n, f, h, w = h_probs.shape
+        PH, PW = self.crbm_pool_shape((h, w), pool)
+        u = self.random_uniform(rng, (n, f, PH, PW), h_probs.dtype)
+        cum = np.cumsum(self._crbm_blocks(h_probs, pool, 0.0), axis=-1)
+        # Index of the first cumulative probability above u (ph * pw means "off").
+        chosen = (cum <= u[..., None]).sum(axis=-1)
+        onehot = (np.arange(pool[0] * pool[1]) == chosen[..., None]).astype(h_probs.dtype)
+        return self._crbm_unblock(onehot, (h, w), pool)
+
+    def crbm_visible_means(
+        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """Mean of the visible units given detection states ``h``.
+
+        ``conv2d_backward_input(h, W, v_shape) + bv`` (per channel), through a
+        sigmoid for ``visible="bernoulli"``; linear (unit variance) for ``"gaussian"``.
+        """
+        self._check_crbm_visible(visible)
+        act = self.conv2d_backward_input(
+            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+        )
+        self._check_crbm_bv(bv, act)
+        act = act + bv[None, :, None, None]
+        return self.sigmoid(act) if visible == "bernoulli" else act
+
+    @staticmethod
+    def _check_crbm_visible(visible: Any) -> None:
+        if visible not in ("bernoulli", "gaussian"):
+            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+
+    def _check_crbm_bv(self, bv: Array, v: Array) -> None:
+        """``bv`` must hold one bias per channel of the visible array ``v``."""
+        self._check_array(bv, "bv", 1, v.dtype)
+        if int(bv.shape[0]) != int(v.shape[1]):
+            raise ValueError(
+                f"bv must have one entry per visible channel ({int(v.shape[1])}). Received: bv.shape={tuple(bv.shape)}"
+            )
+
+    def crbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """Free energy ``F(v)`` per sample, ``p(v) = exp(-F(v)) / Z``.
+
+        The blocks are independent given ``v``, so summing each block's
+        states gives ``F(v) = visible term - sum_blocks log(1 + sum_i exp(I_i))``
+        with the visible term ``-sum_c bv_c sum v_c`` (Bernoulli) or
+        ``0.5 ||v - bv||^2`` (Gaussian).
+        """
+        self._check_crbm_visible(visible)
+        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        self._check_crbm_bv(bv, v)
+        pool = self.check_crbm_pool(pre, "pre", pool_size)
+        blocks = self._crbm_blocks(pre, pool, -np.inf)
+        peak = np.maximum(blocks.max(axis=-1), 0)
+        log_z = peak + np.log(np.exp(-peak) + np.exp(blocks - peak[..., None]).sum(axis=-1))
+        hidden = log_z.reshape(log_z.shape[0], -1).sum(axis=1)
+        if visible == "bernoulli":
+            return -(v.sum(axis=(2, 3)) @ bv) - hidden
+        return 0.5 * ((v - bv[None, :, None, None]) ** 2).sum(axis=(1, 2, 3)) - hidden
+
+    def check_crbm_cd(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *, k: Any,
+        batch_size: Any, visible: Any, pool_size: Any,
+    ) -> tuple[int, int, tuple[int, int]]:
+        """Validate :meth:`crbm_cd_epoch`'s arrays and counts; return ``(k, batch_size, pool_size)``."""
+        self._check_array(X, "X", 4)
+        self._check_array(W, "W", 4, X.dtype)
+        for name, arr, shape in (
+            ("bh", bh, (int(W.shape[0]),)), ("bv", bv, (int(X.shape[1]),)), ("dW", dW, tuple(W.shape)),
+            ("dbh", dbh, (int(W.shape[0]),)), ("dbv", dbv, (int(X.shape[1]),)),
+        ):
+            self._check_array(arr, name, len(shape), X.dtype)
+            if tuple(arr.shape) != tuple(shape):
+                raise ValueError(f"{name} must have shape {tuple(shape)}. Received: {name}.shape={tuple(arr.shape)}")
+        for name, value in (("k", k), ("batch_size", batch_size)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+        self._check_crbm_visible(visible)
+        return int(k), int(batch_size), normalize_pair(pool_size, "pool_size")
+
+    def crbm_cd_epoch(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+        k: int, pool_size: Any, learning_rate: float, momentum: float, weight_decay: float,
+        sparsity_target: float, sparsity_cost: float, batch_size: int, visible: str, rng: Any,
+        stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> float:
+        """One epoch of CD-k for a convolutional RBM with probabilistic max-pooling.
+
+        Updates ``W``, ``bh``, ``bv`` and the momentum buffers ``dW``, ``dbh``,
+        ``dbv`` in place, mini-batch by mini-batch in row order.  Per batch
+        ``v0`` of ``m`` images with ``P = m * OH * OW`` detection positions per
+        filter and ``Q = m * H * W`` visible positions per channel:
+
+        * ``ph0 = crbm_pool_probs(conv2d(v0, W, bh))``; ``h ~ crbm_sample_hidden(ph0)``.
+        * ``k`` times: ``vk = crbm_visible_means(h)`` (means, as for the dense
+          RBM); ``phk = crbm_pool_probs(conv2d(vk, W, bh))``; a new ``h`` is
+          sampled from ``phk`` except after the last step (it would be unused).
+        * Statistics ``<v h>`` come from ``conv2d_backward_weights``, so the
+          gradients are averages over samples *and* positions (the learning
+          rate does not depend on the image size):
+          ``dW = momentum dW + lr ((G(ph0, v0) - G(phk, vk)) / P - weight_decay W)``;
+          ``dbh = momentum dbh + lr ((sum ph0 - sum phk) / P + sparsity_cost (sparsity_target - mean ph0))``
+          (the sparsity term of Lee et al. 2008 pulls each filter's mean
+          detection probability towards the target);
+          ``dbv = momentum dbv + lr (sum v0 - sum vk) / Q``.  Then ``W += dW``
+          etc.
+
+        Every step goes through ``self.conv2d*``, ``self.crbm_*`` and
+        ``self.sigmoid``, so a backend that compiles those runs this loop at
+        compiled speed.  Returns the mean squared reconstruction error per
+        image, ``sum((v0 - vk)**2) / n``.
+        """
+        k, batch_size, pool = self.check_crbm_cd(
+            X, W, bh, bv, dW, dbh, dbv, k=k, batch_size=batch_size, visible=visible, pool_size=pool_size
+        )
+        conv = dict(stride=stride, padding=padding, groups=groups, connections=connections)
+        n = int(X.shape[0])
+        err = 0.0
+        for start in range(0, n, batch_size):
+            v0 = X[start:start + batch_size]
+            m = int(v0.shape[0])
+            ph0, _ = self.crbm_pool_probs(self.conv2d(v0, W, bh, **conv), pool)
+            h = self.crbm_sample_hidden(ph0, pool, rng)
+            for step in range(k):
+                vk = self.crbm_visible_means(h, W, bv, v0.shape, visible, **conv)
+                phk, _ = self.crbm_pool_probs(self.conv2d(vk, W, bh, **conv), pool)
+                if step + 1 < k:
+                    h = self.crbm_sample_hidden(phk, pool, rng)
+            gW0, gb0 = self.conv2d_backward_weights(ph0, v0, W.shape, **conv)
+            gWk, gbk = self.conv2d_backward_weights(phk, vk, W.shape, **conv)
+            n_hidden = m * int(ph0.shape[2]) * int(ph0.shape[3])
+            n_visible = m * int(v0.shape[2]) * int(v0.shape[3])
+            dW *= momentum
+            dW += (learning_rate / n_hidden) * (gW0 - gWk)
+            dW -= (learning_rate * weight_decay) * W
+            W += dW
+            dbh *= momentum
+            dbh += (learning_rate / n_hidden) * (gb0 - gbk)
+            dbh += (learning_rate * sparsity_cost) * (sparsity_target - gb0 / n_hidden)
+            bh += dbh
+            dbv *= momentum
+            dbv += (learning_rate / n_visible) * (v0.sum(axis=(0, 2, 3)) - vk.sum(axis=(0, 2, 3)))
+            bv += dbv
+            diff = v0 - vk
+            err += float((diff * diff).sum())
+        return err / n
