@@ -48,7 +48,7 @@ def neuroplug_register_pretrainers(register: "Register") -> None:
 
     :param register: call ``register(name, pretrainer_class)``.  The class
         must subclass :class:`neuroplug.pretrain.Pretrainer` and implement
-        ``pretrain(network, X, *, ops, random_state, verbose)``.
+        ``pretrain(network, X, *, random_state=None, verbose=0)``.
 
     Results: none are combined; every implementation runs.  Duplicate names
     are rejected as for layers.
