@@ -562,6 +562,243 @@ class Ops:
             err += float((diff * diff).sum())
         return err / n
 
+    # --------------------------------------------------------------------- SBN
+    # Sigmoid belief nets (Neal 1992).  Layer 0 is the visible layer, layer L
+    # the top.  Parameters come as lists so that any depth is one call:
+    #   Wg[l] (n_{l+1}, n_l)  generative weights, layer l+1 -> layer l
+    #   bg[l] (n_l,)          generative biases for l = 0..L (bg[L] is the
+    #                          prior of the top layer: p(h_L=1) = sigmoid(bg[L]))
+    #   Wr[l] (n_l, n_{l+1})  recognition weights, layer l -> layer l+1
+    #                          (the shape of a Dense "W")
+    #   br[l] (n_{l+1},)      recognition biases
+    # A Bernoulli log-probability is computed from the logit a as
+    # x * a - softplus(a), which is exact for binary x, never takes log(0), and
+    # is the cross-entropy against a soft target x in [0, 1].
+    def check_sbn(
+        self, X: Array | None, Wg: Sequence[Array], bg: Sequence[Array],
+        Wr: Sequence[Array] | None = None, br: Sequence[Array] | None = None,
+    ) -> tuple[int, ...]:
+        """Validate SBN parameters (and data ``X``); return the layer sizes ``(n_0, ..., n_L)``.
+
+        With ``X=None`` the dtype is taken from ``Wg[0]``; with ``Wr=None``
+        only the generative half is checked.
+        """
+        for name, value in (("Wg", Wg), ("bg", bg), ("Wr", Wr), ("br", br)):
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise TypeError(f"{name} must be a list of arrays. Received: {name} of type {type(value).__name__}")
+        if len(Wg) < 1:
+            raise ValueError("Wg must hold at least one weight matrix. Received: Wg=[]")
+        n_layers = len(Wg)
+        if len(bg) != n_layers + 1:
+            raise ValueError(
+                f"bg must hold one bias per layer, visible and top included ({n_layers + 1}). Received: len(bg)={len(bg)}"
+            )
+        if (Wr is None) != (br is None):
+            raise ValueError("Wr and br must be given together.")
+        if Wr is not None and (len(Wr) != n_layers or len(br) != n_layers):
+            raise ValueError(
+                f"Wr and br must hold one entry per hidden layer ({n_layers}). "
+                f"Received: len(Wr)={len(Wr)}, len(br)={len(br)}"
+            )
+        if X is not None:
+            self._check_array(X, "X", 2)
+        dtype = X.dtype if X is not None else Wg[0].dtype
+        for l, w in enumerate(Wg):
+            self._check_array(w, f"Wg[{l}]", 2, dtype)
+        sizes = [int(Wg[0].shape[1])] + [int(w.shape[0]) for w in Wg]
+        for l in range(1, n_layers):
+            if int(Wg[l].shape[1]) != sizes[l]:
+                raise ValueError(
+                    f"Wg[{l}] must have shape (n_{l + 1}, n_{l}) with n_{l} = {sizes[l]} from Wg[{l - 1}]. "
+                    f"Received: Wg[{l}].shape={tuple(Wg[l].shape)}"
+                )
+        if X is not None and int(X.shape[1]) != sizes[0]:
+            raise ValueError(
+                f"X must have {sizes[0]} columns (the visible units of Wg[0]). Received: X.shape={tuple(X.shape)}"
+            )
+        for l, b in enumerate(bg):
+            self._check_array(b, f"bg[{l}]", 1, dtype)
+            if int(b.shape[0]) != sizes[l]:
+                raise ValueError(f"bg[{l}] must have shape ({sizes[l]},). Received: bg[{l}].shape={tuple(b.shape)}")
+        if Wr is not None:
+            for l in range(n_layers):
+                self._check_array(Wr[l], f"Wr[{l}]", 2, dtype)
+                if tuple(int(s) for s in Wr[l].shape) != (sizes[l], sizes[l + 1]):
+                    raise ValueError(
+                        f"Wr[{l}] must have shape {(sizes[l], sizes[l + 1])}. Received: Wr[{l}].shape={tuple(Wr[l].shape)}"
+                    )
+                self._check_array(br[l], f"br[{l}]", 1, dtype)
+                if int(br[l].shape[0]) != sizes[l + 1]:
+                    raise ValueError(
+                        f"br[{l}] must have shape ({sizes[l + 1]},). Received: br[{l}].shape={tuple(br[l].shape)}"
+                    )
+        return tuple(sizes)
+
+    @staticmethod
+    def _check_sbn_int(value: Any, name: str) -> int:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+        return int(value)
+
+    @classmethod
+    def _check_sbn_epoch_args(cls, learning_rate: Any, batch_size: Any, n_importance_samples: Any) -> tuple[float, int, int]:
+        if (
+            not isinstance(learning_rate, numbers.Real) or isinstance(learning_rate, bool)
+            or not np.isfinite(learning_rate) or learning_rate <= 0
+        ):
+            raise ValueError(f"learning_rate must be a finite number > 0. Received: learning_rate={learning_rate!r}")
+        return (
+            float(learning_rate),
+            cls._check_sbn_int(batch_size, "batch_size"),
+            cls._check_sbn_int(n_importance_samples, "n_importance_samples"),
+        )
+
+    def _bernoulli_logpmf_rows(self, x: Array, logits: Array) -> Array:
+        """Per-row ``sum_j log Bernoulli(x_j | sigmoid(a_j))`` = ``sum_j x_j a_j - softplus(a_j)``."""
+        return (x * logits - self.softplus(logits)).sum(axis=1)
+
+    def sbn_sample(self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any) -> list[Array]:
+        """Ancestral samples of every layer; returns ``[s_0, ..., s_L]`` (``s_0`` visible).
+
+        Random draws, in this order: ``(n_samples, n_L)`` uniforms for the
+        top layer from its prior ``sigmoid(bg[L])``, then for ``l = L-1 ... 0``
+        ``(n_samples, n_l)`` uniforms for ``s_l ~ Bernoulli(sigmoid(s_{l+1} Wg[l] + bg[l]))``.
+        """
+        self.check_sbn(None, Wg, bg)
+        n_samples = self._check_sbn_int(n_samples, "n_samples")
+        n_layers = len(Wg)
+        top = np.ascontiguousarray(np.broadcast_to(self.sigmoid(bg[n_layers]), (n_samples, bg[n_layers].shape[0])))
+        samples = [self.bernoulli(top, rng)]
+        for l in range(n_layers - 1, -1, -1):
+            samples.append(self.bernoulli(self.sigmoid(self.affine(samples[-1], Wg[l], bg[l])), rng))
+        return samples[::-1]
+
+    def sbn_log_importance_weights(
+        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
+        *, n_samples: int, rng: Any,
+    ) -> Array:
+        """Log importance weights ``log p(x, h^k) - log q(h^k | x)``, shape ``(n, n_samples)``.
+
+        ``h^k`` is drawn from the recognition network, layer by layer:
+        ``h_{l+1} ~ Bernoulli(sigmoid(h_l Wr[l] + br[l]))`` with ``h_0 = x``.
+        ``logsumexp(row) - log(n_samples)`` is then an importance-sampled
+        estimate of ``log p(x)`` whose expectation is below ``log p(x)``.
+
+        The uniforms are **common random numbers**: one ``(n_samples, n_l)``
+        block per hidden layer ``l = 1 ... L`` is drawn (in that order) and
+        shared by every row of ``X``, so a row's result depends only on the
+        row and the generator's state, not on the other rows or their order.
+        Each row's ``n_samples`` draws are still independent of each other.
+        """
+        sizes = self.check_sbn(X, Wg, bg, Wr, br)
+        n_samples = self._check_sbn_int(n_samples, "n_samples")
+        n_layers = len(Wg)
+        n = X.shape[0]
+        uniforms = [self.random_uniform(rng, (n_samples, sizes[l]), X.dtype) for l in range(1, n_layers + 1)]
+        h = [np.repeat(X, n_samples, axis=0)]  # row i * n_samples + k holds x_i
+        log_q = 0
+        for l in range(n_layers):
+            a = self.affine(h[l], Wr[l], br[l])
+            h.append((np.tile(uniforms[l], (n, 1)) < self.sigmoid(a)).astype(X.dtype))
+            log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
+        prior = np.broadcast_to(bg[n_layers], h[n_layers].shape)
+        log_p = self._bernoulli_logpmf_rows(h[n_layers], prior)
+        for l in range(n_layers):
+            log_p = log_p + self._bernoulli_logpmf_rows(h[l], self.affine(h[l + 1], Wg[l], bg[l]))
+        return np.ascontiguousarray((log_p - log_q).reshape(n, n_samples))
+
+    def sbn_wake_sleep_epoch(
+        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
+        *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+    ) -> float:
+        """One epoch of (reweighted) wake-sleep over ``X`` in row order; updates all parameters in place.
+
+        Per mini-batch ``x`` of ``m`` rows, with ``K = n_importance_samples``
+        and ``step = learning_rate / m``:
+
+        **Wake** (Hinton, Dayan, Frey & Neal 1995; reweighted with ``K > 1``,
+        Bornschein & Bengio 2015).  Each row is repeated ``K`` times (row
+        ``i K + k``) and every hidden layer is sampled bottom-up from the
+        recognition network, ``h_{l+1} ~ Bernoulli(sigmoid(h_l Wr[l] + br[l]))``
+        (draws: ``(m K, n_l)`` uniforms for ``l = 1 ... L``).  The log weights
+        ``log w = log p(x, h) - log q(h | x)`` are normalised over each row's
+        ``K`` samples, ``omega = softmax(log w)`` (exactly 1 when ``K = 1``).
+        The generative parameters take a step along the omega-weighted
+        gradient of ``log p(x, h)``:
+        ``d_l = omega (h_l - sigmoid(h_{l+1} Wg[l] + bg[l]))``,
+        ``Wg[l] += step h_{l+1}^T d_l``, ``bg[l] += step sum(d_l)``, and
+        ``bg[L] += step sum(omega (h_L - sigmoid(bg[L])))``, all computed
+        before any of them changes.  When ``K > 1`` the recognition
+        parameters then take half a step along the omega-weighted gradient of
+        ``log q(h | x)`` (the "q-wake" update): ``e_l = omega (h_{l+1} -
+        sigmoid(h_l Wr[l] + br[l]))``, ``Wr[l] += step / 2 h_l^T e_l``,
+        ``br[l] += step / 2 sum(e_l)``.
+
+        **Sleep**.  ``m`` fantasies are drawn from the updated generative
+        model with :meth:`sbn_sample` (its draws), and the recognition
+        parameters take a step (half a step when ``K > 1``, so that wake and
+        sleep updates of the recognition network are averaged) along the
+        gradient of ``log q(s_{1..L} | s_0)``: ``e_l = s_{l+1} -
+        sigmoid(s_l Wr[l] + br[l])``, ``Wr[l] += step' s_l^T e_l``,
+        ``br[l] += step' sum(e_l)``.
+
+        Returns the mean over ``X`` of the wake phase's estimate of
+        ``log p(x)`` before each batch's update: ``logsumexp(log w) - log K``
+        (for ``K = 1`` a one-sample estimate of the ELBO).
+        """
+        self.check_sbn(X, Wg, bg, Wr, br)
+        learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
+        n_layers = len(Wg)
+        n = X.shape[0]
+        total = 0.0
+        for start in range(0, n, batch_size):
+            x = X[start:start + batch_size]
+            m = x.shape[0]
+            step = learning_rate / m
+            q_step = step if K == 1 else step / 2
+
+            # Wake: sample h ~ q(h | x), K times per row.
+            h = [np.repeat(x, K, axis=0)]
+            q_logits = []
+            log_q = 0
+            for l in range(n_layers):
+                a = self.affine(h[l], Wr[l], br[l])
+                h.append(self.bernoulli(self.sigmoid(a), rng))
+                q_logits.append(a)
+                log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
+            log_p = self._bernoulli_logpmf_rows(h[n_layers], np.broadcast_to(bg[n_layers], h[n_layers].shape))
+            p_means = []
+            for l in range(n_layers):
+                a = self.affine(h[l + 1], Wg[l], bg[l])
+                p_means.append(self.sigmoid(a))
+                log_p = log_p + self._bernoulli_logpmf_rows(h[l], a)
+            log_w = (log_p - log_q).reshape(m, K)
+            peak = log_w.max(axis=1, keepdims=True)
+            lse = peak + np.log(np.exp(log_w - peak).sum(axis=1, keepdims=True))
+            total += float((lse - np.log(K)).sum())
+            omega = np.exp(log_w - lse).reshape(m * K, 1)
+
+            prior = self.sigmoid(bg[n_layers])
+            d_top = (omega * (h[n_layers] - prior)).sum(axis=0)
+            for l in range(n_layers):
+                d = omega * (h[l] - p_means[l])
+                Wg[l] += step * self.gemm(h[l + 1], d, trans1=True)
+                bg[l] += step * d.sum(axis=0)
+            bg[n_layers] += step * d_top
+            if K > 1:
+                for l in range(n_layers):
+                    e = omega * (h[l + 1] - self.sigmoid(q_logits[l]))
+                    Wr[l] += q_step * self.gemm(h[l], e, trans1=True)
+                    br[l] += q_step * e.sum(axis=0)
+
+            # Sleep: fantasies from the (updated) generative model train q.
+            s = self.sbn_sample(Wg, bg, m, rng)
+            for l in range(n_layers):
+                e = s[l + 1] - self.sigmoid(self.affine(s[l], Wr[l], br[l]))
+                Wr[l] += q_step * self.gemm(s[l], e, trans1=True)
+                br[l] += q_step * e.sum(axis=0)
+        return total / n
+
     # ----------------------------------------------------------------- ConvRBM
     # Convolutional RBMs with probabilistic max-pooling (Lee, Grosse, Ranganath
     # & Ng, ICML 2009).  Visible v (n, C, H, W); filters W (F, C // groups, kh,

@@ -6,3 +6,6 @@ from ..plugins import hookimpl
 @hookimpl
 def neuroplug_register_pretrainers(register):
     """Register the built-in pretrainers."""
+    from ..pretrain.sbn import SBNPretrainer
+
+    register("sbn", SBNPretrainer)

@@ -1,0 +1,216 @@
+"""The ``"sbn"`` pretrainer: dense layers initialised from a sigmoid belief net's recognition network.
+
+A sigmoid belief net trained by wake-sleep learns, beside its generative
+model, a bottom-up recognition network ``q(h_{l+1} | h_l) =
+sigmoid(h_l @ W_l + b_l)`` whose weights ``W_l`` have exactly the shape of a
+dense layer's ``W`` ``(n_in, n_out)``.  This pretrainer trains such a net on
+the inputs of the network's first dense layers and copies the recognition
+weights and biases into them.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..layers.dense import Dense
+from .base import Pretrainer
+
+__all__ = ["SBNPretrainer"]
+
+_FORWARD_BATCH = 256
+
+
+def _dense_run(layers: list[Any]) -> list[int]:
+    """Indices of the leading run of hidden dense layers.
+
+    The run starts at the first :class:`Dense` layer and goes on through
+    dense layers separated only by layers without parameters (activations,
+    dropout, flatten); it ends at the first other layer with parameters.  The
+    network's last layer with parameters is its output layer and is left out.
+    """
+    weighted = [i for i, layer in enumerate(layers) if getattr(layer, "params", None)]
+    run: list[int] = []
+    for i in weighted[:-1]:  # weighted[-1] is the output layer
+        if isinstance(layers[i], Dense):
+            run.append(i)
+        elif run:
+            break
+    return run
+
+
+class SBNPretrainer(Pretrainer):
+    """Initialise the leading hidden dense layers from a sigmoid belief net (``"sbn"``).
+
+    The inputs of the first hidden dense layer (``network.forward(X,
+    stop=i)``, flattened) are made into data in ``[0, 1]`` (see ``scaling``
+    and ``binarize``) and a :class:`~neuroplug.estimators.SigmoidBeliefNet`
+    is trained on them by wake-sleep, on the network's own backend.  Each
+    dense layer of the run then gets the recognition weights ``W`` (shape
+    ``(n_in, n_out)``) and biases ``b`` of the matching SBN layer.
+
+    The run of layers starts at the first dense layer and continues through
+    dense layers separated only by layers without parameters (activations,
+    dropout, flatten).  The network's last layer with parameters (the output
+    layer of a classifier) is left as initialised.
+
+    Parameters
+    ----------
+    mode : {"greedy", "joint"}, default="greedy"
+        ``"greedy"``: one single-hidden-layer SBN per dense layer, each
+        trained on the recognition probabilities of the one below (as a
+        deep belief net is stacked).  ``"joint"``: one SBN with as many
+        hidden layers as the run, trained as a whole.
+    learning_rate : float, default=0.1
+        Wake-sleep step size.
+    batch_size : int, default=20
+        Rows per wake-sleep mini-batch.
+    max_iter : int, default=5
+        Epochs per SBN (per layer in greedy mode).
+    n_importance_samples : int, default=1
+        ``K`` of reweighted wake-sleep (``1``: classic wake-sleep).
+    scaling : {"auto", "minmax", "none"}, default="auto"
+        How the first dense layer's inputs become SBN data: ``"none"``
+        uses them as they are (they must lie in ``[0, 1]``: pixels, or the
+        output of a sigmoid); ``"minmax"`` rescales every input feature to
+        ``[0, 1]`` over ``X`` and folds the rescaling into the first dense
+        layer's weights and bias, so that the layer computes the SBN's
+        recognition pre-activations on the raw inputs; ``"auto"`` rescales
+        only when some input lies outside ``[0, 1]`` (after a ReLU, say).
+    binarize : float or None, default=None
+        When a float, the (scaled) inputs of the first dense layer are
+        turned into binary data ``x > binarize`` for the SBN; ``None`` keeps
+        them as Bernoulli probabilities (soft targets).  Higher layers always
+        learn from probabilities, and the network itself still receives the
+        unbinarized inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroplug.backends import get_ops
+    >>> from neuroplug.layers.dense import Dense
+    >>> from neuroplug.layers.activations import Sigmoid
+    >>> from neuroplug.network import Network
+    >>> from neuroplug.pretrain.sbn import SBNPretrainer
+    >>> X = (np.random.default_rng(0).random((100, 16)) < 0.3).astype(np.float32)
+    >>> net = Network([Dense(8), Sigmoid(), Dense(3)], (16,), get_ops("numpy"), rng=0)
+    >>> SBNPretrainer(max_iter=2).pretrain(net, X, random_state=0)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "greedy",
+        learning_rate: float = 0.1,
+        batch_size: int = 20,
+        max_iter: int = 5,
+        n_importance_samples: int = 1,
+        scaling: str = "auto",
+        binarize: float | None = None,
+    ) -> None:
+        self.mode = mode
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.n_importance_samples = n_importance_samples
+        self.scaling = scaling
+        self.binarize = binarize
+
+    def _check_params(self) -> None:
+        if self.mode not in ("greedy", "joint"):
+            raise ValueError(f"mode must be 'greedy' or 'joint'. Received: mode={self.mode!r}")
+        if self.scaling not in ("auto", "minmax", "none"):
+            raise ValueError(f"scaling must be 'auto', 'minmax' or 'none'. Received: scaling={self.scaling!r}")
+        if self.binarize is not None and (
+            not isinstance(self.binarize, numbers.Real) or isinstance(self.binarize, bool)
+            or not np.isfinite(self.binarize)
+        ):
+            raise ValueError(f"binarize must be a finite number or None. Received: binarize={self.binarize!r}")
+        # The remaining hyper-parameters are validated by SigmoidBeliefNet.fit.
+
+    def _first_inputs(self, network: Any, X: np.ndarray, stop: int) -> np.ndarray:
+        """``network.forward(X, stop=stop)`` in batches, flattened, as float32 NumPy."""
+        ops = network.ops
+        out = []
+        for start in range(0, X.shape[0], _FORWARD_BATCH):
+            xb = ops.asarray(X[start:start + _FORWARD_BATCH], dtype=network.dtype)
+            out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=np.float32))
+        features = np.concatenate(out, axis=0)
+        return features.reshape(features.shape[0], -1)
+
+    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+        """Train an SBN on the first dense layers' inputs and copy its recognition weights into them.
+
+        Parameters
+        ----------
+        network : neuroplug.network.Network
+            An initialised network; its dense layers are overwritten in place.
+        X : ndarray of shape (n_samples, *network.input_shape)
+            Training inputs (labels are not used).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the SBN training.
+        verbose : int, default=0
+            Show the SBN's progress bars.
+        """
+        from ..estimators.sbn import SigmoidBeliefNet
+
+        self._check_params()
+        X = np.asarray(X)
+        if X.ndim < 2 or tuple(X.shape[1:]) != tuple(network.input_shape):
+            raise ValueError(
+                f"X must have shape (n, {', '.join(map(str, network.input_shape))}). Received: X.shape={X.shape}"
+            )
+        run = _dense_run(list(network.layers))
+        if not run:
+            warnings.warn(
+                "The 'sbn' pretrainer found no hidden dense layer to initialise (the last layer with "
+                "parameters is the output layer and is never pretrained); the network is unchanged.",
+                UserWarning, stacklevel=2,
+            )
+            return
+        rs = check_random_state(random_state)
+        data = self._first_inputs(network, X, run[0])
+        low, high = data.min(axis=0), data.max(axis=0)
+        rescale = self.scaling == "minmax" or (self.scaling == "auto" and (low.min() < 0 or high.max() > 1))
+        if rescale:
+            span = np.where(high > low, high - low, 1).astype(np.float32)
+            data = (data - low) / span
+        elif low.min() < 0 or high.max() > 1:
+            raise ValueError(
+                f"The 'sbn' pretrainer needs the inputs of dense layer {run[0]} in [0, 1] with scaling='none'; "
+                "use scaling='auto' or 'minmax' to rescale them. "
+                f"Received: inputs with min={float(low.min()):g}, max={float(high.max()):g}"
+            )
+        np.clip(data, 0, 1, out=data)  # rounding of the rescaling only
+
+        def make_sbn(sizes: tuple[int, ...], binarize: float | None) -> SigmoidBeliefNet:
+            return SigmoidBeliefNet(
+                hidden_layer_sizes=sizes, learning_rate=self.learning_rate, batch_size=self.batch_size,
+                max_iter=self.max_iter, n_importance_samples=self.n_importance_samples,
+                binarize=binarize, backend=network.ops, random_state=rs.randint(2**31 - 1),
+                verbose=verbose,
+            )
+
+        units = [int(network.layers[i].params["b"].shape[0]) for i in run]
+        weights: list[tuple[np.ndarray, np.ndarray]] = []
+        if self.mode == "joint":
+            sbn = make_sbn(tuple(units), self.binarize).fit(data)
+            weights = list(zip(sbn.recognition_weights_, sbn.recognition_biases_))
+        else:
+            inputs, binarize = data, self.binarize
+            for n_units in units:
+                sbn = make_sbn((n_units,), binarize).fit(inputs)
+                weights.append((sbn.recognition_weights_[0], sbn.recognition_biases_[0]))
+                # The next layer learns from this layer's recognition probabilities
+                # (only the first layer's inputs are ever binarized).
+                inputs, binarize = sbn.transform(inputs), None
+        if rescale:
+            # x' = (x - low) / span, so x' W + b = x (W / span) + (b - (low / span) W).
+            W, b = weights[0]
+            weights[0] = ((W / span[:, None]).astype(np.float32), (b - (low / span) @ W).astype(np.float32))
+        for i, (W, b) in zip(run, weights):
+            network.layers[i].set_weights({"W": W, "b": b})

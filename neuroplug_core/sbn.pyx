@@ -1,0 +1,648 @@
+# cython: language_level=3
+"""Sigmoid belief net kernels: a whole (reweighted) wake-sleep epoch, ancestral
+sampling and importance weights, each in one call without the GIL.
+
+The algorithms are those of the NumPy reference methods
+:meth:`neuroplug.ops.Ops.sbn_wake_sleep_epoch`, :meth:`~neuroplug.ops.Ops.sbn_sample`
+and :meth:`~neuroplug.ops.Ops.sbn_log_importance_weights`, step for step and
+draw for draw: uniforms come straight from a NumPy ``BitGenerator`` through
+its C API, in the reference's order and with NumPy's own conversions
+(``(next_uint32 >> 8) * 2**-24`` for float32, ``next_double`` for float64,
+which is what ``Generator.random(dtype=...)`` does), so a kernel reproduces
+the reference's samples exactly.  The generator's lock is held for the whole
+call.
+
+Layout (row-major, layer 0 visible, layer L top; see the reference):
+``Wg[l]`` is ``(n_{l+1}, n_l)``, ``bg[l]`` is ``(n_l,)`` for ``l = 0..L``,
+``Wr[l]`` is ``(n_l, n_{l+1})``, ``br[l]`` is ``(n_{l+1},)``.  The layer lists
+arrive as Python lists of arrays; their data pointers are gathered into C
+arrays before the GIL is released.
+
+Matrix products use SciPy's BLAS (``scipy.linalg.cython_blas``); element-wise
+work runs in OpenMP ``prange`` loops over rows, each row reducing into its own
+accumulator.  Nothing here validates its arguments:
+:class:`neuroplug.backends.cython_ops.CythonOps` checks shapes, dtypes,
+contiguity and writability first (DESIGN rule 4).
+"""
+
+cimport cython
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+from numpy.random cimport bitgen_t
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from ._fused cimport floating
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major ``C = alpha op(A) op(B) + beta C`` with ``C`` of shape ``(m, n)``.
+
+    BLAS is column-major and a row-major matrix is its column-major transpose,
+    so ``C^T = op(B)^T op(A)^T`` is computed with the operands swapped.
+    """
+    cdef char ta = b"T" if trans_b else b"N"
+    cdef char tb = b"T" if trans_a else b"N"
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda, &beta, c, &ldc)
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    # The two branches of the reference Ops.sigmoid: exp never overflows.
+    cdef floating e
+    if floating is float:
+        if x >= 0:
+            return 1 / (1 + expf(-x))
+        e = expf(x)
+    else:
+        if x >= 0:
+            return 1 / (1 + exp(-x))
+        e = exp(x)
+    return e / (1 + e)
+
+
+cdef inline floating _softplus(floating x) noexcept nogil:
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) without overflow.
+    if floating is float:
+        return (x if x > 0 else 0) + log1pf(expf(-fabsf(x)))
+    else:
+        return (x if x > 0 else 0) + log1p(exp(-fabs(x)))
+
+
+cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
+    """Fill ``out`` with uniforms in [0, 1) exactly as ``Generator.random(size, dtype)``."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if floating is float:
+            out[i] = <float> ((bg.next_uint32(bg.state) >> 8) * (1.0 / 16777216.0))
+        else:
+            out[i] = bg.next_double(bg.state)
+
+
+# Element-wise loops smaller than this run on one thread: an OpenMP region costs
+# microseconds, and far more when the cores are busy with other work.
+cdef enum:
+    PARALLEL_MIN_ELEMENTS = 32768
+
+
+cdef bitgen_t* _bitgen(object bit_generator) except NULL:
+    return <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+
+
+cdef int _pointers(list arrays, floating** out) except -1:
+    """Gather the data pointers of C-contiguous 1-D or 2-D arrays of the right dtype."""
+    cdef const floating[:, ::1] m2
+    cdef const floating[::1] m1
+    cdef Py_ssize_t i
+    for i in range(len(arrays)):
+        if arrays[i].ndim == 2:
+            m2 = arrays[i]
+            out[i] = <floating*> &m2[0, 0]
+        else:
+            m1 = arrays[i]
+            out[i] = <floating*> &m1[0]
+    return 0
+
+
+cdef class _Layers:
+    """C arrays of the data pointers of the layer lists, freed with the object."""
+
+    cdef void* Wg
+    cdef void* bg
+    cdef void* Wr
+    cdef void* br
+    cdef int* sizes
+    cdef int n_layers
+
+    def __cinit__(self, int n_layers):
+        self.n_layers = n_layers
+        self.Wg = malloc(n_layers * sizeof(double*))
+        self.bg = malloc((n_layers + 1) * sizeof(double*))
+        self.Wr = malloc(n_layers * sizeof(double*))
+        self.br = malloc(n_layers * sizeof(double*))
+        self.sizes = <int*> malloc((n_layers + 1) * sizeof(int))
+        if not (self.Wg and self.bg and self.Wr and self.br and self.sizes):
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.Wg)
+        free(self.bg)
+        free(self.Wr)
+        free(self.br)
+        free(self.sizes)
+
+
+cdef _Layers _gather(floating dummy, list Wg, list bg, list Wr, list br):
+    """Pointers to the parameters (``Wr``/``br`` may be ``None``) and the layer sizes."""
+    cdef int n_layers = len(Wg)
+    cdef _Layers layers = _Layers(n_layers)
+    cdef int l
+    _pointers(Wg, <floating**> layers.Wg)
+    _pointers(bg, <floating**> layers.bg)
+    if Wr is not None:
+        _pointers(Wr, <floating**> layers.Wr)
+        _pointers(br, <floating**> layers.br)
+    layers.sizes[0] = Wg[0].shape[1]
+    for l in range(n_layers):
+        layers.sizes[l + 1] = Wg[l].shape[0]
+    return layers
+
+
+# ---------------------------------------------------------------------------
+# Element-wise passes (parallel over rows)
+# ---------------------------------------------------------------------------
+cdef void _sample_from_logits(floating* logits, const floating* bias, floating* out_u,
+                              double* logpmf, int rows, int n, bint store_probs,
+                              int n_threads) noexcept nogil:
+    """Given logits (without bias) and uniforms already drawn into ``out_u``:
+    ``a = logits + bias``; ``out_u = u < sigmoid(a)``; ``logpmf[r] += sum_j h a - softplus(a)``;
+    ``logits`` becomes ``sigmoid(a)`` when ``store_probs`` (else is left holding ``a``)."""
+    cdef Py_ssize_t r, j, o
+    cdef floating a, q, h
+    cdef double acc
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+        acc = 0
+        for j in range(n):
+            o = r * n + j
+            a = logits[o] + bias[j]
+            q = _sigmoid(a)
+            h = 1 if out_u[o] < q else 0
+            out_u[o] = h
+            acc = acc + h * a - _softplus(a)
+            if store_probs:
+                logits[o] = q
+            else:
+                logits[o] = a
+        if logpmf != NULL:
+            logpmf[r] = logpmf[r] + acc
+
+
+cdef void _generative_logpmf(floating* logits, const floating* bias, const floating* target,
+                             int target_period, double* logpmf, int rows, int n,
+                             int n_threads) noexcept nogil:
+    """``a = logits + bias``; ``logpmf[r] += sum_j t_j a - softplus(a)`` with ``t`` row
+    ``r // target_period`` of ``target``; ``logits`` becomes ``sigmoid(a)``."""
+    cdef Py_ssize_t r, j, o, t
+    cdef floating a
+    cdef double acc
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+        acc = 0
+        t = (r // target_period) * n
+        for j in range(n):
+            o = r * n + j
+            a = logits[o] + bias[j]
+            acc = acc + target[t + j] * a - _softplus(a)
+            logits[o] = _sigmoid(a)
+        logpmf[r] = logpmf[r] + acc
+
+
+cdef void _prior_logpmf(const floating* h, const floating* bias, double* logpmf, int rows, int n,
+                        int n_threads) noexcept nogil:
+    """``logpmf[r] = sum_j h_j b_j - softplus(b_j)`` (the top layer's prior); overwrites."""
+    cdef Py_ssize_t r, j
+    cdef double acc, sp = 0
+    for j in range(n):
+        sp = sp + _softplus(bias[j])
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+        acc = 0
+        for j in range(n):
+            acc = acc + h[r * n + j] * bias[j]
+        logpmf[r] = acc - sp
+
+
+cdef void _weighted_residual(floating* p, const floating* h, const floating* omega,
+                             int rows, int n, int n_threads) noexcept nogil:
+    """``p = omega[r] * (h - p)`` row by row (``omega == NULL``: weight 1)."""
+    cdef Py_ssize_t r, j, o
+    cdef floating w
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+        w = omega[r] if omega != NULL else 1
+        for j in range(n):
+            o = r * n + j
+            p[o] = w * (h[o] - p[o])
+
+
+cdef void _ancestral(bitgen_t* rng, floating** Wg, floating** bg, floating** S, floating* scratch,
+                     const int* sizes, int n_layers, int rows, int n_threads) noexcept nogil:
+    """Ancestral samples into ``S[0..L]`` (``rows`` each), draws as ``Ops.sbn_sample``."""
+    cdef int l, nl
+    cdef Py_ssize_t r, j, o
+    cdef floating* s
+    cdef const floating* b
+    nl = sizes[n_layers]
+    s = S[n_layers]
+    b = bg[n_layers]
+    _uniforms(rng, s, <Py_ssize_t> rows * nl)
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * nl >= PARALLEL_MIN_ELEMENTS):
+        for j in range(nl):
+            o = r * nl + j
+            s[o] = 1 if s[o] < _sigmoid(b[j]) else 0
+    for l in range(n_layers - 1, -1, -1):
+        nl = sizes[l]
+        _gemm(False, False, rows, nl, sizes[l + 1], <floating> 1, S[l + 1], sizes[l + 1],
+              Wg[l], nl, <floating> 0, scratch, nl)
+        _uniforms(rng, S[l], <Py_ssize_t> rows * nl)
+        _sample_from_logits(scratch, bg[l], S[l], NULL, rows, nl, False, n_threads)
+
+
+cdef void _update(floating** W, floating** b, int l, const floating* inputs, const floating* delta,
+                  const floating* ones, int rows, int n_in, int n_out, floating step) noexcept nogil:
+    """``W[l] += step inputs^T delta`` and ``b[l] += step sum_rows(delta)`` (two GEMMs)."""
+    _gemm(True, False, n_in, n_out, rows, step, inputs, n_in, delta, n_out, <floating> 1, W[l], n_out)
+    _gemm(False, False, 1, n_out, rows, step, ones, rows, delta, n_out, <floating> 1, b[l], n_out)
+
+
+# ---------------------------------------------------------------------------
+# Wake-sleep epoch
+# ---------------------------------------------------------------------------
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def wake_sleep_epoch(
+    const floating[:, ::1] X,       # IN  (n_samples, n_0), rows in training order
+    list Wg,                        # IN/OUT generative weights, Wg[l] (n_{l+1}, n_l)
+    list bg,                        # IN/OUT generative biases, bg[l] (n_l,), l = 0..L
+    list Wr,                        # IN/OUT recognition weights, Wr[l] (n_l, n_{l+1})
+    list br,                        # IN/OUT recognition biases, br[l] (n_{l+1},)
+    double learning_rate,
+    int batch_size,
+    int n_importance_samples,
+    object bit_generator,
+    int n_threads=1,
+):
+    """Run one epoch of (reweighted) wake-sleep; return the mean wake-phase estimate of log p(x).
+
+    Step for step :meth:`neuroplug.ops.Ops.sbn_wake_sleep_epoch`.  Per-row
+    sums (log-probabilities) accumulate in double precision.
+    """
+    cdef floating dummy = 0
+    cdef _Layers layers = _gather(dummy, Wg, bg, Wr, br)
+    cdef floating** pWg = <floating**> layers.Wg
+    cdef floating** pbg = <floating**> layers.bg
+    cdef floating** pWr = <floating**> layers.Wr
+    cdef floating** pbr = <floating**> layers.br
+    cdef int* sizes = layers.sizes
+    cdef int L = layers.n_layers
+    cdef int K = n_importance_samples
+    cdef int n = X.shape[0]
+    cdef int n0 = sizes[0]
+    cdef int max_rows = batch_size * K
+    cdef int l, nmax = 0
+    for l in range(L + 1):
+        nmax = max(nmax, sizes[l])
+    dtype = np.float32 if floating is float else np.float64
+
+    # Scratch reused by every batch (allocated once per epoch: page faults are dear).
+    # H[l] (wake samples; H[0] the repeated batch), Q[l] (recognition logits, then
+    # probabilities), P[l] (generative probabilities, then deltas), S[l] (fantasies).
+    keep = []
+    cdef floating** H = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating** Q = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating** P = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating** S = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating[:, ::1] buf
+    cdef floating[::1] vec
+    cdef double[::1] dvec
+    cdef floating* scratch_p
+    cdef floating* ones_p
+    cdef floating* omega_p
+    cdef double* logq_p
+    cdef double* logp_p
+    cdef double* dtop_p
+    cdef double total
+    if not (H and Q and P and S):
+        free(H); free(Q); free(P); free(S)
+        raise MemoryError()
+    try:
+        for l in range(L + 1):
+            for target, rows in ((0, max_rows), (1, max_rows), (2, max_rows), (3, batch_size)):
+                arr = np.zeros((rows, sizes[l]), dtype=dtype)
+                keep.append(arr)
+                buf = arr
+                if target == 0:
+                    H[l] = &buf[0, 0]
+                elif target == 1:
+                    Q[l] = &buf[0, 0]
+                elif target == 2:
+                    P[l] = &buf[0, 0]
+                else:
+                    S[l] = &buf[0, 0]
+        arr = np.empty((batch_size, nmax), dtype=dtype)
+        keep.append(arr)
+        buf = arr
+        scratch_p = &buf[0, 0]
+        arr = np.ones(max_rows, dtype=dtype)
+        keep.append(arr)
+        vec = arr
+        ones_p = &vec[0]
+        arr = np.empty(max_rows, dtype=dtype)
+        keep.append(arr)
+        vec = arr
+        omega_p = &vec[0]
+        arr = np.empty(2 * max_rows + nmax, dtype=np.float64)
+        keep.append(arr)
+        dvec = arr
+        logq_p = &dvec[0]
+        logp_p = &dvec[max_rows]
+        dtop_p = &dvec[2 * max_rows]
+        total = _epoch(&X[0, 0], n, pWg, pbg, pWr, pbr, sizes, L, K, learning_rate, batch_size,
+                       H, Q, P, S, scratch_p, ones_p, omega_p, logq_p, logp_p, dtop_p,
+                       bit_generator, n_threads)
+    finally:
+        free(H); free(Q); free(P); free(S)
+    return total / n
+
+
+cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, floating** Wr, floating** br,
+                   const int* sizes, int L, int K, double learning_rate, int batch_size,
+                   floating** H, floating** Q, floating** P, floating** S, floating* scratch,
+                   const floating* ones, floating* omega, double* logq, double* logp, double* dtop,
+                   object bit_generator, int n_threads) except? -1:
+    cdef bitgen_t* rng = _bitgen(bit_generator)
+    cdef int n0 = sizes[0]
+    cdef int batch, start, m, M, l, i, k, nl
+    cdef Py_ssize_t r, j
+    cdef floating step, q_step
+    cdef double total = 0, peak, lse, prior
+    cdef floating* H0 = H[0]
+
+    with bit_generator.lock, nogil:
+        for batch in range((n + batch_size - 1) // batch_size):
+            start = batch * batch_size
+            m = min(batch_size, n - start)
+            M = m * K
+            step = <floating> (learning_rate / m)
+            q_step = step if K == 1 else <floating> (learning_rate / m / 2)
+
+            # ---- wake: h ~ q(h | x), K samples per row (row i K + k is x_i)
+            if K == 1:
+                H[0] = <floating*> (X + <Py_ssize_t> start * n0)
+            else:
+                for i in range(m):
+                    for k in range(K):
+                        memcpy(H0 + (<Py_ssize_t> i * K + k) * n0, X + (<Py_ssize_t> start + i) * n0,
+                               n0 * sizeof(floating))
+                H[0] = H0
+            for r in range(M):
+                logq[r] = 0
+            for l in range(L):
+                nl = sizes[l + 1]
+                _gemm(False, False, M, nl, sizes[l], <floating> 1, H[l], sizes[l], Wr[l], nl,
+                      <floating> 0, Q[l + 1], nl)
+                _uniforms(rng, H[l + 1], <Py_ssize_t> M * nl)
+                _sample_from_logits(Q[l + 1], br[l], H[l + 1], logq, M, nl, True, n_threads)
+
+            # log p(x, h): the top prior, then every conditional (P[l] = p(h_l = 1 | h_{l+1}))
+            _prior_logpmf(H[L], bg[L], logp, M, sizes[L], n_threads)
+            for l in range(L):
+                nl = sizes[l]
+                _gemm(False, False, M, nl, sizes[l + 1], <floating> 1, H[l + 1], sizes[l + 1], Wg[l], nl,
+                      <floating> 0, P[l], nl)
+                _generative_logpmf(P[l], bg[l], H[l], 1, logp, M, nl, n_threads)
+
+            # Normalised importance weights per data row, and the bound.
+            for i in range(m):
+                peak = logp[i * K] - logq[i * K]
+                for k in range(1, K):
+                    peak = max(peak, logp[i * K + k] - logq[i * K + k])
+                lse = 0
+                for k in range(K):
+                    lse = lse + exp(logp[i * K + k] - logq[i * K + k] - peak)
+                lse = peak + log(lse)
+                total = total + lse - log(<double> K)
+                for k in range(K):
+                    omega[i * K + k] = <floating> exp(logp[i * K + k] - logq[i * K + k] - lse)
+
+            # Generative update along the omega-weighted gradient of log p(x, h).
+            nl = sizes[L]
+            for j in range(nl):
+                prior = _sigmoid(bg[L][j])
+                dtop[j] = 0
+                for r in range(M):
+                    dtop[j] = dtop[j] + omega[r] * (H[L][r * nl + j] - prior)
+            for l in range(L):
+                _weighted_residual(P[l], H[l], omega, M, sizes[l], n_threads)
+                _update(Wg, bg, l, H[l + 1], P[l], ones, M, sizes[l + 1], sizes[l], step)
+            for j in range(nl):
+                bg[L][j] = bg[L][j] + step * <floating> dtop[j]
+            if K > 1:
+                # q-wake: half a step along the omega-weighted gradient of log q(h | x).
+                for l in range(L):
+                    _weighted_residual(Q[l + 1], H[l + 1], omega, M, sizes[l + 1], n_threads)
+                    _update(Wr, br, l, H[l], Q[l + 1], ones, M, sizes[l], sizes[l + 1], q_step)
+
+            # ---- sleep: fantasies from the updated generative model train q.
+            _ancestral(rng, Wg, bg, S, scratch, sizes, L, m, n_threads)
+            for l in range(L):
+                nl = sizes[l + 1]
+                _gemm(False, False, m, nl, sizes[l], <floating> 1, S[l], sizes[l], Wr[l], nl,
+                      <floating> 0, scratch, nl)
+                _recognition_residual(scratch, br[l], S[l + 1], m, nl, n_threads)
+                _update(Wr, br, l, S[l], scratch, ones, m, sizes[l], nl, q_step)
+    H[0] = H0
+    return total
+
+
+cdef void _recognition_residual(floating* logits, const floating* bias, const floating* h,
+                                int rows, int n, int n_threads) noexcept nogil:
+    """``logits = h - sigmoid(logits + bias)``."""
+    cdef Py_ssize_t r, j, o
+    for r in prange(rows, schedule="static", num_threads=n_threads,
+                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+        for j in range(n):
+            o = r * n + j
+            logits[o] = h[o] - _sigmoid(logits[o] + bias[j])
+
+
+# ---------------------------------------------------------------------------
+# Ancestral sampling
+# ---------------------------------------------------------------------------
+cdef int _sample(floating dummy, list Wg, list bg, list out, object bit_generator,
+                 int n_threads) except -1:
+    cdef _Layers layers = _gather(dummy, Wg, bg, None, None)
+    cdef int L = layers.n_layers
+    cdef int rows = out[0].shape[0]
+    cdef int l, nmax = 0
+    cdef floating** S = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating[:, ::1] scratch
+    cdef bitgen_t* rng = _bitgen(bit_generator)
+    if not S:
+        raise MemoryError()
+    try:
+        _pointers(out, S)
+        for l in range(L + 1):
+            nmax = max(nmax, layers.sizes[l])
+        scratch = np.empty((rows, nmax), dtype=np.float32 if floating is float else np.float64)
+        with bit_generator.lock, nogil:
+            _ancestral(rng, <floating**> layers.Wg, <floating**> layers.bg, S, &scratch[0, 0],
+                       layers.sizes, L, rows, n_threads)
+    finally:
+        free(S)
+    return 0
+
+
+def sample(list Wg, list bg, list out, object bit_generator, int n_threads=1):
+    """Fill ``out[l]`` (``(n_samples, n_l)``, C-contiguous, dtype of the weights) with
+    ancestral samples of layer ``l``; draws as :meth:`neuroplug.ops.Ops.sbn_sample`."""
+    if out[0].dtype == np.float32:
+        _sample(<float> 0, Wg, bg, out, bit_generator, n_threads)
+    else:
+        _sample(<double> 0, Wg, bg, out, bit_generator, n_threads)
+
+
+# ---------------------------------------------------------------------------
+# Importance weights with common random numbers
+# ---------------------------------------------------------------------------
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def log_importance_weights(
+    const floating[:, ::1] X,       # IN  (n, n_0)
+    list Wg, list bg, list Wr, list br,   # IN  parameters (see the module docstring)
+    floating[:, ::1] out,           # OUT (n, K) log p(x, h^k) - log q(h^k | x)
+    object bit_generator,
+    int n_threads=1,
+    int block_elements=1 << 22,
+):
+    """``log p(x, h^k) - log q(h^k | x)`` with ``h^k ~ q(h | x)``, as
+    :meth:`neuroplug.ops.Ops.sbn_log_importance_weights`.
+
+    The ``(K, n_l)`` uniforms of every layer are drawn first and shared by all
+    rows, so the rows are processed in blocks of about ``block_elements``
+    sampled units without changing the result.  The first recognition layer's
+    logits are the same for the ``K`` samples of a row and are computed once.
+    """
+    cdef floating dummy = 0
+    cdef _Layers layers = _gather(dummy, Wg, bg, Wr, br)
+    cdef floating** pWg = <floating**> layers.Wg
+    cdef floating** pbg = <floating**> layers.bg
+    cdef floating** pWr = <floating**> layers.Wr
+    cdef floating** pbr = <floating**> layers.br
+    cdef int* sizes = layers.sizes
+    cdef int L = layers.n_layers
+    cdef int n = X.shape[0]
+    cdef int K = out.shape[1]
+    cdef int l, nmax = 0, nsum = 0, B
+    for l in range(L + 1):
+        nmax = max(nmax, sizes[l])
+        if l > 0:
+            nsum += sizes[l]
+    B = max(1, min(n, block_elements // max(1, K * nmax)))
+    dtype = np.float32 if floating is float else np.float64
+
+    cdef floating** U = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating** H = <floating**> malloc((L + 1) * sizeof(floating*))
+    cdef floating[:, ::1] buf
+    cdef double[::1] dvec
+    cdef floating* scratch
+    keep = []
+    if not (U and H):
+        free(U); free(H)
+        raise MemoryError()
+    try:
+        for l in range(1, L + 1):
+            arr = np.empty((K, sizes[l]), dtype=dtype)
+            keep.append(arr)
+            buf = arr
+            U[l] = &buf[0, 0]
+            arr = np.empty((B * K, sizes[l]), dtype=dtype)
+            keep.append(arr)
+            buf = arr
+            H[l] = &buf[0, 0]
+        arr = np.empty((B * K, nmax), dtype=dtype)
+        keep.append(arr)
+        buf = arr
+        scratch = &buf[0, 0]
+        arr = np.empty(2 * B * K + B, dtype=np.float64)
+        keep.append(arr)
+        dvec = arr
+        _importance(&X[0, 0], n, pWg, pbg, pWr, pbr, sizes, L, K, B, U, H, scratch,
+                    &dvec[0], &dvec[B * K], &dvec[2 * B * K], &out[0, 0], bit_generator, n_threads)
+    finally:
+        free(U); free(H)
+
+
+cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, floating** Wr, floating** br,
+                     const int* sizes, int L, int K, int B, floating** U, floating** H, floating* scratch,
+                     double* logq, double* logp, double* sp1, floating* out, object bit_generator,
+                     int n_threads) except -1:
+    cdef bitgen_t* rng = _bitgen(bit_generator)
+    cdef int n0 = sizes[0], n1 = sizes[1]
+    cdef int blk, start, b, BK, l, nl
+    cdef Py_ssize_t r, i, j, k, o
+    cdef floating a, h
+    cdef double acc, sp
+    with bit_generator.lock, nogil:
+        for l in range(1, L + 1):
+            _uniforms(rng, U[l], <Py_ssize_t> K * sizes[l])
+    with nogil:
+        for blk in range((n + B - 1) // B):
+            start = blk * B
+            b = min(B, n - start)
+            BK = b * K
+            # Layer 1: logits once per row, then K samples from the shared uniforms.
+            _gemm(False, False, b, n1, n0, <floating> 1, X + <Py_ssize_t> start * n0, n0, Wr[0], n1,
+                  <floating> 0, scratch, n1)
+            for i in prange(b, schedule="static", num_threads=n_threads,
+                              use_threads_if=<Py_ssize_t> b * n1 >= PARALLEL_MIN_ELEMENTS):
+                sp = 0
+                for j in range(n1):
+                    scratch[i * n1 + j] = scratch[i * n1 + j] + br[0][j]
+                    sp = sp + _softplus(scratch[i * n1 + j])
+                sp1[i] = sp
+            for r in prange(BK, schedule="static", num_threads=n_threads,
+                              use_threads_if=<Py_ssize_t> BK * n1 >= PARALLEL_MIN_ELEMENTS):
+                i = r // K
+                k = r - i * K
+                acc = 0
+                for j in range(n1):
+                    a = scratch[i * n1 + j]
+                    h = 1 if U[1][k * n1 + j] < _sigmoid(a) else 0
+                    H[1][r * n1 + j] = h
+                    acc = acc + h * a
+                logq[r] = acc - sp1[i]
+            # Deeper recognition layers: uniform k of the shared block for sample k.
+            for l in range(1, L):
+                nl = sizes[l + 1]
+                _gemm(False, False, BK, nl, sizes[l], <floating> 1, H[l], sizes[l], Wr[l], nl,
+                      <floating> 0, scratch, nl)
+                for r in prange(BK, schedule="static", num_threads=n_threads,
+                                  use_threads_if=<Py_ssize_t> BK * nl >= PARALLEL_MIN_ELEMENTS):
+                    k = r % K
+                    acc = 0
+                    for j in range(nl):
+                        o = r * nl + j
+                        a = scratch[o] + br[l][j]
+                        h = 1 if U[l + 1][k * nl + j] < _sigmoid(a) else 0
+                        H[l + 1][o] = h
+                        acc = acc + h * a - _softplus(a)
+                    logq[r] = logq[r] + acc
+            # log p(x, h): prior, then the conditionals (the visible target is row r // K of X).
+            _prior_logpmf(H[L], bg[L], logp, BK, sizes[L], n_threads)
+            for l in range(L):
+                nl = sizes[l]
+                _gemm(False, False, BK, nl, sizes[l + 1], <floating> 1, H[l + 1], sizes[l + 1], Wg[l], nl,
+                      <floating> 0, scratch, nl)
+                if l == 0:
+                    _generative_logpmf(scratch, bg[0], X + <Py_ssize_t> start * n0, K, logp, BK, nl, n_threads)
+                else:
+                    _generative_logpmf(scratch, bg[l], H[l], 1, logp, BK, nl, n_threads)
+            for r in range(BK):
+                out[<Py_ssize_t> start * K + r] = <floating> (logp[r] - logq[r])
+    return 0
