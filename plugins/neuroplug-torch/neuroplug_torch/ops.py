@@ -32,6 +32,7 @@ process-wide switches itself.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import threading
 import warnings
@@ -189,11 +190,13 @@ def fallback(name: str, base: type = Ops) -> Callable[..., Any]:
 def _is_op(base: type, name: str) -> bool:
     """Public methods of the reference are ops, except the ``check_*`` argument
     validators, which work on anything with ``.shape`` and ``.dtype`` and are
-    therefore inherited as they are."""
+    therefore inherited as they are, and static helpers."""
     member = getattr(base, name, None)
     return (
         not name.startswith("_") and not name.startswith("check_")
         and callable(member) and not isinstance(member, type)
+        # Static helpers (shape arithmetic) touch no arrays: inherited as they are.
+        and not isinstance(inspect.getattr_static(base, name), staticmethod)
     )
 
 
@@ -648,6 +651,28 @@ class TorchOps(Ops):
         param.addcdiv_(m, v.sqrt().add_(eps), value=-step)
 
     # ------------------------------------------------------------- convolution
+    # The _conv_* helpers take already-validated, normalised arguments (a
+    # connection table as a host bool array); loops such as crbm_cd_epoch
+    # validate once and then call them per mini-batch.
+    def _conv_fwd(self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections) -> Array:
+        return F.conv2d(x, self._masked(w, connections), b, stride, padding, 1, groups)
+
+    def _conv_bwd_input(self, dy: Array, w: Array, x_shape, stride, padding, groups, connections) -> Array:
+        x_dummy = dy.new_empty(1).expand(*x_shape)  # only its shape is read
+        return torch.ops.aten.convolution_backward(
+            dy, x_dummy, self._masked(w, connections), None, stride, padding, (1, 1), False, (0, 0), groups,
+            (True, False, False),
+        )[0].contiguous()
+
+    def _conv_bwd_weights(self, dy: Array, x: Array, w_shape, stride, padding, groups, connections):
+        w_dummy = dy.new_empty(1).expand(*w_shape)  # only its shape is read
+        _, dw, db = torch.ops.aten.convolution_backward(
+            dy, x, w_dummy, [int(w_shape[0])], stride, padding, (1, 1), False, (0, 0), groups, (False, True, True)
+        )
+        if connections is not None:
+            dw.mul_(self._mask(connections, dw.dtype))
+        return dw, db
+
     def conv2d(
         self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
         groups: int = 1, connections: Any = None,
@@ -659,8 +684,7 @@ class TorchOps(Ops):
         """
         x, w, b = self._in(x), self._in(w), self._in(b)
         stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
-        w = self._masked(w, connections)
-        return F.conv2d(x, w, b, stride, padding, 1, groups)
+        return self._conv_fwd(x, w, b, stride, padding, groups, connections)
 
     def conv2d_backward_input(
         self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
@@ -676,11 +700,7 @@ class TorchOps(Ops):
         oh, ow = conv2d_output_shape((h, wd), (int(w.shape[2]), int(w.shape[3])), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
             raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
-        w = self._masked(w, connections)
-        x_dummy = dy.new_empty(1).expand(n, c, h, wd)  # only its shape is read
-        return torch.ops.aten.convolution_backward(
-            dy, x_dummy, w, None, stride, padding, (1, 1), False, (0, 0), groups, (True, False, False)
-        )[0].contiguous()
+        return self._conv_bwd_input(dy, w, (n, c, h, wd), stride, padding, groups, connections)
 
     def conv2d_backward_weights(
         self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
@@ -699,13 +719,7 @@ class TorchOps(Ops):
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
             raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
-        w_dummy = dy.new_empty(1).expand(f, cg, kh, kw)  # only its shape is read
-        _, dw, db = torch.ops.aten.convolution_backward(
-            dy, x, w_dummy, [f], stride, padding, (1, 1), False, (0, 0), groups, (False, True, True)
-        )
-        if connections is not None:
-            dw.mul_(self._mask(connections, dw.dtype))
-        return dw, db
+        return self._conv_bwd_weights(dy, x, (f, cg, kh, kw), stride, padding, groups, connections)
 
     # ----------------------------------------------------------------- pooling
     def maxpool2d(self, x: Array, size: Any, stride: Any = None) -> tuple[Array, Array]:
@@ -865,6 +879,147 @@ class TorchOps(Ops):
             bv.add_(dbv)
             diff = v0 - vk
             err += torch.dot(diff.reshape(-1), diff.reshape(-1))
+        return err.item() / n
+
+    # ------------------------------------------------------- convolutional RBM
+    def _crbm_blocks(self, x: Array, pool: tuple[int, int], fill: float) -> Array:
+        """``(n, c, H, W)`` -> ``(n, c, PH, PW, ph * pw)``, padding partial blocks with ``fill``."""
+        n, c, h, w = (int(s) for s in x.shape)
+        PH, PW = self.crbm_pool_shape((h, w), pool)
+        pad_h, pad_w = PH * pool[0] - h, PW * pool[1] - w
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), value=fill)
+        return x.reshape(n, c, PH, pool[0], PW, pool[1]).permute(0, 1, 2, 4, 3, 5).reshape(n, c, PH, PW, -1)
+
+    def _crbm_unblock(self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]) -> Array:
+        """Inverse of :meth:`_crbm_blocks` (drops the padding)."""
+        n, c, PH, PW, _ = blocks.shape
+        x = blocks.reshape(n, c, PH, PW, pool[0], pool[1]).permute(0, 1, 2, 4, 3, 5)
+        x = x.reshape(n, c, PH * pool[0], PW * pool[1])
+        return x[:, :, :hw[0], :hw[1]].contiguous()
+
+    def _crbm_log_partition(self, blocks: Array) -> tuple[Array, Array, Array]:
+        """``(peak, e, on)`` for blocks of logits: ``e = exp(I - peak)``, ``on = sum(e)``, off state included in peak."""
+        peak = blocks.amax(dim=-1).clamp_(min=0)
+        e = (blocks - peak.unsqueeze(-1)).exp_()
+        return peak, e, e.sum(dim=-1)
+
+    def _crbm_probs(self, pre: Array, pool: tuple[int, int]) -> tuple[Array, Array]:
+        peak, e, on = self._crbm_log_partition(self._crbm_blocks(pre, pool, float("-inf")))
+        denom = peak.neg_().exp_().add_(on)
+        h_probs = self._crbm_unblock(e.div_(denom.unsqueeze(-1)), tuple(pre.shape[2:]), pool)
+        return h_probs, on.div_(denom)
+
+    def _crbm_sample(self, h_probs: Array, pool: tuple[int, int], rng: Any) -> Array:
+        n, f, h, w = (int(s) for s in h_probs.shape)
+        PH, PW = self.crbm_pool_shape((h, w), pool)
+        u = self.random_uniform(rng, (n, f, PH, PW), h_probs.dtype)  # the reference's one draw per block
+        cum = torch.cumsum(self._crbm_blocks(h_probs, pool, 0.0), dim=-1)
+        chosen = (cum <= u.unsqueeze(-1)).sum(dim=-1, keepdim=True)
+        slots = torch.arange(pool[0] * pool[1], device=h_probs.device)
+        return self._crbm_unblock((slots == chosen).to(h_probs.dtype), (h, w), pool)
+
+    def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[Array, Array]:
+        """Probabilistic max-pooling posteriors ``(h_probs, p_probs)`` from the detection pre-activations."""
+        pre = self._in(pre)
+        return self._crbm_probs(pre, self.check_crbm_pool(pre, "pre", pool_size))
+
+    def crbm_sample_hidden(self, h_probs: Array, pool_size: Any, rng: Any) -> Array:
+        """Sample the detection units (at most one on per block); one uniform per block, as the reference draws."""
+        h_probs = self._in(h_probs)
+        pool = self.check_crbm_pool(h_probs, "h_probs", pool_size)
+        self._check_rng(rng)
+        return self._crbm_sample(h_probs, pool, rng)
+
+    def crbm_visible_means(
+        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """Mean of the visible units given detection states ``h`` (transposed convolution + per-channel bias)."""
+        self._check_crbm_visible(visible)
+        bv = self._in(bv)
+        act = self.conv2d_backward_input(
+            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+        )
+        self._check_crbm_bv(bv, act)
+        act += bv.view(1, -1, 1, 1)
+        return act.sigmoid_() if visible == "bernoulli" else act
+
+    def crbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> Array:
+        """Free energy ``F(v)`` per sample of the convolutional RBM with probabilistic max-pooling."""
+        self._check_crbm_visible(visible)
+        v, bv = self._in(v), self._in(bv)
+        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        self._check_crbm_bv(bv, v)
+        pool = self.check_crbm_pool(pre, "pre", pool_size)
+        peak, _, on = self._crbm_log_partition(self._crbm_blocks(pre, pool, float("-inf")))
+        log_z = peak + torch.log(torch.exp(-peak) + on)
+        hidden = log_z.reshape(log_z.shape[0], -1).sum(dim=1)
+        if visible == "bernoulli":
+            return -(v.sum(dim=(2, 3)) @ bv) - hidden
+        return 0.5 * (v - bv.view(1, -1, 1, 1)).square().sum(dim=(1, 2, 3)) - hidden
+
+    def crbm_cd_epoch(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+        k: int, pool_size: Any, learning_rate: float, momentum: float, weight_decay: float,
+        sparsity_target: float, sparsity_cost: float, batch_size: int, visible: str, rng: Any,
+        stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> float:
+        """One epoch of CD-k for a convolutional RBM with probabilistic max-pooling, on the device.
+
+        The algorithm, update order and random draws of
+        :meth:`neuroplug.ops.Ops.crbm_cd_epoch`.  ``X`` may be a host array
+        (each mini-batch moves to the device once) or a device tensor; the
+        parameters and momentum buffers are updated in place and must be
+        tensors on the device.  The device is waited for once, at the end.
+        """
+        for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
+            self._inplace(arr, name)
+        on_device = isinstance(X, torch.Tensor)
+        # Validate everything once (a host X through a shape-only stand-in),
+        # then run the loop on the unchecked helpers.
+        X_check = X if on_device else torch.empty(tuple(X.shape), dtype=self._tdtype(np.asarray(X[:0]).dtype),
+                                                  device="meta")
+        k, batch_size, pool = self.check_crbm_cd(
+            X_check, W, bh, bv, dW, dbh, dbv, k=k, batch_size=batch_size, visible=visible, pool_size=pool_size
+        )
+        if not on_device and self.check_finite and not np.isfinite(X).all():
+            raise ValueError("X contains NaN or infinity.")
+        self._check_rng(rng)
+        conv = self.check_conv2d(X_check[:1], W, bh, stride, padding, groups, connections)
+        n, c, h, wd = (int(s) for s in X.shape)
+        err = torch.zeros((), dtype=torch.float64, device=self.torch_device)
+        bv_4d = bv.view(1, -1, 1, 1)
+        for start in range(0, n, batch_size):
+            batch = X[start:start + batch_size]
+            v0 = batch.to(device=self.torch_device, dtype=W.dtype) if on_device else self.asarray(batch, W.dtype)
+            m = int(v0.shape[0])
+            ph0, _ = self._crbm_probs(self._conv_fwd(v0, W, bh, *conv), pool)
+            hid = self._crbm_sample(ph0, pool, rng)
+            for step in range(k):
+                vk = self._conv_bwd_input(hid, W, (m, c, h, wd), *conv).add_(bv_4d)
+                if visible == "bernoulli":
+                    vk.sigmoid_()
+                phk, _ = self._crbm_probs(self._conv_fwd(vk, W, bh, *conv), pool)
+                if step + 1 < k:
+                    hid = self._crbm_sample(phk, pool, rng)
+            gW0, gb0 = self._conv_bwd_weights(ph0, v0, W.shape, *conv)
+            gWk, gbk = self._conv_bwd_weights(phk, vk, W.shape, *conv)
+            n_hidden = m * int(ph0.shape[2]) * int(ph0.shape[3])
+            n_visible = m * h * wd
+            dW.mul_(momentum).add_(gW0.sub_(gWk), alpha=learning_rate / n_hidden)
+            dW.add_(W, alpha=-(learning_rate * weight_decay))
+            W.add_(dW)
+            dbh.mul_(momentum).add_(gb0 - gbk, alpha=learning_rate / n_hidden)
+            dbh.add_(gb0.div_(-n_hidden).add_(sparsity_target), alpha=learning_rate * sparsity_cost)
+            bh.add_(dbh)
+            dbv.mul_(momentum).add_(v0.sum(dim=(0, 2, 3)).sub_(vk.sum(dim=(0, 2, 3))), alpha=learning_rate / n_visible)
+            bv.add_(dbv)
+            diff = (v0 - vk).reshape(-1)
+            err += torch.dot(diff, diff)
         return err.item() / n
 
 
