@@ -1,5 +1,7 @@
 """TorchOps against the NumPy reference, op by op, in float32 and float64."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -24,8 +26,8 @@ def rand(rng, shape, dtype, low=-1.0, high=1.0):
 def test_every_reference_op_is_native_or_a_listed_fallback():
     ops_methods = {n for n in dir(Ops) if not n.startswith("_") and callable(getattr(Ops, n))}
     for name in ops_methods:
-        if name.startswith("check_"):
-            assert getattr(TorchOps, name) is getattr(Ops, name)  # validators are shared
+        if name.startswith("check_") or isinstance(inspect.getattr_static(Ops, name), staticmethod):
+            assert getattr(TorchOps, name) is getattr(Ops, name)  # validators and shape helpers are shared
         elif name in TorchOps.fallback_ops:
             assert getattr(TorchOps, name)._neuroplug_fallback
         else:
