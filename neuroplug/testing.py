@@ -576,6 +576,8 @@ def check_backends(ctx: _Context) -> None:
                     _assert_close(grads[k], g, rtol=rtol, atol=atol, what=f"gradient of {k!r}")
             except AssertionError as exc:
                 raise AssertionError(f"{where}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - name the backend whatever went wrong
+                raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
 
 
 def check_bad_input_shapes(ctx: _Context) -> None:

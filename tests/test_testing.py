@@ -363,3 +363,18 @@ def test_layer_check_error_pickles():
     err = LayerCheckError("x failed check_dtypes: y", check="check_dtypes", layer="x")
     # pytest-xdist and joblib ship failures between processes.
     assert str(pickle.loads(pickle.dumps(err))) == str(err)
+
+
+class CrashingOps(Ops):
+    """A backend whose tanh raises: the failure must still name the backend."""
+
+    name = "crashing"
+
+    def tanh(self, x):
+        raise TypeError("tanh is not supported for this array type")
+
+
+def test_a_backend_that_raises_is_named(register_plugin):
+    register_plugin(_backend_plugin("crashing", CrashingOps), "crashing")
+    with pytest.raises(LayerCheckError, match="backend 'crashing', float32: raised TypeError: tanh is not supported"):
+        check_layer(Affine(), SHAPE)
