@@ -160,22 +160,21 @@ class _Context:
     grad_rtol: float
     grad_atol: float
     max_fd_entries: int
-    label: str = ""
     _stochastic: bool | None = field(default=None, repr=False)
 
     # -- building blocks ---------------------------------------------------
-    def layer(self, ops: Ops | None = None, dtype: Any = np.float64, init_seed: int | None = None) -> Layer:
-        """A fresh layer initialised on ``ops`` (the reference by default)."""
+    def layer(self, ops: Ops | None = None, dtype: Any = np.float64) -> Layer:
+        """A fresh layer initialised on ``ops`` (the reference by default) from the seed."""
         layer = self.make()
         ops = ops if ops is not None else Ops()
-        out = layer.initialize(self.input_shape, ops, np.random.default_rng(self.seed if init_seed is None else init_seed), dtype)
+        out = layer.initialize(self.input_shape, ops, np.random.default_rng(self.seed), dtype)
         _require(isinstance(out, tuple), f"initialize must return the output shape as a tuple; it returned {out!r}")
         return layer
 
-    def inputs(self, n: int | None = None, seed_offset: int = 0, dtype: Any = np.float64) -> np.ndarray:
+    def inputs(self, n: int | None = None, dtype: Any = np.float64) -> np.ndarray:
         """A batch of ``n`` inputs as a NumPy array of ``dtype``."""
         n = self.batch_size if n is None else n
-        rng = np.random.default_rng(self.seed + 1000 + seed_offset)
+        rng = np.random.default_rng(self.seed + 1000)
         X = np.asarray(self.make_input(rng, (n, *self.input_shape)))
         _require(X.shape == (n, *self.input_shape),
                  f"make_input returned shape {X.shape}; expected {(n, *self.input_shape)}")
@@ -715,7 +714,7 @@ def layer_checks(
     ctx = _Context(
         make=make, input_shape=shape, batch_size=int(batch_size), seed=int(seed),
         make_input=make_input or _standard_normal, backends=None if backends is None else tuple(backends),
-        grad_rtol=grad_rtol, grad_atol=grad_atol, max_fd_entries=int(max_fd_entries), label=label,
+        grad_rtol=grad_rtol, grad_atol=grad_atol, max_fd_entries=int(max_fd_entries),
     )
     return [
         LayerCheck(name, label, lambda fn=fn: fn(ctx))  # type: ignore[misc]
