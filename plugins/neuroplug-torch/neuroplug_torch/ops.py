@@ -355,11 +355,23 @@ class TorchOps(Ops):
             raise ValueError(f"rng must be a generator on {self.device}. Received: rng.device={rng.device}")
 
     def _check_array(self, x: Any, name: str, ndim: int, dtype: Any = None) -> None:
-        # torch has dtypes NumPy cannot name (bfloat16, float8): refuse them here
-        # with the reference's message before the reference check parses names.
-        if isinstance(x, torch.Tensor) and x.dtype not in (torch.float32, torch.float64):
+        # The reference's checks and messages, in its order, on tensor attributes
+        # directly: the reference parses dtype names through NumPy, which costs
+        # microseconds per call (it adds up on a launch-bound GPU step) and
+        # cannot name some torch dtypes (bfloat16, float8).
+        if not isinstance(x, torch.Tensor):
+            super()._check_array(x, name, ndim, dtype)
+            return
+        if x.dim() != ndim:
+            raise ValueError(f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}")
+        if x.dtype is not torch.float32 and x.dtype is not torch.float64:
             raise TypeError(f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}")
-        super()._check_array(x, name, ndim, dtype)
+        if dtype is not None and x.dtype != dtype:
+            raise TypeError(f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}")
+        if self.check_finite and not self._all_finite(x):
+            raise ValueError(f"{name} contains NaN or infinity.")
 
     def _all_finite(self, x: Array) -> bool:
         if isinstance(x, torch.Tensor):
