@@ -1,3 +1,7 @@
 """scikit-learn estimators: the front door of neuroplug."""
 
-__all__: list[str] = []
+from .cnn import CNNClassifier, CNNRegressor
+from .crbm import ConvDBN, ConvRBM
+from .sbn import SigmoidBeliefNet
+
+__all__: list[str] = ["CNNClassifier", "CNNRegressor", "SigmoidBeliefNet", "ConvDBN", "ConvRBM"]

@@ -1,0 +1,489 @@
+"""Shared machinery of :class:`CNNClassifier` and :class:`CNNRegressor`.
+
+The estimator holds hyper-parameters only.  ``fit`` resolves the backend,
+builds the layers from their specs, initialises a :class:`Network`, runs the
+optional pretrainer and trains with mini-batches.  The fitted state is NumPy
+only (``layers_`` are unfitted layer objects, ``network_weights_`` their
+weights), so a fitted estimator pickles and predicts on any backend: the
+network is rebuilt lazily for the current ``backend`` parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import signal
+import threading
+import time
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..augment import RandomAffine, get_augmenter
+from ..backends import get_ops
+from ..layers.base import Layer
+from ..layers.dense import Dense
+from ..layers.spec import build_layers
+from ..network import Network
+from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
+from ..pretrain.base import Pretrainer
+
+__all__ = ["BaseCNN", "DEFAULT_LAYERS", "TrainingInterrupted"]
+
+#: The default layer stack: two 3x3 "same" convolutions with max pooling and a
+#: dense layer with dropout.  It reaches about 0.99 on the 8x8 digits.
+DEFAULT_LAYERS: tuple[str, ...] = (
+    "conv:32x3x3,padding=same",
+    "relu",
+    "maxpool:2",
+    "conv:64x3x3,padding=same",
+    "relu",
+    "maxpool:2",
+    "dense:128",
+    "relu",
+    "dropout:0.25",
+)
+
+_PREDICT_BATCH = 512
+_NO_Y = object()  # "no y given", as opposed to y=None, which fit must refuse
+
+
+class TrainingInterrupted(UserWarning):
+    """Warning issued when ``fit`` was stopped by a KeyboardInterrupt (Ctrl-C)."""
+
+
+class _StopFlag:
+    """Turns the first SIGINT during training into a request to stop after the current batch.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once, as usual.  Outside
+    the main thread (joblib threads) signal handlers cannot be installed; a
+    ``KeyboardInterrupt`` raised there is caught by the training loop instead.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_StopFlag"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+        except (ValueError, TypeError):  # pragma: no cover - exotic embeddings
+            yield self
+            return
+        if previous is not signal.default_int_handler:
+            # Someone else (a notebook kernel, a test runner) owns SIGINT: leave it alone.
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _check_layers_param(layers: Any) -> None:
+    if isinstance(layers, (str, Layer)) or not isinstance(layers, (tuple, list)):
+        raise TypeError(
+            "layers must be a tuple of spec strings or Layer objects, e.g. "
+            f"('conv:20x5x5', 'maxpool:2', 'relu', 'dense:100', 'relu'). Received: layers={layers!r}"
+        )
+
+
+class BaseCNN(BaseEstimator):
+    """Hyper-parameters, validation and the training loop shared by the CNN estimators."""
+
+    _parameter_constraints: dict = {
+        "layers": "no_validation",  # checked by _check_layers_param, with an example in the message
+        "input_shape": [None, tuple, list],
+        "optimizer": [StrOptions({"adam", "sgd", "nesterov"}), Optimizer],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_schedule": [str, Schedule],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "augment": [None, "boolean", str, RandomAffine],
+        "pretrainer": [None, str, Pretrainer],
+        "backend": [str],
+        "n_threads": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        layers: tuple = DEFAULT_LAYERS,
+        *,
+        input_shape: tuple[int, ...] | None = None,
+        optimizer: str | Optimizer = "adam",
+        learning_rate: float = 1e-3,
+        lr_schedule: str | Schedule = "constant",
+        batch_size: int = 64,
+        max_iter: int = 100,
+        alpha: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        augment: Any = None,
+        pretrainer: str | Pretrainer | None = None,
+        backend: str = "cpu",
+        n_threads: int | None = None,
+        dtype: str | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+    ) -> None:
+        self.layers = layers
+        self.input_shape = input_shape
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.augment = augment
+        self.pretrainer = pretrainer
+        self.backend = backend
+        self.n_threads = n_threads
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------ subclass API
+    _loss: Any = None  # a neuroplug.network.Loss instance
+    _y_numeric = False
+
+    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+        """Validate ``y`` and return the training targets (ints or float32)."""
+        raise NotImplementedError
+
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        """Drop backend objects (Ops, Network, optimiser buffers): the fitted state is NumPy only.
+
+        The shuffling generator is kept as its plain state dict, so the safe
+        model format can store it too.  Optimiser moments are not kept: a
+        ``partial_fit`` after unpickling restarts them.
+        """
+        state = super().__getstate__()
+        for key in ("_network", "_network_key", "_optimizer"):
+            state.pop(key, None)
+        rng = state.pop("_rng", None)
+        if rng is not None:
+            state["_rng_state"] = rng.bit_generator.state
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore the state written by :meth:`__getstate__`."""
+        state = dict(state)
+        rng_state = state.pop("_rng_state", None)
+        super().__setstate__(state)
+        if rng_state is not None:
+            bit_generator = getattr(np.random, rng_state["bit_generator"])()
+            bit_generator.state = rng_state
+            self._rng = np.random.Generator(bit_generator)
+
+    # ------------------------------------------------------------ validation
+    def _split_image_input(self, X: Any) -> tuple[Any, tuple[int, ...] | None]:
+        """Flatten 3-D ``(n, h, w)`` / 4-D ``(n, c, h, w)`` arrays; return ``(X, image_shape)``."""
+        if sp.issparse(X) or not hasattr(X, "shape") and not isinstance(X, (list, tuple)):
+            return X, None
+        if hasattr(X, "iloc"):  # DataFrame: always 2-D
+            return X, None
+        arr = np.asarray(X) if not hasattr(X, "ndim") else X
+        if getattr(arr, "ndim", 2) == 4:
+            return np.reshape(arr, (arr.shape[0], -1)), tuple(int(s) for s in arr.shape[1:])
+        if getattr(arr, "ndim", 2) == 3:
+            return np.reshape(arr, (arr.shape[0], -1)), (1, int(arr.shape[1]), int(arr.shape[2]))
+        if getattr(arr, "ndim", 2) > 4:
+            raise ValueError(
+                "X must be 2-D (n_samples, n_features), 3-D (n, height, width) or 4-D "
+                f"(n, channels, height, width). Received: X.shape={tuple(arr.shape)}"
+            )
+        return X, None
+
+    def _validate_X(self, X: Any, y: Any = _NO_Y, *, reset: bool) -> tuple[np.ndarray, Any, tuple[int, ...] | None]:
+        X, image_shape = self._split_image_input(X)
+        if reset:
+            # As in scikit-learn's MLP: float32 input stays float32, anything else becomes float64.
+            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        else:
+            dtype = np.dtype(self.dtype_)
+        if y is _NO_Y:
+            X = validate_data(self, X, reset=reset, dtype=dtype)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=self._y_numeric)
+        if not reset and image_shape is not None and image_shape != self.input_shape_:
+            raise ValueError(
+                f"X has images of shape {image_shape} but the model was fitted on {self.input_shape_}. "
+                f"Received: X.shape={(X.shape[0], *image_shape)}"
+            )
+        return X, y, image_shape
+
+    def _resolve_input_shape(self, n_features: int, image_shape: tuple[int, ...] | None, layers: list[Layer]) -> tuple[int, ...]:
+        how = (
+            "Set input_shape=(channels, height, width), e.g. input_shape=(1, 28, 28) for MNIST, "
+            "or pass X as a 4-D array (n_samples, channels, height, width)"
+        )
+        if self.input_shape is not None:
+            try:
+                shape = tuple(int(s) for s in self.input_shape)
+                ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in self.input_shape)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok or len(shape) not in (1, 2, 3) or min(shape) < 1:
+                raise ValueError(
+                    "input_shape must be (channels, height, width), (height, width) or (n_features,) "
+                    f"with positive ints. Received: input_shape={self.input_shape!r}"
+                )
+            if len(shape) == 2:
+                shape = (1, *shape)
+            if math.prod(shape) != n_features:
+                raise ValueError(
+                    f"input_shape={self.input_shape!r} holds {math.prod(shape)} values per sample but X has "
+                    f"{n_features} features. Received: input_shape={self.input_shape!r}"
+                )
+            if image_shape is not None and image_shape != shape:
+                raise ValueError(
+                    f"X has images of shape {image_shape}, which disagrees with input_shape={self.input_shape!r}."
+                )
+            return shape
+        if image_shape is not None:
+            return image_shape
+        if not any(getattr(layer, "input_ndim", None) == 3 for layer in layers):
+            # No convolution or pooling: the input is a plain feature vector.
+            return (n_features,)
+        side = math.isqrt(n_features)
+        if side * side == n_features:
+            return (1, side, side)
+        raise ValueError(
+            f"Cannot infer the image shape: X has {n_features} features, which is not a square "
+            f"single-channel image, and the layers include convolution or pooling. {how}. "
+            f"Received: input_shape=None"
+        )
+
+    # ------------------------------------------------------------- building
+    def _get_ops(self) -> Any:
+        # X was validated as finite by check_array, so the kernels need not re-check.
+        return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+
+    def _build_layers(self) -> list[Layer]:
+        _check_layers_param(self.layers)
+        return build_layers(self.layers)
+
+    def _make_network(self, layers: list[Layer], ops: Any, seed: Any) -> Network:
+        return Network([clone(layer) for layer in layers], self.input_shape_, ops, rng=seed, dtype=self.dtype_)
+
+    def _get_network(self) -> Network:
+        """The network for prediction on the current ``backend`` (rebuilt lazily from NumPy weights)."""
+        check_is_fitted(self, "network_weights_")
+        key = (self.backend, self.n_threads)
+        network = getattr(self, "_network", None)
+        if network is None or getattr(self, "_network_key", None) != key:
+            network = self._make_network(list(self.layers_), self._get_ops(), 0)
+            network.set_weights(self.network_weights_)
+            self._network, self._network_key = network, key
+        return network
+
+    def _forward(self, X: Any) -> np.ndarray:
+        """Raw network output (logits or predictions) for validated input."""
+        check_is_fitted(self, "network_weights_")
+        X, _, _ = self._validate_X(X, reset=False)
+        network = self._get_network()
+        return network.predict(X.reshape(X.shape[0], *self.input_shape_), batch_size=_PREDICT_BATCH)
+
+    def _pretrain(self, network: Network, X_img: np.ndarray, seed: int) -> None:
+        if self.pretrainer is None:
+            return
+        if isinstance(self.pretrainer, Pretrainer):
+            pretrainer = clone(self.pretrainer)
+        else:
+            from ..plugins import get_pretrainer
+
+            pretrainer = get_pretrainer(self.pretrainer)()
+        pretrainer.pretrain(network, X_img, random_state=seed, verbose=self.verbose)
+
+    # -------------------------------------------------------------- training
+    def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float) -> float:
+        """One optimisation step; the hook a test (or a subclass) can patch."""
+        return network.train_batch(xb, yb, self._loss, self._optimizer, lr, float(self.alpha))
+
+    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
+        fitted = hasattr(self, "network_weights_")
+        first = not fitted or not (incremental or self.warm_start)
+        layers = self._build_layers() if first else None
+        X, y, image_shape = self._validate_X(X, y, reset=first)
+        if first:
+            self.dtype_ = X.dtype.name
+        y = self._prepare_targets(y, first=first, classes=classes)
+        ops = self._get_ops()
+        if first:
+            self.input_shape_ = self._resolve_input_shape(X.shape[1], image_shape, layers)
+            self.layers_ = (*layers, Dense(self._n_outputs(), init="auto"))
+            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            network = self._make_network(list(self.layers_), ops, self._rng)
+            self.n_iter_ = 0
+            self.loss_curve_ = []
+            self.best_loss_ = np.inf
+            self.validation_scores_ = [] if self.early_stopping and not incremental else None
+            self.best_validation_score_ = -np.inf if self.validation_scores_ is not None else None
+            self._optimizer = get_optimizer(self.optimizer)
+            self._optimizer.reset()
+            self._pretrain(network, X.reshape(X.shape[0], *self.input_shape_), int(self._rng.integers(2**31 - 1)))
+        else:
+            network = self._get_network()
+            if not incremental:
+                # A warm-started fit draws fresh shuffles from random_state, like a new fit.
+                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+                self._optimizer = get_optimizer(self.optimizer)
+                self._optimizer.reset()
+            elif getattr(self, "_optimizer", None) is None:  # after unpickling
+                self._optimizer = get_optimizer(self.optimizer)
+                self._optimizer.reset()
+            if not hasattr(self, "_rng"):
+                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            if self.validation_scores_ is None and self.early_stopping and not incremental:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+        self._network, self._network_key = network, (self.backend, self.n_threads)
+        X_img = X.reshape(X.shape[0], *self.input_shape_)
+        try:
+            self._train(network, X_img, y, epochs=1 if incremental else int(self.max_iter),
+                        early_stopping=bool(self.early_stopping) and not incremental)
+        except BaseException:
+            # A diverged (or otherwise failed) fit leaves no half-trained model behind:
+            # a continued fit keeps its previous weights, a fresh one leaves the estimator unfitted.
+            self.__dict__.pop("_network", None)
+            self.__dict__.pop("_optimizer", None)
+            if first:
+                self.__dict__.pop("network_weights_", None)
+            raise
+        self.network_weights_ = network.get_weights()
+        return self
+
+    def _train(self, network: Network, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
+        ops = network.ops
+        rng = self._rng
+        augmenter = get_augmenter(self.augment)
+        schedule = get_schedule(self.lr_schedule)
+        if early_stopping:
+            stratify = y if getattr(self, "_stratify", False) else None
+            X, X_val, y, y_val = train_test_split(
+                X, y, test_size=self.validation_fraction, random_state=int(rng.integers(2**31 - 1)), stratify=stratify
+            )
+            if X.shape[0] < 1 or X_val.shape[0] < 1:
+                raise ValueError(
+                    f"early_stopping needs at least one training and one validation sample; X has "
+                    f"{X.shape[0] + X_val.shape[0]} samples. Received: validation_fraction={self.validation_fraction}"
+                )
+        n = X.shape[0]
+        batch_size = min(int(self.batch_size), n)
+        no_improvement = 0
+        best_weights = None
+        stop = _StopFlag()
+        interrupted = False
+        name = type(self).__name__
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc=name, unit="epoch", disable=not self.verbose, leave=True)
+        try:
+            with stop.installed():
+                for _ in range(epochs):
+                    t0 = time.perf_counter()
+                    lr = schedule(float(self.learning_rate), self.n_iter_)
+                    order = rng.permutation(n)
+                    total, seen = 0.0, 0
+                    batches = range(0, n, batch_size)
+                    inner = tqdm(batches, desc=f"epoch {self.n_iter_ + 1}", unit="batch", leave=False,
+                                 disable=not (self.verbose and self.verbose > 1))
+                    try:
+                        for start in inner:
+                            idx = order[start:start + batch_size]
+                            xb = X[idx]
+                            if augmenter is not None:
+                                xb = augmenter(xb, rng)
+                            loss = self._train_batch(network, ops.asarray(xb, dtype=X.dtype), ops.asarray(y[idx]), lr)
+                            total += loss * len(idx)
+                            seen += len(idx)
+                            if stop.requested:
+                                break
+                    except KeyboardInterrupt:
+                        interrupted = True
+                    finally:
+                        inner.close()
+                    if stop.requested or interrupted:
+                        interrupted = True
+                        break
+                    epoch_loss = total / seen + float(self.alpha) * network.penalty()
+                    self.n_iter_ += 1
+                    self.loss_curve_.append(epoch_loss)
+                    postfix = {"loss": f"{epoch_loss:.4g}"}
+                    if early_stopping:
+                        score = self._validation_score(y_val, network.predict(X_val, batch_size=_PREDICT_BATCH))
+                        self.validation_scores_.append(score)
+                        postfix["val_score"] = f"{score:.4g}"
+                        if score < self.best_validation_score_ + self.tol:
+                            no_improvement += 1
+                        else:
+                            no_improvement = 0
+                        if score > self.best_validation_score_:
+                            self.best_validation_score_ = score
+                            best_weights = network.get_weights()
+                    else:
+                        if epoch_loss > self.best_loss_ - self.tol:
+                            no_improvement += 1
+                        else:
+                            no_improvement = 0
+                        self.best_loss_ = min(self.best_loss_, epoch_loss)
+                    postfix["time"] = f"{time.perf_counter() - t0:.2f}s"
+                    bar.set_postfix(postfix, refresh=False)
+                    bar.update(1)
+                    if no_improvement > self.n_iter_no_change:
+                        break
+        finally:
+            bar.close()
+        if early_stopping:
+            self.best_loss_ = None
+            if best_weights is not None:
+                network.set_weights(best_weights)
+        if interrupted:
+            warnings.warn(
+                f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "
+                f"{self.n_iter_} complete epoch(s) and the batches done so far.",
+                TrainingInterrupted,
+                stacklevel=4,
+            )

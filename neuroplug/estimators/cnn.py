@@ -1,0 +1,449 @@
+"""Convolutional network estimators: :class:`CNNClassifier` and :class:`CNNRegressor`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import column_or_1d
+
+from ..network import SoftmaxCrossEntropy, SquaredError
+from ._cnn_base import DEFAULT_LAYERS, BaseCNN, TrainingInterrupted
+
+__all__ = ["CNNClassifier", "CNNRegressor", "DEFAULT_LAYERS", "TrainingInterrupted"]
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    layers : tuple of str or Layer, default=DEFAULT_LAYERS
+        The hidden layer stack; the estimator appends the output layer (a
+        dense layer with one unit per class or target).  Each entry is a
+        spec string of the mini-language of :mod:`neuroplug.layers.spec` or
+        a layer object (cloned, never modified).  Spec strings:
+        ``"conv:FxKHxKW"`` (F filters; options ``stride=``, ``padding=valid|same|P``,
+        ``groups=``), ``"maxpool:S"`` / ``"meanpool:S"`` (option ``stride=``),
+        ``"dense:N"``, ``"flatten"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``,
+        ``"softmax"``, ``"dropout:R"``, plus any layer a plugin registers.
+        The default is ``("conv:32x3x3,padding=same", "relu", "maxpool:2",
+        "conv:64x3x3,padding=same", "relu", "maxpool:2", "dense:128", "relu",
+        "dropout:0.25")``.
+    input_shape : tuple of int, default=None
+        Shape of one sample: ``(channels, height, width)``, ``(height,
+        width)`` (one channel) or ``(n_features,)``.  ``None`` infers it: from
+        3-D ``(n, h, w)`` or 4-D ``(n, c, h, w)`` input; for 2-D input, as
+        ``(n_features,)`` when the stack has no convolution or pooling, else
+        as a square one-channel image, and an error when ``n_features`` is not
+        a square.
+    optimizer : {"adam", "sgd", "nesterov"} or Optimizer, default="adam"
+        ``"sgd"`` uses momentum 0.9, ``"nesterov"`` Nesterov momentum 0.9;
+        pass a :class:`neuroplug.optimizers.SGD` or ``Adam`` object to set
+        their hyper-parameters.
+    learning_rate : float, default=1e-3
+        Base step size.
+    lr_schedule : str or Schedule, default="constant"
+        Learning rate per epoch: ``"constant"``, ``"step[:S,G]"`` (times G
+        every S epochs), ``"exp[:G]"``, ``"invtime[:D]"`` or a
+        :class:`neuroplug.optimizers.Schedule` object.
+    batch_size : int, default=64
+        Mini-batch size (clipped to the number of samples).
+    max_iter : int, default=100
+        Maximum number of epochs (passes over the training data).
+    alpha : float, default=1e-4
+        L2 weight decay: ``0.5 * alpha * sum(W**2)`` over weights (not
+        biases) is added to the mean loss of each batch.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for
+        classification), stop when its score (accuracy, or R^2) has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs, and keep the
+        best weights.  Without it, training stops when the training loss has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    validation_fraction : float, default=0.1
+        Share of the training data held out with early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Smallest improvement that counts.
+    augment : None, bool, str or RandomAffine, default=None
+        On-the-fly training augmentation of image input (off by default):
+        ``True`` for small random shifts, rotations and scalings, a spec
+        string such as ``"shift=2,rotate=10,scale=0.1"``, or a
+        :class:`neuroplug.augment.RandomAffine`.  Seeded by ``random_state``.
+    pretrainer : str, Pretrainer or None, default=None
+        Name of a registered pretrainer (``"dbn"``, ``"sbn"``, ...) or a
+        pretrainer object that initialises the network's weights from the
+        training inputs before supervised training (first fit only).
+    backend : str, default="cpu"
+        Registered backend name (``"cpu"``, ``"numpy"``, ``"torch"``,
+        ``"torch:cuda:0"``, ...).  A fitted model predicts on whatever
+        backend this names at prediction time: ``set_params(backend="numpy")``.
+    n_threads : int, default=None
+        Thread limit for the backend kernels (``None``: the library default).
+    dtype : {"float32", "float64"} or None, default=None
+        Precision of the network.  ``None`` follows scikit-learn's MLP:
+        float32 input trains in float32 (fast: the data loaders return
+        float32), any other input in float64.  Predictions use the precision
+        of the fit.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout, augmentation and the
+        validation split.  With an int, fits are reproducible on a given
+        backend and thread count.
+    verbose : int, default=0
+        ``1`` shows a tqdm progress bar over epochs (loss, validation score,
+        epoch time); ``2`` adds a bar over the batches of each epoch.
+    warm_start : bool, default=False
+        Continue from the fitted weights (and architecture) on the next
+        ``fit`` instead of starting afresh.
+
+    Notes
+    -----
+    Interrupting ``fit`` with Ctrl-C (KeyboardInterrupt) stops training at
+    the end of the current mini-batch: the estimator is fitted with the
+    epochs done so far (``n_iter_`` counts the complete ones) and a
+    :class:`TrainingInterrupted` warning is issued.  A second Ctrl-C aborts
+    at once.
+
+    A loss that becomes NaN or infinite stops ``fit`` with
+    :class:`neuroplug.network.TrainingDivergedError`, which suggests a lower
+    learning rate.
+
+    The fitted model is NumPy only (``layers_``, ``network_weights_``): it
+    pickles, and predicts on any backend.
+"""
+
+_ATTRS_DOC = """
+    n_features_in_ : int
+        Number of features seen during fit (``c * h * w`` for image input).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` was a DataFrame with string column names.
+    dtype_ : str
+        Precision of the fitted network, ``"float32"`` or ``"float64"``.
+    input_shape_ : tuple of int
+        The resolved shape of one sample.
+    layers_ : tuple of Layer
+        The resolved, unfitted layers, the output layer included.
+    network_weights_ : list of dict
+        Weights of each layer of ``layers_`` as NumPy arrays.
+    n_iter_ : int
+        Number of complete epochs run (summed over warm-started fits and
+        ``partial_fit`` calls).
+    loss_curve_ : list of float
+        Mean training loss (L2 term included) of each epoch.
+    best_loss_ : float or None
+        Lowest value of ``loss_curve_``; ``None`` with early stopping.
+    validation_scores_ : list of float or None
+        Validation score of each epoch with early stopping, else ``None``.
+    best_validation_score_ : float or None
+        Best validation score with early stopping, else ``None``.
+"""
+
+
+class CNNClassifier(ClassifierMixin, BaseCNN):
+    __doc__ = (
+        """Convolutional neural network classifier.
+
+    A stack of layers (convolution, pooling, dense, activations, dropout)
+    ending in one logit per class, trained with softmax cross-entropy by
+    mini-batch gradient descent on a neuroplug backend.
+"""
+        + _PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels."""
+        + _ATTRS_DOC
+        + """
+    See Also
+    --------
+    CNNRegressor : The same network for regression.
+    sklearn.neural_network.MLPClassifier : Fully connected networks.
+
+    References
+    ----------
+    Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-based learning
+    applied to document recognition", Proc. IEEE 86(11), 1998.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from neuroplug.estimators import CNNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = CNNClassifier(("conv:8x3x3", "relu", "maxpool:2", "dense:32", "relu"),
+    ...                     input_shape=(1, 8, 8), max_iter=3, random_state=0)
+    >>> clf.fit(X[:300] / 16, y[:300]).predict(X[:3] / 16).shape
+    (3,)
+"""
+    )
+
+    _stratify = True
+    _loss = SoftmaxCrossEntropy()
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    # ---------------------------------------------------------------- targets
+    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim != 1:
+            raise ValueError(
+                "CNNClassifier supports one target column (binary or multi-class). "
+                f"Received: y.shape={y.shape}"
+            )
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"CNNClassifier needs binary or multi-class targets. Received: y of type {kind!r}")
+        if classes is not None:
+            classes = unique_labels(np.asarray(classes))
+            if not first and not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"classes must be the same as on the first call to partial_fit ({self.classes_}). "
+                    f"Received: classes={classes!r}"
+                )
+        if first:
+            self.classes_ = classes if classes is not None else unique_labels(y)
+        missing = np.setdiff1d(unique_labels(y), self.classes_)
+        if missing.size:
+            where = "classes" if first else "the classes of the first fit (warm_start and partial_fit keep them)"
+            raise ValueError(f"y holds labels that are not in {where}: {self.classes_}. Received: labels {missing}")
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
+        return float(np.mean(output.argmax(axis=1) == y_true))
+
+    # --------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any) -> "CNNClassifier":
+        """Train the network on ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels (numbers or strings).
+
+        Returns
+        -------
+        self : CNNClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "CNNClassifier":
+        """Run one epoch over ``X`` and ``y``, continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        classes : array-like of shape (n_classes,), default=None
+            All the labels that will ever appear; required on the first call,
+            optional (and checked) afterwards.
+
+        Returns
+        -------
+        self : CNNClassifier
+            The updated estimator.
+        """
+        if not hasattr(self, "network_weights_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit. Received: classes=None")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    # ------------------------------------------------------------ prediction
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits of each class; for two classes, the log-odds of the second.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            ``logit[:, 1] - logit[:, 0]`` for binary problems, else the logits.
+        """
+        logits = self._forward(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of the class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            ``log_softmax`` of the logits, in the order of ``classes_``.
+        """
+        logits = self._forward(X).astype(np.float64)
+        ops = self._get_network().ops
+        return np.asarray(ops.to_numpy(ops.log_softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (softmax of the logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        logits = self._forward(X).astype(np.float64)
+        ops = self._get_network().ops
+        return np.asarray(ops.to_numpy(ops.softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        logits = self._forward(X)  # checks that the model is fitted first
+        return self.classes_[logits.argmax(axis=1)]
+
+
+class CNNRegressor(RegressorMixin, BaseCNN):
+    __doc__ = (
+        """Convolutional neural network regressor.
+
+    A stack of layers ending in one linear output per target, trained on the
+    squared error by mini-batch gradient descent on a neuroplug backend.
+    Several targets (2-D ``y``) are predicted together.
+"""
+        + _PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of targets."""
+        + _ATTRS_DOC
+        + """
+    See Also
+    --------
+    CNNClassifier : The same network for classification.
+    sklearn.neural_network.MLPRegressor : Fully connected networks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroplug.estimators import CNNRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 36))
+    >>> y = X[:, :6].sum(axis=1)
+    >>> reg = CNNRegressor(("conv:4x3x3", "relu", "dense:16", "relu"), max_iter=5, random_state=0)
+    >>> reg.fit(X, y).predict(X[:2]).shape
+    (2,)
+"""
+    )
+
+    _loss = SquaredError()
+    _y_numeric = True
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D. Received: y.shape={y.shape}")
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self.n_outputs_ = int(y2.shape[1])
+            self._y_1d = y.ndim == 1
+        elif y2.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2.shape[1]} targets but the model was fitted with {self.n_outputs_}. Received: y.shape={y.shape}"
+            )
+        return np.ascontiguousarray(y2, dtype=self.dtype_)
+
+    def _n_outputs(self) -> int:
+        return self.n_outputs_
+
+    def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
+        return float(r2_score(y_true, output))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any) -> "CNNRegressor":
+        """Train the network on ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+
+        Returns
+        -------
+        self : CNNRegressor
+            The fitted estimator.
+        """
+        return self._fit(X, y, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any) -> "CNNRegressor":
+        """Run one epoch over ``X`` and ``y``, continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+
+        Returns
+        -------
+        self : CNNRegressor
+            The updated estimator.
+        """
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+            1-D when the model was fitted on 1-D ``y``.
+        """
+        out = self._forward(X).astype(np.float64)
+        return out.ravel() if self._y_1d else out
