@@ -97,3 +97,24 @@ def test_layers_in_a_grid_search(digits):
 def test_uses_the_process_wide_manager():
     # Estimators look layers up in the process-wide manager, which loads the entry point by itself.
     assert get_plugin_manager().layers.entry("lrn").plugin == "lrn"
+
+
+def test_a_model_with_plugin_layers_round_trips_through_the_safe_format(digits, tmp_path):
+    from neuroplug import persist
+    from neuroplug.estimators import CNNClassifier
+    from neuroplug.plugins import reset_plugin_manager
+
+    X, y = digits
+    layers = ("conv:4x3x3,padding=same", LocalResponseNorm(3, alpha=0.5), "elu:0.5", "maxpool:2")
+    clf = CNNClassifier(layers, input_shape=(1, 8, 8), max_iter=2, random_state=0).fit(X, y)
+    path = persist.save(clf, tmp_path / "model")
+    loaded = persist.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert isinstance(loaded.layers[1], LocalResponseNorm) and loaded.layers[1].alpha == 0.5
+    # Where the plugin is not installed, loading names it and where the model got it from.
+    previous = reset_plugin_manager(PluginManager(autoload=False))
+    try:
+        with pytest.raises(persist.ModelFormatError, match=r"layer '(elu|lrn)'.*plugin lrn \(entry point neuroplug_lrn"):
+            persist.load(path)
+    finally:
+        reset_plugin_manager(previous)
