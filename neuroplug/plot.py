@@ -21,7 +21,9 @@ Each display can be drawn again into another figure with ``plot``.
 
 :func:`plot_confusion_matrix` draws scikit-learn's
 :class:`~sklearn.metrics.ConfusionMatrixDisplay` for a fitted classifier.
-The ``plot_*`` functions are shorthands for the ``from_estimator`` methods.
+The ``plot_*`` functions are shorthands for the ``from_estimator`` methods,
+and :func:`save_training_plots` writes the pictures of a fitted CNN to PNG
+files (``neuroplug train --plot DIR``).
 
 When neither ``ax`` nor ``fig`` is given, the figure is made with
 :mod:`matplotlib.pyplot` (so it shows in notebooks and in
@@ -48,12 +50,14 @@ __all__ = [
     "plot_feature_maps",
     "plot_loss_curve",
     "plot_confusion_matrix",
+    "save_training_plots",
 ]
 
 # Side of one cell of an image grid, in inches, and the widest figure made
 # when the caller gives none (a grid of 100 filters still fits a page).
 _CELL_INCHES = 1.0
 _MAX_FIG_WIDTH = 10.0
+_MIN_FIG_WIDTH = 4.0
 
 
 def _require_matplotlib(caller: str) -> Any:
@@ -297,9 +301,10 @@ class ImageGridDisplay:
         if fig is None:
             import matplotlib.pyplot as plt
 
-            width = min(_MAX_FIG_WIDTH, _CELL_INCHES * n_cols)
-            cell = width / n_cols
-            fig = plt.figure(figsize=(width, cell * n_rows + 0.4))
+            # Cells of about an inch, but room for the title over a narrow grid.
+            width = min(_MAX_FIG_WIDTH, max(_MIN_FIG_WIDTH, _CELL_INCHES * n_cols))
+            cell = min(width / n_cols, 1.5 * _CELL_INCHES)
+            fig = plt.figure(figsize=(width, cell * n_rows + 0.5), layout="constrained")
         axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
         vmin = vmax = None
         if shared_scale and images.ndim == 3:
@@ -787,7 +792,7 @@ class FeatureMapDisplay(ImageGridDisplay):
         display = cls(
             _limit(maps, max_maps, "max_maps"),
             title=(
-                f"Feature maps after layer {index} ({type(layers[index]).__name__}): "
+                f"Layer {index} ({type(layers[index]).__name__}): "
                 f"{maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]}"
             ) if title is None else title,
         )
@@ -1018,6 +1023,98 @@ def plot_confusion_matrix(
         import matplotlib.pyplot as plt
 
         n_classes = len(getattr(estimator, "classes_", ())) or 10
-        side = min(10.0, max(4.0, 0.5 * n_classes + 2.0))
+        side = min(9.0, max(4.0, 0.4 * n_classes + 1.5))
         _, ax = plt.subplots(figsize=(side, side))
     return ConfusionMatrixDisplay.from_estimator(estimator, X, y, ax=ax, normalize=normalize, cmap=cmap, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# PNG files for the command line
+# ---------------------------------------------------------------------------
+#: The files :func:`save_training_plots` writes.
+TRAINING_PLOT_FILES = {
+    "loss": "loss-curve.png",
+    "filters": "filters.png",
+    "confusion": "confusion-matrix.png",
+}
+
+
+def _first_layer_display(estimator: Any) -> FilterDisplay | None:
+    """The first convolution's filters; for a network without one, the first dense layer's weights as images."""
+    from .layers.dense import Dense
+
+    if _conv_layers(estimator):
+        return FilterDisplay.from_estimator(estimator)
+    for i, (layer, w) in enumerate(zip(estimator.layers_, estimator.network_weights_)):
+        if isinstance(layer, Dense):
+            if i != 0:
+                return None  # its inputs are not pixels
+            W = np.asarray(w["W"]).T  # (n_out, n_in): one row per unit
+            try:
+                images = _rows_to_images(W, None, estimator, "the first dense layer's weights")
+            except ValueError:
+                return None  # the input is no image
+            if images.ndim == 4:
+                images = images[:, 0]
+            display = FilterDisplay(images[:64], title=f"First dense layer: weights of {W.shape[0]} units")
+            return display.plot()
+    return None
+
+
+def save_training_plots(
+    estimator: Any, X_test: Any, y_test: Any, directory: str | Any, *, dpi: int = 100
+) -> list[Any]:
+    """Write the pictures of a fitted CNN to PNG files in ``directory``.
+
+    ``loss-curve.png`` (training loss, and validation score with early
+    stopping), ``filters.png`` (the first convolution's filters, or the
+    first dense layer's weights when the network has no convolution and
+    takes images) and, for a classifier, ``confusion-matrix.png`` on
+    ``X_test``, ``y_test``.  The directory is created when missing.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier or CNNRegressor
+        The model.
+    X_test, y_test : array-like
+        Held-out data for the confusion matrix (ignored for regressors).
+    directory : str or path
+        Where to write the files.
+    dpi : int, default=100
+        Resolution of the PNG files.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+        The files written, in the order above.
+    """
+    from pathlib import Path
+
+    _require_matplotlib("save_training_plots")
+    from sklearn.base import is_classifier
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "network_weights_")
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"directory must be a directory; a file of that name exists. Received: directory={str(directory)!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt
+
+    written: list[Any] = []
+
+    def save(display: Any, key: str) -> None:
+        path = out / TRAINING_PLOT_FILES[key]
+        display.figure_.savefig(path, dpi=dpi)
+        plt.close(display.figure_)
+        written.append(path)
+
+    # Never shown: interactive mode off, and each figure closed once saved.
+    with plt.ioff():
+        save(LossCurveDisplay.from_estimator(estimator), "loss")
+        filters = _first_layer_display(estimator)
+        if filters is not None:
+            save(filters, "filters")
+        if is_classifier(estimator):
+            save(plot_confusion_matrix(estimator, X_test, y_test), "confusion")
+    return written

@@ -64,6 +64,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"where to save the model (default: ./{DEFAULT_OUTPUT})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    # --plot DIR: pictures of the fitted model (neuroplug.plot.save_training_plots).
+    p.add_argument(
+        "--plot", metavar="DIR", default=None,
+        help="write loss-curve.png, filters.png (first layer) and confusion-matrix.png (test set) "
+             "to DIR; needs matplotlib: pip install 'neuroplug[plot]'",
+    )
     p.set_defaults(func=run_train)
     return p
 
@@ -119,6 +125,16 @@ def run_train(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"neuroplug train: error: cannot load data {args.data!r}: {exc}", file=sys.stderr)
         return 2
+    # --plot: refuse before training, not after it, when matplotlib is missing.
+    if getattr(args, "plot", None) is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("neuroplug train: error: --plot needs matplotlib: pip install 'neuroplug[plot]'", file=sys.stderr)
+            return 2
+        if Path(args.plot).exists() and not Path(args.plot).is_dir():
+            print(f"neuroplug train: error: --plot must name a directory. Received: {args.plot!r} (a file)", file=sys.stderr)
+            return 2
     params: dict[str, Any] = {
         "input_shape": input_shape,
         "backend": args.backend,
@@ -161,4 +177,14 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"neuroplug train: error: cannot save the model to {args.output!r}: {exc}", file=sys.stderr)
         return 1
     print(f"Model saved to {Path(path).resolve()} (load it with neuroplug.persist.load)")
+    # --plot: pictures of the fitted model.
+    if getattr(args, "plot", None) is not None:
+        from .plot import save_training_plots
+
+        try:
+            for png in save_training_plots(clf, X_te, y_te, args.plot):
+                print(f"Plot written to {Path(png).resolve()}")
+        except (OSError, ValueError) as exc:
+            print(f"neuroplug train: error: cannot write the plots to {args.plot!r}: {exc}", file=sys.stderr)
+            return 1
     return 0

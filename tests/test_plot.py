@@ -367,3 +367,63 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(plot_module)
+
+
+# --------------------------------------------------------------------------------------------
+# PNG files: save_training_plots and ``neuroplug train --plot DIR``
+# --------------------------------------------------------------------------------------------
+def _png_size(path):
+    return matplotlib.image.imread(path).shape[:2]
+
+
+def test_save_training_plots(cnn, digits, tmp_path):
+    from neuroplug.plot import save_training_plots
+
+    X, y = digits
+    paths = save_training_plots(cnn, X[300:400], y[300:400], tmp_path / "new" / "dir", dpi=50)
+    assert [p.name for p in paths] == ["loss-curve.png", "filters.png", "confusion-matrix.png"]
+    for p in paths:
+        height, width = _png_size(p)
+        assert height > 100 and width > 100
+    assert plt.get_fignums() == []  # every figure closed once saved
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="must be a directory"):
+        save_training_plots(cnn, X[:10], y[:10], tmp_path / "file")
+
+
+def test_save_training_plots_of_a_dense_network(digits, tmp_path):
+    from neuroplug.plot import save_training_plots
+
+    X, y = digits
+    reg = CNNRegressor(("dense:6",), input_shape=(8, 8), max_iter=1, random_state=0).fit(X[:60], y[:60])
+    paths = save_training_plots(reg, X[:10], y[:10], tmp_path)
+    # A regressor has no confusion matrix; a first dense layer on pixels has image-like weights.
+    assert [p.name for p in paths] == ["loss-curve.png", "filters.png"]
+
+
+def test_train_plot_option(tmp_path, capsys):
+    from neuroplug.cli import main
+
+    plots = tmp_path / "plots"
+    status = main([
+        "train", "-q", "--layers", "conv:3x3x3", "relu", "maxpool:2", "dense:8", "relu", "--epochs", "1",
+        "--output", str(tmp_path / "model.npz"), "--plot", str(plots),
+    ])
+    assert status == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion-matrix.png", "filters.png", "loss-curve.png"]
+    out = capsys.readouterr().out
+    assert out.count("Plot written to") == 3
+    # The filters picture has one cell per filter of the first convolution: 3 filters in one row.
+    height, width = _png_size(plots / "filters.png")
+    assert width > height
+
+
+def test_train_plot_option_refuses_a_file_before_training(tmp_path, capsys):
+    from neuroplug.cli import main
+
+    target = tmp_path / "taken"
+    target.write_text("")
+    status = main(["train", "-q", "--epochs", "1", "--output", str(tmp_path / "m.npz"), "--plot", str(target)])
+    assert status == 2
+    assert "--plot must name a directory" in capsys.readouterr().err
+    assert not (tmp_path / "m.npz").exists()
