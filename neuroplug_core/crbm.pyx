@@ -29,6 +29,7 @@ cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, logf
+from libc.string cimport memset
 from numpy.random cimport bitgen_t
 
 from ._fused cimport floating
@@ -77,7 +78,7 @@ cdef void _pool_probs_plane(const floating* pre, floating* hprob, floating* ppro
     cdef Py_ssize_t PH = (H + ph - 1) // ph
     cdef Py_ssize_t PW = (W + pw - 1) // pw
     cdef Py_ssize_t bi, bj, r, c, r0, r1, c0, c1
-    cdef floating peak, on, denom, e
+    cdef floating peak, on, inv, e
     for bi in range(PH):
         r0 = bi * ph
         r1 = min(r0 + ph, H)
@@ -91,12 +92,13 @@ cdef void _pool_probs_plane(const floating* pre, floating* hprob, floating* ppro
                     e = _exp(pre[r * W + c] - peak)
                     hprob[r * W + c] = e
                     on = on + e
-            denom = _exp(-peak) + on
+            # One division per block; the reference divides per unit (1 ulp apart at most).
+            inv = 1 / (_exp(-peak) + on)
             for r in range(r0, r1):
                 for c in range(c0, c1):
-                    hprob[r * W + c] = hprob[r * W + c] / denom
+                    hprob[r * W + c] = hprob[r * W + c] * inv
             # on / denom rather than 1 - P(off): exact even when the block is almost surely off.
-            pprob[bi * PW + bj] = on / denom
+            pprob[bi * PW + bj] = on * inv
 
 
 cdef void _log_partition_plane(const floating* pre, floating* out,
@@ -133,6 +135,7 @@ cdef void _sample_plane(const floating* hprob, const floating* u, floating* hout
     cdef Py_ssize_t bi, bj, r, c, r0, r1, c0, c1
     cdef floating cum, ub
     cdef bint done
+    memset(hout, 0, H * W * sizeof(floating))
     for bi in range(PH):
         r0 = bi * ph
         r1 = min(r0 + ph, H)
@@ -142,14 +145,15 @@ cdef void _sample_plane(const floating* hprob, const floating* u, floating* hout
             ub = u[bi * PW + bj]
             cum = 0
             done = False
-            for r in range(r0, r1):
+            r = r0
+            while r < r1 and not done:
                 for c in range(c0, c1):
-                    hout[r * W + c] = 0
-                    if not done:
-                        cum = cum + hprob[r * W + c]
-                        if ub < cum:
-                            hout[r * W + c] = 1
-                            done = True
+                    cum = cum + hprob[r * W + c]
+                    if ub < cum:
+                        hout[r * W + c] = 1
+                        done = True
+                        break
+                r = r + 1
 
 
 cdef bitgen_t* _bitgen(object bit_generator) except NULL:

@@ -9,3 +9,7 @@ def neuroplug_register_pretrainers(register):
     from ..pretrain.sbn import SBNPretrainer
 
     register("sbn", SBNPretrainer)
+
+    from ..pretrain.cdbn import CDBNPretrainer
+
+    register("cdbn", CDBNPretrainer)

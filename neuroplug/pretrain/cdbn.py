@@ -1,0 +1,431 @@
+"""The ``"cdbn"`` pretrainer: convolutional layers initialised greedily from convolutional RBMs.
+
+A convolutional deep belief net (Lee, Grosse, Ranganath & Ng, ICML 2009) is
+trained one layer at a time: a convolutional RBM with probabilistic
+max-pooling on the images, then another on the pooling-layer probabilities
+of the first, and so on.  Its filters have exactly the shape of a
+:class:`~neuroplug.layers.conv.Conv2D` layer's ``W``, so they (and the
+hidden biases, as ``b``) initialise the leading convolutions of a CNN before
+supervised training.  Pretraining needs no labels: a semi-supervised
+estimator hands it every image, labelled or not.
+
+This module also holds the CD training loop that the
+:class:`~neuroplug.estimators.ConvRBM` and
+:class:`~neuroplug.estimators.ConvDBN` estimators share with the
+pretrainer; all of it computes through the network's ``Ops``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..layers.conv import Conv2D
+from ..layers.pool import MaxPool2D, Pool2D
+from ..ops import Ops, normalize_pair, normalize_padding
+from .base import Pretrainer
+
+__all__ = ["CDBNPretrainer", "train_crbm", "crbm_pool_output"]
+
+_FORWARD_BATCH = 256
+
+
+# ---------------------------------------------------------------------------
+# The training loop shared by ConvRBM, ConvDBN and the "cdbn" pretrainer
+# ---------------------------------------------------------------------------
+def _initial_visible_bias(X: np.ndarray, visible: str) -> np.ndarray:
+    """Per-channel visible biases: the logit of the mean pixel (Bernoulli) or the mean (Gaussian).
+
+    Starting from the data's marginals (Hinton's practical guide, section 8.1)
+    spares the filters from having to learn the mean intensity first.
+    """
+    mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
+    if visible == "gaussian":
+        return mean.astype(X.dtype)
+    p = np.clip(mean, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p)).astype(X.dtype)
+
+
+def train_crbm(
+    X: np.ndarray,
+    *,
+    filters: int,
+    kernel_size: tuple[int, int],
+    pool_size: tuple[int, int],
+    visible: str,
+    ops: Ops,
+    rng: np.random.Generator,
+    k: int = 1,
+    learning_rate: float = 0.05,
+    momentum: float = 0.5,
+    weight_decay: float = 1e-4,
+    sparsity_target: float = 0.05,
+    sparsity_cost: float = 0.5,
+    batch_size: int = 20,
+    n_iter: int = 10,
+    stride: Any = 1,
+    padding: Any = 0,
+    groups: int = 1,
+    connections: Any = None,
+    init_weights: np.ndarray | None = None,
+    verbose: int = 0,
+    desc: str = "ConvRBM",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Train one convolutional RBM with CD-k on the images ``X``; return ``(W, bh, bv, errors)``.
+
+    ``X`` is a NumPy array ``(n, channels, height, width)`` of the training
+    dtype.  Rows are reshuffled every epoch with ``rng`` (which also draws
+    the initial filters, ``N(0, 0.01**2)`` as in Hinton's guide, unless
+    ``init_weights`` is given); the backend generator for the Gibbs samples
+    is seeded from ``rng`` too, so a seed fixes the whole run on a backend.
+    ``errors`` holds the mean squared reconstruction error of each epoch.
+    Arguments are those of :meth:`neuroplug.ops.Ops.crbm_cd_epoch`; they are
+    assumed validated by the caller (an estimator or the pretrainer).
+    """
+    dtype = X.dtype
+    c = int(X.shape[1])
+    cg = c // int(groups)
+    if init_weights is None:
+        W = rng.normal(0.0, 0.01, size=(filters, cg, *kernel_size)).astype(dtype)
+    else:
+        W = np.array(init_weights, dtype=dtype)
+    if connections is not None:
+        W *= np.asarray(connections, dtype=bool)[:, :, None, None]
+    params = [
+        ops.asarray(W), ops.asarray(np.zeros(filters, dtype)), ops.asarray(_initial_visible_bias(X, visible)),
+        ops.asarray(np.zeros_like(W)), ops.asarray(np.zeros(filters, dtype)), ops.asarray(np.zeros(c, dtype)),
+    ]
+    gibbs_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
+    errors: list[float] = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(int(n_iter)), desc=desc, unit="epoch", disable=not verbose, leave=True)
+    try:
+        for _ in bar:
+            Xe = ops.asarray(X[rng.permutation(X.shape[0])])
+            err = ops.crbm_cd_epoch(
+                Xe, *params, k=k, pool_size=pool_size, learning_rate=learning_rate, momentum=momentum,
+                weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
+                batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
+                groups=groups, connections=connections,
+            )
+            if not math.isfinite(err):
+                raise FloatingPointError(
+                    f"{desc}: contrastive divergence diverged (reconstruction error {err}). Lower "
+                    f"learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian visible "
+                    "units, standardise X."
+                )
+            errors.append(float(err))
+            bar.set_postfix(recon_error=f"{err:.4g}", refresh=False)
+    finally:
+        bar.close()
+    W, bh, bv = (np.array(ops.to_numpy(p)) for p in params[:3])
+    return W, bh, bv, errors
+
+
+def crbm_pool_output(
+    ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, pool_size: tuple[int, int], *,
+    stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None, hidden: bool = False,
+) -> np.ndarray:
+    """Pooling-layer probabilities (or, with ``hidden=True``, detection probabilities) of ``X``, in batches."""
+    Wb, bhb = ops.asarray(W), ops.asarray(bh)
+    out = []
+    for start in range(0, X.shape[0], _FORWARD_BATCH):
+        xb = ops.asarray(X[start:start + _FORWARD_BATCH])
+        pre = ops.conv2d(xb, Wb, bhb, stride=stride, padding=padding, groups=groups, connections=connections)
+        h_probs, p_probs = ops.crbm_pool_probs(pre, pool_size)
+        out.append(np.asarray(ops.to_numpy(h_probs if hidden else p_probs)))
+    return np.concatenate(out, axis=0)
+
+
+
+# ---------------------------------------------------------------------------
+# The pretrainer
+# ---------------------------------------------------------------------------
+def _is_passthrough(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> bool:
+    """A layer without parameters that keeps the shape (activation, dropout, noise, LRN...)."""
+    return not getattr(layer, "params", None) and tuple(shape_in) == tuple(shape_out)
+
+
+def _conv_config(layer: Conv2D) -> dict[str, Any]:
+    """The convolution arguments of a Conv2D layer, from its hyper-parameters."""
+    kernel = normalize_pair(layer.kernel_size, "kernel_size")
+    conn = layer.connections
+    return {
+        "kernel": kernel,
+        "stride": normalize_pair(layer.stride, "stride"),
+        "padding": normalize_padding(layer.padding, kernel),
+        "groups": int(layer.groups),
+        "connections": None if conn is None else np.asarray(conn).astype(bool),
+    }
+
+
+class CDBNPretrainer(Pretrainer):
+    """Initialise the leading convolutional layers from a convolutional DBN (``"cdbn"``).
+
+    The network's layers are walked from the input.  Each
+    :class:`~neuroplug.layers.conv.Conv2D` layer gets the filters ``W`` and
+    hidden biases ``b`` of a convolutional RBM trained by CD-k (with the
+    layer's own kernel size, stride, padding, groups and connection table)
+    on that layer's input representation:
+
+    * layer 1 learns from the images ``X``;
+    * between two convolutions, layers without parameters that keep the
+      shape (activations, dropout, ...) are skipped, because the
+      representation is already a probability; when they include exactly
+      one non-overlapping max pooling (``stride == size``), the RBM below
+      uses probabilistic max-pooling with that block size and the next RBM
+      learns from its pooling-layer probabilities (cropped to the max
+      pooling's output size where a partial block is dropped), as in Lee et
+      al. 2009.  Any other pooling (mean, overlapping, several in a row) is
+      not a probabilistic max-pooling: that RBM uses independent detection
+      units and the next one learns from the network's own pooling layers
+      applied to its detection probabilities.
+
+    The walk stops at the first layer that is neither of these (a dense or
+    flatten layer, or any other layer with parameters): that layer and every
+    layer after it, convolutional or not, are left as initialised (combine
+    with a dense pretrainer such as ``"dbn"`` by pretraining them yourself).
+    A network with no convolution before such a layer is refused.
+
+    Parameters
+    ----------
+    n_iter : int, default=5
+        CD epochs per layer.
+    learning_rate : float, default=0.05
+        CD step size (gradients are averages over samples and positions).
+    k : int, default=1
+        Gibbs steps per update.
+    momentum : float, default=0.5
+        Momentum of the CD updates.
+    weight_decay : float, default=1e-4
+        L2 penalty on the filters.
+    sparsity_target : float, default=0.05
+        Target mean probability of the detection units.
+    sparsity_cost : float, default=0.5
+        Strength of the sparsity penalty (0 turns it off).
+    batch_size : int, default=20
+        Images per CD update.
+    visible : {"auto", "bernoulli", "gaussian"}, default="auto"
+        Visible units of the first RBM: ``"auto"`` picks Bernoulli when
+        every input lies in ``[0, 1]`` (pixels), else Gaussian (unit
+        variance: standardise such inputs).  Higher RBMs are Bernoulli.
+    max_samples : int or None, default=None
+        Pretrain on at most this many images (a random subset), to bound the
+        cost on large data sets.
+
+    Attributes
+    ----------
+    pretrained_layers_ : list of int
+        Indices (in ``network.layers``) of the layers the last
+        :meth:`pretrain` call initialised.
+    reconstruction_errors_ : list of list of float
+        Per pretrained layer, the reconstruction error of each epoch.
+
+    References
+    ----------
+    H. Lee, R. Grosse, R. Ranganath and A. Y. Ng. Convolutional deep belief
+    networks for scalable unsupervised learning of hierarchical
+    representations. ICML 2009.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroplug.backends import get_ops
+    >>> from neuroplug.layers.conv import Conv2D
+    >>> from neuroplug.layers.pool import MaxPool2D
+    >>> from neuroplug.layers.activations import ReLU
+    >>> from neuroplug.layers.dense import Dense
+    >>> from neuroplug.network import Network
+    >>> from neuroplug.pretrain.cdbn import CDBNPretrainer
+    >>> X = (np.random.default_rng(0).random((40, 1, 10, 10)) < 0.3).astype(np.float32)
+    >>> net = Network([Conv2D(4, 3), ReLU(), MaxPool2D(2), Conv2D(6, 2), ReLU(), Dense(3)],
+    ...               (1, 10, 10), get_ops("numpy"), rng=0)
+    >>> pre = CDBNPretrainer(n_iter=1)
+    >>> pre.pretrain(net, X, random_state=0)
+    >>> pre.pretrained_layers_
+    [0, 3]
+    """
+
+    def __init__(
+        self,
+        *,
+        n_iter: int = 5,
+        learning_rate: float = 0.05,
+        k: int = 1,
+        momentum: float = 0.5,
+        weight_decay: float = 1e-4,
+        sparsity_target: float = 0.05,
+        sparsity_cost: float = 0.5,
+        batch_size: int = 20,
+        visible: str = "auto",
+        max_samples: int | None = None,
+    ) -> None:
+        self.n_iter = n_iter
+        self.learning_rate = learning_rate
+        self.k = k
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.batch_size = batch_size
+        self.visible = visible
+        self.max_samples = max_samples
+
+    def _check_params(self) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v: Any) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("n_iter", "k", "batch_size"):
+            value = getattr(self, name)
+            if not is_int(value) or value < (0 if name == "n_iter" else 1):
+                raise ValueError(f"{name} must be an int >= {0 if name == 'n_iter' else 1}. Received: {name}={value!r}")
+        if self.max_samples is not None and (not is_int(self.max_samples) or self.max_samples < 1):
+            raise ValueError(f"max_samples must be a positive int or None. Received: max_samples={self.max_samples!r}")
+        if not is_real(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a number > 0. Received: learning_rate={self.learning_rate!r}")
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1). Received: momentum={self.momentum!r}")
+        for name in ("weight_decay", "sparsity_cost"):
+            value = getattr(self, name)
+            if not is_real(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
+        if not is_real(self.sparsity_target) or not 0 < self.sparsity_target < 1:
+            raise ValueError(f"sparsity_target must be in (0, 1). Received: sparsity_target={self.sparsity_target!r}")
+        if self.visible not in ("auto", "bernoulli", "gaussian"):
+            raise ValueError(f"visible must be 'auto', 'bernoulli' or 'gaussian'. Received: visible={self.visible!r}")
+
+    def _plan(self, network: Any) -> list[tuple[int, tuple[int, int], list[int], int | None]]:
+        """``(conv index, pool block, pooling layer indices, next conv index or None)`` per RBM."""
+        layers, shapes = network.layers, network.shapes
+        plan: list[tuple[int, tuple[int, int], list[int], int | None]] = []
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, Conv2D):
+                j, pools = i + 1, []
+                while j < len(layers) and not isinstance(layers[j], Conv2D) and (
+                    isinstance(layers[j], Pool2D) or _is_passthrough(layers[j], shapes[j], shapes[j + 1])
+                ):
+                    if isinstance(layers[j], Pool2D):
+                        pools.append(j)
+                    j += 1
+                block = (1, 1)
+                if len(pools) == 1 and isinstance(layers[pools[0]], MaxPool2D):
+                    pool_layer = layers[pools[0]]
+                    size = normalize_pair(pool_layer.size, "size")
+                    stride = size if pool_layer.stride is None else normalize_pair(pool_layer.stride, "stride")
+                    if size == stride:
+                        block = size
+                nxt = j if j < len(layers) and isinstance(layers[j], Conv2D) else None
+                plan.append((i, block, pools, nxt))
+                if nxt is None:
+                    break
+                i = j
+            elif _is_passthrough(layer, shapes[i], shapes[i + 1]):
+                i += 1
+            else:
+                break
+        return plan
+
+    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+        """Initialise ``network``'s leading Conv2D layers in place from ConvRBMs trained on ``X``.
+
+        Parameters
+        ----------
+        network : neuroplug.network.Network
+            An initialised network whose input is images ``(c, h, w)``.
+        X : ndarray of shape (n_samples, c, h, w)
+            Training images (labelled or not).
+        random_state : int, RandomState instance or None, default=None
+            Seed of the subsampling, the initial filters, the shuffling and
+            the Gibbs samples.
+        verbose : int, default=0
+            Progress bars per layer.
+        """
+        self._check_params()
+        if len(network.input_shape) != 3:
+            raise ValueError(
+                "The 'cdbn' pretrainer needs a network with image input (channels, height, width). "
+                f"Received: network.input_shape={tuple(network.input_shape)}"
+            )
+        X = np.asarray(X)
+        if X.ndim != 4 or tuple(X.shape[1:]) != tuple(network.input_shape):
+            raise ValueError(
+                f"X must have shape (n_samples, *network.input_shape) = (n, {', '.join(map(str, network.input_shape))})."
+                f" Received: X.shape={X.shape}"
+            )
+        if X.shape[0] < 1 or not np.isfinite(X).all():
+            raise ValueError(f"X must hold at least one image and only finite values. Received: X.shape={X.shape}")
+        plan = self._plan(network)
+        if not plan:
+            names = [type(layer).__name__ for layer in network.layers]
+            raise ValueError(
+                "The 'cdbn' pretrainer found no Conv2D layer to pretrain: it initialises the convolutions "
+                "that come before any dense, flatten or other layer with parameters. Use 'dbn' or 'sbn' for "
+                f"dense networks. Received: layers={names}"
+            )
+        rs = check_random_state(random_state)
+        if self.max_samples is not None and X.shape[0] > self.max_samples:
+            X = X[np.sort(rs.choice(X.shape[0], self.max_samples, replace=False))]
+        ops, layers, shapes = network.ops, network.layers, network.shapes
+        data = np.ascontiguousarray(X, dtype=network.dtype)
+        visible = self.visible
+        if visible == "auto":
+            visible = "bernoulli" if data.min() >= 0 and data.max() <= 1 else "gaussian"
+        elif visible == "bernoulli" and (data.min() < 0 or data.max() > 1):
+            raise ValueError(
+                "visible='bernoulli' needs inputs in [0, 1]; use visible='gaussian' (standardised inputs) or "
+                f"'auto'. Received: X with values in [{data.min():.4g}, {data.max():.4g}]"
+            )
+        self.pretrained_layers_: list[int] = []
+        self.reconstruction_errors_: list[list[float]] = []
+        for number, (i, block, pools, nxt) in enumerate(plan):
+            layer = layers[i]
+            conv = _conv_config(layer)
+            W, bh, _, errors = train_crbm(
+                data, filters=int(layer.params["W"].shape[0]), kernel_size=conv["kernel"], pool_size=block,
+                visible=visible if number == 0 else "bernoulli", ops=ops,
+                rng=np.random.default_rng(rs.randint(2**31 - 1)), k=int(self.k),
+                learning_rate=float(self.learning_rate), momentum=float(self.momentum),
+                weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
+                sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), n_iter=int(self.n_iter),
+                stride=conv["stride"], padding=conv["padding"], groups=conv["groups"],
+                connections=conv["connections"], verbose=verbose, desc=f"cdbn layer {i}",
+            )
+            layer.set_weights({"W": W, "b": bh})
+            self.pretrained_layers_.append(i)
+            self.reconstruction_errors_.append(errors)
+            if nxt is None:
+                break
+            data = self._next_input(network, data, i, block, pools, shapes[nxt], conv)
+
+    def _next_input(self, network: Any, data: np.ndarray, i: int, block: tuple[int, int], pools: list[int],
+                    target: tuple[int, ...], conv: dict[str, Any]) -> np.ndarray:
+        """The representation the next Conv2D layer is pretrained on (NumPy, shape ``(n, *target)``)."""
+        ops, layer = network.ops, network.layers[i]
+        kw = {key: conv[key] for key in ("stride", "padding", "groups", "connections")}
+        W, b = layer.params["W"], layer.params["b"]
+        if block != (1, 1):
+            pooled = crbm_pool_output(ops, data, W, b, block, **kw)
+            # The network's max pooling floors: drop the partial blocks it drops.
+            result = np.ascontiguousarray(pooled[:, :, :target[1], :target[2]])
+        else:
+            hidden = crbm_pool_output(ops, data, W, b, (1, 1), hidden=True, **kw)
+            out = []
+            for start in range(0, hidden.shape[0], _FORWARD_BATCH):
+                h = ops.asarray(hidden[start:start + _FORWARD_BATCH])
+                for j in pools:
+                    h = network.layers[j].forward(h, training=False)
+                out.append(np.asarray(ops.to_numpy(h)))
+            result = np.ascontiguousarray(np.concatenate(out, axis=0), dtype=network.dtype)
+        if tuple(result.shape[1:]) != tuple(target):  # pragma: no cover - the plan only keeps shape-preserving layers
+            raise RuntimeError(f"cdbn: representation {result.shape[1:]} does not match the next layer's input {target}")
+        return result
