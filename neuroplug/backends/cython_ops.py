@@ -4,16 +4,691 @@ This module is the thin Python wrapper of DESIGN rule 4: it validates shapes,
 dtypes and contiguity (with the checks inherited from :class:`neuroplug.ops.Ops`)
 and then calls the kernels, which check nothing.  Whatever it does not
 override runs the NumPy reference.
+
+Threads
+-------
+Kernels run with the GIL released, in OpenMP loops over the batch (or over
+``(sample, channel)`` planes), on ``effective_n_threads(ops.n_threads)``
+threads: the ``n_threads`` given to the backend, capped by OpenMP's limit
+(``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``).  Each OpenMP
+thread calls a single-threaded BLAS GEMM; BLAS is held at one thread for the
+duration of the call so that BLAS threads never nest inside OpenMP threads.
+No reduction depends on the number of threads, so results are bit-identical
+for any thread count.
+
+Workspaces
+----------
+A network calls the same convolutions every batch, and fresh scratch memory
+costs page faults, so the im2col buffers live on the ``CythonOps`` instance
+(one set per Python thread, grown to the largest size asked for) and are
+reused from call to call.  :meth:`CythonOps.release_workspaces` frees them.
 """
 
 from __future__ import annotations
 
-from ..ops import Ops
+import numbers
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ops import Ops, conv2d_output_shape, normalize_pair, pool2d_output_shape
+
+try:  # The compiled core may be missing in a source checkout that was never built.
+    from neuroplug_core import conv as _conv
+    from neuroplug_core import pool as _pool
+    from neuroplug_core._openmp import effective_n_threads
+except ImportError as exc:  # pragma: no cover - exercised only without a build
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
 
 __all__ = ["CythonOps"]
 
+Array = Any
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
+
+
+# ---------------------------------------------------------------------------
+# BLAS held at one thread while OpenMP threads call it
+# ---------------------------------------------------------------------------
+class _SingleThreadedBlas:
+    """Re-entrant, thread-safe context manager setting every loaded BLAS to one thread.
+
+    The first entrant (over all Python threads) saves the BLAS thread counts
+    and sets them to 1; the last one out restores them, so concurrent calls
+    cannot leave BLAS at the wrong count.  The threadpoolctl controller is
+    built once (inspecting the loaded libraries is slow) after SciPy's BLAS,
+    the one the kernels call, has been loaded by ``neuroplug_core``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: list[tuple[Any, int]] = []
+        self._libs: list[Any] | None = None
+
+    def _blas_libs(self) -> list[Any]:
+        if self._libs is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._libs = [lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"]
+        return self._libs
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                saved = []
+                for lib in self._blas_libs():
+                    n = lib.get_num_threads()
+                    if n is not None and n > 1:
+                        lib.set_num_threads(1)
+                        saved.append((lib, n))
+                self._saved = saved
+            self._depth += 1
+
+    def __exit__(self, *exc_info: Any) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, n in self._saved:
+                    lib.set_num_threads(n)
+                self._saved = []
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+# ---------------------------------------------------------------------------
+# Argument helpers
+# ---------------------------------------------------------------------------
+def _check_shape(shape: Any, name: str) -> tuple[int, int, int, int]:
+    """Return ``shape`` as 4 positive ints (an NCHW shape) or raise naming ``name``."""
+    try:
+        values = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}") from None
+    if len(values) != 4 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}")
+    values = tuple(int(v) for v in values)
+    if min(values) < 1:
+        raise ValueError(f"{name} must hold 4 sizes >= 1. Received: {name}={values}")
+    return values  # type: ignore[return-value]
+
+
+def _float_dtype(x: Any) -> np.dtype:
+    """The native float dtype (float32/float64) of an array already checked by ``_check_array``."""
+    itemsize = np.dtype(str(x.dtype).replace("torch.", "")).itemsize
+    return _FLOAT_DTYPES[0] if itemsize == 4 else _FLOAT_DTYPES[1]
+
 
 class CythonOps(Ops):
-    """The compiled CPU backend (registered as ``"cpu"``)."""
+    """The compiled CPU backend (registered as ``"cpu"``).
+
+    Convolution (im2col + single-threaded BLAS GEMM per OpenMP thread) and
+    pooling run in ``neuroplug_core``; other ops are inherited from the
+    NumPy reference :class:`~neuroplug.ops.Ops`.
+
+    Parameters
+    ----------
+    device : str, optional
+        ``None`` or ``"cpu"``.
+    n_threads : int, optional
+        Thread limit of the kernels; ``None`` uses OpenMP's current limit
+        (``OMP_NUM_THREADS`` / ``threadpoolctl``), a negative value counts
+        back from the number of CPUs (``-1``: all).  Never above OpenMP's limit.
+    check_finite : bool, default=True
+        Refuse NaN and infinity in conv/pool inputs.
+    """
 
     name = "cpu"
+
+    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+        if _IMPORT_ERROR is not None:
+            raise ImportError(
+                "The 'cpu' backend needs the compiled neuroplug_core extension, which failed to import "
+                f"({_IMPORT_ERROR}). Build it with `python setup.py build_ext --inplace` or reinstall "
+                "neuroplug, or use backend='numpy'."
+            ) from _IMPORT_ERROR
+        super().__init__(device, n_threads=n_threads, check_finite=check_finite)
+        if n_threads is not None:
+            effective_n_threads(n_threads)  # reject n_threads=0 (or a non-int) now, not at the first call
+        self._local = threading.local()
+
+    # The per-thread workspaces are a cache: never pickled, rebuilt on demand.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # ------------------------------------------------------------- plumbing
+    def _threads(self) -> int:
+        """Number of OpenMP threads the kernels use now."""
+        return effective_n_threads(self.n_threads)
+
+    def _scratch(self, key: str, size: int, dtype: np.dtype) -> np.ndarray:
+        """Return ``size`` elements of reusable scratch memory for this Python thread.
+
+        One buffer per ``(key, dtype)``, grown to the largest size asked for,
+        so a network's layers share it and a training loop stops allocating
+        (and page-faulting) after its first batch.
+        """
+        cache = getattr(self._local, "buffers", None)
+        if cache is None:
+            cache = self._local.buffers = {}
+        buf = cache.get((key, dtype))
+        if buf is None or buf.shape[0] < size:
+            buf = np.empty(max(int(size), 1), dtype=dtype)
+            cache[(key, dtype)] = buf
+        return buf[:size]
+
+    def release_workspaces(self) -> None:
+        """Free the scratch buffers this Python thread cached (they are rebuilt when needed)."""
+        self._local.buffers = {}
+
+    def _contiguous(self, x: Array, dtype: np.dtype) -> np.ndarray:
+        return np.ascontiguousarray(self.to_numpy(x), dtype=dtype)
+
+    def _all_finite(self, x: Array) -> bool:
+        # One pass over the exponent bits, without the temporary boolean array
+        # (and its page faults) that np.isfinite(x).all() allocates.
+        if isinstance(x, np.ndarray) and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
+            return bool(_conv.all_finite(x.reshape(-1), self._threads()))
+        return super()._all_finite(x)
+
+    # ====================================================================
+    # Convolution and pooling (neuroplug_core.conv / neuroplug_core.pool)
+    # ====================================================================
+    def conv2d(
+        self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> np.ndarray:
+        """2-D cross-correlation of NCHW ``x`` with ``w`` (+ bias ``b``); see :meth:`Ops.conv2d`."""
+        stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        dt = _float_dtype(x)
+        x = self._contiguous(x, dt)
+        w = self._weights(w, connections, dt)
+        b = _EMPTY[dt] if b is None else self._contiguous(b, dt)
+        n, c, h, wd = x.shape
+        f, _, kh, kw = w.shape
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
+        nt = self._threads()
+        size, _ = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        work = self._scratch("conv", size, dt)
+        y = np.empty((n, f, oh, ow), dtype=dt)
+        with _single_threaded_blas:
+            _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
+        return y
+
+    def conv2d_backward_input(
+        self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> np.ndarray:
+        """Gradient of :meth:`conv2d` with respect to its input ``x``."""
+        n, c, h, wd = _check_shape(x_shape, "x_shape")
+        self._check_array(w, "w", 4)
+        dt = _float_dtype(w)
+        x_like = np.zeros((1, c, h, wd), dtype=w.dtype)
+        stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
+        self._check_array(dy, "dy", 4, w.dtype)
+        f, _, kh, kw = (int(s) for s in w.shape)
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
+        if tuple(dy.shape) != (n, f, oh, ow):
+            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        dy = self._contiguous(dy, dt)
+        w = self._weights(w, connections, dt)
+        nt = self._threads()
+        size, _ = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        work = self._scratch("conv", size, dt)
+        dx = np.empty((n, c, h, wd), dtype=dt)
+        with _single_threaded_blas:
+            _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
+        return dx
+
+    def conv2d_backward_weights(
+        self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
+        groups: int = 1, connections: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradients of :meth:`conv2d` with respect to ``w`` and ``b``: ``(dw, db)``."""
+        w_shape = _check_shape(w_shape, "w_shape")
+        self._check_array(x, "x", 4)
+        dt = _float_dtype(x)
+        w_like = np.zeros(w_shape, dtype=x.dtype)
+        stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
+        self._check_array(dy, "dy", 4, x.dtype)
+        n, c, h, wd = (int(s) for s in x.shape)
+        f, cg, kh, kw = w_shape
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
+        if tuple(dy.shape) != (n, f, oh, ow):
+            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        x = self._contiguous(x, dt)
+        dy = self._contiguous(dy, dt)
+        nt = self._threads()
+        k = cg * kh * kw
+        size, chunks = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        work = self._scratch("conv", size, dt)
+        partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
+        dw = np.empty(f * k, dtype=dt)
+        db = np.empty(f, dtype=dt)
+        with _single_threaded_blas:
+            _conv.conv2d_backward_weights(dy, x, partial, kh, kw, *stride, *padding, groups, nt, work)
+        _conv.sum_rows(partial, dw, nt)
+        _conv.bias_grad(dy.reshape(n, f, oh * ow), db, nt)
+        dw = dw.reshape(w_shape)
+        if connections is not None:
+            dw *= connections[:, :, None, None]
+        return dw, db
+
+    def _weights(self, w: Array, connections: Any, dtype: np.dtype) -> np.ndarray:
+        """C-contiguous weights of ``dtype``, with the connection table applied."""
+        w = self._contiguous(w, dtype)
+        if connections is not None:
+            w = w * connections[:, :, None, None].astype(dtype)
+        return w
+
+    def maxpool2d(self, x: Array, size: Any, stride: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Max pooling; returns ``(y, argmax)`` as :meth:`Ops.maxpool2d`."""
+        size, stride = self.check_pool2d(x, size, stride)
+        dt = _float_dtype(x)
+        x = self._contiguous(x, dt)
+        n, c, h, w = x.shape
+        oh, ow = pool2d_output_shape((h, w), size, stride)
+        y = np.empty((n, c, oh, ow), dtype=dt)
+        argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads())
+        return y, argmax
+
+    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> np.ndarray:
+        """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
+        n, c, h, w = _check_shape(x_shape, "x_shape")
+        self._check_array(dy, "dy", 4)
+        if not hasattr(argmax, "shape") or not hasattr(argmax, "dtype"):
+            raise TypeError(f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}")
+        am = np.asarray(self.to_numpy(argmax))
+        if am.dtype.kind not in "iu":
+            raise TypeError(f"argmax must be an integer array. Received: argmax.dtype={am.dtype}")
+        if tuple(am.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != (n, c):
+            raise ValueError(
+                f"dy and argmax must have the same shape (n={n}, c={c}, ...). "
+                f"Received: dy.shape={tuple(dy.shape)}, argmax.shape={tuple(am.shape)}"
+            )
+        dt = _float_dtype(dy)
+        dy = self._contiguous(dy, dt)
+        if am.dtype.kind == "u" and am.dtype.itemsize == 8 and am.size and int(am.max()) >= 2**63:
+            raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
+        am = np.ascontiguousarray(am, dtype=np.int64)
+        dx = np.empty((n, c, h, w), dtype=dt)
+        bad = _pool.maxpool2d_backward(dy, am, dx, self._threads())
+        if bad:
+            raise ValueError(f"argmax holds {bad} indices outside the input plane of {h}x{w} (valid: 0 to {h * w - 1}).")
+        return dx
+
+    def meanpool2d(self, x: Array, size: Any, stride: Any = None) -> np.ndarray:
+        """Mean pooling over ``size`` windows; see :meth:`Ops.meanpool2d`."""
+        size, stride = self.check_pool2d(x, size, stride)
+        dt = _float_dtype(x)
+        x = self._contiguous(x, dt)
+        n, c, h, w = x.shape
+        oh, ow = pool2d_output_shape((h, w), size, stride)
+        y = np.empty((n, c, oh, ow), dtype=dt)
+        _pool.meanpool2d_forward(x, y, *size, *stride, self._threads())
+        return y
+
+    def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> np.ndarray:
+        """Gradient of :meth:`meanpool2d`."""
+        n, c, h, w = _check_shape(x_shape, "x_shape")
+        self._check_array(dy, "dy", 4)
+        size = normalize_pair(size, "size")
+        stride = size if stride is None else normalize_pair(stride, "stride")
+        if size[0] > h or size[1] > w:
+            raise ValueError(f"pool size {size} is larger than the input ({h}, {w}). Received: x_shape={(n, c, h, w)}")
+        oh, ow = pool2d_output_shape((h, w), size, stride)
+        if tuple(dy.shape) != (n, c, oh, ow):
+            raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+        dt = _float_dtype(dy)
+        dy = self._contiguous(dy, dt)
+        dx = np.empty((n, c, h, w), dtype=dt)
+        _pool.meanpool2d_backward(dy, dx, *size, *stride, self._threads())
+        return dx
+
+    # --------------------------------------------------------------------- SBN
+    # Sigmoid belief nets: neuroplug_core.sbn runs a whole wake-sleep epoch,
+    # ancestral sampling and the importance weights without the GIL, drawing
+    # from the NumPy generator in the reference's order (same samples).
+    @staticmethod
+    def _sbn_bit_generator(rng: Any) -> Any:
+        bit_generator = getattr(rng, "bit_generator", None)
+        if not isinstance(bit_generator, np.random.BitGenerator):
+            raise TypeError(
+                "rng must be a numpy.random.Generator (from ops.make_rng). "
+                f"Received: rng of type {type(rng).__name__}"
+            )
+        return bit_generator
+
+    @staticmethod
+    def _sbn_check_buffers(**lists: Any) -> None:
+        # Parameters are updated in place by the kernel: a copy would lose the update.
+        for name, arrays in lists.items():
+            for l, a in enumerate(arrays):
+                if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable:
+                    raise ValueError(
+                        f"{name}[{l}] must be a writable C-contiguous NumPy array for the 'cpu' backend. "
+                        f"Received: {name}[{l}] of type {type(a).__name__}"
+                        + (f" with flags c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
+                           if isinstance(a, np.ndarray) else "")
+                    )
+
+    @staticmethod
+    def _sbn_check_int32(rows: int, sizes: tuple[int, ...]) -> None:
+        # BLAS takes 32-bit dimensions.
+        if rows * max(sizes) >= 2**31:
+            raise ValueError(
+                f"The SBN kernels handle at most 2**31 - 1 elements per matrix. "
+                f"Received: {rows} rows of up to {max(sizes)} units"
+            )
+
+    def sbn_wake_sleep_epoch(
+        self, X: Any, Wg: Sequence[Any], bg: Sequence[Any], Wr: Sequence[Any], br: Sequence[Any],
+        *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+    ) -> float:
+        """One epoch of (reweighted) wake-sleep in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_wake_sleep_epoch`)."""
+        from neuroplug_core import sbn as _sbn  # imported on use: the other ops need no SBN kernels
+
+        sizes = self.check_sbn(X, Wg, bg, Wr, br)
+        learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
+        bit_generator = self._sbn_bit_generator(rng)
+        self._sbn_check_buffers(Wg=Wg, bg=bg, Wr=Wr, br=br)
+        self._sbn_check_int32(min(batch_size, X.shape[0]) * K, sizes)
+        batch_size = min(batch_size, int(X.shape[0]))
+        X = np.ascontiguousarray(X)
+        return float(_sbn.wake_sleep_epoch(
+            X, list(Wg), list(bg), list(Wr), list(br), learning_rate, batch_size, K, bit_generator,
+            effective_n_threads(self.n_threads),
+        ))
+
+    def sbn_sample(self, Wg: Sequence[Any], bg: Sequence[Any], n_samples: int, rng: Any) -> list[Any]:
+        """Ancestral samples of every layer in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_sample`)."""
+        from neuroplug_core import sbn as _sbn
+
+        sizes = self.check_sbn(None, Wg, bg)
+        n_samples = self._check_sbn_int(n_samples, "n_samples")
+        bit_generator = self._sbn_bit_generator(rng)
+        self._sbn_check_int32(n_samples, sizes)
+        Wg = [np.ascontiguousarray(w) for w in Wg]
+        bg = [np.ascontiguousarray(b) for b in bg]
+        out = [np.empty((n_samples, n), dtype=Wg[0].dtype) for n in sizes]
+        _sbn.sample(Wg, bg, out, bit_generator, effective_n_threads(self.n_threads))
+        return out
+
+    def sbn_log_importance_weights(
+        self, X: Any, Wg: Sequence[Any], bg: Sequence[Any], Wr: Sequence[Any], br: Sequence[Any],
+        *, n_samples: int, rng: Any,
+    ) -> Any:
+        """Log importance weights in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_log_importance_weights`)."""
+        from neuroplug_core import sbn as _sbn
+
+        sizes = self.check_sbn(X, Wg, bg, Wr, br)
+        n_samples = self._check_sbn_int(n_samples, "n_samples")
+        bit_generator = self._sbn_bit_generator(rng)
+        self._sbn_check_int32(n_samples, sizes)
+        X = np.ascontiguousarray(X)
+        params = [[np.ascontiguousarray(a) for a in p] for p in (Wg, bg, Wr, br)]
+        out = np.empty((X.shape[0], n_samples), dtype=X.dtype)
+        _sbn.log_importance_weights(X, *params, out, bit_generator, effective_n_threads(self.n_threads))
+        return out
+
+    # ----------------------------------------------------------------- ConvRBM
+    # Convolutional RBMs with probabilistic max-pooling: the block softmax,
+    # the block sampler and the visible non-linearity run in
+    # neuroplug_core.crbm; the convolutions are this class's conv kernels, so
+    # the inherited one-call Ops.crbm_cd_epoch runs entirely compiled apart
+    # from the small parameter updates.  The sampler draws from the NumPy
+    # generator in the reference's order (same samples).
+    @staticmethod
+    def _crbm_bit_generator(rng: Any) -> Any:
+        bit_generator = getattr(rng, "bit_generator", None)
+        if not isinstance(bit_generator, np.random.BitGenerator):
+            raise TypeError(
+                "rng must be a numpy.random.Generator (from ops.make_rng). "
+                f"Received: rng of type {type(rng).__name__}"
+            )
+        return bit_generator
+
+    def _crbm_threads(self, size: int) -> int:
+        # These kernels do a few flops per element: below ~32k elements a
+        # parallel region costs more than it saves (far more on a busy machine).
+        return 1 if size < 32768 else self._threads()
+
+    def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilistic max-pooling posteriors in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_pool_probs`)."""
+        from neuroplug_core import crbm as _crbm  # imported on use: the other ops need no ConvRBM kernels
+
+        pool = self.check_crbm_pool(pre, "pre", pool_size)
+        dt = _float_dtype(pre)
+        pre = self._contiguous(pre, dt)
+        n, f, h, w = pre.shape
+        h_probs = np.empty_like(pre)
+        p_probs = np.empty((n, f, *self.crbm_pool_shape((h, w), pool)), dtype=dt)
+        _crbm.pool_probs(pre, pool[0], pool[1], h_probs, p_probs, self._crbm_threads(pre.size))
+        return h_probs, p_probs
+
+    def crbm_sample_hidden(self, h_probs: Array, pool_size: Any, rng: Any) -> np.ndarray:
+        """Block samples in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_sample_hidden`)."""
+        from neuroplug_core import crbm as _crbm
+
+        pool = self.check_crbm_pool(h_probs, "h_probs", pool_size)
+        bit_generator = self._crbm_bit_generator(rng)
+        dt = _float_dtype(h_probs)
+        h_probs = self._contiguous(h_probs, dt)
+        out = np.empty_like(h_probs)
+        _crbm.pool_sample(h_probs, pool[0], pool[1], bit_generator, out, self._crbm_threads(out.size))
+        return out
+
+    def crbm_visible_means(
+        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> np.ndarray:
+        """Transposed convolution + bias + sigmoid, fused after the conv kernel (see :meth:`Ops.crbm_visible_means`)."""
+        from neuroplug_core import crbm as _crbm
+
+        self._check_crbm_visible(visible)
+        act = self.conv2d_backward_input(
+            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+        )
+        self._check_crbm_bv(bv, act)
+        bv = self._contiguous(bv, act.dtype)
+        _crbm.visible_activation(act, bv, visible == "gaussian", self._crbm_threads(act.size))
+        return act
+
+    def crbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
+        padding: Any = 0, groups: int = 1, connections: Any = None,
+    ) -> np.ndarray:
+        """Free energy per sample, block log-partitions in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_free_energy`)."""
+        from neuroplug_core import crbm as _crbm
+
+        self._check_crbm_visible(visible)
+        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        self._check_crbm_bv(bv, v)
+        pool = self.check_crbm_pool(pre, "pre", pool_size)
+        n, f, h, w = pre.shape
+        log_z = np.empty((n, f, *self.crbm_pool_shape((h, w), pool)), dtype=pre.dtype)
+        _crbm.log_partition(pre, pool[0], pool[1], log_z, self._crbm_threads(pre.size))
+        hidden = log_z.reshape(n, -1).sum(axis=1)
+        v = self._contiguous(v, pre.dtype)
+        bv = self._contiguous(bv, pre.dtype)
+        if visible == "bernoulli":
+            return -(v.sum(axis=(2, 3)) @ bv) - hidden
+        return 0.5 * ((v - bv[None, :, None, None]) ** 2).sum(axis=(1, 2, 3)) - hidden
+
+    # --------------------------------------------------------------------- RBM
+    # Restricted Boltzmann machines: neuroplug_core.rbm runs a whole CD-k /
+    # PCD-k epoch, block Gibbs sampling, hidden probabilities and free
+    # energies without the GIL, drawing uniforms from the NumPy generator in
+    # the reference's order (same samples, so the same fit as backend="numpy"
+    # up to rounding).  Each OpenMP thread runs single-threaded GEMMs on its
+    # slice of the weights.
+    @staticmethod
+    def _rbm_bit_generator(rng: Any) -> Any:
+        bit_generator = getattr(rng, "bit_generator", None)
+        if not isinstance(bit_generator, np.random.BitGenerator):
+            raise TypeError(
+                "rng must be a numpy.random.Generator (from ops.make_rng). "
+                f"Received: rng of type {type(rng).__name__}"
+            )
+        return bit_generator
+
+    @staticmethod
+    def _rbm_check_visible(visible: Any) -> bool:
+        if visible not in ("bernoulli", "gaussian"):
+            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+        return visible == "gaussian"
+
+    @staticmethod
+    def _rbm_int(value: Any, name: str) -> int:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+        return int(value)
+
+    def _rbm_params(self, W: Any, bh: Any, bv: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate ``W (n_hidden, n_visible)``, ``bh``, ``bv``; return them C-contiguous in W's dtype."""
+        self._check_array(W, "W", 2)
+        dt = _float_dtype(W)
+        nh, nv = (int(s) for s in W.shape)
+        self._check_array(bh, "bh", 1, W.dtype)
+        self._check_array(bv, "bv", 1, W.dtype)
+        if int(bh.shape[0]) != nh or int(bv.shape[0]) != nv:
+            raise ValueError(
+                f"bh must have n_hidden={nh} and bv n_visible={nv} entries for W of shape {(nh, nv)}. "
+                f"Received: bh.shape={tuple(bh.shape)}, bv.shape={tuple(bv.shape)}"
+            )
+        return self._contiguous(W, dt), self._contiguous(bh, dt), self._contiguous(bv, dt)
+
+    def _rbm_input(self, v: Any, name: str, W: np.ndarray) -> np.ndarray:
+        self._check_array(v, name, 2)
+        if int(v.shape[1]) != W.shape[1]:
+            raise ValueError(
+                f"{name} must have n_visible={W.shape[1]} columns. Received: {name}.shape={tuple(v.shape)}"
+            )
+        if max(int(v.shape[0]), 1) * max(W.shape) >= 2**31:
+            raise ValueError(f"The RBM kernels take at most 2**31 - 1 elements per matrix. Received: {name}.shape={tuple(v.shape)}")
+        return self._contiguous(v, W.dtype)
+
+    def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> np.ndarray:
+        """``sigmoid(v @ W.T + bh)`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_hidden_probs`)."""
+        from neuroplug_core import rbm as _rbm  # imported on use: the other ops need no RBM kernels
+
+        self._check_array(W, "W", 2)
+        self._check_array(bh, "bh", 1, W.dtype)
+        if int(bh.shape[0]) != int(W.shape[0]):
+            raise ValueError(f"bh must have n_hidden={W.shape[0]} entries. Received: bh.shape={tuple(bh.shape)}")
+        dt = _float_dtype(W)
+        W, bh = self._contiguous(W, dt), self._contiguous(bh, dt)
+        v = self._rbm_input(v, "v", W)
+        out = np.empty((v.shape[0], W.shape[0]), dtype=dt)
+        with _single_threaded_blas:
+            _rbm.hidden_probs(v, W, bh, out, 1.0, self._threads())
+        return out
+
+    def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> np.ndarray:
+        """Free energy per row in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_free_energy`)."""
+        from neuroplug_core import rbm as _rbm
+
+        gaussian = self._rbm_check_visible(visible)
+        W, bh, bv = self._rbm_params(W, bh, bv)
+        v = self._rbm_input(v, "v", W)
+        out = np.empty(v.shape[0], dtype=W.dtype)
+        with _single_threaded_blas:
+            _rbm.free_energy(v, W, bh, bv, gaussian, out, self._threads())
+        return out
+
+    def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> np.ndarray:
+        """``steps`` steps of block Gibbs sampling v -> h -> v (see :meth:`Ops.rbm_gibbs`).
+
+        Bernoulli visible units run entirely in ``neuroplug_core.rbm``;
+        Gaussian ones draw their normal noise from NumPy between the
+        compiled hidden-unit steps, so both match the reference's draws.
+        """
+        from neuroplug_core import rbm as _rbm
+
+        gaussian = self._rbm_check_visible(visible)
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0. Received: steps={steps!r}")
+        bit_generator = self._rbm_bit_generator(rng)
+        W, bh, bv = self._rbm_params(W, bh, bv)
+        v = np.array(self._rbm_input(v, "v", W), copy=True)  # never overwrite the caller's array
+        nt = self._threads()
+        if not gaussian:
+            with _single_threaded_blas:
+                _rbm.gibbs_bernoulli(v, W, bh, bv, int(steps), bit_generator, nt)
+            return v
+        h = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
+        for _ in range(int(steps)):
+            with _single_threaded_blas:
+                _rbm.sample_hidden(v, W, bh, bit_generator, h, nt)
+            v = h @ W
+            v += bv
+            v += self.random_normal(rng, v.shape, v.dtype)
+        return v
+
+    def cd_epoch(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+        k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
+        visible: str, rng: Any, chain: Array | None = None,
+    ) -> float:
+        """One epoch of CD-k / PCD-k in ``neuroplug_core.rbm`` (see :meth:`Ops.cd_epoch`).
+
+        ``W``, ``bh``, ``bv``, the momentum buffers and ``chain`` are updated
+        in place, so they must be writable C-contiguous NumPy arrays of one
+        float dtype; ``X`` is converted to that dtype.
+        """
+        from neuroplug_core import rbm as _rbm
+
+        gaussian = self._rbm_check_visible(visible)
+        k = self._rbm_int(k, "k")
+        batch_size = self._rbm_int(batch_size, "batch_size")
+        rates = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
+        for name, value in rates.items():
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+        bit_generator = self._rbm_bit_generator(rng)
+        self._check_array(W, "W", 2)
+        buffers = {"W": W, "bh": bh, "bv": bv, "dW": dW, "dbh": dbh, "dbv": dbv}
+        if chain is not None:
+            buffers["chain"] = chain
+        for name, a in buffers.items():
+            # Updated in place by the kernel: a converted copy would lose the update.
+            if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable or a.dtype != W.dtype:
+                raise ValueError(
+                    f"{name} must be a writable C-contiguous NumPy array of W's dtype ({W.dtype}) for the "
+                    f"'cpu' backend. Received: {name} of type {type(a).__name__}"
+                    + (f", dtype={a.dtype}, c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
+                       if isinstance(a, np.ndarray) else "")
+                )
+        W, bh, bv = self._rbm_params(W, bh, bv)
+        nh, nv = W.shape
+        if dW.shape != W.shape or dbh.shape != bh.shape or dbv.shape != bv.shape:
+            raise ValueError(
+                f"dW, dbh and dbv must have the shapes of W, bh and bv ({(nh, nv)}, {(nh,)}, {(nv,)}). "
+                f"Received: dW.shape={dW.shape}, dbh.shape={dbh.shape}, dbv.shape={dbv.shape}"
+            )
+        X = self._rbm_input(X, "X", W)
+        m = min(batch_size, X.shape[0])
+        if chain is not None and (chain.ndim != 2 or chain.shape[1] != nh or chain.shape[0] < m):
+            raise ValueError(
+                f"chain must have shape (>= {m}, n_hidden={nh}) for batch_size={batch_size}. "
+                f"Received: chain.shape={chain.shape}"
+            )
+        if 2 * m * max(nh, nv) >= 2**31:
+            raise ValueError(f"batch_size * n_units must stay below 2**30. Received: batch_size={batch_size}")
+        with _single_threaded_blas:
+            return float(_rbm.cd_epoch(
+                X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
+                m, gaussian, bit_generator, chain, self._threads(),
+            ))

@@ -1,0 +1,1325 @@
+# cython: language_level=3
+"""2-D convolution kernels (NCHW): forward, gradient for the input, gradient for the weights.
+
+Two strategies, chosen per call:
+
+* **Packed SIMD GEMM** (float32 on x86 CPUs with AVX2+FMA or AVX-512, the
+  default there).  The convolution is a matrix product whose operands are
+  packed straight into the panel layout of a register-blocked micro-kernel
+  (6 rows x 64 columns with AVX-512, 6 x 16 with AVX2): the forward pass
+  packs the unrolled input windows of one output-column panel at a time
+  (an implicit im2col that never materialises the whole matrix), the input
+  gradient packs ``dy`` and scatters each finished column panel back
+  (col2im) while it is still in cache, and the weight gradient packs
+  ``dy`` and the transposed im2col matrix by blocks of output positions.
+  The kernel is picked at run time (``__builtin_cpu_supports``), so the
+  module is built for the baseline ISA and still uses wide units.
+* **im2col + BLAS GEMM** (float64, and float32 on other CPUs): the input
+  windows of one sample (or a few, when the output plane is small) are
+  unrolled into a thread-local ``col`` matrix and multiplied with SciPy's
+  BLAS (``scipy.linalg.cython_blas``), one single-threaded GEMM per OpenMP
+  thread (the Python wrapper holds BLAS at one thread around the call).
+
+Threads take whole samples (or whole batch chunks).  No reduction depends
+on the number of threads: the weight gradient is summed in fixed batch
+chunks whose size depends only on the shapes, each chunk writes its own
+partial sum, and the partial sums are added in chunk order.  Results are
+bit-identical for any thread count.
+
+Conventions shared with :mod:`neuroplug.ops`: weights ``(F, C // G, KH, KW)``,
+cross-correlation, zero padding, floor at ragged edges.  Nothing here checks
+its arguments beyond internal consistency (shapes agree, workspaces are
+large enough): :mod:`neuroplug.backends.cython_ops` validates them first
+(DESIGN rule 4).
+"""
+
+from cython.parallel cimport prange, threadid
+from libc.limits cimport INT_MAX
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+from ._blas cimport gemm_rm
+from ._fused cimport floating
+
+
+cdef extern from *:
+    """
+    /* SIMD micro-kernels of neuroplug_core.conv (float32).
+
+       A micro-kernel computes one MR x NR tile of a row-major C from packed
+       panels:  C[r][c] (+)= sum_k A[k*MR + r] * B[k*NR + c]  (+ bias[r]),
+       writing only rows r < mr and columns c < nr.  MR is 6 for every ISA;
+       NR is 64 with AVX-512 and 16 with AVX2+FMA.  The kernel is chosen at run
+       time from what the CPU supports, so the module is built for the baseline
+       ISA and still uses the wide units where they exist. */
+    #include <stdint.h>
+    #include <string.h>
+
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(NEUROPLUG_NO_SIMD)
+    #define NP_SIMD 1
+    #include <immintrin.h>
+    #else
+    #define NP_SIMD 0
+    #endif
+
+    #define NP_MR 6
+
+    static void np_init_interleave(void);
+
+    /* The widest kernel the CPU supports: 2 AVX-512, 1 AVX2+FMA, 0 none (BLAS path). */
+    static int np_cpu_isa(void) {
+    #if NP_SIMD
+        __builtin_cpu_init();
+        np_init_interleave();
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    #endif
+        return 0;
+    }
+
+    static int np_isa_nr(int isa) { return isa == 2 ? 64 : (isa == 1 ? 16 : 0); }
+
+    static float* np_align64(float* p) {
+        return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+    }
+
+    #if NP_SIMD
+    /* ---------------------------------------------------------------- AVX-512 */
+    #define NP_Z_ROW(r)                                             \
+        a = _mm512_set1_ps(A[r]);                                   \
+        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                  \
+        c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);                  \
+        c##r##2 = _mm512_fmadd_ps(a, b2, c##r##2);                  \
+        c##r##3 = _mm512_fmadd_ps(a, b3, c##r##3);
+
+    #define NP_Z_DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, c##r##2 = c##r##0, c##r##3 = c##r##0;
+
+    #define NP_Z_FULL(r) {                                                          \
+        float* cr = C + (r) * ldc;                                                  \
+        __m512 bb = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();           \
+        __m512 v0 = _mm512_add_ps(c##r##0, bb), v1 = _mm512_add_ps(c##r##1, bb);    \
+        __m512 v2 = _mm512_add_ps(c##r##2, bb), v3 = _mm512_add_ps(c##r##3, bb);    \
+        if (accumulate) {                                                           \
+            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr));                            \
+            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr + 16));                       \
+            v2 = _mm512_add_ps(v2, _mm512_loadu_ps(cr + 32));                       \
+            v3 = _mm512_add_ps(v3, _mm512_loadu_ps(cr + 48));                       \
+        }                                                                           \
+        _mm512_storeu_ps(cr, v0); _mm512_storeu_ps(cr + 16, v1);                    \
+        _mm512_storeu_ps(cr + 32, v2); _mm512_storeu_ps(cr + 48, v3); }
+
+    #define NP_Z_SAVE(r)                                                            \
+        _mm512_store_ps(tile + (r) * 64, c##r##0);                                  \
+        _mm512_store_ps(tile + (r) * 64 + 16, c##r##1);                             \
+        _mm512_store_ps(tile + (r) * 64 + 32, c##r##2);                             \
+        _mm512_store_ps(tile + (r) * 64 + 48, c##r##3);
+
+    __attribute__((target("avx512f")))
+    static void np_ukr_avx512(long K, const float* A, const float* B, float* C, long ldc,
+                              int mr, int nr, int accumulate, const float* bias)
+    {
+        NP_Z_DECL(0) NP_Z_DECL(1) NP_Z_DECL(2) NP_Z_DECL(3) NP_Z_DECL(4) NP_Z_DECL(5)
+        __m512 a, b0, b1, b2, b3;
+        long k;
+        for (k = 0; k < K; ++k) {
+            b0 = _mm512_loadu_ps(B);
+            b1 = _mm512_loadu_ps(B + 16);
+            b2 = _mm512_loadu_ps(B + 32);
+            b3 = _mm512_loadu_ps(B + 48);
+            NP_Z_ROW(0) NP_Z_ROW(1) NP_Z_ROW(2) NP_Z_ROW(3) NP_Z_ROW(4) NP_Z_ROW(5)
+            A += NP_MR;
+            B += 64;
+        }
+        if (mr == NP_MR && nr == 64) {
+            NP_Z_FULL(0) NP_Z_FULL(1) NP_Z_FULL(2) NP_Z_FULL(3) NP_Z_FULL(4) NP_Z_FULL(5)
+            return;
+        }
+        {
+            float tile[NP_MR * 64] __attribute__((aligned(64)));
+            int r, v, lanes;
+            NP_Z_SAVE(0) NP_Z_SAVE(1) NP_Z_SAVE(2) NP_Z_SAVE(3) NP_Z_SAVE(4) NP_Z_SAVE(5)
+            for (r = 0; r < mr; ++r) {
+                float* cr = C + r * ldc;
+                __m512 bb = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+                for (v = 0; v < 4; ++v) {
+                    lanes = nr - 16 * v;
+                    if (lanes <= 0) break;
+                    __mmask16 m = lanes >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1u);
+                    __m512 t = _mm512_add_ps(_mm512_load_ps(tile + r * 64 + 16 * v), bb);
+                    if (accumulate) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, cr + 16 * v));
+                    _mm512_mask_storeu_ps(cr + 16 * v, m, t);
+                }
+            }
+        }
+    }
+
+    /* ------------------------------------------------------------ AVX2 + FMA */
+    #define NP_Y_DECL(r) __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = c##r##0;
+    #define NP_Y_ROW(r)                                             \
+        a = _mm256_broadcast_ss(A + (r));                           \
+        c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                  \
+        c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);
+    #define NP_Y_SAVE(r)                                            \
+        _mm256_store_ps(tile + (r) * 16, c##r##0);                  \
+        _mm256_store_ps(tile + (r) * 16 + 8, c##r##1);
+
+    __attribute__((target("avx2,fma")))
+    static void np_ukr_avx2(long K, const float* A, const float* B, float* C, long ldc,
+                            int mr, int nr, int accumulate, const float* bias)
+    {
+        NP_Y_DECL(0) NP_Y_DECL(1) NP_Y_DECL(2) NP_Y_DECL(3) NP_Y_DECL(4) NP_Y_DECL(5)
+        __m256 a, b0, b1;
+        float tile[NP_MR * 16] __attribute__((aligned(32)));
+        long k;
+        int r, c;
+        for (k = 0; k < K; ++k) {
+            b0 = _mm256_loadu_ps(B);
+            b1 = _mm256_loadu_ps(B + 8);
+            NP_Y_ROW(0) NP_Y_ROW(1) NP_Y_ROW(2) NP_Y_ROW(3) NP_Y_ROW(4) NP_Y_ROW(5)
+            A += NP_MR;
+            B += 16;
+        }
+        NP_Y_SAVE(0) NP_Y_SAVE(1) NP_Y_SAVE(2) NP_Y_SAVE(3) NP_Y_SAVE(4) NP_Y_SAVE(5)
+        for (r = 0; r < mr; ++r) {
+            float* cr = C + r * ldc;
+            const float* tr = tile + r * 16;
+            float bb = bias ? bias[r] : 0.0f;
+            if (nr == 16) {
+                __m256 vb = _mm256_set1_ps(bb);
+                __m256 t0 = _mm256_add_ps(_mm256_load_ps(tr), vb);
+                __m256 t1 = _mm256_add_ps(_mm256_load_ps(tr + 8), vb);
+                if (accumulate) {
+                    t0 = _mm256_add_ps(t0, _mm256_loadu_ps(cr));
+                    t1 = _mm256_add_ps(t1, _mm256_loadu_ps(cr + 8));
+                }
+                _mm256_storeu_ps(cr, t0);
+                _mm256_storeu_ps(cr + 8, t1);
+            } else {
+                for (c = 0; c < nr; ++c)
+                    cr[c] = accumulate ? cr[c] + (tr[c] + bb) : tr[c] + bb;
+            }
+        }
+    }
+    #endif /* NP_SIMD */
+
+    /* Portable reference micro-kernel (any NR <= 64): used only by the tests
+       of the packing code on machines without AVX2. */
+    static void np_ukr_generic(long K, const float* A, const float* B, float* C, long ldc,
+                               int mr, int nr, int accumulate, const float* bias, int NR)
+    {
+        float acc[NP_MR * 64];
+        long k;
+        int r, c;
+        memset(acc, 0, sizeof(acc));
+        for (k = 0; k < K; ++k)
+            for (r = 0; r < mr; ++r)
+                for (c = 0; c < nr; ++c)
+                    acc[r * 64 + c] += A[k * NP_MR + r] * B[k * NR + c];
+        for (r = 0; r < mr; ++r)
+            for (c = 0; c < nr; ++c) {
+                float t = acc[r * 64 + c] + (bias ? bias[r] : 0.0f);
+                C[r * ldc + c] = accumulate ? C[r * ldc + c] + t : t;
+            }
+    }
+
+    static void np_ukr(int isa, long K, const float* A, const float* B, float* C, long ldc,
+                       int mr, int nr, int accumulate, const float* bias)
+    {
+    #if NP_SIMD
+        if (isa == 2) { np_ukr_avx512(K, A, B, C, ldc, mr, nr, accumulate, bias); return; }
+        if (isa == 1) { np_ukr_avx2(K, A, B, C, ldc, mr, nr, accumulate, bias); return; }
+    #endif
+        np_ukr_generic(K, A, B, C, ldc, mr, nr, accumulate, bias, 16);
+    }
+
+    /* ------------------------------------------------------------------------
+       AVX-512 packing helpers.  "xp" is one sample-group of the input, already
+       zero-padded (Cg x Hp x Wp), so no index is ever out of range and every
+       copy is a run of contiguous floats, moved with (masked) vector loads and
+       stores.  Layouts match the micro-kernel: panels of kc x NR (B) and
+       kc x MR (A). */
+    #if NP_SIMD
+    __attribute__((target("avx512f")))
+    static inline void np_copy_z(float* d, const float* s, long len) {
+        while (len >= 16) { _mm512_storeu_ps(d, _mm512_loadu_ps(s)); d += 16; s += 16; len -= 16; }
+        if (len > 0) {
+            __mmask16 m = (__mmask16)((1u << len) - 1u);
+            _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+        }
+    }
+
+    __attribute__((target("avx512f")))
+    static inline void np_add_z(float* d, const float* s, long len) {
+        while (len >= 16) {
+            _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
+            d += 16; s += 16; len -= 16;
+        }
+        if (len > 0) {
+            __mmask16 m = (__mmask16)((1u << len) - 1u);
+            _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
+        }
+    }
+
+    __attribute__((target("avx512f")))
+    static inline void np_zero_z(float* d, long len) {
+        __m512 z = _mm512_setzero_ps();
+        while (len >= 16) { _mm512_storeu_ps(d, z); d += 16; len -= 16; }
+        if (len > 0) _mm512_mask_storeu_ps(d, (__mmask16)((1u << len) - 1u), z);
+    }
+
+    /* Runs of one column panel: output positions p0 .. p0+ncols-1 split by output row. */
+    typedef struct { long dst, oh, ow, len; } np_run;
+
+    static int np_runs(long p0, long ncols, long OW, np_run* runs) {
+        long p = p0, end = p0 + ncols;
+        int n = 0;
+        while (p < end) {
+            long oh = p / OW, ow = p - oh * OW;
+            long len = OW - ow < end - p ? OW - ow : end - p;
+            runs[n].dst = p - p0; runs[n].oh = oh; runs[n].ow = ow; runs[n].len = len;
+            ++n;
+            p += len;
+        }
+        return n;
+    }
+
+    /* B panel of the forward pass, stride 1: bp[k - k0][c] = col[k][p0 + c],
+       col[(ci, i, j)][(oh, ow)] = xp[ci][oh + i][ow + j]. */
+    __attribute__((target("avx512f")))
+    static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                      long p0, long ncols, long k0, long kc, int NR, float* bp)
+    {
+        np_run runs[64];
+        int nr = np_runs(p0, ncols, OW, runs), t;
+        long k, c = k0 / (KH * KW), i = (k0 / KW) % KH, j = k0 % KW;
+        for (k = 0; k < kc; ++k) {
+            float* d = bp + k * NR;
+            const float* s = xp + (c * Hp + i) * Wp + j;
+            for (t = 0; t < nr; ++t)
+                np_copy_z(d + runs[t].dst, s + runs[t].oh * Wp + runs[t].ow, runs[t].len);
+            if (ncols < NR) np_zero_z(d + ncols, NR - ncols);
+            if (++j == KW) { j = 0; if (++i == KH) { i = 0; ++c; } }
+        }
+    }
+
+    /* col2im of one column panel, stride 1: dxp[ci][oh + i][ow + j] += dcol[(ci, i, j)][c].
+       For one (ci, i) and one output-row run, the KW shifted rows of dcol land on
+       one segment of KW - 1 + len input columns: the segment is loaded once and
+       the KW rows are added into it with masked (shifted) loads. */
+    __attribute__((target("avx512f")))
+    static void np_col2im_s1_z(const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW, long OW,
+                               long p0, long ncols, float* dxp)
+    {
+        np_run runs[64];
+        int nr = np_runs(p0, ncols, OW, runs), t;
+        long ci, i, j, t0, C = K / (KH * KW);
+        for (ci = 0; ci < C; ++ci) {
+            for (i = 0; i < KH; ++i) {
+                const float* rows = dcol + ((ci * KH + i) * KW) * ld;   /* row (ci, i, j) is rows + j * ld */
+                float* drow = dxp + (ci * Hp + i) * Wp;
+                for (t = 0; t < nr; ++t) {
+                    long len = runs[t].len, seg = len + KW - 1;
+                    float* d = drow + runs[t].oh * Wp + runs[t].ow;
+                    const float* s = rows + runs[t].dst;
+                    for (t0 = 0; t0 < seg; t0 += 16) {
+                        long w = seg - t0 < 16 ? seg - t0 : 16;
+                        __mmask16 mw = w == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1u);
+                        __m512 acc = _mm512_maskz_loadu_ps(mw, d + t0);
+                        for (j = 0; j < KW; ++j) {
+                            /* lanes u with 0 <= t0 + u - j < len read s[j * ld + t0 + u - j] */
+                            long lo = j - t0, hi = j + len - t0;      /* valid u in [lo, hi) */
+                            unsigned bits;
+                            if (hi <= 0 || lo >= 16) continue;
+                            if (lo < 0) lo = 0;
+                            if (hi > 16) hi = 16;
+                            bits = (hi - lo >= 16 ? 0xFFFFu : ((1u << (hi - lo)) - 1u)) << lo;
+                            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)bits, s + j * ld + t0 - j));
+                        }
+                        _mm512_mask_storeu_ps(d + t0, mw, acc);
+                    }
+                }
+            }
+        }
+    }
+
+    /* B panel from rows of a row-major matrix: bp[k][c] = src[k*lds + c0 + c], zero beyond ncols. */
+    __attribute__((target("avx512f")))
+    static void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {
+        long k;
+        for (k = 0; k < kc; ++k) {
+            np_copy_z(bp + k * NR, src + k * lds + c0, ncols);
+            if (ncols < NR) np_zero_z(bp + k * NR + ncols, NR - ncols);
+        }
+    }
+
+    /* Sum of a float32 row in 16 lanes (fixed order, so deterministic), as double. */
+    __attribute__((target("avx512f")))
+    static double np_sum_z(const float* s, long n) {
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+        long i = 0;
+        for (; i + 32 <= n; i += 32) {
+            a = _mm512_add_ps(a, _mm512_loadu_ps(s + i));
+            b = _mm512_add_ps(b, _mm512_loadu_ps(s + i + 16));
+        }
+        if (i + 16 <= n) { a = _mm512_add_ps(a, _mm512_loadu_ps(s + i)); i += 16; }
+        if (i < n) b = _mm512_add_ps(b, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1u), s + i));
+        return (double)_mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    }
+
+    /* B panel of the weight gradient (the transposed im2col matrix, "im2row"):
+       bp[p][c] = col[kr0 + c][p0 + p] for p < pb, c < nk, zero for c >= nk.
+       For one position the K entries are runs of KW contiguous input values. */
+    typedef struct { long src, dst, len; } np_seg;
+
+    __attribute__((target("avx512f")))
+    static void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
+    {
+        np_seg segs[64];
+        int ns = 0, t;
+        long k = kr0, end = kr0 + nk, p, oh, ow;
+        while (k < end) {
+            long c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
+            long len = KW - j < end - k ? KW - j : end - k;
+            segs[ns].src = (c * Hp + i) * Wp + j; segs[ns].dst = k - kr0; segs[ns].len = len;
+            ++ns;
+            k += len;
+        }
+        oh = p0 / OW;
+        ow = p0 - oh * OW;
+        for (p = 0; p < pb; ++p) {
+            float* d = bp + p * NR;
+            const float* s = xp + oh * SH * Wp + ow * SW;
+            for (t = 0; t < ns; ++t)
+                np_copy_z(d + segs[t].dst, s + segs[t].src, segs[t].len);
+            if (nk < NR) np_zero_z(d + nk, NR - nk);
+            if (++ow == OW) { ow = 0; ++oh; }
+        }
+    }
+
+    /* A panels from M rows of a row-major matrix: ap[mp][k][r] = src[(mp*6 + r)*lds + k],
+       rows >= M zero; a 6 x 16 block is interleaved in registers (3 permutes and
+       2 blends per output vector). */
+    static int32_t np_il_idx[6][16];
+    static __mmask16 np_il_m23[6], np_il_m45[6];
+
+    /* Permutation tables of np_pack_a_rows_z; filled once at import (np_init). */
+    static void np_init_interleave(void) {
+        int q, l;
+        for (q = 0; q < 6; ++q) {
+            unsigned a = 0, b = 0;
+            for (l = 0; l < 16; ++l) {
+                int t = 16 * q + l, p = t / 6, rr = t % 6;
+                np_il_idx[q][l] = p + 16 * (rr & 1);
+                if (rr / 2 == 1) a |= 1u << l;
+                if (rr / 2 == 2) b |= 1u << l;
+            }
+            np_il_m23[q] = (__mmask16)a;
+            np_il_m45[q] = (__mmask16)b;
+        }
+    }
+
+    /* A panels from M rows of a row-major matrix: ap[mp][k][r] = src[(mp*6 + r)*lds + k],
+       rows >= M zero; a 6 x 16 block is interleaved in registers (3 permutes and
+       2 blends per output vector). */
+    __attribute__((target("avx512f")))
+    static void np_pack_a_rows_z(const float* src, long lds, long M, long kc, float* ap)
+    {
+        long mp, k0, q, r;
+        for (mp = 0; mp * 6 < M; ++mp) {
+            const float* rows[6];
+            float* panel = ap + mp * kc * 6;
+            for (r = 0; r < 6; ++r) rows[r] = mp * 6 + r < M ? src + (mp * 6 + r) * lds : NULL;
+            for (k0 = 0; k0 < kc; k0 += 16) {
+                long len = kc - k0 < 16 ? kc - k0 : 16;
+                __mmask16 m = len == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << len) - 1u);
+                __m512 R[6];
+                for (r = 0; r < 6; ++r)
+                    R[r] = rows[r] ? _mm512_maskz_loadu_ps(m, rows[r] + k0) : _mm512_setzero_ps();
+                for (q = 0; q < 6; ++q) {
+                    long done = 16 * q, todo = 6 * len - done;
+                    __m512i ix;
+                    __m512 v;
+                    if (todo <= 0) break;
+                    ix = _mm512_loadu_si512((const void*)np_il_idx[q]);
+                    v = _mm512_permutex2var_ps(R[0], ix, R[1]);
+                    v = _mm512_mask_blend_ps(np_il_m23[q], v, _mm512_permutex2var_ps(R[2], ix, R[3]));
+                    v = _mm512_mask_blend_ps(np_il_m45[q], v, _mm512_permutex2var_ps(R[4], ix, R[5]));
+                    if (todo >= 16) _mm512_storeu_ps(panel + k0 * 6 + done, v);
+                    else _mm512_mask_storeu_ps(panel + k0 * 6 + done, (__mmask16)((1u << todo) - 1u), v);
+                }
+            }
+        }
+    }
+    #else
+    static void np_init_interleave(void) {}
+    static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                      long p0, long ncols, long k0, long kc, int NR, float* bp) {}
+    static void np_col2im_s1_z(const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW, long OW,
+                               long p0, long ncols, float* dxp) {}
+    static void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) {}
+    static void np_pack_a_rows_z(const float* src, long lds, long M, long kc, float* ap) {}
+    static double np_sum_z(const float* s, long n) { return 0.0; }
+    static void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {}
+    #endif
+    """
+    int np_cpu_isa() noexcept nogil
+    int np_isa_nr(int isa) noexcept nogil
+    float* np_align64(float* p) noexcept nogil
+    void np_ukr(int isa, long K, const float* A, const float* B, float* C, long ldc,
+                int mr, int nr, int accumulate, const float* bias) noexcept nogil
+    void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                               long p0, long ncols, long k0, long kc, int NR, float* bp) noexcept nogil
+    void np_col2im_s1_z(const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW, long OW,
+                        long p0, long ncols, float* dxp) noexcept nogil
+    void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                            long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) noexcept nogil
+    void np_pack_a_rows_z(const float* src, long lds, long M, long kc, float* ap) noexcept nogil
+    void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) noexcept nogil
+    double np_sum_z(const float* s, long n) noexcept nogil
+    int NP_MR
+
+
+# ---------------------------------------------------------------------------
+# Kernel selection
+# ---------------------------------------------------------------------------
+cdef int _isa_detected = np_cpu_isa()
+cdef int _isa = _isa_detected
+
+_ISA_NAMES = {0: "blas", 1: "avx2", 2: "avx512"}
+
+
+def _init_isa_from_env():
+    """Honour ``NEUROPLUG_SIMD`` (``blas``/``0``, ``avx2``, ``avx512``) to cap the kernel ISA."""
+    import os
+
+    global _isa
+    value = os.environ.get("NEUROPLUG_SIMD", "").strip().lower()
+    if value:
+        level = {"0": 0, "none": 0, "blas": 0, "avx2": 1, "avx512": 2}.get(value)
+        if level is not None:
+            _isa = min(level, _isa_detected)
+
+
+_init_isa_from_env()
+
+
+def simd_isa():
+    """Name of the float32 kernel in use: ``"avx512"``, ``"avx2"`` or ``"blas"`` (im2col + BLAS)."""
+    return _ISA_NAMES[_isa]
+
+
+def available_isas():
+    """Kernel names this CPU supports, from the most portable (``"blas"``) up."""
+    return [_ISA_NAMES[i] for i in range(_isa_detected + 1)]
+
+
+def set_simd_isa(name):
+    """Select the float32 kernel (one of :func:`available_isas`); return the previous name.
+
+    For tests and benchmarks: the default is the widest the CPU supports.
+    Not thread-safe with respect to convolutions running at the same time.
+    """
+    global _isa
+    levels = {v: k for k, v in _ISA_NAMES.items()}
+    if name not in levels or levels[name] > _isa_detected:
+        raise ValueError(f"kernel must be one of {available_isas()}. Received: {name!r}")
+    previous = _ISA_NAMES[_isa]
+    _isa = levels[name]
+    return previous
+
+
+# ---------------------------------------------------------------------------
+# Geometry and plans.  Chunk sizes depend on the shapes only (never on the
+# thread count), so results do not depend on the thread count.
+# ---------------------------------------------------------------------------
+cdef struct Geom:
+    Py_ssize_t N, C, H, W       # input
+    Py_ssize_t F, KH, KW        # weights: (F, Cg, KH, KW)
+    Py_ssize_t G, Cg, Fg        # groups, channels per group in / out
+    Py_ssize_t SH, SW, PH, PW   # stride, zero padding
+    Py_ssize_t OH, OW, P        # output plane, P = OH * OW
+    Py_ssize_t K                # Cg * KH * KW: rows of col
+    bint direct                 # 1x1, stride 1, no padding: col is the input itself
+
+
+cdef Geom _geom(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G) except *:
+    cdef Geom g
+    g.N = N; g.C = C; g.H = H; g.W = W; g.F = F; g.KH = KH; g.KW = KW
+    g.SH = SH; g.SW = SW; g.PH = PH; g.PW = PW; g.G = G
+    if G < 1 or C % G or F % G or min(N, C, H, W, F, KH, KW) < 1 or min(SH, SW) < 1 or min(PH, PW) < 0:
+        raise ValueError("invalid convolution geometry")
+    g.Cg = C // G
+    g.Fg = F // G
+    g.OH = (H + 2 * PH - KH) // SH + 1
+    g.OW = (W + 2 * PW - KW) // SW + 1
+    if g.OH < 1 or g.OW < 1:
+        raise ValueError("kernel larger than the padded input")
+    g.P = g.OH * g.OW
+    g.K = g.Cg * KH * KW
+    g.direct = KH == 1 and KW == 1 and SH == 1 and SW == 1 and PH == 0 and PW == 0
+    if g.K > INT_MAX // 64 or g.P > INT_MAX // 64 or g.F > INT_MAX or g.Cg * H * W > INT_MAX:
+        raise ValueError(
+            f"convolution too large for 32-bit BLAS dimensions (Cg*KH*KW={g.K}, OH*OW={g.P})"
+        )
+    return g
+
+
+cdef enum:
+    # BLAS path: a forward GEMM wants at least this many columns; smaller
+    # output planes are batched over several samples.
+    MIN_GEMM_COLS = 256
+    # Weight gradient: at most this many batch chunks (enough for 2-16
+    # threads), and at most WGRAD_PARTIAL_BUDGET elements of partial sums.
+    MAX_WGRAD_CHUNKS = 16
+    WGRAD_PARTIAL_BUDGET = 4194304
+    # SIMD path: reduction block of the packed GEMM (a packed B panel of
+    # KC x 64 floats is 64 KiB), and block of output positions of the
+    # weight gradient.
+    KC = 256
+    PB = 256
+    ALIGN_PAD = 16  # floats of slack per buffer to align it to 64 bytes
+
+# What one kernel call needs: kinds 0 forward, 1 input gradient, 2 weight gradient.
+cdef struct Plan:
+    int isa                     # 0: im2col + BLAS; 1/2: packed SIMD GEMM
+    int NR                      # micro-kernel width (SIMD path)
+    Py_ssize_t nb               # samples per chunk
+    Py_ssize_t chunks           # number of chunks
+    Py_ssize_t shared           # workspace elements shared by all threads
+    Py_ssize_t per_thread       # workspace elements per thread
+
+
+cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
+    cdef Plan p
+    # Zero-padded copy of one sample-group (AVX-512 packers read it without bounds checks).
+    cdef Py_ssize_t xpad = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + ALIGN_PAD
+    p.isa = _isa if is_float else 0
+    p.NR = np_isa_nr(p.isa)
+    p.nb = 1
+    p.shared = 0
+    p.per_thread = 0
+    if kind == 0:
+        if p.isa:
+            p.shared = g.G * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K + ALIGN_PAD
+            p.per_thread = KC * p.NR + ALIGN_PAD + xpad
+        else:
+            if g.P < MIN_GEMM_COLS:
+                # Batch samples, keeping at least 8 chunks to spread over threads.
+                p.nb = max(1, min(_ceil_div(MIN_GEMM_COLS, g.P), g.N // 8))
+            if not (p.nb == 1 and g.direct):
+                p.per_thread = g.K * p.nb * g.P + (g.Fg * p.nb * g.P if p.nb > 1 else 0)
+        p.chunks = _ceil_div(g.N, p.nb)
+    elif kind == 1:
+        if p.isa:
+            p.shared = g.G * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg + ALIGN_PAD
+            p.per_thread = KC * p.NR + g.K * p.NR + 2 * ALIGN_PAD + xpad
+        elif not g.direct:
+            p.per_thread = g.K * g.P
+        p.chunks = g.N
+    else:
+        p.chunks = max(1, min(g.N, MAX_WGRAD_CHUNKS, WGRAD_PARTIAL_BUDGET // max(1, g.F * g.K)))
+        p.nb = _ceil_div(g.N, p.chunks)
+        p.chunks = _ceil_div(g.N, p.nb)
+        if p.isa:
+            p.per_thread = ((0 if g.direct else g.K * g.P) + ALIGN_PAD + xpad
+                            + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD)
+        elif not g.direct:
+            p.per_thread = g.K * g.P
+    return p
+
+
+def workspace(int kind, bint is_float, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+              Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+              Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, int n_threads):
+    """Return ``(elements, chunks)``: the scratch one call needs and, for the weight gradient, its batch chunks.
+
+    ``kind`` is 0 (forward), 1 (input gradient) or 2 (weight gradient); the
+    weight gradient also needs a ``(chunks, F * Cg * KH * KW)`` array of partial sums.
+    """
+    cdef Geom g = _geom(N, C, H, W, F, KH, KW, SH, SW, PH, PW, G)
+    cdef Plan p = _plan(kind, is_float, &g)
+    return p.shared + p.per_thread * max(1, n_threads), p.chunks
+
+
+cdef int _check_work(Py_ssize_t have, const Plan* p, int n_threads) except -1:
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1. Received: n_threads={n_threads}")
+    if have < p.shared + p.per_thread * n_threads:
+        raise ValueError(f"workspace too small: {have} < {p.shared} + {p.per_thread} x {n_threads}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# im2col / col2im
+# ---------------------------------------------------------------------------
+cdef inline void _ow_range(Py_ssize_t j, const Geom* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Output columns ``[lo, hi)`` whose input column ``ow*SW + j - PW`` lies inside ``[0, W)``."""
+    cdef Py_ssize_t a = g.PW - j, b = g.W - 1 + g.PW - j
+    lo[0] = 0 if a <= 0 else (a + g.SW - 1) // g.SW
+    hi[0] = 0 if b < 0 else b // g.SW + 1
+    if lo[0] > g.OW:
+        lo[0] = g.OW
+    if hi[0] > g.OW:
+        hi[0] = g.OW
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
+cdef void _im2col(
+    const floating* x,      # IN: (Cg, H, W), one sample and group
+    const Geom* g,
+    floating* col,          # OUT: (K, P) with row stride ldcol
+    Py_ssize_t ldcol,
+) noexcept nogil:
+    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off, r = 0
+    cdef Py_ssize_t SW = g.SW, OW = g.OW
+    cdef floating* dst
+    cdef const floating* src
+    for c in range(g.Cg):
+        for i in range(g.KH):
+            for j in range(g.KW):
+                _ow_range(j, g, &lo, &hi)
+                off = j - g.PW
+                for oh in range(g.OH):
+                    dst = col + r * ldcol + oh * OW
+                    ih = oh * g.SH + i - g.PH
+                    if ih < 0 or ih >= g.H:
+                        memset(dst, 0, OW * sizeof(floating))
+                        continue
+                    src = x + (c * g.H + ih) * g.W
+                    for ow in range(lo):
+                        dst[ow] = 0
+                    if SW == 1:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow + off]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow * SW + off]
+                    for ow in range(hi, OW):
+                        dst[ow] = 0
+                r += 1
+
+
+cdef void _col2im_block(
+    const floating* col,    # IN: (K, ncols) columns p0 .. p0+ncols-1 of the col matrix, row stride ldcol
+    Py_ssize_t ldcol,
+    Py_ssize_t p0, Py_ssize_t ncols,
+    const Geom* g,
+    floating* dx,           # IN/OUT: (Cg, H, W), one sample and group; accumulated into
+) noexcept nogil:
+    cdef Py_ssize_t c, i, j, p, pend = p0 + ncols, oh, ow, owe, ow_lo, ow_hi, ih, lo, hi, off, r = 0
+    cdef Py_ssize_t SW = g.SW, OW = g.OW
+    cdef floating* dst
+    cdef const floating* src
+    for c in range(g.Cg):
+        for i in range(g.KH):
+            for j in range(g.KW):
+                _ow_range(j, g, &lo, &hi)
+                off = j - g.PW
+                p = p0
+                while p < pend:
+                    oh = p // OW
+                    ow = p - oh * OW
+                    owe = min(OW, ow + pend - p)        # this run: columns ow .. owe-1 of output row oh
+                    ih = oh * g.SH + i - g.PH
+                    if 0 <= ih < g.H:
+                        src = col + r * ldcol + (p - p0) - ow   # src[ow'] is column (oh, ow')
+                        dst = dx + (c * g.H + ih) * g.W
+                        ow_lo = max(ow, lo)
+                        ow_hi = min(owe, hi)
+                        if SW == 1:
+                            for ow in range(ow_lo, ow_hi):
+                                dst[ow + off] += src[ow]
+                        else:
+                            for ow in range(ow_lo, ow_hi):
+                                dst[ow * SW + off] += src[ow]
+                    p += owe - (p - oh * OW)
+                r += 1
+
+
+# ---------------------------------------------------------------------------
+# Packed SIMD GEMM path (float32)
+# ---------------------------------------------------------------------------
+cdef void _pack_a_rows(
+    const float* src, Py_ssize_t lds,   # IN: M rows, row stride lds; the panel reads columns 0 .. kc-1
+    Py_ssize_t M, Py_ssize_t kc,
+    float* ap,                          # OUT: ceil(M/MR) panels of kc x MR (rows >= M are zero)
+) noexcept nogil:
+    cdef Py_ssize_t mp, r, k, row
+    cdef float* panel
+    cdef const float* s
+    for mp in range(_ceil_div(M, NP_MR)):
+        panel = ap + mp * kc * NP_MR
+        for r in range(NP_MR):
+            row = mp * NP_MR + r
+            if row < M:
+                s = src + row * lds
+                for k in range(kc):
+                    panel[k * NP_MR + r] = s[k]
+            else:
+                for k in range(kc):
+                    panel[k * NP_MR + r] = 0
+
+
+cdef void _pack_a_cols(
+    const float* src, Py_ssize_t lds,   # IN: kc rows (the reduction), M columns, row stride lds
+    Py_ssize_t M, Py_ssize_t kc,
+    float* ap,                          # OUT: ceil(M/MR) panels of kc x MR: ap[mp][k][r] = src[k][mp*MR + r]
+) noexcept nogil:
+    cdef Py_ssize_t mp, r, k, m0, mr
+    cdef float* panel
+    for mp in range(_ceil_div(M, NP_MR)):
+        panel = ap + mp * kc * NP_MR
+        m0 = mp * NP_MR
+        mr = min(NP_MR, M - m0)
+        for k in range(kc):
+            for r in range(mr):
+                panel[k * NP_MR + r] = src[k * lds + m0 + r]
+            for r in range(mr, NP_MR):
+                panel[k * NP_MR + r] = 0
+
+
+cdef void _pack_b_rows(
+    const float* src, Py_ssize_t lds,   # IN: kc rows, columns c0 .. c0+ncols-1
+    Py_ssize_t kc, Py_ssize_t c0, Py_ssize_t ncols, int NR,
+    float* bp,                          # OUT: kc x NR, zero beyond ncols
+) noexcept nogil:
+    cdef Py_ssize_t k, c
+    cdef const float* s
+    cdef float* d
+    for k in range(kc):
+        s = src + k * lds + c0
+        d = bp + k * NR
+        for c in range(ncols):
+            d[c] = s[c]
+        for c in range(ncols, NR):
+            d[c] = 0
+
+
+cdef void _pack_b_im2col(
+    const float* x,                     # IN: (Cg, H, W), one sample and group
+    const Geom* g,
+    Py_ssize_t p0, Py_ssize_t ncols,    # output positions p0 .. p0+ncols-1
+    Py_ssize_t k0, Py_ssize_t kc,       # rows k0 .. k0+kc-1 of the im2col matrix
+    int NR,
+    float* bp,                          # OUT: kc x NR panel, zero beyond ncols
+) noexcept nogil:
+    cdef Py_ssize_t k, c, i, j, p, pend = p0 + ncols, oh, ow, owe, ih, lo, hi, off, t
+    cdef Py_ssize_t SW = g.SW, OW = g.OW, KHW = g.KH * g.KW
+    cdef float* d
+    cdef float* dr
+    cdef const float* src
+    for k in range(k0, k0 + kc):
+        c = k // KHW
+        i = (k - c * KHW) // g.KW
+        j = k - c * KHW - i * g.KW
+        _ow_range(j, g, &lo, &hi)
+        off = j - g.PW
+        d = bp + (k - k0) * NR
+        p = p0
+        while p < pend:
+            oh = p // OW
+            ow = p - oh * OW
+            owe = min(OW, ow + pend - p)
+            dr = d + (p - p0) - ow              # dr[ow'] is column (oh, ow')
+            ih = oh * g.SH + i - g.PH
+            if ih < 0 or ih >= g.H:
+                for t in range(ow, owe):
+                    dr[t] = 0
+            else:
+                src = x + (c * g.H + ih) * g.W
+                for t in range(ow, min(owe, lo)):
+                    dr[t] = 0
+                if SW == 1:
+                    for t in range(max(ow, lo), min(owe, hi)):
+                        dr[t] = src[t + off]
+                else:
+                    for t in range(max(ow, lo), min(owe, hi)):
+                        dr[t] = src[t * SW + off]
+                for t in range(max(ow, hi), owe):
+                    dr[t] = 0
+            p += owe - ow
+        for t in range(ncols, NR):
+            d[t] = 0
+
+
+cdef void _pack_b_transposed(
+    const float* col, Py_ssize_t ldcol, # IN: im2col matrix (K rows), row stride ldcol
+    Py_ssize_t kr0, Py_ssize_t nk,      # rows kr0 .. kr0+nk-1 become the panel's columns
+    Py_ssize_t p0, Py_ssize_t pb,       # columns p0 .. p0+pb-1 become the panel's rows
+    int NR,
+    float* bp,                          # OUT: pb x NR, bp[p][c] = col[kr0 + c][p0 + p], zero beyond nk
+) noexcept nogil:
+    cdef Py_ssize_t c, p, pp, cc, p1, c1
+    cdef const float* s
+    # 16 x 16 blocks keep both the reads and the writes within a few cache lines.
+    for pp in range(0, pb, 16):
+        p1 = min(pb, pp + 16)
+        for cc in range(0, nk, 16):
+            c1 = min(nk, cc + 16)
+            for c in range(cc, c1):
+                s = col + (kr0 + c) * ldcol + p0
+                for p in range(pp, p1):
+                    bp[p * NR + c] = s[p]
+        if nk < NR:
+            for p in range(pp, p1):
+                for c in range(nk, NR):
+                    bp[p * NR + c] = 0
+
+
+cdef const float* _padded(const float* xg, const Geom* g, float* xpad) noexcept nogil:
+    """Return one sample-group (Cg, H, W) zero-padded to (Cg, H + 2 PH, W + 2 PW): xg itself without padding."""
+    cdef Py_ssize_t c, h, Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW
+    if g.PH == 0 and g.PW == 0:
+        return xg
+    memset(xpad, 0, g.Cg * Hp * Wp * sizeof(float))
+    for c in range(g.Cg):
+        for h in range(g.H):
+            memcpy(xpad + (c * Hp + h + g.PH) * Wp + g.PW, xg + (c * g.H + h) * g.W, g.W * sizeof(float))
+    return xpad
+
+
+cdef void _forward_sample_simd(
+    const float* x, const float* apack, const float* b, bint has_bias, float* y,
+    const Geom* g, const Plan* pl, Py_ssize_t n, float* bp, float* xpad,
+) noexcept nogil:
+    cdef Py_ssize_t grp, p0, ncols, k0, kc, mp, mr, nmp = _ceil_div(g.Fg, NP_MR)
+    cdef int NR = pl.NR
+    cdef bint fast = pl.isa == 2 and g.SH == 1 and g.SW == 1
+    cdef const float* xg
+    cdef const float* xs
+    cdef const float* bias
+    for grp in range(g.G):
+        xg = x + (n * g.C + grp * g.Cg) * g.H * g.W
+        if fast:
+            xs = _padded(xg, g, xpad)
+        p0 = 0
+        while p0 < g.P:
+            ncols = min(<Py_ssize_t> NR, g.P - p0)
+            k0 = 0
+            while k0 < g.K:
+                kc = min(<Py_ssize_t> KC, g.K - k0)
+                if fast:
+                    np_pack_b_im2col_s1_z(xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.OW,
+                                          p0, ncols, k0, kc, NR, bp)
+                else:
+                    _pack_b_im2col(xg, g, p0, ncols, k0, kc, NR, bp)
+                for mp in range(nmp):
+                    mr = min(NP_MR, g.Fg - mp * NP_MR)
+                    bias = b + grp * g.Fg + mp * NP_MR if (has_bias and k0 == 0) else NULL
+                    np_ukr(pl.isa, kc, apack + (grp * nmp + mp) * g.K * NP_MR + k0 * NP_MR, bp,
+                           y + (n * g.F + grp * g.Fg + mp * NP_MR) * g.P + p0, g.P,
+                           <int> mr, <int> ncols, k0 > 0, bias)
+                k0 += kc
+            p0 += ncols
+
+
+cdef void _backward_input_sample_simd(
+    const float* dy, const float* apack, float* dx, const Geom* g, const Plan* pl,
+    Py_ssize_t n, float* bp, float* dcol, float* dxpad,
+) noexcept nogil:
+    # dcol (K x ncols) = W_g^T (K x Fg) @ dy[n, g][:, p0 : p0+ncols], then col2im while it is hot.
+    cdef Py_ssize_t grp, p0, ncols, f0, fc, mp, mr, nmk = _ceil_div(g.K, NP_MR), plane = g.H * g.W
+    cdef Py_ssize_t Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW, c, h
+    cdef int NR = pl.NR
+    cdef bint fast = pl.isa == 2 and g.SH == 1 and g.SW == 1
+    cdef bint padded = g.PH > 0 or g.PW > 0
+    cdef const float* dyg
+    cdef float* dxg
+    cdef float* acc
+    if not (fast and padded):
+        memset(dx + n * g.C * plane, 0, g.C * plane * sizeof(float))
+    for grp in range(g.G):
+        dyg = dy + (n * g.F + grp * g.Fg) * g.P
+        dxg = dx + (n * g.C + grp * g.Cg) * plane
+        acc = dxg
+        if fast and padded:
+            acc = dxpad
+            memset(dxpad, 0, g.Cg * Hp * Wp * sizeof(float))
+        p0 = 0
+        while p0 < g.P:
+            ncols = min(<Py_ssize_t> NR, g.P - p0)
+            f0 = 0
+            while f0 < g.Fg:
+                fc = min(<Py_ssize_t> KC, g.Fg - f0)
+                if pl.isa == 2:
+                    np_pack_b_rows_z(dyg + f0 * g.P, g.P, fc, p0, ncols, NR, bp)
+                else:
+                    _pack_b_rows(dyg + f0 * g.P, g.P, fc, p0, ncols, NR, bp)
+                for mp in range(nmk):
+                    mr = min(NP_MR, g.K - mp * NP_MR)
+                    np_ukr(pl.isa, fc, apack + (grp * nmk + mp) * g.Fg * NP_MR + f0 * NP_MR, bp,
+                           dcol + mp * NP_MR * NR, NR, <int> mr, <int> ncols, f0 > 0, NULL)
+                f0 += fc
+            if fast:
+                np_col2im_s1_z(dcol, NR, g.K, Hp, Wp, g.KH, g.KW, g.OW, p0, ncols, acc)
+            else:
+                _col2im_block(dcol, NR, p0, ncols, g, dxg)
+            p0 += ncols
+        if fast and padded:
+            for c in range(g.Cg):
+                for h in range(g.H):
+                    memcpy(dxg + (c * g.H + h) * g.W, dxpad + (c * Hp + h + g.PH) * Wp + g.PW, g.W * sizeof(float))
+
+
+cdef void _backward_weights_chunk_simd(
+    const float* dy, const float* x, float* part, const Geom* g, const Plan* pl,
+    Py_ssize_t n0, Py_ssize_t nb, float* col, float* xpad, float* ap, float* bp,
+) noexcept nogil:
+    # part (F x K) = sum over the chunk of dy[n, g] (Fg x P) @ col(n, g)^T (P x K), by blocks of PB positions.
+    cdef Py_ssize_t bi, n, grp, p0, pb, kr0, nk, mp, mr, nmf = _ceil_div(g.Fg, NP_MR), plane = g.H * g.W
+    cdef int NR = pl.NR
+    cdef bint fast = pl.isa == 2
+    cdef const float* colp = NULL
+    cdef const float* xs = NULL
+    cdef const float* dyg
+    memset(part, 0, g.F * g.K * sizeof(float))
+    for bi in range(nb):
+        n = n0 + bi
+        for grp in range(g.G):
+            if fast:
+                xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
+            elif g.direct:
+                colp = x + (n * g.C + grp * g.Cg) * plane
+            else:
+                _im2col(x + (n * g.C + grp * g.Cg) * plane, g, col, g.P)
+                colp = col
+            dyg = dy + (n * g.F + grp * g.Fg) * g.P
+            p0 = 0
+            while p0 < g.P:
+                pb = min(<Py_ssize_t> PB, g.P - p0)
+                if fast:
+                    np_pack_a_rows_z(dyg + p0, g.P, g.Fg, pb, ap)
+                else:
+                    _pack_a_rows(dyg + p0, g.P, g.Fg, pb, ap)
+                kr0 = 0
+                while kr0 < g.K:
+                    nk = min(<Py_ssize_t> NR, g.K - kr0)
+                    if fast:
+                        np_pack_b_im2row_z(xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.SH, g.SW,
+                                           g.OW, p0, pb, kr0, nk, NR, bp)
+                    else:
+                        _pack_b_transposed(colp, g.P, kr0, nk, p0, pb, NR, bp)
+                    for mp in range(nmf):
+                        mr = min(NP_MR, g.Fg - mp * NP_MR)
+                        np_ukr(pl.isa, pb, ap + mp * pb * NP_MR, bp,
+                               part + (grp * g.Fg + mp * NP_MR) * g.K + kr0, g.K,
+                               <int> mr, <int> nk, 1, NULL)
+                    kr0 += nk
+                p0 += pb
+
+
+# ---------------------------------------------------------------------------
+# im2col + BLAS path (any dtype)
+# ---------------------------------------------------------------------------
+cdef void _forward_chunk_blas(
+    const floating* x, const floating* w, const floating* b, bint has_bias,
+    floating* y, const Geom* g, Py_ssize_t n0, Py_ssize_t nb, floating* work,
+) noexcept nogil:
+    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, ld = nb * g.P
+    cdef Py_ssize_t grp, bi, f, p
+    cdef floating* col = work
+    cdef floating* tmp = work + K * ld
+    cdef const floating* colp
+    cdef floating* out
+    cdef const floating* src
+    cdef floating bias
+    for grp in range(g.G):
+        if nb == 1 and g.direct:
+            colp = x + (n0 * g.C + grp * g.Cg) * P
+        else:
+            for bi in range(nb):
+                _im2col(x + ((n0 + bi) * g.C + grp * g.Cg) * g.H * g.W, g, col + bi * P, ld)
+            colp = col
+        if nb == 1:
+            out = y + (n0 * g.F + grp * Fg) * P
+            gemm_rm(False, False, <int> Fg, <int> P, <int> K, 1, w + grp * Fg * K, <int> K,
+                    colp, <int> P, 0, out, <int> P)
+            if has_bias:
+                for f in range(Fg):
+                    bias = b[grp * Fg + f]
+                    for p in range(P):
+                        out[f * P + p] += bias
+        else:
+            gemm_rm(False, False, <int> Fg, <int> ld, <int> K, 1, w + grp * Fg * K, <int> K,
+                    colp, <int> ld, 0, tmp, <int> ld)
+            for bi in range(nb):
+                for f in range(Fg):
+                    bias = b[grp * Fg + f] if has_bias else 0
+                    out = y + ((n0 + bi) * g.F + grp * Fg + f) * P
+                    src = tmp + f * ld + bi * P
+                    for p in range(P):
+                        out[p] = src[p] + bias
+
+
+cdef void _backward_input_sample_blas(
+    const floating* dy, const floating* w, floating* dx, const Geom* g, Py_ssize_t n, floating* work,
+) noexcept nogil:
+    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp
+    cdef floating* dxn = dx + n * g.C * plane
+    cdef const floating* dyg
+    if not g.direct:
+        memset(dxn, 0, g.C * plane * sizeof(floating))
+    for grp in range(g.G):
+        dyg = dy + (n * g.F + grp * Fg) * P
+        if g.direct:
+            # dx[n, group] (Cg x P) = W_g^T (Cg x Fg) @ dy[n, group] (Fg x P)
+            gemm_rm(True, False, <int> K, <int> P, <int> Fg, 1, w + grp * Fg * K, <int> K,
+                    dyg, <int> P, 0, dxn + grp * g.Cg * plane, <int> P)
+        else:
+            gemm_rm(True, False, <int> K, <int> P, <int> Fg, 1, w + grp * Fg * K, <int> K,
+                    dyg, <int> P, 0, work, <int> P)
+            _col2im_block(work, P, 0, P, g, dxn + grp * g.Cg * plane)
+
+
+cdef void _backward_weights_chunk_blas(
+    const floating* dy, const floating* x, floating* part, const Geom* g,
+    Py_ssize_t n0, Py_ssize_t nb, floating* work,
+) noexcept nogil:
+    # part (F x K) = sum over the chunk's samples of dy[n, group] (Fg x P) @ col(n, group)^T (P x K)
+    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp, bi, n
+    cdef const floating* colp
+    for bi in range(nb):
+        n = n0 + bi
+        for grp in range(g.G):
+            if g.direct:
+                colp = x + (n * g.C + grp * g.Cg) * plane
+            else:
+                _im2col(x + (n * g.C + grp * g.Cg) * plane, g, work, P)
+                colp = work
+            gemm_rm(False, True, <int> Fg, <int> K, <int> P, 1, dy + (n * g.F + grp * Fg) * P, <int> P,
+                    colp, <int> P, 0 if bi == 0 else 1, part + grp * Fg * K, <int> K)
+
+
+# ---------------------------------------------------------------------------
+# Entry points (called by CythonOps with validated, C-contiguous arrays)
+# ---------------------------------------------------------------------------
+def conv2d_forward(
+    const floating[:, :, :, ::1] x,     # IN: (N, C, H, W)
+    const floating[:, :, :, ::1] w,     # IN: (F, C // G, KH, KW)
+    const floating[::1] b,              # IN: (F,) bias, or empty for none
+    floating[:, :, :, ::1] y,           # OUT: (N, F, OH, OW)
+    Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
+    int n_threads,
+    floating[::1] work,                 # scratch: workspace(0, ...)[0] elements
+):
+    """Convolution forward pass into ``y``."""
+    cdef Geom g = _geom(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
+                        w.shape[2], w.shape[3], SH, SW, PH, PW, G)
+    cdef bint has_bias = b.shape[0] > 0
+    if has_bias and b.shape[0] != g.F:
+        raise ValueError("bias has the wrong length")
+    if w.shape[1] != g.Cg or y.shape[0] != g.N or y.shape[1] != g.F or y.shape[2] != g.OH or y.shape[3] != g.OW:
+        raise ValueError("inconsistent convolution shapes")
+    cdef Plan pl = _plan(0, floating is float, &g)
+    _check_work(work.shape[0], &pl, n_threads)
+    cdef Py_ssize_t ci, n0, grp
+    cdef floating* wk = &work[0]
+    cdef const floating* bp = &b[0] if has_bias else NULL
+    cdef float* apack
+    cdef float* tw
+    cdef float* bpp
+    if floating is float:
+        if pl.isa:
+            apack = np_align64(wk)
+            for grp in range(g.G):
+                _pack_a_rows(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
+            tw = wk + pl.shared
+            with nogil:
+                for n0 in prange(g.N, num_threads=n_threads, schedule="dynamic"):
+                    bpp = np_align64(tw + threadid() * pl.per_thread)
+                    _forward_sample_simd(&x[0, 0, 0, 0], apack, bp, has_bias, &y[0, 0, 0, 0], &g, &pl, n0,
+                                         bpp, np_align64(bpp + KC * pl.NR))
+            return
+    with nogil:
+        for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+            n0 = ci * pl.nb
+            _forward_chunk_blas(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, has_bias, &y[0, 0, 0, 0], &g,
+                                n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
+
+
+def conv2d_backward_input(
+    const floating[:, :, :, ::1] dy,    # IN: (N, F, OH, OW)
+    const floating[:, :, :, ::1] w,     # IN: (F, C // G, KH, KW)
+    floating[:, :, :, ::1] dx,          # OUT: (N, C, H, W)
+    Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
+    int n_threads,
+    floating[::1] work,                 # scratch: workspace(1, ...)[0] elements
+):
+    """Gradient of the convolution with respect to its input, into ``dx``."""
+    cdef Geom g = _geom(dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0],
+                        w.shape[2], w.shape[3], SH, SW, PH, PW, G)
+    if w.shape[1] != g.Cg or dy.shape[0] != g.N or dy.shape[1] != g.F or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
+        raise ValueError("inconsistent convolution shapes")
+    cdef Plan pl = _plan(1, floating is float, &g)
+    _check_work(work.shape[0], &pl, n_threads)
+    cdef Py_ssize_t n, grp
+    cdef floating* wk = &work[0]
+    cdef float* apack
+    cdef float* tw
+    cdef float* bpp
+    cdef float* dcb
+    if floating is float:
+        if pl.isa:
+            apack = np_align64(wk)
+            for grp in range(g.G):
+                # A = W_g^T: rows are the K im2col rows, the reduction runs over the Fg filters.
+                _pack_a_cols(&w[grp * g.Fg, 0, 0, 0], g.K, g.K, g.Fg, apack + grp * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg)
+            tw = wk + pl.shared
+            with nogil:
+                for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
+                    bpp = np_align64(tw + threadid() * pl.per_thread)
+                    dcb = np_align64(bpp + KC * pl.NR)
+                    _backward_input_sample_simd(&dy[0, 0, 0, 0], apack, &dx[0, 0, 0, 0], &g, &pl, n,
+                                                bpp, dcb, np_align64(dcb + g.K * pl.NR))
+            return
+    with nogil:
+        for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
+            _backward_input_sample_blas(&dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], &g, n,
+                                        wk + threadid() * pl.per_thread)
+
+
+def conv2d_backward_weights(
+    const floating[:, :, :, ::1] dy,    # IN: (N, F, OH, OW)
+    const floating[:, :, :, ::1] x,     # IN: (N, C, H, W)
+    floating[:, ::1] partial,           # OUT: (chunks, F * K) partial sums, one row per batch chunk
+    Py_ssize_t KH, Py_ssize_t KW,
+    Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
+    int n_threads,
+    floating[::1] work,                 # scratch: workspace(2, ...)[0] elements
+):
+    """Per-chunk partial sums of the weight gradient; :func:`sum_rows` adds them in order."""
+    cdef Geom g = _geom(x.shape[0], x.shape[1], x.shape[2], x.shape[3], dy.shape[1],
+                        KH, KW, SH, SW, PH, PW, G)
+    if dy.shape[0] != g.N or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
+        raise ValueError("inconsistent convolution shapes")
+    cdef Plan pl = _plan(2, floating is float, &g)
+    if partial.shape[0] != pl.chunks or partial.shape[1] != g.F * g.K:
+        raise ValueError("partial has the wrong shape")
+    _check_work(work.shape[0], &pl, n_threads)
+    cdef Py_ssize_t ci, n0
+    cdef floating* wk = &work[0]
+    cdef float* tw
+    cdef float* colb
+    cdef float* xpb
+    cdef float* apb
+    if floating is float:
+        if pl.isa:
+            with nogil:
+                for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+                    n0 = ci * pl.nb
+                    colb = np_align64(wk + threadid() * pl.per_thread)
+                    xpb = np_align64(colb + (0 if g.direct else g.K * g.P))
+                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW))
+                    _backward_weights_chunk_simd(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
+                                                 n0, min(pl.nb, g.N - n0), colb, xpb, apb,
+                                                 np_align64(apb + _ceil_div(g.Fg, NP_MR) * NP_MR * PB))
+            return
+    with nogil:
+        for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+            n0 = ci * pl.nb
+            _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g,
+                                         n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
+
+
+def sum_rows(const floating[:, ::1] partial, floating[::1] out, int n_threads):
+    """``out = partial.sum(axis=0)`` adding the rows in order (deterministic), parallel over columns."""
+    cdef Py_ssize_t rows = partial.shape[0], cols = partial.shape[1], r, j, blk, j0, j1
+    cdef Py_ssize_t nblk = (cols + 1023) // 1024
+    if out.shape[0] != cols or rows < 1:
+        raise ValueError("out has the wrong length")
+    with nogil:
+        for blk in prange(nblk, num_threads=n_threads, schedule="static"):
+            j0 = blk * 1024
+            j1 = min(cols, j0 + 1024)
+            for j in range(j0, j1):
+                out[j] = partial[0, j]
+            for r in range(1, rows):
+                for j in range(j0, j1):
+                    out[j] += partial[r, j]
+
+
+cdef double _row_sum(const floating* row, Py_ssize_t P) noexcept nogil:
+    """Sum of ``row[:P]`` in 16 interleaved partial sums (which the compiler vectorises)."""
+    cdef floating lanes[16]
+    cdef floating s = 0
+    cdef Py_ssize_t p, l, P16 = P - P % 16
+    for l in range(16):
+        lanes[l] = 0
+    for p in range(0, P16, 16):
+        for l in range(16):
+            lanes[l] += row[p + l]
+    for p in range(P16, P):
+        s = s + row[p]
+    for l in range(16):
+        s = s + lanes[l]
+    return s
+
+
+def bias_grad(const floating[:, :, ::1] dy, floating[::1] db, int n_threads):
+    """``db[f] = dy[:, f, :].sum()`` with dy viewed as ``(N, F, P)``; rows are added in double precision."""
+    cdef Py_ssize_t N = dy.shape[0], F = dy.shape[1], P = dy.shape[2], f, n
+    cdef double acc
+    cdef bint simd = floating is float and _isa_detected == 2
+    if db.shape[0] != F:
+        raise ValueError("db has the wrong length")
+    with nogil:
+        for f in prange(F, num_threads=n_threads, schedule="static"):
+            acc = 0
+            for n in range(N):
+                if floating is float:
+                    if simd:
+                        acc = acc + np_sum_z(&dy[n, f, 0], P)
+                    else:
+                        acc = acc + _row_sum(&dy[n, f, 0], P)
+                else:
+                    acc = acc + _row_sum(&dy[n, f, 0], P)
+            db[f] = <floating> acc
+
+
+# ---------------------------------------------------------------------------
+# Utilities shared by the wrappers
+# ---------------------------------------------------------------------------
+def all_finite(const floating[::1] x, int n_threads):
+    """True when no element of ``x`` is NaN or infinite (no allocation, GIL released).
+
+    Tests the exponent bits, an integer OR-reduction the compiler vectorises.
+    """
+    cdef Py_ssize_t n = x.shape[0], blk, i, i0, i1
+    cdef Py_ssize_t nblk = (n + 65535) // 65536
+    cdef uint32_t bad32 = 0, acc32
+    cdef uint64_t bad64 = 0, acc64
+    cdef const uint32_t* u32
+    cdef const uint64_t* u64
+    if n == 0:
+        return True
+    if floating is float:
+        u32 = <const uint32_t*> &x[0]
+        with nogil:
+            for blk in prange(nblk, num_threads=n_threads, schedule="static"):
+                i0 = blk * 65536
+                i1 = min(n, i0 + 65536)
+                acc32 = 0
+                for i in range(i0, i1):
+                    acc32 = acc32 | ((u32[i] & 0x7F800000u) == 0x7F800000u)
+                bad32 |= acc32
+        return bad32 == 0
+    else:
+        u64 = <const uint64_t*> &x[0]
+        with nogil:
+            for blk in prange(nblk, num_threads=n_threads, schedule="static"):
+                i0 = blk * 65536
+                i1 = min(n, i0 + 65536)
+                acc64 = 0
+                for i in range(i0, i1):
+                    acc64 = acc64 | ((u64[i] & 0x7FF0000000000000ull) == 0x7FF0000000000000ull)
+                bad64 |= acc64
+        return bad64 == 0

@@ -1,0 +1,213 @@
+# cython: language_level=3
+"""2-D max and mean pooling kernels (NCHW), forward and backward.
+
+Every ``(sample, channel)`` plane is independent, so OpenMP threads take
+whole planes and no result depends on the thread count.  Windows that do not
+fit at the bottom/right edge are dropped (floor), as in :mod:`neuroplug.ops`.
+Max pooling keeps, for each output, the flat index ``row * W + col`` of the
+chosen input within its plane; ties go to the first maximum in row-major
+order of the window, and a NaN counts as the maximum (as ``numpy.argmax``),
+so a diverging network shows NaN instead of hiding it.
+
+The Python wrapper in :mod:`neuroplug.backends.cython_ops` validates every
+argument; the backward kernel of max pooling additionally skips (and counts)
+indices outside the plane, so no input can make it write out of bounds.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from ._fused cimport floating
+
+
+cdef inline bint _takes(floating v, floating best) noexcept nogil:
+    """True when ``v`` replaces ``best`` as the running maximum (NaN wins, first NaN kept)."""
+    return v > best or (v != v and best == best)
+
+
+cdef void _maxpool_plane(
+    const floating* x, Py_ssize_t H, Py_ssize_t W,        # IN: one plane
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    floating* y, int64_t* am, Py_ssize_t OH, Py_ssize_t OW,   # OUT: one plane each
+) noexcept nogil:
+    cdef Py_ssize_t oh, ow, i, j, r, c, idx, bidx
+    cdef floating v, best
+    cdef const floating* r0
+    cdef const floating* r1
+    if KH == 2 and KW == 2 and SH == 2 and SW == 2:
+        for oh in range(OH):
+            r0 = x + 2 * oh * W
+            r1 = r0 + W
+            for ow in range(OW):
+                c = 2 * ow
+                best = r0[c]
+                bidx = c
+                if _takes(r0[c + 1], best):
+                    best = r0[c + 1]
+                    bidx = c + 1
+                if _takes(r1[c], best):
+                    best = r1[c]
+                    bidx = W + c
+                if _takes(r1[c + 1], best):
+                    best = r1[c + 1]
+                    bidx = W + c + 1
+                y[oh * OW + ow] = best
+                am[oh * OW + ow] = 2 * oh * W + bidx
+        return
+    for oh in range(OH):
+        for ow in range(OW):
+            r = oh * SH
+            c = ow * SW
+            bidx = r * W + c
+            best = x[bidx]
+            for i in range(KH):
+                for j in range(KW):
+                    idx = (r + i) * W + c + j
+                    v = x[idx]
+                    if _takes(v, best):
+                        best = v
+                        bidx = idx
+            y[oh * OW + ow] = best
+            am[oh * OW + ow] = bidx
+
+
+def maxpool2d_forward(
+    const floating[:, :, :, ::1] x,     # IN: (N, C, H, W)
+    floating[:, :, :, ::1] y,           # OUT: (N, C, OH, OW)
+    int64_t[:, :, :, ::1] argmax,       # OUT: (N, C, OH, OW) flat index within the plane
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    int n_threads,
+):
+    """Max pooling forward pass into ``y`` and ``argmax``."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], pl
+    if (KH < 1 or KW < 1 or SH < 1 or SW < 1 or KH > H or KW > W
+            or OH != (H - KH) // SH + 1 or OW != (W - KW) // SW + 1
+            or y.shape[0] != N or y.shape[1] != C
+            or argmax.shape[0] != N or argmax.shape[1] != C or argmax.shape[2] != OH or argmax.shape[3] != OW):
+        raise ValueError("inconsistent pooling shapes")
+    if N * C == 0:
+        return
+    with nogil:
+        for pl in prange(N * C, num_threads=n_threads, schedule="static"):
+            _maxpool_plane(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                           &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
+
+
+def maxpool2d_backward(
+    const floating[:, :, :, ::1] dy,        # IN: (N, C, OH, OW)
+    const int64_t[:, :, :, ::1] argmax,     # IN: (N, C, OH, OW)
+    floating[:, :, :, ::1] dx,              # OUT: (N, C, H, W)
+    int n_threads,
+):
+    """Route each ``dy`` to its argmax in ``dx``; return the number of indices outside the plane (skipped)."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t HW = H * W, M = dy.shape[2] * dy.shape[3], pl, k
+    cdef Py_ssize_t bad = 0
+    cdef int64_t idx
+    cdef floating* dxp
+    cdef const floating* dyp
+    cdef const int64_t* amp
+    if (dy.shape[0] != N or dy.shape[1] != C or argmax.shape[0] != N or argmax.shape[1] != C
+            or argmax.shape[2] != dy.shape[2] or argmax.shape[3] != dy.shape[3]):
+        raise ValueError("inconsistent pooling shapes")
+    if N * C == 0:
+        return 0
+    with nogil:
+        for pl in prange(N * C, num_threads=n_threads, schedule="static"):
+            dxp = &dx[0, 0, 0, 0] + pl * HW
+            dyp = &dy[0, 0, 0, 0] + pl * M
+            amp = &argmax[0, 0, 0, 0] + pl * M
+            memset(dxp, 0, HW * sizeof(floating))
+            for k in range(M):
+                idx = amp[k]
+                if idx < 0 or idx >= HW:
+                    bad += 1
+                else:
+                    dxp[idx] += dyp[k]
+    return bad
+
+
+cdef void _meanpool_plane(
+    const floating* x, Py_ssize_t H, Py_ssize_t W,
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    floating* y, Py_ssize_t OH, Py_ssize_t OW, floating area,
+) noexcept nogil:
+    cdef Py_ssize_t oh, ow, i, j, c
+    cdef floating s
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef const floating* row
+    if KH == 2 and KW == 2 and SH == 2 and SW == 2:
+        for oh in range(OH):
+            r0 = x + 2 * oh * W
+            r1 = r0 + W
+            for ow in range(OW):
+                c = 2 * ow
+                y[oh * OW + ow] = (((r0[c] + r0[c + 1]) + r1[c]) + r1[c + 1]) / area
+        return
+    for oh in range(OH):
+        for ow in range(OW):
+            s = 0
+            for i in range(KH):
+                row = x + (oh * SH + i) * W + ow * SW
+                for j in range(KW):
+                    s = s + row[j]
+            y[oh * OW + ow] = s / area
+
+
+def meanpool2d_forward(
+    const floating[:, :, :, ::1] x,     # IN: (N, C, H, W)
+    floating[:, :, :, ::1] y,           # OUT: (N, C, OH, OW)
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    int n_threads,
+):
+    """Mean pooling forward pass into ``y``."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], pl
+    cdef floating area = <floating> (KH * KW)
+    if (KH < 1 or KW < 1 or SH < 1 or SW < 1 or KH > H or KW > W
+            or OH != (H - KH) // SH + 1 or OW != (W - KW) // SW + 1
+            or y.shape[0] != N or y.shape[1] != C):
+        raise ValueError("inconsistent pooling shapes")
+    if N * C == 0:
+        return
+    with nogil:
+        for pl in prange(N * C, num_threads=n_threads, schedule="static"):
+            _meanpool_plane(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                            &y[0, 0, 0, 0] + pl * OH * OW, OH, OW, area)
+
+
+def meanpool2d_backward(
+    const floating[:, :, :, ::1] dy,    # IN: (N, C, OH, OW)
+    floating[:, :, :, ::1] dx,          # OUT: (N, C, H, W)
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    int n_threads,
+):
+    """Spread each ``dy / (KH * KW)`` over its window in ``dx``."""
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t OH = dy.shape[2], OW = dy.shape[3], HW = H * W, M = OH * OW, pl, oh, ow, i, j
+    cdef floating area = <floating> (KH * KW)
+    cdef floating share
+    cdef floating* dxp
+    cdef floating* row
+    cdef const floating* dyp
+    if (KH < 1 or KW < 1 or SH < 1 or SW < 1 or KH > H or KW > W
+            or OH != (H - KH) // SH + 1 or OW != (W - KW) // SW + 1
+            or dy.shape[0] != N or dy.shape[1] != C):
+        raise ValueError("inconsistent pooling shapes")
+    if N * C == 0:
+        return
+    with nogil:
+        for pl in prange(N * C, num_threads=n_threads, schedule="static"):
+            dxp = &dx[0, 0, 0, 0] + pl * HW
+            dyp = &dy[0, 0, 0, 0] + pl * M
+            memset(dxp, 0, HW * sizeof(floating))
+            for oh in range(OH):
+                for ow in range(OW):
+                    share = dyp[oh * OW + ow] / area
+                    for i in range(KH):
+                        row = dxp + (oh * SH + i) * W + ow * SW
+                        for j in range(KW):
+                            row[j] += share
