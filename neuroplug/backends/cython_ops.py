@@ -544,6 +544,12 @@ class CythonOps(Ops):
             )
         return bit_generator
 
+    def _rbm_threads(self, rows: int, W: np.ndarray) -> int:
+        # A GEMM of rows x n_hidden x n_visible below about a million
+        # multiply-adds takes microseconds: splitting it costs more in OpenMP
+        # barriers than it saves (far more on a busy machine).
+        return 1 if rows * W.shape[0] * W.shape[1] < (1 << 20) else self._threads()
+
     @staticmethod
     def _rbm_check_visible(visible: Any) -> bool:
         if visible not in ("bernoulli", "gaussian"):
@@ -593,7 +599,7 @@ class CythonOps(Ops):
         v = self._rbm_input(v, "v", W)
         out = np.empty((v.shape[0], W.shape[0]), dtype=dt)
         with _single_threaded_blas:
-            _rbm.hidden_probs(v, W, bh, out, 1.0, self._threads())
+            _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W))
         return out
 
     def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> np.ndarray:
@@ -605,7 +611,7 @@ class CythonOps(Ops):
         v = self._rbm_input(v, "v", W)
         out = np.empty(v.shape[0], dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.free_energy(v, W, bh, bv, gaussian, out, self._threads())
+            _rbm.free_energy(v, W, bh, bv, gaussian, out, self._rbm_threads(v.shape[0], W))
         return out
 
     def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> np.ndarray:
@@ -623,7 +629,7 @@ class CythonOps(Ops):
         bit_generator = self._rbm_bit_generator(rng)
         W, bh, bv = self._rbm_params(W, bh, bv)
         v = np.array(self._rbm_input(v, "v", W), copy=True)  # never overwrite the caller's array
-        nt = self._threads()
+        nt = self._rbm_threads(v.shape[0], W)
         if not gaussian:
             with _single_threaded_blas:
                 _rbm.gibbs_bernoulli(v, W, bh, bv, int(steps), bit_generator, nt)
@@ -690,5 +696,5 @@ class CythonOps(Ops):
         with _single_threaded_blas:
             return float(_rbm.cd_epoch(
                 X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
-                m, gaussian, bit_generator, chain, self._threads(),
+                m, gaussian, bit_generator, chain, self._rbm_threads(m, W),
             ))

@@ -1,0 +1,338 @@
+"""Deep belief nets: greedy layer-wise stacks of RBMs, and their supervised fine-tuning.
+
+:class:`DBN` trains a stack of :class:`~neuroplug.estimators.RBM` s greedily
+(Hinton, Osindero & Teh 2006): the first RBM models the data, each next one
+models the hidden-unit probabilities of the one below.  It transforms data
+up the stack and generates data by Gibbs sampling in the top RBM followed by
+a directed down pass.
+
+:class:`DBNClassifier` initialises a sigmoid network of the same shape from
+such a stack (the ``"dbn"`` pretrainer) and fine-tunes it with a softmax
+output by back-propagation, as :class:`~neuroplug.estimators.CNNClassifier`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..backends import get_ops
+from ..ops import Ops
+from .rbm import RBM
+
+__all__ = ["DBN", "DBNClassifier"]
+
+# Hyper-parameters that layer_params may set per layer.
+_LAYER_KEYS = ("k", "persistent", "learning_rate", "momentum", "weight_decay", "batch_size", "max_iter")
+
+
+def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
+    """Return ``hidden_layer_sizes`` as a non-empty tuple of positive ints or raise."""
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    try:
+        values = tuple(sizes)
+    except TypeError:
+        raise TypeError(
+            f"hidden_layer_sizes must be an int or a sequence of ints. Received: hidden_layer_sizes={sizes!r}"
+        ) from None
+    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ValueError(
+            f"hidden_layer_sizes must be a non-empty sequence of ints >= 1. Received: hidden_layer_sizes={sizes!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
+    """One dict of RBM hyper-parameter overrides per layer, from None, a dict or a sequence of dicts."""
+    if layer_params is None:
+        return [{} for _ in range(n_layers)]
+    if isinstance(layer_params, dict):
+        per_layer = [dict(layer_params) for _ in range(n_layers)]
+    elif isinstance(layer_params, (list, tuple)) and all(isinstance(d, dict) or d is None for d in layer_params):
+        if len(layer_params) != n_layers:
+            raise ValueError(
+                f"layer_params must hold one dict per hidden layer ({n_layers}). "
+                f"Received: {len(layer_params)} entries"
+            )
+        per_layer = [dict(d or {}) for d in layer_params]
+    else:
+        raise TypeError(
+            "layer_params must be None, a dict, or a list of dicts (one per layer) of RBM settings "
+            f"{_LAYER_KEYS}. Received: layer_params={layer_params!r}"
+        )
+    for i, d in enumerate(per_layer):
+        unknown = sorted(set(d) - set(_LAYER_KEYS))
+        if unknown:
+            raise ValueError(
+                f"layer_params[{i}] has unknown keys {unknown}; allowed: {list(_LAYER_KEYS)}. "
+                f"Received: layer_params={layer_params!r}"
+            )
+    return per_layer
+
+
+class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Deep belief net: a greedily trained stack of RBMs (transformer and generative model).
+
+    The first RBM is trained on the data; every next RBM on the hidden-unit
+    probabilities that the one below gives for the data (Hinton, Osindero &
+    Teh 2006).  :meth:`transform` passes data up the stack; :meth:`sample`
+    runs Gibbs sampling in the top RBM (an undirected associative memory)
+    and then a directed down pass through the lower layers' generative
+    weights.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(256, 256)
+        Hidden units of each RBM, bottom to top.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        Visible units of the first RBM (the data).  Higher RBMs always have
+        Bernoulli visible units (they model probabilities).
+    k : int, default=1
+        Gibbs steps of CD-k / PCD-k.
+    persistent : bool, default=True
+        Persistent contrastive divergence.
+    learning_rate : float, default=0.05
+        Step size of the RBM updates.
+    momentum : float, default=0.5
+        Momentum of the RBM updates.
+    weight_decay : float, default=1e-4
+        L2 penalty on the weights.
+    batch_size : int, default=20
+        Rows per mini-batch.
+    max_iter : int, default=10
+        Epochs per RBM.
+    layer_params : dict, list of dict or None, default=None
+        Per-layer overrides of ``k``, ``persistent``, ``learning_rate``,
+        ``momentum``, ``weight_decay``, ``batch_size`` and ``max_iter``: one
+        dict applied to every layer, or one dict (or ``None``) per layer.
+        The shared settings above apply where a layer does not override them.
+    backend : str or Ops, default="cpu"
+        Compute backend.
+    n_threads : int, default=None
+        Thread limit of the backend's kernels.
+    dtype : {"float32", "float64"} or None, default=None
+        Precision; ``None`` keeps float32 input in float32, else float64.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every RBM (each layer gets its own seed drawn from it) and
+        the sampling.
+    verbose : int, default=0
+        Progress bars of the RBMs.
+
+    Attributes
+    ----------
+    rbms_ : list of RBM
+        The fitted RBMs, bottom first.
+    dtype_ : str
+        Precision of the fitted model.
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :meth:`fit`, when ``X`` has string
+        column names.
+
+    See Also
+    --------
+    neuroplug.estimators.RBM : One layer of the stack.
+    neuroplug.estimators.DBNClassifier : The stack fine-tuned as a classifier.
+
+    References
+    ----------
+    .. [1] G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning
+       algorithm for deep belief nets", Neural Computation 18, 2006.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroplug.estimators import DBN
+    >>> rng = np.random.default_rng(0)
+    >>> X = (rng.random((200, 16)) < 0.3).astype(np.float32)
+    >>> dbn = DBN(hidden_layer_sizes=(12, 6), max_iter=3, random_state=0).fit(X)
+    >>> dbn.transform(X[:2]).shape
+    (2, 6)
+    >>> dbn.sample(3, n_steps=10).shape
+    (3, 16)
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "visible": [StrOptions({"bernoulli", "gaussian"})],
+        "k": [Interval(numbers.Integral, 1, None, closed="left")],
+        "persistent": ["boolean"],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "layer_params": [None, dict, list, tuple],
+        "backend": [str, Ops],
+        "n_threads": [None, Interval(numbers.Integral, None, None, closed="neither")],
+        "dtype": [None, StrOptions({"float32", "float64"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (256, 256),
+        *,
+        visible: str = "bernoulli",
+        k: int = 1,
+        persistent: bool = True,
+        learning_rate: float = 0.05,
+        momentum: float = 0.5,
+        weight_decay: float = 1e-4,
+        batch_size: int = 20,
+        max_iter: int = 10,
+        layer_params: dict | Sequence[dict | None] | None = None,
+        backend: str | Ops = "cpu",
+        n_threads: int | None = None,
+        dtype: str | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.visible = visible
+        self.k = k
+        self.persistent = persistent
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.layer_params = layer_params
+        self.backend = backend
+        self.n_threads = n_threads
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _layer_rbms(self, sizes: tuple[int, ...]) -> list[RBM]:
+        """Unfitted RBMs, one per layer, with the shared settings and the per-layer overrides."""
+        overrides = _check_layer_params(self.layer_params, len(sizes))
+        rs = check_random_state(self.random_state)
+        rbms = []
+        for i, (n_units, extra) in enumerate(zip(sizes, overrides)):
+            params = {key: getattr(self, key) for key in _LAYER_KEYS}
+            params.update(extra)
+            rbm = RBM(
+                n_components=n_units, visible=self.visible if i == 0 else "bernoulli",
+                backend=self.backend, n_threads=self.n_threads, dtype=self.dtype_,
+                random_state=rs.randint(2**31 - 1), verbose=self.verbose, **params,
+            )
+            # Validated here: inside this fit, scikit-learn skips the nested RBM's own check.
+            rbm._validate_params()
+            rbms.append(rbm)
+        return rbms
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> "DBN":
+        """Train the RBMs greedily, bottom to top.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (in ``[0, 1]`` for Bernoulli units, standardised
+            for Gaussian units).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : DBN
+            The fitted estimator.
+        """
+        sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        X = validate_data(self, X, dtype=dtype, order="C")
+        self.dtype_ = X.dtype.name
+        rbms = self._layer_rbms(sizes)
+        inputs = X
+        for i, rbm in enumerate(rbms):
+            rbm.fit(inputs)
+            if i + 1 < len(rbms):
+                inputs = rbm.transform(inputs)
+        self.rbms_ = rbms
+        return self
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.rbms_[-1].components_.shape[0])
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Hidden probabilities of the top RBM, passing probabilities up the stack.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
+        """
+        check_is_fitted(self, "rbms_")
+        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype_), order="C")
+        for rbm in self.rbms_:
+            X = rbm.transform(X)
+        return X
+
+    def sample(self, n_samples: int = 1, *, n_steps: int = 1000, return_means: bool = False,
+               random_state: Any = None) -> np.ndarray:
+        """Generate data: Gibbs sampling in the top RBM, then a down pass.
+
+        ``n_steps`` Gibbs steps in the top RBM give a sample of its visible
+        layer (the penultimate hidden layer); each lower layer is then drawn
+        from ``p(v | h)`` of the RBM below it, down to the data.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        n_steps : int, default=1000
+            Gibbs steps in the top RBM.
+        return_means : bool, default=False
+            Return the bottom layer's conditional means (probabilities, or
+            Gaussian means) instead of samples; they are smoother to look at.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the sampling; ``None`` uses the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self, "rbms_")
+        rs = check_random_state(self.random_state if random_state is None else random_state)
+        seed = int(rs.randint(2**31 - 1))
+        h = self.rbms_[-1].sample(n_samples, n_steps=n_steps, random_state=seed)
+        ops = get_ops(self.backend, n_threads=self.n_threads, check_finite=False) if not isinstance(
+            self.backend, Ops) else self.backend
+        rng = ops.make_rng(int(rs.randint(2**31 - 1)))
+        dt = np.dtype(self.dtype_)
+        h = ops.asarray(h, dtype=dt)
+        for i in range(len(self.rbms_) - 2, -1, -1):
+            rbm = self.rbms_[i]
+            W, bv = ops.asarray(rbm.components_, dtype=dt), ops.asarray(rbm.intercept_visible_, dtype=dt)
+            if i == 0 and return_means:
+                h = ops.rbm_visible_means(h, W, bv, rbm.visible)
+            else:
+                h = ops.rbm_sample_visible(h, W, bv, rbm.visible, rng)
+        if len(self.rbms_) == 1 and return_means:
+            rbm = self.rbms_[0]
+            # The top RBM is also the bottom one: one more half step to the means.
+            hid = ops.bernoulli(ops.rbm_hidden_probs(h, ops.asarray(rbm.components_, dtype=dt),
+                                                     ops.asarray(rbm.intercept_hidden_, dtype=dt)), rng)
+            h = ops.rbm_visible_means(hid, ops.asarray(rbm.components_, dtype=dt),
+                                      ops.asarray(rbm.intercept_visible_, dtype=dt), rbm.visible)
+        return np.array(ops.to_numpy(h), dtype=dt)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,208 @@
+"""The ``"dbn"`` pretrainer: dense layers initialised greedily from a stack of RBMs.
+
+An RBM's hidden probabilities ``sigmoid(v W^T + bh)`` are exactly what a
+dense layer with weights ``W^T`` (shape ``(n_in, n_out)``) and bias ``bh``
+followed by a sigmoid computes.  This pretrainer trains one RBM per hidden
+dense layer, each on the hidden probabilities of the one below (a deep
+belief net, Hinton, Osindero & Teh 2006), and copies the weights in.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..layers.dense import Dense
+from .base import Pretrainer
+
+__all__ = ["DBNPretrainer"]
+
+_FORWARD_BATCH = 256
+
+
+def dense_run(layers: list[Any]) -> list[int]:
+    """Indices of the leading run of hidden dense layers of a network.
+
+    The run starts at the first :class:`~neuroplug.layers.dense.Dense` layer
+    and goes on through dense layers separated only by layers without
+    parameters (activations, dropout, flatten); it ends at the first other
+    layer with parameters.  The network's last layer with parameters is its
+    output layer and is never part of the run.
+    """
+    weighted = [i for i, layer in enumerate(layers) if getattr(layer, "params", None)]
+    run: list[int] = []
+    for i in weighted[:-1]:
+        if isinstance(layers[i], Dense):
+            run.append(i)
+        elif run:
+            break
+    return run
+
+
+class DBNPretrainer(Pretrainer):
+    """Initialise the leading hidden dense layers of a network from a greedily trained RBM stack (``"dbn"``).
+
+    The inputs of the first hidden dense layer, ``network.forward(X,
+    stop=i)`` flattened, are the data of the first RBM; each next RBM learns
+    from the hidden probabilities of the previous one.  Dense layer ``j`` of
+    the run then gets ``W = components_.T`` and ``b = intercept_hidden_`` of
+    RBM ``j``, so the network computes the stack's features when its dense
+    layers are followed by sigmoids (the usual DBN classifier; other
+    activations still start from the RBM weights, which then serve only as
+    an initialisation).
+
+    The run starts at the first dense layer and continues through dense
+    layers separated only by layers without parameters; the network's
+    output layer (its last layer with parameters) keeps its initial weights.
+
+    **Convolution layers** before the run are not pretrained: they keep
+    their initial (random) weights and the first RBM learns from the
+    features they compute.  Use the ``"cdbn"`` pretrainer to pretrain
+    convolution layers with convolutional RBMs.
+
+    Parameters
+    ----------
+    visible : {"auto", "bernoulli", "gaussian"}, default="auto"
+        Visible units of the first RBM.  ``"bernoulli"`` needs the first
+        dense layer's inputs in ``[0, 1]`` (pixels, sigmoid outputs).
+        ``"gaussian"`` standardises every input feature over ``X`` and
+        folds the standardisation into the first dense layer's weights and
+        bias, so that the layer computes the RBM's hidden pre-activations on
+        the raw inputs.  ``"auto"``: Bernoulli when the inputs lie in
+        ``[0, 1]``, else Gaussian.
+    k : int, default=1
+        Gibbs steps of CD-k / PCD-k.
+    persistent : bool, default=True
+        Persistent contrastive divergence.
+    learning_rate : float, default=0.05
+        RBM step size.
+    momentum : float, default=0.5
+        RBM momentum.
+    weight_decay : float, default=1e-4
+        L2 penalty on the RBM weights.
+    batch_size : int, default=20
+        Rows per RBM mini-batch.
+    max_iter : int, default=5
+        Epochs per RBM.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neuroplug.backends import get_ops
+    >>> from neuroplug.layers.dense import Dense
+    >>> from neuroplug.layers.activations import Sigmoid
+    >>> from neuroplug.network import Network
+    >>> from neuroplug.pretrain.dbn import DBNPretrainer
+    >>> X = (np.random.default_rng(0).random((100, 16)) < 0.3).astype(np.float32)
+    >>> net = Network([Dense(8), Sigmoid(), Dense(3)], (16,), get_ops("numpy"), rng=0)
+    >>> DBNPretrainer(max_iter=2).pretrain(net, X, random_state=0)
+    """
+
+    def __init__(
+        self,
+        *,
+        visible: str = "auto",
+        k: int = 1,
+        persistent: bool = True,
+        learning_rate: float = 0.05,
+        momentum: float = 0.5,
+        weight_decay: float = 1e-4,
+        batch_size: int = 20,
+        max_iter: int = 5,
+    ) -> None:
+        self.visible = visible
+        self.k = k
+        self.persistent = persistent
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+
+    def _first_inputs(self, network: Any, X: np.ndarray, stop: int) -> np.ndarray:
+        """``network.forward(X, stop=stop)`` in batches, flattened, as NumPy in the network's dtype."""
+        ops = network.ops
+        out = []
+        for start in range(0, X.shape[0], _FORWARD_BATCH):
+            xb = ops.asarray(X[start:start + _FORWARD_BATCH], dtype=network.dtype)
+            out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=network.dtype))
+        features = np.concatenate(out, axis=0)
+        return np.ascontiguousarray(features.reshape(features.shape[0], -1))
+
+    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+        """Train one RBM per hidden dense layer, bottom up, and copy their weights into the layers.
+
+        Parameters
+        ----------
+        network : neuroplug.network.Network
+            An initialised network; its hidden dense layers are overwritten
+            in place.
+        X : ndarray of shape (n_samples, *network.input_shape)
+            Training inputs (labels are not used).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the RBMs.
+        verbose : int, default=0
+            Show the RBMs' progress bars.
+        """
+        from ..estimators.rbm import RBM
+
+        if self.visible not in ("auto", "bernoulli", "gaussian"):
+            raise ValueError(
+                f"visible must be 'auto', 'bernoulli' or 'gaussian'. Received: visible={self.visible!r}"
+            )
+        X = np.asarray(X)
+        if X.ndim < 2 or tuple(X.shape[1:]) != tuple(network.input_shape):
+            raise ValueError(
+                f"X must have shape (n, {', '.join(map(str, network.input_shape))}). Received: X.shape={X.shape}"
+            )
+        run = dense_run(list(network.layers))
+        if not run:
+            warnings.warn(
+                "The 'dbn' pretrainer found no hidden dense layer to initialise (the last layer with "
+                "parameters is the output layer and is never pretrained); the network is unchanged.",
+                UserWarning, stacklevel=2,
+            )
+            return
+        rs = check_random_state(random_state)
+        data = self._first_inputs(network, X, run[0])
+        low, high = float(data.min()), float(data.max())
+        visible = self.visible
+        if visible == "auto":
+            visible = "bernoulli" if low >= 0 and high <= 1 else "gaussian"
+        elif visible == "bernoulli" and (low < 0 or high > 1):
+            raise ValueError(
+                f"visible='bernoulli' needs the inputs of dense layer {run[0]} in [0, 1]; use visible='auto' "
+                f"or 'gaussian'. Received: inputs with min={low:g}, max={high:g}"
+            )
+        mean = scale = None
+        if visible == "gaussian":
+            mean = data.mean(axis=0, dtype=np.float64)
+            scale = data.std(axis=0, dtype=np.float64)
+            scale[scale < 1e-8] = 1.0
+            data = ((data - mean) / scale).astype(network.dtype)
+
+        inputs = data
+        weights: list[tuple[np.ndarray, np.ndarray]] = []
+        for j, i in enumerate(run):
+            n_units = int(network.layers[i].params["b"].shape[0])
+            rbm = RBM(
+                n_components=n_units, visible=visible if j == 0 else "bernoulli", k=self.k,
+                persistent=self.persistent, learning_rate=self.learning_rate, momentum=self.momentum,
+                weight_decay=self.weight_decay, batch_size=self.batch_size, max_iter=self.max_iter,
+                backend=network.ops, dtype=np.dtype(network.dtype).name, random_state=rs.randint(2**31 - 1),
+                verbose=verbose,
+            ).fit(inputs)
+            W = rbm.components_.T.astype(np.float64)
+            b = rbm.intercept_hidden_.astype(np.float64)
+            if j == 0 and scale is not None:
+                # x' = (x - mean) / scale, so x' W + b = x (W / scale) + (b - (mean / scale) W).
+                W = W / scale[:, None]
+                b = b - (mean / scale) @ (rbm.components_.T.astype(np.float64))
+            weights.append((W, b))
+            if j + 1 < len(run):
+                inputs = rbm.transform(inputs)
+        for i, (W, b) in zip(run, weights):
+            network.layers[i].set_weights({"W": W.astype(network.dtype), "b": b.astype(network.dtype)})

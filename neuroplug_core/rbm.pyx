@@ -1,0 +1,440 @@
+# cython: language_level=3
+"""Restricted Boltzmann machine kernels: a whole CD-k / PCD-k epoch in one call.
+
+The kernels run without the GIL.  Matrix products go through the BLAS that
+SciPy ships (``scipy.linalg.cython_blas``); element-wise work runs in OpenMP
+``prange`` loops; Bernoulli samples draw uniforms straight from a NumPy
+``BitGenerator`` through its C API, in C order and with NumPy's own
+conversions (``(next_uint32 >> 8) * 2**-24`` for float32, ``next_double`` for
+float64).  A kernel therefore consumes the generator exactly as the NumPy
+reference ``Ops.bernoulli`` (``rng.random(shape, dtype) < p``) does, so a
+Cython epoch reproduces the reference epoch draw for draw.  The generator's
+lock is held for the whole call, so another thread sharing the generator waits
+instead of racing.
+
+Nothing here validates its arguments: :class:`neuroplug.backends.cython_ops.CythonOps`
+checks shapes, dtypes and contiguity first (DESIGN rule 4).  Matrices are
+row-major; ``W`` is ``(n_hidden, n_visible)``.
+"""
+
+cimport cython
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport exp, expf, fabs, fabsf, log1p, log1pf
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+from numpy.random cimport bitgen_t
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from ._fused cimport floating
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Row-major ``C = alpha op(A) op(B) + beta C`` with ``C`` of shape ``(m, n)``.
+
+    BLAS is column-major, and a row-major matrix is its column-major
+    transpose, so ``C^T = op(B)^T op(A)^T`` is computed with the operands
+    swapped.
+    """
+    cdef char ta = b"T" if trans_b else b"N"
+    cdef char tb = b"T" if trans_a else b"N"
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda, &beta, c, &ldc)
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    # The two branches of the reference Ops.sigmoid: exp never overflows.
+    cdef floating e
+    if floating is float:
+        if x >= 0:
+            return 1 / (1 + expf(-x))
+        e = expf(x)
+    else:
+        if x >= 0:
+            return 1 / (1 + exp(-x))
+        e = exp(x)
+    return e / (1 + e)
+
+
+cdef inline floating _softplus(floating x) noexcept nogil:
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) without overflow.
+    if floating is float:
+        return (x if x > 0 else 0) + log1pf(expf(-fabsf(x)))
+    else:
+        return (x if x > 0 else 0) + log1p(exp(-fabs(x)))
+
+
+cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
+    """Fill ``out`` with uniforms in [0, 1) exactly as NumPy's ``Generator.random(size, dtype)`` does."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if floating is float:
+            out[i] = (bg.next_uint32(bg.state) >> 8) * (1.0 / 16777216.0)
+        else:
+            out[i] = bg.next_double(bg.state)
+
+
+cdef inline int _bound(int total, int n_parts, int part) noexcept nogil:
+    """Start of ``part`` when ``total`` columns are cut in ``n_parts`` slices (multiples of 16).
+
+    Slice ``t`` is ``[_bound(.., t), _bound(.., t + 1))``.  (Bounds are
+    returned, not written through pointers, so that Cython sees them assigned
+    inside parallel blocks and makes them thread-private.)
+    """
+    cdef int chunk = (total + n_parts - 1) // n_parts
+    chunk = ((chunk + 15) // 16) * 16
+    return min(total, part * chunk)
+
+
+cdef void _hidden_block(const floating* v, const floating* W, const floating* bh, floating* out,
+                        const floating* u, floating* h, int m, int nv, int nh, int j0, int j1,
+                        floating beta) noexcept nogil:
+    """Hidden columns ``[j0, j1)``: ``out = sigmoid(beta (v W^T + bh))``; ``h = (u < out)`` when ``u``.
+
+    ``u`` holds uniforms for the whole ``(m, nh)`` matrix in C order, so
+    splitting the columns between threads does not change which uniform
+    meets which probability.
+    """
+    cdef Py_ssize_t r, j
+    cdef floating p
+    _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
+    for r in range(m):
+        for j in range(j0, j1):
+            p = _sigmoid(beta * (out[r * nh + j] + bh[j]))
+            out[r * nh + j] = p
+            if u != NULL:
+                h[r * nh + j] = 1 if u[r * nh + j] < p else 0
+
+
+cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
+                         const floating* u, int m, int nv, int nh, int i0, int i1,
+                         bint gaussian) noexcept nogil:
+    """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
+
+    With ``u`` (Bernoulli only) the means are replaced by the samples ``u < mean``.
+    """
+    cdef Py_ssize_t r, i
+    cdef floating a
+    _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
+    for r in range(m):
+        for i in range(i0, i1):
+            a = out[r * nv + i] + bv[i]
+            if not gaussian:
+                a = _sigmoid(a)
+                if u != NULL:
+                    a = 1 if u[r * nv + i] < a else 0
+            out[r * nv + i] = a
+
+
+cdef void _hidden(const floating* v, const floating* W, const floating* bh, floating* out,
+                  const floating* u, floating* h, int m, int nv, int nh, floating beta,
+                  int n_threads) noexcept nogil:
+    """:func:`_hidden_block` over all hidden columns, split between OpenMP threads.
+
+    Each thread runs a single-threaded GEMM on its own slice of ``W`` (the
+    wrapper holds BLAS at one thread), so BLAS and OpenMP threads never
+    compete for the cores.
+    """
+    cdef int j0, j1, t
+    if n_threads <= 1:
+        _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta)
+        return
+    with parallel(num_threads=n_threads):
+        t = threadid()
+        j0 = _bound(nh, n_threads, t)
+        j1 = _bound(nh, n_threads, t + 1)
+        if j1 > j0:
+            _hidden_block(v, W, bh, out, u, h, m, nv, nh, j0, j1, beta)
+
+
+cdef void _visible(const floating* h, const floating* W, const floating* bv, floating* out,
+                   const floating* u, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
+    """:func:`_visible_block` over all visible columns, split between OpenMP threads."""
+    cdef int i0, i1, t
+    if n_threads <= 1:
+        _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian)
+        return
+    with parallel(num_threads=n_threads):
+        t = threadid()
+        i0 = _bound(nv, n_threads, t)
+        i1 = _bound(nv, n_threads, t + 1)
+        if i1 > i0:
+            _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian)
+
+
+cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
+                        floating* dbv, floating* H2, const floating* V2, floating* hsum,
+                        double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
+                        floating scale, floating mom, floating decay) noexcept nogil:
+    """Parameter update for hidden rows ``[j0, j1)`` of ``W`` and visible columns ``[i0, i1)``.
+
+    ``H2`` stacks ``[ph0; phk]`` and ``V2`` stacks ``[v0; vk]`` (``2 m`` rows).
+    The rows ``phk`` are negated (in this block's columns) so that one GEMM
+    gives ``ph0^T v0 - phk^T vk``, with the momentum as BLAS ``beta``.
+    """
+    cdef Py_ssize_t r, j, i
+    cdef floating d, s
+    cdef double e = 0
+    for j in range(j0, j1):
+        hsum[j] = 0
+    for r in range(m):
+        for j in range(j0, j1):
+            hsum[j] += H2[r * nh + j] - H2[(m + r) * nh + j]
+            H2[(m + r) * nh + j] = -H2[(m + r) * nh + j]
+    for j in range(j0, j1):
+        dbh[j] = mom * dbh[j] + scale * hsum[j]
+        bh[j] += dbh[j]
+    _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, mom, dW + j0 * nv, nv)
+    for j in range(j0 * nv, j1 * nv):
+        if decay != 0:
+            dW[j] -= decay * W[j]
+        W[j] += dW[j]
+    for i in range(i0, i1):
+        s = 0
+        for r in range(m):
+            d = V2[r * nv + i] - V2[(m + r) * nv + i]
+            s += d
+            e += d * d
+        dbv[i] = mom * dbv[i] + scale * s
+        bv[i] += dbv[i]
+    err[0] = e
+
+
+cdef bitgen_t* _bitgen(object bit_generator) except NULL:
+    return <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+
+
+# ---------------------------------------------------------------------------
+# CD-k / PCD-k epoch
+# ---------------------------------------------------------------------------
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def cd_epoch(
+    const floating[:, ::1] X,       # IN  (n_samples, n_visible), rows in training order
+    floating[:, ::1] W,             # IN/OUT (n_hidden, n_visible)
+    floating[::1] bh,               # IN/OUT (n_hidden,)
+    floating[::1] bv,               # IN/OUT (n_visible,)
+    floating[:, ::1] dW,            # IN/OUT momentum buffer of W
+    floating[::1] dbh,              # IN/OUT momentum buffer of bh
+    floating[::1] dbv,              # IN/OUT momentum buffer of bv
+    int k,
+    double learning_rate,
+    double momentum,
+    double weight_decay,
+    int batch_size,
+    bint gaussian,
+    object bit_generator,
+    floating[:, ::1] chain=None,    # IN/OUT (batch_size, n_hidden) persistent hidden states, or None
+    int n_threads=1,
+):
+    """Run one epoch of CD-k (PCD-k when ``chain`` is given); return the reconstruction error.
+
+    The algorithm is :meth:`neuroplug.ops.Ops.cd_epoch` step for step,
+    including the order of the random draws.  The caller must hold BLAS at
+    one thread when ``n_threads > 1`` (each OpenMP thread runs its own GEMMs).
+    """
+    cdef int n = X.shape[0]
+    cdef int nh = W.shape[0]
+    cdef int nv = W.shape[1]
+    cdef bint persistent = chain is not None
+    if n_threads < 1:
+        n_threads = 1
+    dtype = np.float32 if floating is float else np.float64
+    # Scratch reused by every batch: stacked [v0; vk] and [ph0; phk], hidden
+    # samples, uniforms, column sums and per-thread error sums.
+    cdef floating[:, ::1] V2 = np.empty((2 * batch_size, nv), dtype=dtype)
+    cdef floating[:, ::1] H2 = np.empty((2 * batch_size, nh), dtype=dtype)
+    cdef floating[:, ::1] Hs = np.empty((batch_size, nh), dtype=dtype)
+    cdef floating[:, ::1] U = np.empty((batch_size, nh), dtype=dtype)
+    cdef floating[::1] hsum = np.empty(nh, dtype=dtype)
+    cdef double[::1] errs = np.zeros(n_threads, dtype=np.float64)
+    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef floating* v0 = &V2[0, 0]
+    cdef floating* ph0 = &H2[0, 0]
+    cdef floating* hs = &Hs[0, 0]
+    cdef floating* u = &U[0, 0]
+    cdef floating* vk
+    cdef floating* phk
+    cdef floating decay = <floating> (learning_rate * weight_decay)
+    cdef floating mom = <floating> momentum
+    cdef floating scale
+    cdef double err = 0
+    cdef int batch, start, m, step, t, j0, j1, i0, i1
+
+    with bit_generator.lock, nogil:
+        for batch in range((n + batch_size - 1) // batch_size):
+            start = batch * batch_size
+            m = min(batch_size, n - start)
+            vk = &V2[m, 0]
+            phk = &H2[m, 0]
+            memcpy(v0, &X[start, 0], m * nv * sizeof(floating))
+
+            # Positive phase; the negative chain starts from h ~ p(h | v0) or the persistent states.
+            if persistent:
+                _hidden(v0, &W[0, 0], &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
+                memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
+            else:
+                _uniforms(bg, u, m * nh)
+                _hidden(v0, &W[0, 0], &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
+
+            # k steps of block Gibbs sampling with mean-field visible units.
+            for step in range(k):
+                _visible(hs, &W[0, 0], &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads)
+                _uniforms(bg, u, m * nh)
+                _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
+            if persistent:
+                memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
+
+            scale = <floating> (learning_rate / m)
+            if n_threads == 1:
+                _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                              &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay)
+            else:
+                with parallel(num_threads=n_threads):
+                    t = threadid()
+                    j0 = _bound(nh, n_threads, t)
+                    j1 = _bound(nh, n_threads, t + 1)
+                    i0 = _bound(nv, n_threads, t)
+                    i1 = _bound(nv, n_threads, t + 1)
+                    _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                                  &hsum[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay)
+            for t in range(n_threads):
+                err += errs[t]
+                errs[t] = 0
+    return err / n
+
+
+# ---------------------------------------------------------------------------
+# Sampling for generation and for annealed importance sampling
+# ---------------------------------------------------------------------------
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def hidden_probs(
+    const floating[:, ::1] V,       # IN  (m, n_visible)
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bh,         # IN  (n_hidden,)
+    floating[:, ::1] out,           # OUT (m, n_hidden)
+    double beta=1.0,
+    int n_threads=1,
+):
+    """``out = sigmoid(beta (V W^T + bh))``."""
+    with nogil:
+        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], NULL, NULL, V.shape[0], W.shape[1], W.shape[0],
+                <floating> beta, max(n_threads, 1))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def sample_hidden(
+    const floating[:, ::1] V,       # IN  (m, n_visible)
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bh,         # IN  (n_hidden,)
+    object bit_generator,
+    floating[:, ::1] out,           # OUT (m, n_hidden) binary states
+    int n_threads=1,
+):
+    """``out ~ Bernoulli(sigmoid(V W^T + bh))``, drawn as ``Ops.bernoulli`` draws."""
+    cdef int m = V.shape[0]
+    cdef int nh = W.shape[0]
+    cdef floating[::1] U = np.empty(m * nh, dtype=np.float32 if floating is float else np.float64)
+    cdef bitgen_t* bg = _bitgen(bit_generator)
+    with bit_generator.lock, nogil:
+        _uniforms(bg, &U[0], m * nh)
+    with nogil:
+        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], &U[0], &out[0, 0], m, W.shape[1], nh,
+                <floating> 1, max(n_threads, 1))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def gibbs_bernoulli(
+    floating[:, ::1] V,             # IN/OUT (m, n_visible): start states, replaced by the samples
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bh,         # IN  (n_hidden,)
+    const floating[::1] bv,         # IN  (n_visible,)
+    int steps,
+    object bit_generator,
+    int n_threads=1,
+):
+    """``steps`` steps v -> h -> v of block Gibbs sampling with Bernoulli visible units, in place.
+
+    Each step draws the hidden units, then the visible units, from
+    ``bit_generator`` as :meth:`neuroplug.ops.Ops.rbm_gibbs` does.
+    """
+    cdef int m = V.shape[0]
+    cdef int nh = W.shape[0]
+    cdef int nv = W.shape[1]
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] H = np.empty((m, nh), dtype=dtype)
+    cdef floating[::1] U = np.empty(m * max(nh, nv), dtype=dtype)
+    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef int step
+    if n_threads < 1:
+        n_threads = 1
+    with bit_generator.lock, nogil:
+        for step in range(steps):
+            _uniforms(bg, &U[0], m * nh)
+            _hidden(&V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
+            _uniforms(bg, &U[0], m * nv)
+            _visible(&H[0, 0], &W[0, 0], &bv[0], &V[0, 0], &U[0], m, nv, nh, False, n_threads)
+
+
+cdef void _free_energy_rows(const floating* V, const floating* W, const floating* bh, const floating* bv,
+                            bint gaussian, floating* A, floating* out, int r0, int r1, int nv,
+                            int nh) noexcept nogil:
+    cdef Py_ssize_t r, i, j
+    cdef double s
+    cdef floating d
+    _gemm(False, True, r1 - r0, nh, nv, <floating> 1, V + r0 * nv, nv, W, nv, <floating> 0, A + r0 * nh, nh)
+    for r in range(r0, r1):
+        s = 0
+        for j in range(nh):
+            s -= _softplus(A[r * nh + j] + bh[j])
+        for i in range(nv):
+            if gaussian:
+                d = V[r * nv + i] - bv[i]
+                s += d * d / 2
+            else:
+                s -= V[r * nv + i] * bv[i]
+        out[r] = <floating> s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def free_energy(
+    const floating[:, ::1] V,       # IN  (m, n_visible)
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bh,         # IN  (n_hidden,)
+    const floating[::1] bv,         # IN  (n_visible,)
+    bint gaussian,
+    floating[::1] out,              # OUT (m,)
+    int n_threads=1,
+):
+    """Free energy per row: ``-v.bv`` (Bernoulli) or ``|v - bv|^2 / 2`` (Gaussian) ``- sum softplus(v W^T + bh)``.
+
+    Sums are accumulated in double precision.
+    """
+    cdef int m = V.shape[0]
+    cdef int nh = W.shape[0]
+    cdef int nv = W.shape[1]
+    cdef floating[:, ::1] A = np.empty((m, nh), dtype=np.float32 if floating is float else np.float64)
+    cdef int t, r0, r1
+    if n_threads <= 1:
+        with nogil:
+            _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], 0, m, nv, nh)
+        return
+    with nogil, parallel(num_threads=n_threads):
+        t = threadid()
+        r0 = _bound(m, n_threads, t)
+        r1 = _bound(m, n_threads, t + 1)
+        if r1 > r0:
+            _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], r0, r1, nv, nh)
