@@ -343,6 +343,17 @@ def _conv_layers(estimator: Any) -> list[tuple[int, np.ndarray]]:
     ]
 
 
+def _dense_weights(estimator: Any) -> list[np.ndarray]:
+    """Each dense layer's ``W.T`` (one row per unit) of a fitted CNN, in order."""
+    from .layers.dense import Dense
+
+    return [
+        np.asarray(w["W"], dtype=np.float64).T
+        for layer, w in zip(estimator.layers_, estimator.network_weights_)
+        if isinstance(layer, Dense)
+    ]
+
+
 def _pick(n_items: int, layer: Any, what: str) -> int:
     """Check ``layer`` as an index into ``n_items`` things (negative from the end); return it as >= 0."""
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
@@ -358,16 +369,28 @@ def _filter_title(W: np.ndarray, where: str) -> str:
 
 def _estimator_filters(estimator: Any, layer: int, image_shape: Any) -> tuple[np.ndarray, str]:
     """The weights of ``layer`` as images ``(n, h, w)`` or ``(n, c, h, w)``, and a title."""
-    if hasattr(estimator, "network_weights_") and hasattr(estimator, "layers_"):  # CNNClassifier / CNNRegressor
+    if hasattr(estimator, "network_weights_") and hasattr(estimator, "layers_"):  # CNN, DBNClassifier
         convs = _conv_layers(estimator)
-        if not convs:
+        if convs:
+            k = _pick(len(convs), layer, "convolution layers")
+            index, W = convs[k]
+            return W, _filter_title(W, f"Convolution {k} (layer {index})")
+        # No convolution (a DBNClassifier, an MLP-like stack): the dense
+        # layers' weights, one image per unit, deeper ones projected down.
+        dense = _dense_weights(estimator)
+        if not dense:
             raise ValueError(
-                "The network has no convolution layer, so it has no filters to show. "
+                "The network has neither convolution nor dense layers, so it has no filters to show. "
                 f"Received: estimator with layers {[type(l).__name__ for l in estimator.layers_]}"
             )
-        k = _pick(len(convs), layer, "convolution layers")
-        index, W = convs[k]
-        return W, _filter_title(W, f"Convolution {k} (layer {index})")
+        k = _pick(len(dense), layer, "dense layers")
+        W = dense[k]
+        for lower in reversed(dense[:k]):
+            W = W @ lower
+        title = f"Dense layer {k}: weights of {W.shape[0]} units"
+        if k:
+            title += ", projected through the layers below"
+        return _rows_to_images(W, image_shape, estimator, "the dense weights"), title
     if hasattr(estimator, "rbms_"):  # stacks of RBMs: DBN, ConvDBN
         rbms = estimator.rbms_
         k = _pick(len(rbms), layer, "layers")
@@ -528,15 +551,20 @@ class FilterDisplay(ImageGridDisplay):
         ----------
         estimator : fitted estimator
             :class:`~neuroplug.estimators.CNNClassifier` or
-            ``CNNRegressor`` (the filters of a convolution layer), an RBM
+            ``CNNRegressor`` (the filters of a convolution layer; for a
+            network without convolutions, such as a
+            :class:`~neuroplug.estimators.DBNClassifier`, the weights of a
+            dense layer), an :class:`~neuroplug.estimators.RBM`
             (``components_``), a DBN, ConvRBM or ConvDBN (a layer's
-            ``components_``; for dense layers above the first, the product
-            with the weights below, which shows each unit in the data
-            space), or a :class:`~neuroplug.estimators.SigmoidBeliefNet`
-            (its recognition weights).
+            ``components_``), or a
+            :class:`~neuroplug.estimators.SigmoidBeliefNet` (its recognition
+            weights).  Dense weights above the first layer are multiplied
+            by the weights below, which shows each unit in the data space
+            (a linear view of what it responds to).
         layer : int, default=0
             Which convolution of a CNN (0 is the first convolution, whatever
-            its position in the stack) or which layer of a stack.
+            its position in the stack), which dense layer of a network
+            without convolutions, or which layer of a stack.
         image_shape : tuple of int, default=None
             Shape of one data row for dense weights; ``None`` uses the
             estimator's input shape, else a square image.
@@ -808,7 +836,6 @@ class FeatureMapDisplay(ImageGridDisplay):
 _CURVES = (
     ("loss_curve_", "training loss"),
     ("bound_curve_", "training bound on log p(x) (nats)"),
-    ("pseudo_likelihood_curve_", "pseudo-log-likelihood"),
     ("reconstruction_errors_", "reconstruction error"),
 )
 
@@ -930,8 +957,7 @@ class LossCurveDisplay:
         estimator : fitted estimator
             A CNN (``loss_curve_`` and, with early stopping,
             ``validation_scores_``), a sigmoid belief net (``bound_curve_``),
-            an RBM (its pseudo-likelihood curve) or a ConvRBM
-            (``reconstruction_errors_``).
+            an RBM or a ConvRBM (``reconstruction_errors_``).
         ax : matplotlib.axes.Axes, default=None
             Axes to draw into.
         log_scale : bool, default=False
@@ -1040,25 +1066,11 @@ TRAINING_PLOT_FILES = {
 
 
 def _first_layer_display(estimator: Any) -> FilterDisplay | None:
-    """The first convolution's filters; for a network without one, the first dense layer's weights as images."""
-    from .layers.dense import Dense
-
-    if _conv_layers(estimator):
+    """The first layer's filters (convolution, or dense weights on image input); ``None`` if they are no images."""
+    try:
         return FilterDisplay.from_estimator(estimator)
-    for i, (layer, w) in enumerate(zip(estimator.layers_, estimator.network_weights_)):
-        if isinstance(layer, Dense):
-            if i != 0:
-                return None  # its inputs are not pixels
-            W = np.asarray(w["W"]).T  # (n_out, n_in): one row per unit
-            try:
-                images = _rows_to_images(W, None, estimator, "the first dense layer's weights")
-            except ValueError:
-                return None  # the input is no image
-            if images.ndim == 4:
-                images = images[:, 0]
-            display = FilterDisplay(images[:64], title=f"First dense layer: weights of {W.shape[0]} units")
-            return display.plot()
-    return None
+    except ValueError:
+        return None  # e.g. a dense network on input that is no image
 
 
 def save_training_plots(

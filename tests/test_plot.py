@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from neuroplug.estimators import CNNClassifier, CNNRegressor, SigmoidBeliefNet  # noqa: E402
+from neuroplug.estimators import DBN, RBM, CNNClassifier, CNNRegressor, SigmoidBeliefNet  # noqa: E402
 from neuroplug.plot import (  # noqa: E402
     FeatureMapDisplay,
     FilterDisplay,
@@ -61,6 +61,18 @@ def cnn(digits):
 def sbn(digits):
     X, _ = digits
     return SigmoidBeliefNet(hidden_layer_sizes=(12, 5), max_iter=2, random_state=0).fit(X[:150])
+
+
+@pytest.fixture(scope="module")
+def rbm(digits):
+    X, _ = digits
+    return RBM(n_components=9, max_iter=2, random_state=0).fit(X[:150] > 0.5)
+
+
+@pytest.fixture(scope="module")
+def dbn(digits):
+    X, _ = digits
+    return DBN(hidden_layer_sizes=(9, 4), max_iter=2, random_state=0).fit(X[:150] > 0.5)
 
 
 def _pixels(image):
@@ -205,13 +217,42 @@ def test_filters_need_a_fitted_model_with_weights(digits):
     with pytest.raises(NotFittedError):
         FilterDisplay.from_estimator(CNNClassifier())
     X, y = digits
-    dense = CNNRegressor(("dense:4",), max_iter=1, random_state=0).fit(X[:50], y[:50])
-    with pytest.raises(ValueError, match="no convolution layer"):
-        FilterDisplay.from_estimator(dense)
+    not_images = CNNRegressor(("dense:4",), max_iter=1, random_state=0).fit(X[:50, :10], y[:50])
+    with pytest.raises(ValueError, match="10 features out as a square image; pass image_shape"):
+        FilterDisplay.from_estimator(not_images)
+    assert FilterDisplay.from_estimator(not_images, image_shape=(2, 5)).axes_.shape == (2, 2)
     from sklearn.linear_model import LinearRegression
 
     with pytest.raises(TypeError, match="Received: estimator of type LinearRegression"):
         FilterDisplay.from_estimator(LinearRegression().fit(X[:20], y[:20]))
+
+
+def test_filters_of_a_network_without_convolutions(digits):
+    X, y = digits
+    clf = CNNClassifier(("dense:6", "sigmoid", "dense:3", "sigmoid"), input_shape=(8, 8), max_iter=1,
+                        random_state=0).fit(X[:80], y[:80])
+    W0, W1 = clf.network_weights_[0]["W"], clf.network_weights_[2]["W"]  # (64, 6), (6, 3)
+    first = FilterDisplay.from_estimator(clf)
+    assert first.axes_.shape == (2, 3)
+    np.testing.assert_allclose(_pixels(first.images_[5]), W0[:, 5].reshape(8, 8))
+    second = FilterDisplay.from_estimator(clf, layer=1)  # projected into the data space
+    np.testing.assert_allclose(_pixels(second.images_[2]), (W0 @ W1)[:, 2].reshape(8, 8))
+    with pytest.raises(ValueError, match="the model has 3 dense layers"):  # the output layer counts
+        FilterDisplay.from_estimator(clf, layer=3)
+
+
+def test_filters_of_rbm_and_dbn(rbm, dbn):
+    d = FilterDisplay.from_estimator(rbm)
+    assert d.axes_.shape == (3, 3) and len(d.images_) == 9
+    np.testing.assert_allclose(_pixels(d.images_[8]), rbm.components_[8].reshape(8, 8))
+    with pytest.raises(ValueError, match="the model has 1 layers"):
+        FilterDisplay.from_estimator(rbm, layer=1)
+    bottom = FilterDisplay.from_estimator(dbn)
+    np.testing.assert_allclose(_pixels(bottom.images_[0]), dbn.rbms_[0].components_[0].reshape(8, 8))
+    top = FilterDisplay.from_estimator(dbn, layer=1)
+    assert len(top.images_) == 4 and "projected" in top.figure_.get_suptitle()
+    projected = dbn.rbms_[1].components_ @ dbn.rbms_[0].components_
+    np.testing.assert_allclose(_pixels(top.images_[3]), projected[3].reshape(8, 8), rtol=1e-5)
 
 
 def test_filters_of_a_sigmoid_belief_net(sbn):
@@ -251,6 +292,16 @@ def test_samples_of_a_sigmoid_belief_net(sbn):
     for i in (0, 9):
         np.testing.assert_array_equal(_pixels(d.images_[i]), d.samples_[i].reshape(8, 8))
     assert d.images_[0].get_cmap().name == "gray_r"
+
+
+def test_samples_of_rbm_and_dbn(rbm, dbn):
+    d = SampleDisplay.from_estimator(rbm, 6, sample_kwargs={"n_steps": 5})
+    assert d.axes_.shape == (2, 3)
+    np.testing.assert_array_equal(d.samples_, rbm.sample(6, n_steps=5))
+    np.testing.assert_array_equal(_pixels(d.images_[5]), d.samples_[5].reshape(8, 8))
+    means = SampleDisplay.from_estimator(dbn, 4, sample_kwargs={"n_steps": 3, "return_means": True})
+    assert means.axes_.shape == (2, 2)
+    assert np.all((means.samples_ > 0) & (means.samples_ < 1))  # probabilities, not binary samples
 
 
 def test_samples_use_image_shape_and_sample_kwargs():
@@ -322,10 +373,13 @@ def test_loss_curve_with_validation_scores(cnn):
     assert d.ax_.get_title() == "CNNClassifier"
 
 
-def test_loss_curve_without_validation_and_of_other_models(sbn):
+def test_loss_curve_without_validation_and_of_other_models(sbn, rbm):
     d = LossCurveDisplay([3.0, 2.0, 1.5]).plot(log_scale=True)
     assert d.ax_validation_ is None and d.line_validation_ is None
     assert d.ax_.get_yscale() == "log"
+    r = LossCurveDisplay.from_estimator(rbm)
+    np.testing.assert_allclose(r.line_.get_ydata(), rbm.reconstruction_errors_)
+    assert r.ax_.get_ylabel() == "reconstruction error"
     s = LossCurveDisplay.from_estimator(sbn)
     np.testing.assert_allclose(s.line_.get_ydata(), sbn.bound_curve_)
     assert "bound" in s.ax_.get_ylabel()
