@@ -28,7 +28,7 @@ contiguity and writability first (DESIGN rule 4).
 cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf
+from libc.math cimport exp, expf, fabs, fabsf, log, logf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
@@ -75,11 +75,28 @@ cdef inline floating _sigmoid(floating x) noexcept nogil:
 
 
 cdef inline floating _softplus(floating x) noexcept nogil:
-    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) without overflow.
+    # log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)) without overflow.  log(1 + e)
+    # instead of log1p(e): glibc's log1pf costs ~15x logf, and the absolute error (one
+    # ulp of 1) is far below what a sum of log-probabilities can resolve.
     if floating is float:
-        return (x if x > 0 else 0) + log1pf(expf(-fabsf(x)))
+        return (x if x > 0 else 0) + logf(1 + expf(-fabsf(x)))
     else:
-        return (x if x > 0 else 0) + log1p(exp(-fabs(x)))
+        return (x if x > 0 else 0) + log(1 + exp(-fabs(x)))
+
+
+cdef inline floating _sigmoid_softplus(floating x, floating* softplus) noexcept nogil:
+    """``sigmoid(x)`` (bit for bit as :func:`_sigmoid`), and ``softplus(x)``, from one exp."""
+    cdef floating e
+    if floating is float:
+        e = expf(-fabsf(x))
+        softplus[0] = (x if x > 0 else 0) + logf(1 + e)
+    else:
+        e = exp(-fabs(x))
+        softplus[0] = (x if x > 0 else 0) + log(1 + e)
+    # exp(-|x|) is exp(-x) for x >= 0 and exp(x) below: the reference's two branches.
+    if x >= 0:
+        return 1 / (1 + e)
+    return e / (1 + e)
 
 
 cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
@@ -168,10 +185,11 @@ cdef void _sample_from_logits(floating* logits, const floating* bias, floating* 
                               double* logpmf, int rows, int n, bint store_probs,
                               int n_threads) noexcept nogil:
     """Given logits (without bias) and uniforms already drawn into ``out_u``:
-    ``a = logits + bias``; ``out_u = u < sigmoid(a)``; ``logpmf[r] += sum_j h a - softplus(a)``;
-    ``logits`` becomes ``sigmoid(a)`` when ``store_probs`` (else is left holding ``a``)."""
+    ``a = logits + bias``; ``out_u = u < sigmoid(a)``; if ``logpmf`` is not NULL,
+    ``logpmf[r] += sum_j h a - softplus(a)``; ``logits`` becomes ``sigmoid(a)`` when
+    ``store_probs`` (else is left holding ``a``)."""
     cdef Py_ssize_t r, j, o
-    cdef floating a, q, h
+    cdef floating a, q, h, sp
     cdef double acc
     for r in prange(rows, schedule="static", num_threads=n_threads,
                       use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
@@ -179,10 +197,14 @@ cdef void _sample_from_logits(floating* logits, const floating* bias, floating* 
         for j in range(n):
             o = r * n + j
             a = logits[o] + bias[j]
-            q = _sigmoid(a)
+            if logpmf != NULL:
+                q = _sigmoid_softplus(a, &sp)
+            else:
+                q = _sigmoid(a)
+                sp = 0
             h = 1 if out_u[o] < q else 0
             out_u[o] = h
-            acc = acc + h * a - _softplus(a)
+            acc = acc + h * a - sp
             if store_probs:
                 logits[o] = q
             else:
@@ -197,17 +219,18 @@ cdef void _generative_logpmf(floating* logits, const floating* bias, const float
     """``a = logits + bias``; ``logpmf[r] += sum_j t_j a - softplus(a)`` with ``t`` row
     ``r // target_period`` of ``target``; ``logits`` becomes ``sigmoid(a)``."""
     cdef Py_ssize_t r, j, o, t
-    cdef floating a
+    cdef floating a, sp
     cdef double acc
     for r in prange(rows, schedule="static", num_threads=n_threads,
                       use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
         acc = 0
+        sp = 0  # assigned in the loop body, so each thread has its own (it is written through &sp)
         t = (r // target_period) * n
         for j in range(n):
             o = r * n + j
             a = logits[o] + bias[j]
-            acc = acc + target[t + j] * a - _softplus(a)
-            logits[o] = _sigmoid(a)
+            logits[o] = _sigmoid_softplus(a, &sp)
+            acc = acc + target[t + j] * a - sp
         logpmf[r] = logpmf[r] + acc
 
 
@@ -551,6 +574,7 @@ def log_importance_weights(
     cdef floating[:, ::1] buf
     cdef double[::1] dvec
     cdef floating* scratch
+    cdef floating* q1
     keep = []
     if not (U and H):
         free(U); free(H)
@@ -569,10 +593,14 @@ def log_importance_weights(
         keep.append(arr)
         buf = arr
         scratch = &buf[0, 0]
+        arr = np.empty((B, sizes[1]), dtype=dtype)
+        keep.append(arr)
+        buf = arr
+        q1 = &buf[0, 0]
         arr = np.empty(2 * B * K + B, dtype=np.float64)
         keep.append(arr)
         dvec = arr
-        _importance(&X[0, 0], n, pWg, pbg, pWr, pbr, sizes, L, K, B, U, H, scratch,
+        _importance(&X[0, 0], n, pWg, pbg, pWr, pbr, sizes, L, K, B, U, H, scratch, q1,
                     &dvec[0], &dvec[B * K], &dvec[2 * B * K], &out[0, 0], bit_generator, n_threads)
     finally:
         free(U); free(H)
@@ -580,13 +608,13 @@ def log_importance_weights(
 
 cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, floating** Wr, floating** br,
                      const int* sizes, int L, int K, int B, floating** U, floating** H, floating* scratch,
-                     double* logq, double* logp, double* sp1, floating* out, object bit_generator,
+                     floating* q1, double* logq, double* logp, double* sp1, floating* out, object bit_generator,
                      int n_threads) except -1:
     cdef bitgen_t* rng = _bitgen(bit_generator)
     cdef int n0 = sizes[0], n1 = sizes[1]
     cdef int blk, start, b, BK, l, nl
     cdef Py_ssize_t r, i, j, k, o
-    cdef floating a, h
+    cdef floating a, h, spf
     cdef double acc, sp
     with bit_generator.lock, nogil:
         for l in range(1, L + 1):
@@ -602,9 +630,12 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
             for i in prange(b, schedule="static", num_threads=n_threads,
                               use_threads_if=<Py_ssize_t> b * n1 >= PARALLEL_MIN_ELEMENTS):
                 sp = 0
+                spf = 0  # private to each thread: it is written through &spf
                 for j in range(n1):
-                    scratch[i * n1 + j] = scratch[i * n1 + j] + br[0][j]
-                    sp = sp + _softplus(scratch[i * n1 + j])
+                    o = i * n1 + j
+                    scratch[o] = scratch[o] + br[0][j]
+                    q1[o] = _sigmoid_softplus(scratch[o], &spf)
+                    sp = sp + spf
                 sp1[i] = sp
             for r in prange(BK, schedule="static", num_threads=n_threads,
                               use_threads_if=<Py_ssize_t> BK * n1 >= PARALLEL_MIN_ELEMENTS):
@@ -612,10 +643,9 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
                 k = r - i * K
                 acc = 0
                 for j in range(n1):
-                    a = scratch[i * n1 + j]
-                    h = 1 if U[1][k * n1 + j] < _sigmoid(a) else 0
+                    h = 1 if U[1][k * n1 + j] < q1[i * n1 + j] else 0
                     H[1][r * n1 + j] = h
-                    acc = acc + h * a
+                    acc = acc + h * scratch[i * n1 + j]
                 logq[r] = acc - sp1[i]
             # Deeper recognition layers: uniform k of the shared block for sample k.
             for l in range(1, L):
@@ -626,12 +656,13 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
                                   use_threads_if=<Py_ssize_t> BK * nl >= PARALLEL_MIN_ELEMENTS):
                     k = r % K
                     acc = 0
+                    spf = 0  # private to each thread: it is written through &spf
                     for j in range(nl):
                         o = r * nl + j
                         a = scratch[o] + br[l][j]
-                        h = 1 if U[l + 1][k * nl + j] < _sigmoid(a) else 0
+                        h = 1 if U[l + 1][k * nl + j] < _sigmoid_softplus(a, &spf) else 0
                         H[l + 1][o] = h
-                        acc = acc + h * a - _softplus(a)
+                        acc = acc + h * a - spf
                     logq[r] = logq[r] + acc
             # log p(x, h): prior, then the conditionals (the visible target is row r // K of X).
             _prior_logpmf(H[L], bg[L], logp, BK, sizes[L], n_threads)
