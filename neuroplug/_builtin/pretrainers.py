@@ -13,3 +13,7 @@ def neuroplug_register_pretrainers(register):
     from ..pretrain.cdbn import CDBNPretrainer
 
     register("cdbn", CDBNPretrainer)
+
+    from ..pretrain.dbn import DBNPretrainer
+
+    register("dbn", DBNPretrainer)

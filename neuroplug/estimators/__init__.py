@@ -2,6 +2,8 @@
 
 from .cnn import CNNClassifier, CNNRegressor
 from .crbm import ConvDBN, ConvRBM
+from .dbn import DBN, DBNClassifier
+from .rbm import RBM
 from .sbn import SigmoidBeliefNet
 
-__all__: list[str] = ["CNNClassifier", "CNNRegressor", "SigmoidBeliefNet", "ConvDBN", "ConvRBM"]
+__all__: list[str] = ["CNNClassifier", "CNNRegressor", "SigmoidBeliefNet", "ConvDBN", "ConvRBM", "RBM", "DBN", "DBNClassifier"]

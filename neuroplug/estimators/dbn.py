@@ -24,6 +24,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends import get_ops
 from ..ops import Ops
+from ._cnn_base import BaseCNN
+from .cnn import CNNClassifier
 from .rbm import RBM
 
 __all__ = ["DBN", "DBNClassifier"]
@@ -129,6 +131,9 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     rbms_ : list of RBM
         The fitted RBMs, bottom first.
+    n_iter_ : int
+        Training epochs run, summed over the layers (``rbms_[i].n_iter_``
+        gives each layer's).
     dtype_ : str
         Precision of the fitted model.
     n_features_in_ : int
@@ -259,6 +264,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if i + 1 < len(rbms):
                 inputs = rbm.transform(inputs)
         self.rbms_ = rbms
+        self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
         return self
 
     @property
@@ -336,3 +342,202 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+# ---------------------------------------------------------------------------
+# DBNClassifier
+# ---------------------------------------------------------------------------
+_INHERITED_CONSTRAINTS = {
+    key: value for key, value in BaseCNN._parameter_constraints.items() if key not in ("layers", "pretrainer")
+}
+
+
+class DBNClassifier(CNNClassifier):
+    """Deep belief net classifier: greedy RBM pretraining, then back-propagation through the same weights.
+
+    The network is ``hidden_layer_sizes`` dense layers with sigmoid units
+    and a dense softmax output.  Before supervised training the ``"dbn"``
+    pretrainer (:class:`neuroplug.pretrain.dbn.DBNPretrainer`) trains one
+    RBM per hidden layer, bottom up, each on the hidden probabilities of the
+    one below, and copies its weights and hidden biases into the layer, so
+    that the network starts out computing the deep belief net's features;
+    fine-tuning then trains every layer, the output layer included, with
+    softmax cross-entropy (Hinton & Salakhutdinov 2006).  Everything after
+    pretraining is :class:`~neuroplug.estimators.CNNClassifier`: optimisers,
+    schedules, early stopping, ``partial_fit``, ``warm_start``, backends
+    and the NumPy-only fitted state.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(500, 500)
+        Units of each hidden (sigmoid) layer, bottom to top.
+    pretrain_visible : {"auto", "bernoulli", "gaussian"}, default="auto"
+        Visible units of the first RBM: Bernoulli for inputs in ``[0, 1]``
+        (pixels), Gaussian on standardised inputs otherwise (``"auto"``
+        chooses); see :class:`~neuroplug.pretrain.dbn.DBNPretrainer`.
+    pretrain_k : int, default=1
+        Gibbs steps of CD-k / PCD-k.
+    pretrain_persistent : bool, default=True
+        Persistent contrastive divergence.
+    pretrain_learning_rate : float, default=0.05
+        RBM step size.
+    pretrain_momentum : float, default=0.5
+        RBM momentum.
+    pretrain_weight_decay : float, default=1e-4
+        RBM L2 penalty.
+    pretrain_batch_size : int, default=20
+        Rows per RBM mini-batch.
+    pretrain_max_iter : int, default=5
+        RBM epochs per layer; ``0`` skips pretraining (a plain sigmoid
+        network, for comparison).
+    input_shape : tuple of int, default=None
+        Shape of one sample; only needed for 3-D or 4-D input, which is
+        flattened.
+    optimizer : {"adam", "sgd", "nesterov"} or Optimizer, default="sgd"
+        Optimiser of the fine-tuning (``"sgd"`` has momentum 0.9).
+    learning_rate : float, default=0.1
+        Fine-tuning step size.
+    lr_schedule : str or Schedule, default="constant"
+        Learning rate per epoch (see ``CNNClassifier``).
+    batch_size : int, default=50
+        Fine-tuning mini-batch size.
+    max_iter : int, default=30
+        Fine-tuning epochs.
+    alpha : float, default=1e-4
+        L2 weight decay of the fine-tuning.
+    early_stopping, validation_fraction, n_iter_no_change, tol, augment, \
+backend, n_threads, dtype, random_state, verbose, warm_start
+        As in :class:`~neuroplug.estimators.CNNClassifier`.  ``random_state``
+        also seeds the RBMs.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    layers_ : tuple of Layer
+        The network: ``Dense``, ``Sigmoid`` pairs, then the output ``Dense``.
+    network_weights_ : list of dict
+        Weights of each layer as NumPy arrays.
+    n_iter_ : int
+        Fine-tuning epochs run.
+    loss_curve_ : list of float
+        Mean training loss of each fine-tuning epoch.
+    n_features_in_, feature_names_in_, dtype_, input_shape_, best_loss_, \
+validation_scores_, best_validation_score_
+        As in :class:`~neuroplug.estimators.CNNClassifier`.
+
+    See Also
+    --------
+    neuroplug.estimators.DBN : The unsupervised stack alone.
+    neuroplug.estimators.CNNClassifier : ``CNNClassifier(pretrainer="dbn")``
+        pretrains the dense layers of any network the same way.
+
+    References
+    ----------
+    .. [1] G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning
+       algorithm for deep belief nets", Neural Computation 18, 2006.
+    .. [2] G. E. Hinton and R. R. Salakhutdinov, "Reducing the
+       dimensionality of data with neural networks", Science 313, 2006.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from neuroplug.estimators import DBNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = DBNClassifier((32,), pretrain_max_iter=2, max_iter=3, random_state=0)
+    >>> clf.fit(X[:300] / 16, y[:300]).predict(X[:3] / 16).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        **_INHERITED_CONSTRAINTS,
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "pretrain_visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
+        "pretrain_k": [Interval(numbers.Integral, 1, None, closed="left")],
+        "pretrain_persistent": ["boolean"],
+        "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "pretrain_momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "pretrain_weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "pretrain_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "pretrain_max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (500, 500),
+        *,
+        pretrain_visible: str = "auto",
+        pretrain_k: int = 1,
+        pretrain_persistent: bool = True,
+        pretrain_learning_rate: float = 0.05,
+        pretrain_momentum: float = 0.5,
+        pretrain_weight_decay: float = 1e-4,
+        pretrain_batch_size: int = 20,
+        pretrain_max_iter: int = 5,
+        input_shape: tuple[int, ...] | None = None,
+        optimizer: Any = "sgd",
+        learning_rate: float = 0.1,
+        lr_schedule: Any = "constant",
+        batch_size: int = 50,
+        max_iter: int = 30,
+        alpha: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        augment: Any = None,
+        backend: str = "cpu",
+        n_threads: int | None = None,
+        dtype: str | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain_visible = pretrain_visible
+        self.pretrain_k = pretrain_k
+        self.pretrain_persistent = pretrain_persistent
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.pretrain_momentum = pretrain_momentum
+        self.pretrain_weight_decay = pretrain_weight_decay
+        self.pretrain_batch_size = pretrain_batch_size
+        self.pretrain_max_iter = pretrain_max_iter
+        self.input_shape = input_shape
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.augment = augment
+        self.backend = backend
+        self.n_threads = n_threads
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # The CNN machinery reads these two; a DBNClassifier derives them from its own parameters.
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The hidden layer stack as spec strings: ``("dense:N", "sigmoid", ...)``."""
+        sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        return tuple(spec for n in sizes for spec in (f"dense:{n}", "sigmoid"))
+
+    @property
+    def pretrainer(self) -> Any:
+        """The ``"dbn"`` pretrainer with this estimator's ``pretrain_*`` settings (``None`` when ``pretrain_max_iter=0``)."""
+        from ..pretrain.dbn import DBNPretrainer
+
+        if self.pretrain_max_iter == 0:
+            return None
+        return DBNPretrainer(
+            visible=self.pretrain_visible, k=self.pretrain_k, persistent=self.pretrain_persistent,
+            learning_rate=self.pretrain_learning_rate, momentum=self.pretrain_momentum,
+            weight_decay=self.pretrain_weight_decay, batch_size=self.pretrain_batch_size,
+            max_iter=self.pretrain_max_iter,
+        )

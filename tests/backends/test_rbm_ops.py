@@ -1,0 +1,247 @@
+"""RBM ops: the compiled CD-k / PCD-k epoch, Gibbs sampling, hidden probabilities and free
+energies of every backend against the NumPy reference.
+
+The Cython kernels draw their uniforms from the same NumPy generator, in the same order and
+with NumPy's own conversions, so ``CythonOps`` must reproduce the reference draw for draw:
+identical parameters (to rounding) and an identical generator state afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from neuroplug.backends import get_ops
+from neuroplug.backends.cython_ops import CythonOps
+from neuroplug.ops import Ops
+
+VISIBLE = ["bernoulli", "gaussian"]
+
+
+def _problem(dtype, visible, n=53, nv=17, nh=9, seed=0):
+    r = np.random.default_rng(seed)
+    X = r.random((n, nv))
+    if visible == "bernoulli":
+        X = (X < 0.4).astype(float)
+    else:
+        X = r.standard_normal((n, nv))
+    W = r.normal(0, 0.3, (nh, nv))
+    bh = r.normal(0, 0.5, nh)
+    bv = r.normal(0, 0.5, nv)
+    # Non-zero momentum buffers so the momentum term is exercised from the first batch.
+    dW = r.normal(0, 0.01, (nh, nv))
+    dbh = r.normal(0, 0.01, nh)
+    dbv = r.normal(0, 0.01, nv)
+    return [np.ascontiguousarray(a, dtype=dtype) for a in (X, W, bh, bv, dW, dbh, dbv)]
+
+
+def _run_epochs(ops, arrays, *, epochs, seed, chain, **kw):
+    X, *params = (a.copy() for a in arrays)
+    rng = ops.make_rng(seed)
+    chain = None if chain is None else chain.copy()
+    errs = [ops.cd_epoch(X, *params, rng=rng, chain=chain, **kw) for _ in range(epochs)]
+    return errs, params, chain, rng
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled epoch reproduces the reference
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("visible", VISIBLE)
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_cd_epoch_matches_reference_draw_for_draw(dtype, visible, persistent, k):
+    arrays = _problem(dtype, visible)
+    chain = (np.random.default_rng(1).random((10, 9)) < 0.5).astype(dtype) if persistent else None
+    kw = dict(k=k, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=10, visible=visible)
+    e_ref, p_ref, c_ref, rng_ref = _run_epochs(Ops(), arrays, epochs=3, seed=5, chain=chain, **kw)
+    e_cy, p_cy, c_cy, rng_cy = _run_epochs(CythonOps(n_threads=1), arrays, epochs=3, seed=5, chain=chain, **kw)
+    tol = 1e-11 if dtype == np.float64 else 2e-5
+    for a, b in zip(p_ref, p_cy):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    np.testing.assert_allclose(e_cy, e_ref, rtol=tol)
+    if persistent:
+        np.testing.assert_array_equal(c_cy, c_ref)
+    # Both consumed exactly the same number of draws.
+    assert rng_cy.bit_generator.state == rng_ref.bit_generator.state
+
+
+@pytest.mark.parametrize("visible", VISIBLE)
+def test_cd_epoch_threads_give_the_reference_result(visible):
+    # Big enough (64 x 128 x 128 multiply-adds per product) for the kernels to split the work.
+    arrays = _problem(np.float64, visible, n=150, nv=128, nh=128, seed=3)
+    chain = (np.random.default_rng(2).random((64, 128)) < 0.5).astype(np.float64)
+    kw = dict(k=2, learning_rate=0.05, momentum=0.9, weight_decay=1e-3, batch_size=64, visible=visible)
+    _, p_ref, c_ref, _ = _run_epochs(Ops(), arrays, epochs=2, seed=7, chain=chain, **kw)
+    with threadpool_limits(2):
+        _, p_cy, c_cy, _ = _run_epochs(CythonOps(n_threads=2), arrays, epochs=2, seed=7, chain=chain, **kw)
+    for a, b in zip(p_ref, p_cy):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(c_cy, c_ref)
+
+
+def test_cd_epoch_last_batch_shorter_and_batch_larger_than_data():
+    arrays = _problem(np.float64, "bernoulli", n=7)
+    kw = dict(k=1, learning_rate=0.1, momentum=0.0, weight_decay=0.0, visible="bernoulli")
+    for batch_size in (3, 50):
+        _, p_ref, _, _ = _run_epochs(Ops(), arrays, epochs=1, seed=0, chain=None, batch_size=batch_size, **kw)
+        _, p_cy, _, _ = _run_epochs(CythonOps(), arrays, epochs=1, seed=0, chain=None, batch_size=batch_size, **kw)
+        for a, b in zip(p_ref, p_cy):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_cd_epoch_update_by_hand():
+    """One batch with learning_rate 1: the update is exactly the CD statistics difference."""
+    ops = CythonOps()
+    X, W, bh, bv, *_ = _problem(np.float64, "gaussian", n=4, nv=5, nh=3)
+    W0, bh0, bv0 = W.copy(), bh.copy(), bv.copy()
+    dW, dbh, dbv = np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)
+    rng = ops.make_rng(11)
+    err = ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, learning_rate=1.0, momentum=0.0, weight_decay=0.0,
+                       batch_size=4, visible="gaussian", rng=rng)
+    # Replay the draws: h0 ~ p(h | v0), vk = h0 W + bv, phk = p(h | vk).
+    replay = np.random.Generator(np.random.PCG64(11))
+    ph0 = 1 / (1 + np.exp(-(X @ W0.T + bh0)))
+    h0 = (replay.random(ph0.shape) < ph0).astype(float)
+    vk = h0 @ W0 + bv0
+    phk = 1 / (1 + np.exp(-(vk @ W0.T + bh0)))
+    np.testing.assert_allclose(W - W0, (ph0.T @ X - phk.T @ vk) / 4, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bh - bh0, (ph0 - phk).mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bv - bv0, (X - vk).mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(err, ((X - vk) ** 2).sum() / 4, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["W", "bh", "chain"])
+def test_cd_epoch_refuses_buffers_it_cannot_update_in_place(name):
+    ops = CythonOps()
+    X, W, bh, bv, dW, dbh, dbv = _problem(np.float64, "bernoulli")
+    chain = np.zeros((10, 9))
+    args = {"W": W, "bh": bh, "chain": chain}
+    if name == "W":
+        args["W"] = np.asfortranarray(W)
+    elif name == "bh":
+        args["bh"] = bh.astype(np.float32)
+    else:
+        args["chain"] = np.asfortranarray(chain)
+    with pytest.raises(ValueError, match=name):
+        ops.cd_epoch(X, args["W"], args["bh"], bv, dW, dbh, dbv, k=1, learning_rate=0.1, momentum=0.5,
+                     weight_decay=0.0, batch_size=10, visible="bernoulli", rng=ops.make_rng(0),
+                     chain=args["chain"])
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"k": 0}, "k must be an int >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"visible": "poisson"}, "visible must be"),
+        ({"learning_rate": -1.0}, "learning_rate must be"),
+        ({"momentum": float("nan")}, "momentum must be"),
+        ({"rng": np.random.RandomState(0)}, "rng must be a numpy.random.Generator"),
+        ({"chain": np.zeros((3, 9))}, "chain must have shape"),
+        ({"chain": np.zeros((10, 8))}, "chain must have shape"),
+    ],
+)
+def test_cd_epoch_argument_errors(change, match):
+    ops = CythonOps()
+    X, W, bh, bv, dW, dbh, dbv = _problem(np.float64, "bernoulli")
+    kw = dict(k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0, batch_size=10, visible="bernoulli",
+              rng=ops.make_rng(0), chain=None)
+    kw.update(change)
+    with pytest.raises((ValueError, TypeError), match=match):
+        ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, **kw)
+
+
+def test_cd_epoch_shape_errors():
+    ops = CythonOps()
+    X, W, bh, bv, dW, dbh, dbv = _problem(np.float64, "bernoulli")
+    kw = dict(k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0, batch_size=10, visible="bernoulli",
+              rng=ops.make_rng(0))
+    with pytest.raises(ValueError, match="X must have n_visible=17"):
+        ops.cd_epoch(X[:, :5].copy(), W, bh, bv, dW, dbh, dbv, **kw)
+    with pytest.raises(ValueError, match="bh must have n_hidden=9"):
+        ops.cd_epoch(X, W, bh[:4].copy(), bv, dW, dbh, dbv, **kw)
+    with pytest.raises(ValueError, match="dW, dbh and dbv"):
+        ops.cd_epoch(X, W, bh, bv, dW[:4].copy(), dbh, dbv, **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        ops.cd_epoch(np.full_like(X, np.nan), W, bh, bv, dW, dbh, dbv, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling, probabilities, free energies
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("visible", VISIBLE)
+def test_gibbs_matches_reference(dtype, visible):
+    X, W, bh, bv, *_ = _problem(dtype, visible)
+    ref = Ops().rbm_gibbs(X, W, bh, bv, steps=4, visible=visible, rng=Ops().make_rng(3))
+    X_before = X.copy()
+    cy = CythonOps().rbm_gibbs(X, W, bh, bv, steps=4, visible=visible, rng=CythonOps().make_rng(3))
+    np.testing.assert_array_equal(X, X_before)  # the caller's array is untouched
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert cy.dtype == dtype
+    np.testing.assert_allclose(cy, ref, rtol=tol, atol=tol)
+
+
+def test_gibbs_zero_steps_returns_a_copy():
+    X, W, bh, bv, *_ = _problem(np.float64, "bernoulli")
+    out = CythonOps().rbm_gibbs(X, W, bh, bv, steps=0, visible="bernoulli", rng=CythonOps().make_rng(0))
+    np.testing.assert_array_equal(out, X)
+    assert out is not X
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_probs_and_free_energy_match_reference(ops, ref_ops, dtype):
+    for visible in VISIBLE:
+        X, W, bh, bv, *_ = _problem(dtype, visible)
+        tol = 1e-10 if dtype == np.float64 else 2e-5
+        got = ops.to_numpy(ops.rbm_hidden_probs(ops.asarray(X), ops.asarray(W), ops.asarray(bh)))
+        np.testing.assert_allclose(got, ref_ops.rbm_hidden_probs(X, W, bh), rtol=tol, atol=tol)
+        fe = ops.to_numpy(ops.rbm_free_energy(ops.asarray(X), ops.asarray(W), ops.asarray(bh), ops.asarray(bv), visible))
+        np.testing.assert_allclose(fe, ref_ops.rbm_free_energy(X, W, bh, bv, visible), rtol=tol, atol=tol * 10)
+
+
+def test_free_energy_against_definition():
+    """F(v) = -log sum_h exp(-E(v, h)) by enumerating the hidden states."""
+    import itertools
+
+    X, W, bh, bv, *_ = _problem(np.float64, "bernoulli", nh=4)
+    H = np.array(list(itertools.product((0.0, 1.0), repeat=4)))
+    for visible in VISIBLE:
+        quad = -(X @ bv) if visible == "bernoulli" else 0.5 * ((X - bv) ** 2).sum(axis=1)
+        neg_e = -quad[:, None] + (H @ bh)[None, :] + X @ W.T @ H.T
+        expected = -np.log(np.exp(neg_e).sum(axis=1))
+        got = CythonOps().rbm_free_energy(X, W, bh, bv, visible)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_large_free_energy_threads_agree():
+    r = np.random.default_rng(0)
+    X = (r.random((300, 100)) < 0.5).astype(np.float64)
+    W, bh, bv = r.normal(0, 0.1, (80, 100)), r.normal(size=80), r.normal(size=100)
+    with threadpool_limits(2):
+        got = CythonOps(n_threads=2).rbm_free_energy(X, W, bh, bv, "bernoulli")
+    np.testing.assert_allclose(got, Ops().rbm_free_energy(X, W, bh, bv, "bernoulli"), rtol=1e-12)
+
+
+def test_gibbs_samples_the_model_distribution(ops):
+    """Every backend's Gibbs chain: visible frequencies match the exact marginals of a tiny RBM."""
+    import itertools
+
+    r = np.random.default_rng(4)
+    W = r.normal(0, 1.5, (2, 3))
+    bh, bv = r.normal(size=2), r.normal(size=3)
+    V = np.array(list(itertools.product((0.0, 1.0), repeat=3)))
+    p = np.exp(-Ops().rbm_free_energy(V, W, bh, bv, "bernoulli"))
+    p /= p.sum()
+    marg = p @ V
+    v0 = (r.random((4000, 3)) < 0.5).astype(np.float64)
+    out = ops.to_numpy(ops.rbm_gibbs(ops.asarray(v0), ops.asarray(W), ops.asarray(bh), ops.asarray(bv),
+                                     steps=30, visible="bernoulli", rng=ops.make_rng(0)))
+    np.testing.assert_allclose(out.mean(axis=0), marg, atol=0.03)
+
+
+def test_get_ops_cpu_is_cython():
+    assert isinstance(get_ops("cpu"), CythonOps)
