@@ -48,6 +48,9 @@ __all__ = ["CythonOps"]
 Array = Any
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Below these amounts of work per thread a call uses fewer threads (see CythonOps._threads).
+_MIN_FLOPS_PER_THREAD = 1e6
+_MIN_ELEMENTS_PER_THREAD = 65536
 _EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
 
 
@@ -168,9 +171,17 @@ class CythonOps(Ops):
         self._local = threading.local()
 
     # ------------------------------------------------------------- plumbing
-    def _threads(self) -> int:
-        """Number of OpenMP threads the kernels use now."""
-        return effective_n_threads(self.n_threads)
+    def _threads(self, work: float | None = None, per_thread: float = 1.0) -> int:
+        """Number of OpenMP threads for a call doing ``work`` units (``per_thread`` units or more each).
+
+        Tiny calls run on one thread: waking and synchronising threads costs
+        more than it saves (a lot more on a busy machine).  Results never
+        depend on the thread count, so this changes only the speed.
+        """
+        nt = effective_n_threads(self.n_threads)
+        if work is not None and nt > 1:
+            nt = max(1, min(nt, int(work // per_thread)))
+        return nt
 
     def _scratch(self, key: str, size: int, dtype: np.dtype) -> np.ndarray:
         """Return ``size`` elements of reusable scratch memory for this Python thread.
@@ -199,7 +210,7 @@ class CythonOps(Ops):
         # One pass over the exponent bits, without the temporary boolean array
         # (and its page faults) that np.isfinite(x).all() allocates.
         if isinstance(x, np.ndarray) and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
-            return bool(_conv.all_finite(x.reshape(-1), self._threads()))
+            return bool(_conv.all_finite(x.reshape(-1), self._threads(x.size, _MIN_ELEMENTS_PER_THREAD)))
         return super()._all_finite(x)
 
     # ====================================================================
@@ -218,7 +229,7 @@ class CythonOps(Ops):
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
-        nt = self._threads()
+        nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
         size, _ = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         y = np.empty((n, f, oh, ow), dtype=dt)
@@ -243,7 +254,7 @@ class CythonOps(Ops):
             raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
         dy = self._contiguous(dy, dt)
         w = self._weights(w, connections, dt)
-        nt = self._threads()
+        nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
         size, _ = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         dx = np.empty((n, c, h, wd), dtype=dt)
@@ -269,7 +280,7 @@ class CythonOps(Ops):
             raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
         x = self._contiguous(x, dt)
         dy = self._contiguous(dy, dt)
-        nt = self._threads()
+        nt = self._threads(2.0 * n * f * oh * ow * cg * kh * kw, _MIN_FLOPS_PER_THREAD)
         k = cg * kh * kw
         size, chunks = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
@@ -301,7 +312,7 @@ class CythonOps(Ops):
         oh, ow = pool2d_output_shape((h, w), size, stride)
         y = np.empty((n, c, oh, ow), dtype=dt)
         argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads())
+        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
         return y, argmax
 
     def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> np.ndarray:
@@ -324,7 +335,7 @@ class CythonOps(Ops):
             raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
         am = np.ascontiguousarray(am, dtype=np.int64)
         dx = np.empty((n, c, h, w), dtype=dt)
-        bad = _pool.maxpool2d_backward(dy, am, dx, self._threads())
+        bad = _pool.maxpool2d_backward(dy, am, dx, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD))
         if bad:
             raise ValueError(f"argmax holds {bad} indices outside the input plane of {h}x{w} (valid: 0 to {h * w - 1}).")
         return dx
@@ -337,7 +348,7 @@ class CythonOps(Ops):
         n, c, h, w = x.shape
         oh, ow = pool2d_output_shape((h, w), size, stride)
         y = np.empty((n, c, oh, ow), dtype=dt)
-        _pool.meanpool2d_forward(x, y, *size, *stride, self._threads())
+        _pool.meanpool2d_forward(x, y, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
         return y
 
     def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> np.ndarray:
@@ -354,7 +365,7 @@ class CythonOps(Ops):
         dt = _float_dtype(dy)
         dy = self._contiguous(dy, dt)
         dx = np.empty((n, c, h, w), dtype=dt)
-        _pool.meanpool2d_backward(dy, dx, *size, *stride, self._threads())
+        _pool.meanpool2d_backward(dy, dx, *size, *stride, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD))
         return dx
 
     # --------------------------------------------------------------------- SBN

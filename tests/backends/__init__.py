@@ -1,0 +1,1 @@
+"""Tests run against every registered backend (see ``conftest.py``)."""

@@ -1,0 +1,481 @@
+"""Convolution and pooling on every registered backend, against the NumPy reference.
+
+Each backend's results are compared with the reference computed in float64
+from the same inputs (relative tolerance 1e-5 for float32, 1e-10 for
+float64, see :func:`assert_close`), with ``scipy.signal.correlate`` as an
+independent check, finite differences for the gradients, Hypothesis for
+random valid shapes, and a list of invalid inputs that must raise clean
+``ValueError``/``TypeError``.  The compiled ``cpu`` backend is additionally
+run with each of its kernels (AVX-512, AVX2, im2col + BLAS) that this CPU
+supports.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import signal
+
+from neuroplug.backends import get_ops
+from neuroplug.ops import Ops, conv2d_output_shape, normalize_pair, normalize_padding, pool2d_output_shape
+
+REF = Ops()
+DTYPES = [np.float32, np.float64]
+
+# LeNet-5's C3 table: which of the 6 S2 maps each of the 16 C3 maps sees.
+C3_TABLE = np.array(
+    [
+        [1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 1, 1], [1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1], [1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 1],
+        [1, 1, 0, 1, 1, 0], [0, 1, 1, 0, 1, 1], [1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1],
+    ]
+)
+
+# (N, C, H, W, F, KH, KW, stride, padding, groups, connections): each row exercises something.
+CONV_CASES = [
+    (2, 1, 7, 7, 3, 3, 3, 1, 0, 1, None),                 # single channel
+    (3, 4, 9, 8, 6, 3, 2, (1, 2), (1, 0), 2, None),       # rectangular kernel, stride, padding, groups
+    (2, 3, 5, 5, 4, 1, 1, 1, 0, 1, None),                 # 1x1 kernel
+    (2, 6, 6, 6, 16, 3, 3, 2, "same", 1, None),           # "same" with stride 2
+    (1, 4, 6, 7, 8, 1, 1, 1, 0, 4, None),                 # one group per input channel
+    (2, 3, 10, 3, 5, 2, 3, (3, 1), (2, 1), 1, None),      # tall input, asymmetric stride
+    (3, 2, 4, 4, 3, 4, 4, 1, 0, 1, None),                 # kernel as large as the input
+    (2, 2, 3, 3, 2, 2, 2, 1, 3, 1, None),                 # padding wider than the kernel
+    (2, 2, 10, 10, 3, 3, 3, 2, 0, 1, None),               # ragged edge dropped (floor)
+    (2, 30, 12, 12, 13, 3, 3, 1, 1, 1, None),             # more than one reduction block and column panel
+    (2, 2, 22, 22, 3, 3, 3, 1, 0, 1, None),               # many output positions
+    (1, 2, 4, 4, 270, 1, 1, 1, 0, 1, None),               # many filters (input-gradient reduction blocks)
+    (2, 6, 14, 14, 16, 5, 5, 1, 0, 1, C3_TABLE),          # LeNet-5 C3 connection table
+    (2, 4, 6, 6, 6, 3, 3, 1, 1, 2, np.array([[1, 0], [1, 1], [0, 1], [1, 1], [1, 0], [0, 1]])),
+]
+
+
+def case_id(case) -> str:
+    n, c, h, w, f, kh, kw, stride, padding, groups, conn = case
+    extra = "-table" if conn is not None else ""
+    return f"{n}x{c}x{h}x{w}-f{f}k{kh}x{kw}-s{stride}-p{padding}-g{groups}{extra}".replace(" ", "")
+
+
+def assert_close(actual, expected, dtype, *, rtol=None) -> None:
+    """Compare a backend result with the float64 reference.
+
+    Relative tolerance 1e-5 in float32 and 1e-10 in float64; the absolute
+    tolerance is the same fraction of the largest reference magnitude, so
+    entries whose terms nearly cancel are judged against the size of the
+    result rather than their own tiny size.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, np.dtype(dtype))
+    if rtol is None:
+        rtol = 1e-5 if np.dtype(dtype) == np.float32 else 1e-10
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=rtol, atol=rtol * max(scale, 1e-300))
+
+
+def conv_data(case, dtype, seed=0):
+    n, c, h, w, f, kh, kw, stride, padding, groups, conn = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    kw_ = dict(stride=stride, padding=padding, groups=groups, connections=conn)
+    oh, ow = conv2d_output_shape((h, w), (kh, kw), normalize_pair(stride, "stride"), normalize_padding(padding, (kh, kw)))
+    dy = rng.standard_normal((n, f, oh, ow)).astype(dtype)
+    return x, wt, b, dy, kw_
+
+
+def check_conv_case(ops, case, dtype, seed=0):
+    """All three conv products of ``ops`` against the float64 reference."""
+    x, w, b, dy, kw = conv_data(case, dtype, seed)
+    x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+    y = ops.to_numpy(ops.conv2d(ops.asarray(x), ops.asarray(w), ops.asarray(b), **kw))
+    assert_close(y, REF.conv2d(x64, w64, b64, **kw), dtype)
+    dx = ops.to_numpy(ops.conv2d_backward_input(ops.asarray(dy), ops.asarray(w), x.shape, **kw))
+    assert_close(dx, REF.conv2d_backward_input(dy64, w64, x.shape, **kw), dtype)
+    dw, db = ops.conv2d_backward_weights(ops.asarray(dy), ops.asarray(x), w.shape, **kw)
+    dw_ref, db_ref = REF.conv2d_backward_weights(dy64, x64, w.shape, **kw)
+    assert_close(ops.to_numpy(dw), dw_ref, dtype)
+    assert_close(ops.to_numpy(db), db_ref, dtype)
+    if kw["connections"] is not None:
+        table = np.asarray(kw["connections"], dtype=bool)
+        assert (ops.to_numpy(dw)[~table] == 0).all(), "dw must be zero where the connection table is 0"
+
+
+# ---------------------------------------------------------------------------
+# Convolution against the reference and scipy
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_conv2d_matches_reference(ops, case, dtype):
+    check_conv_case(ops, case, dtype)
+
+
+def _cpu_kernels():
+    try:
+        from neuroplug_core import conv
+    except ImportError:
+        return []
+    return conv.available_isas()
+
+
+@pytest.fixture(params=_cpu_kernels())
+def cpu_kernel(request):
+    """The ``cpu`` backend's float32 kernel set to each one this CPU supports."""
+    from neuroplug_core import conv
+
+    previous = conv.set_simd_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        conv.set_simd_isa(previous)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
+    check_conv_case(get_ops("cpu"), case, np.float32, seed=1)
+
+
+def test_cpu_kernel_selection_is_validated():
+    from neuroplug_core import conv
+
+    assert conv.simd_isa() in conv.available_isas()
+    with pytest.raises(ValueError, match="Received: 'sse9'"):
+        conv.set_simd_isa("sse9")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 0), (1, 2), ((2, 3), (1, 2))])
+def test_conv2d_matches_scipy_correlate(ops, dtype, stride, padding):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 11)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 4)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    sh, sw = normalize_pair(stride, "stride")
+    ph, pw = normalize_pair(padding, "padding", minimum=0)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    expected = np.stack([
+        np.stack([
+            sum(signal.correlate(xp[n, c], w[f, c].astype(np.float64), mode="valid") for c in range(3)) + b[f]
+            for f in range(4)
+        ])
+        for n in range(2)
+    ])[:, :, ::sh, ::sw]
+    y = ops.conv2d(ops.asarray(x), ops.asarray(w), ops.asarray(b), stride=stride, padding=padding)
+    assert_close(ops.to_numpy(y), expected, dtype)
+
+
+def test_conv2d_without_bias_and_padding_names(ops):
+    x, w, _, _, _ = conv_data((2, 3, 7, 7, 4, 3, 3, 1, 0, 1, None), np.float64)
+    for padding in ("valid", "same", 1, (1, 0)):
+        y = ops.to_numpy(ops.conv2d(ops.asarray(x), ops.asarray(w), padding=padding))
+        assert_close(y, REF.conv2d(x, w, padding=padding), np.float64)
+    assert ops.to_numpy(ops.conv2d(ops.asarray(x), ops.asarray(w), padding="same")).shape == (2, 4, 7, 7)
+
+
+# ---------------------------------------------------------------------------
+# Finite differences (float64)
+# ---------------------------------------------------------------------------
+def numerical_gradient(f, arr, eps=1e-6):
+    grad = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        old = arr[idx]
+        arr[idx] = old + eps
+        up = f()
+        arr[idx] = old - eps
+        down = f()
+        arr[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("case", [
+    (1, 2, 5, 4, 3, 3, 2, (2, 1), (1, 0), 1, None),
+    (1, 4, 4, 5, 4, 2, 2, 1, "valid", 2, None),
+    (1, 3, 4, 4, 2, 3, 3, 1, 1, 1, np.array([[1, 0, 1], [0, 1, 1]])),
+], ids=case_id)
+def test_conv2d_gradients_match_finite_differences(ops, case):
+    x, w, b, r, kw = conv_data(case, np.float64, seed=4)
+
+    def loss():
+        y = ops.conv2d(ops.asarray(x), ops.asarray(w), ops.asarray(b), **kw)
+        return float((ops.to_numpy(y) * r).sum())
+
+    dx = ops.to_numpy(ops.conv2d_backward_input(ops.asarray(r), ops.asarray(w), x.shape, **kw))
+    dw, db = ops.conv2d_backward_weights(ops.asarray(r), ops.asarray(x), w.shape, **kw)
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ops.to_numpy(dw), numerical_gradient(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ops.to_numpy(db), numerical_gradient(loss, b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("size,stride", [(2, None), (3, 2), ((2, 3), (1, 2))])
+def test_pooling_gradients_match_finite_differences(ops, size, stride):
+    rng = np.random.default_rng(5)
+    # Values spaced well apart so that no +-eps step changes which input is the maximum.
+    x = rng.permutation(2 * 7 * 6).reshape(1, 2, 7, 6).astype(np.float64) * 0.1
+    y, argmax = ops.maxpool2d(ops.asarray(x), size, stride)
+    r = rng.standard_normal(tuple(y.shape))
+
+    def max_loss():
+        return float((ops.to_numpy(ops.maxpool2d(ops.asarray(x), size, stride)[0]) * r).sum())
+
+    def mean_loss():
+        return float((ops.to_numpy(ops.meanpool2d(ops.asarray(x), size, stride)) * r).sum())
+
+    dmax = ops.to_numpy(ops.maxpool2d_backward(ops.asarray(r), argmax, x.shape))
+    np.testing.assert_allclose(dmax, numerical_gradient(max_loss, x), rtol=1e-6, atol=1e-7)
+    dmean = ops.to_numpy(ops.meanpool2d_backward(ops.asarray(r), x.shape, size, stride))
+    np.testing.assert_allclose(dmean, numerical_gradient(mean_loss, x), rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# Pooling against the reference
+# ---------------------------------------------------------------------------
+POOL_CASES = [
+    ((2, 3, 8, 8), 2, None),
+    ((2, 2, 9, 7), 2, None),            # ragged bottom row and right column dropped
+    ((1, 3, 9, 9), 3, 2),               # overlapping windows
+    ((2, 2, 7, 10), (2, 3), (1, 2)),    # rectangular
+    ((1, 2, 5, 6), (5, 6), None),       # one window covers the whole plane
+    ((3, 1, 4, 4), 1, None),            # identity
+    ((1, 2, 6, 6), 2, 3),               # gaps between windows
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size,stride", POOL_CASES)
+def test_pooling_matches_reference(ops, shape, size, stride, dtype):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(dtype)
+    y, argmax = ops.maxpool2d(ops.asarray(x), size, stride)
+    y_ref, argmax_ref = REF.maxpool2d(x, size, stride)
+    np.testing.assert_array_equal(ops.to_numpy(y), y_ref)
+    am = np.asarray(ops.to_numpy(argmax))
+    assert am.dtype == np.int64
+    np.testing.assert_array_equal(am, argmax_ref)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    dx = ops.to_numpy(ops.maxpool2d_backward(ops.asarray(dy), argmax, shape))
+    assert_close(dx, REF.maxpool2d_backward(dy.astype(np.float64), argmax_ref, shape), dtype)
+    m = ops.to_numpy(ops.meanpool2d(ops.asarray(x), size, stride))
+    assert_close(m, REF.meanpool2d(x.astype(np.float64), size, stride), dtype)
+    dm = ops.to_numpy(ops.meanpool2d_backward(ops.asarray(dy), shape, size, stride))
+    assert_close(dm, REF.meanpool2d_backward(dy.astype(np.float64), shape, size, stride), dtype)
+
+
+def test_maxpool_ties_go_to_the_first_maximum(ops):
+    x = np.zeros((1, 1, 4, 4), dtype=np.float32)
+    x[0, 0, 1, 1] = x[0, 0, 1, 0] = 1.0  # two maxima in the first window: (1, 0) comes first
+    y, argmax = ops.maxpool2d(ops.asarray(x), 2)
+    np.testing.assert_array_equal(np.asarray(ops.to_numpy(argmax))[0, 0], [[4, 2], [8, 10]])
+    np.testing.assert_array_equal(ops.to_numpy(y)[0, 0], [[1, 0], [0, 0]])
+
+
+# ---------------------------------------------------------------------------
+# Hypothesis: random valid shapes
+# ---------------------------------------------------------------------------
+@st.composite
+def conv_geometries(draw):
+    groups = draw(st.integers(1, 3))
+    c = groups * draw(st.integers(1, 3))
+    f = groups * draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    n = draw(st.integers(1, 3))
+    conn = None
+    if draw(st.booleans()):
+        conn = np.array(draw(st.lists(st.lists(st.booleans(), min_size=c // groups, max_size=c // groups),
+                                      min_size=f, max_size=f)), dtype=bool)
+        conn[:, 0] |= ~conn.any(axis=1)  # every filter sees at least one channel
+    return (n, c, h, w, f, kh, kw, (sh, sw), (ph, pw), groups, conn)
+
+
+HYPOTHESIS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@HYPOTHESIS
+@given(case=conv_geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_conv2d_random_shapes_match_reference(ops, case, dtype, seed):
+    check_conv_case(ops, case, dtype, seed)
+
+
+@HYPOTHESIS
+@given(
+    n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+    kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 4), sw=st.integers(1, 4),
+    dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
+)
+def test_pooling_random_shapes_match_reference(ops, n, c, h, w, kh, kw, sh, sw, dtype, seed):
+    kh, kw = min(kh, h), min(kw, w)
+    shape = (n, c, h, w)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    y, argmax = ops.maxpool2d(ops.asarray(x), (kh, kw), (sh, sw))
+    y_ref, argmax_ref = REF.maxpool2d(x, (kh, kw), (sh, sw))
+    np.testing.assert_array_equal(ops.to_numpy(y), y_ref)
+    np.testing.assert_array_equal(np.asarray(ops.to_numpy(argmax)), argmax_ref)
+    dx = ops.to_numpy(ops.maxpool2d_backward(y, argmax, shape))
+    assert_close(dx, REF.maxpool2d_backward(y_ref.astype(np.float64), argmax_ref, shape), dtype)
+    m = ops.meanpool2d(ops.asarray(x), (kh, kw), (sh, sw))
+    assert_close(ops.to_numpy(m), REF.meanpool2d(x.astype(np.float64), (kh, kw), (sh, sw)), dtype)
+    dm = ops.to_numpy(ops.meanpool2d_backward(m, shape, (kh, kw), (sh, sw)))
+    m_ref = REF.meanpool2d(x.astype(np.float64), (kh, kw), (sh, sw))
+    assert_close(dm, REF.meanpool2d_backward(m_ref, shape, (kh, kw), (sh, sw)), dtype)
+
+
+# ---------------------------------------------------------------------------
+# Invalid inputs raise clean errors; odd-but-valid inputs work
+# ---------------------------------------------------------------------------
+def _x(shape=(2, 3, 6, 6), dtype=np.float32):
+    return np.random.default_rng(7).standard_normal(shape).astype(dtype)
+
+
+def _w(shape=(4, 3, 3, 3), dtype=np.float32):
+    return np.random.default_rng(8).standard_normal(shape).astype(dtype)
+
+
+def _nan_x():
+    x = _x()
+    x[1, 2, 3, 4] = np.nan
+    return x
+
+
+def _inf_dy():
+    dy = _x((2, 4, 4, 4))
+    dy[0, 0, 0, 0] = np.inf
+    return dy
+
+
+# Shape arguments the NumPy reference does not validate itself (it fails with
+# IndexError or an unnamed NumPy error): checked on the other backends only.
+REFERENCE_LAX = {"x_shape bad", "x_shape negative", "w_shape bad"}
+
+# (name, call taking ops and an ``a`` converter, exception, regex the message must match)
+INVALID = [
+    ("x wrong ndim", lambda o, a: o.conv2d(a(_x((3, 6, 6))), a(_w())), ValueError, r"x must be 4-D.*x.shape=\(3, 6, 6\)"),
+    ("w wrong ndim", lambda o, a: o.conv2d(a(_x()), a(_w((4, 27)))), ValueError, r"w must be 4-D"),
+    ("channel mismatch", lambda o, a: o.conv2d(a(_x()), a(_w((4, 2, 3, 3)))), ValueError, r"w.shape\[1\].*Received: w.shape=\(4, 2, 3, 3\)"),
+    ("groups do not divide", lambda o, a: o.conv2d(a(_x()), a(_w((4, 1, 3, 3))), groups=2), ValueError, r"divisible by groups.*groups=2"),
+    ("kernel larger than input", lambda o, a: o.conv2d(a(_x((2, 3, 2, 6))), a(_w())), ValueError, r"kernel \(3, 3\) is larger"),
+    ("zero-size batch", lambda o, a: o.conv2d(a(_x((0, 3, 6, 6))), a(_w())), ValueError, r"x must not be empty.*x.shape=\(0, 3, 6, 6\)"),
+    ("negative padding", lambda o, a: o.conv2d(a(_x()), a(_w()), padding=-1), ValueError, r"padding.*Received: padding=-1"),
+    ("unknown padding", lambda o, a: o.conv2d(a(_x()), a(_w()), padding="full"), ValueError, r"padding='full'"),
+    ("same with even kernel", lambda o, a: o.conv2d(a(_x()), a(_w((4, 3, 2, 2))), padding="same"), ValueError, r"odd kernel"),
+    ("zero stride", lambda o, a: o.conv2d(a(_x()), a(_w()), stride=0), ValueError, r"stride must be >= 1.*stride=0"),
+    ("float stride", lambda o, a: o.conv2d(a(_x()), a(_w()), stride=1.5), TypeError, r"stride=1.5"),
+    ("bias length", lambda o, a: o.conv2d(a(_x()), a(_w()), a(np.zeros(3, np.float32))), ValueError, r"b must have out_channels=4"),
+    ("integer x", lambda o, a: o.conv2d(a(np.ones((2, 3, 6, 6), np.int64)), a(_w())), TypeError, r"x must be float32 or float64"),
+    ("float16 x", lambda o, a: o.conv2d(a(np.ones((2, 3, 6, 6), np.float16)), a(_w())), TypeError, r"x must be float32 or float64"),
+    ("mixed dtypes", lambda o, a: o.conv2d(a(_x()), a(_w(dtype=np.float64))), TypeError, r"w must have the same dtype"),
+    ("NaN input", lambda o, a: o.conv2d(a(_nan_x()), a(_w())), ValueError, r"x contains NaN"),
+    ("bad connections", lambda o, a: o.conv2d(a(_x()), a(_w()), connections=np.ones((4, 2))), ValueError, r"connections must have shape.*= \(4, 3\)"),
+    ("empty connection row", lambda o, a: o.conv2d(a(_x()), a(_w()), connections=np.eye(4, 3)[::-1] * 0), ValueError, r"no input channel"),
+    ("not an array", lambda o, a: o.conv2d([[1.0]], a(_w())), (TypeError, ValueError), r"x must be (an array|4-D)"),
+    ("dy shape", lambda o, a: o.conv2d_backward_input(a(_x((2, 4, 3, 4))), a(_w()), (2, 3, 6, 6)), ValueError, r"dy must have shape \(2, 4, 4, 4\)"),
+    ("dy not finite", lambda o, a: o.conv2d_backward_input(a(_inf_dy()), a(_w()), (2, 3, 6, 6)), ValueError, r"dy contains NaN or inf"),
+    ("x_shape bad", lambda o, a: o.conv2d_backward_input(a(_x((2, 4, 4, 4))), a(_w()), (2, 3, 6)), (TypeError, ValueError), r"x_shape"),
+    ("x_shape negative", lambda o, a: o.conv2d_backward_input(a(_x((2, 4, 4, 4))), a(_w()), (2, 3, -6, 6)), ValueError, r"x_shape"),
+    ("dy dtype", lambda o, a: o.conv2d_backward_weights(a(_x((2, 4, 4, 4), np.float64)), a(_x()), (4, 3, 3, 3)), TypeError, r"dy must have the same dtype"),
+    ("w_shape bad", lambda o, a: o.conv2d_backward_weights(a(_x((2, 4, 4, 4))), a(_x()), (4, 3, 3)), (TypeError, ValueError), r"w_shape"),
+    ("pool wrong ndim", lambda o, a: o.maxpool2d(a(_x((3, 6, 6))), 2), ValueError, r"x must be 4-D"),
+    ("pool too large", lambda o, a: o.maxpool2d(a(_x()), 7), ValueError, r"pool size \(7, 7\) is larger"),
+    ("pool zero size", lambda o, a: o.meanpool2d(a(_x()), 0), ValueError, r"size must be >= 1"),
+    ("pool zero batch", lambda o, a: o.meanpool2d(a(_x((0, 3, 6, 6))), 2), ValueError, r"x must not be empty"),
+    ("pool NaN", lambda o, a: o.maxpool2d(a(_nan_x()), 2), ValueError, r"x contains NaN"),
+    ("pool integer", lambda o, a: o.maxpool2d(a(np.ones((1, 1, 4, 4), np.int32)), 2), TypeError, r"float32 or float64"),
+    ("argmax shape", lambda o, a: o.maxpool2d_backward(a(_x((2, 3, 3, 3))), np.zeros((2, 3, 3, 2), np.int64), (2, 3, 6, 6)), ValueError, r"same shape"),
+    ("argmax outside the plane", lambda o, a: o.maxpool2d_backward(a(_x((2, 3, 3, 3))), np.full((2, 3, 3, 3), 36, np.int64), (2, 3, 6, 6)), ValueError, r"outside the input plane"),
+    ("argmax negative", lambda o, a: o.maxpool2d_backward(a(_x((2, 3, 3, 3))), np.full((2, 3, 3, 3), -1, np.int64), (2, 3, 6, 6)), ValueError, r"outside the input plane"),
+    ("meanpool dy shape", lambda o, a: o.meanpool2d_backward(a(_x((2, 3, 2, 3))), (2, 3, 6, 6), 2), ValueError, r"dy must have shape \(2, 3, 3, 3\)"),
+]
+
+
+@pytest.mark.parametrize("name,call,exc,match", INVALID, ids=[row[0] for row in INVALID])
+def test_invalid_inputs_raise_clean_errors(ops, name, call, exc, match):
+    if name in REFERENCE_LAX and type(ops) is Ops:
+        pytest.skip("the NumPy reference does not validate this argument itself")
+    with pytest.raises(exc, match=match):
+        call(ops, lambda arr: ops.asarray(arr) if not isinstance(arr, list) else arr)
+
+
+def test_float_argmax_refused(ops):
+    if type(ops) is Ops:
+        pytest.skip("the NumPy reference does not check the argmax dtype")
+    y, _ = ops.maxpool2d(ops.asarray(_x()), 2)
+    with pytest.raises(TypeError, match="argmax"):
+        ops.maxpool2d_backward(y, np.zeros((2, 3, 3, 3), np.float32), (2, 3, 6, 6))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_inputs_are_accepted(ops, dtype):
+    rng = np.random.default_rng(9)
+    x_big = rng.standard_normal((2, 6, 8, 14)).astype(dtype)
+    w_big = rng.standard_normal((8, 3, 3, 3)).astype(dtype)
+    dy_big = rng.standard_normal((2, 4, 8, 14)).astype(dtype)
+    x_np, w_np, dy_np = x_big[:, ::2, :, ::2], w_big[::2], dy_big[..., ::2]   # strided views
+    x, w, dy = ops.asarray(x_big)[:, ::2, :, ::2], ops.asarray(w_big)[::2], ops.asarray(dy_big)[..., ::2]
+    if isinstance(x, np.ndarray):
+        assert not x.flags.c_contiguous and not w.flags.c_contiguous and not dy.flags.c_contiguous
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x_np, w_np, dy_np))
+    kw = dict(stride=1, padding=1)
+    assert_close(ops.to_numpy(ops.conv2d(x, w, **kw)), REF.conv2d(x64, w64, **kw), dtype)
+    dx = ops.to_numpy(ops.conv2d_backward_input(dy, w, x_np.shape, **kw))
+    assert_close(dx, REF.conv2d_backward_input(dy64, w64, x_np.shape, **kw), dtype)
+    dw, _ = ops.conv2d_backward_weights(dy, x, w_np.shape, **kw)
+    assert_close(ops.to_numpy(dw), REF.conv2d_backward_weights(dy64, x64, w_np.shape, **kw)[0], dtype)
+    y, _ = ops.maxpool2d(x, 2)
+    np.testing.assert_array_equal(ops.to_numpy(y), REF.maxpool2d(x_np, 2)[0])
+    assert_close(ops.to_numpy(ops.meanpool2d(x, 2)), REF.meanpool2d(x64, 2), dtype)
+
+
+# ---------------------------------------------------------------------------
+# The compiled backend specifically
+# ---------------------------------------------------------------------------
+def test_cpu_nan_propagates_when_checks_are_off():
+    cpu = get_ops("cpu", check_finite=False)
+    x = _x((1, 1, 4, 4))
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 3, 3] = np.nan
+    x[0, 0, 2, 2] = np.inf
+    y, argmax = cpu.maxpool2d(x, 2)
+    y_ref, argmax_ref = Ops(check_finite=False).maxpool2d(x, 2)      # numpy.argmax takes the first NaN
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert np.isnan(cpu.conv2d(x, _w((2, 1, 3, 3)))).any()
+
+
+def test_cpu_workspaces_are_reused_and_released():
+    cpu = get_ops("cpu")
+    for case in (CONV_CASES[9], CONV_CASES[0], CONV_CASES[9]):   # grow, shrink, reuse
+        check_conv_case(cpu, case, np.float32)
+    cpu.release_workspaces()
+    check_conv_case(cpu, CONV_CASES[1], np.float32)
+
+
+def test_cpu_ops_pickle():
+    cpu = get_ops("cpu", n_threads=1)
+    check_conv_case(cpu, CONV_CASES[0], np.float32)
+    clone = pickle.loads(pickle.dumps(cpu))
+    assert clone.n_threads == 1
+    check_conv_case(clone, CONV_CASES[1], np.float32)
+
+
+def test_cpu_results_are_fresh_arrays():
+    cpu = get_ops("cpu")
+    x, w, b, dy, kw = conv_data(CONV_CASES[1], np.float32)
+    y1 = cpu.conv2d(x, w, b, **kw)
+    y2 = cpu.conv2d(x, w, b, **kw)
+    assert y1 is not y2 and not np.shares_memory(y1, y2)
+    assert y1.flags.c_contiguous and y1.flags.writeable
+
+
+def test_cpu_rejects_zero_threads():
+    with pytest.raises(ValueError, match="n_threads=0"):
+        get_ops("cpu", n_threads=0)
