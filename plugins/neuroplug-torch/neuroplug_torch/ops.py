@@ -270,6 +270,7 @@ class TorchOps(Ops):
     def _init_caches(self) -> None:
         self._refs: dict[type, Ops] = {}
         self._mask_cache: dict[tuple, Any] = {}
+        self._conv_memo: dict[tuple, Any] = {}
         self._adam_step: Any = None
         self._adam_step_value: float | None = None
         self._fused_adam = hasattr(torch, "_fused_adam_")
@@ -636,7 +637,7 @@ class TorchOps(Ops):
         """
         for arr, name in ((param, "param"), (m, "m"), (v, "v")):
             self._inplace(arr, name)
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
+        if type(t) is not int and (isinstance(t, bool) or not isinstance(t, numbers.Integral)) or t < 1:
             raise ValueError(f"t must be an int >= 1. Received: t={t!r}")
         grad = self._in(grad)
         bc2 = 1.0 - beta2**t
@@ -663,6 +664,32 @@ class TorchOps(Ops):
         param.addcdiv_(m, v.sqrt().add_(eps), value=-step)
 
     # ------------------------------------------------------------- convolution
+    def _check_conv(self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections):
+        """:meth:`check_conv2d`, remembered per combination of shapes, dtypes and arguments.
+
+        The shape checks depend on nothing else, so a combination that passed
+        once passes again; a layer calls the same convolution every batch, and
+        on a launch-bound GPU step the Python checks would otherwise cost as
+        much as the kernels.  Value checks (``check_finite``) and connection
+        tables always take the full path.
+        """
+        key = None
+        if connections is None and not self.check_finite:
+            try:
+                key = (x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype),
+                       stride, padding, groups)
+                hit = self._conv_memo.get(key)
+            except TypeError:  # unhashable arguments (lists): no memo
+                key = hit = None
+            if hit is not None:
+                return hit
+        result = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        if key is not None:
+            if len(self._conv_memo) >= 256:
+                self._conv_memo.clear()
+            self._conv_memo[key] = result
+        return result
+
     # The _conv_* helpers take already-validated, normalised arguments (a
     # connection table as a host bool array); loops such as crbm_cd_epoch
     # validate once and then call them per mini-batch.
@@ -695,7 +722,7 @@ class TorchOps(Ops):
         it masks the weights.
         """
         x, w, b = self._in(x), self._in(w), self._in(b)
-        stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        stride, padding, groups, connections = self._check_conv(x, w, b, stride, padding, groups, connections)
         return self._conv_fwd(x, w, b, stride, padding, groups, connections)
 
     def conv2d_backward_input(
@@ -706,7 +733,7 @@ class TorchOps(Ops):
         dy, w = self._in(dy), self._in(w)
         n, c, h, wd = self._shape4(x_shape, "x_shape")
         x_like = torch.empty((1, c, h, wd), dtype=w.dtype, device="meta")  # shape-only stand-in for the checks
-        stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self._check_conv(x_like, w, None, stride, padding, groups, connections)
         self._check_array(dy, "dy", 4, w.dtype)
         f = int(w.shape[0])
         oh, ow = conv2d_output_shape((h, wd), (int(w.shape[2]), int(w.shape[3])), stride, padding)
@@ -725,7 +752,7 @@ class TorchOps(Ops):
         dy, x = self._in(dy), self._in(x)
         f, cg, kh, kw = self._shape4(w_shape, "w_shape")
         w_like = torch.empty((f, cg, kh, kw), dtype=x.dtype, device="meta")  # shape-only stand-in for the checks
-        stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self._check_conv(x, w_like, None, stride, padding, groups, connections)
         self._check_array(dy, "dy", 4, x.dtype)
         n, h, wd = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
@@ -757,9 +784,11 @@ class TorchOps(Ops):
             )
         if argmax.dtype != torch.int64:
             raise TypeError(f"argmax must be int64 (as maxpool2d returns it). Received: argmax.dtype={argmax.dtype}")
-        if argmax.device.type == "cpu" or self.check_finite:
-            # On an accelerator this waits for the device; the indices come from
-            # maxpool2d, so networks skip it with check_finite=False.
+        if self.check_finite:
+            # A value check like the finiteness checks: it reads the whole array
+            # (and waits for an accelerator); the indices come from maxpool2d,
+            # so networks skip it with check_finite=False.  Unchecked, an index
+            # out of range still fails loudly inside scatter_add_.
             if argmax.numel() and (int(argmax.min()) < 0 or int(argmax.max()) >= h * w):
                 raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
         dx = torch.zeros((n * c, h * w), dtype=dy.dtype, device=dy.device)

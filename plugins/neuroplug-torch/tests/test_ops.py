@@ -461,3 +461,21 @@ def test_cd_epoch_argument_checks(tops):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "k": 0})
     with pytest.raises(ValueError, match="chain must have at least"):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), chain=tops.alloc((1, 3)), **kw)
+
+
+def test_remembered_conv_checks_still_refuse_bad_calls():
+    # With check_finite=False the shape checks are remembered per combination of arguments;
+    # a combination that failed must fail every time, and a new one is checked afresh.
+    tops = TorchOps("cpu", check_finite=False)
+    x = tops.asarray(np.ones((1, 2, 5, 5), np.float32))
+    w = tops.asarray(np.ones((3, 2, 3, 3), np.float32))
+    assert tuple(tops.conv2d(x, w, stride=2).shape) == (1, 3, 2, 2)
+    assert tuple(tops.conv2d(x, w, stride=2).shape) == (1, 3, 2, 2)  # remembered
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"w.shape\[1\] must equal"):
+            tops.conv2d(tops.asarray(np.ones((1, 3, 5, 5), np.float32)), w, stride=2)
+        with pytest.raises(ValueError, match="stride must be >= 1"):
+            tops.conv2d(x, w, stride=0)
+    with pytest.raises(TypeError, match="same dtype"):
+        tops.conv2d(x.double(), w, stride=2)
+    tops.conv2d(x, w, stride=[2, 2])  # unhashable arguments take the full path
