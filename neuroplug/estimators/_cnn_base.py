@@ -53,6 +53,11 @@ DEFAULT_LAYERS: tuple[str, ...] = (
 )
 
 _PREDICT_BATCH = 512
+# Bit generators whose state __setstate__ may restore (the name is data, possibly from a model file).
+_BIT_GENERATORS = {
+    cls.__name__: cls
+    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
+}
 _NO_Y = object()  # "no y given", as opposed to y=None, which fit must refuse
 
 
@@ -199,7 +204,9 @@ class BaseCNN(BaseEstimator):
         model format can store it too.  Optimiser moments are not kept: a
         ``partial_fit`` after unpickling restarts them.
         """
-        state = super().__getstate__()
+        # A copy: BaseEstimator.__getstate__ returns the instance's own __dict__ for
+        # non-sklearn classes, and popping from it would strip the live estimator.
+        state = dict(super().__getstate__())
         for key in ("_network", "_network_key", "_optimizer"):
             state.pop(key, None)
         rng = state.pop("_rng", None)
@@ -213,7 +220,14 @@ class BaseCNN(BaseEstimator):
         rng_state = state.pop("_rng_state", None)
         super().__setstate__(state)
         if rng_state is not None:
-            bit_generator = getattr(np.random, rng_state["bit_generator"])()
+            # The name may come from a model file: look it up in a fixed table, never with getattr.
+            name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
+            if name not in _BIT_GENERATORS:
+                raise ValueError(
+                    f"Cannot restore the shuffling generator: unknown bit generator {name!r} "
+                    f"(known: {', '.join(_BIT_GENERATORS)}). Received: _rng_state={rng_state!r:.200}"
+                )
+            bit_generator = _BIT_GENERATORS[name]()
             bit_generator.state = rng_state
             self._rng = np.random.Generator(bit_generator)
 
@@ -343,19 +357,17 @@ class BaseCNN(BaseEstimator):
         return network.train_batch(xb, yb, self._loss, self._optimizer, lr, float(self.alpha))
 
     def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
-        fitted = hasattr(self, "network_weights_")
-        first = not fitted or not (incremental or self.warm_start)
+        first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)
         layers = self._build_layers() if first else None
         X, y, image_shape = self._validate_X(X, y, reset=first)
         if first:
             self.dtype_ = X.dtype.name
         y = self._prepare_targets(y, first=first, classes=classes)
-        ops = self._get_ops()
         if first:
             self.input_shape_ = self._resolve_input_shape(X.shape[1], image_shape, layers)
             self.layers_ = (*layers, Dense(self._n_outputs(), init="auto"))
             self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-            network = self._make_network(list(self.layers_), ops, self._rng)
+            network = self._make_network(list(self.layers_), self._get_ops(), self._rng)
             self.n_iter_ = 0
             self.loss_curve_ = []
             self.best_loss_ = np.inf
