@@ -54,7 +54,7 @@ _import_lock = threading.Lock()
 
 def _import_torch() -> Any:
     """Import torch once and bind the module globals ``torch`` and ``F``."""
-    global torch, F
+    global torch, F, _HASHABLE_DTYPES
     if torch is None:
         with _import_lock:
             if torch is None:
@@ -67,9 +67,15 @@ def _import_torch() -> Any:
                         "`pip install torch` (any build >= 2.1), or pick another backend "
                         "such as backend='cpu'."
                     ) from exc
+                _HASHABLE_DTYPES = (*_HASHABLE_DTYPES, _torch.dtype)
                 F = _F
                 torch = _torch
     return torch
+
+
+#: dtype -> (NumPy dtype, torch dtype); keys are whatever callers pass (np.float32, "float32", torch.float32...).
+_DTYPES: dict[Any, tuple[np.dtype, Any]] = {}
+_HASHABLE_DTYPES = (type, str, np.dtype)  # torch.dtype is added on import
 
 
 class TorchFallbackWarning(UserWarning):
@@ -313,22 +319,33 @@ class TorchOps(Ops):
             return {k: self._from_host(v) for k, v in value.items()}
         return value
 
+    def _dtypes(self, dtype: Any) -> tuple[np.dtype, Any]:
+        """``(NumPy dtype, torch dtype)`` for a NumPy dtype, dtype name or torch dtype (cached)."""
+        pair = _DTYPES.get(dtype) if isinstance(dtype, _HASHABLE_DTYPES) else None
+        if pair is None:
+            if isinstance(dtype, torch.dtype):
+                try:
+                    pair = (torch.empty(0, dtype=dtype).numpy().dtype, dtype)
+                except TypeError as exc:
+                    raise TypeError(f"NumPy has no dtype matching {dtype}. Received: dtype={dtype!r}") from exc
+            else:
+                try:
+                    np_dtype = np.dtype(dtype)
+                except TypeError as exc:
+                    raise TypeError(f"dtype must be a NumPy or torch dtype. Received: dtype={dtype!r}") from exc
+                try:
+                    pair = (np_dtype, torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype)
+                except TypeError as exc:
+                    raise TypeError(f"torch has no dtype matching {np_dtype}. Received: dtype={dtype!r}") from exc
+            if isinstance(dtype, _HASHABLE_DTYPES):
+                _DTYPES[dtype] = pair
+        if pair[1] is torch.float64 and self.torch_device.type == "mps":
+            raise TypeError("float64 is not supported on the mps device; use float32. Received: dtype=float64")
+        return pair
+
     def _tdtype(self, dtype: Any) -> Any:
         """torch dtype for a NumPy dtype, dtype name or torch dtype."""
-        if isinstance(dtype, torch.dtype):
-            tdtype = dtype
-        else:
-            try:
-                np_dtype = np.dtype(dtype)
-            except TypeError as exc:
-                raise TypeError(f"dtype must be a NumPy or torch dtype. Received: dtype={dtype!r}") from exc
-            try:
-                tdtype = torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype
-            except TypeError as exc:
-                raise TypeError(f"torch has no dtype matching {np_dtype}. Received: dtype={dtype!r}") from exc
-        if tdtype == torch.float64 and self.torch_device.type == "mps":
-            raise TypeError("float64 is not supported on the mps device; use float32. Received: dtype=float64")
-        return tdtype
+        return self._dtypes(dtype)[1]
 
     def _in(self, x: Any) -> Any:
         """Read-only input: tensors pass through, anything else goes to the device."""
@@ -421,11 +438,7 @@ class TorchOps(Ops):
         if isinstance(x, torch.Tensor):
             tdtype = x.dtype if dtype is None else self._tdtype(dtype)
             return x.to(device=self.torch_device, dtype=tdtype).contiguous()
-        if dtype is not None:
-            tdtype = self._tdtype(dtype)
-            np_dtype = torch.empty(0, dtype=tdtype).numpy().dtype
-        else:
-            np_dtype = None
+        np_dtype = None if dtype is None else self._dtypes(dtype)[0]
         array = np.asarray(x, dtype=np_dtype)
         if array.dtype.hasobject:
             raise TypeError(f"x must be numeric, not an object array. Received: x of type {type(x).__name__}")
