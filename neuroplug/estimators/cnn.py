@@ -181,11 +181,6 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     _stratify = True
     _loss = SoftmaxCrossEntropy()
 
-    def __sklearn_tags__(self):  # noqa: D105
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags
-
     # ---------------------------------------------------------------- targets
     def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
         y = np.asarray(y)
@@ -370,7 +365,8 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     _loss = SquaredError()
     _y_numeric = True
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
+        """Declare multi-output regression support to scikit-learn."""
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
