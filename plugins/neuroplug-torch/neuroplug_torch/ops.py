@@ -570,10 +570,16 @@ class TorchOps(Ops):
 
     # ------------------------------------------------------------------- losses
     def _labels(self, labels: Any, n: int, n_classes: int) -> tuple[Array, bool]:
-        """Labels as an int64 device tensor; the bool says whether the range is still to be checked."""
+        """Labels as an int64 device tensor; the bool says whether the range is still to be checked.
+
+        Host labels are checked here.  Labels already on an accelerator are
+        checked together with the loss (one wait for the device) in check
+        mode (``check_finite``); unchecked, an index out of range still fails
+        loudly (a device-side assertion in ``gather``).
+        """
         if isinstance(labels, torch.Tensor) and labels.device.type != "cpu":
             idx = labels.to(device=self.torch_device, dtype=torch.int64)
-            deferred = True
+            deferred = self.check_finite
         else:
             host = np.asarray(self.to_numpy(labels) if isinstance(labels, torch.Tensor) else labels)
             if host.dtype.kind not in "iuf" and host.size:
