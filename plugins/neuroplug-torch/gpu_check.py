@@ -234,9 +234,6 @@ def run_pytest(device_type: str) -> None:
 # 3. LeNet speed, and 4. pickle -> predict without torch
 # ---------------------------------------------------------------------------
 def lenet(device: str, data: str | None, epochs: int) -> None:
-    import numpy as np
-    import torch
-
     from neuroplug_torch.benchmark import load_mnist_split, time_neuroplug, time_plain_torch
 
     X, y, X_test, y_test, source = load_mnist_split(data)
@@ -256,7 +253,6 @@ def lenet(device: str, data: str | None, epochs: int) -> None:
     if source.startswith("MNIST") and ours["accuracy"] < 0.9:
         record("LeNet accuracy", "FAIL", f"neuroplug reached only {ours['accuracy']:.4f} on MNIST")
     check_pickle_without_torch(ours["estimator"], X_test)
-    del torch
 
 
 def check_pickle_without_torch(clf, X_test) -> None:
