@@ -179,10 +179,10 @@ class ConvRBM(_ConvBase):
         with unit variance for real data (standardise it first).
     k : int, default=1
         Gibbs steps per CD update.
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.2
         Step size; gradients are averaged over the samples and the image
         positions, so it does not depend on the image size.
-    momentum : float, default=0.5
+    momentum : float, default=0.9
         Momentum of the parameter updates.
     weight_decay : float, default=1e-4
         L2 penalty on the filters.
@@ -280,8 +280,8 @@ class ConvRBM(_ConvBase):
         pool_size: int | tuple[int, int] = 2,
         visible: str = "bernoulli",
         k: int = 1,
-        learning_rate: float = 0.05,
-        momentum: float = 0.5,
+        learning_rate: float = 0.2,
+        momentum: float = 0.9,
         weight_decay: float = 1e-4,
         sparsity_target: float = 0.05,
         sparsity_cost: float = 0.5,
@@ -489,9 +489,9 @@ class ConvDBN(_ConvBase):
         input is probabilities).
     k : int, default=1
         Gibbs steps per CD update.
-    learning_rate : float or sequence of float, default=0.05
+    learning_rate : float or sequence of float, default=0.2
         Step size, for every layer or per layer.
-    momentum : float, default=0.5
+    momentum : float, default=0.9
         Momentum of the updates.
     weight_decay : float, default=1e-4
         L2 penalty on the filters.
@@ -568,8 +568,8 @@ class ConvDBN(_ConvBase):
         pool_size: Any = 2,
         visible: str = "bernoulli",
         k: int = 1,
-        learning_rate: Any = 0.05,
-        momentum: float = 0.5,
+        learning_rate: Any = 0.2,
+        momentum: float = 0.9,
         weight_decay: float = 1e-4,
         sparsity_target: Any = 0.05,
         sparsity_cost: float = 0.5,

@@ -60,8 +60,8 @@ def train_crbm(
     ops: Ops,
     rng: np.random.Generator,
     k: int = 1,
-    learning_rate: float = 0.05,
-    momentum: float = 0.5,
+    learning_rate: float = 0.2,
+    momentum: float = 0.9,
     weight_decay: float = 1e-4,
     sparsity_target: float = 0.05,
     sparsity_cost: float = 0.5,
@@ -196,11 +196,11 @@ class CDBNPretrainer(Pretrainer):
     ----------
     n_iter : int, default=5
         CD epochs per layer.
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.2
         CD step size (gradients are averages over samples and positions).
     k : int, default=1
         Gibbs steps per update.
-    momentum : float, default=0.5
+    momentum : float, default=0.9
         Momentum of the CD updates.
     weight_decay : float, default=1e-4
         L2 penalty on the filters.
@@ -255,9 +255,9 @@ class CDBNPretrainer(Pretrainer):
         self,
         *,
         n_iter: int = 5,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.2,
         k: int = 1,
-        momentum: float = 0.5,
+        momentum: float = 0.9,
         weight_decay: float = 1e-4,
         sparsity_target: float = 0.05,
         sparsity_cost: float = 0.5,
