@@ -7,7 +7,10 @@ fit at the bottom/right edge are dropped (floor), as in :mod:`neuroplug.ops`.
 Max pooling keeps, for each output, the flat index ``row * W + col`` of the
 chosen input within its plane; ties go to the first maximum in row-major
 order of the window, and a NaN counts as the maximum (as ``numpy.argmax``),
-so a diverging network shows NaN instead of hiding it.
+so a diverging network shows NaN instead of hiding it.  Max pooling is
+branch-free (random data would mispredict half of the comparisons): a
+float32 AVX-512 kernel, chosen at run time, takes 16 outputs of a row at a
+time; elsewhere a scalar loop selects through integer masks.
 
 The Python wrapper in :mod:`neuroplug.backends.cython_ops` validates every
 argument; the backward kernel of max pooling additionally skips (and counts)
@@ -21,55 +24,164 @@ from libc.string cimport memset
 from ._fused cimport floating
 
 
-cdef inline bint _takes(floating v, floating best) noexcept nogil:
-    """True when ``v`` replaces ``best`` as the running maximum (NaN wins, first NaN kept)."""
-    return v > best or (v != v and best == best)
+cdef extern from *:
+    """
+    /* Max pooling of one plane, branch-free.  A NaN counts as the maximum and the
+       first NaN of a window is kept (numpy.argmax); otherwise ties keep the first
+       maximum in row-major order of the window. */
+    #include <stdint.h>
+    #include <string.h>
+
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(NEUROPLUG_NO_SIMD)
+    #define NP_SIMD 1
+    #include <immintrin.h>
+    #else
+    #define NP_SIMD 0
+    #endif
+
+    static int np_has_avx512(void) {
+    #if NP_SIMD
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") ? 1 : 0;
+    #else
+        return 0;
+    #endif
+    }
+
+    /* Portable version: selects through integer masks, so no branch depends on the data. */
+    #define NP_MAXPOOL_SCALAR(NAME, T, U)                                                        \
+    static void NAME(const T* x, long H, long W, long KH, long KW, long SH, long SW,           \
+                     T* y, int64_t* am, long OH, long OW)                                       \
+    {                                                                                           \
+        long oh, ow, i, j;                                                                      \
+        (void)H;                                                                                \
+        for (oh = 0; oh < OH; ++oh)                                                             \
+            for (ow = 0; ow < OW; ++ow) {                                                       \
+                long base = oh * SH * W + ow * SW;                                              \
+                T best = x[base];                                                               \
+                int64_t bidx = base;                                                            \
+                for (i = 0; i < KH; ++i)                                                        \
+                    for (j = 0; j < KW; ++j) {                                                  \
+                        long idx = base + i * W + j;                                            \
+                        T v = x[idx];                                                           \
+                        U bv, bb, m;                                                            \
+                        int take = (v > best) | ((v != v) & (best == best));                    \
+                        m = (U)0 - (U)take;                                                     \
+                        memcpy(&bv, &v, sizeof(T));                                             \
+                        memcpy(&bb, &best, sizeof(T));                                          \
+                        bb = (bv & m) | (bb & ~m);                                              \
+                        memcpy(&best, &bb, sizeof(T));                                          \
+                        bidx = (int64_t)(((uint64_t)idx & (uint64_t)(int64_t)(-take))           \
+                                         | ((uint64_t)bidx & ~(uint64_t)(int64_t)(-take)));     \
+                    }                                                                           \
+                y[oh * OW + ow] = best;                                                         \
+                am[oh * OW + ow] = bidx;                                                        \
+            }                                                                                   \
+    }
+    NP_MAXPOOL_SCALAR(np_maxpool_plane_f, float, uint32_t)
+    NP_MAXPOOL_SCALAR(np_maxpool_plane_d, double, uint64_t)
+
+    #if NP_SIMD
+    /* AVX-512, float32: 16 neighbouring outputs of one output row at a time. */
+    __attribute__((target("avx512f")))
+    static void np_maxpool_plane_fz(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                                    float* y, int64_t* am, long OH, long OW)
+    {
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i step = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)SW));
+        long oh, ow0, i, j;
+        (void)H;
+        for (oh = 0; oh < OH; ++oh) {
+            for (ow0 = 0; ow0 < OW; ow0 += 16) {
+                long lanes = OW - ow0 < 16 ? OW - ow0 : 16;
+                __mmask16 m = lanes == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << lanes) - 1u);
+                long base = oh * SH * W + ow0 * SW;
+                __m512 best = _mm512_setzero_ps();
+                __m512i bidx = _mm512_setzero_si512();
+                for (i = 0; i < KH; ++i) {
+                    for (j = 0; j < KW; ++j) {
+                        long off = base + i * W + j;
+                        const float* p = x + off;
+                        __m512 v;
+                        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)off), step);
+                        if (SW == 1) {
+                            v = _mm512_maskz_loadu_ps(m, p);
+                        } else if (SW == 2) {
+                            /* elements 0 .. 2*lanes-2 of p, split over two loads, even lanes kept */
+                            long need = 2 * lanes - 1;
+                            __mmask16 m0 = need >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << need) - 1u);
+                            __mmask16 m1 = need > 16 ? (__mmask16)((1u << (need - 16)) - 1u) : (__mmask16)0;
+                            __m512 a = _mm512_maskz_loadu_ps(m0, p);
+                            __m512 b = _mm512_maskz_loadu_ps(m1, p + 16);
+                            v = _mm512_permutex2var_ps(a, even, b);
+                        } else {
+                            v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step, p, 4);
+                        }
+                        if (i == 0 && j == 0) {
+                            best = v;
+                            bidx = idx;
+                        } else {
+                            __mmask16 t = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ)
+                                | (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+                            best = _mm512_mask_blend_ps(t, best, v);
+                            bidx = _mm512_mask_blend_epi32(t, bidx, idx);
+                        }
+                    }
+                }
+                _mm512_mask_storeu_ps(y + oh * OW + ow0, m, best);
+                _mm512_mask_storeu_epi64(am + oh * OW + ow0, (__mmask8)(m & 0xFF),
+                                         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(bidx)));
+                if (lanes > 8)
+                    _mm512_mask_storeu_epi64(am + oh * OW + ow0 + 8, (__mmask8)(m >> 8),
+                                             _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(bidx, 1)));
+            }
+        }
+    }
+    #else
+    static void np_maxpool_plane_fz(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                                    float* y, int64_t* am, long OH, long OW) {}
+    #endif
+    """
+    int np_has_avx512() noexcept nogil
+    void np_maxpool_plane_f(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                            float* y, int64_t* am, long OH, long OW) noexcept nogil
+    void np_maxpool_plane_d(const double* x, long H, long W, long KH, long KW, long SH, long SW,
+                            double* y, int64_t* am, long OH, long OW) noexcept nogil
+    void np_maxpool_plane_fz(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                             float* y, int64_t* am, long OH, long OW) noexcept nogil
 
 
-cdef void _maxpool_plane(
-    const floating* x, Py_ssize_t H, Py_ssize_t W,        # IN: one plane
-    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-    floating* y, int64_t* am, Py_ssize_t OH, Py_ssize_t OW,   # OUT: one plane each
-) noexcept nogil:
-    cdef Py_ssize_t oh, ow, i, j, r, c, idx, bidx
-    cdef floating v, best
-    cdef const floating* r0
-    cdef const floating* r1
-    if KH == 2 and KW == 2 and SH == 2 and SW == 2:
-        for oh in range(OH):
-            r0 = x + 2 * oh * W
-            r1 = r0 + W
-            for ow in range(OW):
-                c = 2 * ow
-                best = r0[c]
-                bidx = c
-                if _takes(r0[c + 1], best):
-                    best = r0[c + 1]
-                    bidx = c + 1
-                if _takes(r1[c], best):
-                    best = r1[c]
-                    bidx = W + c
-                if _takes(r1[c + 1], best):
-                    best = r1[c + 1]
-                    bidx = W + c + 1
-                y[oh * OW + ow] = best
-                am[oh * OW + ow] = 2 * oh * W + bidx
-        return
-    for oh in range(OH):
-        for ow in range(OW):
-            r = oh * SH
-            c = ow * SW
-            bidx = r * W + c
-            best = x[bidx]
-            for i in range(KH):
-                for j in range(KW):
-                    idx = (r + i) * W + c + j
-                    v = x[idx]
-                    if _takes(v, best):
-                        best = v
-                        bidx = idx
-            y[oh * OW + ow] = best
-            am[oh * OW + ow] = bidx
+cdef bint _avx512_detected = np_has_avx512()
+cdef bint _avx512 = _avx512_detected
+
+
+def _init_from_env():
+    """``NEUROPLUG_SIMD`` below ``avx512`` (``avx2``, ``blas``, ``0``) turns the AVX-512 kernel off."""
+    import os
+
+    global _avx512
+    if os.environ.get("NEUROPLUG_SIMD", "").strip().lower() in ("0", "none", "blas", "avx2"):
+        _avx512 = False
+
+
+_init_from_env()
+
+
+def simd_enabled():
+    """True when float32 max pooling uses the AVX-512 kernel."""
+    return bool(_avx512)
+
+
+def set_simd_enabled(flag):
+    """Use (or not) the AVX-512 max-pooling kernel where the CPU has it; return the previous setting.
+
+    For tests and benchmarks; not thread-safe with respect to pooling running at the same time.
+    """
+    global _avx512
+    previous = bool(_avx512)
+    _avx512 = bool(flag) and _avx512_detected
+    return previous
 
 
 def maxpool2d_forward(
@@ -89,10 +201,20 @@ def maxpool2d_forward(
         raise ValueError("inconsistent pooling shapes")
     if N * C == 0:
         return
+    # The AVX-512 kernel keeps plane indices in 32-bit lanes.
+    cdef bint simd = floating is float and _avx512 and H * W < 2147483647
     with nogil:
         for pl in prange(N * C, num_threads=n_threads, schedule="static"):
-            _maxpool_plane(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
-                           &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
+            if floating is float:
+                if simd:
+                    np_maxpool_plane_fz(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                                        &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
+                else:
+                    np_maxpool_plane_f(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                                       &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
+            else:
+                np_maxpool_plane_d(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                                   &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
 
 
 def maxpool2d_backward(
@@ -199,10 +321,14 @@ def meanpool2d_backward(
         raise ValueError("inconsistent pooling shapes")
     if N * C == 0:
         return
+    cdef bint tiling = SH == KH and SW == KW     # windows neither overlap nor leave gaps
     with nogil:
         for pl in prange(N * C, num_threads=n_threads, schedule="static"):
             dxp = &dx[0, 0, 0, 0] + pl * HW
             dyp = &dy[0, 0, 0, 0] + pl * M
+            if tiling:
+                _meanpool_backward_tiled(dyp, dxp, H, W, KH, KW, OH, OW, area)
+                continue
             memset(dxp, 0, HW * sizeof(floating))
             for oh in range(OH):
                 for ow in range(OW):
@@ -211,3 +337,29 @@ def meanpool2d_backward(
                         row = dxp + (oh * SH + i) * W + ow * SW
                         for j in range(KW):
                             row[j] += share
+
+
+cdef void _meanpool_backward_tiled(
+    const floating* dy, floating* dx, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
+    Py_ssize_t OH, Py_ssize_t OW, floating area,
+) noexcept nogil:
+    """Mean-pool gradient of one plane when the windows tile it: one write per input, zeros at ragged edges."""
+    cdef Py_ssize_t oh, ow, i, j, h, covered = OW * KW
+    cdef floating* row
+    cdef const floating* src
+    for oh in range(OH):
+        src = dy + oh * OW
+        for i in range(KH):
+            row = dx + (oh * KH + i) * W
+            if KW == 2:
+                for ow in range(OW):
+                    row[2 * ow] = src[ow] / area
+                    row[2 * ow + 1] = src[ow] / area
+            else:
+                for ow in range(OW):
+                    for j in range(KW):
+                        row[ow * KW + j] = src[ow] / area
+            for j in range(covered, W):
+                row[j] = 0
+    for h in range(OH * KH, H):
+        memset(dx + h * W, 0, W * sizeof(floating))

@@ -127,14 +127,20 @@ def _cpu_kernels():
 
 @pytest.fixture(params=_cpu_kernels())
 def cpu_kernel(request):
-    """The ``cpu`` backend's float32 kernel set to each one this CPU supports."""
-    from neuroplug_core import conv
+    """The ``cpu`` backend's float32 kernels set to each set this CPU supports.
+
+    AVX-512 max pooling is on only with the "avx512" convolution kernel, so
+    the portable pooling loop is tested too.
+    """
+    from neuroplug_core import conv, pool
 
     previous = conv.set_simd_isa(request.param)
+    previous_pool = pool.set_simd_enabled(request.param == "avx512")
     try:
         yield request.param
     finally:
         conv.set_simd_isa(previous)
+        pool.set_simd_enabled(previous_pool)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
@@ -274,6 +280,18 @@ def test_maxpool_ties_go_to_the_first_maximum(ops):
     y, argmax = ops.maxpool2d(ops.asarray(x), 2)
     np.testing.assert_array_equal(np.asarray(ops.to_numpy(argmax))[0, 0], [[4, 2], [8, 10]])
     np.testing.assert_array_equal(ops.to_numpy(y)[0, 0], [[1, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("shape,size,stride", POOL_CASES + [((2, 3, 40, 37), 3, 3), ((1, 2, 9, 40), (2, 3), (3, 1))])
+def test_cpu_pool_kernels_match_reference(cpu_kernel, shape, size, stride):
+    cpu = get_ops("cpu", check_finite=False)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    x.flat[::17] = np.nan                     # NaN is the maximum (first NaN kept), as numpy.argmax
+    x.flat[5::23] = x.flat[4::23][: len(x.flat[5::23])]   # ties
+    y, argmax = cpu.maxpool2d(x, size, stride)
+    y_ref, argmax_ref = Ops(check_finite=False).maxpool2d(x, size, stride)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
 
 
 # ---------------------------------------------------------------------------
