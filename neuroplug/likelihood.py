@@ -345,51 +345,19 @@ def rbm_log_partition_ais(
         if bA.shape != (nv,) or not np.isfinite(bA).all():
             raise ValueError(f"base_bias must hold {nv} finite numbers. Received: base_bias.shape={bA.shape}")
     ops = get_ops(ops)
-    seed = int(check_random_state(random_state).randint(2**31 - 1))
-    rng = ops.make_rng(seed)
-    gaussian = visible == "gaussian"
+    rng = ops.make_rng(int(check_random_state(random_state).randint(2**31 - 1)))
 
-    Wd = ops.asarray(W, dtype=dtype)
-    bhd = ops.asarray(bh, dtype=dtype)
-    bvd = ops.asarray(bv, dtype=dtype)
-    bAd = ops.asarray(bA, dtype=dtype)
-
-    # Exact samples of the base model p_0 and its log-partition function
-    # (the hidden units of A have no weights and no biases: a factor 2 each).
-    if gaussian:
-        v = bAd + ops.random_normal(rng, (n_runs, nv), dtype)
+    # Z_A: the hidden units of the base model have no weights and no biases (a factor 2 each).
+    if visible == "gaussian":
         log_z_base = 0.5 * nv * _LOG_2PI + nh * _LOG2
     else:
-        v = ops.bernoulli(ops.sigmoid(bAd + ops.alloc((n_runs, nv), dtype)), rng)
         log_z_base = float(_softplus(bA).sum()) + nh * _LOG2
-
-    def visible_term(v: Any) -> np.ndarray:
-        # d/dbeta of the visible part of log p*_beta(v) (it is linear in beta).
-        if gaussian:
-            dA, dB = v - bAd, v - bvd
-            term = 0.5 * ((dA * dA).sum(axis=1) - (dB * dB).sum(axis=1))
-        else:
-            term = ops.gemm(v, ops.asarray((bv - bA)[:, None], dtype=dtype))[:, 0]
-        return np.asarray(ops.to_numpy(term), dtype=np.float64)
-
-    log_w = np.zeros(n_runs, dtype=np.float64)
-    for k in range(1, beta_arr.shape[0]):
-        b_prev, b_k = float(beta_arr[k - 1]), float(beta_arr[k])
-        act = ops.gemm(v, Wd, trans2=True) + bhd
-        # log p*_k(v) - log p*_{k-1}(v) for the current state v ~ T_{k-1} ... T_0.
-        # The difference is taken per unit before summing: in float32 the two
-        # sums would cancel to a few ulps of their (large) size every step.
-        delta = (ops.softplus(act * dtype.type(b_k)) - ops.softplus(act * dtype.type(b_prev))).sum(axis=1)
-        log_w += (b_k - b_prev) * visible_term(v) + np.asarray(ops.to_numpy(delta), dtype=np.float64)
-        if k == beta_arr.shape[0] - 1:
-            break
-        # One Gibbs sweep that leaves p_k invariant.
-        h = ops.bernoulli(ops.sigmoid(act * dtype.type(b_k)), rng)
-        mean = bAd * dtype.type(1.0 - b_k) + (ops.gemm(h, Wd) + bvd) * dtype.type(b_k)
-        if gaussian:
-            v = mean + ops.random_normal(rng, mean.shape, dtype)
-        else:
-            v = ops.bernoulli(ops.sigmoid(mean), rng)
+    log_w = np.asarray(ops.to_numpy(ops.rbm_ais_log_weights(
+        ops.asarray(W, dtype=dtype), ops.asarray(bh, dtype=dtype), ops.asarray(bv, dtype=dtype),
+        ops.asarray(bA, dtype=dtype), beta_arr, n_runs=int(n_runs), visible=visible, rng=rng,
+    )), dtype=np.float64)
+    if not np.all(np.isfinite(log_w)):
+        raise FloatingPointError("AIS produced non-finite importance weights; check the model's parameters.")
 
     peak = float(log_w.max())
     w = np.exp(log_w - peak)

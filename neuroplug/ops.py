@@ -562,6 +562,57 @@ class Ops:
             err += float((diff * diff).sum())
         return err / n
 
+    def rbm_ais_log_weights(
+        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
+        rng: Any,
+    ) -> np.ndarray:
+        """Log importance weights of ``n_runs`` annealed importance sampling runs (float64 NumPy).
+
+        The runs anneal from the base model ``A`` (no weights, visible biases
+        ``base_bias``, hidden units free) to the RBM ``(W, bh, bv)`` along
+        ``p*_beta(v) = exp((1 - beta) v.bA + beta v.bv) prod_j (1 + exp(beta a_j))``
+        with ``a = v W^T + bh`` (Gaussian units: ``exp(-(1 - beta) |v - bA|^2 / 2
+        - beta |v - bv|^2 / 2)`` in place of the first factor), over the
+        increasing ``betas`` (a float64 sequence from 0 to 1).  Per run:
+
+        * ``v ~ p_0``: ``v = (u < sigmoid(bA))`` with ``u`` of shape
+          ``(n_runs, n_visible)`` (Gaussian: ``bA + normal``);
+        * for ``k = 1 .. K``: ``log w += log p*_k(v) - log p*_{k-1}(v)``; then,
+          unless ``k = K``, one Gibbs sweep that leaves ``p_k`` invariant:
+          ``h = (u < sigmoid(beta_k a))`` (uniforms ``(n_runs, n_hidden)``),
+          ``v = (u < sigmoid((1 - beta_k) bA + beta_k (h W + bv)))``
+          (uniforms ``(n_runs, n_visible)``; Gaussian: that mean plus normal noise).
+
+        ``log Z_B = log Z_A + log mean(exp(log w))``; see :mod:`neuroplug.likelihood`.
+        """
+        betas = np.asarray(betas, dtype=np.float64)
+        dtype = W.dtype
+        gaussian = visible == "gaussian"
+        if gaussian:
+            v = base_bias + self.random_normal(rng, (n_runs, W.shape[1]), dtype)
+        else:
+            v = self.bernoulli(self.sigmoid(base_bias + self.alloc((n_runs, W.shape[1]), dtype)), rng)
+        d_bias = bv - base_bias
+        log_w = np.zeros(n_runs, dtype=np.float64)
+        for k in range(1, betas.shape[0]):
+            b_prev, b_k = dtype.type(betas[k - 1]), dtype.type(betas[k])
+            act = self.gemm(v, W, trans2=True) + bh
+            if gaussian:
+                da, db = v - base_bias, v - bv
+                visible_term = 0.5 * ((da * da).sum(axis=1) - (db * db).sum(axis=1))
+            else:
+                visible_term = v @ d_bias
+            # Per unit before summing: the two sums would cancel to a few ulps of their size.
+            hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(axis=1)
+            log_w += (betas[k] - betas[k - 1]) * np.asarray(visible_term, dtype=np.float64)
+            log_w += np.asarray(hidden_term, dtype=np.float64)
+            if k == betas.shape[0] - 1:
+                break
+            h = self.bernoulli(self.sigmoid(act * b_k), rng)
+            mean = base_bias * (1 - b_k) + (self.gemm(h, W) + bv) * b_k
+            v = mean + self.random_normal(rng, mean.shape, dtype) if gaussian else self.bernoulli(self.sigmoid(mean), rng)
+        return log_w
+
     # --------------------------------------------------------------------- SBN
     # Sigmoid belief nets (Neal 1992).  Layer 0 is the visible layer, layer L
     # the top.  Parameters come as lists so that any depth is one call:

@@ -20,7 +20,7 @@ row-major; ``W`` is ``(n_hidden, n_visible)``.
 cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, expf, fabs, fabsf, log1p, log1pf
+from libc.math cimport exp, expf, expm1, expm1f, fabs, fabsf, log, log1p, log1pf, sqrt
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
@@ -438,3 +438,201 @@ def free_energy(
         r1 = _bound(m, n_threads, t + 1)
         if r1 > r0:
             _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], r0, r1, nv, nh)
+
+
+# ---------------------------------------------------------------------------
+# Annealed importance sampling
+# ---------------------------------------------------------------------------
+cdef void _normals(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
+    """Standard normal samples by Marsaglia's polar method on the generator's doubles.
+
+    (Not NumPy's ziggurat, which its C API does not export: the same
+    distribution, other draws.)
+    """
+    cdef Py_ssize_t i = 0
+    cdef double x1, x2, r2, f
+    while i < size:
+        while True:
+            x1 = 2.0 * bg.next_double(bg.state) - 1.0
+            x2 = 2.0 * bg.next_double(bg.state) - 1.0
+            r2 = x1 * x1 + x2 * x2
+            if 0 < r2 < 1:
+                break
+        f = sqrt(-2.0 * log(r2) / r2)
+        out[i] = <floating> (f * x1)
+        if i + 1 < size:
+            out[i + 1] = <floating> (f * x2)
+        i += 2
+
+
+cdef inline floating _expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef void _ais_hidden_block(const floating* V, const floating* W, const floating* bh, const floating* bv,
+                            const floating* bA, floating* A, const floating* u, floating* H,
+                            double* inc, double* vis, int m, int nv, int nh, int j0, int j1, int i0, int i1,
+                            floating b_prev, floating b_k, bint gaussian) noexcept nogil:
+    """Hidden columns ``[j0, j1)`` and visible columns ``[i0, i1)`` of one AIS step.
+
+    ``inc[r]`` gets this block's share of ``sum_j softplus(b_k a_j) -
+    softplus(b_prev a_j)``, written as ``log1p(s expm1(db a))`` with ``s =
+    sigmoid(b_prev a)``: one exp, one expm1 and one log1p per unit give both
+    the increment and the sampling probability ``sigmoid(b_k a) = s (1 + e)
+    / (1 + s e)``, and the small increment carries no cancellation.
+    ``vis[r]`` gets the block's share of the visible term's slope in beta.
+    With ``u`` (not the last step) ``H = (u < sigmoid(b_k a))``.
+    """
+    cdef Py_ssize_t r, j, i
+    cdef floating x, s, e, p, db = b_k - b_prev, d1, d2
+    cdef double acc
+    _gemm(False, True, m, j1 - j0, nv, <floating> 1, V, nv, W + j0 * nv, nv, <floating> 0, A + j0, nh)
+    for r in range(m):
+        acc = 0
+        for j in range(j0, j1):
+            x = A[r * nh + j] + bh[j]
+            if fabs(db * x) < 1:
+                s = _sigmoid(b_prev * x)
+                e = _expm1(db * x)
+                acc += _log1p(s * e)
+                p = s * (1 + e) / (1 + s * e)
+            else:  # large steps (short schedules): the direct difference cannot overflow
+                acc += _softplus(b_k * x) - _softplus(b_prev * x)
+                p = _sigmoid(b_k * x)
+            if u != NULL:
+                H[r * nh + j] = 1 if u[r * nh + j] < p else 0
+        inc[r] = acc
+        acc = 0
+        for i in range(i0, i1):
+            if gaussian:
+                d1 = V[r * nv + i] - bA[i]
+                d2 = V[r * nv + i] - bv[i]
+                acc += 0.5 * (d1 * d1 - d2 * d2)
+            else:
+                acc += V[r * nv + i] * (bv[i] - bA[i])
+        vis[r] = acc
+
+
+cdef void _ais_visible_block(floating* V, const floating* W, const floating* bv, const floating* bA,
+                             const floating* H, const floating* noise, int m, int nv, int nh, int i0, int i1,
+                             floating b_k, bint gaussian) noexcept nogil:
+    """Visible columns ``[i0, i1)``: ``V ~ p_k(v | H)`` given uniforms or normals in ``noise``."""
+    cdef Py_ssize_t r, i
+    cdef floating mean
+    _gemm(False, False, m, i1 - i0, nh, <floating> 1, H, nh, W + i0, nv, <floating> 0, V + i0, nv)
+    for r in range(m):
+        for i in range(i0, i1):
+            mean = bA[i] * (1 - b_k) + (V[r * nv + i] + bv[i]) * b_k
+            if gaussian:
+                V[r * nv + i] = mean + noise[r * nv + i]
+            else:
+                V[r * nv + i] = 1 if noise[r * nv + i] < _sigmoid(mean) else 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def ais_log_weights(
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bh,         # IN  (n_hidden,)
+    const floating[::1] bv,         # IN  (n_visible,)
+    const floating[::1] bA,         # IN  (n_visible,) visible biases of the base model
+    const double[::1] betas,        # IN  (K + 1,) increasing from 0 to 1
+    bint gaussian,
+    object bit_generator,
+    double[::1] log_w,              # OUT (n_runs,)
+    int n_threads=1,
+):
+    """Annealed importance sampling runs of :meth:`neuroplug.ops.Ops.rbm_ais_log_weights`.
+
+    Bernoulli units draw their uniforms as the reference does (same draws);
+    Gaussian units draw their noise by the polar method (same distribution).
+    Two OpenMP regions per temperature: hidden units (with the weight
+    increment and the hidden samples), then visible units.
+    """
+    cdef int m = log_w.shape[0]
+    cdef int nh = W.shape[0]
+    cdef int nv = W.shape[1]
+    cdef int n_steps = betas.shape[0] - 1
+    if n_threads < 1:
+        n_threads = 1
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] V = np.empty((m, nv), dtype=dtype)
+    cdef floating[:, ::1] A = np.empty((m, nh), dtype=dtype)
+    cdef floating[:, ::1] H = np.empty((m, nh), dtype=dtype)
+    cdef floating[::1] U = np.empty(m * max(nh, nv), dtype=dtype)
+    cdef double[:, ::1] inc = np.zeros((n_threads, m))
+    cdef double[:, ::1] vis = np.zeros((n_threads, m))
+    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef int k, t, j0, j1, i0, i1
+    cdef Py_ssize_t r, i
+    cdef floating b_prev, b_k
+    cdef floating* u
+    cdef double total_inc, total_vis
+
+    with bit_generator.lock, nogil:
+        # Exact samples of the base model.
+        if gaussian:
+            _normals(bg, &V[0, 0], <Py_ssize_t> m * nv)
+            for r in range(m):
+                for i in range(nv):
+                    V[r, i] = V[r, i] + bA[i]
+        else:
+            _uniforms(bg, &U[0], <Py_ssize_t> m * nv)
+            for r in range(m):
+                for i in range(nv):
+                    V[r, i] = 1 if U[r * nv + i] < _sigmoid(bA[i]) else 0
+        for r in range(m):
+            log_w[r] = 0
+        for k in range(1, n_steps + 1):
+            b_prev = <floating> betas[k - 1]
+            b_k = <floating> betas[k]
+            u = NULL
+            if k < n_steps:
+                _uniforms(bg, &U[0], <Py_ssize_t> m * nh)
+                u = &U[0]
+            if n_threads == 1:
+                _ais_hidden_block(&V[0, 0], &W[0, 0], &bh[0], &bv[0], &bA[0], &A[0, 0], u, &H[0, 0],
+                                  &inc[0, 0], &vis[0, 0], m, nv, nh, 0, nh, 0, nv, b_prev, b_k, gaussian)
+            else:
+                with parallel(num_threads=n_threads):
+                    t = threadid()
+                    j0 = _bound(nh, n_threads, t)
+                    j1 = _bound(nh, n_threads, t + 1)
+                    i0 = _bound(nv, n_threads, t)
+                    i1 = _bound(nv, n_threads, t + 1)
+                    _ais_hidden_block(&V[0, 0], &W[0, 0], &bh[0], &bv[0], &bA[0], &A[0, 0], u, &H[0, 0],
+                                      &inc[t, 0], &vis[t, 0], m, nv, nh, j0, j1, i0, i1, b_prev, b_k, gaussian)
+            for r in range(m):
+                total_inc = 0
+                total_vis = 0
+                for t in range(n_threads):
+                    total_inc += inc[t, r]
+                    total_vis += vis[t, r]
+                log_w[r] += (betas[k] - betas[k - 1]) * total_vis + total_inc
+            if k == n_steps:
+                break
+            if gaussian:
+                _normals(bg, &U[0], <Py_ssize_t> m * nv)
+            else:
+                _uniforms(bg, &U[0], <Py_ssize_t> m * nv)
+            if n_threads == 1:
+                _ais_visible_block(&V[0, 0], &W[0, 0], &bv[0], &bA[0], &H[0, 0], &U[0], m, nv, nh, 0, nv,
+                                   b_k, gaussian)
+            else:
+                with parallel(num_threads=n_threads):
+                    t = threadid()
+                    i0 = _bound(nv, n_threads, t)
+                    i1 = _bound(nv, n_threads, t + 1)
+                    if i1 > i0:
+                        _ais_visible_block(&V[0, 0], &W[0, 0], &bv[0], &bA[0], &H[0, 0], &U[0], m, nv, nh,
+                                           i0, i1, b_k, gaussian)

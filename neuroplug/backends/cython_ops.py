@@ -709,3 +709,37 @@ class CythonOps(Ops):
                 X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
                 m, gaussian, bit_generator, chain, self._rbm_threads(m, W),
             ))
+
+    def rbm_ais_log_weights(
+        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
+        rng: Any,
+    ) -> np.ndarray:
+        """AIS log weights in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_ais_log_weights`).
+
+        Bernoulli units draw the reference's uniforms; Gaussian units draw
+        their noise by the polar method (same distribution, other draws).
+        """
+        from neuroplug_core import rbm as _rbm
+
+        gaussian = self._rbm_check_visible(visible)
+        n_runs = self._rbm_int(n_runs, "n_runs")
+        bit_generator = self._rbm_bit_generator(rng)
+        W, bh, bv = self._rbm_params(W, bh, bv)
+        self._check_array(base_bias, "base_bias", 1, W.dtype)
+        if int(base_bias.shape[0]) != W.shape[1]:
+            raise ValueError(
+                f"base_bias must have n_visible={W.shape[1]} entries. Received: base_bias.shape={tuple(base_bias.shape)}"
+            )
+        base_bias = self._contiguous(base_bias, W.dtype)
+        betas = np.ascontiguousarray(betas, dtype=np.float64)
+        if betas.ndim != 1 or betas.shape[0] < 2 or betas[0] != 0 or betas[-1] != 1 or not np.all(np.diff(betas) > 0):
+            raise ValueError(
+                f"betas must increase from 0 to 1 inclusive. Received: betas of shape {betas.shape}"
+            )
+        if n_runs * max(W.shape) >= 2**31:
+            raise ValueError(f"n_runs * n_units must stay below 2**31. Received: n_runs={n_runs}")
+        log_w = np.empty(n_runs, dtype=np.float64)
+        with _single_threaded_blas:
+            _rbm.ais_log_weights(W, bh, bv, base_bias, betas, gaussian, bit_generator, log_w,
+                                 self._rbm_threads(n_runs, W))
+        return log_w
