@@ -140,6 +140,14 @@ _ATTRS_DOC = """
 """
 
 
+def _unlabelled_rows(y: np.ndarray) -> np.ndarray | None:
+    """Mask of the rows marked unlabelled (``y == -1``, numeric labels only); ``None`` if there are none."""
+    if y.dtype.kind not in "iuf":
+        return None
+    mask = y == -1
+    return mask if mask.any() else None
+
+
 class CNNClassifier(ClassifierMixin, BaseCNN):
     __doc__ = (
         """Convolutional neural network classifier.
@@ -191,6 +199,10 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 "CNNClassifier supports one target column (binary or multi-class). "
                 f"Received: y.shape={y.shape}"
             )
+        # Semi-supervised use (see _prepare_semi_supervised_targets): only with a pretrainer.
+        unlabelled = _unlabelled_rows(y) if self.pretrainer is not None else None
+        if unlabelled is not None:
+            return self._prepare_semi_supervised_targets(y, unlabelled, first=first, classes=classes)
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
@@ -210,6 +222,43 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             raise ValueError(f"y holds labels that are not in {where}: {self.classes_}. Received: labels {missing}")
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
+    # ------------------------------------------------- semi-supervised use
+    # With a pretrainer, y == -1 marks an unlabelled sample, as in
+    # sklearn.semi_supervised.  The pretrainer runs before supervised training
+    # (BaseCNN._fit) and learns from every row of X; the supervised epochs use
+    # the labelled rows only.  Without a pretrainer unlabelled rows would be
+    # useless, so -1 is an ordinary class label there (binary -1/+1 labels
+    # keep working, as scikit-learn's checks require).
+    def _prepare_semi_supervised_targets(
+        self, y: np.ndarray, unlabelled: np.ndarray, *, first: bool, classes: Any = None
+    ) -> np.ndarray:
+        """Encoded targets of the labelled rows, ``-1`` for the unlabelled ones."""
+        if classes is not None and np.any(np.asarray(classes) == -1):
+            raise ValueError(
+                "-1 marks unlabelled samples (as in sklearn.semi_supervised) and cannot be a class. "
+                f"Received: classes={classes!r}"
+            )
+        if unlabelled.all():
+            raise ValueError(
+                "Every sample is marked unlabelled (y == -1); supervised training needs labelled samples. "
+                f"Received: {y.shape[0]} samples, all with y=-1"
+            )
+        encoded = np.full(y.shape[0], -1, dtype=np.int64)
+        encoded[~unlabelled] = self._prepare_targets(y[~unlabelled], first=first, classes=classes)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "The labelled samples hold a single class. Note that y == -1 marks unlabelled samples (as in "
+                "sklearn.semi_supervised), so -1 cannot be a class label: relabel the classes (e.g. 0/1). "
+                f"Received: classes {list(self.classes_)} and {int(unlabelled.sum())} samples with y=-1"
+            )
+        return encoded
+
+    def _train(self, network: Any, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
+        labelled = y >= 0  # encoded targets: -1 only for unlabelled rows
+        if not labelled.all():
+            X, y = X[labelled], y[labelled]
+        super()._train(network, X, y, epochs=epochs, early_stopping=early_stopping)
+
     def _n_outputs(self) -> int:
         return len(self.classes_)
 
@@ -226,7 +275,11 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
             Training inputs.
         y : array-like of shape (n_samples,)
-            Class labels (numbers or strings).
+            Class labels (numbers or strings).  With a ``pretrainer``, ``-1``
+            marks an unlabelled sample (as in :mod:`sklearn.semi_supervised`):
+            the pretrainer learns from every sample, supervised training uses
+            the labelled ones only.  Without a pretrainer ``-1`` is an
+            ordinary label.
 
         Returns
         -------

@@ -289,3 +289,47 @@ def test_cnn_classifier_with_cdbn_pretrainer():
     np.testing.assert_allclose(plain.network_weights_[0]["b"], 0, atol=1e-6)
     np.testing.assert_allclose(clf.network_weights_[3]["W"], plain.network_weights_[3]["W"], atol=1e-6)
     assert clf.predict(X[:5]).shape == (5,)
+
+
+# ------------------------------------------------------------ semi-supervised use
+def test_cnn_semi_supervised_fit_pretrains_on_all_rows_and_trains_on_labelled_ones(monkeypatch):
+    X, y, _ = load_digits_images()
+    X, y = X[:120], y[:120].copy()
+    y_semi = y.copy()
+    y_semi[40:] = -1  # 40 labelled, 80 unlabelled
+    seen = {}
+
+    class Recording(CDBNPretrainer):
+        def pretrain(self, network, X, *, random_state=None, verbose=0):
+            seen["pretrain"] = X.shape[0]
+            super().pretrain(network, X, random_state=random_state, verbose=verbose)
+
+    original = CNNClassifier._train_batch
+
+    def counting(self, network, xb, yb, lr):
+        seen["trained"] = seen.get("trained", 0) + xb.shape[0]
+        assert int(np.min(yb)) >= 0  # no unlabelled row reaches the loss
+        return original(self, network, xb, yb, lr)
+
+    monkeypatch.setattr(CNNClassifier, "_train_batch", counting)
+    layers = ("conv:4x3x3", "sigmoid", "maxpool:2", "dense:8", "relu")
+    clf = CNNClassifier(layers, pretrainer=Recording(n_iter=1), max_iter=1, n_threads=1, random_state=0)
+    clf.fit(X, y_semi)
+    assert seen == {"pretrain": 120, "trained": 40}
+    np.testing.assert_array_equal(clf.classes_, np.unique(y[:40]))
+    assert -1 not in clf.classes_ and clf.predict(X[:3]).shape == (3,)
+
+
+def test_cnn_semi_supervised_errors_and_plain_labels():
+    X, y, _ = load_digits_images()
+    layers = ("conv:2x3x3", "maxpool:2", "dense:4")
+    clf = CNNClassifier(layers, pretrainer=CDBNPretrainer(n_iter=1), max_iter=1, n_threads=1)
+    with pytest.raises(ValueError, match="Every sample is marked unlabelled"):
+        clf.fit(X[:10], np.full(10, -1))
+    with pytest.raises(ValueError, match="-1 cannot be a class label"):
+        clf.fit(X[:10], np.array([-1, 1] * 5))  # binary labels -1/+1 clash with the unlabelled marker
+    with pytest.raises(ValueError, match="cannot be a class"):
+        clf.partial_fit(X[:10], np.array([-1, 0, 1, 0, 1] * 2), classes=[-1, 0, 1])
+    # Without a pretrainer, -1 is an ordinary label.
+    plain = CNNClassifier(layers, max_iter=1, n_threads=1).fit(X[:10], np.array([-1, 1] * 5))
+    np.testing.assert_array_equal(plain.classes_, [-1, 1])
