@@ -168,7 +168,11 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"neuroplug train: error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t0
-    accuracy = clf.score(X_te, y_te)
+    try:
+        accuracy = clf.score(X_te, y_te)
+    except (ValueError, TypeError) as exc:  # e.g. NaN or a wrong shape only in the held-out part
+        print(f"neuroplug train: error: cannot score the test set: {exc}", file=sys.stderr)
+        return 2
     print(f"Test accuracy: {accuracy:.4f} ({len(X_te)} samples)")
     print(f"Training time: {elapsed:.1f} s for {clf.n_iter_} epoch(s) on backend {args.backend!r}")
     try:
