@@ -113,6 +113,9 @@ cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcep
 # microseconds, and far more when the cores are busy with other work.
 cdef enum:
     PARALLEL_MIN_ELEMENTS = 32768
+    PARALLEL_MIN_MACS = 1 << 23
+    # Row splits between threads fall on multiples of this (see _bound).
+    SPLIT_ALIGN = 48
 
 
 cdef bitgen_t* _bitgen(object bit_generator) except NULL:
@@ -179,59 +182,139 @@ cdef _Layers _gather(floating dummy, list Wg, list bg, list Wr, list br):
 
 
 # ---------------------------------------------------------------------------
-# Element-wise passes (parallel over rows)
+# Layer passes, threaded by blocks of rows (each OpenMP thread runs its own
+# single-threaded GEMM; the Python wrapper holds BLAS at one thread)
 # ---------------------------------------------------------------------------
-cdef void _sample_from_logits(floating* logits, const floating* bias, floating* out_u,
-                              double* logpmf, int rows, int n, bint store_probs,
-                              int n_threads) noexcept nogil:
-    """Given logits (without bias) and uniforms already drawn into ``out_u``:
-    ``a = logits + bias``; ``out_u = u < sigmoid(a)``; if ``logpmf`` is not NULL,
-    ``logpmf[r] += sum_j h a - softplus(a)``; ``logits`` becomes ``sigmoid(a)`` when
-    ``store_probs`` (else is left holding ``a``)."""
+cdef enum:
+    MODE_LOGITS = 0     # A = a
+    MODE_SAMPLE = 1     # Hout = (u < sigmoid(a)); A = sigmoid(a) or a; logpmf += h a - softplus(a)
+    MODE_LOGPMF = 2     # A = sigmoid(a); logpmf += t a - softplus(a) with t a row of `target`
+    MODE_RESIDUAL = 3   # A = target - sigmoid(a)
+
+
+cdef inline int _bound(int total, int parts, int t) noexcept nogil:
+    """Start of part ``t`` of ``[0, total)`` cut into ``parts`` parts at multiples of
+    ``SPLIT_ALIGN`` rows.
+
+    BLAS kernels compute rows in blocks of a fixed height (12, 16, 24... rows) and
+    handle a ragged last block with other code, whose rounding can differ in the
+    last bit.  Cutting at multiples of ``SPLIT_ALIGN`` leaves every part but the
+    last without a ragged block, and the last one with the same ragged block as
+    the whole matrix, so the results do not depend on the number of threads.
+    """
+    if t >= parts:
+        return total
+    return <int> (((<long long> total * t) // parts) // SPLIT_ALIGN * SPLIT_ALIGN)
+
+
+cdef inline int _threads_for(Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out, int n_threads) noexcept nogil:
+    """Threads for a ``rows x n_in x n_out`` product: one below about 8 million multiply-adds,
+    where waking threads costs more than it saves (much more on a busy machine)."""
+    if n_threads <= 1 or rows * n_in * n_out < PARALLEL_MIN_MACS:
+        return 1
+    return <int> min(<Py_ssize_t> n_threads, rows)
+
+
+cdef void _forward_block(const floating* Hin, int n_in, const floating* W, const floating* bias,
+                         floating* A, int n, int mode, const floating* U, int u_period, floating* Hout,
+                         bint store_probs, const floating* target, int period, double* logpmf,
+                         int r0, int r1) noexcept nogil:
+    """Rows ``[r0, r1)`` of ``a = Hin W + bias`` (``(rows, n)``) and the element-wise ``mode``.
+
+    The uniform of element ``(r, j)`` is ``U[(r % u_period) n + j]`` (shared blocks) or, with
+    ``u_period == 0``, ``U[r n + j]``; ``U`` may alias ``Hout``.  ``logpmf`` may be NULL
+    except in ``MODE_LOGPMF``; row sums accumulate in double precision.
+    """
     cdef Py_ssize_t r, j, o
-    cdef floating a, q, h, sp
+    cdef floating a, q, h, u, sp
     cdef double acc
-    for r in prange(rows, schedule="static", num_threads=n_threads,
-                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+    if Hin != NULL:
+        _gemm(False, False, r1 - r0, n, n_in, <floating> 1, Hin + <Py_ssize_t> r0 * n_in, n_in, W, n,
+              <floating> 0, A + <Py_ssize_t> r0 * n, n)
+    for r in range(r0, r1):
         acc = 0
         for j in range(n):
             o = r * n + j
-            a = logits[o] + bias[j]
-            if logpmf != NULL:
-                q = _sigmoid_softplus(a, &sp)
+            a = A[o] + bias[j]
+            if mode == MODE_LOGITS:
+                A[o] = a
+            elif mode == MODE_SAMPLE:
+                if logpmf != NULL:
+                    q = _sigmoid_softplus(a, &sp)
+                else:
+                    q = _sigmoid(a)
+                    sp = 0
+                u = U[(r % u_period) * n + j] if u_period > 0 else U[o]
+                h = 1 if u < q else 0
+                Hout[o] = h
+                acc = acc + h * a - sp
+                A[o] = q if store_probs else a
+            elif mode == MODE_LOGPMF:
+                A[o] = _sigmoid_softplus(a, &sp)
+                acc = acc + target[(r // period) * n + j] * a - sp
             else:
-                q = _sigmoid(a)
-                sp = 0
-            h = 1 if out_u[o] < q else 0
-            out_u[o] = h
-            acc = acc + h * a - sp
-            if store_probs:
-                logits[o] = q
-            else:
-                logits[o] = a
+                A[o] = target[o] - _sigmoid(a)
         if logpmf != NULL:
             logpmf[r] = logpmf[r] + acc
 
 
-cdef void _generative_logpmf(floating* logits, const floating* bias, const floating* target,
-                             int target_period, double* logpmf, int rows, int n,
-                             int n_threads) noexcept nogil:
-    """``a = logits + bias``; ``logpmf[r] += sum_j t_j a - softplus(a)`` with ``t`` row
-    ``r // target_period`` of ``target``; ``logits`` becomes ``sigmoid(a)``."""
-    cdef Py_ssize_t r, j, o, t
-    cdef floating a, sp
+cdef void _forward(const floating* Hin, int n_in, const floating* W, const floating* bias,
+                   floating* A, int rows, int n, int mode, const floating* U, int u_period,
+                   floating* Hout, bint store_probs, const floating* target, int period,
+                   double* logpmf, int n_threads) noexcept nogil:
+    """:func:`_forward_block` over all rows, split in blocks between OpenMP threads.
+
+    ``Hin == NULL`` skips the product (``A`` already holds ``Hin W``).  Rows are
+    independent, so the results do not depend on the number of threads.
+    """
+    cdef int nt = _threads_for(rows, n_in if Hin != NULL else 1, n, n_threads)
+    cdef int t, r0, r1
+    if nt == 1:
+        _forward_block(Hin, n_in, W, bias, A, n, mode, U, u_period, Hout, store_probs, target, period,
+                       logpmf, 0, rows)
+        return
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        r0 = _bound(rows, nt, t)
+        r1 = _bound(rows, nt, t + 1)
+        _forward_block(Hin, n_in, W, bias, A, n, mode, U, u_period, Hout, store_probs, target, period,
+                       logpmf, r0, r1)
+
+
+cdef void _update(floating* W, floating* b, const floating* inputs, const floating* delta,
+                  int rows, int n_in, int n_out, floating step, int n_threads) noexcept nogil:
+    """``W += step inputs^T delta`` and ``b += step sum_rows(delta)``; each thread owns a
+    block of rows of ``W`` and a block of ``b`` (no reduction crosses threads)."""
+    cdef int nt = _threads_for(rows, n_in, n_out, n_threads)
+    cdef int t, j0, j1
+    if nt == 1:
+        _update_block(W, b, inputs, delta, rows, n_in, n_out, step, 0, n_in, 0, n_out)
+        return
+    for t in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+        j0 = _bound(n_in, nt, t)
+        j1 = _bound(n_in, nt, t + 1)
+        _update_block(W, b, inputs, delta, rows, n_in, n_out, step, j0, j1,
+                      (<long long> n_out * t) // nt, (<long long> n_out * (t + 1)) // nt)
+
+
+cdef void _update_block(floating* W, floating* b, const floating* inputs, const floating* delta,
+                        int rows, int n_in, int n_out, floating step, int j0, int j1, int i0,
+                        int i1) noexcept nogil:
+    """Rows ``[j0, j1)`` of ``W`` (one GEMM) and entries ``[i0, i1)`` of ``b``.
+
+    The bias sums run over the rows in order in double precision, the same for
+    any split, rather than through a one-row GEMM whose rounding depends on
+    how its columns are cut.
+    """
+    cdef Py_ssize_t r, i
     cdef double acc
-    for r in prange(rows, schedule="static", num_threads=n_threads,
-                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
+    if j1 > j0:
+        _gemm(True, False, j1 - j0, n_out, rows, step, inputs + j0, n_in, delta, n_out, <floating> 1,
+              W + <Py_ssize_t> j0 * n_out, n_out)
+    for i in range(i0, i1):
         acc = 0
-        sp = 0  # assigned in the loop body, so each thread has its own (it is written through &sp)
-        t = (r // target_period) * n
-        for j in range(n):
-            o = r * n + j
-            a = logits[o] + bias[j]
-            logits[o] = _sigmoid_softplus(a, &sp)
-            acc = acc + target[t + j] * a - sp
-        logpmf[r] = logpmf[r] + acc
+        for r in range(rows):
+            acc = acc + delta[r * n_out + i]
+        b[i] = b[i] + step * <floating> acc
 
 
 cdef void _prior_logpmf(const floating* h, const floating* bias, double* logpmf, int rows, int n,
@@ -251,12 +334,12 @@ cdef void _prior_logpmf(const floating* h, const floating* bias, double* logpmf,
 
 cdef void _weighted_residual(floating* p, const floating* h, const floating* omega,
                              int rows, int n, int n_threads) noexcept nogil:
-    """``p = omega[r] * (h - p)`` row by row (``omega == NULL``: weight 1)."""
+    """``p = omega[r] * (h - p)`` row by row."""
     cdef Py_ssize_t r, j, o
     cdef floating w
     for r in prange(rows, schedule="static", num_threads=n_threads,
                       use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
-        w = omega[r] if omega != NULL else 1
+        w = omega[r]
         for j in range(n):
             o = r * n + j
             p[o] = w * (h[o] - p[o])
@@ -280,17 +363,10 @@ cdef void _ancestral(bitgen_t* rng, floating** Wg, floating** bg, floating** S, 
             s[o] = 1 if s[o] < _sigmoid(b[j]) else 0
     for l in range(n_layers - 1, -1, -1):
         nl = sizes[l]
-        _gemm(False, False, rows, nl, sizes[l + 1], <floating> 1, S[l + 1], sizes[l + 1],
-              Wg[l], nl, <floating> 0, scratch, nl)
+        # Uniforms first (in order, one thread), then product and comparison in parallel.
         _uniforms(rng, S[l], <Py_ssize_t> rows * nl)
-        _sample_from_logits(scratch, bg[l], S[l], NULL, rows, nl, False, n_threads)
-
-
-cdef void _update(floating** W, floating** b, int l, const floating* inputs, const floating* delta,
-                  const floating* ones, int rows, int n_in, int n_out, floating step) noexcept nogil:
-    """``W[l] += step inputs^T delta`` and ``b[l] += step sum_rows(delta)`` (two GEMMs)."""
-    _gemm(True, False, n_in, n_out, rows, step, inputs, n_in, delta, n_out, <floating> 1, W[l], n_out)
-    _gemm(False, False, 1, n_out, rows, step, ones, rows, delta, n_out, <floating> 1, b[l], n_out)
+        _forward(S[l + 1], sizes[l + 1], Wg[l], bg[l], scratch, rows, nl, MODE_SAMPLE, S[l], 0, S[l],
+                 False, NULL, 1, NULL, n_threads)
 
 
 # ---------------------------------------------------------------------------
@@ -344,7 +420,6 @@ def wake_sleep_epoch(
     cdef floating[::1] vec
     cdef double[::1] dvec
     cdef floating* scratch_p
-    cdef floating* ones_p
     cdef floating* omega_p
     cdef double* logq_p
     cdef double* logp_p
@@ -371,10 +446,6 @@ def wake_sleep_epoch(
         keep.append(arr)
         buf = arr
         scratch_p = &buf[0, 0]
-        arr = np.ones(max_rows, dtype=dtype)
-        keep.append(arr)
-        vec = arr
-        ones_p = &vec[0]
         arr = np.empty(max_rows, dtype=dtype)
         keep.append(arr)
         vec = arr
@@ -386,7 +457,7 @@ def wake_sleep_epoch(
         logp_p = &dvec[max_rows]
         dtop_p = &dvec[2 * max_rows]
         total = _epoch(&X[0, 0], n, pWg, pbg, pWr, pbr, sizes, L, K, learning_rate, batch_size,
-                       H, Q, P, S, scratch_p, ones_p, omega_p, logq_p, logp_p, dtop_p,
+                       H, Q, P, S, scratch_p, omega_p, logq_p, logp_p, dtop_p,
                        bit_generator, n_threads)
     finally:
         free(H); free(Q); free(P); free(S)
@@ -396,7 +467,7 @@ def wake_sleep_epoch(
 cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, floating** Wr, floating** br,
                    const int* sizes, int L, int K, double learning_rate, int batch_size,
                    floating** H, floating** Q, floating** P, floating** S, floating* scratch,
-                   const floating* ones, floating* omega, double* logq, double* logp, double* dtop,
+                   floating* omega, double* logq, double* logp, double* dtop,
                    object bit_generator, int n_threads) except? -1:
     cdef bitgen_t* rng = _bitgen(bit_generator)
     cdef int n0 = sizes[0]
@@ -427,18 +498,15 @@ cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, float
                 logq[r] = 0
             for l in range(L):
                 nl = sizes[l + 1]
-                _gemm(False, False, M, nl, sizes[l], <floating> 1, H[l], sizes[l], Wr[l], nl,
-                      <floating> 0, Q[l + 1], nl)
                 _uniforms(rng, H[l + 1], <Py_ssize_t> M * nl)
-                _sample_from_logits(Q[l + 1], br[l], H[l + 1], logq, M, nl, True, n_threads)
+                _forward(H[l], sizes[l], Wr[l], br[l], Q[l + 1], M, nl, MODE_SAMPLE, H[l + 1], 0, H[l + 1],
+                         True, NULL, 1, logq, n_threads)
 
             # log p(x, h): the top prior, then every conditional (P[l] = p(h_l = 1 | h_{l+1}))
             _prior_logpmf(H[L], bg[L], logp, M, sizes[L], n_threads)
             for l in range(L):
-                nl = sizes[l]
-                _gemm(False, False, M, nl, sizes[l + 1], <floating> 1, H[l + 1], sizes[l + 1], Wg[l], nl,
-                      <floating> 0, P[l], nl)
-                _generative_logpmf(P[l], bg[l], H[l], 1, logp, M, nl, n_threads)
+                _forward(H[l + 1], sizes[l + 1], Wg[l], bg[l], P[l], M, sizes[l], MODE_LOGPMF, NULL, 0, NULL,
+                         False, H[l], 1, logp, n_threads)
 
             # Normalised importance weights per data row, and the bound.
             for i in range(m):
@@ -462,36 +530,24 @@ cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, float
                     dtop[j] = dtop[j] + omega[r] * (H[L][r * nl + j] - prior)
             for l in range(L):
                 _weighted_residual(P[l], H[l], omega, M, sizes[l], n_threads)
-                _update(Wg, bg, l, H[l + 1], P[l], ones, M, sizes[l + 1], sizes[l], step)
+                _update(Wg[l], bg[l], H[l + 1], P[l], M, sizes[l + 1], sizes[l], step, n_threads)
             for j in range(nl):
                 bg[L][j] = bg[L][j] + step * <floating> dtop[j]
             if K > 1:
                 # q-wake: half a step along the omega-weighted gradient of log q(h | x).
                 for l in range(L):
                     _weighted_residual(Q[l + 1], H[l + 1], omega, M, sizes[l + 1], n_threads)
-                    _update(Wr, br, l, H[l], Q[l + 1], ones, M, sizes[l], sizes[l + 1], q_step)
+                    _update(Wr[l], br[l], H[l], Q[l + 1], M, sizes[l], sizes[l + 1], q_step, n_threads)
 
             # ---- sleep: fantasies from the updated generative model train q.
             _ancestral(rng, Wg, bg, S, scratch, sizes, L, m, n_threads)
             for l in range(L):
                 nl = sizes[l + 1]
-                _gemm(False, False, m, nl, sizes[l], <floating> 1, S[l], sizes[l], Wr[l], nl,
-                      <floating> 0, scratch, nl)
-                _recognition_residual(scratch, br[l], S[l + 1], m, nl, n_threads)
-                _update(Wr, br, l, S[l], scratch, ones, m, sizes[l], nl, q_step)
+                _forward(S[l], sizes[l], Wr[l], br[l], scratch, m, nl, MODE_RESIDUAL, NULL, 0, NULL,
+                         False, S[l + 1], 1, NULL, n_threads)
+                _update(Wr[l], br[l], S[l], scratch, m, sizes[l], nl, q_step, n_threads)
     H[0] = H0
     return total
-
-
-cdef void _recognition_residual(floating* logits, const floating* bias, const floating* h,
-                                int rows, int n, int n_threads) noexcept nogil:
-    """``logits = h - sigmoid(logits + bias)``."""
-    cdef Py_ssize_t r, j, o
-    for r in prange(rows, schedule="static", num_threads=n_threads,
-                      use_threads_if=<Py_ssize_t> rows * n >= PARALLEL_MIN_ELEMENTS):
-        for j in range(n):
-            o = r * n + j
-            logits[o] = h[o] - _sigmoid(logits[o] + bias[j])
 
 
 # ---------------------------------------------------------------------------
@@ -612,9 +668,9 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
                      int n_threads) except -1:
     cdef bitgen_t* rng = _bitgen(bit_generator)
     cdef int n0 = sizes[0], n1 = sizes[1]
-    cdef int blk, start, b, BK, l, nl
+    cdef int blk, start, b, BK, l
     cdef Py_ssize_t r, i, j, k, o
-    cdef floating a, h, spf
+    cdef floating h, spf
     cdef double acc, sp
     with bit_generator.lock, nogil:
         for l in range(1, L + 1):
@@ -625,15 +681,14 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
             b = min(B, n - start)
             BK = b * K
             # Layer 1: logits once per row, then K samples from the shared uniforms.
-            _gemm(False, False, b, n1, n0, <floating> 1, X + <Py_ssize_t> start * n0, n0, Wr[0], n1,
-                  <floating> 0, scratch, n1)
+            _forward(X + <Py_ssize_t> start * n0, n0, Wr[0], br[0], scratch, b, n1, MODE_LOGITS, NULL, 0, NULL,
+                     False, NULL, 1, NULL, n_threads)
             for i in prange(b, schedule="static", num_threads=n_threads,
                               use_threads_if=<Py_ssize_t> b * n1 >= PARALLEL_MIN_ELEMENTS):
                 sp = 0
                 spf = 0  # private to each thread: it is written through &spf
                 for j in range(n1):
                     o = i * n1 + j
-                    scratch[o] = scratch[o] + br[0][j]
                     q1[o] = _sigmoid_softplus(scratch[o], &spf)
                     sp = sp + spf
                 sp1[i] = sp
@@ -649,31 +704,17 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
                 logq[r] = acc - sp1[i]
             # Deeper recognition layers: uniform k of the shared block for sample k.
             for l in range(1, L):
-                nl = sizes[l + 1]
-                _gemm(False, False, BK, nl, sizes[l], <floating> 1, H[l], sizes[l], Wr[l], nl,
-                      <floating> 0, scratch, nl)
-                for r in prange(BK, schedule="static", num_threads=n_threads,
-                                  use_threads_if=<Py_ssize_t> BK * nl >= PARALLEL_MIN_ELEMENTS):
-                    k = r % K
-                    acc = 0
-                    spf = 0  # private to each thread: it is written through &spf
-                    for j in range(nl):
-                        o = r * nl + j
-                        a = scratch[o] + br[l][j]
-                        h = 1 if U[l + 1][k * nl + j] < _sigmoid_softplus(a, &spf) else 0
-                        H[l + 1][o] = h
-                        acc = acc + h * a - spf
-                    logq[r] = logq[r] + acc
+                _forward(H[l], sizes[l], Wr[l], br[l], scratch, BK, sizes[l + 1], MODE_SAMPLE, U[l + 1], K,
+                         H[l + 1], False, NULL, 1, logq, n_threads)
             # log p(x, h): prior, then the conditionals (the visible target is row r // K of X).
             _prior_logpmf(H[L], bg[L], logp, BK, sizes[L], n_threads)
             for l in range(L):
-                nl = sizes[l]
-                _gemm(False, False, BK, nl, sizes[l + 1], <floating> 1, H[l + 1], sizes[l + 1], Wg[l], nl,
-                      <floating> 0, scratch, nl)
                 if l == 0:
-                    _generative_logpmf(scratch, bg[0], X + <Py_ssize_t> start * n0, K, logp, BK, nl, n_threads)
+                    _forward(H[1], sizes[1], Wg[0], bg[0], scratch, BK, n0, MODE_LOGPMF, NULL, 0, NULL,
+                             False, X + <Py_ssize_t> start * n0, K, logp, n_threads)
                 else:
-                    _generative_logpmf(scratch, bg[l], H[l], 1, logp, BK, nl, n_threads)
+                    _forward(H[l + 1], sizes[l + 1], Wg[l], bg[l], scratch, BK, sizes[l], MODE_LOGPMF, NULL, 0,
+                             NULL, False, H[l], 1, logp, n_threads)
             for r in range(BK):
                 out[<Py_ssize_t> start * K + r] = <floating> (logp[r] - logq[r])
     return 0

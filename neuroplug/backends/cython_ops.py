@@ -371,7 +371,9 @@ class CythonOps(Ops):
     # --------------------------------------------------------------------- SBN
     # Sigmoid belief nets: neuroplug_core.sbn runs a whole wake-sleep epoch,
     # ancestral sampling and the importance weights without the GIL, drawing
-    # from the NumPy generator in the reference's order (same samples).
+    # from the NumPy generator in the reference's order (same samples).  The
+    # kernels split their products between OpenMP threads by blocks of rows,
+    # each thread calling a single-threaded BLAS.
     @staticmethod
     def _sbn_bit_generator(rng: Any) -> Any:
         bit_generator = getattr(rng, "bit_generator", None)
@@ -418,10 +420,11 @@ class CythonOps(Ops):
         self._sbn_check_int32(min(batch_size, X.shape[0]) * K, sizes)
         batch_size = min(batch_size, int(X.shape[0]))
         X = np.ascontiguousarray(X)
-        return float(_sbn.wake_sleep_epoch(
-            X, list(Wg), list(bg), list(Wr), list(br), learning_rate, batch_size, K, bit_generator,
-            effective_n_threads(self.n_threads),
-        ))
+        with _single_threaded_blas:
+            return float(_sbn.wake_sleep_epoch(
+                X, list(Wg), list(bg), list(Wr), list(br), learning_rate, batch_size, K, bit_generator,
+                effective_n_threads(self.n_threads),
+            ))
 
     def sbn_sample(self, Wg: Sequence[Any], bg: Sequence[Any], n_samples: int, rng: Any) -> list[Any]:
         """Ancestral samples of every layer in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_sample`)."""
@@ -434,7 +437,8 @@ class CythonOps(Ops):
         Wg = [np.ascontiguousarray(w) for w in Wg]
         bg = [np.ascontiguousarray(b) for b in bg]
         out = [np.empty((n_samples, n), dtype=Wg[0].dtype) for n in sizes]
-        _sbn.sample(Wg, bg, out, bit_generator, effective_n_threads(self.n_threads))
+        with _single_threaded_blas:
+            _sbn.sample(Wg, bg, out, bit_generator, effective_n_threads(self.n_threads))
         return out
 
     def sbn_log_importance_weights(
@@ -451,7 +455,8 @@ class CythonOps(Ops):
         X = np.ascontiguousarray(X)
         params = [[np.ascontiguousarray(a) for a in p] for p in (Wg, bg, Wr, br)]
         out = np.empty((X.shape[0], n_samples), dtype=X.dtype)
-        _sbn.log_importance_weights(X, *params, out, bit_generator, effective_n_threads(self.n_threads))
+        with _single_threaded_blas:
+            _sbn.log_importance_weights(X, *params, out, bit_generator, effective_n_threads(self.n_threads))
         return out
 
     # ----------------------------------------------------------------- ConvRBM

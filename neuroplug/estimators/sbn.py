@@ -76,7 +76,7 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     ----------
     hidden_layer_sizes : int or tuple of int, default=(100,)
         Units per hidden layer, from the one above the data to the top.
-    learning_rate : float, default=0.02
+    learning_rate : float, default=0.1
         Step size of the wake and sleep updates (the gradients are means
         over the mini-batch).
     batch_size : int, default=20
@@ -211,7 +211,7 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
         *,
-        learning_rate: float = 0.02,
+        learning_rate: float = 0.1,
         batch_size: int = 20,
         max_iter: int = 10,
         n_importance_samples: int = 1,

@@ -69,7 +69,7 @@ class SBNPretrainer(Pretrainer):
         Wake-sleep step size.
     batch_size : int, default=20
         Rows per wake-sleep mini-batch.
-    max_iter : int, default=5
+    max_iter : int, default=10
         Epochs per SBN (per layer in greedy mode).
     n_importance_samples : int, default=1
         ``K`` of reweighted wake-sleep (``1``: classic wake-sleep).
@@ -107,7 +107,7 @@ class SBNPretrainer(Pretrainer):
         mode: str = "greedy",
         learning_rate: float = 0.1,
         batch_size: int = 20,
-        max_iter: int = 5,
+        max_iter: int = 10,
         n_importance_samples: int = 1,
         scaling: str = "auto",
         binarize: float | None = None,

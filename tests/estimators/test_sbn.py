@@ -325,3 +325,38 @@ def test_pretrainer_binarizes_first_layer_inputs_only():
     second = SigmoidBeliefNet((3,), binarize=None, random_state=rs.randint(2**31 - 1), **kw).fit(first.transform(X))
     np.testing.assert_array_equal(net.layers[0].get_weights()["W"], first.recognition_weights_[0])
     np.testing.assert_array_equal(net.layers[2].get_weights()["W"], second.recognition_weights_[0])
+
+
+class _RecordingSBN(SBNPretrainer):
+    """Records the weights the pretrainer leaves in the network (class-level: the estimator clones it)."""
+
+    records: list = []
+
+    def pretrain(self, network, X, *, random_state=None, verbose=0):
+        before = network.get_weights()
+        super().pretrain(network, X, random_state=random_state, verbose=verbose)
+        type(self).records.append((before, network.get_weights(), X.shape))
+
+
+def test_cnn_classifier_with_the_sbn_pretrainer():
+    from sklearn.datasets import load_digits
+
+    from neuroplug.estimators import CNNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400] / 16, y[:400]
+    _RecordingSBN.records = []
+    clf = CNNClassifier(layers=("dense:32", "sigmoid", "dense:16", "sigmoid"),
+                        pretrainer=_RecordingSBN(max_iter=20, learning_rate=0.3),
+                        max_iter=15, learning_rate=1e-2, random_state=0, n_threads=1).fit(X, y)
+    (before, after, shape), = _RecordingSBN.records
+    assert shape == (400, 64)
+    # Both hidden dense layers (0 and 2) were initialised from an SBN; the output layer (4) was not.
+    for i in (0, 2):
+        assert not np.array_equal(before[i]["W"], after[i]["W"])
+    np.testing.assert_array_equal(before[4]["W"], after[4]["W"])
+    assert clf.score(X, y) > 0.85
+    # By name, through the plugin registry.
+    named = CNNClassifier(layers=("dense:16", "sigmoid"), pretrainer="sbn", max_iter=3, random_state=0,
+                          n_threads=1).fit(X[:100], y[:100])
+    assert named.predict(X[:5]).shape == (5,)
