@@ -27,8 +27,14 @@ __all__ = [
 ]
 
 
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite (usually: the learning rate is too high)."""
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite (usually: the learning rate is too high).
+
+    Also a ``ValueError``: as in scikit-learn (whose MLP raises ``ValueError``
+    when its weights become non-finite), the usual cause is input that needs
+    scaling, so ``except ValueError`` around ``fit`` catches bad input of
+    every kind.
+    """
 
 
 class Loss:
