@@ -27,6 +27,7 @@ from ..likelihood import (
     rbm_log_partition_ais,
     rbm_log_partition_exact,
 )
+from ..network import TrainingDivergedError
 from ..ops import Ops
 
 __all__ = ["RBM"]
@@ -345,11 +346,12 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     diff = monitor - ops.rbm_visible_means(ph, W, bv, self.visible)
                     err = float((diff * diff).sum()) / int(monitor.shape[0])
                 if not math.isfinite(err):
-                    raise FloatingPointError(
+                    raise TrainingDivergedError(
                         f"CD training diverged: the reconstruction error became {err}. Try a lower "
                         f"learning_rate (it was {self.learning_rate:g})"
                         + (" or standardise X (Gaussian visible units have unit variance)."
-                           if self.visible == "gaussian" else ".")
+                           if self.visible == "gaussian" else
+                           " or scale X to [0, 1] (Bernoulli visible units model probabilities).")
                     )
                 self.reconstruction_errors_.append(float(err))
                 self.n_iter_ += 1
