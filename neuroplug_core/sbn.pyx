@@ -18,9 +18,11 @@ Layout (row-major, layer 0 visible, layer L top; see the reference):
 arrive as Python lists of arrays; their data pointers are gathered into C
 arrays before the GIL is released.
 
-Matrix products use SciPy's BLAS (``scipy.linalg.cython_blas``); element-wise
-work runs in OpenMP ``prange`` loops over rows, each row reducing into its own
-accumulator.  Nothing here validates its arguments:
+Matrix products use SciPy's BLAS (``scipy.linalg.cython_blas``), single-threaded
+(the wrapper holds it at one thread): a product and the element-wise work on its
+result are split between OpenMP threads by blocks of rows, each row reducing into
+its own accumulator, so no result depends on the number of threads.  Small
+products run on one thread.  Nothing here validates its arguments:
 :class:`neuroplug.backends.cython_ops.CythonOps` checks shapes, dtypes,
 contiguity and writability first (DESIGN rule 4).
 """
