@@ -882,6 +882,56 @@ class TorchOps(Ops):
             v = self.rbm_sample_visible(h, W, bv, visible, rng)
         return v
 
+    def rbm_ais_log_weights(
+        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
+        rng: Any,
+    ) -> np.ndarray:
+        """Log importance weights of ``n_runs`` annealed importance sampling runs, as float64 NumPy.
+
+        The annealing path, Gibbs sweeps and random draws of
+        :meth:`neuroplug.ops.Ops.rbm_ais_log_weights`, with every run on the
+        device at once; the weights accumulate in float64 on the device and
+        are read back once, at the end.
+        """
+        self._check_visible(visible)
+        self._check_rng(rng)
+        if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
+            raise ValueError(f"n_runs must be an int >= 1. Received: n_runs={n_runs!r}")
+        W, bh, bv, base_bias = self._in(W), self._in(bh), self._in(bv), self._in(base_bias)
+        betas = np.asarray(betas, dtype=np.float64)
+        np_dtype = self._dtypes(W.dtype)[0]
+        gaussian = visible == "gaussian"
+        n_visible = int(W.shape[1])
+        if gaussian:
+            v = base_bias + self.random_normal(rng, (n_runs, n_visible), W.dtype)
+        else:
+            v = self.bernoulli(torch.sigmoid(base_bias).expand(n_runs, n_visible), rng)
+        d_bias = bv - base_bias
+        log_w = torch.zeros(n_runs, dtype=torch.float64, device=self.torch_device)
+        Wt = W.t()
+        for k in range(1, betas.shape[0]):
+            # The betas rounded to the weights' dtype, as the reference multiplies by them.
+            b_prev, b_k = float(np_dtype.type(betas[k - 1])), float(np_dtype.type(betas[k]))
+            act = torch.addmm(bh, v, Wt)
+            if gaussian:
+                da, db = v - base_bias, v - bv
+                visible_term = 0.5 * ((da * da).sum(dim=1) - (db * db).sum(dim=1))
+            else:
+                visible_term = torch.mv(v, d_bias)
+            # Per unit before summing: the two sums would cancel to a few ulps of their size.
+            hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(dim=1)
+            log_w.add_(visible_term.to(torch.float64), alpha=float(betas[k] - betas[k - 1]))
+            log_w.add_(hidden_term.to(torch.float64))
+            if k == betas.shape[0] - 1:
+                break
+            h = self.bernoulli(torch.sigmoid(act * b_k), rng)
+            mean = base_bias * (1 - b_k) + torch.addmm(bv, h, W) * b_k
+            if gaussian:
+                v = mean + self.random_normal(rng, mean.shape, mean.dtype)
+            else:
+                v = self.bernoulli(torch.sigmoid(mean), rng)
+        return self.to_numpy(log_w)
+
     def cd_epoch(
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,

@@ -479,3 +479,41 @@ def test_remembered_conv_checks_still_refuse_bad_calls():
     with pytest.raises(TypeError, match="same dtype"):
         tops.conv2d(x.double(), w, stride=2)
     tops.conv2d(x, w, stride=[2, 2])  # unhashable arguments take the full path
+
+
+def _replay_draws(ops, seed):
+    """Make ``ops`` draw uniforms, normals and Bernoulli samples from one fixed NumPy stream."""
+    gen = np.random.default_rng(seed)
+
+    def np_dtype(dtype):
+        return np.dtype(str(dtype).replace("torch.", ""))
+
+    def random_uniform(rng, shape, dtype=np.float32):
+        return ops.asarray(gen.random(tuple(int(s) for s in shape)).astype(np_dtype(dtype)))
+
+    def random_normal(rng, shape, dtype=np.float32, scale=1.0):
+        return ops.asarray((scale * gen.standard_normal(tuple(int(s) for s in shape))).astype(np_dtype(dtype)))
+
+    def bernoulli(p, rng):
+        u = random_uniform(rng, p.shape, p.dtype)
+        return (u < p).to(p.dtype) if isinstance(p, torch.Tensor) else (u < p).astype(p.dtype)
+
+    ops.random_uniform, ops.random_normal, ops.bernoulli = random_uniform, random_normal, bernoulli
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_rbm_ais_log_weights(tops, ref, dtype, rbm_params, visible):
+    p = rbm_params
+    base = np.full(6, 0.1, dtype=dtype)
+    betas = np.linspace(0.0, 1.0, 7)
+    _replay_draws(tops, 13)
+    _replay_draws(ref, 13)
+    got = tops.rbm_ais_log_weights(tops.asarray(p["W"]), tops.asarray(p["bh"]), tops.asarray(p["bv"]),
+                                   tops.asarray(base), betas, n_runs=5, visible=visible, rng=tops.make_rng(0))
+    want = ref.rbm_ais_log_weights(p["W"], p["bh"], p["bv"], base, betas, n_runs=5, visible=visible,
+                                   rng=ref.make_rng(0))
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == (5,)
+    close(got, want, dtype, scale=5)
+    with pytest.raises(ValueError, match="n_runs must be an int >= 1"):
+        tops.rbm_ais_log_weights(tops.asarray(p["W"]), tops.asarray(p["bh"]), tops.asarray(p["bv"]),
+                                 tops.asarray(base), betas, n_runs=0, visible=visible, rng=tops.make_rng(0))
