@@ -267,7 +267,43 @@ cdef extern from *:
         if (len > 0) _mm512_mask_storeu_ps(d, (__mmask16)((1u << len) - 1u), z);
     }
 
-    /* Runs of one column panel: output positions p0 .. p0+ncols-1 split by output row. */
+    /* AVX2 counterparts: masked moves through vmaskmovps (masked-off lanes never fault). */
+    __attribute__((target("avx2,fma")))
+    static inline __m256i np_mask_y(long len) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)len), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+
+    __attribute__((target("avx2,fma")))
+    static inline void np_copy_y(float* d, const float* s, long len) {
+        while (len >= 8) { _mm256_storeu_ps(d, _mm256_loadu_ps(s)); d += 8; s += 8; len -= 8; }
+        if (len > 0) { __m256i m = np_mask_y(len); _mm256_maskstore_ps(d, m, _mm256_maskload_ps(s, m)); }
+    }
+
+    __attribute__((target("avx2,fma")))
+    static inline void np_add_y(float* d, const float* s, long len) {
+        while (len >= 8) {
+            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(s)));
+            d += 8; s += 8; len -= 8;
+        }
+        if (len > 0) {
+            __m256i m = np_mask_y(len);
+            _mm256_maskstore_ps(d, m, _mm256_add_ps(_mm256_maskload_ps(d, m), _mm256_maskload_ps(s, m)));
+        }
+    }
+
+    __attribute__((target("avx2,fma")))
+    static inline void np_zero_y(float* d, long len) {
+        __m256 z = _mm256_setzero_ps();
+        while (len >= 8) { _mm256_storeu_ps(d, z); d += 8; len -= 8; }
+        if (len > 0) _mm256_maskstore_ps(d, np_mask_y(len), z);
+    }
+
+    typedef void (*np_move_fn)(float*, const float*, long);
+    typedef void (*np_zero_fn)(float*, long);
+
+    /* Runs of one column panel (at most PB_RUNS_MAX positions): output positions
+       p0 .. p0+ncols-1 split by output row. */
+    #define PB_RUNS_MAX 256
     typedef struct { long dst, oh, ow, len; } np_run;
 
     static int np_runs(long p0, long ncols, long OW, np_run* runs) {
@@ -284,10 +320,12 @@ cdef extern from *:
     }
 
     /* B panel of the forward pass, stride 1: bp[k - k0][c] = col[k][p0 + c],
-       col[(ci, i, j)][(oh, ow)] = xp[ci][oh + i][ow + j]. */
-    __attribute__((target("avx512f")))
-    static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
-                                      long p0, long ncols, long k0, long kc, int NR, float* bp)
+       col[(ci, i, j)][(oh, ow)] = xp[ci][oh + i][ow + j].  The body is inlined
+       into one function per ISA with that ISA's vector moves. */
+    static inline __attribute__((always_inline))
+    void np_pack_b_im2col_s1_body(np_move_fn copy, np_zero_fn zero,
+                                  const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                  long p0, long ncols, long k0, long kc, int NR, float* bp)
     {
         np_run runs[64];
         int nr = np_runs(p0, ncols, OW, runs), t;
@@ -296,8 +334,35 @@ cdef extern from *:
             float* d = bp + k * NR;
             const float* s = xp + (c * Hp + i) * Wp + j;
             for (t = 0; t < nr; ++t)
-                np_copy_z(d + runs[t].dst, s + runs[t].oh * Wp + runs[t].ow, runs[t].len);
-            if (ncols < NR) np_zero_z(d + ncols, NR - ncols);
+                copy(d + runs[t].dst, s + runs[t].oh * Wp + runs[t].ow, runs[t].len);
+            if (ncols < NR) zero(d + ncols, NR - ncols);
+            if (++j == KW) { j = 0; if (++i == KH) { i = 0; ++c; } }
+        }
+    }
+
+    __attribute__((target("avx512f")))
+    static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                      long p0, long ncols, long k0, long kc, int NR, float* bp)
+    { np_pack_b_im2col_s1_body(np_copy_z, np_zero_z, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
+
+    __attribute__((target("avx2,fma")))
+    static void np_pack_b_im2col_s1_y(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                      long p0, long ncols, long k0, long kc, int NR, float* bp)
+    { np_pack_b_im2col_s1_body(np_copy_y, np_zero_y, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
+
+    /* col2im of one column panel, stride 1, one row at a time (AVX2). */
+    __attribute__((target("avx2,fma")))
+    static void np_col2im_s1_y(const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW, long OW,
+                               long p0, long ncols, float* dxp)
+    {
+        np_run runs[64];
+        int nr = np_runs(p0, ncols, OW, runs), t;
+        long k, c = 0, i = 0, j = 0;
+        for (k = 0; k < K; ++k) {
+            const float* s = dcol + k * ld;
+            float* d = dxp + (c * Hp + i) * Wp + j;
+            for (t = 0; t < nr; ++t)
+                np_add_y(d + runs[t].oh * Wp + runs[t].ow, s + runs[t].dst, runs[t].len);
             if (++j == KW) { j = 0; if (++i == KH) { i = 0; ++c; } }
         }
     }
@@ -343,14 +408,23 @@ cdef extern from *:
     }
 
     /* B panel from rows of a row-major matrix: bp[k][c] = src[k*lds + c0 + c], zero beyond ncols. */
-    __attribute__((target("avx512f")))
-    static void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {
+    static inline __attribute__((always_inline))
+    void np_pack_b_rows_body(np_move_fn copy, np_zero_fn zero,
+                             const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {
         long k;
         for (k = 0; k < kc; ++k) {
-            np_copy_z(bp + k * NR, src + k * lds + c0, ncols);
-            if (ncols < NR) np_zero_z(bp + k * NR + ncols, NR - ncols);
+            copy(bp + k * NR, src + k * lds + c0, ncols);
+            if (ncols < NR) zero(bp + k * NR + ncols, NR - ncols);
         }
     }
+
+    __attribute__((target("avx512f")))
+    static void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp)
+    { np_pack_b_rows_body(np_copy_z, np_zero_z, src, lds, kc, c0, ncols, NR, bp); }
+
+    __attribute__((target("avx2,fma")))
+    static void np_pack_b_rows_y(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp)
+    { np_pack_b_rows_body(np_copy_y, np_zero_y, src, lds, kc, c0, ncols, NR, bp); }
 
     /* Sum of a float32 row in 16 lanes (fixed order, so deterministic), as double. */
     __attribute__((target("avx512f")))
@@ -371,9 +445,10 @@ cdef extern from *:
        For one position the K entries are runs of KW contiguous input values. */
     typedef struct { long src, dst, len; } np_seg;
 
-    __attribute__((target("avx512f")))
-    static void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
-                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
+    static inline __attribute__((always_inline))
+    void np_pack_b_im2row_body(np_move_fn copy, np_zero_fn zero,
+                               const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                               long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
     {
         np_seg segs[64];
         int ns = 0, t;
@@ -391,15 +466,22 @@ cdef extern from *:
             float* d = bp + p * NR;
             const float* s = xp + oh * SH * Wp + ow * SW;
             for (t = 0; t < ns; ++t)
-                np_copy_z(d + segs[t].dst, s + segs[t].src, segs[t].len);
-            if (nk < NR) np_zero_z(d + nk, NR - nk);
+                copy(d + segs[t].dst, s + segs[t].src, segs[t].len);
+            if (nk < NR) zero(d + nk, NR - nk);
             if (++ow == OW) { ow = 0; ++oh; }
         }
     }
 
-    /* A panels from M rows of a row-major matrix: ap[mp][k][r] = src[(mp*6 + r)*lds + k],
-       rows >= M zero; a 6 x 16 block is interleaved in registers (3 permutes and
-       2 blends per output vector). */
+    __attribute__((target("avx512f")))
+    static void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
+    { np_pack_b_im2row_body(np_copy_z, np_zero_z, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
+
+    __attribute__((target("avx2,fma")))
+    static void np_pack_b_im2row_y(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
+    { np_pack_b_im2row_body(np_copy_y, np_zero_y, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
+
     static int32_t np_il_idx[6][16];
     static __mmask16 np_il_m23[6], np_il_m45[6];
 
@@ -451,6 +533,104 @@ cdef extern from *:
             }
         }
     }
+
+    /* out[t*6 + r] = rows[r][t] for t < len (rows[r] NULL: zeros): six rows
+       interleaved for an A panel, 16 columns at a time (3 permutes and 2 blends
+       per output vector). */
+    __attribute__((target("avx512f")))
+    static void np_interleave6_z(const float* const* rows, long len, float* out)
+    {
+        long k0, q, r;
+        for (k0 = 0; k0 < len; k0 += 16) {
+            long n = len - k0 < 16 ? len - k0 : 16;
+            __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+            __m512 R[6];
+            for (r = 0; r < 6; ++r)
+                R[r] = rows[r] ? _mm512_maskz_loadu_ps(m, rows[r] + k0) : _mm512_setzero_ps();
+            for (q = 0; q < 6; ++q) {
+                long done = 16 * q, todo = 6 * n - done;
+                __m512i ix;
+                __m512 v;
+                if (todo <= 0) break;
+                ix = _mm512_loadu_si512((const void*)np_il_idx[q]);
+                v = _mm512_permutex2var_ps(R[0], ix, R[1]);
+                v = _mm512_mask_blend_ps(np_il_m23[q], v, _mm512_permutex2var_ps(R[2], ix, R[3]));
+                v = _mm512_mask_blend_ps(np_il_m45[q], v, _mm512_permutex2var_ps(R[4], ix, R[5]));
+                if (todo >= 16) _mm512_storeu_ps(out + k0 * 6 + done, v);
+                else _mm512_mask_storeu_ps(out + k0 * 6 + done, (__mmask16)((1u << todo) - 1u), v);
+            }
+        }
+    }
+
+    /* A panels of the transposed weight gradient: the im2col matrix itself, rows
+       k (all K of them, by panels of 6) against positions p0 .. p0+pb-1, read
+       from the padded input (stride 1): ap[mp][p][r] = xp[c][oh + i][ow + j]. */
+    __attribute__((target("avx512f")))
+    static void np_pack_a_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW, long K,
+                                      long mp, long p0, long pb, float* ap)
+    {
+        np_run runs[PB_RUNS_MAX];
+        int nr = np_runs(p0, pb, OW, runs), t;
+        long r, base[6];
+        const float* rows[6];
+        for (r = 0; r < 6; ++r) {
+            long k = mp * 6 + r;
+            if (k < K) {
+                long c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
+                base[r] = (c * Hp + i) * Wp + j;
+            } else {
+                base[r] = -1;
+            }
+        }
+        for (t = 0; t < nr; ++t) {
+            long off = runs[t].oh * Wp + runs[t].ow;
+            for (r = 0; r < 6; ++r) rows[r] = base[r] >= 0 ? xp + base[r] + off : NULL;
+            np_interleave6_z(rows, runs[t].len, ap + runs[t].dst * 6);
+        }
+    }
+
+    /* B panel from the transposed rows of dy: bp[p][c] = src[c*lds + p] for
+       c < nf and p < pb, zero for nf <= c < 64 (16 x 16 blocks transposed in registers). */
+    __attribute__((target("avx512f")))
+    static void np_pack_b_transposed_z(const float* src, long lds, long nf, long pb, float* bp)
+    {
+        long p0, c0, r;
+        for (p0 = 0; p0 < pb; p0 += 16) {
+            long np_ = pb - p0 < 16 ? pb - p0 : 16;
+            __mmask16 mp = np_ == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << np_) - 1u);
+            for (c0 = 0; c0 < 64; c0 += 16) {
+                __m512 a[16], t[16];
+                for (r = 0; r < 16; ++r)
+                    a[r] = c0 + r < nf ? _mm512_maskz_loadu_ps(mp, src + (c0 + r) * lds + p0) : _mm512_setzero_ps();
+                for (r = 0; r < 16; r += 2) {
+                    t[r] = _mm512_unpacklo_ps(a[r], a[r + 1]);
+                    t[r + 1] = _mm512_unpackhi_ps(a[r], a[r + 1]);
+                }
+                for (r = 0; r < 16; r += 4) {
+                    a[r] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[r]), _mm512_castps_pd(t[r + 2])));
+                    a[r + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[r]), _mm512_castps_pd(t[r + 2])));
+                    a[r + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[r + 1]), _mm512_castps_pd(t[r + 3])));
+                    a[r + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[r + 1]), _mm512_castps_pd(t[r + 3])));
+                }
+                /* a[4b + s] now holds, in each 128-bit lane L, column 4L + s of rows 4b .. 4b+3 */
+                for (r = 0; r < 4; ++r) {
+                    t[r] = _mm512_shuffle_f32x4(a[r], a[4 + r], 0x88);       /* lanes 0,2 of a[r] | lanes 0,2 of a[4+r] */
+                    t[4 + r] = _mm512_shuffle_f32x4(a[r], a[4 + r], 0xDD);   /* lanes 1,3 */
+                    t[8 + r] = _mm512_shuffle_f32x4(a[8 + r], a[12 + r], 0x88);
+                    t[12 + r] = _mm512_shuffle_f32x4(a[8 + r], a[12 + r], 0xDD);
+                }
+                for (r = 0; r < 4; ++r) {
+                    a[r] = _mm512_shuffle_f32x4(t[r], t[8 + r], 0x88);         /* column r */
+                    a[8 + r] = _mm512_shuffle_f32x4(t[r], t[8 + r], 0xDD);     /* column 8 + r */
+                    a[4 + r] = _mm512_shuffle_f32x4(t[4 + r], t[12 + r], 0x88); /* column 4 + r */
+                    a[12 + r] = _mm512_shuffle_f32x4(t[4 + r], t[12 + r], 0xDD);/* column 12 + r */
+                }
+                for (r = 0; r < np_; ++r)
+                    _mm512_storeu_ps(bp + (p0 + r) * 64 + c0, a[r]);
+            }
+        }
+    }
+
     #else
     static void np_init_interleave(void) {}
     static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
@@ -462,7 +642,38 @@ cdef extern from *:
     static void np_pack_a_rows_z(const float* src, long lds, long M, long kc, float* ap) {}
     static double np_sum_z(const float* s, long n) { return 0.0; }
     static void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {}
+    static void np_pack_a_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW, long K,
+                                      long mp, long p0, long pb, float* ap) {}
+    static void np_pack_b_transposed_z(const float* src, long lds, long nf, long pb, float* bp) {}
+    static void np_pack_b_im2col_s1_y(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                      long p0, long ncols, long k0, long kc, int NR, float* bp) {}
+    static void np_col2im_s1_y(const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW, long OW,
+                               long p0, long ncols, float* dxp) {}
+    static void np_pack_b_rows_y(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {}
+    static void np_pack_b_im2row_y(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                   long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) {}
     #endif
+
+    /* Packers for the SIMD path of ISA level isa (1 AVX2, 2 AVX-512). */
+    static void np_pack_b_im2col_s1(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                                    long p0, long ncols, long k0, long kc, int NR, float* bp) {
+        if (isa == 2) np_pack_b_im2col_s1_z(xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp);
+        else np_pack_b_im2col_s1_y(xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp);
+    }
+    static void np_col2im_s1(int isa, const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW,
+                             long OW, long p0, long ncols, float* dxp) {
+        if (isa == 2) np_col2im_s1_z(dcol, ld, K, Hp, Wp, KH, KW, OW, p0, ncols, dxp);
+        else np_col2im_s1_y(dcol, ld, K, Hp, Wp, KH, KW, OW, p0, ncols, dxp);
+    }
+    static void np_pack_b_rows(int isa, const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {
+        if (isa == 2) np_pack_b_rows_z(src, lds, kc, c0, ncols, NR, bp);
+        else np_pack_b_rows_y(src, lds, kc, c0, ncols, NR, bp);
+    }
+    static void np_pack_b_im2row(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                                 long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) {
+        if (isa == 2) np_pack_b_im2row_z(xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp);
+        else np_pack_b_im2row_y(xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp);
+    }
     """
     int np_cpu_isa() noexcept nogil
     int np_isa_nr(int isa) noexcept nogil
@@ -478,6 +689,16 @@ cdef extern from *:
     void np_pack_a_rows_z(const float* src, long lds, long M, long kc, float* ap) noexcept nogil
     void np_pack_b_rows_z(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) noexcept nogil
     double np_sum_z(const float* s, long n) noexcept nogil
+    void np_pack_a_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW, long K,
+                               long mp, long p0, long pb, float* ap) noexcept nogil
+    void np_pack_b_transposed_z(const float* src, long lds, long nf, long pb, float* bp) noexcept nogil
+    void np_pack_b_im2col_s1(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long OW,
+                             long p0, long ncols, long k0, long kc, int NR, float* bp) noexcept nogil
+    void np_col2im_s1(int isa, const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW,
+                      long OW, long p0, long ncols, float* dxp) noexcept nogil
+    void np_pack_b_rows(int isa, const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) noexcept nogil
+    void np_pack_b_im2row(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
+                          long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) noexcept nogil
     int NP_MR
 
 
@@ -591,6 +812,7 @@ cdef struct Plan:
     Py_ssize_t chunks           # number of chunks
     Py_ssize_t shared           # workspace elements shared by all threads
     Py_ssize_t per_thread       # workspace elements per thread
+    bint transposed             # weight gradient computed as dW^T (see _backward_weights_chunk_simd_t)
 
 
 cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -606,6 +828,7 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     p.nb = 1
     p.shared = 0
     p.per_thread = 0
+    p.transposed = False
     if kind == 0:
         if p.isa:
             p.shared = g.G * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K + ALIGN_PAD
@@ -628,12 +851,27 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
         p.chunks = max(1, min(g.N, MAX_WGRAD_CHUNKS, WGRAD_PARTIAL_BUDGET // max(1, g.F * g.K)))
         p.nb = _ceil_div(g.N, p.chunks)
         p.chunks = _ceil_div(g.N, p.nb)
-        if p.isa:
-            p.per_thread = ((0 if g.direct else g.K * g.P) + ALIGN_PAD + xpad
-                            + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD)
+        p.transposed = p.isa == 2 and g.SH == 1 and g.SW == 1 and _transposed_pays(g)
+        if p.transposed:
+            p.per_thread = xpad + NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD
+        elif p.isa:
+            p.per_thread = xpad + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD
         elif not g.direct:
             p.per_thread = g.K * g.P
     return p
+
+
+cdef bint _transposed_pays(const Geom* g) noexcept:
+    """Whether dW^T (rows K, 64-wide columns of filters) wastes fewer micro-kernel lanes than dW.
+
+    dW puts the Cg*KH*KW columns in 64-wide panels and the filters in 6-row
+    panels; dW^T the other way round.  (LeNet's 5x5 layers stay with dW, a
+    3x3 layer of 64 filters goes to dW^T.)
+    """
+    cdef double K = g.K, Fg = g.Fg
+    cdef double eff = (K / (_ceil_div(g.K, 64) * 64)) * (Fg / (_ceil_div(g.Fg, NP_MR) * NP_MR))
+    cdef double eff_t = (K / (_ceil_div(g.K, NP_MR) * NP_MR)) * (Fg / (_ceil_div(g.Fg, 64) * 64))
+    return eff_t > eff
 
 
 def workspace(int kind, bint is_float, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -787,23 +1025,6 @@ cdef void _pack_a_cols(
                 panel[k * NP_MR + r] = 0
 
 
-cdef void _pack_b_rows(
-    const float* src, Py_ssize_t lds,   # IN: kc rows, columns c0 .. c0+ncols-1
-    Py_ssize_t kc, Py_ssize_t c0, Py_ssize_t ncols, int NR,
-    float* bp,                          # OUT: kc x NR, zero beyond ncols
-) noexcept nogil:
-    cdef Py_ssize_t k, c
-    cdef const float* s
-    cdef float* d
-    for k in range(kc):
-        s = src + k * lds + c0
-        d = bp + k * NR
-        for c in range(ncols):
-            d[c] = s[c]
-        for c in range(ncols, NR):
-            d[c] = 0
-
-
 cdef void _pack_b_im2col(
     const float* x,                     # IN: (Cg, H, W), one sample and group
     const Geom* g,
@@ -851,30 +1072,6 @@ cdef void _pack_b_im2col(
             d[t] = 0
 
 
-cdef void _pack_b_transposed(
-    const float* col, Py_ssize_t ldcol, # IN: im2col matrix (K rows), row stride ldcol
-    Py_ssize_t kr0, Py_ssize_t nk,      # rows kr0 .. kr0+nk-1 become the panel's columns
-    Py_ssize_t p0, Py_ssize_t pb,       # columns p0 .. p0+pb-1 become the panel's rows
-    int NR,
-    float* bp,                          # OUT: pb x NR, bp[p][c] = col[kr0 + c][p0 + p], zero beyond nk
-) noexcept nogil:
-    cdef Py_ssize_t c, p, pp, cc, p1, c1
-    cdef const float* s
-    # 16 x 16 blocks keep both the reads and the writes within a few cache lines.
-    for pp in range(0, pb, 16):
-        p1 = min(pb, pp + 16)
-        for cc in range(0, nk, 16):
-            c1 = min(nk, cc + 16)
-            for c in range(cc, c1):
-                s = col + (kr0 + c) * ldcol + p0
-                for p in range(pp, p1):
-                    bp[p * NR + c] = s[p]
-        if nk < NR:
-            for p in range(pp, p1):
-                for c in range(nk, NR):
-                    bp[p * NR + c] = 0
-
-
 cdef const float* _padded(const float* xg, const Geom* g, float* xpad) noexcept nogil:
     """Return one sample-group (Cg, H, W) zero-padded to (Cg, H + 2 PH, W + 2 PW): xg itself without padding."""
     cdef Py_ssize_t c, h, Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW
@@ -893,7 +1090,7 @@ cdef void _forward_sample_simd(
 ) noexcept nogil:
     cdef Py_ssize_t grp, p0, ncols, k0, kc, mp, mr, nmp = _ceil_div(g.Fg, NP_MR)
     cdef int NR = pl.NR
-    cdef bint fast = pl.isa == 2 and g.SH == 1 and g.SW == 1
+    cdef bint fast = g.SH == 1 and g.SW == 1      # vector packer from the padded input
     cdef const float* xg
     cdef const float* xs
     cdef const float* bias
@@ -908,8 +1105,8 @@ cdef void _forward_sample_simd(
             while k0 < g.K:
                 kc = min(<Py_ssize_t> KC, g.K - k0)
                 if fast:
-                    np_pack_b_im2col_s1_z(xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.OW,
-                                          p0, ncols, k0, kc, NR, bp)
+                    np_pack_b_im2col_s1(pl.isa, xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.OW,
+                                        p0, ncols, k0, kc, NR, bp)
                 else:
                     _pack_b_im2col(xg, g, p0, ncols, k0, kc, NR, bp)
                 for mp in range(nmp):
@@ -930,7 +1127,7 @@ cdef void _backward_input_sample_simd(
     cdef Py_ssize_t grp, p0, ncols, f0, fc, mp, mr, nmk = _ceil_div(g.K, NP_MR), plane = g.H * g.W
     cdef Py_ssize_t Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW, c, h
     cdef int NR = pl.NR
-    cdef bint fast = pl.isa == 2 and g.SH == 1 and g.SW == 1
+    cdef bint fast = g.SH == 1 and g.SW == 1      # vector col2im into the padded gradient
     cdef bint padded = g.PH > 0 or g.PW > 0
     cdef const float* dyg
     cdef float* dxg
@@ -950,17 +1147,14 @@ cdef void _backward_input_sample_simd(
             f0 = 0
             while f0 < g.Fg:
                 fc = min(<Py_ssize_t> KC, g.Fg - f0)
-                if pl.isa == 2:
-                    np_pack_b_rows_z(dyg + f0 * g.P, g.P, fc, p0, ncols, NR, bp)
-                else:
-                    _pack_b_rows(dyg + f0 * g.P, g.P, fc, p0, ncols, NR, bp)
+                np_pack_b_rows(pl.isa, dyg + f0 * g.P, g.P, fc, p0, ncols, NR, bp)
                 for mp in range(nmk):
                     mr = min(NP_MR, g.K - mp * NP_MR)
                     np_ukr(pl.isa, fc, apack + (grp * nmk + mp) * g.Fg * NP_MR + f0 * NP_MR, bp,
                            dcol + mp * NP_MR * NR, NR, <int> mr, <int> ncols, f0 > 0, NULL)
                 f0 += fc
             if fast:
-                np_col2im_s1_z(dcol, NR, g.K, Hp, Wp, g.KH, g.KW, g.OW, p0, ncols, acc)
+                np_col2im_s1(pl.isa, dcol, NR, g.K, Hp, Wp, g.KH, g.KW, g.OW, p0, ncols, acc)
             else:
                 _col2im_block(dcol, NR, p0, ncols, g, dxg)
             p0 += ncols
@@ -972,48 +1166,70 @@ cdef void _backward_input_sample_simd(
 
 cdef void _backward_weights_chunk_simd(
     const float* dy, const float* x, float* part, const Geom* g, const Plan* pl,
-    Py_ssize_t n0, Py_ssize_t nb, float* col, float* xpad, float* ap, float* bp,
+    Py_ssize_t n0, Py_ssize_t nb, float* xpad, float* ap, float* bp,
 ) noexcept nogil:
     # part (F x K) = sum over the chunk of dy[n, g] (Fg x P) @ col(n, g)^T (P x K), by blocks of PB positions.
     cdef Py_ssize_t bi, n, grp, p0, pb, kr0, nk, mp, mr, nmf = _ceil_div(g.Fg, NP_MR), plane = g.H * g.W
     cdef int NR = pl.NR
-    cdef bint fast = pl.isa == 2
-    cdef const float* colp = NULL
     cdef const float* xs = NULL
     cdef const float* dyg
     memset(part, 0, g.F * g.K * sizeof(float))
     for bi in range(nb):
         n = n0 + bi
         for grp in range(g.G):
-            if fast:
-                xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
-            elif g.direct:
-                colp = x + (n * g.C + grp * g.Cg) * plane
-            else:
-                _im2col(x + (n * g.C + grp * g.Cg) * plane, g, col, g.P)
-                colp = col
+            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
             dyg = dy + (n * g.F + grp * g.Fg) * g.P
             p0 = 0
             while p0 < g.P:
                 pb = min(<Py_ssize_t> PB, g.P - p0)
-                if fast:
+                if pl.isa == 2:
                     np_pack_a_rows_z(dyg + p0, g.P, g.Fg, pb, ap)
                 else:
                     _pack_a_rows(dyg + p0, g.P, g.Fg, pb, ap)
                 kr0 = 0
                 while kr0 < g.K:
                     nk = min(<Py_ssize_t> NR, g.K - kr0)
-                    if fast:
-                        np_pack_b_im2row_z(xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.SH, g.SW,
-                                           g.OW, p0, pb, kr0, nk, NR, bp)
-                    else:
-                        _pack_b_transposed(colp, g.P, kr0, nk, p0, pb, NR, bp)
+                    np_pack_b_im2row(pl.isa, xs, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.SH, g.SW,
+                                     g.OW, p0, pb, kr0, nk, NR, bp)
                     for mp in range(nmf):
                         mr = min(NP_MR, g.Fg - mp * NP_MR)
                         np_ukr(pl.isa, pb, ap + mp * pb * NP_MR, bp,
                                part + (grp * g.Fg + mp * NP_MR) * g.K + kr0, g.K,
                                <int> mr, <int> nk, 1, NULL)
                     kr0 += nk
+                p0 += pb
+
+
+cdef void _backward_weights_chunk_simd_t(
+    const float* dy, const float* x, float* part, const Geom* g, const Plan* pl,
+    Py_ssize_t n0, Py_ssize_t nb, float* xpad, float* ap, float* bp,
+) noexcept nogil:
+    # part (K x F) = sum over the chunk of col(n, g) (K x P) @ dy[n, g]^T (P x Fg): the transposed
+    # weight gradient, for stride 1.  The A panels (6 rows of the im2col matrix) are interleaved
+    # straight from the padded input; the B panel is a block of dy transposed in registers.
+    cdef Py_ssize_t bi, n, grp, p0, pb, f0, nf, mp, mr, nmk = _ceil_div(g.K, NP_MR), plane = g.H * g.W
+    cdef Py_ssize_t Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW
+    cdef const float* xs
+    cdef const float* dyg
+    memset(part, 0, g.F * g.K * sizeof(float))
+    for bi in range(nb):
+        n = n0 + bi
+        for grp in range(g.G):
+            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
+            dyg = dy + (n * g.F + grp * g.Fg) * g.P
+            p0 = 0
+            while p0 < g.P:
+                pb = min(<Py_ssize_t> PB, g.P - p0)
+                f0 = 0
+                while f0 < g.Fg:
+                    nf = min(<Py_ssize_t> 64, g.Fg - f0)
+                    np_pack_b_transposed_z(dyg + f0 * g.P + p0, g.P, nf, pb, bp)
+                    for mp in range(nmk):
+                        mr = min(NP_MR, g.K - mp * NP_MR)
+                        np_pack_a_im2col_s1_z(xs, Hp, Wp, g.KH, g.KW, g.OW, g.K, mp, p0, pb, ap)
+                        np_ukr(pl.isa, pb, ap, bp, part + mp * NP_MR * g.F + grp * g.Fg + f0, g.F,
+                               <int> mr, <int> nf, 1, NULL)
+                    f0 += nf
                 p0 += pb
 
 
@@ -1190,61 +1406,70 @@ def conv2d_backward_input(
 def conv2d_backward_weights(
     const floating[:, :, :, ::1] dy,    # IN: (N, F, OH, OW)
     const floating[:, :, :, ::1] x,     # IN: (N, C, H, W)
-    floating[:, ::1] partial,           # OUT: (chunks, F * K) partial sums, one row per batch chunk
+    floating[:, ::1] partial,           # SCRATCH: (chunks, F * K) partial sums, one row per batch chunk
+    floating[::1] dw,                   # OUT: (F * K,) the weight gradient, (F, Cg, KH, KW) flattened
     Py_ssize_t KH, Py_ssize_t KW,
     Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
     int n_threads,
     floating[::1] work,                 # scratch: workspace(2, ...)[0] elements
 ):
-    """Per-chunk partial sums of the weight gradient; :func:`sum_rows` adds them in order."""
+    """Weight gradient into ``dw``: per-chunk partial sums, then added in chunk order."""
     cdef Geom g = _geom(x.shape[0], x.shape[1], x.shape[2], x.shape[3], dy.shape[1],
                         KH, KW, SH, SW, PH, PW, G)
     if dy.shape[0] != g.N or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
         raise ValueError("inconsistent convolution shapes")
     cdef Plan pl = _plan(2, floating is float, &g)
-    if partial.shape[0] != pl.chunks or partial.shape[1] != g.F * g.K:
-        raise ValueError("partial has the wrong shape")
+    if partial.shape[0] != pl.chunks or partial.shape[1] != g.F * g.K or dw.shape[0] != g.F * g.K:
+        raise ValueError("partial or dw has the wrong shape")
     _check_work(work.shape[0], &pl, n_threads)
-    cdef Py_ssize_t ci, n0
+    cdef Py_ssize_t ci, n0, FK = g.F * g.K, blk, nblk = _ceil_div(FK, 1024), j, j0, j1, r, f, k
     cdef floating* wk = &work[0]
-    cdef float* tw
-    cdef float* colb
     cdef float* xpb
     cdef float* apb
+    cdef floating* sumt
+    cdef bint simd = False
     if floating is float:
-        if pl.isa:
+        simd = pl.isa != 0
+    if floating is float:
+        if pl.transposed:
             with nogil:
                 for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
                     n0 = ci * pl.nb
-                    colb = np_align64(wk + threadid() * pl.per_thread)
-                    xpb = np_align64(colb + (0 if g.direct else g.K * g.P))
+                    xpb = np_align64(wk + threadid() * pl.per_thread)
+                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW))
+                    _backward_weights_chunk_simd_t(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
+                                                   n0, min(pl.nb, g.N - n0), xpb, apb,
+                                                   np_align64(apb + NP_MR * PB))
+        elif pl.isa:
+            with nogil:
+                for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+                    n0 = ci * pl.nb
+                    xpb = np_align64(wk + threadid() * pl.per_thread)
                     apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW))
                     _backward_weights_chunk_simd(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
-                                                 n0, min(pl.nb, g.N - n0), colb, xpb, apb,
+                                                 n0, min(pl.nb, g.N - n0), xpb, apb,
                                                  np_align64(apb + _ceil_div(g.Fg, NP_MR) * NP_MR * PB))
-            return
-    with nogil:
-        for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
-            n0 = ci * pl.nb
-            _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g,
-                                         n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
-
-
-def sum_rows(const floating[:, ::1] partial, floating[::1] out, int n_threads):
-    """``out = partial.sum(axis=0)`` adding the rows in order (deterministic), parallel over columns."""
-    cdef Py_ssize_t rows = partial.shape[0], cols = partial.shape[1], r, j, blk, j0, j1
-    cdef Py_ssize_t nblk = (cols + 1023) // 1024
-    if out.shape[0] != cols or rows < 1:
-        raise ValueError("out has the wrong length")
+    if not simd:
+        with nogil:
+            for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+                n0 = ci * pl.nb
+                _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g,
+                                             n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
+    # Add the chunks in order (deterministic), in parallel over blocks of entries.
     with nogil:
         for blk in prange(nblk, num_threads=n_threads, schedule="static"):
             j0 = blk * 1024
-            j1 = min(cols, j0 + 1024)
-            for j in range(j0, j1):
-                out[j] = partial[0, j]
-            for r in range(1, rows):
+            j1 = min(FK, j0 + 1024)
+            for r in range(1, pl.chunks):
                 for j in range(j0, j1):
-                    out[j] += partial[r, j]
+                    partial[0, j] += partial[r, j]
+    if pl.transposed:
+        # partial[0] holds dW^T (K x F)
+        for f in range(g.F):
+            for k in range(g.K):
+                dw[f * g.K + k] = partial[0, k * g.F + f]
+    else:
+        dw[:] = partial[0, :]
 
 
 cdef double _row_sum(const floating* row, Py_ssize_t P) noexcept nogil:

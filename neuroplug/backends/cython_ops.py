@@ -288,8 +288,7 @@ class CythonOps(Ops):
         dw = np.empty(f * k, dtype=dt)
         db = np.empty(f, dtype=dt)
         with _single_threaded_blas:
-            _conv.conv2d_backward_weights(dy, x, partial, kh, kw, *stride, *padding, groups, nt, work)
-        _conv.sum_rows(partial, dw, nt)
+            _conv.conv2d_backward_weights(dy, x, partial, dw, kh, kw, *stride, *padding, groups, nt, work)
         _conv.bias_grad(dy.reshape(n, f, oh * ow), db, nt)
         dw = dw.reshape(w_shape)
         if connections is not None:
