@@ -35,8 +35,8 @@ What it does, in about two minutes on an H100:
    backend; predictions must match the GPU's;
 5. reproducibility: two fits with the same ``random_state`` on the GPU
    (cuDNN may choose non-deterministic kernels: reported, not a failure);
-   and the RBM-family loops (ConvRBM CD-k, sigmoid belief net wake-sleep) run
-   on the GPU.
+   and the RBM-family loops (RBM CD-k and AIS, ConvRBM CD-k, sigmoid belief
+   net wake-sleep) run on the GPU.
 
 Prints a summary table; exits 1 if a correctness check failed, 0 otherwise
 (also 0 with a SKIPPED line when no CUDA device is present).
@@ -342,6 +342,18 @@ def reproducibility_and_loops(device: str) -> None:
         record("SigmoidBeliefNet wake-sleep on the device", "PASS" if ok else "FAIL", f"mean log p(x) {score:.2f}")
     except Exception as exc:  # noqa: BLE001
         record("SigmoidBeliefNet wake-sleep on the device", "FAIL", f"{type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    try:
+        from neuroplug.estimators import RBM
+
+        rbm = RBM(32, max_iter=2, random_state=0, backend=f"torch:{device}").fit(X[:500])
+        ll = float(np.mean(rbm.score_samples(X[:50])))
+        ok = np.isfinite(ll) and np.isfinite(rbm.components_).all()
+        record("RBM CD-k and AIS on the device", "PASS" if ok else "FAIL", f"mean log p(x) {ll:.2f}")
+    except ImportError:
+        record("RBM CD-k and AIS on the device", "SKIP", "no RBM estimator in this neuroplug")
+    except Exception as exc:  # noqa: BLE001
+        record("RBM CD-k and AIS on the device", "FAIL", f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
     if ConvRBM is not None:
         try:
