@@ -497,3 +497,25 @@ def test_cpu_results_are_fresh_arrays():
 def test_cpu_rejects_zero_threads():
     with pytest.raises(ValueError, match="n_threads=0"):
         get_ops("cpu", n_threads=0)
+
+
+# ---------------------------------------------------------------------------
+# Element-wise ops that backends override for speed (the cpu backend does)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_overrides_match_reference(ops, dtype):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 30).astype(dtype)
+    big = 800.0 if dtype == np.float64 else 100.0
+    x.flat[:7] = [0.0, -0.0, 1e-30, -big, big, -30.0, 30.0]   # no overflow, tiny tails kept
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    y = REF.sigmoid(x.astype(np.float64))
+    got = ops.to_numpy(ops.sigmoid(ops.asarray(x)))
+    assert got.dtype == np.dtype(dtype)
+    # relative accuracy down to the smallest normal number (subnormals carry fewer digits)
+    np.testing.assert_allclose(got, y, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=np.finfo(dtype).tiny)
+    y32 = y.astype(dtype)
+    for name in ("sigmoid_backward", "tanh_backward"):
+        out = ops.to_numpy(getattr(ops, name)(ops.asarray(y32), ops.asarray(dy)))
+        assert out.dtype == np.dtype(dtype)
+        assert_close(out, getattr(REF, name)(y32.astype(np.float64), dy.astype(np.float64)), dtype)
