@@ -22,7 +22,7 @@ X, y, _ = load_digits_images()
 X_bin = (X > 0.5).astype("float32")
 X_train, X_test, y_train, y_test = train_test_split(X_bin, y, test_size=0.25, stratify=y, random_state=0)
 
-dbn = DBN(hidden_layer_sizes=(100, 50), max_iter=20, batch_size=10, random_state=0).fit(X_train)
+dbn = DBN(hidden_layer_sizes=(100, 50), learning_rate=0.02, max_iter=20, random_state=0).fit(X_train)
 print([rbm.components_.shape for rbm in dbn.rbms_])
 
 # %%

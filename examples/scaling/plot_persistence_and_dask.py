@@ -72,6 +72,8 @@ print("pickled round trip, same predictions:", np.array_equal(clone_.predict(X_t
 # use) installed; the estimators travel as pickles and each worker finds its
 # plugins by itself.  ``n_threads=1`` keeps each fit on one core, since the
 # workers already run in parallel.
+import logging
+
 import joblib
 from dask.distributed import Client, LocalCluster
 from sklearn.model_selection import GridSearchCV
@@ -85,8 +87,9 @@ search = GridSearchCV(
     cv=3,
     n_jobs=-1,
 )
-with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-        Client(cluster) as client:
+with LocalCluster(
+    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+) as cluster, Client(cluster) as client:
     with joblib.parallel_backend("dask"):
         search.fit(X_train, y_train)
     print("workers:", len(client.scheduler_info()["workers"]))
