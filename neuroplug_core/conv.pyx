@@ -3,22 +3,32 @@
 
 Two strategies, chosen per call:
 
-* **Packed SIMD GEMM** (float32 on x86 CPUs with AVX2+FMA or AVX-512, the
+* **Packed SIMD GEMM** (float32 on x86 CPUs with AVX-512, or AVX2+FMA; the
   default there).  The convolution is a matrix product whose operands are
   packed straight into the panel layout of a register-blocked micro-kernel
-  (6 rows x 64 columns with AVX-512, 6 x 16 with AVX2): the forward pass
-  packs the unrolled input windows of one output-column panel at a time
-  (an implicit im2col that never materialises the whole matrix), the input
-  gradient packs ``dy`` and scatters each finished column panel back
-  (col2im) while it is still in cache, and the weight gradient packs
-  ``dy`` and the transposed im2col matrix by blocks of output positions.
+  (6 rows x 64 columns with AVX-512, 6 x 16 with AVX2), from a zero-padded
+  copy of one sample so that every copy is a run of contiguous floats:
+
+  - forward: ``y = W @ col``; the B panel is an implicit im2col of one
+    column panel at a time (the whole im2col matrix never exists);
+  - input gradient: ``dcol = W^T @ dy`` by column panels, each scattered
+    back (col2im) while it is still in cache;
+  - weight gradient: ``dW = dy @ col^T`` by blocks of output positions, or
+    ``dW^T = col @ dy^T`` when that wastes fewer micro-kernel lanes (many
+    filters, small kernels), with the A panels interleaved in registers
+    straight from the input and ``dy`` transposed in registers.
+
   The kernel is picked at run time (``__builtin_cpu_supports``), so the
-  module is built for the baseline ISA and still uses wide units.
-* **im2col + BLAS GEMM** (float64, and float32 on other CPUs): the input
+  module is built for the baseline ISA and still uses the wide units;
+  :func:`set_simd_isa` (or ``NEUROPLUG_SIMD``) selects another one.
+* **im2col + BLAS GEMM** (float64, and float32 elsewhere): the input
   windows of one sample (or a few, when the output plane is small) are
   unrolled into a thread-local ``col`` matrix and multiplied with SciPy's
   BLAS (``scipy.linalg.cython_blas``), one single-threaded GEMM per OpenMP
   thread (the Python wrapper holds BLAS at one thread around the call).
+
+The SIMD code is C with intrinsics in the ``cdef extern`` block below
+(kept in this file so the module builds from its .pyx alone).
 
 Threads take whole samples (or whole batch chunks).  No reduction depends
 on the number of threads: the weight gradient is summed in fixed batch

@@ -26,6 +26,7 @@ reused from call to call.  :meth:`CythonOps.release_workspaces` frees them.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import threading
 from typing import Any, Sequence
@@ -102,6 +103,13 @@ class _SingleThreadedBlas:
 
 
 _single_threaded_blas = _SingleThreadedBlas()
+
+
+def _blas_guard(dtype: np.dtype) -> Any:
+    """BLAS held at one thread if this call's kernel calls BLAS (float64, or float32 without SIMD)."""
+    if dtype == _FLOAT_DTYPES[0] and _conv.simd_isa() != "blas":
+        return contextlib.nullcontext()
+    return _single_threaded_blas
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +241,7 @@ class CythonOps(Ops):
         size, _ = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         y = np.empty((n, f, oh, ow), dtype=dt)
-        with _single_threaded_blas:
+        with _blas_guard(dt):
             _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
         return y
 
@@ -258,7 +266,7 @@ class CythonOps(Ops):
         size, _ = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         dx = np.empty((n, c, h, wd), dtype=dt)
-        with _single_threaded_blas:
+        with _blas_guard(dt):
             _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
         return dx
 
@@ -287,7 +295,7 @@ class CythonOps(Ops):
         partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
         dw = np.empty(f * k, dtype=dt)
         db = np.empty(f, dtype=dt)
-        with _single_threaded_blas:
+        with _blas_guard(dt):
             _conv.conv2d_backward_weights(dy, x, partial, dw, kh, kw, *stride, *padding, groups, nt, work)
         _conv.bias_grad(dy.reshape(n, f, oh * ow), db, nt)
         dw = dw.reshape(w_shape)
