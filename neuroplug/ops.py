@@ -653,6 +653,8 @@ class Ops:
             )
         if X is not None:
             self._check_array(X, "X", 2)
+        else:
+            self._check_array(Wg[0], "Wg[0]", 2)  # before reading its dtype: it may not be an array
         dtype = X.dtype if X is not None else Wg[0].dtype
         for l, w in enumerate(Wg):
             self._check_array(w, f"Wg[{l}]", 2, dtype)
