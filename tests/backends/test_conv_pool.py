@@ -148,6 +148,20 @@ def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
     check_conv_case(get_ops("cpu"), case, np.float32, seed=1)
 
 
+def test_cpu_kernels_can_be_capped_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    from neuroplug_core import conv
+
+    code = "from neuroplug_core import conv, pool; print(conv.simd_isa(), pool.simd_enabled())"
+    env = dict(os.environ, NEUROPLUG_SIMD="blas")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(conv.__file__)))   # where neuroplug_core imports from
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["blas", "False"]
+
+
 def test_cpu_kernel_selection_is_validated():
     from neuroplug_core import conv
 
