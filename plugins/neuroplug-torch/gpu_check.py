@@ -98,12 +98,25 @@ def child_env() -> dict[str, str]:
 # 1. ops against the reference
 # ---------------------------------------------------------------------------
 def check_ops(device: str) -> None:
-    import numpy as np
+    import torch
 
     from neuroplug.ops import Ops
     from neuroplug_torch import TorchOps
 
     ref, ops = Ops(), TorchOps(device)
+    # Exact float32 arithmetic for the comparison: TF32 (torch's default for cuDNN
+    # convolutions on Ampere and newer) rounds inputs to 10-bit mantissas.
+    saved_tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        _compare_ops(ref, ops)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved_tf32
+
+
+def _compare_ops(ref, ops) -> None:
+    import numpy as np
+
     failures: list[str] = []
     n_checks = 0
 
@@ -112,7 +125,7 @@ def check_ops(device: str) -> None:
         n_checks += 1
         got = [got] if not isinstance(got, (tuple, list)) else list(got)
         want = [want] if not isinstance(want, (tuple, list)) else list(want)
-        tol = (1e-9 if dtype == np.float64 else 3e-4) * scale  # TF32 convolutions in float32
+        tol = (1e-9 if dtype == np.float64 else 1e-4) * scale
         for g, w in zip(got, want):
             g = np.asarray(ops.to_numpy(g)) if not isinstance(g, float) else g
             if not np.allclose(g, w, rtol=tol, atol=tol):
@@ -256,13 +269,21 @@ def lenet(device: str, data: str | None, epochs: int) -> None:
 
 
 def check_pickle_without_torch(clf, X_test) -> None:
+    """Pickle the model trained on the device; predict in a process without torch; compare.
+
+    The child's predictions (default backend) must equal the NumPy reference's
+    from the same weights; agreement with the device's own predictions is
+    reported for information (TF32 convolutions on the GPU round differently).
+    """
     import numpy as np
 
     from neuroplug.backends import DEFAULT_BACKEND
-    from neuroplug.plugins import get_plugin_manager
 
-    proba = clf.predict_proba(X_test)
-    pred = clf.predict(X_test)
+    device_backend = clf.get_params()["backend"]
+    proba_device, pred_device = clf.predict_proba(X_test), clf.predict(X_test)
+    clf.set_params(backend="numpy")
+    proba_ref = clf.predict_proba(X_test)
+    clf.set_params(backend=device_backend)
     backend = DEFAULT_BACKEND
     try:  # the compiled core may be missing when run from an unbuilt source tree
         from neuroplug.backends import get_ops
@@ -294,16 +315,17 @@ def check_pickle_without_torch(clf, X_test) -> None:
         env = dict(child_env(), NEUROPLUG_DISABLE_PLUGINS="torch")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
         if proc.returncode != 0:
-            record("pickle -> predict without torch", "FAIL", proc.stderr.strip().splitlines()[-1:] or ["?"])
+            record("pickle -> predict without torch", "FAIL", (proc.stderr.strip().splitlines() or ["?"])[-1])
             print(proc.stderr[-3000:])
             return
         got = np.load(out)
-    agree = float((got["pred"] == pred).mean())
-    diff = float(np.max(np.abs(got["proba"] - proba)))
-    status = "PASS" if agree >= 0.999 and diff < 1e-3 else "FAIL"
+    diff_ref = float(np.max(np.abs(got["proba"] - proba_ref)))
+    status = "PASS" if diff_ref < 1e-4 else "FAIL"
     record("pickle -> predict without torch", status,
-           f'backend="{backend}" in a process without torch: {agree:.4f} of predictions agree, '
-           f"max |proba diff| {diff:.2e}")
+           f'backend="{backend}" in a process without torch: max |proba diff| vs the NumPy reference {diff_ref:.2e}')
+    agree = float((got["pred"] == pred_device).mean())
+    record("device vs CPU predictions", "INFO",
+           f"{agree:.4f} of predictions agree, max |proba diff| {float(np.max(np.abs(got['proba'] - proba_device))):.2e}")
 
 
 # ---------------------------------------------------------------------------

@@ -27,3 +27,14 @@ def ref():
 def dtype(request):
     return np.dtype(request.param)
 
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """Compare exact float32 arithmetic on GPUs: TF32 (torch's default for cuDNN convolutions on
+    Ampere and newer) rounds inputs to 10-bit mantissas, far outside the tests' tolerances."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
