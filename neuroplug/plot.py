@@ -9,15 +9,16 @@ estimator and calls :meth:`plot`, which draws it and stores the matplotlib
 objects in attributes ending in ``_`` (``figure_``, ``axes_`` or ``ax_``).
 Each display can be drawn again into another figure with ``plot``.
 
-=========================  ==================================================
-:class:`FilterDisplay`     learned convolution filters (CNN, ConvRBM,
-                           ConvDBN) and RBM/DBN weights, as an image grid
-:class:`SampleDisplay`     samples drawn from a generative model (RBM, DBN,
-                           sigmoid belief net), as an image grid
-:class:`FeatureMapDisplay` the feature maps of one image inside a fitted CNN
-:class:`LossCurveDisplay`  ``loss_curve_`` and ``validation_scores_`` per
-                           epoch (or the training curve of a pretrainer)
-=========================  ==================================================
+==============================  ==============================================
+:class:`FilterDisplay`          learned convolution filters (CNN, ConvRBM,
+                                ConvDBN) and RBM/DBN weights, as an image grid
+:class:`SampleDisplay`          samples drawn from a generative model (RBM,
+                                DBN, sigmoid belief net), as an image grid
+:class:`FeatureMapDisplay`      the feature maps of one image inside a fitted
+                                CNN
+:class:`LossCurveDisplay`       ``loss_curve_`` and ``validation_scores_`` per
+                                epoch (or the training curve of a pretrainer)
+==============================  ==============================================
 
 :func:`plot_confusion_matrix` draws scikit-learn's
 :class:`~sklearn.metrics.ConfusionMatrixDisplay` for a fitted classifier.
