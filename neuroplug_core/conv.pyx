@@ -270,6 +270,16 @@ cdef extern from *:
         }
     }
 
+    /* Copy whole 16-float vectors: reads and writes up to 15 floats past len.
+       Packers use it for runs written in increasing order within a panel row
+       (each overrun is overwritten by the next run, the row's zero tail or the
+       next row) and keep 16 floats of slack after every packed panel and
+       padded input, so unmasked moves stay inside the workspace. */
+    __attribute__((target("avx512f")))
+    static inline void np_copy_over_z(float* d, const float* s, long len) {
+        for (; len > 0; len -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+    }
+
     __attribute__((target("avx512f")))
     static inline void np_zero_z(float* d, long len) {
         __m512 z = _mm512_setzero_ps();
@@ -353,7 +363,7 @@ cdef extern from *:
     __attribute__((target("avx512f")))
     static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
                                       long p0, long ncols, long k0, long kc, int NR, float* bp)
-    { np_pack_b_im2col_s1_body(np_copy_z, np_zero_z, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
+    { np_pack_b_im2col_s1_body(np_copy_over_z, np_zero_z, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
 
     __attribute__((target("avx2,fma")))
     static void np_pack_b_im2col_s1_y(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
@@ -485,7 +495,7 @@ cdef extern from *:
     __attribute__((target("avx512f")))
     static void np_pack_b_im2row_z(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
                                    long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
-    { np_pack_b_im2row_body(np_copy_z, np_zero_z, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
+    { np_pack_b_im2row_body(np_copy_over_z, np_zero_z, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
 
     __attribute__((target("avx2,fma")))
     static void np_pack_b_im2row_y(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
@@ -812,7 +822,8 @@ cdef enum:
     # weight gradient.
     KC = 256
     PB = 256
-    ALIGN_PAD = 16  # floats of slack per buffer to align it to 64 bytes
+    ALIGN_PAD = 16  # floats per buffer to align it to 64 bytes
+    SLACK = 16      # floats after a packed panel or padded input that unmasked 16-wide moves may touch
 
 # What one kernel call needs: kinds 0 forward, 1 input gradient, 2 weight gradient.
 cdef struct Plan:
@@ -832,7 +843,8 @@ cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     cdef Plan p
     # Zero-padded copy of one sample-group (AVX-512 packers read it without bounds checks).
-    cdef Py_ssize_t xpad = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + ALIGN_PAD
+    cdef Py_ssize_t xpad = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + SLACK + ALIGN_PAD
+    cdef Py_ssize_t bpanel = KC * np_isa_nr(_isa if is_float else 0) + SLACK + ALIGN_PAD
     p.isa = _isa if is_float else 0
     p.NR = np_isa_nr(p.isa)
     p.nb = 1
@@ -842,7 +854,7 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     if kind == 0:
         if p.isa:
             p.shared = g.G * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K + ALIGN_PAD
-            p.per_thread = KC * p.NR + ALIGN_PAD + xpad
+            p.per_thread = bpanel + xpad
         else:
             if g.P < MIN_GEMM_COLS:
                 # Batch samples, keeping at least 8 chunks to spread over threads.
@@ -853,7 +865,7 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     elif kind == 1:
         if p.isa:
             p.shared = g.G * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg + ALIGN_PAD
-            p.per_thread = KC * p.NR + g.K * p.NR + 2 * ALIGN_PAD + xpad
+            p.per_thread = bpanel + g.K * p.NR + ALIGN_PAD + xpad
         elif not g.direct:
             p.per_thread = g.K * g.P
         p.chunks = g.N
@@ -863,9 +875,9 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
         p.chunks = _ceil_div(g.N, p.nb)
         p.transposed = p.isa == 2 and g.SH == 1 and g.SW == 1 and _transposed_pays(g)
         if p.transposed:
-            p.per_thread = xpad + NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD
+            p.per_thread = xpad + NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
         elif p.isa:
-            p.per_thread = xpad + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + PB * p.NR + 2 * ALIGN_PAD
+            p.per_thread = xpad + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
         elif not g.direct:
             p.per_thread = g.K * g.P
     return p
@@ -1082,11 +1094,19 @@ cdef void _pack_b_im2col(
             d[t] = 0
 
 
-cdef const float* _padded(const float* xg, const Geom* g, float* xpad) noexcept nogil:
-    """Return one sample-group (Cg, H, W) zero-padded to (Cg, H + 2 PH, W + 2 PW): xg itself without padding."""
+cdef const float* _padded(const float* xg, const Geom* g, float* xpad, bint copy) noexcept nogil:
+    """Return one sample-group (Cg, H, W) zero-padded to (Cg, H + 2 PH, W + 2 PW).
+
+    Without padding that is ``xg`` itself, unless ``copy``: the AVX-512
+    packers move whole vectors and may read past the end of the data, which
+    is safe only in the workspace (SLACK floats follow the copy).
+    """
     cdef Py_ssize_t c, h, Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW
     if g.PH == 0 and g.PW == 0:
-        return xg
+        if not copy:
+            return xg
+        memcpy(xpad, xg, g.Cg * g.H * g.W * sizeof(float))
+        return xpad
     memset(xpad, 0, g.Cg * Hp * Wp * sizeof(float))
     for c in range(g.Cg):
         for h in range(g.H):
@@ -1107,7 +1127,7 @@ cdef void _forward_sample_simd(
     for grp in range(g.G):
         xg = x + (n * g.C + grp * g.Cg) * g.H * g.W
         if fast:
-            xs = _padded(xg, g, xpad)
+            xs = _padded(xg, g, xpad, pl.isa == 2)
         p0 = 0
         while p0 < g.P:
             ncols = min(<Py_ssize_t> NR, g.P - p0)
@@ -1187,7 +1207,7 @@ cdef void _backward_weights_chunk_simd(
     for bi in range(nb):
         n = n0 + bi
         for grp in range(g.G):
-            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
+            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad, pl.isa == 2)
             dyg = dy + (n * g.F + grp * g.Fg) * g.P
             p0 = 0
             while p0 < g.P:
@@ -1225,7 +1245,7 @@ cdef void _backward_weights_chunk_simd_t(
     for bi in range(nb):
         n = n0 + bi
         for grp in range(g.G):
-            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad)
+            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad, False)
             dyg = dy + (n * g.F + grp * g.Fg) * g.P
             p0 = 0
             while p0 < g.P:
@@ -1363,7 +1383,7 @@ def conv2d_forward(
                 for n0 in prange(g.N, num_threads=n_threads, schedule="dynamic"):
                     bpp = np_align64(tw + threadid() * pl.per_thread)
                     _forward_sample_simd(&x[0, 0, 0, 0], apack, bp, has_bias, &y[0, 0, 0, 0], &g, &pl, n0,
-                                         bpp, np_align64(bpp + KC * pl.NR))
+                                         bpp, np_align64(bpp + KC * pl.NR + SLACK))
             return
     with nogil:
         for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
@@ -1403,7 +1423,7 @@ def conv2d_backward_input(
             with nogil:
                 for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
                     bpp = np_align64(tw + threadid() * pl.per_thread)
-                    dcb = np_align64(bpp + KC * pl.NR)
+                    dcb = np_align64(bpp + KC * pl.NR + SLACK)
                     _backward_input_sample_simd(&dy[0, 0, 0, 0], apack, &dx[0, 0, 0, 0], &g, &pl, n,
                                                 bpp, dcb, np_align64(dcb + g.K * pl.NR))
             return
@@ -1446,7 +1466,7 @@ def conv2d_backward_weights(
                 for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
                     n0 = ci * pl.nb
                     xpb = np_align64(wk + threadid() * pl.per_thread)
-                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW))
+                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + SLACK)
                     _backward_weights_chunk_simd_t(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
                                                    n0, min(pl.nb, g.N - n0), xpb, apb,
                                                    np_align64(apb + NP_MR * PB))
@@ -1455,7 +1475,7 @@ def conv2d_backward_weights(
                 for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
                     n0 = ci * pl.nb
                     xpb = np_align64(wk + threadid() * pl.per_thread)
-                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW))
+                    apb = np_align64(xpb + g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + SLACK)
                     _backward_weights_chunk_simd(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
                                                  n0, min(pl.nb, g.N - n0), xpb, apb,
                                                  np_align64(apb + _ceil_div(g.Fg, NP_MR) * NP_MR * PB))
