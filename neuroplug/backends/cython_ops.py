@@ -5,23 +5,33 @@ dtypes and contiguity (with the checks inherited from :class:`neuroplug.ops.Ops`
 and then calls the kernels, which check nothing.  Whatever it does not
 override runs the NumPy reference.
 
+Kernels
+-------
+float32 convolutions run a packed GEMM with AVX-512 or AVX2+FMA micro-kernels
+chosen at run time (see :mod:`neuroplug_core.conv`); float64, and float32 on
+other CPUs, run im2col + SciPy's BLAS.  Max pooling has an AVX-512 kernel
+and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa`` /
+``NEUROPLUG_SIMD`` select another kernel (tests, benchmarks).
+
 Threads
 -------
 Kernels run with the GIL released, in OpenMP loops over the batch (or over
 ``(sample, channel)`` planes), on ``effective_n_threads(ops.n_threads)``
 threads: the ``n_threads`` given to the backend, capped by OpenMP's limit
-(``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``).  Each OpenMP
-thread calls a single-threaded BLAS GEMM; BLAS is held at one thread for the
-duration of the call so that BLAS threads never nest inside OpenMP threads.
-No reduction depends on the number of threads, so results are bit-identical
-for any thread count.
+(``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``); calls too small
+to gain from threads run on one.  Where an OpenMP thread calls BLAS, BLAS is
+held at one thread for the duration of the call so that BLAS threads never
+nest inside OpenMP threads.  No reduction depends on the number of threads,
+so results are bit-identical for any thread count.
 
 Workspaces
 ----------
 A network calls the same convolutions every batch, and fresh scratch memory
-costs page faults, so the im2col buffers live on the ``CythonOps`` instance
-(one set per Python thread, grown to the largest size asked for) and are
-reused from call to call.  :meth:`CythonOps.release_workspaces` frees them.
+costs page faults, so the packing buffers, padded input copies and partial
+sums live on the ``CythonOps`` instance (one set per Python thread, grown to
+the largest size asked for, shared by all layers) and are reused from call
+to call.  :meth:`CythonOps.release_workspaces` frees them.  Results are
+always fresh arrays.
 """
 
 from __future__ import annotations
@@ -138,9 +148,9 @@ def _float_dtype(x: Any) -> np.dtype:
 class CythonOps(Ops):
     """The compiled CPU backend (registered as ``"cpu"``).
 
-    Convolution (im2col + single-threaded BLAS GEMM per OpenMP thread) and
-    pooling run in ``neuroplug_core``; other ops are inherited from the
-    NumPy reference :class:`~neuroplug.ops.Ops`.
+    Convolution, pooling and the RBM/SBN loops run in ``neuroplug_core``
+    (GIL released, OpenMP); a few element-wise ops are faster NumPy; the
+    rest is inherited from the NumPy reference :class:`~neuroplug.ops.Ops`.
 
     Parameters
     ----------
