@@ -2,7 +2,7 @@
 
 Not a test: run it by hand on an otherwise idle machine,
 
-    python benchmarks/bench_kernels.py [--threads 1 2] [--repeat 15] [--quick]
+    python benchmarks/bench_kernels.py [--threads 1 2] [--repeat 15] [--shapes a b c] [--stat median|min]
 
 For each thread count it times, in float32 and NCHW:
 
@@ -18,7 +18,8 @@ for neuroplug's ``cpu`` backend (``CythonOps``), PyTorch (``F.conv2d`` /
 ``F.max_pool2d`` with autograd, when torch is installed) and a plain NumPy
 im2col (sliding windows + one matmul; pooling: the NumPy reference Ops),
 all in the same process with the implementations interleaved round by
-round, so that a busy machine slows them alike.  It prints medians, GFLOP/s,
+round, so that a busy machine slows them alike.  It prints medians (or
+minima), GFLOP/s,
 the ratio neuroplug / torch (< 1 is faster) and the fraction of the GEMM
 peak, then the targets of issue 3 at the largest thread count.
 
@@ -65,8 +66,11 @@ TARGETS = {
 }
 
 
+STAT = statistics.median
+
+
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median seconds of each function, run round-robin ``repeat`` times after one warm-up each."""
+    """Seconds of each function (median, or ``--stat min``), run round-robin ``repeat`` times after a warm-up."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -75,7 +79,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, 
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: STAT(ts) for name, ts in times.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -200,13 +204,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=15, help="timed rounds per measurement (median reported)")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="statistic over the rounds (min resists a busy machine better)")
     args = parser.parse_args(argv)
+    global STAT
+    STAT = min if args.stat == "min" else statistics.median
     from neuroplug_core import conv
 
     print(f"neuroplug cpu backend, float32 kernel: {conv.simd_isa()} (available: {', '.join(conv.available_isas())})")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}")
-    print("times are medians in ms; np/torch < 1 means neuroplug is faster; 'of peak' = conv GFLOP/s / GEMM GFLOP/s")
+    print(f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "
+          "'of peak' = conv GFLOP/s / GEMM GFLOP/s")
     results = {t: bench(t, args.repeat, args.shapes) for t in args.threads}
     if torch is None:
         return
