@@ -9,8 +9,8 @@ chosen input within its plane; ties go to the first maximum in row-major
 order of the window, and a NaN counts as the maximum (as ``numpy.argmax``),
 so a diverging network shows NaN instead of hiding it.  Max pooling is
 branch-free (random data would mispredict half of the comparisons): a
-float32 AVX-512 kernel, chosen at run time, takes 16 outputs of a row at a
-time; elsewhere a scalar loop selects through integer masks.
+float32 AVX-512 or AVX2 kernel, chosen at run time, takes 16 or 8 outputs
+of a row at a time; elsewhere a scalar loop selects through integer masks.
 
 The Python wrapper in :mod:`neuroplug.backends.cython_ops` validates every
 argument; the backward kernel of max pooling additionally skips (and counts)
@@ -39,13 +39,14 @@ cdef extern from *:
     #define NP_SIMD 0
     #endif
 
-    static int np_has_avx512(void) {
+    /* 2 with AVX-512, 1 with AVX2, 0 otherwise. */
+    static int np_pool_isa(void) {
     #if NP_SIMD
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") ? 1 : 0;
-    #else
-        return 0;
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        if (__builtin_cpu_supports("avx2")) return 1;
     #endif
+        return 0;
     }
 
     /* Portable version: selects through integer masks, so no branch depends on the data. */
@@ -138,49 +139,122 @@ cdef extern from *:
             }
         }
     }
+    /* AVX2, float32: 8 neighbouring outputs of one output row at a time. */
+    __attribute__((target("avx2,fma")))
+    static void np_maxpool_plane_fy(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                                    float* y, int64_t* am, long OH, long OW)
+    {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i step = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)SW));
+        const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        long oh, ow0, i, j;
+        (void)H;
+        for (oh = 0; oh < OH; ++oh) {
+            for (ow0 = 0; ow0 < OW; ow0 += 8) {
+                long lanes = OW - ow0 < 8 ? OW - ow0 : 8;
+                __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)lanes), lane);
+                long base = oh * SH * W + ow0 * SW;
+                __m256 best = _mm256_setzero_ps();
+                __m256i bidx = _mm256_setzero_si256();
+                for (i = 0; i < KH; ++i) {
+                    for (j = 0; j < KW; ++j) {
+                        long off = base + i * W + j;
+                        const float* p = x + off;
+                        __m256 v;
+                        __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)off), step);
+                        if (SW == 1) {
+                            v = _mm256_maskload_ps(p, m);
+                        } else if (SW == 2) {
+                            /* elements 0 .. 2*lanes-2 of p over two loads; keep the even ones */
+                            __m256i need = _mm256_set1_epi32((int)(2 * lanes - 1));
+                            __m256i m0 = _mm256_cmpgt_epi32(need, lane);
+                            __m256i m1 = _mm256_cmpgt_epi32(need, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
+                            __m256 a = _mm256_maskload_ps(p, m0), b = _mm256_maskload_ps(p + 8, m1);
+                            __m256 ev = _mm256_shuffle_ps(a, b, 0x88);   /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+                            v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8));
+                            (void)even;
+                        } else {
+                            v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, step, _mm256_castsi256_ps(m), 4);
+                        }
+                        if (i == 0 && j == 0) {
+                            best = v;
+                            bidx = idx;
+                        } else {
+                            __m256 t = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                                    _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
+                                                                  _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
+                            best = _mm256_blendv_ps(best, v, t);
+                            bidx = _mm256_blendv_epi8(bidx, idx, _mm256_castps_si256(t));
+                        }
+                    }
+                }
+                _mm256_maskstore_ps(y + oh * OW + ow0, m, best);
+                {
+                    __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bidx));
+                    __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(bidx, 1));
+                    __m256i mlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m));
+                    __m256i mhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1));
+                    _mm256_maskstore_epi64((long long*)(am + oh * OW + ow0), mlo, lo);
+                    _mm256_maskstore_epi64((long long*)(am + oh * OW + ow0 + 4), mhi, hi);
+                }
+            }
+        }
+    }
     #else
+    static void np_maxpool_plane_fy(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                                    float* y, int64_t* am, long OH, long OW) {}
     static void np_maxpool_plane_fz(const float* x, long H, long W, long KH, long KW, long SH, long SW,
                                     float* y, int64_t* am, long OH, long OW) {}
     #endif
     """
-    int np_has_avx512() noexcept nogil
+    int np_pool_isa() noexcept nogil
     void np_maxpool_plane_f(const float* x, long H, long W, long KH, long KW, long SH, long SW,
                             float* y, int64_t* am, long OH, long OW) noexcept nogil
     void np_maxpool_plane_d(const double* x, long H, long W, long KH, long KW, long SH, long SW,
                             double* y, int64_t* am, long OH, long OW) noexcept nogil
     void np_maxpool_plane_fz(const float* x, long H, long W, long KH, long KW, long SH, long SW,
                              float* y, int64_t* am, long OH, long OW) noexcept nogil
+    void np_maxpool_plane_fy(const float* x, long H, long W, long KH, long KW, long SH, long SW,
+                             float* y, int64_t* am, long OH, long OW) noexcept nogil
 
 
-cdef bint _avx512_detected = np_has_avx512()
-cdef bint _avx512 = _avx512_detected
+# Vector width of the float32 max-pooling kernel: 2 AVX-512, 1 AVX2, 0 the portable loop.
+cdef int _simd_detected = np_pool_isa()
+cdef int _simd = _simd_detected
 
 
 def _init_from_env():
-    """``NEUROPLUG_SIMD`` below ``avx512`` (``avx2``, ``blas``, ``0``) turns the AVX-512 kernel off."""
+    """``NEUROPLUG_SIMD`` caps the kernel: ``avx2``, or ``blas``/``0``/``none`` for the portable loop."""
     import os
 
-    global _avx512
-    if os.environ.get("NEUROPLUG_SIMD", "").strip().lower() in ("0", "none", "blas", "avx2"):
-        _avx512 = False
+    global _simd
+    value = os.environ.get("NEUROPLUG_SIMD", "").strip().lower()
+    if value in ("0", "none", "blas"):
+        _simd = 0
+    elif value == "avx2":
+        _simd = min(_simd, 1)
 
 
 _init_from_env()
 
 
-def simd_enabled():
-    """True when float32 max pooling uses the AVX-512 kernel."""
-    return bool(_avx512)
+def simd_isa():
+    """Name of the float32 max-pooling kernel in use: ``"avx512"``, ``"avx2"`` or ``"portable"``."""
+    return ("portable", "avx2", "avx512")[_simd]
 
 
-def set_simd_enabled(flag):
-    """Use (or not) the AVX-512 max-pooling kernel where the CPU has it; return the previous setting.
+def set_simd_isa(name):
+    """Select the float32 max-pooling kernel (``"avx512"``, ``"avx2"``, ``"portable"``, if the CPU has it).
 
-    For tests and benchmarks; not thread-safe with respect to pooling running at the same time.
+    Returns the previous name.  For tests and benchmarks; not thread-safe
+    with respect to pooling running at the same time.
     """
-    global _avx512
-    previous = bool(_avx512)
-    _avx512 = bool(flag) and _avx512_detected
+    global _simd
+    levels = {"portable": 0, "avx2": 1, "avx512": 2}
+    if name not in levels or levels[name] > _simd_detected:
+        raise ValueError(f"kernel must be one of {list(levels)[:_simd_detected + 1]}. Received: {name!r}")
+    previous = simd_isa()
+    _simd = levels[name]
     return previous
 
 
@@ -201,13 +275,16 @@ def maxpool2d_forward(
         raise ValueError("inconsistent pooling shapes")
     if N * C == 0:
         return
-    # The AVX-512 kernel keeps plane indices in 32-bit lanes.
-    cdef bint simd = floating is float and _avx512 and H * W < 2147483647
+    # The vector kernels keep plane indices in 32-bit lanes.
+    cdef int simd = _simd if (floating is float and H * W < 2147483647) else 0
     with nogil:
         for pl in prange(N * C, num_threads=n_threads, schedule="static"):
             if floating is float:
-                if simd:
+                if simd == 2:
                     np_maxpool_plane_fz(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
+                                        &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
+                elif simd == 1:
+                    np_maxpool_plane_fy(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,
                                         &y[0, 0, 0, 0] + pl * OH * OW, &argmax[0, 0, 0, 0] + pl * OH * OW, OH, OW)
                 else:
                     np_maxpool_plane_f(&x[0, 0, 0, 0] + pl * H * W, H, W, KH, KW, SH, SW,

@@ -129,18 +129,18 @@ def _cpu_kernels():
 def cpu_kernel(request):
     """The ``cpu`` backend's float32 kernels set to each set this CPU supports.
 
-    AVX-512 max pooling is on only with the "avx512" convolution kernel, so
-    the portable pooling loop is tested too.
+    Pooling follows: AVX-512 and AVX2 kernels with the convolution kernels of
+    the same name, and the portable loop with "blas".
     """
     from neuroplug_core import conv, pool
 
     previous = conv.set_simd_isa(request.param)
-    previous_pool = pool.set_simd_enabled(request.param == "avx512")
+    previous_pool = pool.set_simd_isa("portable" if request.param == "blas" else request.param)
     try:
         yield request.param
     finally:
         conv.set_simd_isa(previous)
-        pool.set_simd_enabled(previous_pool)
+        pool.set_simd_isa(previous_pool)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
@@ -155,11 +155,11 @@ def test_cpu_kernels_can_be_capped_from_the_environment():
 
     from neuroplug_core import conv
 
-    code = "from neuroplug_core import conv, pool; print(conv.simd_isa(), pool.simd_enabled())"
+    code = "from neuroplug_core import conv, pool; print(conv.simd_isa(), pool.simd_isa())"
     env = dict(os.environ, NEUROPLUG_SIMD="blas")
     root = os.path.dirname(os.path.dirname(os.path.abspath(conv.__file__)))   # where neuroplug_core imports from
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["blas", "False"]
+    assert out.stdout.split() == ["blas", "portable"]
 
 
 def test_cpu_kernel_selection_is_validated():
@@ -168,6 +168,11 @@ def test_cpu_kernel_selection_is_validated():
     assert conv.simd_isa() in conv.available_isas()
     with pytest.raises(ValueError, match="Received: 'sse9'"):
         conv.set_simd_isa("sse9")
+    from neuroplug_core import pool
+
+    assert pool.simd_isa() in ("portable", "avx2", "avx512")
+    with pytest.raises(ValueError, match="Received: 'sse9'"):
+        pool.set_simd_isa("sse9")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
