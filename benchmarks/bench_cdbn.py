@@ -75,6 +75,7 @@ class SnapshotCDBN(CDBNPretrainer):
 
 
 def layers_for(activation: str) -> tuple[str, ...]:
+    """The benchmark's CNN (the same for every pretrainer), with ``activation`` after each layer."""
     return (
         "conv:24x7x7", activation, "maxpool:2",   # 28 -> 22 -> 11
         "conv:40x5x5", activation, "maxpool:2",   # 11 -> 7 -> 3
@@ -83,6 +84,7 @@ def layers_for(activation: str) -> tuple[str, ...]:
 
 
 def pretrainers(args: argparse.Namespace) -> dict[str, object]:
+    """The three initialisations compared, by name."""
     return {
         "none": None,
         "dbn": DBNPretrainer(max_iter=args.pretrain_epochs),
@@ -92,6 +94,7 @@ def pretrainers(args: argparse.Namespace) -> dict[str, object]:
 
 
 def save_filters(W: np.ndarray, path: str) -> None:
+    """Save the filters ``W`` (n, 1, kh, kw) as a grid of grey images (white = positive)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,6 +117,7 @@ def save_filters(W: np.ndarray, path: str) -> None:
 
 
 def main() -> None:
+    """Run the comparison and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=DEFAULT_DATA, help="directory of the MNIST t10k IDX files")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -153,10 +157,16 @@ def main() -> None:
             clf = CNNClassifier(layers, input_shape=(1, 28, 28), max_iter=args.epochs, batch_size=64,
                                 pretrainer=pretrainer, n_threads=args.threads, random_state=seed)
             t0 = time.perf_counter()
-            if pretrainer is None:
-                clf.fit(X_train[labelled], y_train[labelled])  # nothing would use the unlabelled images
-            else:
-                clf.fit(X_train, y_semi)
+            try:
+                if pretrainer is None:
+                    clf.fit(X_train[labelled], y_train[labelled])  # nothing would use the unlabelled images
+                else:
+                    clf.fit(X_train, y_semi)
+            except (ValueError, ArithmeticError) as exc:  # a diverged pretrainer: report it, go on
+                print(f"seed {seed}  pretrainer={name:5s}  FAILED: {type(exc).__name__}: {exc}", flush=True)
+                results[name].append(float("nan"))
+                times[name].append(time.perf_counter() - t0)
+                continue
             elapsed = time.perf_counter() - t0
             acc = float(clf.score(X_test, y_test))
             results[name].append(acc)

@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 
 from ..layers.conv import Conv2D
 from ..layers.pool import MaxPool2D, Pool2D
+from ..network import TrainingDivergedError
 from ..ops import Ops, normalize_pair, normalize_padding
 from .base import Pretrainer
 
@@ -107,14 +108,16 @@ def train_crbm(
     try:
         for _ in bar:
             Xe = ops.asarray(X[rng.permutation(X.shape[0])])
-            err = ops.crbm_cd_epoch(
-                Xe, *params, k=k, pool_size=pool_size, learning_rate=learning_rate, momentum=momentum,
-                weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
-                batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
-                groups=groups, connections=connections,
-            )
+            # Overflow only happens on the way to divergence, which is reported below as an error.
+            with np.errstate(over="ignore", invalid="ignore"):
+                err = ops.crbm_cd_epoch(
+                    Xe, *params, k=k, pool_size=pool_size, learning_rate=learning_rate, momentum=momentum,
+                    weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
+                    batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
+                    groups=groups, connections=connections,
+                )
             if not math.isfinite(err):
-                raise FloatingPointError(
+                raise TrainingDivergedError(
                     f"{desc}: contrastive divergence diverged (reconstruction error {err}). Lower "
                     f"learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian visible "
                     "units, standardise X."

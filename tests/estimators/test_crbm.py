@@ -333,3 +333,11 @@ def test_cnn_semi_supervised_errors_and_plain_labels():
     # Without a pretrainer, -1 is an ordinary label.
     plain = CNNClassifier(layers, max_iter=1, n_threads=1).fit(X[:10], np.array([-1, 1] * 5))
     np.testing.assert_array_equal(plain.classes_, [-1, 1])
+
+
+def test_divergence_is_reported():
+    from neuroplug.network import TrainingDivergedError
+
+    X = np.random.default_rng(3).normal(size=(20, 1, 6, 6)) * 10
+    with pytest.raises(TrainingDivergedError, match="Lower learning_rate"):
+        ConvRBM(2, kernel_size=3, visible="gaussian", learning_rate=1e4, **{**FAST, "n_iter": 20}).fit(X)
