@@ -830,6 +830,7 @@ cdef struct Plan:
     int isa                     # 0: im2col + BLAS; 1/2: packed SIMD GEMM
     int NR                      # micro-kernel width (SIMD path)
     Py_ssize_t nb               # samples per chunk
+    Py_ssize_t sub              # weight gradient, BLAS path: samples per GEMM within a chunk
     Py_ssize_t chunks           # number of chunks
     Py_ssize_t shared           # workspace elements shared by all threads
     Py_ssize_t per_thread       # workspace elements per thread
@@ -845,9 +846,13 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     # Zero-padded copy of one sample-group (AVX-512 packers read it without bounds checks).
     cdef Py_ssize_t xpad = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + SLACK + ALIGN_PAD
     cdef Py_ssize_t bpanel = KC * np_isa_nr(_isa if is_float else 0) + SLACK + ALIGN_PAD
-    p.isa = _isa if is_float else 0
+    # Output planes narrower than half a micro-kernel panel (down to the 1x1 output of
+    # LeNet's C5) waste most SIMD lanes and call the kernel for a handful of columns:
+    # the BLAS path batches samples into one GEMM instead.
+    p.isa = _isa if (is_float and 2 * g.P >= np_isa_nr(_isa)) else 0
     p.NR = np_isa_nr(p.isa)
     p.nb = 1
+    p.sub = 1
     p.shared = 0
     p.per_thread = 0
     p.transposed = False
@@ -866,9 +871,14 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
         if p.isa:
             p.shared = g.G * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg + ALIGN_PAD
             p.per_thread = bpanel + g.K * p.NR + ALIGN_PAD + xpad
-        elif not g.direct:
-            p.per_thread = g.K * g.P
-        p.chunks = g.N
+        else:
+            if g.P < MIN_GEMM_COLS:
+                p.nb = max(1, min(_ceil_div(MIN_GEMM_COLS, g.P), g.N // 8))
+            if p.nb > 1:
+                p.per_thread = (g.K + g.Fg) * p.nb * g.P       # dcol and the gathered dy
+            elif not g.direct:
+                p.per_thread = g.K * g.P
+        p.chunks = _ceil_div(g.N, p.nb)
     else:
         p.chunks = max(1, min(g.N, MAX_WGRAD_CHUNKS, WGRAD_PARTIAL_BUDGET // max(1, g.F * g.K)))
         p.nb = _ceil_div(g.N, p.chunks)
@@ -878,8 +888,13 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
             p.per_thread = xpad + NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
         elif p.isa:
             p.per_thread = xpad + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
-        elif not g.direct:
-            p.per_thread = g.K * g.P
+        else:
+            # Several samples per GEMM when the output plane is small (inner dimension sub * P).
+            p.sub = min(p.nb, _ceil_div(MIN_GEMM_COLS, g.P)) if g.P < MIN_GEMM_COLS else 1
+            if p.sub > 1:
+                p.per_thread = (g.K + g.Fg) * p.sub * g.P      # col and the gathered dy
+            elif not g.direct:
+                p.per_thread = g.K * g.P
     return p
 
 
@@ -899,14 +914,17 @@ cdef bint _transposed_pays(const Geom* g) noexcept:
 def workspace(int kind, bint is_float, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
               Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
               Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, int n_threads):
-    """Return ``(elements, chunks)``: the scratch one call needs and, for the weight gradient, its batch chunks.
+    """Return ``(elements, chunks, uses_blas)`` for one call.
 
-    ``kind`` is 0 (forward), 1 (input gradient) or 2 (weight gradient); the
-    weight gradient also needs a ``(chunks, F * Cg * KH * KW)`` array of partial sums.
+    ``kind`` is 0 (forward), 1 (input gradient) or 2 (weight gradient);
+    ``elements`` is the scratch the call needs on ``n_threads`` threads,
+    ``chunks`` the number of batch chunks (the weight gradient also needs a
+    ``(chunks, F * Cg * KH * KW)`` array of partial sums), and ``uses_blas``
+    whether the kernels call BLAS (the caller then holds BLAS at one thread).
     """
     cdef Geom g = _geom(N, C, H, W, F, KH, KW, SH, SW, PH, PW, G)
     cdef Plan p = _plan(kind, is_float, &g)
-    return p.shared + p.per_thread * max(1, n_threads), p.chunks
+    return p.shared + p.per_thread * max(1, n_threads), p.chunks, p.isa == 0
 
 
 cdef int _check_work(Py_ssize_t have, const Plan* p, int n_threads) except -1:
@@ -1306,16 +1324,37 @@ cdef void _forward_chunk_blas(
                         out[p] = src[p] + bias
 
 
-cdef void _backward_input_sample_blas(
-    const floating* dy, const floating* w, floating* dx, const Geom* g, Py_ssize_t n, floating* work,
+cdef void _gather_dy(const floating* dy, const Geom* g, Py_ssize_t n0, Py_ssize_t nb, Py_ssize_t grp,
+                     floating* dyc, Py_ssize_t ld) noexcept nogil:
+    """dyc (Fg x nb*P, row stride ld) = dy[n0 : n0+nb, group] with the samples side by side."""
+    cdef Py_ssize_t b, f
+    for b in range(nb):
+        for f in range(g.Fg):
+            memcpy(dyc + f * ld + b * g.P, dy + ((n0 + b) * g.F + grp * g.Fg + f) * g.P, g.P * sizeof(floating))
+
+
+cdef void _backward_input_chunk_blas(
+    const floating* dy, const floating* w, floating* dx, const Geom* g,
+    Py_ssize_t n0, Py_ssize_t nb, floating* work,
 ) noexcept nogil:
-    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp
-    cdef floating* dxn = dx + n * g.C * plane
+    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp, b, ld = nb * g.P
+    cdef floating* dxn = dx + n0 * g.C * plane
     cdef const floating* dyg
+    cdef floating* dyc = work + K * ld
+    if nb > 1:
+        # dcol (K x nb*P) = W_g^T (K x Fg) @ [dy of nb samples] (Fg x nb*P), then col2im per sample.
+        memset(dxn, 0, nb * g.C * plane * sizeof(floating))
+        for grp in range(g.G):
+            _gather_dy(dy, g, n0, nb, grp, dyc, ld)
+            gemm_rm(True, False, <int> K, <int> ld, <int> Fg, 1, w + grp * Fg * K, <int> K,
+                    dyc, <int> ld, 0, work, <int> ld)
+            for b in range(nb):
+                _col2im_block(work + b * P, ld, 0, P, g, dx + ((n0 + b) * g.C + grp * g.Cg) * plane)
+        return
     if not g.direct:
         memset(dxn, 0, g.C * plane * sizeof(floating))
     for grp in range(g.G):
-        dyg = dy + (n * g.F + grp * Fg) * P
+        dyg = dy + (n0 * g.F + grp * Fg) * P
         if g.direct:
             # dx[n, group] (Cg x P) = W_g^T (Cg x Fg) @ dy[n, group] (Fg x P)
             gemm_rm(True, False, <int> K, <int> P, <int> Fg, 1, w + grp * Fg * K, <int> K,
@@ -1327,22 +1366,35 @@ cdef void _backward_input_sample_blas(
 
 
 cdef void _backward_weights_chunk_blas(
-    const floating* dy, const floating* x, floating* part, const Geom* g,
+    const floating* dy, const floating* x, floating* part, const Geom* g, const Plan* pl,
     Py_ssize_t n0, Py_ssize_t nb, floating* work,
 ) noexcept nogil:
-    # part (F x K) = sum over the chunk's samples of dy[n, group] (Fg x P) @ col(n, group)^T (P x K)
-    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp, bi, n
+    # part (F x K) = sum over the chunk's samples of dy[n, group] (Fg x P) @ col(n, group)^T (P x K),
+    # pl.sub samples per GEMM (side by side in the inner dimension) when the output plane is small.
+    cdef Py_ssize_t P = g.P, K = g.K, Fg = g.Fg, plane = g.H * g.W, grp, s0, ns, b, n
+    cdef Py_ssize_t ld = pl.sub * g.P
+    cdef floating* dyc = work + K * ld
     cdef const floating* colp
-    for bi in range(nb):
-        n = n0 + bi
+    s0 = 0
+    while s0 < nb:
+        ns = min(pl.sub, nb - s0)
         for grp in range(g.G):
+            if ns > 1:
+                for b in range(ns):
+                    _im2col(x + ((n0 + s0 + b) * g.C + grp * g.Cg) * plane, g, work + b * P, ld)
+                _gather_dy(dy, g, n0 + s0, ns, grp, dyc, ld)
+                gemm_rm(False, True, <int> Fg, <int> K, <int> (ns * P), 1, dyc, <int> ld,
+                        work, <int> ld, 0 if s0 == 0 else 1, part + grp * Fg * K, <int> K)
+                continue
+            n = n0 + s0
             if g.direct:
                 colp = x + (n * g.C + grp * g.Cg) * plane
             else:
                 _im2col(x + (n * g.C + grp * g.Cg) * plane, g, work, P)
                 colp = work
             gemm_rm(False, True, <int> Fg, <int> K, <int> P, 1, dy + (n * g.F + grp * Fg) * P, <int> P,
-                    colp, <int> P, 0 if bi == 0 else 1, part + grp * Fg * K, <int> K)
+                    colp, <int> P, 0 if s0 == 0 else 1, part + grp * Fg * K, <int> K)
+        s0 += ns
 
 
 # ---------------------------------------------------------------------------
@@ -1407,7 +1459,7 @@ def conv2d_backward_input(
         raise ValueError("inconsistent convolution shapes")
     cdef Plan pl = _plan(1, floating is float, &g)
     _check_work(work.shape[0], &pl, n_threads)
-    cdef Py_ssize_t n, grp
+    cdef Py_ssize_t n, grp, ci
     cdef floating* wk = &work[0]
     cdef float* apack
     cdef float* tw
@@ -1428,9 +1480,10 @@ def conv2d_backward_input(
                                                 bpp, dcb, np_align64(dcb + g.K * pl.NR))
             return
     with nogil:
-        for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
-            _backward_input_sample_blas(&dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], &g, n,
-                                        wk + threadid() * pl.per_thread)
+        for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+            n = ci * pl.nb
+            _backward_input_chunk_blas(&dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], &g,
+                                       n, min(pl.nb, g.N - n), wk + threadid() * pl.per_thread)
 
 
 def conv2d_backward_weights(
@@ -1483,7 +1536,7 @@ def conv2d_backward_weights(
         with nogil:
             for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
                 n0 = ci * pl.nb
-                _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g,
+                _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
                                              n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
     # Add the chunks in order (deterministic), in parallel over blocks of entries.
     with nogil:

@@ -115,11 +115,9 @@ class _SingleThreadedBlas:
 _single_threaded_blas = _SingleThreadedBlas()
 
 
-def _blas_guard(dtype: np.dtype) -> Any:
-    """BLAS held at one thread if this call's kernel calls BLAS (float64, or float32 without SIMD)."""
-    if dtype == _FLOAT_DTYPES[0] and _conv.simd_isa() != "blas":
-        return contextlib.nullcontext()
-    return _single_threaded_blas
+def _blas_guard(uses_blas: bool) -> Any:
+    """BLAS held at one thread around a kernel call that uses BLAS (its plan says so)."""
+    return _single_threaded_blas if uses_blas else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------------
@@ -248,10 +246,10 @@ class CythonOps(Ops):
         f, _, kh, kw = w.shape
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
-        size, _ = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         y = np.empty((n, f, oh, ow), dtype=dt)
-        with _blas_guard(dt):
+        with _blas_guard(uses_blas):
             _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
         return y
 
@@ -273,10 +271,10 @@ class CythonOps(Ops):
         dy = self._contiguous(dy, dt)
         w = self._weights(w, connections, dt)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
-        size, _ = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         dx = np.empty((n, c, h, wd), dtype=dt)
-        with _blas_guard(dt):
+        with _blas_guard(uses_blas):
             _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
         return dx
 
@@ -300,12 +298,12 @@ class CythonOps(Ops):
         dy = self._contiguous(dy, dt)
         nt = self._threads(2.0 * n * f * oh * ow * cg * kh * kw, _MIN_FLOPS_PER_THREAD)
         k = cg * kh * kw
-        size, chunks = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
         dw = np.empty(f * k, dtype=dt)
         db = np.empty(f, dtype=dt)
-        with _blas_guard(dt):
+        with _blas_guard(uses_blas):
             _conv.conv2d_backward_weights(dy, x, partial, dw, kh, kw, *stride, *padding, groups, nt, work)
         _conv.bias_grad(dy.reshape(n, f, oh * ow), db, nt)
         dw = dw.reshape(w_shape)
