@@ -50,6 +50,10 @@ CONV_CASES = [
     (2, 30, 12, 12, 13, 3, 3, 1, 1, 1, None),             # more than one reduction block and column panel
     (2, 2, 22, 22, 3, 3, 3, 1, 0, 1, None),               # many output positions
     (1, 2, 4, 4, 270, 1, 1, 1, 0, 1, None),               # many filters (input-gradient reduction blocks)
+    (2, 3, 17, 17, 5, 3, 3, 2, 1, 1, None),               # stride 2 on a plane wide enough for SIMD panels
+    (1, 2, 8, 8, 270, 1, 1, 1, 0, 1, None),               # more filters than one reduction block, wide plane
+    (2, 16, 10, 10, 64, 3, 3, 1, 1, 1, None),             # weight gradient computed transposed (AVX-512)
+    (2, 1, 10, 10, 100, 3, 3, 1, 1, 1, None),             # ... with two blocks of 64 filters
     (2, 6, 14, 14, 16, 5, 5, 1, 0, 1, C3_TABLE),          # LeNet-5 C3 connection table
     (2, 4, 6, 6, 6, 3, 3, 1, 1, 2, np.array([[1, 0], [1, 1], [0, 1], [1, 1], [1, 0], [0, 1]])),
 ]
