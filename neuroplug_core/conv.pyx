@@ -1420,7 +1420,7 @@ def conv2d_forward(
     cdef Plan pl = _plan(0, floating is float, &g)
     _check_work(work.shape[0], &pl, n_threads)
     cdef Py_ssize_t ci, n0, grp
-    cdef floating* wk = &work[0]
+    cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
     cdef const floating* bp = &b[0] if has_bias else NULL
     cdef float* apack
     cdef float* tw
@@ -1460,7 +1460,7 @@ def conv2d_backward_input(
     cdef Plan pl = _plan(1, floating is float, &g)
     _check_work(work.shape[0], &pl, n_threads)
     cdef Py_ssize_t n, grp, ci
-    cdef floating* wk = &work[0]
+    cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
     cdef float* apack
     cdef float* tw
     cdef float* bpp
@@ -1506,7 +1506,7 @@ def conv2d_backward_weights(
         raise ValueError("partial or dw has the wrong shape")
     _check_work(work.shape[0], &pl, n_threads)
     cdef Py_ssize_t ci, n0, FK = g.F * g.K, blk, nblk = _ceil_div(FK, 1024), j, j0, j1, r, f, k
-    cdef floating* wk = &work[0]
+    cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
     cdef float* xpb
     cdef float* apb
     cdef floating* sumt
