@@ -51,7 +51,7 @@ _OBJECT = "__object__"
 _GENERATOR = "__generator__"
 
 #: NumPy bit generators a model file may name (looked up in this table, never by ``getattr``).
-BIT_GENERATORS: dict[str, type] = {
+_BIT_GENERATORS: dict[str, type] = {
     cls.__name__: cls
     for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
 }
@@ -124,10 +124,10 @@ class _Encoder:
                              for k, v in value.items()]}
         if isinstance(value, np.random.Generator):
             state = value.bit_generator.state
-            if state.get("bit_generator") not in BIT_GENERATORS:
+            if state.get("bit_generator") not in _BIT_GENERATORS:
                 raise ModelFormatError(
                     f"cannot save the random generator at {path}: its bit generator "
-                    f"{state.get('bit_generator')!r} is not one of {', '.join(BIT_GENERATORS)}"
+                    f"{state.get('bit_generator')!r} is not one of {', '.join(_BIT_GENERATORS)}"
                 )
             return {_GENERATOR: self.encode(state, f"{path}.state")}
         estimator_name = _estimator_name(value)
@@ -167,7 +167,7 @@ class _Decoder:
     """Rebuild the tree :class:`_Encoder` wrote.
 
     Every tag resolves through a fixed table (neuroplug's estimators and
-    parameter classes, :data:`BIT_GENERATORS`) or a plugin registry; no name
+    parameter classes, the whitelist of bit generators) or a plugin registry; no name
     from the file is ever imported or looked up as an attribute, so a model
     file cannot make ``load`` run code that is not already installed.
     Malformed trees raise :class:`ModelFormatError`.
@@ -260,11 +260,11 @@ def _construct(cls: type, params: Any, what: str) -> Any:
 def _make_generator(state: Any) -> np.random.Generator:
     """A NumPy Generator restored from a bit generator state dict, for a whitelisted bit generator only."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
-    cls = BIT_GENERATORS.get(name) if isinstance(name, str) else None
+    cls = _BIT_GENERATORS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ModelFormatError(
             f"the model file holds a random generator state for {name!r}; supported bit generators: "
-            f"{', '.join(BIT_GENERATORS)}"
+            f"{', '.join(_BIT_GENERATORS)}"
         )
     bit_generator = cls()
     try:
