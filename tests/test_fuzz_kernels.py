@@ -730,3 +730,19 @@ def test_crbm_visible_means_and_free_energy(data, p, visible, pool):
                lambda: REF.crbm_free_energy(args["v"], args["W"], args["bh"], args["bv"], pool_size=pool,
                                             visible=visible, **kwargs),
                lambda a, e: _close(a, e, p["dtype"]), spoiled=target is not None)
+
+
+# --------------------------------------------------------------------------------------- OpenMP
+@FUZZ
+@given(st.one_of(st.none(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.text(max_size=3),
+                 st.booleans()))
+def test_effective_n_threads(n_threads):
+    """Any user value: a thread count in [1, OpenMP's limit], or ValueError/TypeError (0, non-numbers)."""
+    from neuroplug_core._openmp import effective_n_threads, max_threads
+
+    try:
+        nt = effective_n_threads(n_threads)
+    except (ValueError, TypeError, OverflowError) as exc:
+        assert n_threads == 0 or not isinstance(n_threads, int) or abs(n_threads) >= 2**63, repr(exc)
+        return
+    assert 1 <= nt <= max(1, max_threads())
