@@ -1429,7 +1429,10 @@ def conv2d_forward(
         if pl.isa:
             apack = np_align64(wk)
             for grp in range(g.G):
-                _pack_a_rows(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
+                if pl.isa == 2:
+                    np_pack_a_rows_z(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
+                else:
+                    _pack_a_rows(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
             tw = wk + pl.shared
             with nogil:
                 for n0 in prange(g.N, num_threads=n_threads, schedule="dynamic"):
