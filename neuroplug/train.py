@@ -49,7 +49,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", "-e", type=int, default=None, help="maximum number of epochs (default: 100, "
                    "with the estimator's convergence test)")
-    p.add_argument("--batch-size", "-b", type=int, default=None, help="mini-batch size (default: 64)")
+    p.add_argument("--batch-size", "-b", type=int, default=None, help="mini-batch size (default: 32)")
     p.add_argument("--learning-rate", "--lr", type=float, default=None, help="learning rate (default: 1e-3)")
     p.add_argument("--optimizer", choices=("adam", "sgd", "nesterov"), default=None, help="optimiser (default: adam)")
     p.add_argument("--pretrainer", default=None, help="registered pretrainer name, e.g. dbn (default: none)")

@@ -145,7 +145,7 @@ class BaseCNN(BaseEstimator):
         optimizer: str | Optimizer = "adam",
         learning_rate: float = 1e-3,
         lr_schedule: str | Schedule = "constant",
-        batch_size: int = 64,
+        batch_size: int = 32,
         max_iter: int = 100,
         alpha: float = 1e-4,
         early_stopping: bool = False,

@@ -47,7 +47,7 @@ _PARAMS_DOC = """
         Learning rate per epoch: ``"constant"``, ``"step[:S,G]"`` (times G
         every S epochs), ``"exp[:G]"``, ``"invtime[:D]"`` or a
         :class:`neuroplug.optimizers.Schedule` object.
-    batch_size : int, default=64
+    batch_size : int, default=32
         Mini-batch size (clipped to the number of samples).
     max_iter : int, default=100
         Maximum number of epochs (passes over the training data).

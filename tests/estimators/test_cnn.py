@@ -261,7 +261,7 @@ def test_keyboard_interrupt_stops_cleanly(digits, monkeypatch):
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", interrupted)
     with pytest.warns(TrainingInterrupted, match="2 complete epoch"):
-        clf = _clf(max_iter=10).fit(X, y)
+        clf = _clf(max_iter=10, batch_size=64).fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
     assert clf.predict(X).shape == (300,)
 
@@ -282,7 +282,7 @@ def test_sigint_finishes_the_current_batch(digits, monkeypatch):
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", ctrl_c)
     with pytest.warns(TrainingInterrupted):
-        clf = _clf(max_iter=10).fit(X, y)
+        clf = _clf(max_iter=10, batch_size=64).fit(X, y)
     assert len(finished) == 7 and clf.n_iter_ == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
