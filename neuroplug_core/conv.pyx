@@ -1541,9 +1541,11 @@ def conv2d_backward_weights(
                 n0 = ci * pl.nb
                 _backward_weights_chunk_blas(&dy[0, 0, 0, 0], &x[0, 0, 0, 0], &partial[ci, 0], &g, &pl,
                                              n0, min(pl.nb, g.N - n0), wk + threadid() * pl.per_thread)
-    # Add the chunks in order (deterministic), in parallel over blocks of entries.
+    # Add the chunks in order (deterministic), in parallel over blocks of entries when there
+    # are enough of them to pay for waking the threads.
+    cdef int nt_sum = n_threads if pl.chunks * FK >= 262144 else 1
     with nogil:
-        for blk in prange(nblk, num_threads=n_threads, schedule="static"):
+        for blk in prange(nblk, num_threads=nt_sum, schedule="static"):
             j0 = blk * 1024
             j1 = min(FK, j0 + 1024)
             for r in range(1, pl.chunks):

@@ -62,6 +62,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Below these amounts of work per thread a call uses fewer threads (see CythonOps._threads).
 _MIN_FLOPS_PER_THREAD = 1e6
 _MIN_ELEMENTS_PER_THREAD = 65536
+_MIN_SUM_ELEMENTS_PER_THREAD = 262144   # plain sums and finiteness checks: ~0.1 ms of work
 _EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
 
 
@@ -239,7 +240,7 @@ class CythonOps(Ops):
         # One pass over the exponent bits, without the temporary boolean array
         # (and its page faults) that np.isfinite(x).all() allocates.
         if isinstance(x, np.ndarray) and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
-            return bool(_conv.all_finite(x.reshape(-1), self._threads(x.size, _MIN_ELEMENTS_PER_THREAD)))
+            return bool(_conv.all_finite(x.reshape(-1), self._threads(x.size, _MIN_SUM_ELEMENTS_PER_THREAD)))
         return super()._all_finite(x)
 
     # ====================================================================
@@ -318,7 +319,7 @@ class CythonOps(Ops):
         db = np.empty(f, dtype=dt)
         with _blas_guard(uses_blas):
             _conv.conv2d_backward_weights(dy, x, partial, dw, kh, kw, *stride, *padding, groups, nt, work)
-        _conv.bias_grad(dy.reshape(n, f, oh * ow), db, nt)
+        _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
         dw = dw.reshape(w_shape)
         if connections is not None:
             dw *= connections[:, :, None, None]
