@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Ops", "conv2d_output_shape", "pool2d_output_shape", "normalize_pair", "normalize_padding"]
+__all__ = ["Ops", "conv2d_output_shape", "pool2d_output_shape", "normalize_pair", "normalize_padding", "check_shape4"]
 
 Array = Any  # the backend's array type
 
@@ -71,6 +71,20 @@ def normalize_padding(padding: Any, kernel: tuple[int, int]) -> tuple[int, int]:
             return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
         raise ValueError(f"padding must be 'valid', 'same' or int(s) >= 0. Received: padding={padding!r}")
     return normalize_pair(padding, "padding", minimum=0)
+
+
+def check_shape4(shape: Any, name: str) -> tuple[int, int, int, int]:
+    """Return ``shape`` as 4 positive ints (an NCHW shape) or raise naming ``name``."""
+    try:
+        values = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}") from None
+    if len(values) != 4 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}")
+    values = tuple(int(v) for v in values)
+    if min(values) < 1:
+        raise ValueError(f"{name} must hold 4 sizes >= 1. Received: {name}={values}")
+    return values  # type: ignore[return-value]
 
 
 def conv2d_output_shape(
@@ -369,6 +383,7 @@ class Ops:
         groups: int = 1, connections: Any = None,
     ) -> Array:
         """Gradient of :meth:`conv2d` with respect to its input ``x``."""
+        x_shape = check_shape4(x_shape, "x_shape")
         x_like = np.empty((1, int(x_shape[1]), int(x_shape[2]), int(x_shape[3])), dtype=w.dtype)
         x_like.fill(0)
         stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
@@ -399,7 +414,7 @@ class Ops:
 
         With a connection table, ``dw`` is zero where the table is 0.
         """
-        w_like = np.zeros(tuple(int(s) for s in w_shape), dtype=x.dtype)
+        w_like = np.zeros(check_shape4(w_shape, "w_shape"), dtype=x.dtype)
         stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
         self._check_array(dy, "dy", 4, x.dtype)
         n, c, h, wd = x.shape
@@ -445,7 +460,11 @@ class Ops:
     def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> Array:
         """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
         self._check_array(dy, "dy", 4)
-        n, c, h, w = (int(s) for s in x_shape)
+        n, c, h, w = check_shape4(x_shape, "x_shape")
+        if not hasattr(argmax, "shape") or not hasattr(argmax, "dtype"):
+            raise TypeError(f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}")
+        if np.asarray(self.to_numpy(argmax)).dtype.kind not in "iu":
+            raise TypeError(f"argmax must be an integer array. Received: argmax.dtype={argmax.dtype}")
         if tuple(argmax.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != (n, c):
             raise ValueError(
                 f"dy and argmax must have the same shape (n={n}, c={c}, ...). "
@@ -469,7 +488,7 @@ class Ops:
         self._check_array(dy, "dy", 4)
         size = normalize_pair(size, "size")
         stride = size if stride is None else normalize_pair(stride, "stride")
-        n, c, h, w = (int(s) for s in x_shape)
+        n, c, h, w = check_shape4(x_shape, "x_shape")
         oh, ow = pool2d_output_shape((h, w), size, stride)
         if tuple(dy.shape) != (n, c, oh, ow):
             raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")

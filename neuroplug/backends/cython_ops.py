@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..ops import Ops, conv2d_output_shape, normalize_pair, pool2d_output_shape
+from ..ops import Ops, check_shape4, conv2d_output_shape, normalize_pair, pool2d_output_shape
 
 try:  # The compiled core may be missing in a source checkout that was never built.
     from neuroplug_core import conv as _conv
@@ -124,20 +124,6 @@ def _blas_guard(uses_blas: bool) -> Any:
 # ---------------------------------------------------------------------------
 # Argument helpers
 # ---------------------------------------------------------------------------
-def _check_shape(shape: Any, name: str) -> tuple[int, int, int, int]:
-    """Return ``shape`` as 4 positive ints (an NCHW shape) or raise naming ``name``."""
-    try:
-        values = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}") from None
-    if len(values) != 4 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}")
-    values = tuple(int(v) for v in values)
-    if min(values) < 1:
-        raise ValueError(f"{name} must hold 4 sizes >= 1. Received: {name}={values}")
-    return values  # type: ignore[return-value]
-
-
 def _float_dtype(x: Any) -> np.dtype:
     """The native float dtype (float32/float64) of an array already checked by ``_check_array``."""
     itemsize = x.dtype.itemsize if isinstance(x, np.ndarray) else np.dtype(str(x.dtype).replace("torch.", "")).itemsize
@@ -272,7 +258,7 @@ class CythonOps(Ops):
         groups: int = 1, connections: Any = None,
     ) -> np.ndarray:
         """Gradient of :meth:`conv2d` with respect to its input ``x``."""
-        n, c, h, wd = _check_shape(x_shape, "x_shape")
+        n, c, h, wd = check_shape4(x_shape, "x_shape")
         self._check_array(w, "w", 4)
         dt = _float_dtype(w)
         x_like = np.zeros((1, c, h, wd), dtype=w.dtype)
@@ -297,7 +283,7 @@ class CythonOps(Ops):
         groups: int = 1, connections: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gradients of :meth:`conv2d` with respect to ``w`` and ``b``: ``(dw, db)``."""
-        w_shape = _check_shape(w_shape, "w_shape")
+        w_shape = check_shape4(w_shape, "w_shape")
         self._check_array(x, "x", 4)
         dt = _float_dtype(x)
         w_like = np.zeros(w_shape, dtype=x.dtype)
@@ -382,7 +368,7 @@ class CythonOps(Ops):
 
     def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> np.ndarray:
         """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
-        n, c, h, w = _check_shape(x_shape, "x_shape")
+        n, c, h, w = check_shape4(x_shape, "x_shape")
         self._check_array(dy, "dy", 4)
         if not hasattr(argmax, "shape") or not hasattr(argmax, "dtype"):
             raise TypeError(f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}")
@@ -418,7 +404,7 @@ class CythonOps(Ops):
 
     def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> np.ndarray:
         """Gradient of :meth:`meanpool2d`."""
-        n, c, h, w = _check_shape(x_shape, "x_shape")
+        n, c, h, w = check_shape4(x_shape, "x_shape")
         self._check_array(dy, "dy", 4)
         size = normalize_pair(size, "size")
         stride = size if stride is None else normalize_pair(stride, "stride")
