@@ -337,6 +337,22 @@ def test_random_affine():
         RandomAffine(scale=1.5)(X, rng)
 
 
+def test_bilinear_sampling_is_exact_for_shifts():
+    from neuroplug.augment import _bilinear
+
+    Y = np.random.default_rng(0).random((2, 3, 5, 6))
+    rows, cols = np.meshgrid(np.arange(5.0), np.arange(6.0), indexing="ij")
+    grid = lambda a: np.broadcast_to(a, (2, 5, 6))  # noqa: E731
+    shifted = np.zeros_like(Y)
+    shifted[:, :, 1:, :4] = Y[:, :, :4, 2:]  # one row down, two columns left, zeros enter
+    np.testing.assert_allclose(_bilinear(Y, grid(rows - 1), grid(cols + 2)), shifted, atol=1e-15)
+    half = np.zeros_like(Y)
+    half[:, :, :4] = (Y[:, :, :4] + Y[:, :, 1:]) / 2
+    half[:, :, 4] = Y[:, :, 4] / 2  # half of the last row blends with the zero outside
+    np.testing.assert_allclose(_bilinear(Y, grid(rows + 0.5), grid(cols)), half, atol=1e-15)
+    assert not _bilinear(Y, grid(rows + 50), grid(cols - 40)).any()
+
+
 class RecordingPretrainer(Pretrainer):
     """Sets every Dense layer's bias to ``value`` and records what it saw."""
 
