@@ -200,7 +200,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"Received: y.shape={y.shape}"
             )
         # Semi-supervised use (see _prepare_semi_supervised_targets): only with a pretrainer.
-        unlabelled = _unlabelled_rows(y) if self.pretrainer is not None else None
+        unlabelled = _unlabelled_rows(y) if self.pretrainer is not None and self._marks_unlabelled else None
         if unlabelled is not None:
             return self._prepare_semi_supervised_targets(y, unlabelled, first=first, classes=classes)
         check_classification_targets(y)
@@ -229,6 +229,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     # the labelled rows only.  Without a pretrainer unlabelled rows would be
     # useless, so -1 is an ordinary class label there (binary -1/+1 labels
     # keep working, as scikit-learn's checks require).
+    #: Whether ``y == -1`` marks unlabelled rows when a pretrainer is set.
+    _marks_unlabelled = True
+
     def _prepare_semi_supervised_targets(
         self, y: np.ndarray, unlabelled: np.ndarray, *, first: bool, classes: Any = None
     ) -> np.ndarray:

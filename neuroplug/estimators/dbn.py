@@ -449,6 +449,11 @@ validation_scores_, best_validation_score_
     (3,)
     """
 
+    # DBNClassifier always pretrains, so -1 stays an ordinary class label here
+    # (binary -1/+1 targets must work, as scikit-learn's checks require).  For
+    # semi-supervised DBN pretraining use CNNClassifier(layers=..., pretrainer="dbn").
+    _marks_unlabelled = False
+
     _parameter_constraints: dict = {
         **_INHERITED_CONSTRAINTS,
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
