@@ -98,15 +98,15 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Bernoulli visible units (they model probabilities).
     k : int, default=1
         Gibbs steps of CD-k / PCD-k.
-    persistent : bool, default=True
+    persistent : bool, default=False
         Persistent contrastive divergence.
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.1
         Step size of the RBM updates.
     momentum : float, default=0.5
         Momentum of the RBM updates.
-    weight_decay : float, default=1e-4
+    weight_decay : float, default=0.005
         L2 penalty on the weights.
-    batch_size : int, default=20
+    batch_size : int, default=100
         Rows per mini-batch.
     max_iter : int, default=10
         Epochs per RBM.
@@ -189,11 +189,11 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         *,
         visible: str = "bernoulli",
         k: int = 1,
-        persistent: bool = True,
-        learning_rate: float = 0.05,
+        persistent: bool = False,
+        learning_rate: float = 0.1,
         momentum: float = 0.5,
-        weight_decay: float = 1e-4,
-        batch_size: int = 20,
+        weight_decay: float = 0.005,
+        batch_size: int = 100,
         max_iter: int = 10,
         layer_params: dict | Sequence[dict | None] | None = None,
         backend: str | Ops = "cpu",
@@ -377,16 +377,18 @@ class DBNClassifier(CNNClassifier):
         chooses); see :class:`~neuroplug.pretrain.dbn.DBNPretrainer`.
     pretrain_k : int, default=1
         Gibbs steps of CD-k / PCD-k.
-    pretrain_persistent : bool, default=True
+    pretrain_persistent : bool, default=False
         Persistent contrastive divergence.
-    pretrain_learning_rate : float, default=0.05
+    pretrain_learning_rate : float, default=0.1
         RBM step size.
     pretrain_momentum : float, default=0.5
         RBM momentum.
-    pretrain_weight_decay : float, default=1e-4
+    pretrain_weight_decay : float, default=0.002
         RBM L2 penalty.
-    pretrain_batch_size : int, default=20
-        Rows per RBM mini-batch.
+    pretrain_batch_size : int, default=10
+        Rows per RBM mini-batch (small batches, many updates: better
+        features for classification than the likelihood-oriented
+        ``RBM`` defaults).
     pretrain_max_iter : int, default=5
         RBM epochs per layer; ``0`` skips pretraining (a plain sigmoid
         network, for comparison).
@@ -397,8 +399,9 @@ class DBNClassifier(CNNClassifier):
         Optimiser of the fine-tuning (``"sgd"`` has momentum 0.9).
     learning_rate : float, default=0.1
         Fine-tuning step size.
-    lr_schedule : str or Schedule, default="constant"
-        Learning rate per epoch (see ``CNNClassifier``).
+    lr_schedule : str or Schedule, default="step:10,0.3"
+        Learning rate per epoch (see ``CNNClassifier``): times 0.3 every
+        10 epochs.
     batch_size : int, default=50
         Fine-tuning mini-batch size.
     max_iter : int, default=30
@@ -473,16 +476,16 @@ validation_scores_, best_validation_score_
         *,
         pretrain_visible: str = "auto",
         pretrain_k: int = 1,
-        pretrain_persistent: bool = True,
-        pretrain_learning_rate: float = 0.05,
+        pretrain_persistent: bool = False,
+        pretrain_learning_rate: float = 0.1,
         pretrain_momentum: float = 0.5,
-        pretrain_weight_decay: float = 1e-4,
-        pretrain_batch_size: int = 20,
+        pretrain_weight_decay: float = 0.002,
+        pretrain_batch_size: int = 10,
         pretrain_max_iter: int = 5,
         input_shape: tuple[int, ...] | None = None,
         optimizer: Any = "sgd",
         learning_rate: float = 0.1,
-        lr_schedule: Any = "constant",
+        lr_schedule: Any = "step:10,0.3",
         batch_size: int = 50,
         max_iter: int = 30,
         alpha: float = 1e-4,

@@ -69,18 +69,20 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         (e.g. with ``StandardScaler``): the model does not learn a variance.
     k : int, default=1
         Gibbs steps of the negative phase per update.
-    persistent : bool, default=True
+    persistent : bool, default=False
         Persistent contrastive divergence (PCD-k): the negative chains
-        (``batch_size`` of them, as hidden states) carry over from one
-        update to the next instead of restarting at the data.  It gives
-        markedly better likelihoods than CD for the same work.
-    learning_rate : float, default=0.05
+        (``batch_size`` of them, kept as hidden states) carry over from one
+        update to the next instead of restarting at the data.  The chains
+        use mean-field visible units (see :meth:`neuroplug.ops.Ops.cd_epoch`);
+        on MNIST this gave lower and much harder-to-estimate likelihoods
+        than CD, hence the default.
+    learning_rate : float, default=0.1
         Step size of the updates (the gradients are means over the batch).
     momentum : float, default=0.5
         Momentum of the updates, in ``[0, 1)``.
-    weight_decay : float, default=1e-4
+    weight_decay : float, default=0.005
         L2 penalty coefficient on the weights (not the biases).
-    batch_size : int, default=20
+    batch_size : int, default=100
         Rows per mini-batch.
     max_iter : int, default=10
         Epochs (passes over the shuffled data) of :meth:`fit`.
@@ -210,11 +212,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         *,
         visible: str = "bernoulli",
         k: int = 1,
-        persistent: bool = True,
-        learning_rate: float = 0.05,
+        persistent: bool = False,
+        learning_rate: float = 0.1,
         momentum: float = 0.5,
-        weight_decay: float = 1e-4,
-        batch_size: int = 20,
+        weight_decay: float = 0.005,
+        batch_size: int = 100,
         max_iter: int = 10,
         ais_runs: int = DEFAULT_AIS_RUNS,
         ais_betas: int = DEFAULT_AIS_BETAS,

@@ -54,10 +54,10 @@ def test_dbn_is_a_greedy_stack_of_rbms(digits):
 
 def test_dbn_layer_params(digits):
     X = digits[0][:200]
-    dbn = DBN((6, 4, 3), max_iter=3, layer_params=[{"max_iter": 1}, None, {"k": 2, "persistent": False}],
+    dbn = DBN((6, 4, 3), max_iter=3, layer_params=[{"max_iter": 1}, None, {"k": 2, "persistent": True}],
               random_state=0).fit(X)
     assert [r.n_iter_ for r in dbn.rbms_] == [1, 3, 3]
-    assert dbn.rbms_[2].k == 2 and not dbn.rbms_[2].persistent and dbn.rbms_[0].persistent
+    assert dbn.rbms_[2].k == 2 and dbn.rbms_[2].persistent and not dbn.rbms_[0].persistent
     assert [r.visible for r in dbn.rbms_] == ["bernoulli"] * 3
     shared = DBN((6, 4), layer_params={"max_iter": 2}, random_state=0).fit(X)
     assert [r.n_iter_ for r in shared.rbms_] == [2, 2]
@@ -111,8 +111,11 @@ def test_pretrainer_copies_the_rbm_stack(digits):
     out_before = net.layers[4].get_weights()
     DBNPretrainer(max_iter=2).pretrain(net, X, random_state=0)
     rs = check_random_state(0)
-    r1 = RBM(10, max_iter=2, dtype="float32", random_state=rs.randint(2**31 - 1)).fit(X)
-    r2 = RBM(6, max_iter=2, dtype="float32", random_state=rs.randint(2**31 - 1)).fit(r1.transform(X))
+    # The pretrainer's defaults, spelled out.
+    kw = dict(max_iter=2, k=1, persistent=False, learning_rate=0.1, momentum=0.5, weight_decay=0.002,
+              batch_size=10, dtype="float32")
+    r1 = RBM(10, random_state=rs.randint(2**31 - 1), **kw).fit(X)
+    r2 = RBM(6, random_state=rs.randint(2**31 - 1), **kw).fit(r1.transform(X))
     np.testing.assert_allclose(net.layers[0].get_weights()["W"], r1.components_.T)
     np.testing.assert_allclose(net.layers[2].get_weights()["b"], r2.intercept_hidden_)
     # The network now computes the stack's features.
@@ -128,8 +131,8 @@ def test_pretrainer_gaussian_folds_the_standardisation():
     net = Network([Dense(4), Sigmoid(), Dense(2)], (6,), get_ops("numpy"), rng=0, dtype=np.float64)
     DBNPretrainer(max_iter=2, learning_rate=0.01).pretrain(net, X, random_state=0)
     Xs = (X - X.mean(axis=0)) / X.std(axis=0)
-    rbm = RBM(4, visible="gaussian", max_iter=2, learning_rate=0.01, dtype="float64",
-              random_state=check_random_state(0).randint(2**31 - 1)).fit(Xs)
+    rbm = RBM(4, visible="gaussian", max_iter=2, learning_rate=0.01, weight_decay=0.002, batch_size=10,
+              dtype="float64", random_state=check_random_state(0).randint(2**31 - 1)).fit(Xs)
     np.testing.assert_allclose(net.forward(X, stop=2), rbm.transform(Xs), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="visible='bernoulli' needs the inputs of dense layer 0 in \\[0, 1\\]"):
         DBNPretrainer(visible="bernoulli").pretrain(net, X)
@@ -156,18 +159,37 @@ def test_pretrainer_errors_and_warnings():
         DBNPretrainer(visible="binary").pretrain(net, np.zeros((5, 4)))
 
 
-def test_cnn_classifier_with_dbn_pretrainer(digits):
+def test_cnn_classifier_with_dbn_pretrainer(digits, monkeypatch):
+    """CNNClassifier(pretrainer="dbn") pretrains its dense layer, conv layer untouched, then trains from there."""
+    X, y = digits
+    seen = {}
+    original = DBNPretrainer.pretrain
+
+    def recording_pretrain(self, network, X, **kw):
+        seen["initial"] = network.get_weights()
+        original(self, network, X, **kw)
+        seen["pretrained"] = network.get_weights()
+
+    monkeypatch.setattr(DBNPretrainer, "pretrain", recording_pretrain)
+    monkeypatch.setattr(CNNClassifier, "_train_batch", lambda self, network, xb, yb, lr: 0.0)
+    clf = CNNClassifier(("conv:4x3x3", "relu", "dense:16", "sigmoid"), input_shape=(1, 8, 8), pretrainer="dbn",
+                        max_iter=1, random_state=0).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(seen["pretrained"][0]["W"], seen["initial"][0]["W"])  # conv
+    assert not np.allclose(seen["pretrained"][2]["W"], seen["initial"][2]["W"])  # dense
+    np.testing.assert_array_equal(clf.network_weights_[2]["W"], seen["pretrained"][2]["W"])
+
+
+def test_pretraining_helps_early_fine_tuning(digits):
     X, y = digits
     scores = {
-        pre: CNNClassifier(("dense:32", "sigmoid"), pretrainer=pre, max_iter=5, random_state=0)
-        .fit(X[:800], y[:800]).score(X[800:], y[800:])
-        for pre in (None, "dbn")
+        pre: np.mean([
+            DBNClassifier((64,), pretrain_max_iter=pre, max_iter=1, random_state=seed)
+            .fit(X[:800], y[:800]).score(X[800:], y[800:])
+            for seed in (0, 1)
+        ])
+        for pre in (0, 5)
     }
-    # With the same short fine-tuning, the pretrained network is far ahead.
-    assert scores["dbn"] > scores[None] + 0.1
-    conv = CNNClassifier(("conv:4x3x3", "relu", "dense:16", "sigmoid"), input_shape=(1, 8, 8), pretrainer="dbn",
-                         max_iter=3, random_state=0).fit(X[:300], y[:300])
-    assert conv.predict(X[:3]).shape == (3,)
+    assert scores[5] > scores[0] + 0.1
 
 
 # --------------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def test_score_sample_errors(trained12):
 def test_training_raises_the_likelihood(digits_binary):
     X = digits_binary
     untrained = RBM(12, learning_rate=1e-9, max_iter=1, random_state=0).fit(X)
-    trained = RBM(12, max_iter=5, random_state=0).fit(X)
+    trained = RBM(12, batch_size=20, max_iter=5, random_state=0).fit(X)
     # The untrained model is the base-rate model (independent pixels): training must beat it clearly.
     assert trained.score(X) > untrained.score(X) + 1
     assert trained.reconstruction_errors_[-1] < trained.reconstruction_errors_[0]
@@ -287,7 +287,7 @@ def test_gaussian_rbm_learns_standardised_data():
     z = r.normal(size=(500, 1))
     X = np.hstack([z, z, -z]) + 0.3 * r.normal(size=(500, 3))
     X = (X - X.mean(axis=0)) / X.std(axis=0)
-    rbm = RBM(4, visible="gaussian", learning_rate=0.01, max_iter=20, random_state=0).fit(X)
+    rbm = RBM(4, visible="gaussian", learning_rate=0.01, batch_size=20, max_iter=20, random_state=0).fit(X)
     baseline = -0.5 * 3 * np.log(2 * np.pi) - 0.5 * (X**2).sum(axis=1).mean()  # N(0, I)
     assert rbm.score(X) > baseline
     S = rbm.sample(2000, n_steps=100, random_state=0)
@@ -305,7 +305,7 @@ def test_verbose_shows_a_progress_bar(digits_binary):
 def test_divergence_is_reported():
     X = np.random.default_rng(0).normal(0, 30, size=(50, 5))
     with pytest.raises(FloatingPointError, match="lower learning_rate"):
-        RBM(5, visible="gaussian", learning_rate=50.0, max_iter=30, random_state=0).fit(X)
+        RBM(5, visible="gaussian", learning_rate=50.0, batch_size=10, max_iter=30, random_state=0).fit(X)
 
 
 def test_pickle_round_trip(trained12, digits_binary):
