@@ -34,6 +34,81 @@ import numpy as np
 # ---------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------
+cdef extern from *:
+    """
+    /* Element-wise float32 passes of the RBM kernels, written so that GCC
+       vectorises them: a branch-free exp (Cephes' expf polynomial after a
+       Cody-Waite range reduction, within 2 ulp of the correctly rounded
+       value on the clamped range) instead of calls to libm's scalar expf.
+       On x86-64 Linux with GCC they are compiled twice, for AVX2+FMA and
+       for the baseline, and the loader picks one (target_clones). */
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define NP_RBM_CLONES __attribute__((target_clones("avx2,fma", "default")))
+    #else
+    #define NP_RBM_CLONES
+    #endif
+    #if defined(__GNUC__) && !defined(__clang__)
+    /* Nothing here reads the floating-point exception flags; without this
+       GCC will not if-convert the selects below and the loops stay scalar. */
+    #pragma GCC push_options
+    #pragma GCC optimize ("no-trapping-math")
+    #endif
+
+    static inline float np_rbm_expf(float x) {
+        x = x < -87.0f ? -87.0f : x;
+        x = x > 88.0f ? 88.0f : x;
+        float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest */
+        float r = x - n * 0.693359375f;
+        r = r - n * -2.12194440e-4f;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        int32_t bits = ((int32_t)n + 127) << 23;
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+
+    static inline float np_rbm_sigmoidf(float x) {
+        /* exp of -|x| only: never overflows. */
+        float negx = -x;
+        float e = np_rbm_expf(x < 0.0f ? x : negx);
+        float s = 1.0f / (1.0f + e);
+        float es = e * s;
+        return x >= 0.0f ? s : es;
+    }
+
+    /* rows r < m of a row-major matrix with row stride ld, columns [c0, c1):
+       x = sigmoid(beta (x + bias)); then, when u is not NULL,
+       h = (u < x) with u and h in the same layout as x. */
+    NP_RBM_CLONES
+    static void np_rbm_sigmoid_rows_f(float *x, const float *bias, float beta, const float *u, float *h,
+                                      int m, int ld, int c0, int c1) {
+        for (int r = 0; r < m; r++) {
+            float *xr = x + (int64_t)r * ld;
+            for (int c = c0; c < c1; c++)
+                xr[c] = np_rbm_sigmoidf(beta * (xr[c] + bias[c]));
+            if (u != NULL) {
+                const float *ur = u + (int64_t)r * ld;
+                float *hr = h + (int64_t)r * ld;
+                for (int c = c0; c < c1; c++)
+                    hr[c] = ur[c] < xr[c] ? 1.0f : 0.0f;
+            }
+        }
+    }
+    #if defined(__GNUC__) && !defined(__clang__)
+    #pragma GCC pop_options
+    #endif
+    """
+    void np_rbm_sigmoid_rows_f(float* x, const float* bias, float beta, const float* u, float* h,
+                               int m, int ld, int c0, int c1) nogil
+
 cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
@@ -107,12 +182,15 @@ cdef void _hidden_block(const floating* v, const floating* W, const floating* bh
     cdef Py_ssize_t r, j
     cdef floating p
     _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
-    for r in range(m):
-        for j in range(j0, j1):
-            p = _sigmoid(beta * (out[r * nh + j] + bh[j]))
-            out[r * nh + j] = p
-            if u != NULL:
-                h[r * nh + j] = 1 if u[r * nh + j] < p else 0
+    if floating is float:
+        np_rbm_sigmoid_rows_f(out, bh, beta, u, h, m, nh, j0, j1)
+    else:
+        for r in range(m):
+            for j in range(j0, j1):
+                p = _sigmoid(beta * (out[r * nh + j] + bh[j]))
+                out[r * nh + j] = p
+                if u != NULL:
+                    h[r * nh + j] = 1 if u[r * nh + j] < p else 0
 
 
 cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
@@ -125,6 +203,10 @@ cdef void _visible_block(const floating* h, const floating* W, const floating* b
     cdef Py_ssize_t r, i
     cdef floating a
     _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
+    if floating is float:
+        if not gaussian:
+            np_rbm_sigmoid_rows_f(out, bv, 1, u, out, m, nv, i0, i1)
+            return
     for r in range(m):
         for i in range(i0, i1):
             a = out[r * nv + i] + bv[i]
@@ -174,15 +256,20 @@ cdef void _visible(const floating* h, const floating* W, const floating* bv, flo
 cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
                         floating* dbv, floating* H2, const floating* V2, floating* hsum,
                         double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
-                        floating scale, floating mom, floating decay) noexcept nogil:
+                        floating scale, floating mom, floating decay, floating beta,
+                        floating mom_next) noexcept nogil:
     """Parameter update for hidden rows ``[j0, j1)`` of ``W`` and visible columns ``[i0, i1)``.
 
     ``H2`` stacks ``[ph0; phk]`` and ``V2`` stacks ``[v0; vk]`` (``2 m`` rows).
     The rows ``phk`` are negated (in this block's columns) so that one GEMM
-    gives ``ph0^T v0 - phk^T vk``, with the momentum as BLAS ``beta``.
+    gives ``ph0^T v0 - phk^T vk``.  The GEMM's ``beta`` is the momentum on
+    an epoch's first batch; later batches find ``dW`` already multiplied by
+    the momentum (``mom_next``, applied in the pass that updates ``W``), so
+    BLAS skips its separate pass over ``dW`` (``beta = 1``): at small batch
+    sizes those passes over the weights cost as much as the products.
     """
     cdef Py_ssize_t r, j, i
-    cdef floating d, s
+    cdef floating d, s, step
     cdef double e = 0
     for j in range(j0, j1):
         hsum[j] = 0
@@ -193,11 +280,15 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     for j in range(j0, j1):
         dbh[j] = mom * dbh[j] + scale * hsum[j]
         bh[j] += dbh[j]
-    _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, mom, dW + j0 * nv, nv)
-    for j in range(j0 * nv, j1 * nv):
-        if decay != 0:
-            dW[j] -= decay * W[j]
-        W[j] += dW[j]
+    _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
+    if decay == 0 and mom_next == 1:
+        for j in range(j0 * nv, j1 * nv):
+            W[j] += dW[j]
+    else:
+        for j in range(j0 * nv, j1 * nv):
+            step = dW[j] - decay * W[j]
+            W[j] += step
+            dW[j] = step * mom_next
     for i in range(i0, i1):
         s = 0
         for r in range(m):
@@ -266,12 +357,13 @@ def cd_epoch(
     cdef floating* phk
     cdef floating decay = <floating> (learning_rate * weight_decay)
     cdef floating mom = <floating> momentum
-    cdef floating scale
+    cdef floating scale, beta, mom_next
     cdef double err = 0
     cdef int batch, start, m, step, t, j0, j1, i0, i1
+    cdef int n_batches = (n + batch_size - 1) // batch_size
 
     with bit_generator.lock, nogil:
-        for batch in range((n + batch_size - 1) // batch_size):
+        for batch in range(n_batches):
             start = batch * batch_size
             m = min(batch_size, n - start)
             vk = &V2[m, 0]
@@ -295,9 +387,13 @@ def cd_epoch(
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
 
             scale = <floating> (learning_rate / m)
+            # dW arrives multiplied by the momentum except on the first batch;
+            # it leaves multiplied by it except after the last (see _update_block).
+            beta = mom if batch == 0 else 1
+            mom_next = 1 if batch == n_batches - 1 else mom
             if n_threads == 1:
                 _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                              &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay)
+                              &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
             else:
                 with parallel(num_threads=n_threads):
                     t = threadid()
@@ -306,7 +402,8 @@ def cd_epoch(
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
                     _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                                  &hsum[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay)
+                                  &hsum[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
+                                  mom_next)
             for t in range(n_threads):
                 err += errs[t]
                 errs[t] = 0

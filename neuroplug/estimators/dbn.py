@@ -356,7 +356,8 @@ class DBNClassifier(CNNClassifier):
     """Deep belief net classifier: greedy RBM pretraining, then back-propagation through the same weights.
 
     The network is ``hidden_layer_sizes`` dense layers with sigmoid units
-    and a dense softmax output.  Before supervised training the ``"dbn"``
+    (each followed by dropout during fine-tuning when ``dropout > 0``) and
+    a dense softmax output.  Before supervised training the ``"dbn"``
     pretrainer (:class:`neuroplug.pretrain.dbn.DBNPretrainer`) trains one
     RBM per hidden layer, bottom up, each on the hidden probabilities of the
     one below, and copies its weights and hidden biases into the layer, so
@@ -371,6 +372,10 @@ class DBNClassifier(CNNClassifier):
     ----------
     hidden_layer_sizes : int or tuple of int, default=(500, 500)
         Units of each hidden (sigmoid) layer, bottom to top.
+    dropout : float, default=0.2
+        Dropout rate after each hidden layer during fine-tuning (Hinton et
+        al. 2012 fine-tuned pretrained nets with dropout); ``0`` disables
+        it.  Pretraining and prediction are not affected.
     pretrain_visible : {"auto", "bernoulli", "gaussian"}, default="auto"
         Visible units of the first RBM: Bernoulli for inputs in ``[0, 1]``
         (pixels), Gaussian on standardised inputs otherwise (``"auto"``
@@ -399,9 +404,9 @@ class DBNClassifier(CNNClassifier):
         Optimiser of the fine-tuning (``"sgd"`` has momentum 0.9).
     learning_rate : float, default=0.1
         Fine-tuning step size.
-    lr_schedule : str or Schedule, default="step:10,0.3"
-        Learning rate per epoch (see ``CNNClassifier``): times 0.3 every
-        10 epochs.
+    lr_schedule : str or Schedule, default="step:10,0.5"
+        Learning rate per epoch (see ``CNNClassifier``): halved every 10
+        epochs.
     batch_size : int, default=50
         Fine-tuning mini-batch size.
     max_iter : int, default=30
@@ -418,7 +423,8 @@ backend, n_threads, dtype, random_state, verbose, warm_start
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     layers_ : tuple of Layer
-        The network: ``Dense``, ``Sigmoid`` pairs, then the output ``Dense``.
+        The network: ``Dense``, ``Sigmoid`` (and ``Dropout``) per hidden
+        layer, then the output ``Dense``.
     network_weights_ : list of dict
         Weights of each layer as NumPy arrays.
     n_iter_ : int
@@ -460,6 +466,7 @@ validation_scores_, best_validation_score_
     _parameter_constraints: dict = {
         **_INHERITED_CONSTRAINTS,
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrain_visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
         "pretrain_k": [Interval(numbers.Integral, 1, None, closed="left")],
         "pretrain_persistent": ["boolean"],
@@ -474,6 +481,7 @@ validation_scores_, best_validation_score_
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (500, 500),
         *,
+        dropout: float = 0.2,
         pretrain_visible: str = "auto",
         pretrain_k: int = 1,
         pretrain_persistent: bool = False,
@@ -485,7 +493,7 @@ validation_scores_, best_validation_score_
         input_shape: tuple[int, ...] | None = None,
         optimizer: Any = "sgd",
         learning_rate: float = 0.1,
-        lr_schedule: Any = "step:10,0.3",
+        lr_schedule: Any = "step:10,0.5",
         batch_size: int = 50,
         max_iter: int = 30,
         alpha: float = 1e-4,
@@ -502,6 +510,7 @@ validation_scores_, best_validation_score_
         warm_start: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.dropout = dropout
         self.pretrain_visible = pretrain_visible
         self.pretrain_k = pretrain_k
         self.pretrain_persistent = pretrain_persistent
@@ -532,9 +541,11 @@ validation_scores_, best_validation_score_
     # The CNN machinery reads these two; a DBNClassifier derives them from its own parameters.
     @property
     def layers(self) -> tuple[str, ...]:
-        """The hidden layer stack as spec strings: ``("dense:N", "sigmoid", ...)``."""
+        """The hidden layer stack as spec strings: ``("dense:N", "sigmoid", "dropout:R", ...)``."""
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        return tuple(spec for n in sizes for spec in (f"dense:{n}", "sigmoid"))
+        rate = float(self.dropout)
+        block = ("sigmoid",) if rate == 0 else ("sigmoid", f"dropout:{rate:g}")
+        return tuple(spec for n in sizes for spec in (f"dense:{n}", *block))
 
     @property
     def pretrainer(self) -> Any:

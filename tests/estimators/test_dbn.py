@@ -199,8 +199,9 @@ def test_dbn_classifier_learns_digits(digits):
     X, y = digits
     clf = DBNClassifier((64,), pretrain_max_iter=3, max_iter=15, random_state=0).fit(X[:1200], y[:1200])
     assert clf.score(X[1200:], y[1200:]) > 0.9
-    assert [type(layer).__name__ for layer in clf.layers_] == ["Dense", "Sigmoid", "Dense"]
-    assert clf.layers == ("dense:64", "sigmoid")
+    assert [type(layer).__name__ for layer in clf.layers_] == ["Dense", "Sigmoid", "Dropout", "Dense"]
+    assert clf.layers == ("dense:64", "sigmoid", "dropout:0.2")
+    assert DBNClassifier((3, 2), dropout=0).layers == ("dense:3", "sigmoid", "dense:2", "sigmoid")
     assert clf.predict_proba(X[:4]).shape == (4, 10)
 
 
@@ -223,7 +224,7 @@ def test_dbn_classifier_starts_from_the_pretrained_stack(digits, monkeypatch):
     assert seen["params"]["max_iter"] == 2 and seen["params"]["learning_rate"] == 0.02
     assert not np.allclose(seen["pretrained"][0]["W"], seen["initial"][0]["W"])
     np.testing.assert_array_equal(clf.network_weights_[0]["W"], seen["pretrained"][0]["W"])
-    np.testing.assert_array_equal(clf.network_weights_[2]["W"], seen["initial"][2]["W"])
+    np.testing.assert_array_equal(clf.network_weights_[-1]["W"], seen["initial"][-1]["W"])  # output layer
 
 
 def test_dbn_classifier_params():
