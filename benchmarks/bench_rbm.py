@@ -87,13 +87,15 @@ def bench_speed(args, Xtr) -> list[bool]:
         t_cd = per_epoch(lambda: RBM(n_hidden, k=1, batch_size=batch, max_iter=epochs, persistent=False,
                                      n_threads=args.threads, random_state=0))
         ratio = t_pcd / t_sk
+        if n_hidden == 500:
+            t_sk_500, t_cd_500 = t_sk, t_cd
         ok.append(ratio <= target)
         print(f"  {n_hidden} hidden, batch {batch:3d}: sklearn BernoulliRBM {t_sk:.3f} s | neuroplug PCD-1 "
               f"{t_pcd:.3f} s ({ratio:.2f}x) | CD-1 {t_cd:.3f} s ({t_cd / t_sk:.2f}x)   target <= {target}x: "
               f"{'PASS' if ok[-1] else 'FAIL'}")
     gflop = 5 * 2 * Xtr.shape[0] * 500 * Xtr.shape[1] / 1e9
-    print(f"  (one CD-1 epoch at 500 hidden is {gflop:.1f} GFLOP of GEMM: {gflop / t_sk:.0f} GFLOP/s for sklearn "
-          f"in this run)")
+    print(f"  (one CD-1 epoch at 500 hidden is {gflop:.1f} GFLOP of GEMM: sklearn ran at {gflop / t_sk_500:.0f}, "
+          f"neuroplug CD-1 at {gflop / t_cd_500:.0f} GFLOP/s in this run)")
     return ok
 
 
@@ -137,6 +139,11 @@ def bench_likelihood(args, Xtr, Xte) -> list[bool]:
         scores[name] = ll_test
         print(f"  {name}\n      log Z = {res.log_z:.2f} +- {res.log_z_std:.2f} (ESS {res.effective_sample_size:.0f}"
               f"/{res.n_runs}, AIS {t_ais:.1f} s)   test LL {ll_test:.2f}   train LL {ll_train:.2f} nats")
+        if res.effective_sample_size < 5:
+            # A few runs carry all the weight: AIS has not converged, and as it
+            # underestimates log Z in that regime the likelihood is optimistic.
+            print("      (AIS has not converged for this model: its log Z is likely underestimated, so this "
+                  "log-likelihood is an optimistic estimate)")
     ours_ll, theirs_ll = scores.values()
     ok = ours_ll > theirs_ll
     print(f"  neuroplug - sklearn: {ours_ll - theirs_ll:+.2f} nats   target > 0: {'PASS' if ok else 'FAIL'}")
