@@ -47,6 +47,7 @@ from ..ops import Ops, check_shape4, conv2d_output_shape, normalize_pair, pool2d
 
 try:  # The compiled core may be missing in a source checkout that was never built.
     from neuroplug_core import conv as _conv
+    from neuroplug_core import gemm as _gemm
     from neuroplug_core import pool as _pool
     from neuroplug_core._openmp import effective_n_threads
 except ImportError as exc:  # pragma: no cover - exercised only without a build
@@ -354,14 +355,41 @@ class CythonOps(Ops):
     _GEMM_THREADED_MIN_MACS = 1 << 24
 
     def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> np.ndarray:
-        """Matrix product as :meth:`Ops.gemm`; small products and ``n_threads=1`` keep BLAS on one thread."""
-        m = a.shape[1] if trans1 else a.shape[0]
-        k = a.shape[0] if trans1 else a.shape[1]
-        n = b.shape[0] if trans2 else b.shape[1]
-        if m * n * k >= self._GEMM_THREADED_MIN_MACS and effective_n_threads(self.n_threads) > 1:
-            return super().gemm(a, b, trans1=trans1, trans2=trans2)
+        """Matrix product as :meth:`Ops.gemm`, on the kernels' OpenMP threads.
+
+        float32/float64 NumPy matrices go to ``neuroplug_core.gemm``: one
+        single-threaded BLAS GEMM per OpenMP thread, each on a slice of the
+        output, so that a network never wakes NumPy's own BLAS threads (they
+        busy-wait after each product and then compete with the convolution
+        kernels for the cores).  Products below ``2**24`` multiply-adds run
+        on one thread.  Anything else goes to the reference.
+        """
+        if (type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2
+                or a.dtype not in _FLOAT_DTYPES or b.dtype not in _FLOAT_DTYPES):
+            with _single_threaded_blas:
+                return super().gemm(a, b, trans1=trans1, trans2=trans2)
+        dt = a.dtype if a.dtype == b.dtype else np.dtype(np.float64)
+        # A Fortran-ordered matrix is the C-ordered transpose: flip the flag instead of copying.
+        if not a.flags.c_contiguous and a.flags.f_contiguous and a.dtype == dt:
+            a, trans1 = a.T, not trans1
+        if not b.flags.c_contiguous and b.flags.f_contiguous and b.dtype == dt:
+            b, trans2 = b.T, not trans2
+        a = np.ascontiguousarray(a, dtype=dt)
+        b = np.ascontiguousarray(b, dtype=dt)
+        m, k = (a.shape[1], a.shape[0]) if trans1 else a.shape
+        k2, n = (b.shape[1], b.shape[0]) if trans2 else b.shape
+        if k != k2:
+            raise ValueError(
+                f"gemm: the inner dimensions of op(a) {(m, k)} and op(b) {(k2, n)} differ "
+                f"(trans1={trans1}, trans2={trans2})."
+            )
+        if max(a.shape + b.shape) >= 2**31:
+            raise ValueError(f"gemm: every dimension must stay below 2**31. Received: {a.shape} and {b.shape}")
+        out = np.empty((m, n), dtype=dt)
+        nt = self._threads() if m * n * k >= self._GEMM_THREADED_MIN_MACS else 1
         with _single_threaded_blas:
-            return super().gemm(a, b, trans1=trans1, trans2=trans2)
+            _gemm.gemm(a, b, out, trans1, trans2, nt)
+        return out
 
     def tanh_backward(self, y: Array, dy: Array) -> np.ndarray:
         """Gradient through tanh given its output ``y``: ``dy * (1 - y * y)``."""
