@@ -109,6 +109,176 @@ cdef extern from *:
     void np_rbm_sigmoid_rows_f(float* x, const float* bias, float beta, const float* u, float* h,
                                int m, int ld, int c0, int c1) nogil
 
+cdef extern from *:
+    """
+    /* Unpacked float32 products for small batches (AVX2 + FMA).
+
+       With a batch of m rows, each product of a CD step reads the whole weight
+       matrix for only m rows of work.  BLAS copies ("packs") its operands into
+       panels before multiplying, so at m = 10 it spent as long copying W as
+       multiplying with it.  These kernels read W in place instead:
+
+       np_rbm_dots_y:  out[r*ldo + j] = sum_i A[r*lda + i] B[j*ldb + i]
+                       (v W^T: rows of W dotted with rows of v; 4 x 3 dots
+                       in 12 accumulators, W read once, A from L1);
+       np_rbm_axpy_y:  C[r*ldc + c] = beta C[..] + alpha sum_k A[r*ars + k*aks] B[k*ldb + c]
+                       (h W and the CD update H^T V: rows of B scaled by
+                       broadcasts of A; 3 rows x 32 columns in 12 accumulators;
+                       beta == 0 ignores what C held).
+
+       Both use fixed summation orders, so a result depends only on the
+       shapes (not on the thread count of a caller that cuts M or N at
+       multiples of 16). */
+    #include <stdint.h>
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #include <immintrin.h>
+    #define NP_RBM_HAVE_Y 1
+
+    static int np_rbm_cpu_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+
+    __attribute__((target("avx2,fma")))
+    static inline float np_rbm_hsum_y(__m256 v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+
+    __attribute__((target("avx2,fma")))
+    static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
+                              long M, long N, long K)
+    {
+        long j0, r0, i, r, j, K8 = K & ~7L;
+        for (j0 = 0; j0 < N; j0 += 4) {
+            long nj = N - j0 < 4 ? N - j0 : 4;
+            const float* b[4];
+            for (j = 0; j < 4; ++j) b[j] = B + (j0 + (j < nj ? j : nj - 1)) * ldb;
+            for (r0 = 0; r0 < M; r0 += 3) {
+                long mr = M - r0 < 3 ? M - r0 : 3;
+                const float* a[3];
+                __m256 c[3][4];
+                float res[3][4];
+                for (r = 0; r < 3; ++r) {
+                    a[r] = A + (r0 + (r < mr ? r : mr - 1)) * lda;
+                    for (j = 0; j < 4; ++j) c[r][j] = _mm256_setzero_ps();
+                }
+                for (i = 0; i < K8; i += 8) {
+                    __m256 b0 = _mm256_loadu_ps(b[0] + i), b1 = _mm256_loadu_ps(b[1] + i);
+                    __m256 b2 = _mm256_loadu_ps(b[2] + i), b3 = _mm256_loadu_ps(b[3] + i);
+                    for (r = 0; r < 3; ++r) {
+                        __m256 x = _mm256_loadu_ps(a[r] + i);
+                        c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
+                        c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
+                        c[r][2] = _mm256_fmadd_ps(x, b2, c[r][2]);
+                        c[r][3] = _mm256_fmadd_ps(x, b3, c[r][3]);
+                    }
+                }
+                for (r = 0; r < 3; ++r)
+                    for (j = 0; j < 4; ++j) {
+                        float t = np_rbm_hsum_y(c[r][j]);
+                        for (i = K8; i < K; ++i) t += a[r][i] * b[j][i];
+                        res[r][j] = t;
+                    }
+                for (r = 0; r < mr; ++r)
+                    for (j = 0; j < nj; ++j) out[(r0 + r) * ldo + j0 + j] = res[r][j];
+            }
+        }
+    }
+
+    /* One tile: rows r0 .. r0+mr-1 (mr <= 3), columns c0 .. c0+8*nv-1 (nv <= 4 vectors). */
+    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
+    static inline void np_rbm_axpy_tile_y(const float* A, long ars, long aks, const float* B, long ldb,
+                                          float* C, long ldc, long r0, long mr, long c0, int nv, long K,
+                                          float alpha, float beta)
+    {
+        __m256 acc[3][4];
+        long r, k;
+        int v;
+        const float* a[3];
+        for (r = 0; r < 3; ++r) {
+            a[r] = A + (r0 + (r < mr ? r : mr - 1)) * ars;
+            for (v = 0; v < 4; ++v) acc[r][v] = _mm256_setzero_ps();
+        }
+        for (k = 0; k < K; ++k) {
+            const float* br = B + k * ldb + c0;
+            __m256 bv[4];
+            for (v = 0; v < nv; ++v) bv[v] = _mm256_loadu_ps(br + 8 * v);
+            for (r = 0; r < 3; ++r) {
+                __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
+                for (v = 0; v < nv; ++v) acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
+            }
+        }
+        {
+            __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+            for (r = 0; r < mr; ++r) {
+                float* cr = C + (r0 + r) * ldc + c0;
+                for (v = 0; v < nv; ++v) {
+                    __m256 t = _mm256_mul_ps(va, acc[r][v]);
+                    if (beta != 0.0f) t = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8 * v), t);
+                    _mm256_storeu_ps(cr + 8 * v, t);
+                }
+            }
+        }
+    }
+
+    __attribute__((target("avx2,fma")))
+    static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
+                              long M, long N, long K, float alpha, float beta)
+    {
+        long c0, r0, r, c, k, N32 = N & ~31L, N8 = N & ~7L;
+        for (c0 = 0; c0 < N32; c0 += 32)
+            for (r0 = 0; r0 < M; r0 += 3)
+                np_rbm_axpy_tile_y(A, ars, aks, B, ldb, C, ldc, r0, M - r0 < 3 ? M - r0 : 3, c0, 4, K, alpha, beta);
+        for (c0 = N32; c0 < N8; c0 += 8)
+            for (r0 = 0; r0 < M; r0 += 3)
+                np_rbm_axpy_tile_y(A, ars, aks, B, ldb, C, ldc, r0, M - r0 < 3 ? M - r0 : 3, c0, 1, K, alpha, beta);
+        for (r = 0; r < M; ++r)
+            for (c = N8; c < N; ++c) {
+                float t = 0.0f;
+                for (k = 0; k < K; ++k) t += A[r * ars + k * aks] * B[k * ldb + c];
+                C[r * ldc + c] = beta != 0.0f ? alpha * t + beta * C[r * ldc + c] : alpha * t;
+            }
+    }
+    #else
+    #define NP_RBM_HAVE_Y 0
+    static int np_rbm_cpu_avx2(void) { return 0; }
+    static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
+                              long M, long N, long K) {}
+    static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
+                              long M, long N, long K, float alpha, float beta) {}
+    #endif
+    """
+    int np_rbm_cpu_avx2() nogil
+    void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
+                       long M, long N, long K) noexcept nogil
+    void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
+                       long M, long N, long K, float alpha, float beta) noexcept nogil
+
+
+# Batches of at most this many rows use the unpacked kernels above (float32,
+# AVX2 + FMA); larger ones BLAS, whose packing then pays for itself.
+cdef int _small_batch_max = 32 if np_rbm_cpu_avx2() else 0
+
+
+def small_batch_max():
+    """Largest batch (rows per product) that the unpacked float32 kernels handle; 0 when unavailable."""
+    return _small_batch_max
+
+
+def set_small_batch_max(int rows):
+    """Set :func:`small_batch_max` (0 turns the unpacked kernels off; tests compare both paths).
+
+    Returns the previous value.  Without AVX2 + FMA the kernels stay off.
+    """
+    global _small_batch_max
+    previous = _small_batch_max
+    _small_batch_max = max(0, rows) if np_rbm_cpu_avx2() else 0
+    return previous
+
+
 cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
@@ -181,7 +351,10 @@ cdef void _hidden_block(const floating* v, const floating* W, const floating* bh
     """
     cdef Py_ssize_t r, j
     cdef floating p
-    _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
+    if floating is float and m <= _small_batch_max:
+        np_rbm_dots_y(v, nv, W + <Py_ssize_t> j0 * nv, nv, out + j0, nh, m, j1 - j0, nv)
+    else:
+        _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
     if floating is float:
         np_rbm_sigmoid_rows_f(out, bh, beta, u, h, m, nh, j0, j1)
     else:
@@ -193,16 +366,11 @@ cdef void _hidden_block(const floating* v, const floating* W, const floating* bh
                     h[r * nh + j] = 1 if u[r * nh + j] < p else 0
 
 
-cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
-                         const floating* u, int m, int nv, int nh, int i0, int i1,
-                         bint gaussian) noexcept nogil:
-    """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
-
-    With ``u`` (Bernoulli only) the means are replaced by the samples ``u < mean``.
-    """
+cdef void _visible_act(floating* out, const floating* bv, const floating* u, int m, int nv, int i0, int i1,
+                       bint gaussian) noexcept nogil:
+    """Columns ``[i0, i1)`` of ``out`` (holding ``h W``): add ``bv``, then the mean (or sample with ``u``)."""
     cdef Py_ssize_t r, i
     cdef floating a
-    _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
     if floating is float:
         if not gaussian:
             np_rbm_sigmoid_rows_f(out, bv, 1, u, out, m, nv, i0, i1)
@@ -215,6 +383,20 @@ cdef void _visible_block(const floating* h, const floating* W, const floating* b
                 if u != NULL:
                     a = 1 if u[r * nv + i] < a else 0
             out[r * nv + i] = a
+
+
+cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
+                         const floating* u, int m, int nv, int nh, int i0, int i1,
+                         bint gaussian) noexcept nogil:
+    """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
+
+    With ``u`` (Bernoulli only) the means are replaced by the samples ``u < mean``.
+    """
+    if floating is float and m <= _small_batch_max:
+        np_rbm_axpy_y(h, nh, 1, W + i0, nv, out + i0, nv, m, i1 - i0, nh, 1, 0)
+    else:
+        _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
+    _visible_act(out, bv, u, m, nv, i0, i1, gaussian)
 
 
 cdef void _hidden(const floating* v, const floating* W, const floating* bh, floating* out,
@@ -253,6 +435,49 @@ cdef void _visible(const floating* h, const floating* W, const floating* bv, flo
             _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian)
 
 
+cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
+                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
+    """:func:`_visible` with the threads cut along the hidden units (mean-field visible units).
+
+    Each thread multiplies its own rows of ``W`` (the rows it also reads in
+    :func:`_hidden` and writes in :func:`_update_block`) into its slice of
+    ``part`` (``n_threads`` blocks of ``m x nv``); the partial products are
+    then summed by column slices.  Cutting ``h W`` by visible columns
+    instead makes every thread read a slice of every row of ``W``, and the
+    update that follows then waits on the other core for half of the cache
+    lines it writes: at batch size 10 that cost more than the products.
+    """
+    cdef int t, j0, j1, i0, i1, q
+    cdef Py_ssize_t r, i, size = <Py_ssize_t> m * nv
+    cdef floating s
+    with parallel(num_threads=n_threads):
+        t = threadid()
+        j0 = _bound(nh, n_threads, t)
+        j1 = _bound(nh, n_threads, t + 1)
+        if j1 > j0:
+            if floating is float and m <= _small_batch_max:
+                np_rbm_axpy_y(h + j0, nh, 1, W + <Py_ssize_t> j0 * nv, nv, part + t * size, nv,
+                              m, nv, j1 - j0, 1, 0)
+            else:
+                _gemm(False, False, m, nv, j1 - j0, <floating> 1, h + j0, nh, W + <Py_ssize_t> j0 * nv, nv,
+                      <floating> 0, part + t * size, nv)
+        else:
+            for i in range(size):
+                part[t * size + i] = 0
+    with parallel(num_threads=n_threads):
+        t = threadid()
+        i0 = _bound(nv, n_threads, t)
+        i1 = _bound(nv, n_threads, t + 1)
+        if i1 > i0:
+            for r in range(m):
+                for i in range(i0, i1):
+                    s = part[r * nv + i]
+                    for q in range(1, n_threads):
+                        s = s + part[q * size + r * nv + i]
+                    out[r * nv + i] = s
+            _visible_act(out, bv, NULL, m, nv, i0, i1, gaussian)
+
+
 cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
                         floating* dbv, floating* H2, const floating* V2, floating* hsum,
                         double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
@@ -280,7 +505,10 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     for j in range(j0, j1):
         dbh[j] = mom * dbh[j] + scale * hsum[j]
         bh[j] += dbh[j]
-    _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
+    if floating is float and m <= _small_batch_max:
+        np_rbm_axpy_y(H2 + j0, 1, nh, V2, nv, dW + <Py_ssize_t> j0 * nv, nv, j1 - j0, nv, 2 * m, scale, beta)
+    else:
+        _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
     if decay == 0 and mom_next == 1:
         for j in range(j0 * nv, j1 * nv):
             W[j] += dW[j]
@@ -348,6 +576,7 @@ def cd_epoch(
     cdef floating[:, ::1] U = np.empty((batch_size, nh), dtype=dtype)
     cdef floating[::1] hsum = np.empty(nh, dtype=dtype)
     cdef double[::1] errs = np.zeros(n_threads, dtype=np.float64)
+    cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 else 1, dtype=dtype)
     cdef bitgen_t* bg = _bitgen(bit_generator)
     cdef floating* v0 = &V2[0, 0]
     cdef floating* ph0 = &H2[0, 0]
@@ -380,7 +609,10 @@ def cd_epoch(
 
             # k steps of block Gibbs sampling with mean-field visible units.
             for step in range(k):
-                _visible(hs, &W[0, 0], &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads)
+                if n_threads > 1:
+                    _visible_rows(hs, &W[0, 0], &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads)
+                else:
+                    _visible(hs, &W[0, 0], &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads)
                 _uniforms(bg, u, m * nh)
                 _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
             if persistent:

@@ -309,3 +309,46 @@ def test_ais_argument_errors():
         ops.rbm_ais_log_weights(W, bh, bv, bA[:3].copy(), [0.0, 1.0], **kw)
     with pytest.raises(ValueError, match="n_runs must be an int >= 1"):
         ops.rbm_ais_log_weights(W, bh, bv, bA, [0.0, 1.0], n_runs=0, visible="bernoulli", rng=ops.make_rng(0))
+
+
+# --------------------------------------------------------------------------------------------
+# The unpacked float32 kernels for small batches agree with the BLAS path
+# --------------------------------------------------------------------------------------------
+_rbm_core = pytest.importorskip("neuroplug_core.rbm")
+
+
+@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the small-batch kernels need AVX2 and FMA")
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_small_batch_kernels_match_blas(n_threads, persistent, momentum):
+    # Odd sizes leave a tail in every loop of the kernels (rows by 3, hidden units by 4,
+    # visible columns by 32 and by 8), the last batch has a single row, and 13 x 257 x 403
+    # multiply-adds are enough for the wrapper to use two threads.
+    arrays = _problem(np.float32, "bernoulli", n=157, nv=403, nh=257, seed=4)
+    chain = (np.random.default_rng(5).random((13, 257)) < 0.5).astype(np.float32) if persistent else None
+    kw = dict(k=2, learning_rate=0.05, momentum=momentum, weight_decay=1e-3, batch_size=13, visible="bernoulli")
+    previous = _rbm_core.set_small_batch_max(0)
+    try:
+        e_blas, p_blas, c_blas, _ = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
+                                                chain=chain, **kw)
+    finally:
+        _rbm_core.set_small_batch_max(previous)
+    assert _rbm_core.small_batch_max() >= 13
+    e_small, p_small, c_small, _ = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
+                                               chain=chain, **kw)
+    for a, b in zip(p_blas, p_small):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(e_small, e_blas, rtol=1e-4)
+    if persistent:
+        np.testing.assert_array_equal(c_small, c_blas)
+
+
+@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the small-batch kernels need AVX2 and FMA")
+def test_small_batch_kernels_sampling_and_free_energy_match_reference():
+    X, W, bh, bv, *_ = _problem(np.float32, "bernoulli", n=7, nv=45, nh=30, seed=6)
+    cpu, ref = CythonOps(n_threads=1), Ops()
+    np.testing.assert_allclose(cpu.rbm_hidden_probs(X, W, bh), ref.rbm_hidden_probs(X, W, bh), rtol=1e-5, atol=1e-6)
+    got = cpu.rbm_gibbs(X, W, bh, bv, steps=3, visible="bernoulli", rng=cpu.make_rng(1))
+    want = ref.rbm_gibbs(X, W, bh, bv, steps=3, visible="bernoulli", rng=ref.make_rng(1))
+    np.testing.assert_array_equal(got, want)
