@@ -293,6 +293,14 @@ cdef extern from *:
         return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)len), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     }
 
+    /* np_copy_over_z with 8-float vectors, under the same rules; used where the
+       runs are short (a 5-wide kernel row), since masked stores are slow on
+       some AVX2 CPUs (microcoded on AMD Zen). */
+    __attribute__((target("avx2,fma")))
+    static inline void np_copy_over_y(float* d, const float* s, long len) {
+        for (; len > 0; len -= 8, d += 8, s += 8) _mm256_storeu_ps(d, _mm256_loadu_ps(s));
+    }
+
     __attribute__((target("avx2,fma")))
     static inline void np_copy_y(float* d, const float* s, long len) {
         while (len >= 8) { _mm256_storeu_ps(d, _mm256_loadu_ps(s)); d += 8; s += 8; len -= 8; }
@@ -368,7 +376,7 @@ cdef extern from *:
     __attribute__((target("avx2,fma")))
     static void np_pack_b_im2col_s1_y(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
                                       long p0, long ncols, long k0, long kc, int NR, float* bp)
-    { np_pack_b_im2col_s1_body(np_copy_y, np_zero_y, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
+    { np_pack_b_im2col_s1_body(np_copy_over_y, np_zero_y, xp, Hp, Wp, KH, KW, OW, p0, ncols, k0, kc, NR, bp); }
 
     /* col2im of one column panel, stride 1, one row at a time (AVX2). */
     __attribute__((target("avx2,fma")))
@@ -500,7 +508,7 @@ cdef extern from *:
     __attribute__((target("avx2,fma")))
     static void np_pack_b_im2row_y(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
                                    long OW, long p0, long pb, long kr0, long nk, int NR, float* bp)
-    { np_pack_b_im2row_body(np_copy_y, np_zero_y, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
+    { np_pack_b_im2row_body(np_copy_over_y, np_zero_y, xp, Hp, Wp, KH, KW, SH, SW, OW, p0, pb, kr0, nk, NR, bp); }
 
     static int32_t np_il_idx[6][16];
     static __mmask16 np_il_m23[6], np_il_m45[6];
@@ -1115,7 +1123,7 @@ cdef void _pack_b_im2col(
 cdef const float* _padded(const float* xg, const Geom* g, float* xpad, bint copy) noexcept nogil:
     """Return one sample-group (Cg, H, W) zero-padded to (Cg, H + 2 PH, W + 2 PW).
 
-    Without padding that is ``xg`` itself, unless ``copy``: the AVX-512
+    Without padding that is ``xg`` itself, unless ``copy``: the SIMD
     packers move whole vectors and may read past the end of the data, which
     is safe only in the workspace (SLACK floats follow the copy).
     """
@@ -1145,7 +1153,7 @@ cdef void _forward_sample_simd(
     for grp in range(g.G):
         xg = x + (n * g.C + grp * g.Cg) * g.H * g.W
         if fast:
-            xs = _padded(xg, g, xpad, pl.isa == 2)
+            xs = _padded(xg, g, xpad, pl.isa != 0)
         p0 = 0
         while p0 < g.P:
             ncols = min(<Py_ssize_t> NR, g.P - p0)
@@ -1225,7 +1233,7 @@ cdef void _backward_weights_chunk_simd(
     for bi in range(nb):
         n = n0 + bi
         for grp in range(g.G):
-            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad, pl.isa == 2)
+            xs = _padded(x + (n * g.C + grp * g.Cg) * plane, g, xpad, pl.isa != 0)
             dyg = dy + (n * g.F + grp * g.Fg) * g.P
             p0 = 0
             while p0 < g.P:
