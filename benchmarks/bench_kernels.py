@@ -17,8 +17,8 @@ For each thread count it times, in float32 and NCHW:
 for neuroplug's ``cpu`` backend (``CythonOps``), PyTorch (``F.conv2d`` /
 ``F.max_pool2d`` with autograd, when torch is installed) and a plain NumPy
 im2col (sliding windows + one matmul; pooling: the NumPy reference Ops),
-all in the same process with the implementations interleaved round by
-round, so that a busy machine slows them alike.  It prints medians (or
+all in the same process, the implementations taking turns in blocks of
+calls (see ``interleaved``), so that a busy machine slows them alike.  It prints medians (or
 minima), GFLOP/s,
 the ratio neuroplug / torch (< 1 is faster) and the fraction of the GEMM
 peak, then the targets of issue 3 at the largest thread count.
@@ -67,18 +67,32 @@ TARGETS = {
 
 
 STAT = statistics.median
+SETTLE_S = 0.3
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Seconds of each function (median, or ``--stat min``), run round-robin ``repeat`` times after a warm-up."""
-    for fn in fns.values():
-        fn()
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3) -> dict[str, float]:
+    """Seconds per call of each function (median, or ``--stat min``) over ``repeat`` timed calls.
+
+    The implementations take turns in ``rounds`` blocks of calls, each block
+    after one untimed call, so that a busy machine slows them alike.  They
+    do not alternate call by call: each library keeps its own thread pool
+    (neuroplug's libgomp, PyTorch's bundled OpenMP, NumPy's OpenBLAS), whose
+    threads busy-wait for a while after a call, and on a 2-core machine the
+    call that follows another library's would find its cores taken.  Each
+    block starts after a pause of ``SETTLE_S`` for the same reason.
+    """
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
+    per_round = max(1, -(-repeat // rounds))
+    for _ in range(rounds):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            # Let the threads of the library that ran before stop spinning
+            # (OpenBLAS spins for about 0.1 s after a call, OpenMP for less).
+            time.sleep(SETTLE_S)
             fn()
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
     return {name: STAT(ts) for name, ts in times.items()}
 
 
