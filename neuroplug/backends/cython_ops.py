@@ -48,6 +48,7 @@ from ..ops import Ops, check_shape4, conv2d_output_shape, normalize_pair, pool2d
 try:  # The compiled core may be missing in a source checkout that was never built.
     from neuroplug_core import conv as _conv
     from neuroplug_core import gemm as _gemm
+    from neuroplug_core import optim as _optim
     from neuroplug_core import pool as _pool
     from neuroplug_core._openmp import effective_n_threads
 except ImportError as exc:  # pragma: no cover - exercised only without a build
@@ -390,6 +391,21 @@ class CythonOps(Ops):
         with _single_threaded_blas:
             _gemm.gemm(a, b, out, trans1, trans2, nt)
         return out
+
+    def adam_update(
+        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float,
+        t: int,
+    ) -> None:
+        """In-place Adam step as :meth:`Ops.adam_update`, in one compiled pass over the parameters."""
+        arrays = (param, grad, m, v)
+        if not all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == param.dtype
+                   and a.shape == param.shape for a in arrays) or param.dtype not in _FLOAT_DTYPES \
+                or not all(a.flags.writeable for a in (param, m, v)):
+            return super().adam_update(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=t)
+        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        _optim.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                           float(beta1), float(beta2), float(step), float(eps),
+                           self._threads(param.size, _MIN_ELEMENTS_PER_THREAD))
 
     def tanh_backward(self, y: Array, dy: Array) -> np.ndarray:
         """Gradient through tanh given its output ``y``: ``dy * (1 - y * y)``."""
