@@ -362,8 +362,11 @@ class CythonOps(Ops):
         single-threaded BLAS GEMM per OpenMP thread, each on a slice of the
         output, so that a network never wakes NumPy's own BLAS threads (they
         busy-wait after each product and then compete with the convolution
-        kernels for the cores).  Products below ``2**24`` multiply-adds run
-        on one thread.  Anything else goes to the reference.
+        kernels for the cores).  Products of ``2**24`` multiply-adds or more
+        are cut into blocks of 64 output columns (or rows) shared out between
+        the threads, a cut that depends on the shape alone: the result is
+        bit-identical on any number of threads.  Anything else goes to the
+        reference.
         """
         if (type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2
                 or a.dtype not in _FLOAT_DTYPES or b.dtype not in _FLOAT_DTYPES):
@@ -387,9 +390,10 @@ class CythonOps(Ops):
         if max(a.shape + b.shape) >= 2**31:
             raise ValueError(f"gemm: every dimension must stay below 2**31. Received: {a.shape} and {b.shape}")
         out = np.empty((m, n), dtype=dt)
-        nt = self._threads() if m * n * k >= self._GEMM_THREADED_MIN_MACS else 1
+        # Whether to split depends on the shape only, so the result never depends on the thread count.
+        split = m * n * k >= self._GEMM_THREADED_MIN_MACS
         with _single_threaded_blas:
-            _gemm.gemm(a, b, out, trans1, trans2, nt)
+            _gemm.gemm(a, b, out, trans1, trans2, self._threads() if split else 1, split)
         return out
 
     def adam_update(

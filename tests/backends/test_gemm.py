@@ -47,15 +47,20 @@ def test_cpu_gemm_other_layouts(layout):
     np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
 
 
-def test_cpu_gemm_thread_counts_agree():
+def test_cpu_gemm_is_bit_identical_on_1_and_2_threads():
     # 128 x 800 x 500 is above the threshold at which the product is split between threads.
     rng = np.random.default_rng(1)
     a = rng.standard_normal((128, 800)).astype(np.float32)
     w = rng.standard_normal((800, 500)).astype(np.float32)
-    one, two = _cpu(1).gemm(a, w), _cpu(2).gemm(a, w)
-    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-4)
+    for trans1, trans2 in ((False, False), (True, False), (False, True), (True, True)):
+        x = np.ascontiguousarray(a.T) if trans1 else a
+        y = np.ascontiguousarray(w.T) if trans2 else w
+        one = _cpu(1).gemm(x, y, trans1=trans1, trans2=trans2)
+        np.testing.assert_array_equal(_cpu(2).gemm(x, y, trans1=trans1, trans2=trans2), one)
+        np.testing.assert_allclose(one, a.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
     # Taller than wide: cut by rows.
-    np.testing.assert_allclose(_cpu(2).gemm(w.T, a.T), one.T, rtol=1e-5, atol=1e-4)
+    tall = np.ascontiguousarray(w.T)
+    np.testing.assert_array_equal(_cpu(2).gemm(tall, a.T), _cpu(1).gemm(tall, a.T))
 
 
 def test_cpu_gemm_empty_inner_dimension_gives_zeros():
