@@ -402,3 +402,17 @@ def test_pipeline_grid_search_parallel(digits):
     assert len(grid.cv_results_["params"]) == 4
     assert grid.best_score_ > 0.5
     assert grid.predict(X[:5]).shape == (5,)
+
+
+def test_fit_is_bit_identical_on_one_and_two_threads():
+    # Batches of 128 through a 392 -> 1024 dense layer are products of 51M multiply-adds,
+    # above the size at which the cpu backend shares them out between threads.
+    rng = np.random.default_rng(0)
+    X = rng.random((256, 1, 16, 16), dtype=np.float32)
+    y = rng.integers(0, 3, 256)
+    kw = dict(layers=("conv:8x3x3", "relu", "maxpool:2", "dense:1024", "relu"), batch_size=128, max_iter=2,
+              random_state=0)
+    one = CNNClassifier(n_threads=1, **kw).fit(X, y)
+    two = CNNClassifier(n_threads=2, **kw).fit(X, y)
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    assert one.loss_curve_ == two.loss_curve_
