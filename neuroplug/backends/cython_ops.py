@@ -358,11 +358,11 @@ class CythonOps(Ops):
     def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> np.ndarray:
         """Matrix product as :meth:`Ops.gemm`, on the kernels' OpenMP threads.
 
-        float32/float64 NumPy matrices go to ``neuroplug_core.gemm``: one
-        single-threaded BLAS GEMM per OpenMP thread, each on a slice of the
-        output, so that a network never wakes NumPy's own BLAS threads (they
-        busy-wait after each product and then compete with the convolution
-        kernels for the cores).  Products of ``2**24`` multiply-adds or more
+        float32/float64 NumPy matrices go to ``neuroplug_core.gemm``:
+        single-threaded BLAS GEMMs run by the kernels' OpenMP threads, so
+        that a network never wakes NumPy's own BLAS threads (they busy-wait
+        after each product and then compete with the convolution kernels
+        for the cores).  Products of ``2**24`` multiply-adds or more
         are cut into blocks of 64 output columns (or rows) shared out between
         the threads, a cut that depends on the shape alone: the result is
         bit-identical on any number of threads.  Anything else goes to the
