@@ -392,7 +392,7 @@ class ConvRBM(_ConvBase):
 
         Returns
         -------
-        H : ndarray of shape (n_samples, *hidden_shape_)
+        H : ndarray of shape (n_samples,) + hidden_shape_
             Within each pooling block the probabilities sum to at most 1.
         """
         check_is_fitted(self, "components_")

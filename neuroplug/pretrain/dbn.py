@@ -142,7 +142,7 @@ class DBNPretrainer(Pretrainer):
         network : neuroplug.network.Network
             An initialised network; its hidden dense layers are overwritten
             in place.
-        X : ndarray of shape (n_samples, *network.input_shape)
+        X : ndarray of shape (n_samples,) + network.input_shape
             Training inputs (labels are not used).
         random_state : int, RandomState instance or None, default=None
             Seeds the RBMs.

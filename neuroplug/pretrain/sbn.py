@@ -149,7 +149,7 @@ class SBNPretrainer(Pretrainer):
         ----------
         network : neuroplug.network.Network
             An initialised network; its dense layers are overwritten in place.
-        X : ndarray of shape (n_samples, *network.input_shape)
+        X : ndarray of shape (n_samples,) + network.input_shape
             Training inputs (labels are not used).
         random_state : int, RandomState instance or None, default=None
             Seeds the SBN training.
