@@ -19,7 +19,7 @@ row-major; ``W`` is ``(n_hidden, n_visible)``.
 
 cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange
 from libc.math cimport exp, expf, expm1, expm1f, fabs, fabsf, log, log1p, log1pf, sqrt
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
@@ -124,11 +124,7 @@ cdef extern from *:
        np_rbm_axpy_y:  C[r*ldc + c] = beta C[..] + alpha sum_k A[r*ars + k*aks] B[k*ldb + c]
                        (h W and the CD update H^T V: rows of B scaled by
                        broadcasts of A; 3 rows x 32 columns in 12 accumulators;
-                       beta == 0 ignores what C held).
-
-       Both use fixed summation orders, so a result depends only on the
-       shapes (not on the thread count of a caller that cuts M or N at
-       multiples of 16). */
+                       beta == 0 ignores what C held). */
     #include <stdint.h>
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     #include <immintrin.h>
@@ -412,8 +408,7 @@ cdef void _hidden(const floating* v, const floating* W, const floating* bh, floa
     if n_threads <= 1:
         _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta)
         return
-    with parallel(num_threads=n_threads):
-        t = threadid()
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
@@ -427,8 +422,7 @@ cdef void _visible(const floating* h, const floating* W, const floating* bv, flo
     if n_threads <= 1:
         _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian)
         return
-    with parallel(num_threads=n_threads):
-        t = threadid()
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = _bound(nv, n_threads, t)
         i1 = _bound(nv, n_threads, t + 1)
         if i1 > i0:
@@ -450,8 +444,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
     cdef int t, j0, j1, i0, i1, q
     cdef Py_ssize_t r, i, size = <Py_ssize_t> m * nv
     cdef floating s
-    with parallel(num_threads=n_threads):
-        t = threadid()
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
@@ -464,8 +457,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
         else:
             for i in range(size):
                 part[t * size + i] = 0
-    with parallel(num_threads=n_threads):
-        t = threadid()
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = _bound(nv, n_threads, t)
         i1 = _bound(nv, n_threads, t + 1)
         if i1 > i0:
@@ -627,8 +619,7 @@ def cd_epoch(
                 _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
                               &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
             else:
-                with parallel(num_threads=n_threads):
-                    t = threadid()
+                for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     j0 = _bound(nh, n_threads, t)
                     j1 = _bound(nh, n_threads, t + 1)
                     i0 = _bound(nv, n_threads, t)
@@ -761,12 +752,12 @@ def free_energy(
         with nogil:
             _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], 0, m, nv, nh)
         return
-    with nogil, parallel(num_threads=n_threads):
-        t = threadid()
-        r0 = _bound(m, n_threads, t)
-        r1 = _bound(m, n_threads, t + 1)
-        if r1 > r0:
-            _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], r0, r1, nv, nh)
+    with nogil:
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            r0 = _bound(m, n_threads, t)
+            r1 = _bound(m, n_threads, t + 1)
+            if r1 > r0:
+                _free_energy_rows(&V[0, 0], &W[0, 0], &bh[0], &bv[0], gaussian, &A[0, 0], &out[0], r0, r1, nv, nh)
 
 
 # ---------------------------------------------------------------------------
@@ -933,8 +924,7 @@ def ais_log_weights(
                 _ais_hidden_block(&V[0, 0], &W[0, 0], &bh[0], &bv[0], &bA[0], &A[0, 0], u, &H[0, 0],
                                   &inc[0, 0], &vis[0, 0], m, nv, nh, 0, nh, 0, nv, b_prev, b_k, gaussian)
             else:
-                with parallel(num_threads=n_threads):
-                    t = threadid()
+                for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     j0 = _bound(nh, n_threads, t)
                     j1 = _bound(nh, n_threads, t + 1)
                     i0 = _bound(nv, n_threads, t)
@@ -958,8 +948,7 @@ def ais_log_weights(
                 _ais_visible_block(&V[0, 0], &W[0, 0], &bv[0], &bA[0], &H[0, 0], &U[0], m, nv, nh, 0, nv,
                                    b_k, gaussian)
             else:
-                with parallel(num_threads=n_threads):
-                    t = threadid()
+                for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
                     if i1 > i0:

@@ -352,3 +352,36 @@ def test_small_batch_kernels_sampling_and_free_energy_match_reference():
     got = cpu.rbm_gibbs(X, W, bh, bv, steps=3, visible="bernoulli", rng=cpu.make_rng(1))
     want = ref.rbm_gibbs(X, W, bh, bv, steps=3, visible="bernoulli", rng=ref.make_rng(1))
     np.testing.assert_array_equal(got, want)
+
+
+def test_fewer_openmp_threads_than_asked_still_give_the_reference_result():
+    # OMP_THREAD_LIMIT=1 (or OMP_DYNAMIC) can hand a parallel region fewer threads than it
+    # asks for; every part of the work must still be done (it once left rows uncomputed).
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from neuroplug.backends.cython_ops import CythonOps
+        from neuroplug.ops import Ops
+        r = np.random.default_rng(0)
+        X = (r.random((150, 128)) < 0.4).astype(np.float64)
+        W = r.normal(0, 0.3, (128, 128)); bh = r.normal(0, 0.3, 128); bv = r.normal(0, 0.3, 128)
+        ref, cpu = Ops(), CythonOps(n_threads=2)
+        out = []
+        for ops in (ref, cpu):
+            p = [a.copy() for a in (W, bh, bv, np.zeros_like(W), np.zeros(128), np.zeros(128))]
+            ops.cd_epoch(X, *p, k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0, batch_size=64,
+                         visible="bernoulli", rng=ops.make_rng(0), chain=None)
+            out.append(p[0])
+        assert np.abs(out[0] - out[1]).max() < 1e-10, "cd_epoch"
+        assert np.allclose(cpu.rbm_hidden_probs(X, W, bh), ref.rbm_hidden_probs(X, W, bh), atol=1e-12)
+        assert np.allclose(cpu.rbm_free_energy(X, W, bh, bv, "bernoulli"),
+                           ref.rbm_free_energy(X, W, bh, bv, "bernoulli"), atol=1e-9)
+        print("ok")
+    """)
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
