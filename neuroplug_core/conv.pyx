@@ -173,6 +173,19 @@ cdef extern from *:
         _mm256_store_ps(tile + (r) * 16, c##r##0);                  \
         _mm256_store_ps(tile + (r) * 16 + 8, c##r##1);
 
+    #define NP_Y_OUT(r)                                                                   \
+        if ((r) < mr) {                                                                   \
+            float* cr = C + (r) * ldc;                                                    \
+            __m256 vb = _mm256_set1_ps(bias ? bias[r] : 0.0f);                            \
+            __m256 t0 = _mm256_add_ps(c##r##0, vb), t1 = _mm256_add_ps(c##r##1, vb);      \
+            if (accumulate) {                                                             \
+                t0 = _mm256_add_ps(t0, _mm256_loadu_ps(cr));                              \
+                t1 = _mm256_add_ps(t1, _mm256_loadu_ps(cr + 8));                          \
+            }                                                                             \
+            _mm256_storeu_ps(cr, t0);                                                     \
+            _mm256_storeu_ps(cr + 8, t1);                                                 \
+        }
+
     __attribute__((target("avx2,fma")))
     static void np_ukr_avx2(long K, const float* A, const float* B, float* C, long ldc,
                             int mr, int nr, int accumulate, const float* bias)
@@ -189,25 +202,18 @@ cdef extern from *:
             A += NP_MR;
             B += 16;
         }
+        if (nr == 16) {   /* full-width tile: straight from the registers */
+            NP_Y_OUT(0) NP_Y_OUT(1) NP_Y_OUT(2) NP_Y_OUT(3) NP_Y_OUT(4) NP_Y_OUT(5)
+            return;
+        }
+        /* A narrower tile (the last columns of a panel): through memory. */
         NP_Y_SAVE(0) NP_Y_SAVE(1) NP_Y_SAVE(2) NP_Y_SAVE(3) NP_Y_SAVE(4) NP_Y_SAVE(5)
         for (r = 0; r < mr; ++r) {
             float* cr = C + r * ldc;
             const float* tr = tile + r * 16;
             float bb = bias ? bias[r] : 0.0f;
-            if (nr == 16) {
-                __m256 vb = _mm256_set1_ps(bb);
-                __m256 t0 = _mm256_add_ps(_mm256_load_ps(tr), vb);
-                __m256 t1 = _mm256_add_ps(_mm256_load_ps(tr + 8), vb);
-                if (accumulate) {
-                    t0 = _mm256_add_ps(t0, _mm256_loadu_ps(cr));
-                    t1 = _mm256_add_ps(t1, _mm256_loadu_ps(cr + 8));
-                }
-                _mm256_storeu_ps(cr, t0);
-                _mm256_storeu_ps(cr + 8, t1);
-            } else {
-                for (c = 0; c < nr; ++c)
-                    cr[c] = accumulate ? cr[c] + (tr[c] + bb) : tr[c] + bb;
-            }
+            for (c = 0; c < nr; ++c)
+                cr[c] = accumulate ? cr[c] + (tr[c] + bb) : tr[c] + bb;
         }
     }
     #endif /* NP_SIMD */
