@@ -116,7 +116,7 @@ _PARAMS_DOC = """
 _ATTRS_DOC = """
     n_features_in_ : int
         Number of features seen during fit (``c * h * w`` for image input).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features_in,)
         Names of the features, when ``X`` was a DataFrame with string column names.
     dtype_ : str
         Precision of the fitted network, ``"float32"`` or ``"float64"``.

@@ -375,7 +375,7 @@ class ConvRBM(_ConvBase):
 
         Returns
         -------
-        P : ndarray of shape (n_samples, prod(output_shape_))
+        P : ndarray of shape (n_samples, prod(output_shape))
             Pooling probabilities in ``(filters, pool_h, pool_w)`` order.
         """
         check_is_fitted(self, "components_")
@@ -392,7 +392,7 @@ class ConvRBM(_ConvBase):
 
         Returns
         -------
-        H : ndarray of shape (n_samples,) + hidden_shape_
+        H : ndarray of shape (n_samples, filters, out_h, out_w)
             Within each pooling block the probabilities sum to at most 1.
         """
         check_is_fitted(self, "components_")
@@ -673,7 +673,7 @@ class ConvDBN(_ConvBase):
 
         Returns
         -------
-        P : ndarray of shape (n_samples, prod(output_shape_))
+        P : ndarray of shape (n_samples, prod(output_shape))
             Pooling probabilities of the top layer.
         """
         check_is_fitted(self, "rbms_")

@@ -311,7 +311,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, n_features_in)
         """
         check_is_fitted(self, "rbms_")
         rs = check_random_state(self.random_state if random_state is None else random_state)

@@ -109,13 +109,13 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features_in_)
+    components_ : ndarray of shape (n_components, n_features_in)
         Weights ``W`` (hidden x visible, as scikit-learn's ``BernoulliRBM``).
     intercept_hidden_ : ndarray of shape (n_components,)
         Hidden biases.
-    intercept_visible_ : ndarray of shape (n_features_in_,)
+    intercept_visible_ : ndarray of shape (n_features_in,)
         Visible biases (the means of Gaussian visible units given ``h = 0``).
-    visible_mean_ : ndarray of shape (n_features_in_,)
+    visible_mean_ : ndarray of shape (n_features_in,)
         Mean of the training data seen so far; the AIS base model is built
         from it.
     n_samples_seen_ : int
@@ -512,7 +512,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, n_features_in)
             The samples.
         """
         check_is_fitted(self, "components_")

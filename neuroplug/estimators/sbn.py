@@ -414,7 +414,7 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_), float32
+        X : ndarray of shape (n_samples, n_features_in), float32
             Binary samples.
         """
         check_is_fitted(self, "generative_weights_")
