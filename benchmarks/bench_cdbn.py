@@ -88,7 +88,7 @@ def pretrainers(args: argparse.Namespace) -> dict[str, object]:
     return {
         "none": None,
         "dbn": DBNPretrainer(max_iter=args.pretrain_epochs),
-        "cdbn": SnapshotCDBN(n_iter=args.pretrain_epochs, learning_rate=0.2, momentum=0.9, sparsity_target=0.05,
+        "cdbn": SnapshotCDBN(max_iter=args.pretrain_epochs, learning_rate=0.2, momentum=0.9, sparsity_target=0.05,
                              sparsity_cost=1.0),
     }
 

@@ -38,8 +38,8 @@ CASES = {
     "RBM": lambda seed: RBM(24 + seed, max_iter=4, batch_size=10, random_state=seed),
     "DBN": lambda seed: DBN((20, 10), max_iter=2, random_state=seed),
     "SigmoidBeliefNet": lambda seed: SigmoidBeliefNet((16, 8), max_iter=3, n_importance_samples=2, random_state=seed),
-    "ConvRBM": lambda seed: ConvRBM(4, kernel_size=3, pool_size=2, n_iter=3, input_shape=(1, 8, 8), random_state=seed),
-    "ConvDBN": lambda seed: ConvDBN((4, 4), kernel_size=(3, 2), pool_size=(2, 1), n_iter=2, input_shape=(1, 8, 8),
+    "ConvRBM": lambda seed: ConvRBM(4, kernel_size=3, pool_size=2, max_iter=3, input_shape=(1, 8, 8), random_state=seed),
+    "ConvDBN": lambda seed: ConvDBN((4, 4), kernel_size=(3, 2), pool_size=(2, 1), max_iter=2, input_shape=(1, 8, 8),
                                     random_state=seed),
 }
 SUPERVISED = {"CNNClassifier", "DBNClassifier", "CNNRegressor"}

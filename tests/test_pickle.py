@@ -39,9 +39,9 @@ CASES = {
     "RBM": lambda: RBM(4, max_iter=2, batch_size=8, random_state=0),
     "DBN": lambda: DBN((5, 3), max_iter=1, batch_size=8, random_state=0),
     "SigmoidBeliefNet": lambda: SigmoidBeliefNet((4, 2), max_iter=2, batch_size=8, random_state=0),
-    "ConvRBM": lambda: ConvRBM(2, kernel_size=3, pool_size=2, n_iter=1, batch_size=8, input_shape=(1, 4, 4),
+    "ConvRBM": lambda: ConvRBM(2, kernel_size=3, pool_size=2, max_iter=1, batch_size=8, input_shape=(1, 4, 4),
                                random_state=0),
-    "ConvDBN": lambda: ConvDBN((2, 2), kernel_size=(2, 2), pool_size=(1, 1), n_iter=1, batch_size=8,
+    "ConvDBN": lambda: ConvDBN((2, 2), kernel_size=(2, 2), pool_size=(1, 1), max_iter=1, batch_size=8,
                                input_shape=(1, 4, 4), random_state=0),
 }
 SUPERVISED = {"CNNClassifier", "CNNRegressor", "DBNClassifier"}

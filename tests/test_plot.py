@@ -270,11 +270,11 @@ def test_filters_of_conv_rbm_and_conv_dbn(digits):
     from neuroplug.estimators.crbm import ConvDBN, ConvRBM
 
     X, _ = digits
-    rbm = ConvRBM(5, kernel_size=3, n_iter=1, random_state=0, backend="numpy").fit(X[:40])
+    rbm = ConvRBM(5, kernel_size=3, max_iter=1, random_state=0, backend="numpy").fit(X[:40])
     d = FilterDisplay.from_estimator(rbm)
     assert d.axes_.shape == (2, 3) and len(d.images_) == 5
     np.testing.assert_allclose(_pixels(d.images_[4]), rbm.components_[4, 0])
-    dbn = ConvDBN(filters=(3, 4), kernel_size=(3, 2), pool_size=(1, 1), n_iter=1, random_state=0,
+    dbn = ConvDBN(filters=(3, 4), kernel_size=(3, 2), pool_size=(1, 1), max_iter=1, random_state=0,
                   backend="numpy").fit(X[:40])
     top = FilterDisplay.from_estimator(dbn, layer=1)
     assert top.axes_.shape == (4, 3)  # 4 filters, one row each, 3 input channels

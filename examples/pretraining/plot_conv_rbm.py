@@ -22,7 +22,7 @@ from neuroplug.plot import FilterDisplay, LossCurveDisplay
 X, y, input_shape = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 
-crbm = ConvRBM(16, kernel_size=3, pool_size=2, n_iter=10, input_shape=input_shape, random_state=0).fit(X_train)
+crbm = ConvRBM(16, kernel_size=3, pool_size=2, max_iter=10, input_shape=input_shape, random_state=0).fit(X_train)
 print("filters:", crbm.components_.shape, "features per image:", crbm.transform(X_test[:1]).shape[1])
 FilterDisplay.from_estimator(crbm, n_cols=8)
 
@@ -44,7 +44,7 @@ LossCurveDisplay.from_estimator(crbm)
 from neuroplug.pretrain.cdbn import CDBNPretrainer
 
 layers = ("conv:16x3x3", "sigmoid", "maxpool:2", "dense:64", "relu")
-for pretrainer in (CDBNPretrainer(n_iter=5), None):
+for pretrainer in (CDBNPretrainer(max_iter=5), None):
     clf = CNNClassifier(layers, input_shape=input_shape, pretrainer=pretrainer, learning_rate=5e-3, max_iter=8,
                         random_state=0)
     clf.fit(X_train, y_train)

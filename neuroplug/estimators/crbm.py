@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends import get_ops
 from ..ops import Ops, conv2d_output_shape, normalize_pair
-from ..pretrain.cdbn import crbm_pool_output, train_crbm
+from ..pretrain.cdbn import crbm_pool_output, renamed_n_iter, train_crbm
 
 __all__ = ["ConvRBM", "ConvDBN"]
 
@@ -192,7 +192,7 @@ class ConvRBM(_ConvBase):
         Strength of the sparsity penalty on the hidden biases (0 turns it off).
     batch_size : int, default=20
         Images per CD update.
-    n_iter : int, default=10
+    max_iter : int, default=10
         Epochs over the training set.
     input_shape : tuple of int, optional
         ``(channels, height, width)`` or ``(height, width)`` of the images
@@ -211,6 +211,9 @@ class ConvRBM(_ConvBase):
         Seed of the initial filters, the shuffling and the Gibbs samples.
     verbose : int, default=0
         Show a progress bar with the reconstruction error.
+    n_iter : int, default="deprecated"
+        Former name of ``max_iter``; when set, it is used with a
+        ``FutureWarning``.  It will be removed in neuroplug 0.3.
 
     Attributes
     ----------
@@ -257,7 +260,7 @@ class ConvRBM(_ConvBase):
     >>> from neuroplug.datasets import load_digits_images
     >>> from neuroplug.estimators import ConvRBM
     >>> X, y, shape = load_digits_images()
-    >>> rbm = ConvRBM(8, kernel_size=3, n_iter=2, random_state=0, backend="numpy").fit(X[:100])
+    >>> rbm = ConvRBM(8, kernel_size=3, max_iter=2, random_state=0, backend="numpy").fit(X[:100])
     >>> rbm.transform(X[:3]).shape
     (3, 72)
     """
@@ -268,7 +271,8 @@ class ConvRBM(_ConvBase):
         "pool_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "sparsity_target": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"deprecated"})],
         **_COMMON_CONSTRAINTS,
     }
 
@@ -286,13 +290,14 @@ class ConvRBM(_ConvBase):
         sparsity_target: float = 0.05,
         sparsity_cost: float = 0.5,
         batch_size: int = 20,
-        n_iter: int = 10,
+        max_iter: int = 10,
         input_shape: tuple[int, ...] | None = None,
         backend: str | Ops = "cpu",
         n_threads: int | None = None,
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        n_iter: Any = "deprecated",
     ) -> None:
         self.filters = filters
         self.kernel_size = kernel_size
@@ -305,13 +310,14 @@ class ConvRBM(_ConvBase):
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
         self.batch_size = batch_size
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.input_shape = input_shape
         self.backend = backend
         self.n_threads = n_threads
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_iter = n_iter
 
     def fit(self, X: Any, y: Any = None) -> "ConvRBM":
         """Learn the filters from the images ``X`` by CD-k.
@@ -350,7 +356,7 @@ class ConvRBM(_ConvBase):
             X, filters=int(self.filters), kernel_size=kernel, pool_size=pool, visible=self.visible, ops=ops,
             rng=rng, k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
             weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
-            sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), n_iter=int(self.n_iter),
+            sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), max_iter=int(renamed_n_iter(self)),
             verbose=self.verbose, desc=desc,
         )
         self.components_, self.intercept_hidden_, self.intercept_visible_ = W, bh, bv
@@ -501,7 +507,7 @@ class ConvDBN(_ConvBase):
         Strength of the sparsity penalty.
     batch_size : int, default=20
         Images per CD update.
-    n_iter : int or sequence of int, default=10
+    max_iter : int or sequence of int, default=10
         Epochs per layer, for every layer or per layer.
     input_shape : tuple of int, optional
         ``(channels, height, width)`` or ``(height, width)`` for 2-D ``X``
@@ -516,11 +522,17 @@ class ConvDBN(_ConvBase):
         Seed of every layer's training.
     verbose : int, default=0
         Progress bars.
+    n_iter : int or sequence of int, default="deprecated"
+        Former name of ``max_iter``; when set, it is used with a
+        ``FutureWarning``.  It will be removed in neuroplug 0.3.
 
     Attributes
     ----------
     rbms_ : list of ConvRBM
         The fitted layers, bottom first.
+    n_iter_ : int
+        Training epochs run, summed over the layers (``rbms_[i].n_iter_``
+        for one layer).
     input_shape_ : tuple of int
         ``(channels, height, width)`` of the input images.
     output_shape_ : tuple of int
@@ -545,7 +557,7 @@ class ConvDBN(_ConvBase):
     >>> from neuroplug.datasets import load_digits_images
     >>> from neuroplug.estimators import ConvDBN
     >>> X, y, shape = load_digits_images()
-    >>> dbn = ConvDBN((6, 8), kernel_size=(3, 2), n_iter=1, random_state=0, backend="numpy").fit(X[:50])
+    >>> dbn = ConvDBN((6, 8), kernel_size=(3, 2), max_iter=1, random_state=0, backend="numpy").fit(X[:50])
     >>> [rbm.output_shape_ for rbm in dbn.rbms_]
     [(6, 3, 3), (8, 1, 1)]
     """
@@ -556,7 +568,8 @@ class ConvDBN(_ConvBase):
         "pool_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), tuple, list],
         "sparsity_target": [Interval(numbers.Real, 0, 1, closed="neither"), tuple, list],
-        "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), tuple, list],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left"), tuple, list],
+        "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), tuple, list, StrOptions({"deprecated"})],
         **_COMMON_CONSTRAINTS,
     }
 
@@ -574,13 +587,14 @@ class ConvDBN(_ConvBase):
         sparsity_target: Any = 0.05,
         sparsity_cost: float = 0.5,
         batch_size: int = 20,
-        n_iter: Any = 10,
+        max_iter: Any = 10,
         input_shape: tuple[int, ...] | None = None,
         backend: str | Ops = "cpu",
         n_threads: int | None = None,
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        n_iter: Any = "deprecated",
     ) -> None:
         self.filters = filters
         self.kernel_size = kernel_size
@@ -593,13 +607,14 @@ class ConvDBN(_ConvBase):
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
         self.batch_size = batch_size
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.input_shape = input_shape
         self.backend = backend
         self.n_threads = n_threads
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_iter = n_iter
 
     def _layer_rbms(self) -> list[ConvRBM]:
         """Unfitted ConvRBMs, one per layer, with the per-layer hyper-parameters resolved."""
@@ -608,8 +623,9 @@ class ConvDBN(_ConvBase):
         n = len(self.filters)
         per_layer = {
             name: _per_layer(getattr(self, name), n, name)
-            for name in ("kernel_size", "pool_size", "learning_rate", "sparsity_target", "n_iter")
+            for name in ("kernel_size", "pool_size", "learning_rate", "sparsity_target")
         }
+        per_layer["max_iter"] = _per_layer(renamed_n_iter(self), n, "max_iter")
         rbms = []
         for i, f in enumerate(self.filters):
             if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 1:
@@ -661,6 +677,7 @@ class ConvDBN(_ConvBase):
                 data = rbm._transform_images(data, ops)
         self.rbms_ = rbms
         self.output_shape_ = rbms[-1].output_shape_
+        self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
         return self
 
     def transform(self, X: Any) -> np.ndarray:

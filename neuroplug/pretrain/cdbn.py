@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,20 @@ def _initial_visible_bias(X: np.ndarray, visible: str) -> np.ndarray:
     return np.log(p / (1 - p)).astype(X.dtype)
 
 
+def renamed_n_iter(estimator: Any) -> Any:
+    """The epoch count: ``max_iter``, or ``n_iter`` (its old name, with a FutureWarning) when set."""
+    if isinstance(estimator.n_iter, str) and estimator.n_iter == "deprecated":
+        return estimator.max_iter
+    warnings.warn(
+        f"{type(estimator).__name__}: n_iter is deprecated and will be removed in neuroplug 0.3; it was "
+        f"renamed max_iter, as in every other neuroplug estimator. This fit uses n_iter={estimator.n_iter!r}; "
+        "pass max_iter instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return estimator.n_iter
+
+
 def train_crbm(
     X: np.ndarray,
     *,
@@ -67,7 +82,7 @@ def train_crbm(
     sparsity_target: float = 0.05,
     sparsity_cost: float = 0.5,
     batch_size: int = 20,
-    n_iter: int = 10,
+    max_iter: int = 10,
     stride: Any = 1,
     padding: Any = 0,
     groups: int = 1,
@@ -104,7 +119,7 @@ def train_crbm(
     errors: list[float] = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(int(n_iter)), desc=desc, unit="epoch", disable=not verbose, leave=True)
+    bar = tqdm(range(int(max_iter)), desc=desc, unit="epoch", disable=not verbose, leave=True)
     try:
         for _ in bar:
             Xe = ops.asarray(X[rng.permutation(X.shape[0])])
@@ -197,7 +212,7 @@ class CDBNPretrainer(Pretrainer):
 
     Parameters
     ----------
-    n_iter : int, default=5
+    max_iter : int, default=5
         CD epochs per layer.
     learning_rate : float, default=0.2
         CD step size (gradients are averages over samples and positions).
@@ -220,6 +235,9 @@ class CDBNPretrainer(Pretrainer):
     max_samples : int or None, default=None
         Pretrain on at most this many images (a random subset), to bound the
         cost on large data sets.
+    n_iter : int, default="deprecated"
+        Former name of ``max_iter``; when set, it is used with a
+        ``FutureWarning``.  It will be removed in neuroplug 0.3.
 
     Attributes
     ----------
@@ -248,7 +266,7 @@ class CDBNPretrainer(Pretrainer):
     >>> X = (np.random.default_rng(0).random((40, 1, 10, 10)) < 0.3).astype(np.float32)
     >>> net = Network([Conv2D(4, 3), ReLU(), MaxPool2D(2), Conv2D(6, 2), ReLU(), Dense(3)],
     ...               (1, 10, 10), get_ops("numpy"), rng=0)
-    >>> pre = CDBNPretrainer(n_iter=1)
+    >>> pre = CDBNPretrainer(max_iter=1)
     >>> pre.pretrain(net, X, random_state=0)
     >>> pre.pretrained_layers_
     [0, 3]
@@ -257,7 +275,7 @@ class CDBNPretrainer(Pretrainer):
     def __init__(
         self,
         *,
-        n_iter: int = 5,
+        max_iter: int = 5,
         learning_rate: float = 0.2,
         k: int = 1,
         momentum: float = 0.9,
@@ -267,8 +285,9 @@ class CDBNPretrainer(Pretrainer):
         batch_size: int = 20,
         visible: str = "auto",
         max_samples: int | None = None,
+        n_iter: Any = "deprecated",
     ) -> None:
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.k = k
         self.momentum = momentum
@@ -278,6 +297,7 @@ class CDBNPretrainer(Pretrainer):
         self.batch_size = batch_size
         self.visible = visible
         self.max_samples = max_samples
+        self.n_iter = n_iter
 
     def _check_params(self) -> None:
         def is_int(v: Any) -> bool:
@@ -286,10 +306,12 @@ class CDBNPretrainer(Pretrainer):
         def is_real(v: Any) -> bool:
             return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
-        for name in ("n_iter", "k", "batch_size"):
+        names = ["max_iter", "k", "batch_size"] + ([] if self.n_iter == "deprecated" else ["n_iter"])
+        for name in names:
             value = getattr(self, name)
-            if not is_int(value) or value < (0 if name == "n_iter" else 1):
-                raise ValueError(f"{name} must be an int >= {0 if name == 'n_iter' else 1}. Received: {name}={value!r}")
+            low = 0 if name in ("max_iter", "n_iter") else 1
+            if not is_int(value) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
         if self.max_samples is not None and (not is_int(self.max_samples) or self.max_samples < 1):
             raise ValueError(f"max_samples must be a positive int or None. Received: max_samples={self.max_samples!r}")
         if not is_real(self.learning_rate) or self.learning_rate <= 0:
@@ -399,7 +421,8 @@ class CDBNPretrainer(Pretrainer):
                 rng=np.random.default_rng(rs.randint(2**31 - 1)), k=int(self.k),
                 learning_rate=float(self.learning_rate), momentum=float(self.momentum),
                 weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
-                sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), n_iter=int(self.n_iter),
+                sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size),
+                max_iter=int(renamed_n_iter(self)),
                 stride=conv["stride"], padding=conv["padding"], groups=conv["groups"],
                 connections=conv["connections"], verbose=verbose, desc=f"cdbn layer {i}",
             )

@@ -379,7 +379,7 @@ def reproducibility_and_loops(device: str) -> None:
         traceback.print_exc()
     if ConvRBM is not None:
         try:
-            rbm = ConvRBM(4, kernel_size=3, n_iter=2, random_state=0, backend=f"torch:{device}")
+            rbm = ConvRBM(4, kernel_size=3, max_iter=2, random_state=0, backend=f"torch:{device}")
             feats = rbm.fit(X[:400].reshape(-1, 1, 8, 8)).transform(X[:20].reshape(-1, 1, 8, 8))
             ok = np.isfinite(feats).all()
             record("ConvRBM CD-k on the device", "PASS" if ok else "FAIL", f"features {feats.shape}")

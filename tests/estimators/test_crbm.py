@@ -21,10 +21,10 @@ from neuroplug.layers.flatten import Flatten
 from neuroplug.layers.pool import MaxPool2D, MeanPool2D
 from neuroplug.network import Network
 from neuroplug.plugins import get_pretrainer
-from neuroplug.pretrain.cdbn import CDBNPretrainer
+from neuroplug.pretrain.cdbn import CDBNPretrainer, renamed_n_iter
 
 # Tiny settings: one thread (the arrays are small and the test machine is shared).
-FAST = dict(n_iter=2, batch_size=10, n_threads=1, random_state=0)
+FAST = dict(max_iter=2, batch_size=10, n_threads=1, random_state=0)
 
 
 @parametrize_with_checks([
@@ -53,7 +53,7 @@ def _strokes(n: int, seed: int = 0, size: int = 10) -> np.ndarray:
 def test_convrbm_learns_strokes():
     X = _strokes(150)
     rbm = ConvRBM(6, kernel_size=4, pool_size=2, learning_rate=1.0, momentum=0.5, sparsity_cost=0.1,
-                  **{**FAST, "n_iter": 15})
+                  **{**FAST, "max_iter": 15})
     rbm.fit(X)
     errors = rbm.reconstruction_errors_
     assert rbm.n_iter_ == 15 and len(errors) == 15
@@ -129,7 +129,7 @@ def test_pickle_holds_numpy_only_and_predicts_on_another_backend():
 
 def test_in_a_pipeline_on_digits():
     X, y, _ = load_digits_images()
-    pipe = make_pipeline(ConvRBM(8, kernel_size=3, **{**FAST, "n_iter": 5}), LogisticRegression(max_iter=500))
+    pipe = make_pipeline(ConvRBM(8, kernel_size=3, **{**FAST, "max_iter": 5}), LogisticRegression(max_iter=500))
     pipe.fit(X[:300], y[:300])
     assert pipe.score(X[300:600], y[300:600]) > 0.7  # about 0.77 (10 classes; 72 pooled features)
 
@@ -138,7 +138,7 @@ def test_gaussian_visible_units():
     rng = np.random.default_rng(2)
     X = _strokes(40) + 0.1 * rng.normal(size=(40, 1, 10, 10))
     X = (X - X.mean()) / X.std()
-    rbm = ConvRBM(4, kernel_size=4, visible="gaussian", learning_rate=0.05, **{**FAST, "n_iter": 5}).fit(X)
+    rbm = ConvRBM(4, kernel_size=4, visible="gaussian", learning_rate=0.05, **{**FAST, "max_iter": 5}).fit(X)
     assert np.isfinite(rbm.components_).all()
     assert rbm.reconstruction_errors_[-1] < rbm.reconstruction_errors_[0]
 
@@ -146,7 +146,7 @@ def test_gaussian_visible_units():
 
 def test_visible_biases_start_at_the_data_marginals():
     X = _strokes(40)
-    untrained = dict(FAST, n_iter=0)
+    untrained = dict(FAST, max_iter=0)
     gauss = ConvRBM(2, kernel_size=3, visible="gaussian", **untrained).fit(X)
     np.testing.assert_allclose(gauss.intercept_visible_, [X.mean()])
     bern = ConvRBM(2, kernel_size=3, **untrained).fit(X)
@@ -180,8 +180,8 @@ def test_bad_inputs_are_refused():
 # ---------------------------------------------------------------------------- ConvDBN
 def test_convdbn_stacks_rbms_on_pooling_probabilities():
     X = _strokes(40, size=12)
-    dbn = ConvDBN((4, 5), kernel_size=(3, 2), pool_size=(2, (1, 2)), learning_rate=(0.5, 0.1), n_iter=(2, 1),
-                  **{k: v for k, v in FAST.items() if k != "n_iter"}).fit(X)
+    dbn = ConvDBN((4, 5), kernel_size=(3, 2), pool_size=(2, (1, 2)), learning_rate=(0.5, 0.1), max_iter=(2, 1),
+                  **{k: v for k, v in FAST.items() if k != "max_iter"}).fit(X)
     first, second = dbn.rbms_
     assert first.output_shape_ == (4, 5, 5) and second.output_shape_ == (5, 4, 2)
     assert first.learning_rate == 0.5 and second.learning_rate == 0.1 and second.n_iter_ == 1
@@ -218,7 +218,7 @@ def test_pretrainer_initialises_the_leading_convolutions():
     X = _strokes(60)
     net = _network([Conv2D(4, 3), ReLU(), MaxPool2D(2), Conv2D(5, 2), Sigmoid(), Flatten(), Dense(6), Dense(3)])
     before = net.get_weights()
-    pre = CDBNPretrainer(n_iter=3, learning_rate=0.5, momentum=0.5, batch_size=10)
+    pre = CDBNPretrainer(max_iter=3, learning_rate=0.5, momentum=0.5, batch_size=10)
     pre.pretrain(net, X, random_state=0)
     after = net.get_weights()
     assert pre.pretrained_layers_ == [0, 3]
@@ -238,9 +238,9 @@ def test_pretrainer_first_layer_is_a_convrbm():
     """Layer 1 of the pretrainer is exactly a ConvRBM with the layer's settings (same seed stream)."""
     X = _strokes(30)
     net = _network([Conv2D(3, 3), MaxPool2D(2), Dense(2)])
-    pre = CDBNPretrainer(n_iter=2, batch_size=10)
+    pre = CDBNPretrainer(max_iter=2, batch_size=10)
     pre.pretrain(net, X, random_state=np.random.RandomState(5))
-    rbm = ConvRBM(3, kernel_size=3, pool_size=2, n_iter=2, batch_size=10, learning_rate=pre.learning_rate,
+    rbm = ConvRBM(3, kernel_size=3, pool_size=2, max_iter=2, batch_size=10, learning_rate=pre.learning_rate,
                   momentum=pre.momentum, sparsity_cost=pre.sparsity_cost, n_threads=1,
                   random_state=np.random.RandomState(5)).fit(X)
     np.testing.assert_allclose(net.layers[0].get_weights()["W"], rbm.components_, rtol=1e-12)
@@ -255,7 +255,7 @@ def test_pretrainer_matches_padding_strides_groups_and_other_pooling():
         Conv2D(2, 2, stride=1), Flatten(), Dense(2),
     ]
     net = _network(layers, shape=(1, 11, 11))
-    pre = CDBNPretrainer(n_iter=1, batch_size=10)
+    pre = CDBNPretrainer(max_iter=1, batch_size=10)
     pre.pretrain(net, X, random_state=0)
     assert pre.pretrained_layers_ == [0, 3, 5]
     assert pre._plan(net)[0][1] == (2, 2) and pre._plan(net)[1][1] == (1, 1)
@@ -313,7 +313,7 @@ def test_cnn_semi_supervised_fit_pretrains_on_all_rows_and_trains_on_labelled_on
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", counting)
     layers = ("conv:4x3x3", "sigmoid", "maxpool:2", "dense:8", "relu")
-    clf = CNNClassifier(layers, pretrainer=Recording(n_iter=1), max_iter=1, n_threads=1, random_state=0)
+    clf = CNNClassifier(layers, pretrainer=Recording(max_iter=1), max_iter=1, n_threads=1, random_state=0)
     clf.fit(X, y_semi)
     assert seen == {"pretrain": 120, "trained": 40}
     np.testing.assert_array_equal(clf.classes_, np.unique(y[:40]))
@@ -323,7 +323,7 @@ def test_cnn_semi_supervised_fit_pretrains_on_all_rows_and_trains_on_labelled_on
 def test_cnn_semi_supervised_errors_and_plain_labels():
     X, y, _ = load_digits_images()
     layers = ("conv:2x3x3", "maxpool:2", "dense:4")
-    clf = CNNClassifier(layers, pretrainer=CDBNPretrainer(n_iter=1), max_iter=1, n_threads=1)
+    clf = CNNClassifier(layers, pretrainer=CDBNPretrainer(max_iter=1), max_iter=1, n_threads=1)
     with pytest.raises(ValueError, match="Every sample is marked unlabelled"):
         clf.fit(X[:10], np.full(10, -1))
     with pytest.raises(ValueError, match="-1 cannot be a class label"):
@@ -340,4 +340,26 @@ def test_divergence_is_reported():
 
     X = np.random.default_rng(3).normal(size=(20, 1, 6, 6)) * 10
     with pytest.raises(TrainingDivergedError, match="Lower learning_rate"):
-        ConvRBM(2, kernel_size=3, visible="gaussian", learning_rate=1e4, **{**FAST, "n_iter": 20}).fit(X)
+        ConvRBM(2, kernel_size=3, visible="gaussian", learning_rate=1e4, **{**FAST, "max_iter": 20}).fit(X)
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: ConvRBM(3, kernel_size=3, **kw),
+    lambda **kw: ConvDBN((3, 2), kernel_size=(3, 2), pool_size=(2, 1), **kw),
+], ids=["ConvRBM", "ConvDBN"])
+def test_n_iter_is_the_deprecated_name_of_max_iter(make):
+    X = _strokes(20)
+    kw = {k: v for k, v in FAST.items() if k != "max_iter"}
+    new = make(max_iter=2, **kw).fit(X)
+    with pytest.warns(FutureWarning, match="n_iter is deprecated.*renamed max_iter"):
+        old = make(n_iter=2, **kw).fit(X)
+    np.testing.assert_array_equal(old.transform(X), new.transform(X))
+    assert "max_iter" in new.get_params() and new.get_params()["n_iter"] == "deprecated"
+
+
+def test_cdbn_pretrainer_n_iter_is_the_deprecated_name_of_max_iter():
+    with pytest.warns(FutureWarning, match="n_iter is deprecated"):
+        assert renamed_n_iter(CDBNPretrainer(n_iter=3)) == 3
+    assert renamed_n_iter(CDBNPretrainer(max_iter=4)) == 4
+    with pytest.raises(ValueError, match="n_iter must be an int >= 0"):
+        CDBNPretrainer(n_iter=-1)._check_params()

@@ -94,7 +94,7 @@ def test_sigmoid_belief_net_and_conv_rbm_on_torch(digits):
     s2 = SigmoidBeliefNet((12,), **kw).fit(Xb)
     np.testing.assert_array_equal(s1.score_samples(Xb[:10]), s2.score_samples(Xb[:10]))
     assert np.isfinite(s1.score_samples(Xb[:10])).all()
-    crbm = ConvRBM(3, kernel_size=3, n_iter=1, random_state=0, backend="torch:cpu").fit(X[:100].reshape(-1, 1, 8, 8))
+    crbm = ConvRBM(3, kernel_size=3, max_iter=1, random_state=0, backend="torch:cpu").fit(X[:100].reshape(-1, 1, 8, 8))
     feats = crbm.transform(X[:5].reshape(-1, 1, 8, 8))
     assert np.isfinite(feats).all() and feats.shape[0] == 5
 
