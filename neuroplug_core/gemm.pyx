@@ -3,7 +3,9 @@
 
 The output is cut into blocks of 64 columns (or of rows, when it is taller
 than wide), each one single-threaded BLAS GEMM, shared out between OpenMP
-threads.
+threads.  The cut depends on the shape alone, so the product is
+bit-identical on any number of threads.
+
 Dense layers call it instead of NumPy's ``@`` so that a network's whole step
 runs on one thread pool: NumPy's BLAS threads busy-wait for a while after
 each product, and on a small machine they then take the cores from the
