@@ -27,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "tests/test_fuzz_kernels.py"
 _TEST = re.compile(r"^\S*test_fuzz_kernels\.py::(\w+):\s*$")
-_COUNTS = re.compile(r"(\d+) passing examples?, (\d+) failing examples?, (\d+) invalid examples?")
+# Hypothesis before 6.1xx: "12 passing examples, 0 failing examples, 1 invalid examples";
+# 6.170: "12 passing, 0 failing, and 1 invalid test cases".
+_COUNTS = re.compile(r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,? (?:and )?(\d+) invalid")
 
 
 def parse_statistics(text: str) -> dict[str, list[int]]:
