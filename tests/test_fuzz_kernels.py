@@ -746,3 +746,35 @@ def test_effective_n_threads(n_threads):
         assert n_threads == 0 or not isinstance(n_threads, int) or abs(n_threads) >= 2**63, repr(exc)
         return
     assert 1 <= nt <= max(1, max_threads())
+
+
+# ------------------------------------------------------------------------- dense products, Adam
+@FUZZ
+@given(st.data(), st.integers(1, 70), st.integers(0, 70), st.integers(1, 150), st.booleans(), st.booleans(),
+       st.sampled_from(DTYPES), st.sampled_from(DTYPES), st.booleans())
+def test_gemm(data, m, k, n, trans1, trans2, dtype_a, dtype_b, split):
+    # Any layout and dtype mix; ``split`` forces the blocked, threaded path on any size.
+    a = _array(data, (k, m) if trans1 else (m, k), dtype_a)
+    b = _array(data, (n, k) if trans2 else (k, n), dtype_b)
+    ops = cython_ops.CythonOps(n_threads=2)
+    if split:
+        ops._GEMM_THREADED_MIN_MACS = 1
+    got = ops.gemm(a, b, trans1=trans1, trans2=trans2)
+    want = REF.gemm(a, b, trans1=trans1, trans2=trans2)
+    assert got.dtype == want.dtype
+    _close(got, want, got.dtype)
+
+
+@FUZZ
+@given(st.data(), hnp.array_shapes(min_dims=1, max_dims=4, max_side=40), st.sampled_from(DTYPES),
+       st.integers(1, 1000))
+def test_adam_update(data, shape, dtype, t):
+    param, grad, m = (_array(data, shape, dtype) for _ in range(3))
+    v = np.abs(_array(data, shape, dtype))
+    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, t=t)
+    want = [np.array(a, copy=True) for a in (param, grad, m, v)]
+    got = [np.array(a, copy=True) if data.draw(st.booleans()) else a for a in (param, grad, m, v)]
+    REF.adam_update(*want, **kw)
+    CY.adam_update(*got, **kw)
+    for a, b in zip(got, want):
+        _close(a, b, dtype)
