@@ -52,9 +52,14 @@ def _initial_visible_bias(X: np.ndarray, visible: str) -> np.ndarray:
     return np.log(p / (1 - p)).astype(X.dtype)
 
 
+def _n_iter_is_set(estimator: Any) -> bool:
+    """Whether the deprecated ``n_iter`` was given (its default is the string ``"deprecated"``)."""
+    return not (isinstance(estimator.n_iter, str) and estimator.n_iter == "deprecated")
+
+
 def renamed_n_iter(estimator: Any) -> Any:
     """The epoch count: ``max_iter``, or ``n_iter`` (its old name, with a FutureWarning) when set."""
-    if isinstance(estimator.n_iter, str) and estimator.n_iter == "deprecated":
+    if not _n_iter_is_set(estimator):
         return estimator.max_iter
     warnings.warn(
         f"{type(estimator).__name__}: n_iter is deprecated and will be removed in neuroplug 0.3; it was "
@@ -306,7 +311,7 @@ class CDBNPretrainer(Pretrainer):
         def is_real(v: Any) -> bool:
             return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
-        names = ["max_iter", "k", "batch_size"] + ([] if self.n_iter == "deprecated" else ["n_iter"])
+        names = ["max_iter", "k", "batch_size"] + (["n_iter"] if _n_iter_is_set(self) else [])
         for name in names:
             value = getattr(self, name)
             low = 0 if name in ("max_iter", "n_iter") else 1
