@@ -545,7 +545,8 @@ class Ops:
           ``chain[:m]`` (PCD).
         * ``k`` times: ``vk = visible means given h`` (probabilities, as
           Hinton's practical guide advises); ``phk = sigmoid(vk W^T + bh)``;
-          ``h ~ Bernoulli(phk)``.  With PCD the last ``h`` goes back to
+          ``h ~ Bernoulli(phk)``, except after the last step of CD, whose
+          sample nothing uses.  With PCD the last ``h`` goes back to
           ``chain[:m]``.
         * ``dW = momentum dW + lr ((ph0^T v0 - phk^T vk) / m - weight_decay W)``;
           ``W += dW``; likewise for the biases (no decay).
@@ -560,10 +561,12 @@ class Ops:
             m = v0.shape[0]
             ph0 = self.rbm_hidden_probs(v0, W, bh)
             h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
-            for _ in range(k):
+            for step in range(k):
                 vk = self.rbm_visible_means(h, W, bv, visible)
                 phk = self.rbm_hidden_probs(vk, W, bh)
-                h = self.bernoulli(phk, rng)
+                # CD discards the last hidden sample (the update uses phk), so it is not drawn.
+                if chain is not None or step < k - 1:
+                    h = self.bernoulli(phk, rng)
             if chain is not None:
                 chain[:m] = h
             scale = learning_rate / m

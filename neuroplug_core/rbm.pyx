@@ -605,8 +605,12 @@ def cd_epoch(
                     _visible_rows(hs, &W[0, 0], &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads)
                 else:
                     _visible(hs, &W[0, 0], &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads)
-                _uniforms(bg, u, m * nh)
-                _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
+                if persistent or step < k - 1:
+                    _uniforms(bg, u, m * nh)
+                    _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
+                else:
+                    # CD discards the last hidden sample: no uniforms, no sample.
+                    _hidden(vk, &W[0, 0], &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads)
             if persistent:
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
 

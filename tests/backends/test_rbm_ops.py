@@ -111,6 +111,24 @@ def test_cd_epoch_update_by_hand():
     np.testing.assert_allclose(bh - bh0, (ph0 - phk).mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(bv - bv0, (X - vk).mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(err, ((X - vk) ** 2).sum() / 4, rtol=1e-12)
+    # CD-1 draws only h0: the last hidden sample is discarded, so it is not drawn.
+    assert rng.bit_generator.state == replay.bit_generator.state
+
+
+@pytest.mark.parametrize("ops", [Ops(), CythonOps(n_threads=1)], ids=["reference", "cython"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_cd_epoch_draws_k_hidden_samples_per_batch_for_cd_and_k_for_pcd(ops, k):
+    X, W, bh, bv, dW, dbh, dbv = _problem(np.float64, "bernoulli", n=20)
+    kw = dict(k=k, learning_rate=0.1, momentum=0.0, weight_decay=0.0, batch_size=10, visible="bernoulli")
+    for chain, draws in ((None, k), (np.zeros((10, 9)), k)):
+        rng = ops.make_rng(3)
+        ops.cd_epoch(X, W.copy(), bh.copy(), bv.copy(), dW.copy(), dbh.copy(), dbv.copy(), rng=rng,
+                     chain=chain, **kw)
+        # CD: h0 plus the k - 1 intermediate samples; PCD: the k chain steps.
+        expected = np.random.Generator(np.random.PCG64(3))
+        for _ in range(2 * draws):  # two batches
+            expected.random((10, 9))
+        assert rng.bit_generator.state == expected.bit_generator.state
 
 
 @pytest.mark.parametrize("name", ["W", "bh", "chain"])

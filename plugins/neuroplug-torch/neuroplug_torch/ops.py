@@ -970,12 +970,13 @@ class TorchOps(Ops):
             m = int(v0.shape[0])
             ph0 = torch.addmm(bh, v0, Wt).sigmoid_()
             h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
-            for _ in range(k):
+            for step in range(k):
                 vk = torch.addmm(bv, h, W)
                 if visible == "bernoulli":
                     vk.sigmoid_()
                 phk = torch.addmm(bh, vk, Wt).sigmoid_()
-                h = self.bernoulli(phk, rng)
+                if chain is not None or step < k - 1:
+                    h = self.bernoulli(phk, rng)
             if chain is not None:
                 chain[:m].copy_(h)
             scale = learning_rate / m
