@@ -188,14 +188,22 @@ cdef extern from *:
                         }
                     }
                 }
-                _mm256_maskstore_ps(y + oh * OW + ow0, m, best);
-                {
-                    __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bidx));
-                    __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(bidx, 1));
-                    __m256i mlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m));
-                    __m256i mhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1));
-                    _mm256_maskstore_epi64((long long*)(am + oh * OW + ow0), mlo, lo);
-                    _mm256_maskstore_epi64((long long*)(am + oh * OW + ow0 + 4), mhi, hi);
+                if (lanes == 8) {
+                    /* Whole vectors: plain stores (masked stores are microcoded on AMD Zen). */
+                    _mm256_storeu_ps(y + oh * OW + ow0, best);
+                    _mm256_storeu_si256((__m256i*)(am + oh * OW + ow0),
+                                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bidx)));
+                    _mm256_storeu_si256((__m256i*)(am + oh * OW + ow0 + 4),
+                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(bidx, 1)));
+                } else {
+                    /* A partial vector: through a buffer, for the same reason. */
+                    float yb[8];
+                    int64_t ab[8];
+                    _mm256_storeu_ps(yb, best);
+                    _mm256_storeu_si256((__m256i*)ab, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bidx)));
+                    _mm256_storeu_si256((__m256i*)(ab + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(bidx, 1)));
+                    memcpy(y + oh * OW + ow0, yb, (size_t)lanes * sizeof(float));
+                    memcpy(am + oh * OW + ow0, ab, (size_t)lanes * sizeof(int64_t));
                 }
             }
         }
