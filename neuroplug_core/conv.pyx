@@ -21,6 +21,16 @@ Two strategies, chosen per call:
   The kernel is picked at run time (``__builtin_cpu_supports``), so the
   module is built for the baseline ISA and still uses the wide units;
   :func:`set_simd_isa` (or ``NEUROPLUG_SIMD``) selects another one.
+* **Sliding-window kernels** (float32, stride 1, AVX2+FMA; also used on
+  AVX-512 CPUs).  No operand is packed: the forward pass keeps up to 4
+  filters x 3 vectors of 8 neighbouring outputs of one row in registers and
+  adds one tap at a time (a broadcast weight times the input row shifted by
+  the tap); the weight gradient keeps 4 filters x 3 taps (or 2 x 6 for wider
+  kernels) in registers and runs over the output positions of up to 16
+  samples.  Where the packed GEMM spends more time packing than multiplying
+  (few input channels, as in every first layer) they are about twice as
+  fast; :func:`_sliding_pays` picks them by the measured rule, and
+  :func:`set_sliding` overrides it for tests and benchmarks.
 * **im2col + BLAS GEMM** (float64, and float32 elsewhere): the input
   windows of one sample (or a few, when the output plane is small) are
   unrolled into a thread-local ``col`` matrix and multiplied with SciPy's
@@ -73,6 +83,7 @@ cdef extern from *:
     #endif
 
     #define NP_MR 6
+    #define NP_SLIDING_SB 16  /* most samples per run of the sliding-window weight gradient */
 
     static void np_init_interleave(void);
 
@@ -665,6 +676,213 @@ cdef extern from *:
         }
     }
 
+    /* ---- Sliding-window kernels (AVX2): no packing, 8 neighbouring outputs per vector ----
+       For stride 1.  The forward pass keeps FB filters x VB vectors of one output row in
+       registers and adds one tap (c, i, j) at a time: a broadcast weight times the input
+       row shifted by j.  The weight gradient keeps FB filters x JB taps in registers and
+       runs over the output positions of a few samples: dy vector times the shifted input
+       vector.  Neither packs its operands, which is what dominates the packed GEMM when
+       the reduction is short (few input channels) or the output plane is small. */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void np_sfwd_tile(const float* xr0, long plane, long Wp, const float* wf, long K,
+                                    long Cg, long KH, long KW, const float* bias, float* yo, long P,
+                                    const int FB, const int VB, long lanes)
+    {
+        __m256 acc[4][3];
+        int f, v;
+        long c, i, j;
+        for (f = 0; f < FB; ++f)
+            for (v = 0; v < VB; ++v)
+                acc[f][v] = _mm256_setzero_ps();
+        for (c = 0; c < Cg; ++c)
+            for (i = 0; i < KH; ++i) {
+                const float* xr = xr0 + c * plane + i * Wp;
+                const float* wr = wf + (c * KH + i) * KW;
+                for (j = 0; j < KW; ++j) {
+                    __m256 xv[3];
+                    for (v = 0; v < VB; ++v) xv[v] = _mm256_loadu_ps(xr + j + 8 * v);
+                    for (f = 0; f < FB; ++f) {
+                        __m256 wv = _mm256_broadcast_ss(wr + f * K + j);
+                        for (v = 0; v < VB; ++v) acc[f][v] = _mm256_fmadd_ps(wv, xv[v], acc[f][v]);
+                    }
+                }
+            }
+        for (f = 0; f < FB; ++f) {
+            /* bias last, as the reference adds it to the finished sum */
+            __m256 b = bias ? _mm256_broadcast_ss(bias + f) : _mm256_setzero_ps();
+            for (v = 0; v < VB; ++v) {
+                __m256 r = bias ? _mm256_add_ps(acc[f][v], b) : acc[f][v];
+                if (v < VB - 1 || lanes == 8) {
+                    _mm256_storeu_ps(yo + f * P + 8 * v, r);
+                } else {
+                    float t[8];
+                    _mm256_storeu_ps(t, r);
+                    memcpy(yo + f * P + 8 * v, t, (size_t)lanes * sizeof(float));
+                }
+            }
+        }
+    }
+
+    /* Forward pass of one sample-group: xp is the zero-padded input (Cg, Hp, Wp) followed by
+       at least 8 floats of slack (a row's last vector may read up to 7 floats past its end;
+       those lanes are never stored); w is (Fg, Cg, KH, KW); y is (Fg, OH, OW). */
+    __attribute__((target("avx2,fma")))
+    static void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                                 long KH, long KW, const float* bias, float* y, long OH, long OW)
+    {
+        long K = Cg * KH * KW, P = OH * OW, plane = Hp * Wp, f0, oh, ow;
+        for (f0 = 0; f0 < Fg; f0 += 4) {
+            long fb = Fg - f0 < 4 ? Fg - f0 : 4;
+            const float* wf = w + f0 * K;
+            const float* bf = bias ? bias + f0 : NULL;
+            for (oh = 0; oh < OH; ++oh) {
+                const float* xr = xp + oh * Wp;
+                float* yo = y + f0 * P + oh * OW;
+                ow = 0;
+    #define NP_SFWD_ROW(FB)                                                                               \
+                for (; ow + 24 <= OW; ow += 24)                                                           \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8);       \
+                for (; ow + 16 <= OW; ow += 16)                                                           \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8);       \
+                for (; ow + 8 <= OW; ow += 8)                                                             \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8);       \
+                if (ow < OW)                                                                              \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, OW - ow);
+                switch (fb) {
+                    case 4: NP_SFWD_ROW(4) break;
+                    case 3: NP_SFWD_ROW(3) break;
+                    case 2: NP_SFWD_ROW(2) break;
+                    default: NP_SFWD_ROW(1)
+                }
+    #undef NP_SFWD_ROW
+            }
+        }
+    }
+
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline float np_hsum_y(__m256 v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+
+    /* FB filters x JB taps (c, i, j0 .. j0+JB-1) of the weight gradient over sb samples:
+       out[f * K + j] += sum over samples and output positions of dy * shifted input.
+       Full vectors read only inside the rows; the last, partial vector of a row goes
+       through masked loads (which never touch the masked-off lanes), so no zero * inf
+       from outside a window can reach the sum. */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void np_swg_tile(const float* const* xs, const float* const* ds, long sb, long xoff, long doff,
+                                   long Wp, long OH, long OW, long P, float* out, long K,
+                                   const int FB, const int JB)
+    {
+        __m256 acc[4][6];
+        __m256 d[4];
+        __m256i m = np_mask_y(OW & 7);
+        long s, oh, ow;
+        int f, j;
+        for (f = 0; f < FB; ++f)
+            for (j = 0; j < JB; ++j)
+                acc[f][j] = _mm256_setzero_ps();
+        for (s = 0; s < sb; ++s) {
+            const float* xb = xs[s] + xoff;
+            const float* db = ds[s] + doff;
+            for (oh = 0; oh < OH; ++oh) {
+                const float* xr = xb + oh * Wp;
+                const float* dr = db + oh * OW;
+                for (ow = 0; ow + 8 <= OW; ow += 8) {
+                    for (f = 0; f < FB; ++f) d[f] = _mm256_loadu_ps(dr + f * P + ow);
+                    for (j = 0; j < JB; ++j) {
+                        __m256 xv = _mm256_loadu_ps(xr + ow + j);
+                        for (f = 0; f < FB; ++f) acc[f][j] = _mm256_fmadd_ps(d[f], xv, acc[f][j]);
+                    }
+                }
+                if (ow < OW) {
+                    for (f = 0; f < FB; ++f) d[f] = _mm256_maskload_ps(dr + f * P + ow, m);
+                    for (j = 0; j < JB; ++j) {
+                        __m256 xv = _mm256_maskload_ps(xr + ow + j, m);
+                        for (f = 0; f < FB; ++f) acc[f][j] = _mm256_fmadd_ps(d[f], xv, acc[f][j]);
+                    }
+                }
+            }
+        }
+        for (f = 0; f < FB; ++f)
+            for (j = 0; j < JB; ++j)
+                out[f * K + j] += np_hsum_y(acc[f][j]);
+    }
+
+    /* Weight gradient of samples n0 .. n0+nb-1, all groups, into part (F, K) (overwritten).
+       Samples go through in runs of at most sb_max, zero-padded into xbuf (sb_max copies of
+       xsz floats) when there is padding; each run adds its sums to part, in sample order. */
+    __attribute__((target("avx2,fma")))
+    static void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb,
+                                   long C, long H, long W, long F, long G, long KH, long KW,
+                                   long PH, long PW, long OH, long OW,
+                                   float* part, float* xbuf, long xsz, long sb_max)
+    {
+        long Cg = C / G, Fg = F / G, K = Cg * KH * KW, P = OH * OW;
+        long Hp = H + 2 * PH, Wp = W + 2 * PW, plane = Hp * Wp;
+        int padded = PH > 0 || PW > 0;
+        const float* xs[NP_SLIDING_SB];
+        const float* ds[NP_SLIDING_SB];
+        long grp, s0, s, n, f0, c, i, j0, h;
+        memset(part, 0, (size_t)(F * K) * sizeof(float));
+        for (grp = 0; grp < G; ++grp) {
+            for (s0 = 0; s0 < nb; s0 += sb_max) {
+                long sb = nb - s0 < sb_max ? nb - s0 : sb_max;
+                for (s = 0; s < sb; ++s) {
+                    n = n0 + s0 + s;
+                    const float* xg = x + (n * C + grp * Cg) * H * W;
+                    ds[s] = dy + (n * F + grp * Fg) * P;
+                    if (padded) {
+                        float* b = xbuf + s * xsz;
+                        memset(b, 0, (size_t)(Cg * plane) * sizeof(float));
+                        for (c = 0; c < Cg; ++c)
+                            for (h = 0; h < H; ++h)
+                                memcpy(b + (c * Hp + h + PH) * Wp + PW, xg + (c * H + h) * W, (size_t)W * sizeof(float));
+                        xs[s] = b;
+                    } else {
+                        xs[s] = xg;
+                    }
+                }
+                /* FB filters x JB taps: 4 x 3 for kernels up to 3 wide (4 dy and 3 input vectors
+                   per 12 FMAs), 2 x 6 for wider ones. */
+                long fstep = KW <= 3 ? 4 : 2;
+                for (f0 = 0; f0 < Fg; f0 += fstep) {
+                    int fb = Fg - f0 < fstep ? (int)(Fg - f0) : (int)fstep;
+                    for (c = 0; c < Cg; ++c)
+                        for (i = 0; i < KH; ++i)
+                            for (j0 = 0; j0 < KW; j0 += 6) {
+                                int jn = KW - j0 < 6 ? (int)(KW - j0) : 6;
+                                long xoff = c * plane + i * Wp + j0;
+                                float* out = part + (grp * Fg + f0) * K + (c * KH + i) * KW + j0;
+    #define NP_SWG(FB, JB) np_swg_tile(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K, FB, JB)
+    #define NP_SWG_J3(FB) switch (jn) { case 3: NP_SWG(FB, 3); break; case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
+    #define NP_SWG_J6(FB) switch (jn) { case 6: NP_SWG(FB, 6); break; case 5: NP_SWG(FB, 5); break;  \
+                                        case 4: NP_SWG(FB, 4); break; case 3: NP_SWG(FB, 3); break;  \
+                                        case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
+                                if (fstep == 4) {
+                                    switch (fb) {
+                                        case 4: NP_SWG_J3(4) break;
+                                        case 3: NP_SWG_J3(3) break;
+                                        case 2: NP_SWG_J3(2) break;
+                                        default: NP_SWG_J3(1)
+                                    }
+                                } else if (fb == 2) {
+                                    NP_SWG_J6(2)
+                                } else {
+                                    NP_SWG_J6(1)
+                                }
+    #undef NP_SWG_J6
+    #undef NP_SWG_J3
+    #undef NP_SWG
+                            }
+                }
+            }
+        }
+    }
+
     #else
     static void np_init_interleave(void) {}
     static void np_pack_b_im2col_s1_z(const float* xp, long Hp, long Wp, long KH, long KW, long OW,
@@ -686,6 +904,12 @@ cdef extern from *:
     static void np_pack_b_rows_y(const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) {}
     static void np_pack_b_im2row_y(const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
                                    long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) {}
+    static void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                                 long KH, long KW, const float* bias, float* y, long OH, long OW) {}
+    static void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb,
+                                   long C, long H, long W, long F, long G, long KH, long KW,
+                                   long PH, long PW, long OH, long OW,
+                                   float* part, float* xbuf, long xsz, long sb_max) {}
     #endif
 
     /* Packers for the SIMD path of ISA level isa (1 AVX2, 2 AVX-512). */
@@ -734,6 +958,13 @@ cdef extern from *:
     void np_pack_b_im2row(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
                           long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) noexcept nogil
     int NP_MR
+    int NP_SLIDING_SB
+    void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                          long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
+    void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb,
+                            long C, long H, long W, long F, long G, long KH, long KW,
+                            long PH, long PW, long OH, long OW,
+                            float* part, float* xbuf, long xsz, long sb_max) noexcept nogil
 
 
 # ---------------------------------------------------------------------------
@@ -838,6 +1069,11 @@ cdef enum:
     PB = 256
     ALIGN_PAD = 16  # floats per buffer to align it to 64 bytes
     SLACK = 16      # floats after a packed panel or padded input that unmasked 16-wide moves may touch
+    # Sliding-window kernels: the weight gradient of kernels wider than 3 for
+    # reductions (Cg * KH * KW) up to this long; at most this many floats of
+    # padded input copies per thread.
+    SLIDING_WGRAD_MAX_K = 128
+    SLIDING_XBUF = 65536
 
 # What one kernel call needs: kinds 0 forward, 1 input gradient, 2 weight gradient.
 cdef struct Plan:
@@ -849,6 +1085,8 @@ cdef struct Plan:
     Py_ssize_t shared           # workspace elements shared by all threads
     Py_ssize_t per_thread       # workspace elements per thread
     bint transposed             # weight gradient computed as dW^T (see _backward_weights_chunk_simd_t)
+    bint sliding                # forward / weight gradient by the sliding-window kernels (no packing)
+    Py_ssize_t sb               # sliding weight gradient: samples per run
 
 
 cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -870,6 +1108,8 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     p.shared = 0
     p.per_thread = 0
     p.transposed = False
+    p.sliding = _sliding_pays(kind, p.isa, g)
+    p.sb = 1
     if kind == 0:
         if p.isa:
             p.shared = g.G * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K + ALIGN_PAD
@@ -897,8 +1137,16 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
         p.chunks = max(1, min(g.N, MAX_WGRAD_CHUNKS, WGRAD_PARTIAL_BUDGET // max(1, g.F * g.K)))
         p.nb = _ceil_div(g.N, p.chunks)
         p.chunks = _ceil_div(g.N, p.nb)
-        p.transposed = p.isa == 2 and g.SH == 1 and g.SW == 1 and _transposed_pays(g)
-        if p.transposed:
+        p.transposed = p.isa == 2 and g.SH == 1 and g.SW == 1 and _transposed_pays(g) and not p.sliding
+        if p.sliding:
+            # Padded copies of one run of samples (none without padding).
+            if g.PH or g.PW:
+                xs = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW)
+                p.sb = max(1, min(<Py_ssize_t> NP_SLIDING_SB, p.nb, SLIDING_XBUF // xs))
+                p.per_thread = p.sb * xs + ALIGN_PAD
+            else:
+                p.sb = min(<Py_ssize_t> NP_SLIDING_SB, p.nb)
+        elif p.transposed:
             p.per_thread = xpad + NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
         elif p.isa:
             p.per_thread = xpad + _ceil_div(g.Fg, NP_MR) * NP_MR * PB + ALIGN_PAD + PB * p.NR + SLACK + ALIGN_PAD
@@ -910,6 +1158,45 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
             elif not g.direct:
                 p.per_thread = g.K * g.P
     return p
+
+
+# Sliding-window kernels: 0 never, 1 where they pay (the default), 2 wherever they apply.
+cdef int _sliding = 1
+
+
+def set_sliding(mode):
+    """Select where the sliding-window kernels run: ``"auto"`` (default), ``"always"`` or ``"never"``.
+
+    They apply to float32 with stride 1 on CPUs with AVX2; ``"always"`` and
+    ``"never"`` are for tests and benchmarks.  Returns the previous mode.
+    Not thread-safe with respect to convolutions running at the same time.
+    """
+    global _sliding
+    modes = {"never": 0, "auto": 1, "always": 2}
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {list(modes)}. Received: {mode!r}")
+    previous = [k for k, v in modes.items() if v == _sliding][0]
+    _sliding = modes[mode]
+    return previous
+
+
+cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
+    """Whether a call of ``kind`` (0 forward, 2 weight gradient) uses the sliding-window kernels."""
+    if _sliding == 0 or isa == 0 or kind == 1 or g.SH != 1 or g.SW != 1:
+        return False
+    if _sliding == 2:
+        return True
+    # Measured against the packed GEMM (AVX2, 2 threads; docs/scaling.md): the sliding kernels
+    # win where output rows fill most of their 8-float vectors, and lose on short rows (LeNet's
+    # 8x8 planes in the forward pass, 4x4 planes).  The forward pass wants two vectors per
+    # row or more (fewer broadcast weights per FMA); the weight gradient of a 5x5 kernel over
+    # many channels (LeNet's second layer) is as fast either way and stays packed.
+    cdef double fill = g.OW / (8.0 * _ceil_div(g.OW, 8))
+    if fill < 0.75:
+        return False
+    if kind == 0:
+        return g.OW >= 16
+    return g.KW <= 3 or g.K <= SLIDING_WGRAD_MAX_K
 
 
 cdef bint _transposed_pays(const Geom* g) noexcept:
@@ -1181,6 +1468,17 @@ cdef void _forward_sample_simd(
             p0 += ncols
 
 
+cdef void _forward_sample_sliding(
+    const float* x, const float* w, const float* b, float* y, const Geom* g, Py_ssize_t n, float* xpad,
+) noexcept nogil:
+    cdef Py_ssize_t grp
+    cdef const float* xs
+    for grp in range(g.G):
+        xs = _padded(x + (n * g.C + grp * g.Cg) * g.H * g.W, g, xpad, True)
+        np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
+                         b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
+
+
 cdef void _backward_input_sample_simd(
     const float* dy, const float* apack, float* dx, const Geom* g, const Plan* pl,
     Py_ssize_t n, float* bp, float* dcol, float* dxpad,
@@ -1440,6 +1738,12 @@ def conv2d_forward(
     cdef float* tw
     cdef float* bpp
     if floating is float:
+        if pl.sliding:
+            with nogil:
+                for n0 in prange(g.N, num_threads=n_threads, schedule="dynamic"):
+                    _forward_sample_sliding(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], &g, n0,
+                                            np_align64(wk + pl.shared + threadid() * pl.per_thread))
+            return
         if pl.isa:
             apack = np_align64(wk)
             for grp in range(g.G):
@@ -1531,7 +1835,15 @@ def conv2d_backward_weights(
     if floating is float:
         simd = pl.isa != 0
     if floating is float:
-        if pl.transposed:
+        if pl.sliding:
+            with nogil:
+                for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
+                    n0 = ci * pl.nb
+                    np_sliding_wgrad_y(&x[0, 0, 0, 0], &dy[0, 0, 0, 0], n0, min(pl.nb, g.N - n0),
+                                       g.C, g.H, g.W, g.F, g.G, g.KH, g.KW, g.PH, g.PW, g.OH, g.OW,
+                                       &partial[ci, 0], np_align64(wk + threadid() * pl.per_thread) if wk != NULL else NULL,
+                                       g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW), pl.sb)
+        elif pl.transposed:
             with nogil:
                 for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
                     n0 = ci * pl.nb

@@ -152,6 +152,76 @@ def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
     check_conv_case(get_ops("cpu"), case, np.float32, seed=1)
 
 
+# Shapes that reach every branch of the sliding-window kernels: rows of 3, 2 and 1 vectors
+# and a partial vector, 1-4 filters left over, kernels wider than 6 taps (two tap blocks),
+# padded and unpadded runs of more samples than one run holds (16, or fewer when the padded
+# copies would not fit), groups and a connection table.
+SLIDING_CASES = CONV_CASES + [
+    (3, 1, 28, 28, 20, 5, 5, 1, 0, 1, None),              # LeNet's first layer (3 vectors per row)
+    (2, 3, 12, 27, 7, 3, 3, 1, 1, 1, None),               # 3 + partial vector, 3 filters left over
+    (2, 2, 9, 20, 6, 2, 2, 1, 0, 1, None),                # 2 vectors + partial, 2 filters left over
+    (2, 2, 9, 11, 5, 3, 8, 1, (1, 3), 1, None),           # 8 taps wide: blocks of 6 and 2
+    (300, 1, 6, 10, 2, 3, 3, 1, 0, 1, None),              # chunks of 19 samples: runs of 16 and 3, unpadded
+    (112, 20, 30, 30, 2, 3, 3, 1, 1, 1, None),            # padded copies of 20x32x32: runs of 3, 3 and 1
+    (3, 40, 40, 40, 2, 3, 3, 1, 1, 1, None),              # a padded copy larger than the budget: runs of 1
+    (2, 4, 10, 18, 4, 3, 3, 1, 1, 2, None),               # groups
+    (2, 6, 14, 20, 16, 5, 5, 1, 0, 1, C3_TABLE),          # connection table
+]
+
+
+@pytest.fixture(params=["never", "always", "auto"])
+def sliding(request):
+    """The ``cpu`` backend's float32 kernels with the sliding-window path off, everywhere, or by default."""
+    from neuroplug_core import conv
+
+    if "avx2" not in conv.available_isas():
+        pytest.skip("the sliding-window kernels need AVX2")
+    previous = conv.set_sliding(request.param)
+    try:
+        yield request.param
+    finally:
+        conv.set_sliding(previous)
+
+
+@pytest.mark.parametrize("case", SLIDING_CASES, ids=case_id)
+def test_cpu_sliding_kernels_match_reference(sliding, case):
+    check_conv_case(get_ops("cpu"), case, np.float32, seed=2)
+
+
+def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
+    """An inf that no window of a tap reaches must not turn that tap's gradient into NaN.
+
+    The last, partial vector of each output row reads past the window of the
+    smaller taps; with dy = 0 there, an unmasked read would add 0 * inf = NaN.
+    """
+    from neuroplug_core import conv
+
+    if "avx2" not in conv.available_isas():
+        pytest.skip("the sliding-window kernels need AVX2")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 6, 13)).astype(np.float32)
+    x[:, :, :, -1] = np.inf                    # reached only by the last column of taps
+    dy = rng.standard_normal((2, 3, 4, 11)).astype(np.float32)
+    previous = conv.set_sliding("always")
+    try:
+        dw, _ = get_ops("cpu", check_finite=False).conv2d_backward_weights(dy, x, (3, 1, 3, 3))
+    finally:
+        conv.set_sliding(previous)
+    with np.errstate(invalid="ignore"):
+        ref, _ = Ops(check_finite=False).conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                                                 (3, 1, 3, 3))
+    assert np.isfinite(dw[..., :2]).all() and np.isfinite(ref[..., :2]).all()
+    assert_close(dw[..., :2], ref[..., :2], np.float32)
+    assert not np.isfinite(dw[..., 2]).any()
+
+
+def test_cpu_sliding_mode_is_validated():
+    from neuroplug_core import conv
+
+    with pytest.raises(ValueError, match="mode must be one of"):
+        conv.set_sliding("sometimes")
+
+
 def test_cpu_kernels_can_be_capped_from_the_environment():
     import os
     import subprocess
