@@ -47,6 +47,7 @@ from ..ops import Ops, check_shape4, conv2d_output_shape, normalize_pair, pool2d
 
 try:  # The compiled core may be missing in a source checkout that was never built.
     from neuroplug_core import conv as _conv
+    from neuroplug_core import elementwise as _elementwise
     from neuroplug_core import gemm as _gemm
     from neuroplug_core import optim as _optim
     from neuroplug_core import pool as _pool
@@ -410,6 +411,30 @@ class CythonOps(Ops):
         _optim.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                            float(beta1), float(beta2), float(step), float(eps),
                            self._threads(param.size, _MIN_ELEMENTS_PER_THREAD))
+
+    @staticmethod
+    def _flat_floats(*arrays: Any) -> bool:
+        """Whether the arrays are C-contiguous NumPy arrays of one float dtype and one shape."""
+        first = arrays[0]
+        return all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == first.dtype
+                   and a.shape == first.shape for a in arrays) and first.dtype in _FLOAT_DTYPES
+
+    def relu(self, x: Array) -> np.ndarray:
+        """``max(x, 0)`` in one compiled pass (the reference's result, NaN included)."""
+        if not self._flat_floats(x):
+            return super().relu(x)
+        out = np.empty_like(x)
+        _elementwise.relu(x.reshape(-1), out.reshape(-1), self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
+        return out
+
+    def relu_backward(self, y: Array, dy: Array) -> np.ndarray:
+        """``dy * (y > 0)`` in one compiled pass, without the boolean temporary."""
+        if not self._flat_floats(y, dy):
+            return super().relu_backward(y, dy)
+        out = np.empty_like(dy)
+        _elementwise.relu_backward(y.reshape(-1), dy.reshape(-1), out.reshape(-1),
+                                   self._threads(y.size, _MIN_ELEMENTS_PER_THREAD))
+        return out
 
     def tanh_backward(self, y: Array, dy: Array) -> np.ndarray:
         """Gradient through tanh given its output ``y``: ``dy * (1 - y * y)``."""

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from neuroplug.backends import get_ops
+from neuroplug.backends.cython_ops import CythonOps
 from neuroplug.ops import Ops, conv2d_output_shape, normalize_pair, normalize_padding, pool2d_output_shape
 
 REF = Ops()
@@ -589,6 +590,32 @@ def test_cpu_rejects_zero_threads():
 # ---------------------------------------------------------------------------
 # Element-wise ops that backends override for speed (the cpu backend does)
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [7, 300_001])   # one thread; several threads and blocks
+def test_relu_matches_reference_exactly(ops, dtype, size):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(size).astype(dtype)
+    dy = rng.standard_normal(size).astype(dtype)
+    x[:4] = [-1.0, 0.0, 2.0, -2.0]
+    if isinstance(ops, CythonOps):
+        # The cpu backend also keeps the reference's arithmetic on NaN, inf and -0.0
+        # (torch's relu keeps -0.0, and its fused threshold_backward passes dy where y is NaN).
+        x[:7] = [np.nan, -1.0, 0.0, -0.0, 2.0, np.inf, -np.inf]
+        dy[:7] = [1.0, np.nan, np.inf, 3.0, 4.0, 5.0, -np.inf]
+    ref = Ops(check_finite=False)
+    with np.errstate(invalid="ignore"):
+        want_y, want_dx = ref.relu(x), ref.relu_backward(x, dy)
+        got_y = ops.to_numpy(ops.relu(ops.asarray(x)))
+        got_dx = ops.to_numpy(ops.relu_backward(ops.asarray(x), ops.asarray(dy)))
+    assert got_y.dtype == got_dx.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got_y, want_y)       # NaN where the reference has NaN
+    np.testing.assert_array_equal(got_dx, want_dx)
+    if isinstance(ops, CythonOps):
+        assert not np.signbit(got_y[3])                 # relu(-0.0) is +0.0, as np.maximum(x, 0)
+    # Strided views take the reference's path and give the same numbers.
+    np.testing.assert_array_equal(ops.to_numpy(ops.relu(ops.asarray(x.reshape(-1, 1)[::2, 0]))), want_y[::2])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_overrides_match_reference(ops, dtype):
     rng = np.random.default_rng(11)
