@@ -23,9 +23,9 @@ Two strategies, chosen per call:
   :func:`set_simd_isa` (or ``NEUROPLUG_SIMD``) selects another one.
 * **Sliding-window kernels** (float32, stride 1, AVX2+FMA; also used on
   AVX-512 CPUs).  No operand is packed: the forward pass keeps up to 4
-  filters x 3 vectors of 8 neighbouring outputs of one row in registers and
-  adds one tap at a time (a broadcast weight times the input row shifted by
-  the tap); the weight gradient keeps 4 filters x 3 taps (or 2 x 6 for wider
+  filters x 3 vectors of 8 neighbouring outputs of one row (on planes up to
+  8 wide, 3 filters x 4 rows) in registers and adds one tap at a time (a
+  broadcast weight times the input row shifted by the tap); the weight gradient keeps 4 filters x 3 taps (or 2 x 6 for wider
   kernels) in registers and runs over the output positions of up to 16
   samples.  Where the packed GEMM spends more time packing than multiplying
   (few input channels, as in every first layer) they are about twice as
@@ -759,6 +759,75 @@ cdef extern from *:
         }
     }
 
+    /* Planes at most 8 wide: FB filters x RB output rows (one vector each) per tile, so each
+       tap costs RB input loads and FB broadcasts for FB * RB FMAs. */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void np_sfwd_rows_tile(const float* xr0, long plane, long Wp, const float* wf, long K,
+                                         long Cg, long KH, long KW, const float* bias, float* yo, long OW, long P,
+                                         const int FB, const int RB)
+    {
+        __m256 acc[3][4];
+        int f, r;
+        long c, i, j;
+        for (f = 0; f < FB; ++f)
+            for (r = 0; r < RB; ++r)
+                acc[f][r] = _mm256_setzero_ps();
+        for (c = 0; c < Cg; ++c)
+            for (i = 0; i < KH; ++i) {
+                const float* xr = xr0 + c * plane + i * Wp;
+                const float* wr = wf + (c * KH + i) * KW;
+                for (j = 0; j < KW; ++j) {
+                    __m256 xv[4];
+                    for (r = 0; r < RB; ++r) xv[r] = _mm256_loadu_ps(xr + r * Wp + j);
+                    for (f = 0; f < FB; ++f) {
+                        __m256 wv = _mm256_broadcast_ss(wr + f * K + j);
+                        for (r = 0; r < RB; ++r) acc[f][r] = _mm256_fmadd_ps(wv, xv[r], acc[f][r]);
+                    }
+                }
+            }
+        for (f = 0; f < FB; ++f) {
+            __m256 b = bias ? _mm256_broadcast_ss(bias + f) : _mm256_setzero_ps();
+            for (r = 0; r < RB; ++r) {
+                __m256 v = bias ? _mm256_add_ps(acc[f][r], b) : acc[f][r];
+                if (OW == 8) {
+                    _mm256_storeu_ps(yo + f * P + r * OW, v);
+                } else {
+                    float t[8];
+                    _mm256_storeu_ps(t, v);
+                    memcpy(yo + f * P + r * OW, t, (size_t)OW * sizeof(float));
+                }
+            }
+        }
+    }
+
+    __attribute__((target("avx2,fma")))
+    static void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                                      long KH, long KW, const float* bias, float* y, long OH, long OW)
+    {
+        long K = Cg * KH * KW, P = OH * OW, plane = Hp * Wp, f0, oh;
+        for (f0 = 0; f0 < Fg; f0 += 3) {
+            int fb = Fg - f0 < 3 ? (int)(Fg - f0) : 3;
+            const float* wf = w + f0 * K;
+            const float* bf = bias ? bias + f0 : NULL;
+            for (oh = 0; oh < OH; oh += 4) {
+                int rb = OH - oh < 4 ? (int)(OH - oh) : 4;
+                const float* xr = xp + oh * Wp;
+                float* yo = y + f0 * P + oh * OW;
+    #define NP_SFR(FB) switch (rb) {                                                                      \
+                    case 4: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 4); break; \
+                    case 3: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 3); break; \
+                    case 2: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 2); break; \
+                    default: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 1); }
+                switch (fb) {
+                    case 3: NP_SFR(3) break;
+                    case 2: NP_SFR(2) break;
+                    default: NP_SFR(1)
+                }
+    #undef NP_SFR
+            }
+        }
+    }
+
     __attribute__((target("avx2,fma"), always_inline))
     static inline float np_hsum_y(__m256 v) {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -910,6 +979,8 @@ cdef extern from *:
                                    long C, long H, long W, long F, long G, long KH, long KW,
                                    long PH, long PW, long OH, long OW,
                                    float* part, float* xbuf, long xsz, long sb_max) {}
+    static void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                                      long KH, long KW, const float* bias, float* y, long OH, long OW) {}
     #endif
 
     /* Packers for the SIMD path of ISA level isa (1 AVX2, 2 AVX-512). */
@@ -961,6 +1032,8 @@ cdef extern from *:
     int NP_SLIDING_SB
     void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
                           long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
+    void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                               long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
     void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb,
                             long C, long H, long W, long F, long G, long KH, long KW,
                             long PH, long PW, long OH, long OW,
@@ -1186,16 +1259,17 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
         return False
     if _sliding == 2:
         return True
-    # Measured against the packed GEMM (AVX2, 2 threads; docs/scaling.md): the sliding kernels
-    # win where output rows fill most of their 8-float vectors, and lose on short rows (LeNet's
-    # 8x8 planes in the forward pass, 4x4 planes).  The forward pass wants two vectors per
-    # row or more (fewer broadcast weights per FMA); the weight gradient of a 5x5 kernel over
+    # Measured against the packed GEMM (AVX2, 2 threads): the sliding kernels win where output
+    # rows fill most of their 8-float vectors and lose on rows that leave half a vector empty
+    # (4x4 planes: 2x slower).  The forward pass takes 4 rows at a time on planes up to 8 wide
+    # (LeNet's 8x8 layer: 4.3 -> 3.3 ms) and 2-3 vectors of one row on wider ones, but one
+    # vector and a partial one (10 wide) is slower; the weight gradient of a 5x5 kernel over
     # many channels (LeNet's second layer) is as fast either way and stays packed.
     cdef double fill = g.OW / (8.0 * _ceil_div(g.OW, 8))
     if fill < 0.75:
         return False
     if kind == 0:
-        return g.OW >= 16
+        return g.OW <= 8 or g.OW >= 16
     return g.KW <= 3 or g.K <= SLIDING_WGRAD_MAX_K
 
 
@@ -1475,8 +1549,13 @@ cdef void _forward_sample_sliding(
     cdef const float* xs
     for grp in range(g.G):
         xs = _padded(x + (n * g.C + grp * g.Cg) * g.H * g.W, g, xpad, True)
-        np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
-                         b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
+        if g.OW <= 8:
+            np_sliding_fwd_rows_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH,
+                                  g.KW, b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P,
+                                  g.OH, g.OW)
+        else:
+            np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
+                             b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
 
 
 cdef void _backward_input_sample_simd(

@@ -154,11 +154,13 @@ def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
 
 
 # Shapes that reach every branch of the sliding-window kernels: rows of 3, 2 and 1 vectors
-# and a partial vector, 1-4 filters left over, kernels wider than 6 taps (two tap blocks),
+# and a partial vector, blocks of 1-4 rows on planes up to 8 wide, 1-4 filters left over, kernels wider than 6 taps (two tap blocks),
 # padded and unpadded runs of more samples than one run holds (16, or fewer when the padded
 # copies would not fit), groups and a connection table.
 SLIDING_CASES = CONV_CASES + [
     (3, 1, 28, 28, 20, 5, 5, 1, 0, 1, None),              # LeNet's first layer (3 vectors per row)
+    (3, 20, 12, 12, 50, 5, 5, 1, 0, 1, None),             # LeNet's second layer (4 rows of 8 per tile)
+    (2, 3, 9, 7, 7, 3, 3, 1, 1, 1, None),                 # rows of 7: 4 + 4 + 1 rows, 3 + 3 + 1 filters
     (2, 3, 12, 27, 7, 3, 3, 1, 1, 1, None),               # 3 + partial vector, 3 filters left over
     (2, 2, 9, 20, 6, 2, 2, 1, 0, 1, None),                # 2 vectors + partial, 2 filters left over
     (2, 2, 9, 11, 5, 3, 8, 1, (1, 3), 1, None),           # 8 taps wide: blocks of 6 and 2
