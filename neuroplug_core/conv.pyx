@@ -25,9 +25,9 @@ Two strategies, chosen per call:
   AVX-512 CPUs).  No operand is packed: the forward pass keeps up to 4
   filters x 3 vectors of 8 neighbouring outputs of one row (on planes up to
   8 wide, 3 filters x 4 rows) in registers and adds one tap at a time (a
-  broadcast weight times the input row shifted by the tap); the weight gradient keeps 4 filters x 3 taps (or 2 x 6 for wider
-  kernels) in registers and runs over the output positions of up to 16
-  samples.  Where the packed GEMM spends more time packing than multiplying
+  broadcast weight times the input row shifted by the tap); the weight
+  gradient keeps 4 filters x 3 taps in registers and runs over the output
+  positions of up to 16 samples.  Where the packed GEMM spends more time packing than multiplying
   (few input channels, as in every first layer) they are about twice as
   fast; :func:`_sliding_pays` picks them by the measured rule, and
   :func:`set_sliding` overrides it for tests and benchmarks.
@@ -846,7 +846,7 @@ cdef extern from *:
                                    long Wp, long OH, long OW, long P, float* out, long K,
                                    const int FB, const int JB)
     {
-        __m256 acc[4][6];
+        __m256 acc[4][3];
         __m256 d[4];
         __m256i m = np_mask_y(OW & 7);
         long s, oh, ow;
@@ -915,35 +915,25 @@ cdef extern from *:
                         xs[s] = xg;
                     }
                 }
-                /* FB filters x JB taps: 4 x 3 for kernels up to 3 wide (4 dy and 3 input vectors
-                   per 12 FMAs), 2 x 6 for wider ones. */
-                long fstep = KW <= 3 ? 4 : 2;
-                for (f0 = 0; f0 < Fg; f0 += fstep) {
-                    int fb = Fg - f0 < fstep ? (int)(Fg - f0) : (int)fstep;
+                /* 4 filters x up to 3 taps: 4 dy and 3 input vectors per 12 FMAs (2 filters x 5
+                   taps, 12 loads per 10 FMAs once the compiler folds each input load into
+                   both FMAs, was slower: LeNet's 5x5 layer 5.5 -> 4.2 ms). */
+                for (f0 = 0; f0 < Fg; f0 += 4) {
+                    int fb = Fg - f0 < 4 ? (int)(Fg - f0) : 4;
                     for (c = 0; c < Cg; ++c)
                         for (i = 0; i < KH; ++i)
-                            for (j0 = 0; j0 < KW; j0 += 6) {
-                                int jn = KW - j0 < 6 ? (int)(KW - j0) : 6;
+                            for (j0 = 0; j0 < KW; j0 += 3) {
+                                int jn = KW - j0 < 3 ? (int)(KW - j0) : 3;
                                 long xoff = c * plane + i * Wp + j0;
                                 float* out = part + (grp * Fg + f0) * K + (c * KH + i) * KW + j0;
     #define NP_SWG(FB, JB) np_swg_tile(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K, FB, JB)
     #define NP_SWG_J3(FB) switch (jn) { case 3: NP_SWG(FB, 3); break; case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
-    #define NP_SWG_J6(FB) switch (jn) { case 6: NP_SWG(FB, 6); break; case 5: NP_SWG(FB, 5); break;  \
-                                        case 4: NP_SWG(FB, 4); break; case 3: NP_SWG(FB, 3); break;  \
-                                        case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
-                                if (fstep == 4) {
-                                    switch (fb) {
-                                        case 4: NP_SWG_J3(4) break;
-                                        case 3: NP_SWG_J3(3) break;
-                                        case 2: NP_SWG_J3(2) break;
-                                        default: NP_SWG_J3(1)
-                                    }
-                                } else if (fb == 2) {
-                                    NP_SWG_J6(2)
-                                } else {
-                                    NP_SWG_J6(1)
+                                switch (fb) {
+                                    case 4: NP_SWG_J3(4) break;
+                                    case 3: NP_SWG_J3(3) break;
+                                    case 2: NP_SWG_J3(2) break;
+                                    default: NP_SWG_J3(1)
                                 }
-    #undef NP_SWG_J6
     #undef NP_SWG_J3
     #undef NP_SWG
                             }
