@@ -426,6 +426,7 @@ class BaseCNN(BaseEstimator):
         batch_size = min(int(self.batch_size), n)
         no_improvement = 0
         best_weights = None
+        stopped = False
         stop = _StopFlag()
         interrupted = False
         name = type(self).__name__
@@ -480,11 +481,14 @@ class BaseCNN(BaseEstimator):
                             no_improvement += 1
                         else:
                             no_improvement = 0
+                        if epoch_loss < self.best_loss_:
+                            best_weights = network.get_weights()
                         self.best_loss_ = min(self.best_loss_, epoch_loss)
                     postfix["time"] = f"{time.perf_counter() - t0:.2f}s"
                     bar.set_postfix(postfix, refresh=False)
                     bar.update(1)
                     if no_improvement > self.n_iter_no_change:
+                        stopped = True
                         break
         finally:
             bar.close()
@@ -492,6 +496,8 @@ class BaseCNN(BaseEstimator):
             self.best_loss_ = None
             if best_weights is not None:
                 network.set_weights(best_weights)
+        elif stopped and best_weights is not None:
+            network.set_weights(best_weights)
         if interrupted:
             warnings.warn(
                 f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "

@@ -182,6 +182,34 @@ def test_early_stopping(digits):
     assert plain.validation_scores_ is None and plain.best_loss_ == min(plain.loss_curve_)
 
 
+def _same_weights(a, b) -> bool:
+    return all(set(la) == set(lb) and all(np.array_equal(la[k], lb[k]) for k in la) for la, lb in zip(a, b))
+
+
+def test_stopping_on_a_loss_plateau_keeps_the_best_epochs_weights(digits, monkeypatch):
+    X, y = digits
+    original = CNNClassifier._train_batch
+    # One batch per epoch; the scripted loss is best at epoch 2, then never improves.
+    losses = iter([1.0, 0.5] + [0.9] * 20)
+    after_epoch = []
+
+    def scripted(self, network, xb, yb, lr):
+        original(self, network, xb, yb, lr)
+        after_epoch.append(network.get_weights())
+        return next(losses)
+
+    monkeypatch.setattr(CNNClassifier, "_train_batch", scripted)
+    clf = _clf(max_iter=50, batch_size=len(X), alpha=0.0, n_iter_no_change=3).fit(X, y)
+    assert clf.n_iter_ == 6 and clf.best_loss_ == 0.5      # epochs 3-6: four without improvement
+    assert _same_weights(clf.network_weights_, after_epoch[1])
+    assert not _same_weights(clf.network_weights_, after_epoch[-1])
+    # A fit that runs all its epochs keeps the last ones, whatever the loss did.
+    losses = iter([1.0, 0.5, 0.9, 0.9])
+    after_epoch.clear()
+    clf = _clf(max_iter=4, batch_size=len(X), alpha=0.0, n_iter_no_change=3).fit(X, y)
+    assert clf.n_iter_ == 4 and _same_weights(clf.network_weights_, after_epoch[-1])
+
+
 def test_reproducible_and_seed_dependent(digits):
     X, y = digits
     a = _clf(random_state=7, layers=SMALL + ("dropout:0.3",), augment=True).fit(X, y).predict_proba(X)
