@@ -1231,7 +1231,8 @@ def set_sliding(mode):
     """Select where the sliding-window kernels run: ``"auto"`` (default), ``"always"`` or ``"never"``.
 
     They apply to float32 with stride 1 on CPUs with AVX2; ``"always"`` and
-    ``"never"`` are for tests and benchmarks.  Returns the previous mode.
+    ``"never"`` are for tests and benchmarks (also settable before import with
+    ``NEUROPLUG_SLIDING``).  Returns the previous mode.
     Not thread-safe with respect to convolutions running at the same time.
     """
     global _sliding
@@ -1241,6 +1242,18 @@ def set_sliding(mode):
     previous = [k for k, v in modes.items() if v == _sliding][0]
     _sliding = modes[mode]
     return previous
+
+
+def _init_sliding_from_env():
+    """Honour ``NEUROPLUG_SLIDING`` (``auto``, ``always``, ``never``), for tests and benchmarks."""
+    import os
+
+    value = os.environ.get("NEUROPLUG_SLIDING", "").strip().lower()
+    if value in ("auto", "always", "never"):
+        set_sliding(value)
+
+
+_init_sliding_from_env()
 
 
 cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:

@@ -8,10 +8,13 @@ override runs the NumPy reference.
 Kernels
 -------
 float32 convolutions run a packed GEMM with AVX-512 or AVX2+FMA micro-kernels
-chosen at run time (see :mod:`neuroplug_core.conv`); float64, and float32 on
-other CPUs, run im2col + SciPy's BLAS.  Max pooling has an AVX-512 kernel
-and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa`` /
-``NEUROPLUG_SIMD`` select another kernel (tests, benchmarks).
+chosen at run time, or, for stride 1 where they measured faster (first
+layers, 3x3 layers, planes up to 8 wide), AVX2 sliding-window kernels that
+pack nothing (see :mod:`neuroplug_core.conv`); float64, and float32 on
+other CPUs, run im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
+kernels and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa``
+/ ``NEUROPLUG_SIMD`` and ``set_sliding`` / ``NEUROPLUG_SLIDING`` select
+another kernel (tests, benchmarks).
 
 Threads
 -------

@@ -154,16 +154,16 @@ def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
 
 
 # Shapes that reach every branch of the sliding-window kernels: rows of 3, 2 and 1 vectors
-# and a partial vector, blocks of 1-4 rows on planes up to 8 wide, 1-4 filters left over, kernels wider than 6 taps (two tap blocks),
-# padded and unpadded runs of more samples than one run holds (16, or fewer when the padded
-# copies would not fit), groups and a connection table.
+# and a partial vector, blocks of 1-4 rows on planes up to 8 wide, 1-4 filters left over,
+# taps in blocks of 3, 2 and 1, padded and unpadded runs of more samples than one run holds
+# (16, or fewer when the padded copies would not fit), groups and a connection table.
 SLIDING_CASES = CONV_CASES + [
     (3, 1, 28, 28, 20, 5, 5, 1, 0, 1, None),              # LeNet's first layer (3 vectors per row)
     (3, 20, 12, 12, 50, 5, 5, 1, 0, 1, None),             # LeNet's second layer (4 rows of 8 per tile)
     (2, 3, 9, 7, 7, 3, 3, 1, 1, 1, None),                 # rows of 7: 4 + 4 + 1 rows, 3 + 3 + 1 filters
     (2, 3, 12, 27, 7, 3, 3, 1, 1, 1, None),               # 3 + partial vector, 3 filters left over
     (2, 2, 9, 20, 6, 2, 2, 1, 0, 1, None),                # 2 vectors + partial, 2 filters left over
-    (2, 2, 9, 11, 5, 3, 8, 1, (1, 3), 1, None),           # 8 taps wide: blocks of 6 and 2
+    (2, 2, 9, 11, 5, 3, 8, 1, (1, 3), 1, None),           # 8 taps wide: blocks of 3, 3 and 2
     (300, 1, 6, 10, 2, 3, 3, 1, 0, 1, None),              # chunks of 19 samples: runs of 16 and 3, unpadded
     (112, 20, 30, 30, 2, 3, 3, 1, 1, 1, None),            # padded copies of 20x32x32: runs of 3, 3 and 1
     (3, 40, 40, 40, 2, 3, 3, 1, 1, 1, None),              # a padded copy larger than the budget: runs of 1
@@ -218,11 +218,20 @@ def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     assert not np.isfinite(dw[..., 2]).any()
 
 
-def test_cpu_sliding_mode_is_validated():
+def test_cpu_sliding_mode_is_validated_and_read_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
     from neuroplug_core import conv
 
     with pytest.raises(ValueError, match="mode must be one of"):
         conv.set_sliding("sometimes")
+    code = "from neuroplug_core import conv; print(conv.set_sliding('auto'))"
+    for value in ("never", "always"):
+        env = dict(os.environ, NEUROPLUG_SLIDING=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == value
 
 
 def test_cpu_kernels_can_be_capped_from_the_environment():
