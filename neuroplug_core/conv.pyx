@@ -1185,7 +1185,12 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
                 p.per_thread = g.K * p.nb * g.P + (g.Fg * p.nb * g.P if p.nb > 1 else 0)
         p.chunks = _ceil_div(g.N, p.nb)
     elif kind == 1:
-        if p.isa:
+        if p.sliding:
+            # Flipped, transposed weights (shared) and one zero-padded dy sample-group per thread.
+            p.shared = g.F * g.K + ALIGN_PAD
+            p.per_thread = (g.Fg * (g.OH + 2 * (g.KH - 1 - g.PH)) * (g.OW + 2 * (g.KW - 1 - g.PW))
+                            + SLACK + ALIGN_PAD)
+        elif p.isa:
             p.shared = g.G * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg + ALIGN_PAD
             p.per_thread = bpanel + g.K * p.NR + ALIGN_PAD + xpad
         else:
@@ -1258,8 +1263,19 @@ _init_sliding_from_env()
 
 cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
     """Whether a call of ``kind`` (0 forward, 2 weight gradient) uses the sliding-window kernels."""
-    if _sliding == 0 or isa == 0 or kind == 1 or g.SH != 1 or g.SW != 1:
+    if _sliding == 0 or isa == 0 or g.SH != 1 or g.SW != 1:
         return False
+    if kind == 1:
+        # The input gradient is a forward pass over dy zero-padded by K - 1 - P: only when that
+        # padding is not negative, and (by default) only when it adds no work, that is for
+        # "same"-size outputs (a "valid" 5x5 layer on 8x8 planes would do 2.25x the work).
+        if g.PH > g.KH - 1 or g.PW > g.KW - 1:
+            return False
+        if _sliding == 2:
+            return True
+        if g.H * g.W > g.P:
+            return False
+        return _sliding_rows_fill(g.W)
     if _sliding == 2:
         return True
     # Measured against the packed GEMM (AVX2, 2 threads): the sliding kernels win where output
@@ -1268,12 +1284,14 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
     # (LeNet's 8x8 layer: 4.3 -> 3.3 ms) and 2-3 vectors of one row on wider ones, but one
     # vector and a partial one (10 wide) is slower; the weight gradient of a 5x5 kernel over
     # many channels (LeNet's second layer) is as fast either way and stays packed.
-    cdef double fill = g.OW / (8.0 * _ceil_div(g.OW, 8))
-    if fill < 0.75:
-        return False
     if kind == 0:
-        return g.OW <= 8 or g.OW >= 16
-    return g.KW <= 3 or g.K <= SLIDING_WGRAD_MAX_K
+        return _sliding_rows_fill(g.OW)
+    return g.OW / (8.0 * _ceil_div(g.OW, 8)) >= 0.75 and (g.KW <= 3 or g.K <= SLIDING_WGRAD_MAX_K)
+
+
+cdef bint _sliding_rows_fill(Py_ssize_t width) noexcept:
+    """Whether the sliding forward kernel pays for output rows ``width`` wide (see _sliding_pays)."""
+    return width / (8.0 * _ceil_div(width, 8)) >= 0.75 and (width <= 8 or width >= 16)
 
 
 cdef bint _transposed_pays(const Geom* g) noexcept:
@@ -1559,6 +1577,30 @@ cdef void _forward_sample_sliding(
         else:
             np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
                              b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
+
+
+cdef void _backward_input_sample_sliding(
+    const float* dy, const float* wflip, float* dx, const Geom* g, Py_ssize_t n, float* dypad,
+) noexcept nogil:
+    # For stride 1, dx is the correlation of dy, zero-padded by K - 1 - P, with the flipped and
+    # transposed weights: a forward pass with Fg input and Cg output channels.
+    cdef Py_ssize_t grp, f, h, QH = g.KH - 1 - g.PH, QW = g.KW - 1 - g.PW
+    cdef Py_ssize_t Hq = g.OH + 2 * QH, Wq = g.OW + 2 * QW
+    cdef const float* src
+    cdef float* out
+    for grp in range(g.G):
+        src = dy + (n * g.F + grp * g.Fg) * g.P
+        memset(dypad, 0, g.Fg * Hq * Wq * sizeof(float))
+        for f in range(g.Fg):
+            for h in range(g.OH):
+                memcpy(dypad + (f * Hq + h + QH) * Wq + QW, src + (f * g.OH + h) * g.OW, g.OW * sizeof(float))
+        out = dx + (n * g.C + grp * g.Cg) * g.H * g.W
+        if g.W <= 8:
+            np_sliding_fwd_rows_y(dypad, g.Fg, Hq, Wq, wflip + grp * g.Cg * g.Fg * g.KH * g.KW, g.Cg, g.KH, g.KW,
+                                  NULL, out, g.H, g.W)
+        else:
+            np_sliding_fwd_y(dypad, g.Fg, Hq, Wq, wflip + grp * g.Cg * g.Fg * g.KH * g.KW, g.Cg, g.KH, g.KW,
+                             NULL, out, g.H, g.W)
 
 
 cdef void _backward_input_sample_simd(
@@ -1868,7 +1910,23 @@ def conv2d_backward_input(
     cdef float* tw
     cdef float* bpp
     cdef float* dcb
+    cdef Py_ssize_t f, c, i, j
     if floating is float:
+        if pl.sliding:
+            # wflip[grp][c][f][i][j] = w[grp * Fg + f][c][KH - 1 - i][KW - 1 - j]
+            apack = np_align64(wk)
+            for grp in range(g.G):
+                for c in range(g.Cg):
+                    for f in range(g.Fg):
+                        for i in range(g.KH):
+                            for j in range(g.KW):
+                                apack[(((grp * g.Cg + c) * g.Fg + f) * g.KH + i) * g.KW + j] = \
+                                    w[grp * g.Fg + f, c, g.KH - 1 - i, g.KW - 1 - j]
+            with nogil:
+                for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
+                    _backward_input_sample_sliding(&dy[0, 0, 0, 0], apack, &dx[0, 0, 0, 0], &g, n,
+                                                   np_align64(wk + pl.shared + threadid() * pl.per_thread))
+            return
         if pl.isa:
             apack = np_align64(wk)
             for grp in range(g.G):
