@@ -25,11 +25,13 @@ Two strategies, chosen per call:
   AVX-512 CPUs).  No operand is packed: the forward pass keeps up to 4
   filters x 3 vectors of 8 neighbouring outputs of one row (on planes up to
   8 wide, 3 filters x 4 rows) in registers and adds one tap at a time (a
-  broadcast weight times the input row shifted by the tap); the weight
-  gradient keeps 4 filters x 3 taps in registers and runs over the output
-  positions of up to 16 samples.  Where the packed GEMM spends more time packing than multiplying
-  (few input channels, as in every first layer) they are about twice as
-  fast; :func:`_sliding_pays` picks them by the measured rule, and
+  broadcast weight times the input row shifted by the tap); the input
+  gradient of a "same"-size convolution is that forward pass over the
+  zero-padded dy with the flipped, transposed weights; the weight gradient
+  keeps 4 filters x 3 taps in registers and runs over the output positions
+  of up to 16 samples.  Where the packed GEMM spends more time packing than
+  multiplying (few input channels, as in every first layer) they are about
+  twice as fast; :func:`_sliding_pays` picks them by the measured rule, and
   :func:`set_sliding` overrides it for tests and benchmarks.
 * **im2col + BLAS GEMM** (float64, and float32 elsewhere): the input
   windows of one sample (or a few, when the output plane is small) are
