@@ -742,7 +742,8 @@ cdef extern from *:
                 float* yo = y + f0 * P + oh * OW;
                 ow = 0;
     #define NP_SFWD_ROW(FB)                                                                               \
-                for (; ow + 24 <= OW; ow += 24)                                                           \
+                /* 3 vectors per tile, but 4 vectors as 2 + 2 (a 1-vector tile is broadcast-bound) */ \
+                for (; ow + 24 <= OW && (OW - ow) / 8 != 4; ow += 24)                                    \
                     np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8);       \
                 for (; ow + 16 <= OW; ow += 16)                                                           \
                     np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8);       \

@@ -163,6 +163,8 @@ SLIDING_CASES = CONV_CASES + [
     (2, 3, 9, 7, 7, 3, 3, 1, 1, 1, None),                 # rows of 7: 4 + 4 + 1 rows, 3 + 3 + 1 filters
     (2, 3, 12, 27, 7, 3, 3, 1, 1, 1, None),               # 3 + partial vector, 3 filters left over
     (2, 2, 9, 20, 6, 2, 2, 1, 0, 1, None),                # 2 vectors + partial, 2 filters left over
+    (2, 3, 6, 34, 5, 3, 3, 1, 0, 1, None),                # 4 vectors as 2 + 2
+    (2, 2, 5, 58, 3, 3, 3, 1, 0, 1, None),                # 7 vectors as 3 + 2 + 2
     (2, 2, 9, 11, 5, 3, 8, 1, (1, 3), 1, None),           # 8 taps wide: blocks of 3, 3 and 2
     (300, 1, 6, 10, 2, 3, 3, 1, 0, 1, None),              # chunks of 19 samples: runs of 16 and 3, unpadded
     (112, 20, 30, 30, 2, 3, 3, 1, 1, 1, None),            # padded copies of 20x32x32: runs of 3, 3 and 1
