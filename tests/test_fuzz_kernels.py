@@ -385,6 +385,24 @@ def test_all_finite(data, dtype, size):
     assert CY._all_finite(x) == bool(np.isfinite(x).all())
 
 
+@FUZZ
+@given(st.data(), st.sampled_from(DTYPES), st.integers(1, 70_000))
+def test_relu(data, dtype, size):
+    """The compiled ReLU and its gradient on any length (one thread or several), specials included."""
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(size).astype(dtype)
+    dy = rng.standard_normal(size).astype(dtype)
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+    for arr in (x, dy):
+        for _ in range(data.draw(st.integers(0, 4))):
+            arr[data.draw(st.integers(0, size - 1))] = data.draw(st.sampled_from(specials))
+    ref = Ops(check_finite=False)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(CY.relu(x), ref.relu(x))
+        np.testing.assert_array_equal(CY.relu_backward(x, dy), ref.relu_backward(x, dy))
+
+
 # ------------------------------------------------------------------------------------------ RBM
 @st.composite
 def rbm_problem(draw):
