@@ -685,41 +685,46 @@ cdef extern from *:
        runs over the output positions of a few samples: dy vector times the shifted input
        vector.  Neither packs its operands, which is what dominates the packed GEMM when
        the reduction is short (few input channels) or the output plane is small. */
+    /* FB filters x NV vectors of outputs.  Vector v reads the input at xr0 + v * xstep (8: the
+       next 8 columns of the row; Wp: the next row) and writes y at yo + v * ystep.  Every vector
+       holds `lanes` outputs except the last, which holds `last` (partial vectors go through a
+       buffer: masked stores are microcoded on AMD Zen). */
     __attribute__((target("avx2,fma"), always_inline))
     static inline void np_sfwd_tile(const float* xr0, long plane, long Wp, const float* wf, long K,
                                     long Cg, long KH, long KW, const float* bias, float* yo, long P,
-                                    const int FB, const int VB, long lanes)
+                                    const int FB, const int NV, long xstep, long ystep, long lanes, long last)
     {
-        __m256 acc[4][3];
+        __m256 acc[4][4];
         int f, v;
         long c, i, j;
         for (f = 0; f < FB; ++f)
-            for (v = 0; v < VB; ++v)
+            for (v = 0; v < NV; ++v)
                 acc[f][v] = _mm256_setzero_ps();
         for (c = 0; c < Cg; ++c)
             for (i = 0; i < KH; ++i) {
                 const float* xr = xr0 + c * plane + i * Wp;
                 const float* wr = wf + (c * KH + i) * KW;
                 for (j = 0; j < KW; ++j) {
-                    __m256 xv[3];
-                    for (v = 0; v < VB; ++v) xv[v] = _mm256_loadu_ps(xr + j + 8 * v);
+                    __m256 xv[4];
+                    for (v = 0; v < NV; ++v) xv[v] = _mm256_loadu_ps(xr + j + v * xstep);
                     for (f = 0; f < FB; ++f) {
                         __m256 wv = _mm256_broadcast_ss(wr + f * K + j);
-                        for (v = 0; v < VB; ++v) acc[f][v] = _mm256_fmadd_ps(wv, xv[v], acc[f][v]);
+                        for (v = 0; v < NV; ++v) acc[f][v] = _mm256_fmadd_ps(wv, xv[v], acc[f][v]);
                     }
                 }
             }
         for (f = 0; f < FB; ++f) {
             /* bias last, as the reference adds it to the finished sum */
             __m256 b = bias ? _mm256_broadcast_ss(bias + f) : _mm256_setzero_ps();
-            for (v = 0; v < VB; ++v) {
+            for (v = 0; v < NV; ++v) {
                 __m256 r = bias ? _mm256_add_ps(acc[f][v], b) : acc[f][v];
-                if (v < VB - 1 || lanes == 8) {
-                    _mm256_storeu_ps(yo + f * P + 8 * v, r);
+                long n = v < NV - 1 ? lanes : last;
+                if (n == 8) {
+                    _mm256_storeu_ps(yo + f * P + v * ystep, r);
                 } else {
                     float t[8];
                     _mm256_storeu_ps(t, r);
-                    memcpy(yo + f * P + 8 * v, t, (size_t)lanes * sizeof(float));
+                    memcpy(yo + f * P + v * ystep, t, (size_t)n * sizeof(float));
                 }
             }
         }
@@ -744,13 +749,13 @@ cdef extern from *:
     #define NP_SFWD_ROW(FB)                                                                               \
                 /* 3 vectors per tile, but 4 vectors as 2 + 2 (a 1-vector tile is broadcast-bound) */ \
                 for (; ow + 24 <= OW && (OW - ow) / 8 != 4; ow += 24)                                    \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8);       \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8, 8, 8, 8);\
                 for (; ow + 16 <= OW; ow += 16)                                                           \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8);       \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8, 8, 8, 8);\
                 for (; ow + 8 <= OW; ow += 8)                                                             \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8);       \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, 8, 8);\
                 if (ow < OW)                                                                              \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, OW - ow);
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, OW - ow, OW - ow);
                 switch (fb) {
                     case 4: NP_SFWD_ROW(4) break;
                     case 3: NP_SFWD_ROW(3) break;
@@ -764,45 +769,6 @@ cdef extern from *:
 
     /* Planes at most 8 wide: FB filters x RB output rows (one vector each) per tile, so each
        tap costs RB input loads and FB broadcasts for FB * RB FMAs. */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void np_sfwd_rows_tile(const float* xr0, long plane, long Wp, const float* wf, long K,
-                                         long Cg, long KH, long KW, const float* bias, float* yo, long OW, long P,
-                                         const int FB, const int RB)
-    {
-        __m256 acc[3][4];
-        int f, r;
-        long c, i, j;
-        for (f = 0; f < FB; ++f)
-            for (r = 0; r < RB; ++r)
-                acc[f][r] = _mm256_setzero_ps();
-        for (c = 0; c < Cg; ++c)
-            for (i = 0; i < KH; ++i) {
-                const float* xr = xr0 + c * plane + i * Wp;
-                const float* wr = wf + (c * KH + i) * KW;
-                for (j = 0; j < KW; ++j) {
-                    __m256 xv[4];
-                    for (r = 0; r < RB; ++r) xv[r] = _mm256_loadu_ps(xr + r * Wp + j);
-                    for (f = 0; f < FB; ++f) {
-                        __m256 wv = _mm256_broadcast_ss(wr + f * K + j);
-                        for (r = 0; r < RB; ++r) acc[f][r] = _mm256_fmadd_ps(wv, xv[r], acc[f][r]);
-                    }
-                }
-            }
-        for (f = 0; f < FB; ++f) {
-            __m256 b = bias ? _mm256_broadcast_ss(bias + f) : _mm256_setzero_ps();
-            for (r = 0; r < RB; ++r) {
-                __m256 v = bias ? _mm256_add_ps(acc[f][r], b) : acc[f][r];
-                if (OW == 8) {
-                    _mm256_storeu_ps(yo + f * P + r * OW, v);
-                } else {
-                    float t[8];
-                    _mm256_storeu_ps(t, v);
-                    memcpy(yo + f * P + r * OW, t, (size_t)OW * sizeof(float));
-                }
-            }
-        }
-    }
-
     __attribute__((target("avx2,fma")))
     static void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
                                       long KH, long KW, const float* bias, float* y, long OH, long OW)
@@ -817,10 +783,10 @@ cdef extern from *:
                 const float* xr = xp + oh * Wp;
                 float* yo = y + f0 * P + oh * OW;
     #define NP_SFR(FB) switch (rb) {                                                                      \
-                    case 4: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 4); break; \
-                    case 3: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 3); break; \
-                    case 2: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 2); break; \
-                    default: np_sfwd_rows_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, OW, P, FB, 1); }
+                    case 4: np_sfwd_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, P, FB, 4, Wp, OW, OW, OW); break; \
+                    case 3: np_sfwd_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, P, FB, 3, Wp, OW, OW, OW); break; \
+                    case 2: np_sfwd_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, P, FB, 2, Wp, OW, OW, OW); break; \
+                    default: np_sfwd_tile(xr, plane, Wp, wf, K, Cg, KH, KW, bf, yo, P, FB, 1, Wp, OW, OW, OW); }
                 switch (fb) {
                     case 3: NP_SFR(3) break;
                     case 2: NP_SFR(2) break;
