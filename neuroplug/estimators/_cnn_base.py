@@ -426,6 +426,7 @@ class BaseCNN(BaseEstimator):
         batch_size = min(int(self.batch_size), n)
         no_improvement = 0
         best_weights = None
+        fit_best = np.inf
         stopped = False
         stop = _StopFlag()
         interrupted = False
@@ -481,7 +482,9 @@ class BaseCNN(BaseEstimator):
                             no_improvement += 1
                         else:
                             no_improvement = 0
-                        if epoch_loss < self.best_loss_:
+                        if epoch_loss < fit_best:
+                            # This call's best epoch (a warm start's earlier best has no weights here).
+                            fit_best = epoch_loss
                             best_weights = network.get_weights()
                         self.best_loss_ = min(self.best_loss_, epoch_loss)
                     postfix["time"] = f"{time.perf_counter() - t0:.2f}s"

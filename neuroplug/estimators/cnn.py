@@ -60,8 +60,8 @@ _PARAMS_DOC = """
         improved by ``tol`` for ``n_iter_no_change`` epochs, and keep the
         best weights.  Without it, training stops when the training loss has
         not improved by ``tol`` for ``n_iter_no_change`` epochs, and keeps
-        the weights of the epoch with the lowest loss (``best_loss_``).  A fit
-        that runs all ``max_iter`` epochs keeps its last weights.
+        the weights of its epoch with the lowest loss.  A fit that runs all
+        ``max_iter`` epochs keeps its last weights.
     validation_fraction : float, default=0.1
         Share of the training data held out with early stopping.
     n_iter_no_change : int, default=10
@@ -134,9 +134,7 @@ _ATTRS_DOC = """
     loss_curve_ : list of float
         Mean training loss (L2 term included) of each epoch.
     best_loss_ : float or None
-        Lowest value of ``loss_curve_`` (the weights of that epoch are the
-        ones kept when the loss stopped improving); ``None`` with early
-        stopping.
+        Lowest value of ``loss_curve_``; ``None`` with early stopping.
     validation_scores_ : list of float or None
         Validation score of each epoch with early stopping, else ``None``.
     best_validation_score_ : float or None

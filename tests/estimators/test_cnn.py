@@ -208,6 +208,14 @@ def test_stopping_on_a_loss_plateau_keeps_the_best_epochs_weights(digits, monkey
     after_epoch.clear()
     clf = _clf(max_iter=4, batch_size=len(X), alpha=0.0, n_iter_no_change=3).fit(X, y)
     assert clf.n_iter_ == 4 and _same_weights(clf.network_weights_, after_epoch[-1])
+    # A warm-started fit restores its own best epoch, even when an earlier fit had a lower loss.
+    warm = _clf(max_iter=50, batch_size=len(X), alpha=0.0, n_iter_no_change=2, warm_start=True)
+    losses = iter([0.1, 0.2, 0.2, 0.2])
+    warm.fit(X, y)
+    losses = iter([0.8, 0.6, 0.7, 0.7, 0.7])
+    after_epoch.clear()
+    warm.fit(X, y)
+    assert warm.best_loss_ == 0.1 and _same_weights(warm.network_weights_, after_epoch[1])
 
 
 def test_reproducible_and_seed_dependent(digits):
