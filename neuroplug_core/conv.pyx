@@ -58,6 +58,7 @@ large enough): :mod:`neuroplug.backends.cython_ops` validates them first
 from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm_rm
@@ -228,6 +229,37 @@ cdef extern from *:
             for (c = 0; c < nr; ++c)
                 cr[c] = accumulate ? cr[c] + (tr[c] + bb) : tr[c] + bb;
         }
+    }
+
+    /* np_ukr_avx2 for the input gradient of a stride-1 layer whose output rows are whole
+       vectors (OW % 8 == 0), with col2im in the epilogue: row r of the 6 x 16 tile
+       (im2col row k = (c, i, j)) is added to the input-gradient plane at rowoff[r], its
+       two halves at off0 and off1 (output positions (oh, ow) -> oh * Wp + ow).  The same
+       sums in the same order as the tile stored to dcol and then scattered by
+       np_col2im_s1_y, without the round trip through dcol. */
+    __attribute__((target("avx2,fma")))
+    static void np_ukr_col2im_y(long K, const float* A, const float* B, float* dxp, const long* rowoff,
+                                long off0, long off1, int mr)
+    {
+        NP_Y_DECL(0) NP_Y_DECL(1) NP_Y_DECL(2) NP_Y_DECL(3) NP_Y_DECL(4) NP_Y_DECL(5)
+        __m256 a, b0, b1;
+        long k;
+        for (k = 0; k < K; ++k) {
+            b0 = _mm256_loadu_ps(B);
+            b1 = _mm256_loadu_ps(B + 8);
+            NP_Y_ROW(0) NP_Y_ROW(1) NP_Y_ROW(2) NP_Y_ROW(3) NP_Y_ROW(4) NP_Y_ROW(5)
+            A += NP_MR;
+            B += 16;
+        }
+    #define NP_Y_SCATTER(r)                                                               \
+        if ((r) < mr) {                                                                   \
+            float* d0 = dxp + rowoff[r] + off0;                                           \
+            float* d1 = dxp + rowoff[r] + off1;                                           \
+            _mm256_storeu_ps(d0, _mm256_add_ps(_mm256_loadu_ps(d0), c##r##0));            \
+            _mm256_storeu_ps(d1, _mm256_add_ps(_mm256_loadu_ps(d1), c##r##1));            \
+        }
+        NP_Y_SCATTER(0) NP_Y_SCATTER(1) NP_Y_SCATTER(2) NP_Y_SCATTER(3) NP_Y_SCATTER(4) NP_Y_SCATTER(5)
+    #undef NP_Y_SCATTER
     }
     #endif /* NP_SIMD */
 
@@ -941,6 +973,10 @@ cdef extern from *:
     static void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
                                       long KH, long KW, const float* bias, float* y, long OH, long OW) {}
     #endif
+    #if !NP_SIMD
+    static void np_ukr_col2im_y(long K, const float* A, const float* B, float* dxp, const long* rowoff,
+                                long off0, long off1, int mr) {}
+    #endif
 
     /* Packers for the SIMD path of ISA level isa (1 AVX2, 2 AVX-512). */
     static void np_pack_b_im2col_s1(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long OW,
@@ -989,6 +1025,8 @@ cdef extern from *:
                           long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) noexcept nogil
     int NP_MR
     int NP_SLIDING_SB
+    void np_ukr_col2im_y(long K, const float* A, const float* B, float* dxp, const long* rowoff,
+                         long off0, long off1, int mr) noexcept nogil
     void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
                           long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
     void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
@@ -1103,7 +1141,8 @@ cdef enum:
     SLACK = 16      # floats after a packed panel or padded input that unmasked 16-wide moves may touch
     # Sliding-window kernels: the weight gradient of kernels wider than 3 for
     # reductions (Cg * KH * KW) up to this long; at most this many floats of
-    # padded input copies per thread.
+    # padded input copies per thread (weight gradient), or of one padded dy
+    # (input gradient).
     SLIDING_WGRAD_MAX_K = 128
     SLIDING_XBUF = 65536
 
@@ -1242,7 +1281,9 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
             return False
         if _sliding == 2:
             return True
-        if g.H * g.W > g.P:
+        # ... and, measured, only while the padded dy of a sample stays small: (c)'s 64 x 34 x 34
+        # copy (296 KB) made it slower (25.8 ms) than the packed GEMM with col2im fused (22.2 ms).
+        if g.H * g.W > g.P or g.Fg * (g.OH + 2 * (g.KH - 1 - g.PH)) * (g.OW + 2 * (g.KW - 1 - g.PW)) > SLIDING_XBUF:
             return False
         return _sliding_rows_fill(g.W)
     if _sliding == 2:
@@ -1574,7 +1615,7 @@ cdef void _backward_input_sample_sliding(
 
 cdef void _backward_input_sample_simd(
     const float* dy, const float* apack, float* dx, const Geom* g, const Plan* pl,
-    Py_ssize_t n, float* bp, float* dcol, float* dxpad,
+    Py_ssize_t n, float* bp, float* dcol, float* dxpad, const long* rowoff,
 ) noexcept nogil:
     # dcol (K x ncols) = W_g^T (K x Fg) @ dy[n, g][:, p0 : p0+ncols], then col2im while it is hot.
     cdef Py_ssize_t grp, p0, ncols, f0, fc, mp, mr, nmk = _ceil_div(g.K, NP_MR), plane = g.H * g.W
@@ -1585,6 +1626,9 @@ cdef void _backward_input_sample_simd(
     cdef const float* dyg
     cdef float* dxg
     cdef float* acc
+    # AVX2, whole-vector output rows, one reduction block: col2im in the micro-kernel's epilogue.
+    cdef bint fused = fast and pl.isa == 1 and g.OW % 8 == 0 and g.Fg <= KC and rowoff != NULL
+    cdef Py_ssize_t off0, off1
     if not (fast and padded):
         memset(dx + n * g.C * plane, 0, g.C * plane * sizeof(float))
     for grp in range(g.G):
@@ -1597,6 +1641,16 @@ cdef void _backward_input_sample_simd(
         p0 = 0
         while p0 < g.P:
             ncols = min(<Py_ssize_t> NR, g.P - p0)
+            if fused and ncols == 16:
+                np_pack_b_rows(pl.isa, dyg, g.P, g.Fg, p0, ncols, NR, bp)
+                off0 = (p0 // g.OW) * Wp + p0 % g.OW
+                off1 = ((p0 + 8) // g.OW) * Wp + (p0 + 8) % g.OW
+                for mp in range(nmk):
+                    mr = min(NP_MR, g.K - mp * NP_MR)
+                    np_ukr_col2im_y(g.Fg, apack + (grp * nmk + mp) * g.Fg * NP_MR, bp, acc,
+                                    rowoff + mp * NP_MR, off0, off1, <int> mr)
+                p0 += ncols
+                continue
             f0 = 0
             while f0 < g.Fg:
                 fc = min(<Py_ssize_t> KC, g.Fg - f0)
@@ -1873,7 +1927,8 @@ def conv2d_backward_input(
         raise ValueError("inconsistent convolution shapes")
     cdef Plan pl = _plan(1, floating is float, &g)
     _check_work(work.shape[0], &pl, n_threads)
-    cdef Py_ssize_t n, grp, ci
+    cdef Py_ssize_t n, grp, ci, k
+    cdef long* rowoffs = NULL
     cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
     cdef float* apack
     cdef float* tw
@@ -1897,6 +1952,13 @@ def conv2d_backward_input(
                                                    np_align64(wk + pl.shared + threadid() * pl.per_thread))
             return
         if pl.isa:
+            # Where im2col row k = (c, i, j) lands in a padded input-gradient plane (whole panels of
+            # NP_MR rows, so the micro-kernel may read an offset for every row of its tile).
+            rowoffs = <long*> calloc(_ceil_div(g.K, NP_MR) * NP_MR, sizeof(long))
+            if rowoffs == NULL:
+                raise MemoryError("no memory for the input-gradient row offsets")
+            for k in range(g.K):
+                rowoffs[k] = ((k // (g.KH * g.KW)) * (g.H + 2 * g.PH) + (k // g.KW) % g.KH) * (g.W + 2 * g.PW) + k % g.KW
             apack = np_align64(wk)
             for grp in range(g.G):
                 # A = W_g^T: rows are the K im2col rows, the reduction runs over the Fg filters.
@@ -1907,7 +1969,8 @@ def conv2d_backward_input(
                     bpp = np_align64(tw + threadid() * pl.per_thread)
                     dcb = np_align64(bpp + KC * pl.NR + SLACK)
                     _backward_input_sample_simd(&dy[0, 0, 0, 0], apack, &dx[0, 0, 0, 0], &g, &pl, n,
-                                                bpp, dcb, np_align64(dcb + g.K * pl.NR))
+                                                bpp, dcb, np_align64(dcb + g.K * pl.NR), rowoffs)
+            free(rowoffs)
             return
     with nogil:
         for ci in prange(pl.chunks, num_threads=n_threads, schedule="dynamic"):
