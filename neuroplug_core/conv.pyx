@@ -200,6 +200,16 @@ cdef extern from *:
             _mm256_storeu_ps(cr + 8, t1);                                                 \
         }
 
+    /* The 6 x 16 tile's K steps: two B vectors, six broadcast A values, twelve FMAs. */
+    #define NP_Y_LOOP                                                   \
+        for (k = 0; k < K; ++k) {                                       \
+            b0 = _mm256_loadu_ps(B);                                    \
+            b1 = _mm256_loadu_ps(B + 8);                                \
+            NP_Y_ROW(0) NP_Y_ROW(1) NP_Y_ROW(2) NP_Y_ROW(3) NP_Y_ROW(4) NP_Y_ROW(5) \
+            A += NP_MR;                                                 \
+            B += 16;                                                    \
+        }
+
     __attribute__((target("avx2,fma")))
     static void np_ukr_avx2(long K, const float* A, const float* B, float* C, long ldc,
                             int mr, int nr, int accumulate, const float* bias)
@@ -209,13 +219,7 @@ cdef extern from *:
         float tile[NP_MR * 16] __attribute__((aligned(32)));
         long k;
         int r, c;
-        for (k = 0; k < K; ++k) {
-            b0 = _mm256_loadu_ps(B);
-            b1 = _mm256_loadu_ps(B + 8);
-            NP_Y_ROW(0) NP_Y_ROW(1) NP_Y_ROW(2) NP_Y_ROW(3) NP_Y_ROW(4) NP_Y_ROW(5)
-            A += NP_MR;
-            B += 16;
-        }
+        NP_Y_LOOP
         if (nr == 16) {   /* full-width tile: straight from the registers */
             NP_Y_OUT(0) NP_Y_OUT(1) NP_Y_OUT(2) NP_Y_OUT(3) NP_Y_OUT(4) NP_Y_OUT(5)
             return;
@@ -244,13 +248,7 @@ cdef extern from *:
         NP_Y_DECL(0) NP_Y_DECL(1) NP_Y_DECL(2) NP_Y_DECL(3) NP_Y_DECL(4) NP_Y_DECL(5)
         __m256 a, b0, b1;
         long k;
-        for (k = 0; k < K; ++k) {
-            b0 = _mm256_loadu_ps(B);
-            b1 = _mm256_loadu_ps(B + 8);
-            NP_Y_ROW(0) NP_Y_ROW(1) NP_Y_ROW(2) NP_Y_ROW(3) NP_Y_ROW(4) NP_Y_ROW(5)
-            A += NP_MR;
-            B += 16;
-        }
+        NP_Y_LOOP
     #define NP_Y_SCATTER(r)                                                               \
         if ((r) < mr) {                                                                   \
             float* d0 = dxp + rowoff[r] + off0;                                           \
