@@ -760,43 +760,6 @@ cdef extern from *:
         }
     }
 
-    /* Forward pass of one sample-group: xp is the zero-padded input (Cg, Hp, Wp) followed by
-       at least 8 floats of slack (a row's last vector may read up to 7 floats past its end;
-       those lanes are never stored); w is (Fg, Cg, KH, KW); y is (Fg, OH, OW). */
-    __attribute__((target("avx2,fma")))
-    static void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
-                                 long KH, long KW, const float* bias, float* y, long OH, long OW)
-    {
-        long K = Cg * KH * KW, P = OH * OW, plane = Hp * Wp, f0, oh, ow;
-        for (f0 = 0; f0 < Fg; f0 += 4) {
-            long fb = Fg - f0 < 4 ? Fg - f0 : 4;
-            const float* wf = w + f0 * K;
-            const float* bf = bias ? bias + f0 : NULL;
-            for (oh = 0; oh < OH; ++oh) {
-                const float* xr = xp + oh * Wp;
-                float* yo = y + f0 * P + oh * OW;
-                ow = 0;
-    #define NP_SFWD_ROW(FB)                                                                               \
-                /* 3 vectors per tile, but 4 vectors as 2 + 2 (a 1-vector tile is broadcast-bound) */ \
-                for (; ow + 24 <= OW && (OW - ow) / 8 != 4; ow += 24)                                    \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8, 8, 8, 8);\
-                for (; ow + 16 <= OW; ow += 16)                                                           \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8, 8, 8, 8);\
-                for (; ow + 8 <= OW; ow += 8)                                                             \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, 8, 8);\
-                if (ow < OW)                                                                              \
-                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, OW - ow, OW - ow);
-                switch (fb) {
-                    case 4: NP_SFWD_ROW(4) break;
-                    case 3: NP_SFWD_ROW(3) break;
-                    case 2: NP_SFWD_ROW(2) break;
-                    default: NP_SFWD_ROW(1)
-                }
-    #undef NP_SFWD_ROW
-            }
-        }
-    }
-
     /* Planes at most 8 wide: FB filters x RB output rows (one vector each) per tile, so each
        tap costs RB input loads and FB broadcasts for FB * RB FMAs. */
     __attribute__((target("avx2,fma")))
@@ -823,6 +786,48 @@ cdef extern from *:
                     default: NP_SFR(1)
                 }
     #undef NP_SFR
+            }
+        }
+    }
+
+    /* Forward pass of one sample-group: xp is the zero-padded input (Cg, Hp, Wp) followed by
+       at least 8 floats of slack (a row's last vector may read up to 7 floats past its end;
+       those lanes are never stored); w is (Fg, Cg, KH, KW); y is (Fg, OH, OW).  Planes up to
+       8 wide go 4 rows at a time (np_sliding_fwd_rows_y), wider ones by vectors along a row. */
+    __attribute__((target("avx2,fma")))
+    static void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
+                                 long KH, long KW, const float* bias, float* y, long OH, long OW)
+    {
+        long K = Cg * KH * KW, P = OH * OW, plane = Hp * Wp, f0, oh, ow;
+        if (OW <= 8) {
+            np_sliding_fwd_rows_y(xp, Cg, Hp, Wp, w, Fg, KH, KW, bias, y, OH, OW);
+            return;
+        }
+        for (f0 = 0; f0 < Fg; f0 += 4) {
+            long fb = Fg - f0 < 4 ? Fg - f0 : 4;
+            const float* wf = w + f0 * K;
+            const float* bf = bias ? bias + f0 : NULL;
+            for (oh = 0; oh < OH; ++oh) {
+                const float* xr = xp + oh * Wp;
+                float* yo = y + f0 * P + oh * OW;
+                ow = 0;
+    #define NP_SFWD_ROW(FB)                                                                               \
+                /* 3 vectors per tile, but 4 vectors as 2 + 2 (a 1-vector tile is broadcast-bound) */ \
+                for (; ow + 24 <= OW && (OW - ow) / 8 != 4; ow += 24)                                    \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 3, 8, 8, 8, 8);\
+                for (; ow + 16 <= OW; ow += 16)                                                           \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 2, 8, 8, 8, 8);\
+                for (; ow + 8 <= OW; ow += 8)                                                             \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, 8, 8);\
+                if (ow < OW)                                                                              \
+                    np_sfwd_tile(xr + ow, plane, Wp, wf, K, Cg, KH, KW, bf, yo + ow, P, FB, 1, 8, 8, OW - ow, OW - ow);
+                switch (fb) {
+                    case 4: NP_SFWD_ROW(4) break;
+                    case 3: NP_SFWD_ROW(3) break;
+                    case 2: NP_SFWD_ROW(2) break;
+                    default: NP_SFWD_ROW(1)
+                }
+    #undef NP_SFWD_ROW
             }
         }
     }
@@ -968,8 +973,6 @@ cdef extern from *:
                                    long C, long H, long W, long F, long G, long KH, long KW,
                                    long PH, long PW, long OH, long OW,
                                    float* part, float* xbuf, long xsz, long sb_max) {}
-    static void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
-                                      long KH, long KW, const float* bias, float* y, long OH, long OW) {}
     #endif
     #if !NP_SIMD
     static void np_ukr_col2im_y(long K, const float* A, const float* B, float* dxp, const long* rowoff,
@@ -1027,8 +1030,6 @@ cdef extern from *:
                          long off0, long off1, int mr) noexcept nogil
     void np_sliding_fwd_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
                           long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
-    void np_sliding_fwd_rows_y(const float* xp, long Cg, long Hp, long Wp, const float* w, long Fg,
-                               long KH, long KW, const float* bias, float* y, long OH, long OW) noexcept nogil
     void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb,
                             long C, long H, long W, long F, long G, long KH, long KW,
                             long PH, long PW, long OH, long OW,
@@ -1523,17 +1524,23 @@ cdef const float* _padded(const float* xg, const Geom* g, float* xpad, bint copy
     packers move whole vectors and may read past the end of the data, which
     is safe only in the workspace (SLACK floats follow the copy).
     """
-    cdef Py_ssize_t c, h, Hp = g.H + 2 * g.PH, Wp = g.W + 2 * g.PW
     if g.PH == 0 and g.PW == 0:
         if not copy:
             return xg
         memcpy(xpad, xg, g.Cg * g.H * g.W * sizeof(float))
         return xpad
-    memset(xpad, 0, g.Cg * Hp * Wp * sizeof(float))
-    for c in range(g.Cg):
-        for h in range(g.H):
-            memcpy(xpad + (c * Hp + h + g.PH) * Wp + g.PW, xg + (c * g.H + h) * g.W, g.W * sizeof(float))
+    _pad_planes(xg, g.Cg, g.H, g.W, g.PH, g.PW, xpad)
     return xpad
+
+
+cdef void _pad_planes(const float* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t PH, Py_ssize_t PW,
+                      float* dst) noexcept nogil:
+    """Copy ``C`` planes of ``H x W`` into ``dst`` as ``(C, H + 2 PH, W + 2 PW)``, zeros around them."""
+    cdef Py_ssize_t c, h, Hp = H + 2 * PH, Wp = W + 2 * PW
+    memset(dst, 0, C * Hp * Wp * sizeof(float))
+    for c in range(C):
+        for h in range(H):
+            memcpy(dst + (c * Hp + h + PH) * Wp + PW, src + (c * H + h) * W, W * sizeof(float))
 
 
 cdef void _forward_sample_simd(
@@ -1578,13 +1585,8 @@ cdef void _forward_sample_sliding(
     cdef const float* xs
     for grp in range(g.G):
         xs = _padded(x + (n * g.C + grp * g.Cg) * g.H * g.W, g, xpad, True)
-        if g.OW <= 8:
-            np_sliding_fwd_rows_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH,
-                                  g.KW, b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P,
-                                  g.OH, g.OW)
-        else:
-            np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
-                             b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
+        np_sliding_fwd_y(xs, g.Cg, g.H + 2 * g.PH, g.W + 2 * g.PW, w + grp * g.Fg * g.K, g.Fg, g.KH, g.KW,
+                         b + grp * g.Fg if b != NULL else NULL, y + (n * g.F + grp * g.Fg) * g.P, g.OH, g.OW)
 
 
 cdef void _backward_input_sample_sliding(
@@ -1592,23 +1594,11 @@ cdef void _backward_input_sample_sliding(
 ) noexcept nogil:
     # For stride 1, dx is the correlation of dy, zero-padded by K - 1 - P, with the flipped and
     # transposed weights: a forward pass with Fg input and Cg output channels.
-    cdef Py_ssize_t grp, f, h, QH = g.KH - 1 - g.PH, QW = g.KW - 1 - g.PW
-    cdef Py_ssize_t Hq = g.OH + 2 * QH, Wq = g.OW + 2 * QW
-    cdef const float* src
-    cdef float* out
+    cdef Py_ssize_t grp, QH = g.KH - 1 - g.PH, QW = g.KW - 1 - g.PW
     for grp in range(g.G):
-        src = dy + (n * g.F + grp * g.Fg) * g.P
-        memset(dypad, 0, g.Fg * Hq * Wq * sizeof(float))
-        for f in range(g.Fg):
-            for h in range(g.OH):
-                memcpy(dypad + (f * Hq + h + QH) * Wq + QW, src + (f * g.OH + h) * g.OW, g.OW * sizeof(float))
-        out = dx + (n * g.C + grp * g.Cg) * g.H * g.W
-        if g.W <= 8:
-            np_sliding_fwd_rows_y(dypad, g.Fg, Hq, Wq, wflip + grp * g.Cg * g.Fg * g.KH * g.KW, g.Cg, g.KH, g.KW,
-                                  NULL, out, g.H, g.W)
-        else:
-            np_sliding_fwd_y(dypad, g.Fg, Hq, Wq, wflip + grp * g.Cg * g.Fg * g.KH * g.KW, g.Cg, g.KH, g.KW,
-                             NULL, out, g.H, g.W)
+        _pad_planes(dy + (n * g.F + grp * g.Fg) * g.P, g.Fg, g.OH, g.OW, QH, QW, dypad)
+        np_sliding_fwd_y(dypad, g.Fg, g.OH + 2 * QH, g.OW + 2 * QW, wflip + grp * g.Cg * g.Fg * g.KH * g.KW, g.Cg,
+                         g.KH, g.KW, NULL, dx + (n * g.C + grp * g.Cg) * g.H * g.W, g.H, g.W)
 
 
 cdef void _backward_input_sample_simd(
