@@ -400,27 +400,24 @@ class CythonOps(Ops):
             _gemm.gemm(a, b, out, trans1, trans2, self._threads() if split else 1, split)
         return out
 
-    def adam_update(
-        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float,
-        t: int,
-    ) -> None:
-        """In-place Adam step as :meth:`Ops.adam_update`, in one compiled pass over the parameters."""
-        arrays = (param, grad, m, v)
-        if not all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == param.dtype
-                   and a.shape == param.shape for a in arrays) or param.dtype not in _FLOAT_DTYPES \
-                or not all(a.flags.writeable for a in (param, m, v)):
-            return super().adam_update(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=t)
-        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
-        _optim.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                           float(beta1), float(beta2), float(step), float(eps),
-                           self._threads(param.size, _MIN_ELEMENTS_PER_THREAD))
-
     @staticmethod
     def _flat_floats(*arrays: Any) -> bool:
         """Whether the arrays are C-contiguous NumPy arrays of one float dtype and one shape."""
         first = arrays[0]
         return all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == first.dtype
                    and a.shape == first.shape for a in arrays) and first.dtype in _FLOAT_DTYPES
+
+    def adam_update(
+        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float,
+        t: int,
+    ) -> None:
+        """In-place Adam step as :meth:`Ops.adam_update`, in one compiled pass over the parameters."""
+        if not self._flat_floats(param, grad, m, v) or not all(a.flags.writeable for a in (param, m, v)):
+            return super().adam_update(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=t)
+        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        _optim.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                           float(beta1), float(beta2), float(step), float(eps),
+                           self._threads(param.size, _MIN_ELEMENTS_PER_THREAD))
 
     def relu(self, x: Array) -> np.ndarray:
         """``max(x, 0)`` in one compiled pass (the reference's result, NaN included)."""
