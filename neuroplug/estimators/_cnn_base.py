@@ -497,9 +497,8 @@ class BaseCNN(BaseEstimator):
             bar.close()
         if early_stopping:
             self.best_loss_ = None
-            if best_weights is not None:
-                network.set_weights(best_weights)
-        elif stopped and best_weights is not None:
+        # A fit that stopped early keeps its best epoch (validation score, or training loss).
+        if (early_stopping or stopped) and best_weights is not None:
             network.set_weights(best_weights)
         if interrupted:
             warnings.warn(
