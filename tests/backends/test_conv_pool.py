@@ -171,6 +171,12 @@ SLIDING_CASES = CONV_CASES + [
     (3, 40, 40, 40, 2, 3, 3, 1, 1, 1, None),              # a padded copy larger than the budget: runs of 1
     (2, 4, 10, 18, 4, 3, 3, 1, 1, 2, None),               # groups
     (2, 6, 14, 20, 16, 5, 5, 1, 0, 1, C3_TABLE),          # connection table
+    # Packed input gradient with col2im in the micro-kernel (whole-vector output rows), its
+    # im2col rows taken channels first ...
+    (2, 5, 10, 10, 7, 3, 3, 1, 0, 1, None),               # ... 45 rows: a partial last panel
+    (2, 6, 8, 16, 4, 3, 3, 1, 1, 2, None),                # ... per group
+    (2, 6, 12, 12, 16, 5, 5, 1, 0, 1, C3_TABLE),          # ... under a connection table
+    (2, 3, 11, 10, 4, 3, 3, 1, 0, 1, None),               # 72 positions: a last block of 8, im2col order
 ]
 
 
