@@ -840,45 +840,91 @@ cdef extern from *:
         return _mm_cvtss_f32(s);
     }
 
-    /* FB filters x JB taps (c, i, j0 .. j0+JB-1) of the weight gradient over sb samples:
+    /* Tiles of the sliding-window weight gradient: FB filters x JB taps, over sb samples,
        out[f * K + j] += sum over samples and output positions of dy * shifted input.
-       Full vectors read only inside the rows; the last, partial vector of a row goes
-       through masked loads (which never touch the masked-off lanes), so no zero * inf
-       from outside a window can reach the sum. */
-    __attribute__((target("avx2,fma"), always_inline))
-    static inline void np_swg_tile(const float* const* xs, const float* const* ds, long sb, long xoff, long doff,
-                                   long Wp, long OH, long OW, long P, float* out, long K,
-                                   const int FB, const int JB)
+       Tap j reads the input at xoff[j] (any taps: (c, i, j) of one group, in im2col order)
+       relative to each output position.  Full vectors read only inside the rows, in a first
+       pass; the last, partial vector of each row goes through masked loads (which never
+       touch the masked-off lanes) in a second pass, so no zero * inf from outside a window
+       can reach a sum, and the mask occupies no register during the first pass.  (Kept
+       live across the main loop, it was the 16th or 17th register: GCC spilled an
+       accumulator and the tile ran at half speed.) */
+    #define NP_SWG_STEP34(LD, OW_) {                                                          \
+        __m256 d0 = LD(dr + (OW_)), d1 = LD(dr + P + (OW_)), d2 = LD(dr + 2 * P + (OW_)), xv;  \
+        xv = LD(x0 + (OW_)); a00 = _mm256_fmadd_ps(d0, xv, a00); a10 = _mm256_fmadd_ps(d1, xv, a10); a20 = _mm256_fmadd_ps(d2, xv, a20); \
+        xv = LD(x1 + (OW_)); a01 = _mm256_fmadd_ps(d0, xv, a01); a11 = _mm256_fmadd_ps(d1, xv, a11); a21 = _mm256_fmadd_ps(d2, xv, a21); \
+        xv = LD(x2 + (OW_)); a02 = _mm256_fmadd_ps(d0, xv, a02); a12 = _mm256_fmadd_ps(d1, xv, a12); a22 = _mm256_fmadd_ps(d2, xv, a22); \
+        xv = LD(x3 + (OW_)); a03 = _mm256_fmadd_ps(d0, xv, a03); a13 = _mm256_fmadd_ps(d1, xv, a13); a23 = _mm256_fmadd_ps(d2, xv, a23); }
+    #define NP_SWG_LDU(p) _mm256_loadu_ps(p)
+    #define NP_SWG_ROWS34(BODY)                                                               \
+        for (s = 0; s < sb; ++s) {                                                            \
+            const float* xb = xs[s];                                                          \
+            const float* dr = ds[s] + doff;                                                   \
+            const float *x0 = xb + xoff[0], *x1 = xb + xoff[1], *x2 = xb + xoff[2], *x3 = xb + xoff[3]; \
+            for (oh = 0; oh < OH; ++oh, x0 += Wp, x1 += Wp, x2 += Wp, x3 += Wp, dr += OW) { BODY } \
+        }
+
+    /* The main tile, 3 filters x 4 taps, full vectors only: 12 accumulators, 3 dy and 4 input
+       loads per 12 FMAs, written out so that all sixteen vectors stay in registers (GCC's code
+       for the generic tile below at this size came out 30 % slower on 16-wide rows).  The
+       partial vectors go through the generic tile, 2 taps at a time (with the mask and 12
+       accumulators live, one spills). */
+    __attribute__((target("avx2,fma")))
+    static void np_swg_tile34(const float* const* xs, const float* const* ds, long sb, const long* xoff, long doff,
+                              long Wp, long OH, long OW, long P, float* out, long K)
     {
-        __m256 acc[4][3];
-        __m256 d[4];
-        __m256i m = np_mask_y(OW & 7);
-        long s, oh, ow;
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
+               a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        long s, oh, ow, OW8 = OW & ~7L;
+        NP_SWG_ROWS34(for (ow = 0; ow < OW8; ow += 8) NP_SWG_STEP34(NP_SWG_LDU, ow))
+        out[0] += np_hsum_y(a00); out[1] += np_hsum_y(a01); out[2] += np_hsum_y(a02); out[3] += np_hsum_y(a03);
+        out += K;
+        out[0] += np_hsum_y(a10); out[1] += np_hsum_y(a11); out[2] += np_hsum_y(a12); out[3] += np_hsum_y(a13);
+        out += K;
+        out[0] += np_hsum_y(a20); out[1] += np_hsum_y(a21); out[2] += np_hsum_y(a22); out[3] += np_hsum_y(a23);
+    }
+    #undef NP_SWG_ROWS34
+    #undef NP_SWG_LDU
+    #undef NP_SWG_STEP34
+
+    /* The edge tiles (FB <= 3 filters, JB <= 4 taps), full vectors when `full`, partial ones
+       when `tail`. */
+    __attribute__((target("avx2,fma"), always_inline))
+    static inline void np_swg_tile(const float* const* xs, const float* const* ds, long sb, const long* xoff, long doff,
+                                   long Wp, long OH, long OW, long P, float* out, long K,
+                                   const int FB, const int JB, const int full, const int tail)
+    {
+        __m256 acc[3][4];
+        __m256 d[3];
+        long s, oh, ow, OW8 = OW & ~7L;
         int f, j;
         for (f = 0; f < FB; ++f)
             for (j = 0; j < JB; ++j)
                 acc[f][j] = _mm256_setzero_ps();
-        for (s = 0; s < sb; ++s) {
-            const float* xb = xs[s] + xoff;
-            const float* db = ds[s] + doff;
+        for (s = 0; s < sb && full && OW8 > 0; ++s)
             for (oh = 0; oh < OH; ++oh) {
-                const float* xr = xb + oh * Wp;
-                const float* dr = db + oh * OW;
-                for (ow = 0; ow + 8 <= OW; ow += 8) {
+                const float* xr = xs[s] + oh * Wp;
+                const float* dr = ds[s] + doff + oh * OW;
+                for (ow = 0; ow < OW8; ow += 8) {
                     for (f = 0; f < FB; ++f) d[f] = _mm256_loadu_ps(dr + f * P + ow);
                     for (j = 0; j < JB; ++j) {
-                        __m256 xv = _mm256_loadu_ps(xr + ow + j);
-                        for (f = 0; f < FB; ++f) acc[f][j] = _mm256_fmadd_ps(d[f], xv, acc[f][j]);
-                    }
-                }
-                if (ow < OW) {
-                    for (f = 0; f < FB; ++f) d[f] = _mm256_maskload_ps(dr + f * P + ow, m);
-                    for (j = 0; j < JB; ++j) {
-                        __m256 xv = _mm256_maskload_ps(xr + ow + j, m);
+                        __m256 xv = _mm256_loadu_ps(xr + xoff[j] + ow);
                         for (f = 0; f < FB; ++f) acc[f][j] = _mm256_fmadd_ps(d[f], xv, acc[f][j]);
                     }
                 }
             }
+        if (tail && OW8 < OW) {
+            __m256i m = np_mask_y(OW - OW8);
+            for (s = 0; s < sb; ++s)
+                for (oh = 0; oh < OH; ++oh) {
+                    const float* xr = xs[s] + oh * Wp + OW8;
+                    const float* dr = ds[s] + doff + oh * OW + OW8;
+                    for (f = 0; f < FB; ++f) d[f] = _mm256_maskload_ps(dr + f * P, m);
+                    for (j = 0; j < JB; ++j) {
+                        __m256 xv = _mm256_maskload_ps(xr + xoff[j], m);
+                        for (f = 0; f < FB; ++f) acc[f][j] = _mm256_fmadd_ps(d[f], xv, acc[f][j]);
+                    }
+                }
         }
         for (f = 0; f < FB; ++f)
             for (j = 0; j < JB; ++j)
@@ -899,7 +945,7 @@ cdef extern from *:
         int padded = PH > 0 || PW > 0;
         const float* xs[NP_SLIDING_SB];
         const float* ds[NP_SLIDING_SB];
-        long grp, s0, s, n, f0, c, i, j0, h;
+        long grp, s0, s, n, f0, c, i, k0, h, t;
         memset(part, 0, (size_t)(F * K) * sizeof(float));
         for (grp = 0; grp < G; ++grp) {
             for (s0 = 0; s0 < nb; s0 += sb_max) {
@@ -919,28 +965,42 @@ cdef extern from *:
                         xs[s] = xg;
                     }
                 }
-                /* 4 filters x up to 3 taps: 4 dy and 3 input vectors per 12 FMAs (2 filters x 5
-                   taps, 12 loads per 10 FMAs once the compiler folds each input load into
-                   both FMAs, was slower: LeNet's 5x5 layer 5.5 -> 4.2 ms). */
-                for (f0 = 0; f0 < Fg; f0 += 4) {
-                    int fb = Fg - f0 < 4 ? (int)(Fg - f0) : 4;
-                    for (c = 0; c < Cg; ++c)
-                        for (i = 0; i < KH; ++i)
-                            for (j0 = 0; j0 < KW; j0 += 3) {
-                                int jn = KW - j0 < 3 ? (int)(KW - j0) : 3;
-                                long xoff = c * plane + i * Wp + j0;
-                                float* out = part + (grp * Fg + f0) * K + (c * KH + i) * KW + j0;
-    #define NP_SWG(FB, JB) np_swg_tile(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K, FB, JB)
-    #define NP_SWG_J3(FB) switch (jn) { case 3: NP_SWG(FB, 3); break; case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
-                                switch (fb) {
-                                    case 4: NP_SWG_J3(4) break;
-                                    case 3: NP_SWG_J3(3) break;
-                                    case 2: NP_SWG_J3(2) break;
-                                    default: NP_SWG_J3(1)
-                                }
-    #undef NP_SWG_J3
-    #undef NP_SWG
+                /* 3 filters x 4 consecutive im2col rows per tile.  (4 filters x 3 taps of one
+                   kernel row, before, left a KW = 5 row as tiles of 3 + 2 taps and, with the
+                   mask live, spilled an accumulator: LeNet's second layer ran at 46 GFLOP/s a
+                   core, now at about 75.) */
+                for (f0 = 0; f0 < Fg; f0 += 3) {
+                    int fb = Fg - f0 < 3 ? (int)(Fg - f0) : 3;
+                    for (k0 = 0; k0 < K; k0 += 4) {
+                        int jn = K - k0 < 4 ? (int)(K - k0) : 4;
+                        long xoff[4];
+                        for (t = 0; t < 4; ++t) {
+                            long k = k0 + (t < jn ? t : jn - 1);
+                            c = k / (KH * KW);
+                            i = (k / KW) % KH;
+                            xoff[t] = c * plane + i * Wp + k % KW;
+                        }
+                        float* out = part + (grp * Fg + f0) * K + k0;
+                        if (fb == 3 && jn == 4) {
+                            if (OW >= 8)
+                                np_swg_tile34(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K);
+                            if (OW % 8) {
+                                np_swg_tile(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K, 3, 2, 0, 1);
+                                np_swg_tile(xs, ds, sb, xoff + 2, f0 * P, Wp, OH, OW, P, out + 2, K, 3, 2, 0, 1);
                             }
+                            continue;
+                        }
+    #define NP_SWG(FB, JB) np_swg_tile(xs, ds, sb, xoff, f0 * P, Wp, OH, OW, P, out, K, FB, JB, 1, 1)
+    #define NP_SWG_J4(FB) switch (jn) { case 4: NP_SWG(FB, 4); break; case 3: NP_SWG(FB, 3); break; \
+                                        case 2: NP_SWG(FB, 2); break; default: NP_SWG(FB, 1); }
+                        switch (fb) {
+                            case 3: NP_SWG_J4(3) break;
+                            case 2: NP_SWG_J4(2) break;
+                            default: NP_SWG_J4(1)
+                        }
+    #undef NP_SWG_J4
+    #undef NP_SWG
+                    }
                 }
             }
         }
@@ -1138,8 +1198,8 @@ cdef enum:
     PB = 256
     ALIGN_PAD = 16  # floats per buffer to align it to 64 bytes
     SLACK = 16      # floats after a packed panel or padded input that unmasked 16-wide moves may touch
-    # Sliding-window kernels: the weight gradient of kernels wider than 3 for
-    # reductions (Cg * KH * KW) up to this long; at most this many floats of
+    # Sliding-window kernels: the weight gradient of output rows narrower than
+    # a vector for reductions (Cg * KH * KW) up to this long; at most this many floats of
     # padded input copies per thread (weight gradient), or of one padded dy
     # (input gradient).
     SLIDING_WGRAD_MAX_K = 128
@@ -1291,11 +1351,13 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
     # rows fill most of their 8-float vectors and lose on rows that leave half a vector empty
     # (4x4 planes: 2x slower).  The forward pass takes 4 rows at a time on planes up to 8 wide
     # (LeNet's 8x8 layer: 4.3 -> 3.3 ms) and 2-3 vectors of one row on wider ones, but one
-    # vector and a partial one (10 wide) is slower; the weight gradient of a 5x5 kernel over
-    # many channels (LeNet's second layer) is as fast either way and stays packed.
+    # vector and a partial one (10 wide) is slower.  The weight gradient wins on every row of
+    # whole vectors (LeNet's second layer 4.33 -> 3.58 ms, 64x16x16x16 32@5x5 "same" 5.14 ->
+    # 3.18 ms), but on rows of one partial vector only for short reductions (7-wide rows,
+    # 8 channels, 3x3: 0.40 -> 0.31 ms; 6-wide rows, 32 channels: 2.27 -> 3.01 ms).
     if kind == 0:
         return _sliding_rows_fill(g.OW)
-    return g.OW / (8.0 * _ceil_div(g.OW, 8)) >= 0.75 and (g.KW <= 3 or g.K <= SLIDING_WGRAD_MAX_K)
+    return g.OW / (8.0 * _ceil_div(g.OW, 8)) >= 0.75 and (g.OW >= 8 or g.K <= SLIDING_WGRAD_MAX_K)
 
 
 cdef bint _sliding_rows_fill(Py_ssize_t width) noexcept:
