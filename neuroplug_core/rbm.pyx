@@ -658,6 +658,22 @@ def hidden_probs(
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+def visible_means(
+    const floating[:, ::1] H,       # IN  (m, n_hidden)
+    const floating[:, ::1] W,       # IN  (n_hidden, n_visible)
+    const floating[::1] bv,         # IN  (n_visible,)
+    bint gaussian,
+    floating[:, ::1] out,           # OUT (m, n_visible)
+    int n_threads=1,
+):
+    """``out = sigmoid(H W + bv)`` (Bernoulli visible units) or ``H W + bv`` (Gaussian)."""
+    with nogil:
+        _visible(&H[0, 0], &W[0, 0], &bv[0], &out[0, 0], NULL, H.shape[0], W.shape[1], W.shape[0], gaussian,
+                 max(n_threads, 1))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def sample_hidden(
     const floating[:, ::1] V,       # IN  (m, n_visible)
     const floating[:, ::1] W,       # IN  (n_hidden, n_visible)

@@ -442,6 +442,16 @@ def test_rbm_hidden_probs_and_free_energy(data, p):
 
 
 @FUZZ
+@given(st.data(), rbm_problem())
+def test_rbm_visible_means(data, p):
+    W, bh, bv = _rbm_params(data, p)
+    args = {"h": _array(data, (p["n"], p["nh"]), p["dtype"], 0.0, 1.0), "W": W, "bv": bv, "visible": p["visible"]}
+    target = _rbm_spoil(data, args, ["h", "W", "bv"])
+    _check(lambda: CY.rbm_visible_means(**args), lambda: REF.rbm_visible_means(**args),
+           lambda a, e: _close(a, e, p["dtype"]), spoiled=target is not None)
+
+
+@FUZZ
 @given(st.data(), rbm_problem(), st.integers(0, 3))
 def test_rbm_gibbs(data, p, steps):
     W, bh, bv = _rbm_params(data, p)

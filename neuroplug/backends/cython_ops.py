@@ -732,11 +732,13 @@ class CythonOps(Ops):
             )
         return self._contiguous(W, dt), self._contiguous(bh, dt), self._contiguous(bv, dt)
 
-    def _rbm_input(self, v: Any, name: str, W: np.ndarray) -> np.ndarray:
+    def _rbm_input(self, v: Any, name: str, W: np.ndarray, units: str = "visible") -> np.ndarray:
+        """``v`` (one row per sample, one column per ``units`` unit of ``W``) C-contiguous in W's dtype."""
         self._check_array(v, name, 2)
-        if int(v.shape[1]) != W.shape[1]:
+        cols = W.shape[1] if units == "visible" else W.shape[0]
+        if int(v.shape[1]) != cols:
             raise ValueError(
-                f"{name} must have n_visible={W.shape[1]} columns. Received: {name}.shape={tuple(v.shape)}"
+                f"{name} must have n_{units}={cols} columns. Received: {name}.shape={tuple(v.shape)}"
             )
         if max(int(v.shape[0]), 1) * max(W.shape) >= 2**31:
             raise ValueError(f"The RBM kernels take at most 2**31 - 1 elements per matrix. Received: {name}.shape={tuple(v.shape)}")
@@ -756,6 +758,27 @@ class CythonOps(Ops):
         out = np.empty((v.shape[0], W.shape[0]), dtype=dt)
         with _single_threaded_blas:
             _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W))
+        return out
+
+    def rbm_visible_means(self, h: Array, W: Array, bv: Array, visible: str) -> np.ndarray:
+        """Visible means given ``h`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_visible_means`).
+
+        One pass: the product, the bias and the sigmoid without NumPy
+        temporaries (the reconstruction monitor of every RBM epoch calls it).
+        """
+        from neuroplug_core import rbm as _rbm
+
+        gaussian = self._rbm_check_visible(visible)
+        self._check_array(W, "W", 2)
+        self._check_array(bv, "bv", 1, W.dtype)
+        if int(bv.shape[0]) != int(W.shape[1]):
+            raise ValueError(f"bv must have n_visible={W.shape[1]} entries. Received: bv.shape={tuple(bv.shape)}")
+        dt = _float_dtype(W)
+        W, bv = self._contiguous(W, dt), self._contiguous(bv, dt)
+        h = self._rbm_input(h, "h", W, units="hidden")
+        out = np.empty((h.shape[0], W.shape[1]), dtype=dt)
+        with _single_threaded_blas:
+            _rbm.visible_means(h, W, bv, gaussian, out, self._rbm_threads(h.shape[0], W))
         return out
 
     def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> np.ndarray:

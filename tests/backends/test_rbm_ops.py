@@ -211,12 +211,15 @@ def test_gibbs_zero_steps_returns_a_copy():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_hidden_probs_and_free_energy_match_reference(ops, ref_ops, dtype):
+def test_hidden_probs_visible_means_and_free_energy_match_reference(ops, ref_ops, dtype):
     for visible in VISIBLE:
         X, W, bh, bv, *_ = _problem(dtype, visible)
         tol = 1e-10 if dtype == np.float64 else 2e-5
         got = ops.to_numpy(ops.rbm_hidden_probs(ops.asarray(X), ops.asarray(W), ops.asarray(bh)))
         np.testing.assert_allclose(got, ref_ops.rbm_hidden_probs(X, W, bh), rtol=tol, atol=tol)
+        H = ref_ops.rbm_hidden_probs(X, W, bh)
+        got = ops.to_numpy(ops.rbm_visible_means(ops.asarray(H), ops.asarray(W), ops.asarray(bv), visible))
+        np.testing.assert_allclose(got, ref_ops.rbm_visible_means(H, W, bv, visible), rtol=tol, atol=tol)
         fe = ops.to_numpy(ops.rbm_free_energy(ops.asarray(X), ops.asarray(W), ops.asarray(bh), ops.asarray(bv), visible))
         np.testing.assert_allclose(fe, ref_ops.rbm_free_energy(X, W, bh, bv, visible), rtol=tol, atol=tol * 10)
 
