@@ -381,6 +381,47 @@ cdef void _visible_act(floating* out, const floating* bv, const floating* u, int
             out[r * nv + i] = a
 
 
+# One uniform from the bit generator costs about as much as this many multiply-adds of a
+# single-threaded GEMM (measured on the benchmark machine: 3.4 ns against 36 ps).  It sets
+# how _hidden_and_draw shares the hidden columns; being a constant, the share depends on
+# the shapes and the thread count only, so fits stay reproducible.
+cdef int _UNIFORM_MACS = 96
+
+
+cdef int _draw_share(int m, int nv, int nh, Py_ssize_t n_u, int n_threads) noexcept nogil:
+    """Hidden columns for thread 0 in :func:`_hidden_and_draw`, so that drawing ``n_u`` uniforms
+    plus its columns takes about as long as another thread's columns (a multiple of 16)."""
+    cdef double d = <double> _UNIFORM_MACS * n_u / (<double> m * nv)     # the draw, in columns
+    cdef double first = (nh + d) / n_threads - d
+    cdef int cols = <int> ((first + 8) / 16) * 16 if first > 0 else 0
+    return min(cols, nh)
+
+
+cdef void _hidden_and_draw(const floating* v, const floating* W, const floating* bh, floating* out,
+                           int m, int nv, int nh, int n_threads, bitgen_t* bg, floating* u,
+                           Py_ssize_t n_u) noexcept nogil:
+    """:func:`_hidden` (means only) while thread 0 first draws the next ``n_u`` uniforms into ``u``.
+
+    Thread 0 takes fewer hidden columns (:func:`_draw_share`), so the others
+    do not wait for the draw.  (BLAS may round a column's float32 sums
+    differently in a wider or narrower slice: the last bits depend on the
+    split, as they already depend on the thread count.)  A/B on MNIST, 500
+    hidden units, batch 100, 2 threads: 0.284 -> 0.270 s per epoch (median).
+    """
+    cdef int t, j0, j1
+    cdef int first = _draw_share(m, nv, nh, n_u, n_threads)
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        if t == 0:
+            _uniforms(bg, u, n_u)
+            j0 = 0
+            j1 = first
+        else:
+            j0 = first + _bound(nh - first, n_threads - 1, t - 1)
+            j1 = first + _bound(nh - first, n_threads - 1, t)
+        if j1 > j0:
+            _hidden_block(v, W, bh, out, NULL, NULL, m, nv, nh, j0, j1, 1)
+
+
 cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
                          const floating* u, int m, int nv, int nh, int i0, int i1,
                          bint gaussian) noexcept nogil:
@@ -566,6 +607,14 @@ def cd_epoch(
     cdef floating[:, ::1] H2 = np.empty((2 * batch_size, nh), dtype=dtype)
     cdef floating[:, ::1] Hs = np.empty((batch_size, nh), dtype=dtype)
     cdef floating[:, ::1] U = np.empty((batch_size, nh), dtype=dtype)
+    # CD on several threads draws the next batch's first uniforms during this batch's last
+    # hidden pass (nothing is drawn in between, so the stream order is the reference's),
+    # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch.
+    cdef bint lookahead = not persistent and n_threads > 1
+    cdef floating[:, ::1] U2 = np.empty((batch_size if lookahead else 1, nh), dtype=dtype)
+    cdef floating* unext = &U2[0, 0]
+    cdef floating* uswap
+    cdef bint drawn = False         # u already holds this batch's first uniforms
     cdef floating[::1] hsum = np.empty(nh, dtype=dtype)
     cdef double[::1] errs = np.zeros(n_threads, dtype=np.float64)
     cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 else 1, dtype=dtype)
@@ -580,7 +629,7 @@ def cd_epoch(
     cdef floating mom = <floating> momentum
     cdef floating scale, beta, mom_next
     cdef double err = 0
-    cdef int batch, start, m, step, t, j0, j1, i0, i1
+    cdef int batch, start, m, step, t, j0, j1, i0, i1, m_next
     cdef int n_batches = (n + batch_size - 1) // batch_size
 
     with bit_generator.lock, nogil:
@@ -596,7 +645,9 @@ def cd_epoch(
                 _hidden(v0, &W[0, 0], &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
                 memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
             else:
-                _uniforms(bg, u, m * nh)
+                if not drawn:
+                    _uniforms(bg, u, m * nh)
+                drawn = False
                 _hidden(v0, &W[0, 0], &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
 
             # k steps of block Gibbs sampling with mean-field visible units.
@@ -608,8 +659,16 @@ def cd_epoch(
                 if persistent or step < k - 1:
                     _uniforms(bg, u, m * nh)
                     _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
+                elif lookahead and batch + 1 < n_batches:
+                    # CD discards the last hidden sample: no sample, and the next batch's draw.
+                    m_next = min(batch_size, n - start - m)
+                    _hidden_and_draw(vk, &W[0, 0], &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                                     <Py_ssize_t> m_next * nh)
+                    uswap = u
+                    u = unext
+                    unext = uswap
+                    drawn = True
                 else:
-                    # CD discards the last hidden sample: no uniforms, no sample.
                     _hidden(vk, &W[0, 0], &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads)
             if persistent:
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
