@@ -967,8 +967,8 @@ cdef extern from *:
                 }
                 /* 3 filters x 4 consecutive im2col rows per tile.  (4 filters x 3 taps of one
                    kernel row, before, left a KW = 5 row as tiles of 3 + 2 taps and, with the
-                   mask live, spilled an accumulator: LeNet's second layer ran at 46 GFLOP/s a
-                   core, now at about 75.) */
+                   mask live, spilled an accumulator: LeNet's second layer took 4.20 ms on 2
+                   threads, 97 GFLOP/s; now 3.23 ms, 127 GFLOP/s.) */
                 for (f0 = 0; f0 < Fg; f0 += 3) {
                     int fb = Fg - f0 < 3 ? (int)(Fg - f0) : 3;
                     for (k0 = 0; k0 < K; k0 += 4) {
