@@ -609,8 +609,10 @@ def cd_epoch(
     cdef floating[:, ::1] U = np.empty((batch_size, nh), dtype=dtype)
     # CD on several threads draws the next batch's first uniforms during this batch's last
     # hidden pass (nothing is drawn in between, so the stream order is the reference's),
-    # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch.
-    cdef bint lookahead = not persistent and n_threads > 1
+    # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch
+    # at batch 100.  Not for the small batches of the unpacked kernels: their draw is short,
+    # and the uneven split would have each thread read W rows that the other one updates.
+    cdef bint lookahead = not persistent and n_threads > 1 and (floating is not float or batch_size > _small_batch_max)
     cdef floating[:, ::1] U2 = np.empty((batch_size if lookahead else 1, nh), dtype=dtype)
     cdef floating* unext = &U2[0, 0]
     cdef floating* uswap
