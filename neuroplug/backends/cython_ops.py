@@ -732,6 +732,16 @@ class CythonOps(Ops):
             )
         return self._contiguous(W, dt), self._contiguous(bh, dt), self._contiguous(bv, dt)
 
+    def _rbm_weights(self, W: Any, bias: Any, name: str, units: str) -> tuple[np.ndarray, np.ndarray]:
+        """Validate ``W (n_hidden, n_visible)`` and the bias ``name`` of its ``units``; both C-contiguous in W's dtype."""
+        self._check_array(W, "W", 2)
+        self._check_array(bias, name, 1, W.dtype)
+        n = int(W.shape[0] if units == "hidden" else W.shape[1])
+        if int(bias.shape[0]) != n:
+            raise ValueError(f"{name} must have n_{units}={n} entries. Received: {name}.shape={tuple(bias.shape)}")
+        dt = _float_dtype(W)
+        return self._contiguous(W, dt), self._contiguous(bias, dt)
+
     def _rbm_input(self, v: Any, name: str, W: np.ndarray, units: str = "visible") -> np.ndarray:
         """``v`` (one row per sample, one column per ``units`` unit of ``W``) C-contiguous in W's dtype."""
         self._check_array(v, name, 2)
@@ -748,14 +758,9 @@ class CythonOps(Ops):
         """``sigmoid(v @ W.T + bh)`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_hidden_probs`)."""
         from neuroplug_core import rbm as _rbm  # imported on use: the other ops need no RBM kernels
 
-        self._check_array(W, "W", 2)
-        self._check_array(bh, "bh", 1, W.dtype)
-        if int(bh.shape[0]) != int(W.shape[0]):
-            raise ValueError(f"bh must have n_hidden={W.shape[0]} entries. Received: bh.shape={tuple(bh.shape)}")
-        dt = _float_dtype(W)
-        W, bh = self._contiguous(W, dt), self._contiguous(bh, dt)
+        W, bh = self._rbm_weights(W, bh, "bh", "hidden")
         v = self._rbm_input(v, "v", W)
-        out = np.empty((v.shape[0], W.shape[0]), dtype=dt)
+        out = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         with _single_threaded_blas:
             _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W))
         return out
@@ -769,14 +774,9 @@ class CythonOps(Ops):
         from neuroplug_core import rbm as _rbm
 
         gaussian = self._rbm_check_visible(visible)
-        self._check_array(W, "W", 2)
-        self._check_array(bv, "bv", 1, W.dtype)
-        if int(bv.shape[0]) != int(W.shape[1]):
-            raise ValueError(f"bv must have n_visible={W.shape[1]} entries. Received: bv.shape={tuple(bv.shape)}")
-        dt = _float_dtype(W)
-        W, bv = self._contiguous(W, dt), self._contiguous(bv, dt)
+        W, bv = self._rbm_weights(W, bv, "bv", "visible")
         h = self._rbm_input(h, "h", W, units="hidden")
-        out = np.empty((h.shape[0], W.shape[1]), dtype=dt)
+        out = np.empty((h.shape[0], W.shape[1]), dtype=W.dtype)
         with _single_threaded_blas:
             _rbm.visible_means(h, W, bv, gaussian, out, self._rbm_threads(h.shape[0], W))
         return out
