@@ -945,7 +945,7 @@ cdef extern from *:
         int padded = PH > 0 || PW > 0;
         const float* xs[NP_SLIDING_SB];
         const float* ds[NP_SLIDING_SB];
-        long grp, s0, s, n, f0, c, i, k0, h, t;
+        long grp, s0, s, n, f0, c, k0, h, t;
         memset(part, 0, (size_t)(F * K) * sizeof(float));
         for (grp = 0; grp < G; ++grp) {
             for (s0 = 0; s0 < nb; s0 += sb_max) {
@@ -971,14 +971,13 @@ cdef extern from *:
                    threads, 97 GFLOP/s; now 3.23 ms, 127 GFLOP/s.) */
                 for (f0 = 0; f0 < Fg; f0 += 3) {
                     int fb = Fg - f0 < 3 ? (int)(Fg - f0) : 3;
+                    long tc = 0, ti = 0, tj = 0;     /* (c, i, j) of im2col row k0, stepped, not divided */
                     for (k0 = 0; k0 < K; k0 += 4) {
                         int jn = K - k0 < 4 ? (int)(K - k0) : 4;
-                        long xoff[4];
-                        for (t = 0; t < 4; ++t) {
-                            long k = k0 + (t < jn ? t : jn - 1);
-                            c = k / (KH * KW);
-                            i = (k / KW) % KH;
-                            xoff[t] = c * plane + i * Wp + k % KW;
+                        long xoff[4] = {0, 0, 0, 0};
+                        for (t = 0; t < jn; ++t) {
+                            xoff[t] = tc * plane + ti * Wp + tj;
+                            if (++tj == KW) { tj = 0; if (++ti == KH) { ti = 0; ++tc; } }
                         }
                         float* out = part + (grp * Fg + f0) * K + k0;
                         if (fb == 3 && jn == 4) {
