@@ -718,29 +718,26 @@ class CythonOps(Ops):
             raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
         return int(value)
 
-    def _rbm_params(self, W: Any, bh: Any, bv: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate ``W (n_hidden, n_visible)``, ``bh``, ``bv``; return them C-contiguous in W's dtype."""
+    def _rbm_params(self, W: Any, bh: Any = None, bv: Any = None) -> tuple[Any, Any, Any]:
+        """Validate ``W (n_hidden, n_visible)`` and the biases given; return them C-contiguous in W's dtype.
+
+        A bias left as ``None`` is returned as ``None``.
+        """
         self._check_array(W, "W", 2)
         dt = _float_dtype(W)
         nh, nv = (int(s) for s in W.shape)
-        self._check_array(bh, "bh", 1, W.dtype)
-        self._check_array(bv, "bv", 1, W.dtype)
-        if int(bh.shape[0]) != nh or int(bv.shape[0]) != nv:
-            raise ValueError(
-                f"bh must have n_hidden={nh} and bv n_visible={nv} entries for W of shape {(nh, nv)}. "
-                f"Received: bh.shape={tuple(bh.shape)}, bv.shape={tuple(bv.shape)}"
-            )
-        return self._contiguous(W, dt), self._contiguous(bh, dt), self._contiguous(bv, dt)
-
-    def _rbm_weights(self, W: Any, bias: Any, name: str, units: str) -> tuple[np.ndarray, np.ndarray]:
-        """Validate ``W (n_hidden, n_visible)`` and the bias ``name`` of its ``units``; both C-contiguous in W's dtype."""
-        self._check_array(W, "W", 2)
-        self._check_array(bias, name, 1, W.dtype)
-        n = int(W.shape[0] if units == "hidden" else W.shape[1])
-        if int(bias.shape[0]) != n:
-            raise ValueError(f"{name} must have n_{units}={n} entries. Received: {name}.shape={tuple(bias.shape)}")
-        dt = _float_dtype(W)
-        return self._contiguous(W, dt), self._contiguous(bias, dt)
+        out = [self._contiguous(W, dt)]
+        for bias, name, units, n in ((bh, "bh", "hidden", nh), (bv, "bv", "visible", nv)):
+            if bias is not None:
+                self._check_array(bias, name, 1, W.dtype)
+                if int(bias.shape[0]) != n:
+                    raise ValueError(
+                        f"{name} must have n_{units}={n} entries for W of shape {(nh, nv)}. "
+                        f"Received: {name}.shape={tuple(bias.shape)}"
+                    )
+                bias = self._contiguous(bias, dt)
+            out.append(bias)
+        return tuple(out)
 
     def _rbm_input(self, v: Any, name: str, W: np.ndarray, units: str = "visible") -> np.ndarray:
         """``v`` (one row per sample, one column per ``units`` unit of ``W``) C-contiguous in W's dtype."""
@@ -758,7 +755,7 @@ class CythonOps(Ops):
         """``sigmoid(v @ W.T + bh)`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_hidden_probs`)."""
         from neuroplug_core import rbm as _rbm  # imported on use: the other ops need no RBM kernels
 
-        W, bh = self._rbm_weights(W, bh, "bh", "hidden")
+        W, bh, _ = self._rbm_params(W, bh=bh)
         v = self._rbm_input(v, "v", W)
         out = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         with _single_threaded_blas:
@@ -774,7 +771,7 @@ class CythonOps(Ops):
         from neuroplug_core import rbm as _rbm
 
         gaussian = self._rbm_check_visible(visible)
-        W, bv = self._rbm_weights(W, bv, "bv", "visible")
+        W, _, bv = self._rbm_params(W, bv=bv)
         h = self._rbm_input(h, "h", W, units="hidden")
         out = np.empty((h.shape[0], W.shape[1]), dtype=W.dtype)
         with _single_threaded_blas:
