@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}")
     print(f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "
-          "'of peak' = conv GFLOP/s / GEMM GFLOP/s")
+          "'of peak' = conv GFLOP/s / GEMM GFLOP/s, the conv counted as direct\n"
+          "summation (2 N F C KH KW OH OW flops), so it tops 100% where a layer runs\n"
+          "Winograd F(2x2, 3x3), which does 16 instead of 36 multiplications per 2x2 outputs")
     results = {t: bench(t, args.repeat, args.shapes) for t in args.threads}
     if torch is None:
         return

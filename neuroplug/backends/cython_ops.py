@@ -10,10 +10,13 @@ Kernels
 float32 convolutions run a packed GEMM with AVX-512 or AVX2+FMA micro-kernels
 chosen at run time, or, for stride 1 where they measured faster (first
 layers, 3x3 layers, planes up to 8 wide), AVX2 sliding-window kernels that
-pack nothing (see :mod:`neuroplug_core.conv`); float64, and float32 on
+pack nothing (see :mod:`neuroplug_core.conv`), or, for 3x3 layers with
+stride 1 and 8 or more input channels, Winograd F(2x2, 3x3) (forward and
+input gradient, :mod:`neuroplug_core.winograd`); float64, and float32 on
 other CPUs, run im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
 kernels and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa``
-/ ``NEUROPLUG_SIMD`` and ``set_sliding`` / ``NEUROPLUG_SLIDING`` select
+/ ``NEUROPLUG_SIMD``, ``set_sliding`` / ``NEUROPLUG_SLIDING`` and
+``neuroplug_core.winograd.set_winograd`` / ``NEUROPLUG_WINOGRAD`` select
 another kernel (tests, benchmarks).
 
 Threads
@@ -54,6 +57,7 @@ try:  # The compiled core may be missing in a source checkout that was never bui
     from neuroplug_core import gemm as _gemm
     from neuroplug_core import optim as _optim
     from neuroplug_core import pool as _pool
+    from neuroplug_core import winograd as _winograd
     from neuroplug_core._openmp import effective_n_threads
 except ImportError as exc:  # pragma: no cover - exercised only without a build
     _IMPORT_ERROR: ImportError | None = exc
@@ -252,9 +256,13 @@ class CythonOps(Ops):
         f, _, kh, kw = w.shape
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
+        y = np.empty((n, f, oh, ow), dtype=dt)
+        if self._winograd(0, dt, c, h, wd, f, kh, kw, stride, padding, groups):
+            work = self._scratch("conv", _winograd.workspace(n, c, h, wd, f, *padding, nt), dt)
+            _winograd.conv3x3_forward(x, w, b, y, *padding, nt, work)
+            return y
         size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
-        y = np.empty((n, f, oh, ow), dtype=dt)
         with _blas_guard(uses_blas):
             _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
         return y
@@ -277,9 +285,17 @@ class CythonOps(Ops):
         dy = self._contiguous(dy, dt)
         w = self._weights(w, connections, dt)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
+        dx = np.empty((n, c, h, wd), dtype=dt)
+        if self._winograd(1, dt, c, h, wd, f, kh, kw, stride, padding, groups):
+            # For stride 1, dx is the correlation of dy, zero-padded by 2 - padding, with the
+            # flipped weights, input and output channels swapped.
+            wflip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            qh, qw = 2 - padding[0], 2 - padding[1]
+            work = self._scratch("conv", _winograd.workspace(n, f, oh, ow, c, qh, qw, nt), dt)
+            _winograd.conv3x3_forward(dy, wflip, _EMPTY[dt], dx, qh, qw, nt, work)
+            return dx
         size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
-        dx = np.empty((n, c, h, wd), dtype=dt)
         with _blas_guard(uses_blas):
             _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
         return dx
@@ -316,6 +332,14 @@ class CythonOps(Ops):
         if connections is not None:
             dw *= connections[:, :, None, None]
         return dw, db
+
+    @staticmethod
+    def _winograd(kind: int, dtype: np.dtype, c: int, h: int, wd: int, f: int, kh: int, kw: int,
+                  stride: tuple[int, int], padding: tuple[int, int], groups: int) -> bool:
+        """Whether a convolution call of ``kind`` (0 forward, 1 input gradient) runs the Winograd kernel."""
+        return dtype == _FLOAT_DTYPES[0] and _winograd.pays(
+            kind, c, h, wd, f, kh, kw, *stride, *padding, groups, _conv.simd_isa() != "blas"
+        )
 
     def _weights(self, w: Array, connections: Any, dtype: np.dtype) -> np.ndarray:
         """C-contiguous weights of ``dtype``, with the connection table applied."""

@@ -199,6 +199,101 @@ def test_cpu_sliding_kernels_match_reference(sliding, case):
     check_conv_case(get_ops("cpu"), case, np.float32, seed=2)
 
 
+# Shapes that reach every branch of the Winograd F(2x2, 3x3) kernel: one channel and few
+# filters, odd output sizes (half-used tiles, partial rows), rows of 1, 2 and 3 vectors of
+# 8 tiles, a band whose last 16-tile panel is half empty, several bands per sample (many
+# channels), filters not a multiple of 6, every padding of the input gradient (2 - padding
+# from 2 down to 0), padding wider than the kernel and a connection table.
+WINOGRAD_CASES = [
+    (2, 1, 7, 7, 1, 3, 3, 1, 0, 1, None),                 # 5x5 output: odd tiles, one panel half empty
+    (2, 3, 9, 33, 7, 3, 3, 1, 1, 1, None),                # 33 wide: 17 tiles, 3 vectors of 8
+    (3, 8, 20, 20, 13, 3, 3, 1, "same", 1, None),         # 10 tiles: 2 vectors, 13 filters
+    (2, 130, 10, 10, 6, 3, 3, 1, 0, 1, None),             # 130 channels: bands of one tile row
+    (2, 40, 30, 17, 8, 3, 3, 1, 2, 1, None),              # bands of 6 tile rows, padding 2
+    (2, 5, 6, 11, 4, 3, 3, 1, (0, 2), 1, None),           # asymmetric padding
+    (2, 2, 5, 5, 3, 3, 3, 1, 3, 1, None),                 # padding wider than the kernel (forward only)
+    (2, 6, 14, 14, 16, 3, 3, 1, 1, 1, C3_TABLE),          # connection table
+    (1, 1, 3, 3, 1, 3, 3, 1, 0, 1, None),                 # a single output
+]
+
+
+@pytest.fixture(params=["never", "always", "auto"])
+def winograd(request):
+    """The ``cpu`` backend's float32 kernels with the Winograd path off, everywhere, or by default."""
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    previous = wg.set_winograd(request.param)
+    try:
+        yield request.param
+    finally:
+        wg.set_winograd(previous)
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES + CONV_CASES, ids=case_id)
+def test_cpu_winograd_kernels_match_reference(winograd, case):
+    check_conv_case(get_ops("cpu"), case, np.float32, seed=3)
+
+
+def test_cpu_winograd_mode_is_validated_and_read_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    from neuroplug_core import winograd as wg
+
+    with pytest.raises(ValueError, match="mode must be one of"):
+        wg.set_winograd("sometimes")
+    code = "from neuroplug_core import winograd; print(winograd.set_winograd('auto'))"
+    for value in ("never", "always"):
+        env = dict(os.environ, NEUROPLUG_WINOGRAD=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == value
+
+
+def test_cpu_winograd_runs_only_where_it_applies_and_pays():
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    # (kind, C, H, W, F, KH, KW, SH, SW, PH, PW, G, simd)
+    c_shape = (64, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1)   # LeNet benchmark shape (c), minus N
+    assert wg.pays(0, *c_shape[1:], True) and wg.pays(1, *c_shape[1:], True)
+    assert not wg.pays(0, *c_shape[1:], False)                       # SIMD kernels capped ("blas")
+    assert not wg.pays(0, 32, 32, 32, 64, 5, 5, 1, 1, 1, 1, 1, True)  # 5x5
+    assert not wg.pays(0, 32, 32, 32, 64, 3, 3, 2, 2, 1, 1, 1, True)  # stride 2
+    assert not wg.pays(0, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 2, True)  # groups
+    assert not wg.pays(1, 32, 32, 32, 64, 3, 3, 1, 1, 3, 3, 1, True)  # input gradient, padding 3
+    assert not wg.pays(0, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)   # 3 channels: sliding kernels
+    assert not wg.pays(0, 32, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, True)    # 8-wide rows: half-empty vectors
+    previous = wg.set_winograd("never")
+    try:
+        assert not wg.pays(0, *c_shape[1:], True)
+    finally:
+        wg.set_winograd(previous)
+
+
+def test_cpu_winograd_checks_its_workspace_and_shapes():
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    x = np.ones((2, 3, 6, 6), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    y = np.empty((2, 4, 6, 6), np.float32)
+    need = wg.workspace(2, 3, 6, 6, 4, 1, 1, 1)
+    with pytest.raises(ValueError, match="workspace too small"):
+        wg.conv3x3_forward(x, w, np.zeros(0, np.float32), y, 1, 1, 1, np.empty(need - 1, np.float32))
+    with pytest.raises(ValueError, match="inconsistent convolution shapes"):
+        wg.conv3x3_forward(x, w, np.zeros(0, np.float32), np.empty((2, 4, 5, 6), np.float32), 1, 1, 1,
+                           np.empty(need, np.float32))
+    with pytest.raises(ValueError, match="bias has the wrong length"):
+        wg.conv3x3_forward(x, w, np.zeros(3, np.float32), y, 1, 1, 1, np.empty(need, np.float32))
+    wg.conv3x3_forward(x, w, np.zeros(0, np.float32), y, 1, 1, 1, np.empty(need, np.float32))
+    assert y[0, 0, 2, 2] == 27.0 and y[0, 0, 0, 0] == 12.0
+
+
 def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     """An inf that no window of a tap reaches must not turn that tap's gradient into NaN.
 
