@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "
           "'of peak' = conv GFLOP/s / GEMM GFLOP/s, the conv counted as direct\n"
           "summation (2 N F C KH KW OH OW flops), so it tops 100% where a layer runs\n"
-          "Winograd F(2x2, 3x3), which does 16 instead of 36 multiplications per 2x2 outputs")
+          "Winograd F(2x2, RxR), which does (R+1)^2 instead of 4 R^2 multiplications per 2x2 outputs")
     results = {t: bench(t, args.repeat, args.shapes) for t in args.threads}
     if torch is None:
         return

@@ -10,10 +10,11 @@ Kernels
 float32 convolutions run a packed GEMM with AVX-512 or AVX2+FMA micro-kernels
 chosen at run time, or, for stride 1 where they measured faster (first
 layers, 3x3 layers, planes up to 8 wide), AVX2 sliding-window kernels that
-pack nothing (see :mod:`neuroplug_core.conv`), or, for 3x3 layers with
-stride 1 and 8 or more input channels, Winograd F(2x2, 3x3) (forward and
-input gradient, :mod:`neuroplug_core.winograd`); float64, and float32 on
-other CPUs, run im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
+pack nothing (see :mod:`neuroplug_core.conv`), or, for 3x3 and 5x5 layers
+with stride 1 and 16 or more channels in and out, Winograd F(2x2, 3x3) and
+F(2x2, 5x5) (all three products where they measured faster,
+:mod:`neuroplug_core.winograd`); float64, and float32 on other CPUs, run
+im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
 kernels and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa``
 / ``NEUROPLUG_SIMD``, ``set_sliding`` / ``NEUROPLUG_SLIDING`` and
 ``neuroplug_core.winograd.set_winograd`` / ``NEUROPLUG_WINOGRAD`` select
@@ -257,9 +258,9 @@ class CythonOps(Ops):
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
         y = np.empty((n, f, oh, ow), dtype=dt)
-        if self._winograd(0, dt, c, h, wd, f, kh, kw, stride, padding, groups):
-            work = self._scratch("conv", _winograd.workspace(n, c, h, wd, f, *padding, nt), dt)
-            _winograd.conv3x3_forward(x, w, b, y, *padding, nt, work)
+        if self._winograd(0, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
+            work = self._scratch("conv", _winograd.workspace(0, n, c, h, wd, f, kh, *padding, nt), dt)
+            _winograd.forward(x, w, b, y, *padding, nt, work)
             return y
         size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
@@ -286,13 +287,9 @@ class CythonOps(Ops):
         w = self._weights(w, connections, dt)
         nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
         dx = np.empty((n, c, h, wd), dtype=dt)
-        if self._winograd(1, dt, c, h, wd, f, kh, kw, stride, padding, groups):
-            # For stride 1, dx is the correlation of dy, zero-padded by 2 - padding, with the
-            # flipped weights, input and output channels swapped.
-            wflip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            qh, qw = 2 - padding[0], 2 - padding[1]
-            work = self._scratch("conv", _winograd.workspace(n, f, oh, ow, c, qh, qw, nt), dt)
-            _winograd.conv3x3_forward(dy, wflip, _EMPTY[dt], dx, qh, qw, nt, work)
+        if self._winograd(1, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
+            work = self._scratch("conv", _winograd.workspace(1, n, c, h, wd, f, kh, *padding, nt), dt)
+            _winograd.backward_input(dy, w, dx, *padding, nt, work)
             return dx
         size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
@@ -320,6 +317,15 @@ class CythonOps(Ops):
         dy = self._contiguous(dy, dt)
         nt = self._threads(2.0 * n * f * oh * ow * cg * kh * kw, _MIN_FLOPS_PER_THREAD)
         k = cg * kh * kw
+        if self._winograd(2, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
+            work = self._scratch("conv", _winograd.workspace(2, n, c, h, wd, f, kh, *padding, nt), dt)
+            dw = np.empty(w_shape, dtype=dt)
+            _winograd.backward_weights(dy, x, dw, *padding, nt, work)
+            db = np.empty(f, dtype=dt)
+            _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
+            if connections is not None:
+                dw *= connections[:, :, None, None]
+            return dw, db
         size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
         work = self._scratch("conv", size, dt)
         partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
@@ -334,11 +340,11 @@ class CythonOps(Ops):
         return dw, db
 
     @staticmethod
-    def _winograd(kind: int, dtype: np.dtype, c: int, h: int, wd: int, f: int, kh: int, kw: int,
+    def _winograd(kind: int, dtype: np.dtype, n: int, c: int, h: int, wd: int, f: int, kh: int, kw: int,
                   stride: tuple[int, int], padding: tuple[int, int], groups: int) -> bool:
-        """Whether a convolution call of ``kind`` (0 forward, 1 input gradient) runs the Winograd kernel."""
+        """Whether a convolution call of ``kind`` (0 forward, 1 input gradient, 2 weight gradient) runs Winograd."""
         return dtype == _FLOAT_DTYPES[0] and _winograd.pays(
-            kind, c, h, wd, f, kh, kw, *stride, *padding, groups, _conv.simd_isa() != "blas"
+            kind, n, c, h, wd, f, kh, kw, *stride, *padding, groups, _conv.simd_isa() != "blas"
         )
 
     def _weights(self, w: Array, connections: Any, dtype: np.dtype) -> np.ndarray:

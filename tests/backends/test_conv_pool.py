@@ -199,21 +199,28 @@ def test_cpu_sliding_kernels_match_reference(sliding, case):
     check_conv_case(get_ops("cpu"), case, np.float32, seed=2)
 
 
-# Shapes that reach every branch of the Winograd F(2x2, 3x3) kernel: one channel and few
-# filters, odd output sizes (half-used tiles, partial rows), rows of 1, 2 and 3 vectors of
-# 8 tiles, a band whose last 16-tile panel is half empty, several bands per sample (many
-# channels), filters not a multiple of 6, every padding of the input gradient (2 - padding
-# from 2 down to 0), padding wider than the kernel and a connection table.
+# Shapes that reach every branch of the Winograd kernels (3x3 and 5x5): one channel and few
+# filters, odd output sizes (half-used tiles, partial rows), rows of 1, 2 and 3 vectors of 8
+# tiles and rows of 4 tiles (two tile rows per vector, with an odd number of tile rows), a
+# band whose last 16-tile panel is half empty, several bands per sample (many channels or
+# filters), filters and channels not a multiple of 6, weight-gradient runs and chunks with a
+# remainder, padding up to and wider than the kernel, and a connection table.
 WINOGRAD_CASES = [
     (2, 1, 7, 7, 1, 3, 3, 1, 0, 1, None),                 # 5x5 output: odd tiles, one panel half empty
     (2, 3, 9, 33, 7, 3, 3, 1, 1, 1, None),                # 33 wide: 17 tiles, 3 vectors of 8
     (3, 8, 20, 20, 13, 3, 3, 1, "same", 1, None),         # 10 tiles: 2 vectors, 13 filters
-    (2, 130, 10, 10, 6, 3, 3, 1, 0, 1, None),             # 130 channels: bands of one tile row
+    (2, 130, 10, 10, 6, 3, 3, 1, 0, 1, None),             # 130 channels: forward bands of two tile rows
+    (2, 6, 10, 10, 130, 3, 3, 1, 0, 1, None),             # 130 filters: input-gradient bands of two tile rows
     (2, 40, 30, 17, 8, 3, 3, 1, 2, 1, None),              # bands of 6 tile rows, padding 2
     (2, 5, 6, 11, 4, 3, 3, 1, (0, 2), 1, None),           # asymmetric padding
-    (2, 2, 5, 5, 3, 3, 3, 1, 3, 1, None),                 # padding wider than the kernel (forward only)
+    (2, 2, 5, 5, 3, 3, 3, 1, 3, 1, None),                 # padding wider than the kernel
     (2, 6, 14, 14, 16, 3, 3, 1, 1, 1, C3_TABLE),          # connection table
     (1, 1, 3, 3, 1, 3, 3, 1, 0, 1, None),                 # a single output
+    (3, 20, 12, 12, 50, 5, 5, 1, 0, 1, None),             # LeNet's second layer: 4x4 tiles, two rows per vector
+    (2, 8, 11, 11, 7, 5, 5, 1, 1, 1, None),               # 9x9 output: 5 tile rows (odd) of 5 tiles
+    (19, 9, 9, 9, 5, 5, 5, 1, 2, 1, None),                # 19 samples: chunks of 3, runs of 3 with a remainder
+    (2, 4, 10, 23, 9, 5, 5, 1, (1, 4), 1, None),          # 5x5, padding up to 4
+    (2, 6, 14, 14, 16, 5, 5, 1, 0, 1, C3_TABLE),          # LeNet-5's C3 table on 5x5 filters
 ]
 
 
@@ -257,19 +264,31 @@ def test_cpu_winograd_runs_only_where_it_applies_and_pays():
 
     if not wg.available():
         pytest.skip("the Winograd kernels need AVX2 and FMA")
-    # (kind, C, H, W, F, KH, KW, SH, SW, PH, PW, G, simd)
-    c_shape = (64, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1)   # LeNet benchmark shape (c), minus N
-    assert wg.pays(0, *c_shape[1:], True) and wg.pays(1, *c_shape[1:], True)
-    assert not wg.pays(0, *c_shape[1:], False)                       # SIMD kernels capped ("blas")
-    assert not wg.pays(0, 32, 32, 32, 64, 5, 5, 1, 1, 1, 1, 1, True)  # 5x5
-    assert not wg.pays(0, 32, 32, 32, 64, 3, 3, 2, 2, 1, 1, 1, True)  # stride 2
-    assert not wg.pays(0, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 2, True)  # groups
-    assert not wg.pays(1, 32, 32, 32, 64, 3, 3, 1, 1, 3, 3, 1, True)  # input gradient, padding 3
-    assert not wg.pays(0, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)   # 3 channels: sliding kernels
-    assert not wg.pays(0, 32, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, True)    # 8-wide rows: half-empty vectors
+    # (kind, N, C, H, W, F, KH, KW, SH, SW, PH, PW, G, simd)
+    c_shape = (64, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1)   # benchmark shape (c)
+    b_shape = (128, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 1)  # benchmark shape (b)
+    for kind in (0, 1, 2):
+        assert wg.pays(kind, *c_shape, True) and wg.pays(kind, *b_shape, True)
+        assert not wg.pays(kind, *c_shape, False)                            # SIMD kernels capped ("blas")
+    assert not wg.pays(0, 8, 32, 32, 32, 64, 7, 7, 1, 1, 1, 1, 1, True)      # 7x7
+    assert not wg.pays(0, 8, 32, 32, 32, 64, 3, 5, 1, 1, 1, 1, 1, True)      # not square
+    assert not wg.pays(0, 8, 32, 32, 32, 64, 3, 3, 2, 2, 1, 1, 1, True)      # stride 2
+    assert not wg.pays(0, 8, 32, 32, 32, 64, 3, 3, 1, 1, 1, 1, 2, True)      # groups
+    assert not wg.pays(0, 8, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)       # 3 channels: sliding kernels
+    assert not wg.pays(1, 8, 64, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, True)       # input gradient of 3 filters
+    assert not wg.pays(0, 8, 32, 6, 6, 64, 3, 3, 1, 1, 1, 1, 1, True)        # 6x6 planes: 9 real tiles of 16
+    assert not wg.pays(0, 8, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, True)      # bands of 8 tiles (large U)
+    assert wg.pays(0, 64, 24, 32, 32, 24, 3, 3, 1, 1, 1, 1, 1, True)         # 24 channels, 24 filters ...
+    assert not wg.pays(2, 64, 24, 32, 32, 24, 3, 3, 1, 1, 1, 1, 1, True)     # ... too little work per transform
+    assert not wg.pays(1, 64, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, True)
+    assert not wg.pays(2, 8, 512, 224, 224, 512, 3, 3, 1, 1, 1, 1, 1, True)  # transforms beyond the budget
     previous = wg.set_winograd("never")
     try:
-        assert not wg.pays(0, *c_shape[1:], True)
+        assert not wg.pays(0, *c_shape, True)
+    finally:
+        wg.set_winograd("always")
+    try:
+        assert wg.pays(0, 8, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)
     finally:
         wg.set_winograd(previous)
 
@@ -282,16 +301,31 @@ def test_cpu_winograd_checks_its_workspace_and_shapes():
     x = np.ones((2, 3, 6, 6), np.float32)
     w = np.ones((4, 3, 3, 3), np.float32)
     y = np.empty((2, 4, 6, 6), np.float32)
-    need = wg.workspace(2, 3, 6, 6, 4, 1, 1, 1)
+    nobias = np.zeros(0, np.float32)
+    need = wg.workspace(0, 2, 3, 6, 6, 4, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="workspace too small"):
-        wg.conv3x3_forward(x, w, np.zeros(0, np.float32), y, 1, 1, 1, np.empty(need - 1, np.float32))
+        wg.forward(x, w, nobias, y, 1, 1, 1, np.empty(need - 1, np.float32))
     with pytest.raises(ValueError, match="inconsistent convolution shapes"):
-        wg.conv3x3_forward(x, w, np.zeros(0, np.float32), np.empty((2, 4, 5, 6), np.float32), 1, 1, 1,
-                           np.empty(need, np.float32))
+        wg.forward(x, w, nobias, np.empty((2, 4, 5, 6), np.float32), 1, 1, 1, np.empty(need, np.float32))
     with pytest.raises(ValueError, match="bias has the wrong length"):
-        wg.conv3x3_forward(x, w, np.zeros(3, np.float32), y, 1, 1, 1, np.empty(need, np.float32))
-    wg.conv3x3_forward(x, w, np.zeros(0, np.float32), y, 1, 1, 1, np.empty(need, np.float32))
+        wg.forward(x, w, np.zeros(3, np.float32), y, 1, 1, 1, np.empty(need, np.float32))
+    with pytest.raises(ValueError, match="3x3 or 5x5"):
+        wg.forward(x, np.ones((4, 3, 4, 4), np.float32), nobias, np.empty((2, 4, 5, 5), np.float32), 1, 1, 1,
+                   np.empty(need, np.float32))
+    with pytest.raises(ValueError, match="square filters"):
+        wg.forward(x, np.ones((4, 3, 3, 5), np.float32), nobias, y, 1, 1, 1, np.empty(need, np.float32))
+    wg.forward(x, w, nobias, y, 1, 1, 1, np.empty(need, np.float32))
     assert y[0, 0, 2, 2] == 27.0 and y[0, 0, 0, 0] == 12.0
+    need = wg.workspace(1, 2, 3, 6, 6, 4, 3, 1, 1, 1)
+    with pytest.raises(ValueError, match="workspace too small"):
+        wg.backward_input(y, w, np.empty_like(x), 1, 1, 1, np.empty(need - 1, np.float32))
+    with pytest.raises(ValueError, match="inconsistent convolution shapes"):
+        wg.backward_input(y[:1], w, np.empty_like(x), 1, 1, 1, np.empty(need, np.float32))
+    need = wg.workspace(2, 2, 3, 6, 6, 4, 3, 1, 1, 1)
+    with pytest.raises(ValueError, match="workspace too small"):
+        wg.backward_weights(y, x, np.empty_like(w), 1, 1, 1, np.empty(need - 1, np.float32))
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        wg.backward_weights(y, x, np.empty_like(w), 1, 1, 0, np.empty(need, np.float32))
 
 
 def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
