@@ -569,6 +569,31 @@ def test_conv2d_random_shapes_match_reference(ops, case, dtype, seed):
     check_conv_case(ops, case, dtype, seed)
 
 
+@st.composite
+def winograd_geometries(draw):
+    """Random shapes the Winograd kernels take: one group, square 3x3 or 5x5 filters, stride 1."""
+    r = draw(st.sampled_from([3, 5]))
+    ph, pw = draw(st.integers(0, r)), draw(st.integers(0, r))
+    h = draw(st.integers(max(1, r - 2 * ph), 21))
+    w = draw(st.integers(max(1, r - 2 * pw), 21))
+    n, c, f = draw(st.integers(1, 4)), draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    return (n, c, h, w, f, r, r, 1, (ph, pw), 1, None)
+
+
+@HYPOTHESIS
+@given(case=winograd_geometries(), seed=st.integers(0, 2**16))
+def test_cpu_winograd_random_shapes_match_reference(case, seed):
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    previous = wg.set_winograd("always")
+    try:
+        check_conv_case(get_ops("cpu"), case, np.float32, seed)
+    finally:
+        wg.set_winograd(previous)
+
+
 @HYPOTHESIS
 @given(
     n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
@@ -703,6 +728,35 @@ def test_cpu_nan_propagates_when_checks_are_off():
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
     assert np.isnan(cpu.conv2d(x, _w((2, 1, 3, 3)))).any()
+
+
+def test_cpu_winograd_spreads_nan_only_within_a_tile_when_checks_are_off():
+    """A NaN reaches every output of the 2x2 tiles whose input holds it, and nothing further.
+
+    Winograd mixes a tile's inputs before multiplying, so with ``check_finite``
+    off a NaN can reach an output of its tile whose window misses it (the
+    default checks refuse NaN and infinity first).
+    """
+    from scipy.ndimage import binary_dilation
+
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    x[0, 3, 5, 5] = np.nan
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    previous = wg.set_winograd("always")
+    try:
+        y = get_ops("cpu", check_finite=False).conv2d(x, w, padding=1)
+    finally:
+        wg.set_winograd(previous)
+    with np.errstate(invalid="ignore"):
+        ref = Ops(check_finite=False).conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    assert np.isnan(y[np.isnan(ref)]).all()
+    near = binary_dilation(np.isnan(ref), iterations=2)
+    assert np.isfinite(y[~near]).all()
 
 
 def test_cpu_workspaces_are_reused_and_released():
