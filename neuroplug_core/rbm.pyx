@@ -14,7 +14,10 @@ instead of racing.
 
 Nothing here validates its arguments: :class:`neuroplug.backends.cython_ops.CythonOps`
 checks shapes, dtypes and contiguity first (DESIGN rule 4).  Matrices are
-row-major; ``W`` is ``(n_hidden, n_visible)``.
+row-major; ``W`` is ``(n_hidden, n_visible)``, except inside a sparse epoch
+(float32 inputs that are mostly zeros, see :func:`set_sparse`), which works
+on a transposed copy so that each nonzero input selects a contiguous row of
+weights.
 """
 
 cimport cython
@@ -238,9 +241,134 @@ cdef extern from *:
                 C[r * ldc + c] = beta != 0.0f ? alpha * t + beta * C[r * ldc + c] : alpha * t;
             }
     }
+
+    /* Products with the sparse visible rows of a batch, for inputs that are mostly zeros
+       (MNIST pixels: 19% nonzero).  The weights are transposed, WT (nv x ld), so that a
+       nonzero pixel selects a contiguous row segment; 8 .. 64 columns are summed in
+       registers (nvv vectors) over a row's (or a pixel's) nonzeros. */
+    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
+    static inline void np_rbm_spmm_blk(const int* cnt, long cap, const int* idx, const float* val, long m,
+                                       const float* WT, long ld, float* out, long ldo, long jb, const int nvv)
+    {
+        long r, p;
+        int q;
+        for (r = 0; r < m; ++r) {
+            __m256 acc[8];
+            #pragma GCC unroll 8
+            for (q = 0; q < nvv; ++q) acc[q] = _mm256_setzero_ps();
+            for (p = r * cap; p < r * cap + cnt[r]; ++p) {
+                const float* w = WT + (long)idx[p] * ld + jb;
+                __m256 v = _mm256_set1_ps(val[p]);
+                #pragma GCC unroll 8
+                for (q = 0; q < nvv; ++q) acc[q] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8 * q), acc[q]);
+            }
+            float* o = out + r * ldo + jb;
+            #pragma GCC unroll 8
+            for (q = 0; q < nvv; ++q) _mm256_storeu_ps(o + 8 * q, acc[q]);
+        }
+    }
+
+    /* out[r*ldo + j] = sum_p val[p] WT[idx[p]*ld + j], p over row r's nonzeros, j in [j0, j1).
+       Row r's nonzeros are idx, val[r*cap ... r*cap + cnt[r]). */
+    __attribute__((target("avx2,fma")))
+    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+                              const float* WT, long ld, float* out, long ldo, long j0, long j1)
+    {
+        long jb = j0, r, p, j;
+        for (; jb + 64 <= j1; jb += 64) np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 8);
+        if (jb + 32 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 4); jb += 32; }
+        if (jb + 16 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 2); jb += 16; }
+        if (jb + 8 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 1); jb += 8; }
+        for (r = 0; r < m; ++r)
+            for (j = jb; j < j1; ++j) {
+                float t = 0.0f;
+                for (p = r * cap; p < r * cap + cnt[r]; ++p) t += val[p] * WT[(long)idx[p] * ld + j];
+                out[r * ldo + j] = t;
+            }
+    }
+
+    /* One step of the weights in the columns [jb, jb + 8 nvv) of row i:
+       d = DT + scale acc;  step = d - decay WT;  WT += step;  DT = step mom_next. */
+    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
+    static inline void np_rbm_step_blk(float* DT, float* WT, const __m256* acc, __m256 s, float decay,
+                                       float mom_next, const int nvv)
+    {
+        int k;
+        const __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next);
+        #pragma GCC unroll 8
+        for (k = 0; k < nvv; ++k) {
+            __m256 d = _mm256_fmadd_ps(s, acc[k], _mm256_loadu_ps(DT + 8 * k));
+            __m256 w = _mm256_loadu_ps(WT + 8 * k);
+            __m256 step = _mm256_fnmadd_ps(dec, w, d);
+            _mm256_storeu_ps(WT + 8 * k, _mm256_add_ps(w, step));
+            _mm256_storeu_ps(DT + 8 * k, _mm256_mul_ps(step, mn));
+        }
+    }
+
+    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
+    static inline void np_rbm_spger_blk(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
+                                        const float* H, long ldh, float scale, float* DT, float* WT, long ld,
+                                        long jb, float decay, float mom_next, const int nvv)
+    {
+        long i, q;
+        int k;
+        const __m256 s = _mm256_set1_ps(scale);
+        for (i = 0; i < nv; ++i) {
+            __m256 acc[8];
+            #pragma GCC unroll 8
+            for (k = 0; k < nvv; ++k) acc[k] = _mm256_setzero_ps();
+            for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
+                const float* h = H + (long)ridx[q] * ldh + jb;
+                __m256 v = _mm256_set1_ps(cval[q]);
+                #pragma GCC unroll 8
+                for (k = 0; k < nvv; ++k) acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h + 8 * k), acc[k]);
+            }
+            np_rbm_step_blk(DT + i * ld + jb, WT + i * ld + jb, acc, s, decay, mom_next, nvv);
+        }
+    }
+
+    /* The rest of the update of transposed weights once DT holds the negative phase:
+       DT[i*ld + j] += scale sum_q cval[q] H[ridx[q]*ldh + j], q over pixel i's nonzeros
+       (ridx, cval[i*ccap ... i*ccap + ccnt[i]); the positive phase v0^T h0, transposed), then
+       the step of WT and DT in the same pass (see np_rbm_step_blk), for j in [j0, j1). */
+    __attribute__((target("avx2,fma")))
+    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
+                               const float* H, long ldh, float scale, float* DT, float* WT, long ld,
+                               long j0, long j1, float decay, float mom_next)
+    {
+        long jb = j0, i, q, j;
+        for (; jb + 64 <= j1; jb += 64)
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 8);
+        if (jb + 32 <= j1) {
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 4);
+            jb += 32;
+        }
+        if (jb + 16 <= j1) {
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 2);
+            jb += 16;
+        }
+        if (jb + 8 <= j1) {
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 1);
+            jb += 8;
+        }
+        for (i = 0; i < nv; ++i)
+            for (j = jb; j < j1; ++j) {
+                float t = 0.0f;
+                for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) t += cval[q] * H[(long)ridx[q] * ldh + j];
+                float d = DT[i * ld + j] + scale * t;
+                float step = d - decay * WT[i * ld + j];
+                WT[i * ld + j] += step;
+                DT[i * ld + j] = step * mom_next;
+            }
+    }
     #else
     #define NP_RBM_HAVE_Y 0
     static int np_rbm_cpu_avx2(void) { return 0; }
+    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+                              const float* WT, long ld, float* out, long ldo, long j0, long j1) {}
+    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
+                               const float* H, long ldh, float scale, float* DT, float* WT, long ld,
+                               long j0, long j1, float decay, float mom_next) {}
     static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
                               long M, long N, long K) {}
     static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
@@ -252,6 +380,11 @@ cdef extern from *:
                        long M, long N, long K) noexcept nogil
     void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
                        long M, long N, long K, float alpha, float beta) noexcept nogil
+    void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+                       const float* WT, long ld, float* out, long ldo, long j0, long j1) noexcept nogil
+    void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
+                        const float* H, long ldh, float scale, float* DT, float* WT, long ld,
+                        long j0, long j1, float decay, float mom_next) noexcept nogil
 
 
 # Batches of at most this many rows use the unpacked kernels above (float32,
@@ -273,6 +406,46 @@ def set_small_batch_max(int rows):
     previous = _small_batch_max
     _small_batch_max = max(0, rows) if np_rbm_cpu_avx2() else 0
     return previous
+
+
+# Sparse epochs (float32, Bernoulli visible units, batches past the unpacked kernels, AVX2):
+# 0 never, 1 when the data are mostly zeros (the default), 2 always.  Measured on MNIST (19%
+# nonzero, 500 hidden units, batch 100, 2 threads): see cd_epoch.
+cdef int _sparse_mode = 1
+_SPARSE_MODES = {"never": 0, "auto": 1, "always": 2}
+# Largest share of nonzero inputs at which "auto" takes the sparse products, and the rows it
+# counts (the first of the epoch, so that the choice depends on the data and the shuffle only).
+cdef double _SPARSE_MAX_DENSITY = 0.35
+cdef int _SPARSE_PROBE_ROWS = 1024
+
+
+def set_sparse(mode):
+    """Select when :func:`cd_epoch` multiplies only the nonzero inputs: ``"auto"`` (default), ``"always"``, ``"never"``.
+
+    ``"auto"`` does where at most 35% of the first 1024 rows of an epoch
+    are nonzero; all modes apply to float32 with Bernoulli visible units and
+    batches larger than :func:`small_batch_max` on CPUs with AVX2 + FMA.
+    For tests and benchmarks; returns the previous mode.
+    """
+    global _sparse_mode
+    if mode not in _SPARSE_MODES:
+        raise ValueError(f"mode must be one of {list(_SPARSE_MODES)}. Received: {mode!r}")
+    previous = [k for k, v in _SPARSE_MODES.items() if v == _sparse_mode][0]
+    _sparse_mode = _SPARSE_MODES[mode]
+    return previous
+
+
+cdef bint _sparse_pays(const float* X, int n, int nv) noexcept nogil:
+    """Whether the first rows of ``X`` are sparse enough for the sparse products (``"auto"``)."""
+    cdef Py_ssize_t i, size = <Py_ssize_t> min(n, _SPARSE_PROBE_ROWS) * nv, nz = 0
+    for i in range(size):
+        nz += X[i] != 0
+    return nz <= _SPARSE_MAX_DENSITY * size
+
+
+cdef inline floating* _align64(floating* p) noexcept nogil:
+    """``p`` rounded up to a 64-byte boundary (the buffer holds 16 spare elements)."""
+    return <floating*> ((<size_t> p + 63) & ~(<size_t> 63))
 
 
 cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -338,16 +511,19 @@ cdef inline int _bound(int total, int n_parts, int part) noexcept nogil:
 
 cdef void _hidden_block(const floating* v, const floating* W, const floating* bh, floating* out,
                         const floating* u, floating* h, int m, int nv, int nh, int j0, int j1,
-                        floating beta) noexcept nogil:
+                        floating beta, int ldt=0) noexcept nogil:
     """Hidden columns ``[j0, j1)``: ``out = sigmoid(beta (v W^T + bh))``; ``h = (u < out)`` when ``u``.
 
     ``u`` holds uniforms for the whole ``(m, nh)`` matrix in C order, so
     splitting the columns between threads does not change which uniform
-    meets which probability.
+    meets which probability.  With ``ldt > 0``, ``W`` holds the transposed
+    weights, ``(nv, nh)`` in rows of ``ldt`` (the sparse epochs of :func:`cd_epoch`).
     """
     cdef Py_ssize_t r, j
     cdef floating p
-    if floating is float and m <= _small_batch_max:
+    if ldt:
+        _gemm(False, False, m, j1 - j0, nv, <floating> 1, v, nv, W + j0, ldt, <floating> 0, out + j0, nh)
+    elif floating is float and m <= _small_batch_max:
         np_rbm_dots_y(v, nv, W + <Py_ssize_t> j0 * nv, nv, out + j0, nh, m, j1 - j0, nv)
     else:
         _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
@@ -399,7 +575,7 @@ cdef int _draw_share(int m, int nv, int nh, Py_ssize_t n_u, int n_threads) noexc
 
 cdef void _hidden_and_draw(const floating* v, const floating* W, const floating* bh, floating* out,
                            int m, int nv, int nh, int n_threads, bitgen_t* bg, floating* u,
-                           Py_ssize_t n_u) noexcept nogil:
+                           Py_ssize_t n_u, int ldt) noexcept nogil:
     """:func:`_hidden` (means only) while thread 0 first draws the next ``n_u`` uniforms into ``u``.
 
     Thread 0 takes fewer hidden columns (:func:`_draw_share`), so the others
@@ -419,17 +595,21 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
             j0 = first + _bound(nh - first, n_threads - 1, t - 1)
             j1 = first + _bound(nh - first, n_threads - 1, t)
         if j1 > j0:
-            _hidden_block(v, W, bh, out, NULL, NULL, m, nv, nh, j0, j1, 1)
+            _hidden_block(v, W, bh, out, NULL, NULL, m, nv, nh, j0, j1, 1, ldt)
 
 
 cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
                          const floating* u, int m, int nv, int nh, int i0, int i1,
-                         bint gaussian) noexcept nogil:
+                         bint gaussian, int ldt=0) noexcept nogil:
     """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
 
-    With ``u`` (Bernoulli only) the means are replaced by the samples ``u < mean``.
+    With ``u`` (Bernoulli only) the means are replaced by the samples ``u < mean``;
+    with ``ldt > 0``, ``W`` is transposed, ``(nv, nh)`` in rows of ``ldt``.
     """
-    if floating is float and m <= _small_batch_max:
+    if ldt:
+        _gemm(False, True, m, i1 - i0, nh, <floating> 1, h, nh, W + <Py_ssize_t> i0 * ldt, ldt, <floating> 0,
+              out + i0, nv)
+    elif floating is float and m <= _small_batch_max:
         np_rbm_axpy_y(h, nh, 1, W + i0, nv, out + i0, nv, m, i1 - i0, nh, 1, 0)
     else:
         _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
@@ -438,7 +618,7 @@ cdef void _visible_block(const floating* h, const floating* W, const floating* b
 
 cdef void _hidden(const floating* v, const floating* W, const floating* bh, floating* out,
                   const floating* u, floating* h, int m, int nv, int nh, floating beta,
-                  int n_threads) noexcept nogil:
+                  int n_threads, int ldt=0) noexcept nogil:
     """:func:`_hidden_block` over all hidden columns, split between OpenMP threads.
 
     Each thread runs a single-threaded GEMM on its own slice of ``W`` (the
@@ -447,31 +627,33 @@ cdef void _hidden(const floating* v, const floating* W, const floating* bh, floa
     """
     cdef int j0, j1, t
     if n_threads <= 1:
-        _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta)
+        _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            _hidden_block(v, W, bh, out, u, h, m, nv, nh, j0, j1, beta)
+            _hidden_block(v, W, bh, out, u, h, m, nv, nh, j0, j1, beta, ldt)
 
 
 cdef void _visible(const floating* h, const floating* W, const floating* bv, floating* out,
-                   const floating* u, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
+                   const floating* u, int m, int nv, int nh, bint gaussian, int n_threads,
+                   int ldt=0) noexcept nogil:
     """:func:`_visible_block` over all visible columns, split between OpenMP threads."""
     cdef int i0, i1, t
     if n_threads <= 1:
-        _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian)
+        _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = _bound(nv, n_threads, t)
         i1 = _bound(nv, n_threads, t + 1)
         if i1 > i0:
-            _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian)
+            _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian, ldt)
 
 
 cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
-                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
+                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads,
+                        int ldt) noexcept nogil:
     """:func:`_visible` with the threads cut along the hidden units (mean-field visible units).
 
     Each thread multiplies its own rows of ``W`` (the rows it also reads in
@@ -489,7 +671,10 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            if floating is float and m <= _small_batch_max:
+            if ldt:     # W transposed: this thread's hidden units are columns j0 .. j1 - 1
+                _gemm(False, True, m, nv, j1 - j0, <floating> 1, h + j0, nh, W + j0, ldt,
+                      <floating> 0, part + t * size, nv)
+            elif floating is float and m <= _small_batch_max:
                 np_rbm_axpy_y(h + j0, nh, 1, W + <Py_ssize_t> j0 * nv, nv, part + t * size, nv,
                               m, nv, j1 - j0, 1, 0)
             else:
@@ -511,6 +696,53 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
             _visible_act(out, bv, NULL, m, nv, i0, i1, gaussian)
 
 
+cdef void _update_hidden_bias(floating* bh, floating* dbh, floating* H2, floating* hsum, int m, int nh,
+                              int j0, int j1, floating scale, floating mom) noexcept nogil:
+    """Hidden biases ``[j0, j1)``; negates the rows ``phk`` of ``H2 = [ph0; phk]`` in those columns."""
+    cdef Py_ssize_t r, j
+    for j in range(j0, j1):
+        hsum[j] = 0
+    for r in range(m):
+        for j in range(j0, j1):
+            hsum[j] += H2[r * nh + j] - H2[(m + r) * nh + j]
+            H2[(m + r) * nh + j] = -H2[(m + r) * nh + j]
+    for j in range(j0, j1):
+        dbh[j] = mom * dbh[j] + scale * hsum[j]
+        bh[j] += dbh[j]
+
+
+cdef void _update_visible_bias(floating* bv, floating* dbv, const floating* V2, double* err, int m, int nv,
+                               int i0, int i1, floating scale, floating mom) noexcept nogil:
+    """Visible biases ``[i0, i1)`` from ``V2 = [v0; vk]``; ``err`` gets their squared differences."""
+    cdef Py_ssize_t r, i
+    cdef floating d, s
+    cdef double e = 0
+    for i in range(i0, i1):
+        s = 0
+        for r in range(m):
+            d = V2[r * nv + i] - V2[(m + r) * nv + i]
+            s += d
+            e += d * d
+        dbv[i] = mom * dbv[i] + scale * s
+        bv[i] += dbv[i]
+    err[0] = e
+
+
+cdef inline void _step_weights(floating* W, floating* dW, Py_ssize_t n, floating decay,
+                               floating mom_next) noexcept nogil:
+    """``W += dW - decay W`` over ``n`` entries; ``dW`` leaves holding that step times ``mom_next``."""
+    cdef Py_ssize_t j
+    cdef floating step
+    if decay == 0 and mom_next == 1:
+        for j in range(n):
+            W[j] += dW[j]
+    else:
+        for j in range(n):
+            step = dW[j] - decay * W[j]
+            W[j] += step
+            dW[j] = step * mom_next
+
+
 cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
                         floating* dbv, floating* H2, const floating* V2, floating* hsum,
                         double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
@@ -526,39 +758,92 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     BLAS skips its separate pass over ``dW`` (``beta = 1``): at small batch
     sizes those passes over the weights cost as much as the products.
     """
-    cdef Py_ssize_t r, j, i
-    cdef floating d, s, step
-    cdef double e = 0
-    for j in range(j0, j1):
-        hsum[j] = 0
-    for r in range(m):
-        for j in range(j0, j1):
-            hsum[j] += H2[r * nh + j] - H2[(m + r) * nh + j]
-            H2[(m + r) * nh + j] = -H2[(m + r) * nh + j]
-    for j in range(j0, j1):
-        dbh[j] = mom * dbh[j] + scale * hsum[j]
-        bh[j] += dbh[j]
+    _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
     if floating is float and m <= _small_batch_max:
         np_rbm_axpy_y(H2 + j0, 1, nh, V2, nv, dW + <Py_ssize_t> j0 * nv, nv, j1 - j0, nv, 2 * m, scale, beta)
     else:
         _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
-    if decay == 0 and mom_next == 1:
-        for j in range(j0 * nv, j1 * nv):
-            W[j] += dW[j]
-    else:
-        for j in range(j0 * nv, j1 * nv):
-            step = dW[j] - decay * W[j]
-            W[j] += step
-            dW[j] = step * mom_next
-    for i in range(i0, i1):
-        s = 0
-        for r in range(m):
-            d = V2[r * nv + i] - V2[(m + r) * nv + i]
-            s += d
-            e += d * d
-        dbv[i] = mom * dbv[i] + scale * s
-        bv[i] += dbv[i]
-    err[0] = e
+    _step_weights(W + <Py_ssize_t> j0 * nv, dW + <Py_ssize_t> j0 * nv, <Py_ssize_t> (j1 - j0) * nv, decay, mom_next)
+    _update_visible_bias(bv, dbv, V2, err, m, nv, i0, i1, scale, mom)
+
+
+cdef void _update_block_sparse(float* WT, float* bh, float* bv, float* dWT, float* dbh, float* dbv,
+                               float* H2, const float* V2, float* hsum, double* err, const int* ccnt,
+                               const int* ridx, const float* cval, int m, int nv, int nh, int ldt, int j0,
+                               int j1, int i0, int i1, float scale, float mom, float decay, float beta,
+                               float mom_next) noexcept nogil:
+    """:func:`_update_block` on transposed weights ``WT`` and ``dWT`` ``(nv, nh)`` (rows of ``ldt``),
+    hidden columns ``[j0, j1)``.
+
+    The negative phase ``-vk^T phk`` is a GEMM; the positive phase
+    ``v0^T ph0`` adds, for each visible unit, only the batch rows where
+    ``v0`` is not zero (``ccnt``, ``ridx``, ``cval``: ``v0`` by columns, see :func:`_nonzeros`),
+    in the same pass as the step of the weights.
+    """
+    _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
+    _gemm(True, False, nv, j1 - j0, m, scale, V2 + <Py_ssize_t> m * nv, nv, H2 + <Py_ssize_t> m * nh + j0, nh,
+          beta, dWT + j0, ldt)
+    np_rbm_spger_y(ccnt, m, ridx, cval, nv, H2, nh, scale, dWT, WT, ldt, j0, j1, decay, mom_next)
+    _update_visible_bias(bv, dbv, V2, err, m, nv, i0, i1, scale, mom)
+
+
+cdef void _hidden_sparse(const int* rcnt, const int* idx, const float* val, const float* WT, int ldt,
+                         const float* bh, float* out, const float* u, float* h, int m, int nv, int nh,
+                         int n_threads) noexcept nogil:
+    """:func:`_hidden` for sparse visible rows (see :func:`_nonzeros`) and transposed weights ``WT``
+    ``(nv, nh)`` (rows of ``ldt``)."""
+    cdef int t, j0, j1
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        j0 = _bound(nh, n_threads, t)
+        j1 = _bound(nh, n_threads, t + 1)
+        if j1 > j0:
+            np_rbm_spmm_y(rcnt, nv, idx, val, m, WT, ldt, out, nh, j0, j1)
+            np_rbm_sigmoid_rows_f(out, bh, 1, u, h, m, nh, j0, j1)
+
+
+cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* val, int* ccnt, int* ridx,
+                    float* cval, int n_threads) noexcept nogil:
+    """The nonzeros of the ``(m, nv)`` rows ``v``, by rows and by columns, split between threads.
+
+    Row ``r``'s are ``idx, val[r nv ... r nv + rcnt[r])`` (columns, values);
+    column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
+    in increasing order.  Fixed room per row and column, so the threads need
+    no prefix sums; appends are branch-free (the input's zeros are
+    unpredictable).
+    """
+    cdef int t, r0, r1, i0, i1, r, i, c
+    cdef float x
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        r0 = t * m // n_threads
+        r1 = (t + 1) * m // n_threads
+        for r in range(r0, r1):
+            c = 0
+            for i in range(nv):
+                x = v[r * nv + i]
+                idx[r * nv + c] = i
+                val[r * nv + c] = x
+                c = c + (x != 0)
+            rcnt[r] = c
+        i0 = t * nv // n_threads
+        i1 = (t + 1) * nv // n_threads
+        for i in range(i0, i1):
+            c = 0
+            for r in range(m):
+                x = v[r * nv + i]
+                ridx[i * m + c] = r
+                cval[i * m + c] = x
+                c = c + (x != 0)
+            ccnt[i] = c
+
+
+cdef void _transpose(const floating* a, int rows, int cols, int lda, floating* out, int ldo) noexcept nogil:
+    """``out (cols, rows) = a (rows, cols)^T`` (rows of ``lda`` and ``ldo``), in 32 x 32 blocks."""
+    cdef Py_ssize_t r0, c0, r, c
+    for r0 in range(0, rows, 32):
+        for c0 in range(0, cols, 32):
+            for r in range(r0, min(r0 + 32, rows)):
+                for c in range(c0, min(c0 + 32, cols)):
+                    out[c * ldo + r] = a[r * lda + c]
 
 
 cdef bitgen_t* _bitgen(object bit_generator) except NULL:
@@ -633,45 +918,77 @@ def cd_epoch(
     cdef double err = 0
     cdef int batch, start, m, step, t, j0, j1, i0, i1, m_next
     cdef int n_batches = (n + batch_size - 1) // batch_size
+    # Sparse epochs: the weights and their momentum transposed, (nv, nh), so that a nonzero
+    # input selects a contiguous row; each batch's nonzeros by rows (CSR) and columns (CSC).
+    # Rows are padded to whole cache lines and aligned, so that the threads' column slices
+    # (cut at multiples of 16) never share a line: unpadded, writing the momentum in the
+    # update cost 2.5x as long.
+    cdef bint sparse = False
+    if floating is float:
+        sparse = (_sparse_mode != 0 and not gaussian and batch_size > _small_batch_max and np_rbm_cpu_avx2()
+                  and (_sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
+    cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
+    cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
+    cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
+    cdef int[::1] rcnt = np.empty(batch_size if sparse else 1, dtype=np.intc)
+    cdef int[::1] ccnt = np.empty(nv if sparse else 1, dtype=np.intc)
+    cdef int[::1] idx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
+    cdef int[::1] ridx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
+    cdef floating[::1] val = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
+    cdef floating[::1] cval = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
+    cdef floating* Wp = _align64(&WT[0]) if sparse else &W[0, 0]
+    cdef floating* dWp = _align64(&dWT[0]) if sparse else &dW[0, 0]
 
     with bit_generator.lock, nogil:
+        if sparse:
+            _transpose(&W[0, 0], nh, nv, nv, Wp, ldt)
+            _transpose(&dW[0, 0], nh, nv, nv, dWp, ldt)
         for batch in range(n_batches):
             start = batch * batch_size
             m = min(batch_size, n - start)
             vk = &V2[m, 0]
             phk = &H2[m, 0]
             memcpy(v0, &X[start, 0], m * nv * sizeof(floating))
+            if floating is float:
+                if sparse:
+                    _nonzeros(v0, m, nv, &rcnt[0], &idx[0], &val[0], &ccnt[0], &ridx[0], &cval[0], n_threads)
 
             # Positive phase; the negative chain starts from h ~ p(h | v0) or the persistent states.
             if persistent:
-                _hidden(v0, &W[0, 0], &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
+                if floating is float and sparse:
+                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, NULL, NULL, m, nv, nh, n_threads)
+                else:
+                    _hidden(v0, Wp, &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
                 memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
             else:
                 if not drawn:
                     _uniforms(bg, u, m * nh)
                 drawn = False
-                _hidden(v0, &W[0, 0], &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
+                if floating is float and sparse:
+                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
+                else:
+                    _hidden(v0, Wp, &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
 
             # k steps of block Gibbs sampling with mean-field visible units.
             for step in range(k):
                 if n_threads > 1:
-                    _visible_rows(hs, &W[0, 0], &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads)
+                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads, ldt)
                 else:
-                    _visible(hs, &W[0, 0], &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads)
+                    _visible(hs, Wp, &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads, ldt)
                 if persistent or step < k - 1:
                     _uniforms(bg, u, m * nh)
-                    _hidden(vk, &W[0, 0], &bh[0], phk, u, hs, m, nv, nh, 1, n_threads)
+                    _hidden(vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
                 elif lookahead and batch + 1 < n_batches:
                     # CD discards the last hidden sample: no sample, and the next batch's draw.
                     m_next = min(batch_size, n - start - m)
-                    _hidden_and_draw(vk, &W[0, 0], &bh[0], phk, m, nv, nh, n_threads, bg, unext,
-                                     <Py_ssize_t> m_next * nh)
+                    _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                                     <Py_ssize_t> m_next * nh, ldt)
                     uswap = u
                     u = unext
                     unext = uswap
                     drawn = True
                 else:
-                    _hidden(vk, &W[0, 0], &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads)
+                    _hidden(vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
             if persistent:
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
 
@@ -680,7 +997,16 @@ def cd_epoch(
             # it leaves multiplied by it except after the last (see _update_block).
             beta = mom if batch == 0 else 1
             mom_next = 1 if batch == n_batches - 1 else mom
-            if n_threads == 1:
+            if floating is float and sparse:
+                for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+                    j0 = _bound(nh, n_threads, t)
+                    j1 = _bound(nh, n_threads, t + 1)
+                    i0 = _bound(nv, n_threads, t)
+                    i1 = _bound(nv, n_threads, t + 1)
+                    _update_block_sparse(Wp, &bh[0], &bv[0], dWp, &dbh[0], &dbv[0], &H2[0, 0], v0, &hsum[0],
+                                         &errs[t], &ccnt[0], &ridx[0], &cval[0], m, nv, nh, ldt, j0, j1, i0, i1,
+                                         scale, mom, decay, beta, mom_next)
+            elif n_threads == 1:
                 _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
                               &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
             else:
@@ -695,6 +1021,9 @@ def cd_epoch(
             for t in range(n_threads):
                 err += errs[t]
                 errs[t] = 0
+        if sparse:
+            _transpose(Wp, nv, nh, ldt, &W[0, 0], nv)
+            _transpose(dWp, nv, nh, ldt, &dW[0, 0], nv)
     return err / n
 
 

@@ -381,6 +381,71 @@ def test_small_batch_kernels_sampling_and_free_energy_match_reference():
     np.testing.assert_array_equal(got, want)
 
 
+# --------------------------------------------------------------------------------------------
+# Sparse epochs (float32 inputs that are mostly zeros) agree with the dense products
+# --------------------------------------------------------------------------------------------
+def _sparse_problem(density, n=157, nv=403, nh=257, seed=4):
+    arrays = _problem(np.float32, "bernoulli", n=n, nv=nv, nh=nh, seed=seed)
+    r = np.random.default_rng(seed + 1)
+    arrays[0] = np.ascontiguousarray((r.random((n, nv)) < density) * r.random((n, nv)), dtype=np.float32)
+    return arrays
+
+
+def _sparse_run(mode, arrays, n_threads, chain, **kw):
+    previous = _rbm_core.set_sparse(mode)
+    try:
+        with threadpool_limits(n_threads):
+            return _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3, chain=chain, **kw)
+    finally:
+        _rbm_core.set_sparse(previous)
+
+
+@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("k,momentum,decay", [(1, 0.5, 1e-3), (2, 0.0, 0.0)])
+def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, persistent, k, momentum, decay):
+    # 257 hidden units leave column slices of 64, 32, 16, 8 and single columns on one and two
+    # threads; 157 rows end with a batch of 37; 15% of the inputs are nonzero.
+    arrays = _sparse_problem(0.15)
+    chain = (np.random.default_rng(5).random((40, 257)) < 0.5).astype(np.float32) if persistent else None
+    kw = dict(k=k, learning_rate=0.05, momentum=momentum, weight_decay=decay, batch_size=40, visible="bernoulli")
+    e_sp, p_sp, c_sp, rng_sp = _sparse_run("always", arrays, n_threads, chain, **kw)
+    e_dn, p_dn, c_dn, _ = _sparse_run("never", arrays, n_threads, chain, **kw)
+    e_ref, p_ref, c_ref, rng_ref = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=chain, **kw)
+    for a, b, c in zip(p_dn, p_sp, p_ref):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(b, c, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(e_sp, e_dn, rtol=1e-4)
+    if persistent:
+        np.testing.assert_array_equal(c_sp, c_dn)
+    assert rng_sp.bit_generator.state == rng_ref.bit_generator.state
+
+
+@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+def test_sparse_epochs_run_only_on_sparse_float32_bernoulli_data():
+    kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40)
+    sparse, dense = _sparse_problem(0.15), _sparse_problem(0.6)
+    # "auto" takes the sparse products exactly where the data are mostly zeros ...
+    for arrays, same_as in ((sparse, "always"), (dense, "never")):
+        got = _sparse_run("auto", arrays, 2, None, visible="bernoulli", **kw)[1]
+        want = _sparse_run(same_as, arrays, 2, None, visible="bernoulli", **kw)[1]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    # ... and never for Gaussian units, float64 or batches of the unpacked kernels.
+    gauss = _problem(np.float32, "gaussian", n=157, nv=403, nh=257, seed=4)
+    cases = [(gauss, dict(visible="gaussian", **kw)),
+             ([a.astype(np.float64) for a in sparse], dict(visible="bernoulli", **kw)),
+             (sparse, dict(visible="bernoulli", **dict(kw, batch_size=_rbm_core.small_batch_max())))]
+    for arrays, kwargs in cases:
+        got = _sparse_run("always", arrays, 1, None, **kwargs)[1]
+        want = _sparse_run("never", arrays, 1, None, **kwargs)[1]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        _rbm_core.set_sparse("sometimes")
+
+
 def test_fewer_openmp_threads_than_asked_still_give_the_reference_result():
     # OMP_THREAD_LIMIT=1 (or OMP_DYNAMIC) can hand a parallel region fewer threads than it
     # asks for; every part of the work must still be done (it once left rows uncomputed).
