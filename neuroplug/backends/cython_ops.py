@@ -317,24 +317,20 @@ class CythonOps(Ops):
         dy = self._contiguous(dy, dt)
         nt = self._threads(2.0 * n * f * oh * ow * cg * kh * kw, _MIN_FLOPS_PER_THREAD)
         k = cg * kh * kw
+        dw = np.empty(w_shape, dtype=dt)
         if self._winograd(2, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
             work = self._scratch("conv", _winograd.workspace(2, n, c, h, wd, f, kh, *padding, nt), dt)
-            dw = np.empty(w_shape, dtype=dt)
             _winograd.backward_weights(dy, x, dw, *padding, nt, work)
-            db = np.empty(f, dtype=dt)
-            _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
-            if connections is not None:
-                dw *= connections[:, :, None, None]
-            return dw, db
-        size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
-        work = self._scratch("conv", size, dt)
-        partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
-        dw = np.empty(f * k, dtype=dt)
+        else:
+            size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride,
+                                                      *padding, groups, nt)
+            work = self._scratch("conv", size, dt)
+            partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
+            with _blas_guard(uses_blas):
+                _conv.conv2d_backward_weights(dy, x, partial, dw.reshape(-1), kh, kw, *stride, *padding, groups, nt,
+                                              work)
         db = np.empty(f, dtype=dt)
-        with _blas_guard(uses_blas):
-            _conv.conv2d_backward_weights(dy, x, partial, dw, kh, kw, *stride, *padding, groups, nt, work)
         _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
-        dw = dw.reshape(w_shape)
         if connections is not None:
             dw *= connections[:, :, None, None]
         return dw, db
