@@ -513,6 +513,7 @@ cdef enum:
     WGRAD_TILES = 128
     WGRAD_CHUNKS = 8      # weight gradient: at most this many batch chunks (partial sums)
     WGRAD_BUDGET = 4194304  # weight gradient: most floats of transforms per thread
+    WGRAD_PARTIAL_BUDGET = 4194304  # weight gradient: most floats of per-chunk partial sums
 
 
 # G (A x R), row-major, in double: the weight transform U = G g G^T and dW = G^T M G.
@@ -585,8 +586,8 @@ def pays(int kind, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ss
     if min(N, C, H, W, F) < 1 or min(PH, PW) < 0 or H + 2 * PH < KH or W + 2 * PW < KW:
         return False
     cdef WGeom g = _wgeom(kind, N, C, H, W, F, <int> KH, PH, PW)
-    if kind == 2 and _wgrad_floats(C, F, g.OH, g.OW, g.R) > WGRAD_BUDGET:
-        return False
+    if kind == 2 and (_wgrad_floats(C, F, g.OH, g.OW, g.R) > WGRAD_BUDGET or g.chunks < min(N, 2)):
+        return False        # a sample's transforms, or partial sums for two chunks, exceed their budgets
     if _mode == 2:
         return True
     # Measured against the packed GEMM and sliding kernels (AVX2, 2 threads), they lose:
@@ -684,7 +685,7 @@ cdef WGeom _wgeom(int kind, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
         g.per_thread = (g.xband + SLACK + ALIGN_PAD) + (g.vsize + ALIGN_PAD) + (AA * MR * NR + ALIGN_PAD)
     else:
         g.nvec = (g.TH * g.TWp + 7) // 8
-        g.chunks = min(N, WGRAD_CHUNKS)
+        g.chunks = max(1, min(N, WGRAD_CHUNKS, WGRAD_PARTIAL_BUDGET // (AA * F * C)))
         g.nb = (N + g.chunks - 1) // g.chunks
         g.chunks = (N + g.nb - 1) // g.nb
         g.sb = max(1, min(g.nb, WGRAD_TILES // (8 * g.nvec), WGRAD_BUDGET // _wgrad_floats(C, F, g.OH, g.OW, R)))

@@ -282,6 +282,7 @@ def test_cpu_winograd_runs_only_where_it_applies_and_pays():
     assert not wg.pays(2, 64, 24, 32, 32, 24, 3, 3, 1, 1, 1, 1, 1, True)     # ... too little work per transform
     assert not wg.pays(1, 64, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, True)
     assert not wg.pays(2, 8, 512, 224, 224, 512, 3, 3, 1, 1, 1, 1, 1, True)  # transforms beyond the budget
+    assert not wg.pays(2, 8, 512, 14, 14, 512, 3, 3, 1, 1, 1, 1, 1, True)    # partial sums beyond the budget
     previous = wg.set_winograd("never")
     try:
         assert not wg.pays(0, *c_shape, True)
