@@ -922,14 +922,10 @@ def backward_weights(
     _check_common(work.shape[0], &g, n_threads)
     cdef float* part = wg_align64(&work[0])
     cdef float* tw = &work[0] + g.shared
-    cdef Py_ssize_t AA = g.A * g.A, FC = g.F * g.C, ci, n0, r, j, f, c, i, k, l, A = g.A, R = g.R
+    cdef Py_ssize_t AA = g.A * g.A, FC = g.F * g.C, ci, n0, f
     cdef float* xb
     cdef float* dyb
     cdef float* V
-    cdef const double* Gm = &G3[0] if R == 3 else &G5[0]
-    cdef double m[6][6]
-    cdef double t[5][6]
-    cdef double s
     with nogil:
         for ci in prange(g.chunks, num_threads=n_threads, schedule="dynamic"):
             n0 = ci * g.nb
@@ -938,24 +934,36 @@ def backward_weights(
             V = wg_align64(dyb + g.F * g.DH * g.DW + SLACK)
             _wgrad_chunk(&x[0, 0, 0, 0], &dy[0, 0, 0, 0], part + ci * AA * FC, &g, n0, min(g.nb, g.N - n0),
                          xb, dyb, V, V + AA * g.C * g.tl)
-        # The chunks in order (deterministic), then dW = G^T M G in double.
-        for r in range(1, g.chunks):
-            for j in range(AA * FC):
-                part[j] += part[r * AA * FC + j]
-        for f in range(g.F):
+        for f in prange(g.F, num_threads=n_threads if FC * g.chunks >= 65536 else 1, schedule="static"):
+            _wgrad_finish(part, &g, f, &dw[f, 0, 0, 0])
+
+
+cdef void _wgrad_finish(float* part, const WGeom* g, Py_ssize_t f, float* dwf) noexcept nogil:
+    """Filter ``f``: its chunks' partial sums added in chunk order (deterministic), then
+    ``dW = G^T M G`` in double into ``dwf`` ``(C, R, R)``."""
+    cdef Py_ssize_t AA = g.A * g.A, FC = g.F * g.C, A = g.A, R = g.R, r, c, i, j, k, l, e
+    cdef const double* Gm = &G3[0] if R == 3 else &G5[0]
+    cdef double m[6][6]
+    cdef double t[5][6]
+    cdef double s
+    for r in range(1, g.chunks):
+        for i in range(AA):
             for c in range(g.C):
+                e = i * FC + f * g.C + c
+                part[e] += part[r * AA * FC + e]
+    for c in range(g.C):
+        for i in range(A):
+            for j in range(A):
+                m[i][j] = part[(i * A + j) * FC + f * g.C + c]
+        for k in range(R):           # t = G^T m
+            for j in range(A):
+                s = 0
                 for i in range(A):
-                    for j in range(A):
-                        m[i][j] = part[(i * A + j) * FC + f * g.C + c]
-                for k in range(R):           # t = G^T m
-                    for j in range(A):
-                        s = 0
-                        for i in range(A):
-                            s = s + Gm[i * R + k] * m[i][j]
-                        t[k][j] = s
-                for k in range(R):           # dW = t G
-                    for l in range(R):
-                        s = 0
-                        for j in range(A):
-                            s = s + t[k][j] * Gm[j * R + l]
-                        dw[f, c, k, l] = <float> s
+                    s = s + Gm[i * R + k] * m[i][j]
+                t[k][j] = s
+        for k in range(R):           # dW = t G
+            for l in range(R):
+                s = 0
+                for j in range(A):
+                    s = s + t[k][j] * Gm[j * R + l]
+                dwf[(c * R + k) * R + l] = <float> s
