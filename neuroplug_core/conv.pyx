@@ -64,6 +64,8 @@ from libc.string cimport memcpy, memset
 from ._blas cimport gemm_rm
 from ._fused cimport floating
 
+from ._modes import mode_from_env, mode_name, mode_value
+
 
 cdef extern from *:
     """
@@ -1307,24 +1309,13 @@ def set_sliding(mode):
     Not thread-safe with respect to convolutions running at the same time.
     """
     global _sliding
-    modes = {"never": 0, "auto": 1, "always": 2}
-    if mode not in modes:
-        raise ValueError(f"mode must be one of {list(modes)}. Received: {mode!r}")
-    previous = [k for k, v in modes.items() if v == _sliding][0]
-    _sliding = modes[mode]
+    previous = mode_name(_sliding)
+    _sliding = mode_value(mode)
     return previous
 
 
-def _init_sliding_from_env():
-    """Honour ``NEUROPLUG_SLIDING`` (``auto``, ``always``, ``never``), for tests and benchmarks."""
-    import os
-
-    value = os.environ.get("NEUROPLUG_SLIDING", "").strip().lower()
-    if value in ("auto", "always", "never"):
-        set_sliding(value)
-
-
-_init_sliding_from_env()
+if mode_from_env("NEUROPLUG_SLIDING"):
+    set_sliding(mode_from_env("NEUROPLUG_SLIDING"))
 
 
 cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:

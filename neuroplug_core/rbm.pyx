@@ -33,6 +33,8 @@ from ._fused cimport floating
 
 import numpy as np
 
+from ._modes import mode_name, mode_value
+
 
 # ---------------------------------------------------------------------------
 # Small helpers
@@ -412,7 +414,6 @@ def set_small_batch_max(int rows):
 # 0 never, 1 when the data are mostly zeros (the default), 2 always.  Measured on MNIST (19%
 # nonzero, 500 hidden units, batch 100, 2 threads): see cd_epoch.
 cdef int _sparse_mode = 1
-_SPARSE_MODES = {"never": 0, "auto": 1, "always": 2}
 # Largest share of nonzero inputs at which "auto" takes the sparse products, and the rows it
 # counts (the first of the epoch, so that the choice depends on the data and the shuffle only).
 cdef double _SPARSE_MAX_DENSITY = 0.35
@@ -428,10 +429,8 @@ def set_sparse(mode):
     For tests and benchmarks; returns the previous mode.
     """
     global _sparse_mode
-    if mode not in _SPARSE_MODES:
-        raise ValueError(f"mode must be one of {list(_SPARSE_MODES)}. Received: {mode!r}")
-    previous = [k for k, v in _SPARSE_MODES.items() if v == _sparse_mode][0]
-    _sparse_mode = _SPARSE_MODES[mode]
+    previous = mode_name(_sparse_mode)
+    _sparse_mode = mode_value(mode)
     return previous
 
 
@@ -811,29 +810,24 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
     no prefix sums; appends are branch-free (the input's zeros are
     unpredictable).
     """
-    cdef int t, r0, r1, i0, i1, r, i, c
-    cdef float x
+    cdef int t, r, i
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-        r0 = t * m // n_threads
-        r1 = (t + 1) * m // n_threads
-        for r in range(r0, r1):
-            c = 0
-            for i in range(nv):
-                x = v[r * nv + i]
-                idx[r * nv + c] = i
-                val[r * nv + c] = x
-                c = c + (x != 0)
-            rcnt[r] = c
-        i0 = t * nv // n_threads
-        i1 = (t + 1) * nv // n_threads
-        for i in range(i0, i1):
-            c = 0
-            for r in range(m):
-                x = v[r * nv + i]
-                ridx[i * m + c] = r
-                cval[i * m + c] = x
-                c = c + (x != 0)
-            ccnt[i] = c
+        for r in range(t * m // n_threads, (t + 1) * m // n_threads):
+            rcnt[r] = _compact(v + <Py_ssize_t> r * nv, nv, 1, idx + <Py_ssize_t> r * nv, val + <Py_ssize_t> r * nv)
+        for i in range(t * nv // n_threads, (t + 1) * nv // n_threads):
+            ccnt[i] = _compact(v + i, m, nv, ridx + <Py_ssize_t> i * m, cval + <Py_ssize_t> i * m)
+
+
+cdef inline int _compact(const float* v, int n, int stride, int* pos, float* val) noexcept nogil:
+    """The nonzeros of ``v[0], v[stride], ... v[(n - 1) stride]``: positions and values; returns their count."""
+    cdef int k, c = 0
+    cdef float x
+    for k in range(n):
+        x = v[<Py_ssize_t> k * stride]
+        pos[c] = k
+        val[c] = x
+        c = c + (x != 0)
+    return c
 
 
 cdef void _transpose(const floating* a, int rows, int cols, int lda, floating* out, int ldo) noexcept nogil:

@@ -47,6 +47,8 @@ only internal consistency is checked.
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
+from ._modes import mode_from_env, mode_name, mode_value
+
 
 cdef extern from *:
     """
@@ -535,7 +537,6 @@ def available():
 
 # Where the Winograd kernels run: 0 never, 1 where they pay (the default), 2 wherever they apply.
 cdef int _mode = 1
-_MODES = {"never": 0, "auto": 1, "always": 2}
 
 
 def set_winograd(mode):
@@ -546,23 +547,13 @@ def set_winograd(mode):
     Not thread-safe with respect to convolutions running at the same time.
     """
     global _mode
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {list(_MODES)}. Received: {mode!r}")
-    previous = [k for k, v in _MODES.items() if v == _mode][0]
-    _mode = _MODES[mode]
+    previous = mode_name(_mode)
+    _mode = mode_value(mode)
     return previous
 
 
-def _init_mode_from_env():
-    """Honour ``NEUROPLUG_WINOGRAD`` (``auto``, ``always``, ``never``), for tests and benchmarks."""
-    import os
-
-    value = os.environ.get("NEUROPLUG_WINOGRAD", "").strip().lower()
-    if value in _MODES:
-        set_winograd(value)
-
-
-_init_mode_from_env()
+if mode_from_env("NEUROPLUG_WINOGRAD"):
+    set_winograd(mode_from_env("NEUROPLUG_WINOGRAD"))
 
 
 cdef inline Py_ssize_t _tiles_per_row(Py_ssize_t width) noexcept nogil:
@@ -772,14 +763,26 @@ cdef void _band(const float* x, const float* U, const float* bias, float* y, con
                                 ntiles, g.R)
 
 
-cdef int _check_common(Py_ssize_t have, const WGeom* g, int n_threads) except -1:
+cdef WGeom _entry(int kind, tuple xs, tuple ws, tuple ys, Py_ssize_t PH, Py_ssize_t PW, int n_threads,
+                  Py_ssize_t have) except *:
+    """The checked geometry of a call: input ``xs`` (N, C, H, W), filters ``ws`` (F, C, R, R),
+    output-side ``ys`` (N, F, OH, OW), ``have`` floats of workspace."""
     if not _cpu_ok:
         raise RuntimeError("the Winograd kernels need a CPU with AVX2 and FMA")
+    if ws[2] != ws[3]:
+        raise ValueError("the Winograd kernels take square filters")
+    cdef WGeom g = _wgeom(kind, xs[0], xs[1], xs[2], xs[3], ws[0], <int> ws[2], PH, PW)
+    if ws[1] != g.C or ys != (g.N, g.F, g.OH, g.OW):
+        raise ValueError("inconsistent convolution shapes")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1. Received: n_threads={n_threads}")
     if have < g.shared + g.per_thread * n_threads:
         raise ValueError(f"workspace too small: {have} < {g.shared} + {g.per_thread} x {n_threads}")
-    return 0
+    return g
+
+
+cdef inline tuple _shape(const float[:, :, :, ::1] a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
 
 
 def forward(
@@ -792,16 +795,9 @@ def forward(
     float[::1] work,                  # scratch: workspace(0, ...) floats
 ):
     """Stride-1 correlation (one group) into ``y`` by Winograd F(2x2, RxR)."""
-    if w.shape[2] != w.shape[3]:
-        raise ValueError("the Winograd kernels take square filters")
-    cdef WGeom g = _wgeom(0, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], <int> w.shape[2], PH, PW)
-    if w.shape[1] != g.C:
-        raise ValueError("inconsistent convolution shapes")
-    if y.shape[0] != g.N or y.shape[1] != g.F or y.shape[2] != g.OH or y.shape[3] != g.OW:
-        raise ValueError("inconsistent convolution shapes")
+    cdef WGeom g = _entry(0, _shape(x), _shape(w), _shape(y), PH, PW, n_threads, work.shape[0])
     if b.shape[0] not in (0, g.F):
         raise ValueError("bias has the wrong length")
-    _check_common(work.shape[0], &g, n_threads)
     cdef float* U = wg_align64(&work[0])
     cdef float* tw = &work[0] + g.shared
     cdef const float* bias = &b[0] if b.shape[0] > 0 else NULL
@@ -855,12 +851,7 @@ def backward_input(
     float[::1] work,                  # scratch: workspace(1, ...) floats
 ):
     """Input gradient of the stride-1 correlation (one group) into ``dx`` by Winograd F(2x2, RxR)."""
-    if w.shape[2] != w.shape[3]:
-        raise ValueError("the Winograd kernels take square filters")
-    cdef WGeom g = _wgeom(1, dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], <int> w.shape[2], PH, PW)
-    if w.shape[1] != g.C or dy.shape[0] != g.N or dy.shape[1] != g.F or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
-        raise ValueError("inconsistent convolution shapes")
-    _check_common(work.shape[0], &g, n_threads)
+    cdef WGeom g = _entry(1, _shape(dx), _shape(w), _shape(dy), PH, PW, n_threads, work.shape[0])
     cdef float* UT = wg_align64(&work[0])
     cdef float* tw = &work[0] + g.shared
     cdef float* dyb
@@ -914,12 +905,7 @@ def backward_weights(
     float[::1] work,                  # scratch: workspace(2, ...) floats
 ):
     """Weight gradient of the stride-1 correlation (one group) into ``dw`` by Winograd F(2x2, RxR)."""
-    if dw.shape[2] != dw.shape[3]:
-        raise ValueError("the Winograd kernels take square filters")
-    cdef WGeom g = _wgeom(2, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[0], <int> dw.shape[2], PH, PW)
-    if dw.shape[1] != g.C or dy.shape[0] != g.N or dy.shape[1] != g.F or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
-        raise ValueError("inconsistent convolution shapes")
-    _check_common(work.shape[0], &g, n_threads)
+    cdef WGeom g = _entry(2, _shape(x), _shape(dw), _shape(dy), PH, PW, n_threads, work.shape[0])
     cdef float* part = wg_align64(&work[0])
     cdef float* tw = &work[0] + g.shared
     cdef Py_ssize_t AA = g.A * g.A, FC = g.F * g.C, ci, n0, f

@@ -243,22 +243,6 @@ def test_cpu_winograd_kernels_match_reference(winograd, case):
     check_conv_case(get_ops("cpu"), case, np.float32, seed=3)
 
 
-def test_cpu_winograd_mode_is_validated_and_read_from_the_environment():
-    import os
-    import subprocess
-    import sys
-
-    from neuroplug_core import winograd as wg
-
-    with pytest.raises(ValueError, match="mode must be one of"):
-        wg.set_winograd("sometimes")
-    code = "from neuroplug_core import winograd; print(winograd.set_winograd('auto'))"
-    for value in ("never", "always"):
-        env = dict(os.environ, NEUROPLUG_WINOGRAD=value)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == value
-
-
 def test_cpu_winograd_runs_only_where_it_applies_and_pays():
     from neuroplug_core import winograd as wg
 
@@ -356,18 +340,21 @@ def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     assert not np.isfinite(dw[..., 2]).any()
 
 
-def test_cpu_sliding_mode_is_validated_and_read_from_the_environment():
+@pytest.mark.parametrize("module,setter,variable", [
+    ("conv", "set_sliding", "NEUROPLUG_SLIDING"),
+    ("winograd", "set_winograd", "NEUROPLUG_WINOGRAD"),
+])
+def test_cpu_kernel_modes_are_validated_and_read_from_the_environment(module, setter, variable):
+    import importlib
     import os
     import subprocess
     import sys
 
-    from neuroplug_core import conv
-
     with pytest.raises(ValueError, match="mode must be one of"):
-        conv.set_sliding("sometimes")
-    code = "from neuroplug_core import conv; print(conv.set_sliding('auto'))"
+        getattr(importlib.import_module(f"neuroplug_core.{module}"), setter)("sometimes")
+    code = f"from neuroplug_core import {module}; print({module}.{setter}('auto'))"
     for value in ("never", "always"):
-        env = dict(os.environ, NEUROPLUG_SLIDING=value)
+        env = dict(os.environ, **{variable: value})
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == value
 
