@@ -23,6 +23,7 @@ from scipy import signal
 from neuroplug.backends import get_ops
 from neuroplug.backends.cython_ops import CythonOps
 from neuroplug.ops import Ops, conv2d_output_shape, normalize_pair, normalize_padding, pool2d_output_shape
+from neuroplug_core._modes import switched  # pure Python: imports without the compiled kernels
 
 REF = Ops()
 DTYPES = [np.float32, np.float64]
@@ -187,11 +188,8 @@ def sliding(request):
 
     if "avx2" not in conv.available_isas():
         pytest.skip("the sliding-window kernels need AVX2")
-    previous = conv.set_sliding(request.param)
-    try:
-        yield request.param
-    finally:
-        conv.set_sliding(previous)
+    with switched(conv.set_sliding, request.param) as mode:
+        yield mode
 
 
 @pytest.mark.parametrize("case", SLIDING_CASES, ids=case_id)
@@ -231,11 +229,8 @@ def winograd(request):
 
     if not wg.available():
         pytest.skip("the Winograd kernels need AVX2 and FMA")
-    previous = wg.set_winograd(request.param)
-    try:
-        yield request.param
-    finally:
-        wg.set_winograd(previous)
+    with switched(wg.set_winograd, request.param) as mode:
+        yield mode
 
 
 @pytest.mark.parametrize("case", WINOGRAD_CASES + CONV_CASES, ids=case_id)
@@ -267,15 +262,10 @@ def test_cpu_winograd_runs_only_where_it_applies_and_pays():
     assert not wg.pays(1, 64, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, True)
     assert not wg.pays(2, 8, 512, 224, 224, 512, 3, 3, 1, 1, 1, 1, 1, True)  # transforms beyond the budget
     assert not wg.pays(2, 8, 512, 14, 14, 512, 3, 3, 1, 1, 1, 1, 1, True)    # partial sums beyond the budget
-    previous = wg.set_winograd("never")
-    try:
+    with switched(wg.set_winograd, "never"):
         assert not wg.pays(0, *c_shape, True)
-    finally:
-        wg.set_winograd("always")
-    try:
+    with switched(wg.set_winograd, "always"):
         assert wg.pays(0, 8, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)
-    finally:
-        wg.set_winograd(previous)
 
 
 def test_cpu_winograd_checks_its_workspace_and_shapes():
@@ -327,11 +317,8 @@ def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     x = rng.standard_normal((2, 1, 6, 13)).astype(np.float32)
     x[:, :, :, -1] = np.inf                    # reached only by the last column of taps
     dy = rng.standard_normal((2, 3, 4, 11)).astype(np.float32)
-    previous = conv.set_sliding("always")
-    try:
+    with switched(conv.set_sliding, "always"):
         dw, _ = get_ops("cpu", check_finite=False).conv2d_backward_weights(dy, x, (3, 1, 3, 3))
-    finally:
-        conv.set_sliding(previous)
     with np.errstate(invalid="ignore"):
         ref, _ = Ops(check_finite=False).conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
                                                                  (3, 1, 3, 3))
@@ -575,11 +562,8 @@ def test_cpu_winograd_random_shapes_match_reference(case, seed):
 
     if not wg.available():
         pytest.skip("the Winograd kernels need AVX2 and FMA")
-    previous = wg.set_winograd("always")
-    try:
+    with switched(wg.set_winograd, "always"):
         check_conv_case(get_ops("cpu"), case, np.float32, seed)
-    finally:
-        wg.set_winograd(previous)
 
 
 @HYPOTHESIS
@@ -735,11 +719,8 @@ def test_cpu_winograd_spreads_nan_only_within_a_tile_when_checks_are_off():
     x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
     x[0, 3, 5, 5] = np.nan
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    previous = wg.set_winograd("always")
-    try:
+    with switched(wg.set_winograd, "always"):
         y = get_ops("cpu", check_finite=False).conv2d(x, w, padding=1)
-    finally:
-        wg.set_winograd(previous)
     with np.errstate(invalid="ignore"):
         ref = Ops(check_finite=False).conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
     assert np.isnan(y[np.isnan(ref)]).all()

@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from neuroplug.backends import get_ops
 from neuroplug.backends.cython_ops import CythonOps
 from neuroplug.ops import Ops
+from neuroplug_core._modes import switched  # pure Python: imports without the compiled kernels
 
 VISIBLE = ["bernoulli", "gaussian"]
 
@@ -392,12 +393,8 @@ def _sparse_problem(density, n=157, nv=403, nh=257, seed=4):
 
 
 def _sparse_run(mode, arrays, n_threads, chain, **kw):
-    previous = _rbm_core.set_sparse(mode)
-    try:
-        with threadpool_limits(n_threads):
-            return _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3, chain=chain, **kw)
-    finally:
-        _rbm_core.set_sparse(previous)
+    with switched(_rbm_core.set_sparse, mode), threadpool_limits(n_threads):
+        return _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3, chain=chain, **kw)
 
 
 @pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
