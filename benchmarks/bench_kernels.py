@@ -213,6 +213,23 @@ def bench(threads: int, repeat: int, shapes: list[str]) -> dict:
     return results
 
 
+def print_kernels(shapes: list[str]) -> None:
+    """Say which shapes' products run the Winograd kernels (the others run neuroplug_core.conv)."""
+    from neuroplug_core import conv, winograd
+
+    simd = conv.simd_isa() != "blas"
+    for name in shapes:
+        s = SHAPES[name]
+        n, c, h, w, f, k, pad = (s[key] for key in ("n", "c", "h", "w", "f", "k", "pad"))
+        products = [label for kind, label in enumerate(("forward", "input gradient", "weight gradient"))
+                    if winograd.pays(kind, n, c, h, w, f, k, k, 1, 1, pad, pad, 1, simd)]
+        if not products:
+            print(f"({name}) all products on neuroplug_core.conv")
+            continue
+        rest = "" if len(products) == 3 else "; the others on neuroplug_core.conv"
+        print(f"({name}) on Winograd F(2x2, {k}x{k}): {', '.join(products)}{rest}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
           "'of peak' = conv GFLOP/s / GEMM GFLOP/s, the conv counted as direct\n"
           "summation (2 N F C KH KW OH OW flops), so it tops 100% where a layer runs\n"
           "Winograd F(2x2, RxR), which does (R+1)^2 instead of 4 R^2 multiplications per 2x2 outputs")
+    print_kernels(args.shapes)
     results = {t: bench(t, args.repeat, args.shapes) for t in args.threads}
     if torch is None:
         return
