@@ -248,45 +248,55 @@ cdef extern from *:
        (MNIST pixels: 19% nonzero).  The weights are transposed, WT (nv x ld), so that a
        nonzero pixel selects a contiguous row segment; 8 .. 64 columns are summed in
        registers (nvv vectors) over a row's (or a pixel's) nonzeros. */
+    /* out[r*ldo + j] = sum_i v[r, i] WT[i*ld + j] for j in [j0, j1), from v by columns: pixel i's
+       nonzeros are rows ridx, values cval[i*ccap ... i*ccap + ccnt[i]).  A pixel's weight segment
+       (8 nvv columns) stays in registers while it is added into the rows that use it; a block of
+       64 columns of out (25 KB at m = 100) stays in L1.  Taken row by row instead (each row
+       summing the segments of its own nonzeros), every segment came from L2 or beyond once per
+       row that uses it: at MNIST's density the pass took 2x as long.  Each output still adds its
+       terms in increasing pixel order, so the sums are those of the row-by-row loop. */
     __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_spmm_blk(const int* cnt, long cap, const int* idx, const float* val, long m,
-                                       const float* WT, long ld, float* out, long ldo, long jb, const int nvv)
+    static inline void np_rbm_spmm_blk(const int* ccnt, long ccap, const int* ridx, const float* cval, long m,
+                                       long nv, const float* WT, long ld, float* out, long ldo, long jb,
+                                       const int nvv)
     {
-        long r, p;
-        int q;
+        long r, i, q;
+        int k;
         for (r = 0; r < m; ++r) {
-            __m256 acc[8];
             #pragma GCC unroll 8
-            for (q = 0; q < nvv; ++q) acc[q] = _mm256_setzero_ps();
-            for (p = r * cap; p < r * cap + cnt[r]; ++p) {
-                const float* w = WT + (long)idx[p] * ld + jb;
-                __m256 v = _mm256_set1_ps(val[p]);
+            for (k = 0; k < nvv; ++k) _mm256_storeu_ps(out + r * ldo + jb + 8 * k, _mm256_setzero_ps());
+        }
+        for (i = 0; i < nv; ++i) {
+            __m256 w[8];
+            const float* wi = WT + i * ld + jb;
+            #pragma GCC unroll 8
+            for (k = 0; k < nvv; ++k) w[k] = _mm256_loadu_ps(wi + 8 * k);
+            for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
+                float* o = out + (long)ridx[q] * ldo + jb;
+                __m256 v = _mm256_set1_ps(cval[q]);
                 #pragma GCC unroll 8
-                for (q = 0; q < nvv; ++q) acc[q] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8 * q), acc[q]);
+                for (k = 0; k < nvv; ++k) _mm256_storeu_ps(o + 8 * k, _mm256_fmadd_ps(v, w[k], _mm256_loadu_ps(o + 8 * k)));
             }
-            float* o = out + r * ldo + jb;
-            #pragma GCC unroll 8
-            for (q = 0; q < nvv; ++q) _mm256_storeu_ps(o + 8 * q, acc[q]);
         }
     }
 
-    /* out[r*ldo + j] = sum_p val[p] WT[idx[p]*ld + j], p over row r's nonzeros, j in [j0, j1).
-       Row r's nonzeros are idx, val[r*cap ... r*cap + cnt[r]). */
     __attribute__((target("avx2,fma")))
-    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+    static void np_rbm_spmm_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long m, long nv,
                               const float* WT, long ld, float* out, long ldo, long j0, long j1)
     {
-        long jb = j0, r, p, j;
-        for (; jb + 64 <= j1; jb += 64) np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 8);
-        if (jb + 32 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 4); jb += 32; }
-        if (jb + 16 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 2); jb += 16; }
-        if (jb + 8 <= j1) { np_rbm_spmm_blk(cnt, cap, idx, val, m, WT, ld, out, ldo, jb, 1); jb += 8; }
-        for (r = 0; r < m; ++r)
-            for (j = jb; j < j1; ++j) {
-                float t = 0.0f;
-                for (p = r * cap; p < r * cap + cnt[r]; ++p) t += val[p] * WT[(long)idx[p] * ld + j];
-                out[r * ldo + j] = t;
-            }
+        long jb = j0, r, i, q, j;
+        for (; jb + 64 <= j1; jb += 64) np_rbm_spmm_blk(ccnt, ccap, ridx, cval, m, nv, WT, ld, out, ldo, jb, 8);
+        if (jb + 32 <= j1) { np_rbm_spmm_blk(ccnt, ccap, ridx, cval, m, nv, WT, ld, out, ldo, jb, 4); jb += 32; }
+        if (jb + 16 <= j1) { np_rbm_spmm_blk(ccnt, ccap, ridx, cval, m, nv, WT, ld, out, ldo, jb, 2); jb += 16; }
+        if (jb + 8 <= j1) { np_rbm_spmm_blk(ccnt, ccap, ridx, cval, m, nv, WT, ld, out, ldo, jb, 1); jb += 8; }
+        if (jb < j1) {
+            for (r = 0; r < m; ++r)
+                for (j = jb; j < j1; ++j) out[r * ldo + j] = 0.0f;
+            for (i = 0; i < nv; ++i)
+                for (q = i * ccap; q < i * ccap + ccnt[i]; ++q)
+                    for (j = jb; j < j1; ++j)
+                        out[(long)ridx[q] * ldo + j] = __builtin_fmaf(cval[q], WT[i * ld + j], out[(long)ridx[q] * ldo + j]);
+        }
     }
 
     /* One step of the weights in the columns [jb, jb + 8 nvv) of row i:
@@ -366,7 +376,7 @@ cdef extern from *:
     #else
     #define NP_RBM_HAVE_Y 0
     static int np_rbm_cpu_avx2(void) { return 0; }
-    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+    static void np_rbm_spmm_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long m, long nv,
                               const float* WT, long ld, float* out, long ldo, long j0, long j1) {}
     static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
                                const float* H, long ldh, float scale, float* DT, float* WT, long ld,
@@ -382,7 +392,7 @@ cdef extern from *:
                        long M, long N, long K) noexcept nogil
     void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
                        long M, long N, long K, float alpha, float beta) noexcept nogil
-    void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
+    void np_rbm_spmm_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long m, long nv,
                        const float* WT, long ld, float* out, long ldo, long j0, long j1) noexcept nogil
     void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
                         const float* H, long ldh, float scale, float* DT, float* WT, long ld,
@@ -651,8 +661,7 @@ cdef void _visible(const floating* h, const floating* W, const floating* bv, flo
 
 
 cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
-                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads,
-                        int ldt) noexcept nogil:
+                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
     """:func:`_visible` with the threads cut along the hidden units (mean-field visible units).
 
     Each thread multiplies its own rows of ``W`` (the rows it also reads in
@@ -662,6 +671,8 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
     instead makes every thread read a slice of every row of ``W``, and the
     update that follows then waits on the other core for half of the cache
     lines it writes: at batch size 10 that cost more than the products.
+    (Sparse epochs cut by visible columns all the same: at batch 100 the
+    partial sums cost more than the shared lines, 227 -> 222 ms per epoch.)
     """
     cdef int t, j0, j1, i0, i1, q
     cdef Py_ssize_t r, i, size = <Py_ssize_t> m * nv
@@ -670,10 +681,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            if ldt:     # W transposed: this thread's hidden units are columns j0 .. j1 - 1
-                _gemm(False, True, m, nv, j1 - j0, <floating> 1, h + j0, nh, W + j0, ldt,
-                      <floating> 0, part + t * size, nv)
-            elif floating is float and m <= _small_batch_max:
+            if floating is float and m <= _small_batch_max:
                 np_rbm_axpy_y(h + j0, nh, 1, W + <Py_ssize_t> j0 * nv, nv, part + t * size, nv,
                               m, nv, j1 - j0, 1, 0)
             else:
@@ -710,20 +718,29 @@ cdef void _update_hidden_bias(floating* bh, floating* dbh, floating* H2, floatin
         bh[j] += dbh[j]
 
 
-cdef void _update_visible_bias(floating* bv, floating* dbv, const floating* V2, double* err, int m, int nv,
-                               int i0, int i1, floating scale, floating mom) noexcept nogil:
-    """Visible biases ``[i0, i1)`` from ``V2 = [v0; vk]``; ``err`` gets their squared differences."""
+cdef void _update_visible_bias(floating* bv, floating* dbv, const floating* v0, const floating* vk,
+                               floating* vsum, double* vsq, double* err, int m, int nv, int i0, int i1,
+                               floating scale, floating mom) noexcept nogil:
+    """Visible biases ``[i0, i1)`` from the rows ``v0`` and ``vk``; ``err`` gets their squared differences.
+
+    Row by row, with a sum per column in ``vsum`` and ``vsq`` (``nv`` each),
+    so that the loops run along rows and vectorise.
+    """
     cdef Py_ssize_t r, i
-    cdef floating d, s
+    cdef floating d
     cdef double e = 0
     for i in range(i0, i1):
-        s = 0
-        for r in range(m):
-            d = V2[r * nv + i] - V2[(m + r) * nv + i]
-            s += d
-            e += d * d
-        dbv[i] = mom * dbv[i] + scale * s
+        vsum[i] = 0
+        vsq[i] = 0
+    for r in range(m):
+        for i in range(i0, i1):
+            d = v0[r * nv + i] - vk[r * nv + i]
+            vsum[i] += d
+            vsq[i] += d * d
+    for i in range(i0, i1):
+        dbv[i] = mom * dbv[i] + scale * vsum[i]
         bv[i] += dbv[i]
+        e += vsq[i]
     err[0] = e
 
 
@@ -743,8 +760,8 @@ cdef inline void _step_weights(floating* W, floating* dW, Py_ssize_t n, floating
 
 
 cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
-                        floating* dbv, floating* H2, const floating* V2, floating* hsum,
-                        double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
+                        floating* dbv, floating* H2, const floating* V2, floating* hsum, floating* vsum,
+                        double* vsq, double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
                         floating scale, floating mom, floating decay, floating beta,
                         floating mom_next) noexcept nogil:
     """Parameter update for hidden rows ``[j0, j1)`` of ``W`` and visible columns ``[i0, i1)``.
@@ -763,16 +780,17 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     else:
         _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
     _step_weights(W + <Py_ssize_t> j0 * nv, dW + <Py_ssize_t> j0 * nv, <Py_ssize_t> (j1 - j0) * nv, decay, mom_next)
-    _update_visible_bias(bv, dbv, V2, err, m, nv, i0, i1, scale, mom)
+    _update_visible_bias(bv, dbv, V2, V2 + <Py_ssize_t> m * nv, vsum, vsq, err, m, nv, i0, i1, scale, mom)
 
 
 cdef void _update_block_sparse(float* WT, float* bh, float* bv, float* dWT, float* dbh, float* dbv,
-                               float* H2, const float* V2, float* hsum, double* err, const int* ccnt,
+                               float* H2, const float* v0, const float* vk, float* hsum, float* vsum,
+                               double* vsq, double* err, const int* ccnt,
                                const int* ridx, const float* cval, int m, int nv, int nh, int ldt, int j0,
                                int j1, int i0, int i1, float scale, float mom, float decay, float beta,
                                float mom_next) noexcept nogil:
     """:func:`_update_block` on transposed weights ``WT`` and ``dWT`` ``(nv, nh)`` (rows of ``ldt``),
-    hidden columns ``[j0, j1)``.
+    hidden columns ``[j0, j1)``; ``vk`` is the negative phase's visible rows, ``v0`` the batch's.
 
     The negative phase ``-vk^T phk`` is a GEMM; the positive phase
     ``v0^T ph0`` adds, for each visible unit, only the batch rows where
@@ -780,40 +798,36 @@ cdef void _update_block_sparse(float* WT, float* bh, float* bv, float* dWT, floa
     in the same pass as the step of the weights.
     """
     _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
-    _gemm(True, False, nv, j1 - j0, m, scale, V2 + <Py_ssize_t> m * nv, nv, H2 + <Py_ssize_t> m * nh + j0, nh,
-          beta, dWT + j0, ldt)
+    _gemm(True, False, nv, j1 - j0, m, scale, vk, nv, H2 + <Py_ssize_t> m * nh + j0, nh, beta, dWT + j0, ldt)
     np_rbm_spger_y(ccnt, m, ridx, cval, nv, H2, nh, scale, dWT, WT, ldt, j0, j1, decay, mom_next)
-    _update_visible_bias(bv, dbv, V2, err, m, nv, i0, i1, scale, mom)
+    _update_visible_bias(bv, dbv, v0, vk, vsum, vsq, err, m, nv, i0, i1, scale, mom)
 
 
-cdef void _hidden_sparse(const int* rcnt, const int* idx, const float* val, const float* WT, int ldt,
+cdef void _hidden_sparse(const int* ccnt, const int* ridx, const float* cval, const float* WT, int ldt,
                          const float* bh, float* out, const float* u, float* h, int m, int nv, int nh,
                          int n_threads) noexcept nogil:
-    """:func:`_hidden` for sparse visible rows (see :func:`_nonzeros`) and transposed weights ``WT``
-    ``(nv, nh)`` (rows of ``ldt``)."""
+    """:func:`_hidden` for sparse visible rows, given by columns (see :func:`_nonzeros`), and
+    transposed weights ``WT`` ``(nv, nh)`` (rows of ``ldt``)."""
     cdef int t, j0, j1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            np_rbm_spmm_y(rcnt, nv, idx, val, m, WT, ldt, out, nh, j0, j1)
+            np_rbm_spmm_y(ccnt, m, ridx, cval, m, nv, WT, ldt, out, nh, j0, j1)
             np_rbm_sigmoid_rows_f(out, bh, 1, u, h, m, nh, j0, j1)
 
 
-cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* val, int* ccnt, int* ridx,
-                    float* cval, int n_threads) noexcept nogil:
-    """The nonzeros of the ``(m, nv)`` rows ``v``, by rows and by columns, split between threads.
+cdef void _nonzeros(const float* v, int m, int nv, int* ccnt, int* ridx, float* cval,
+                    int n_threads) noexcept nogil:
+    """The nonzeros of the ``(m, nv)`` rows ``v`` by columns, split between threads.
 
-    Row ``r``'s are ``idx, val[r nv ... r nv + rcnt[r])`` (columns, values);
-    column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
-    in increasing order.  Fixed room per row and column, so the threads need
-    no prefix sums; appends are branch-free (the input's zeros are
+    Column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
+    in increasing order.  Fixed room per column, so the threads need no
+    prefix sums; appends are branch-free (the input's zeros are
     unpredictable).
     """
-    cdef int t, r, i
+    cdef int t, i
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-        for r in range(t * m // n_threads, (t + 1) * m // n_threads):
-            rcnt[r] = _compact(v + <Py_ssize_t> r * nv, nv, 1, idx + <Py_ssize_t> r * nv, val + <Py_ssize_t> r * nv)
         for i in range(t * nv // n_threads, (t + 1) * nv // n_threads):
             ccnt[i] = _compact(v + i, m, nv, ridx + <Py_ssize_t> i * m, cval + <Py_ssize_t> i * m)
 
@@ -897,10 +911,12 @@ def cd_epoch(
     cdef floating* uswap
     cdef bint drawn = False         # u already holds this batch's first uniforms
     cdef floating[::1] hsum = np.empty(nh, dtype=dtype)
+    cdef floating[::1] vsum = np.empty(nv, dtype=dtype)
+    cdef double[::1] vsq = np.empty(nv, dtype=np.float64)
     cdef double[::1] errs = np.zeros(n_threads, dtype=np.float64)
-    cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 else 1, dtype=dtype)
     cdef bitgen_t* bg = _bitgen(bit_generator)
     cdef floating* v0 = &V2[0, 0]
+    cdef const floating* x0         # the batch: v0, or the rows of X themselves in sparse epochs
     cdef floating* ph0 = &H2[0, 0]
     cdef floating* hs = &Hs[0, 0]
     cdef floating* u = &U[0, 0]
@@ -913,7 +929,7 @@ def cd_epoch(
     cdef int batch, start, m, step, t, j0, j1, i0, i1, m_next
     cdef int n_batches = (n + batch_size - 1) // batch_size
     # Sparse epochs: the weights and their momentum transposed, (nv, nh), so that a nonzero
-    # input selects a contiguous row; each batch's nonzeros by rows (CSR) and columns (CSC).
+    # input selects a contiguous row; each batch's nonzeros by columns (CSC).
     # Rows are padded to whole cache lines and aligned, so that the threads' column slices
     # (cut at multiples of 16) never share a line: unpadded, writing the momentum in the
     # update cost 2.5x as long.
@@ -924,13 +940,13 @@ def cd_epoch(
     cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
     cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
-    cdef int[::1] rcnt = np.empty(batch_size if sparse else 1, dtype=np.intc)
     cdef int[::1] ccnt = np.empty(nv if sparse else 1, dtype=np.intc)
-    cdef int[::1] idx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
     cdef int[::1] ridx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
-    cdef floating[::1] val = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
     cdef floating[::1] cval = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
     cdef floating* Wp = _align64(&WT[0]) if sparse else &W[0, 0]
+    # Partial products of h W by hidden slices (see _visible_rows), in dense epochs.
+    cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 and not sparse else 1,
+                                      dtype=dtype)
     cdef floating* dWp = _align64(&dWT[0]) if sparse else &dW[0, 0]
 
     with bit_generator.lock, nogil:
@@ -942,15 +958,18 @@ def cd_epoch(
             m = min(batch_size, n - start)
             vk = &V2[m, 0]
             phk = &H2[m, 0]
-            memcpy(v0, &X[start, 0], m * nv * sizeof(floating))
-            if floating is float:
-                if sparse:
-                    _nonzeros(v0, m, nv, &rcnt[0], &idx[0], &val[0], &ccnt[0], &ridx[0], &cval[0], n_threads)
+            if sparse:      # the products take v0 by columns; it is read in place
+                x0 = &X[start, 0]
+                if floating is float:
+                    _nonzeros(x0, m, nv, &ccnt[0], &ridx[0], &cval[0], n_threads)
+            else:           # stacked above vk for the update's GEMM
+                memcpy(v0, &X[start, 0], m * nv * sizeof(floating))
+                x0 = v0
 
             # Positive phase; the negative chain starts from h ~ p(h | v0) or the persistent states.
             if persistent:
                 if floating is float and sparse:
-                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, NULL, NULL, m, nv, nh, n_threads)
+                    _hidden_sparse(&ccnt[0], &ridx[0], &cval[0], Wp, ldt, &bh[0], ph0, NULL, NULL, m, nv, nh, n_threads)
                 else:
                     _hidden(v0, Wp, &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
                 memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
@@ -959,14 +978,14 @@ def cd_epoch(
                     _uniforms(bg, u, m * nh)
                 drawn = False
                 if floating is float and sparse:
-                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
+                    _hidden_sparse(&ccnt[0], &ridx[0], &cval[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
                 else:
                     _hidden(v0, Wp, &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
 
             # k steps of block Gibbs sampling with mean-field visible units.
             for step in range(k):
-                if n_threads > 1:
-                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads, ldt)
+                if n_threads > 1 and not sparse:
+                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads)
                 else:
                     _visible(hs, Wp, &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads, ldt)
                 if persistent or step < k - 1:
@@ -997,12 +1016,12 @@ def cd_epoch(
                     j1 = _bound(nh, n_threads, t + 1)
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
-                    _update_block_sparse(Wp, &bh[0], &bv[0], dWp, &dbh[0], &dbv[0], &H2[0, 0], v0, &hsum[0],
-                                         &errs[t], &ccnt[0], &ridx[0], &cval[0], m, nv, nh, ldt, j0, j1, i0, i1,
+                    _update_block_sparse(Wp, &bh[0], &bv[0], dWp, &dbh[0], &dbv[0], &H2[0, 0], x0, vk,
+                                         &hsum[0], &vsum[0], &vsq[0], &errs[t], &ccnt[0], &ridx[0], &cval[0], m, nv, nh, ldt, j0, j1, i0, i1,
                                          scale, mom, decay, beta, mom_next)
             elif n_threads == 1:
                 _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                              &hsum[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
+                              &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
             else:
                 for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     j0 = _bound(nh, n_threads, t)
@@ -1010,7 +1029,7 @@ def cd_epoch(
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
                     _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                                  &hsum[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
+                                  &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
                                   mom_next)
             for t in range(n_threads):
                 err += errs[t]
