@@ -269,6 +269,7 @@ cdef extern from *:
         for (i = 0; i < nv; ++i) {
             __m256 w[8];
             const float* wi = WT + i * ld + jb;
+            if (ccnt[i] == 0) continue;     /* a third of MNIST's pixels in a batch of 100 */
             #pragma GCC unroll 8
             for (k = 0; k < nvv; ++k) w[k] = _mm256_loadu_ps(wi + 8 * k);
             for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
@@ -938,6 +939,11 @@ def cd_epoch(
         sparse = (_sparse_mode != 0 and not gaussian and batch_size > _small_batch_max and np_rbm_cpu_avx2()
                   and (_sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
     cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
+    if sparse and ldt % 128 == 0:
+        # A stride of a power of two (500 hidden units padded to 512) maps a column block of
+        # every row to the same few cache sets; one more line per row spreads them (A/B at
+        # batch 100: 225.0 -> 221.5 ms per epoch, best of 8).
+        ldt += 16
     cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef int[::1] ccnt = np.empty(nv if sparse else 1, dtype=np.intc)
