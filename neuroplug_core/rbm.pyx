@@ -879,15 +879,31 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
     Row ``r``'s are ``idx, val[r nv ... r nv + rcnt[r])`` (columns, values);
     column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
     in increasing order.  Fixed room per row and column, so the threads need
-    no prefix sums; appends are branch-free (the input's zeros are
-    unpredictable).
+    no prefix sums.  The rows are packed first (:c:func:`np_rbm_compact_y`);
+    each thread then appends, row by row, the entries of its columns.  (Reading
+    ``v`` down the columns instead, both lists took 8.0 ms per MNIST epoch at
+    batch 100 instead of 5.3.)
     """
-    cdef int t, r, i
+    cdef int t, r, i, i0, i1, p, p1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         for r in range(t * m // n_threads, (t + 1) * m // n_threads):
             rcnt[r] = np_rbm_compact_y(v + <Py_ssize_t> r * nv, nv, idx + <Py_ssize_t> r * nv, val + <Py_ssize_t> r * nv)
-        for i in range(t * nv // n_threads, (t + 1) * nv // n_threads):
-            ccnt[i] = _compact(v + i, m, nv, ridx + <Py_ssize_t> i * m, cval + <Py_ssize_t> i * m)
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        i0 = t * nv // n_threads
+        i1 = (t + 1) * nv // n_threads
+        for i in range(i0, i1):
+            ccnt[i] = 0
+        for r in range(m):
+            p = r * nv
+            p1 = p + rcnt[r]
+            while p < p1 and idx[p] < i0:
+                p = p + 1
+            while p < p1 and idx[p] < i1:
+                i = idx[p]
+                ridx[i * m + ccnt[i]] = r
+                cval[i * m + ccnt[i]] = val[p]
+                ccnt[i] = ccnt[i] + 1
+                p = p + 1
 
 
 cdef inline int _compact(const float* v, int n, int stride, int* pos, float* val) noexcept nogil:
