@@ -246,8 +246,8 @@ cdef extern from *:
 
     /* Products with the sparse visible rows of a batch, for inputs that are mostly zeros
        (MNIST pixels: 19% nonzero).  The weights are transposed, WT (nv x ld), so that a
-       nonzero pixel selects a contiguous row segment; 8 .. 64 columns are summed in
-       registers (nvv vectors) over a row's (or a pixel's) nonzeros. */
+       nonzero pixel selects a contiguous row segment, summed in registers over a row's
+       nonzeros (16 columns at a time) or a pixel's (8 .. 64 columns, nvv vectors). */
     /* out[r*ldo + j] = sum_p val[p] WT[idx[p]*ld + j] for j in [j0, j1), p over row r's nonzeros
        (idx, val[r*cap ... r*cap + cnt[r]); v by rows).  Blocks of 16 columns: one block of WT
        (one cache line per pixel, ~33 KB for the pixels a batch of 100 MNIST digits uses) stays
@@ -390,8 +390,7 @@ cdef extern from *:
     }
     /* The nonzeros of v[0 .. n): positions and values, packed eight at a time (a compare, a
        movemask, and a permutation from a table of the 256 masks); returns their count.  Writes
-       up to 8 entries past the count, within pos[0 .. n) and val[0 .. n).  4x as fast as the
-       branch-free scalar loop. */
+       up to 8 entries past the count, within pos[0 .. n) and val[0 .. n). */
     static int np_rbm_pack_lut[256][8];
 
     static void np_rbm_pack_init(void) {
@@ -906,18 +905,6 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
                 p = p + 1
 
 
-cdef inline int _compact(const float* v, int n, int stride, int* pos, float* val) noexcept nogil:
-    """The nonzeros of ``v[0], v[stride], ... v[(n - 1) stride]``: positions and values; returns their count."""
-    cdef int k, c = 0
-    cdef float x
-    for k in range(n):
-        x = v[<Py_ssize_t> k * stride]
-        pos[c] = k
-        val[c] = x
-        c = c + (x != 0)
-    return c
-
-
 cdef void _transpose(const floating* a, int rows, int cols, int lda, floating* out, int ldo) noexcept nogil:
     """``out (cols, rows) = a (rows, cols)^T`` (rows of ``lda`` and ``ldo``), in 32 x 32 blocks."""
     cdef Py_ssize_t r0, c0, r, c
@@ -1040,7 +1027,7 @@ def cd_epoch(
             m = min(batch_size, n - start)
             vk = &V2[m, 0]
             phk = &H2[m, 0]
-            if sparse:      # the products take v0 by columns; it is read in place
+            if sparse:      # the products take v0's nonzeros by rows and columns; it is read in place
                 x0 = &X[start, 0]
                 if floating is float:
                     _nonzeros(x0, m, nv, &rcnt[0], &idx[0], &val[0], &ccnt[0], &ridx[0], &cval[0], n_threads)

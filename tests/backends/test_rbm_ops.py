@@ -420,6 +420,21 @@ def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, per
 
 
 @pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+@pytest.mark.parametrize("nh,n_threads", [(265, 1), (281, 2)])
+def test_sparse_positive_phase_covers_every_column_block(nh, n_threads):
+    # The positive phase sums 16 columns at a time, then 8, then single columns: 265 hidden
+    # units on one thread, and 281 on two (144 + 137), leave 9 columns after the last block
+    # of 16, so each path runs; 405 pixels leave a tail of 5 after the rows' 8-wide packing.
+    arrays = _sparse_problem(0.15, n=90, nv=405, nh=nh, seed=7)
+    kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40, visible="bernoulli")
+    e_sp, p_sp, _, _ = _sparse_run("always", arrays, n_threads, None, **kw)
+    e_ref, p_ref, _, _ = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=None, **kw)
+    for got, want in zip(p_sp, p_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(e_sp, e_ref, rtol=1e-4)
+
+
+@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
 def test_sparse_epochs_run_only_on_sparse_float32_bernoulli_data():
     kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40)
     sparse, dense = _sparse_problem(0.15), _sparse_problem(0.6)
