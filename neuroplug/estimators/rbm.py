@@ -332,13 +332,14 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                      (self.components_, self.intercept_hidden_, self.intercept_visible_))
         dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in self._velocity)
         monitor = ops.asarray(X[:_MONITOR_ROWS], dtype=dt)
-        # One buffer for every epoch's shuffled copy: a fresh 25 MB array per
-        # epoch (MNIST) spent ~3 ms faulting its pages in.
+        # One buffer for every epoch's shuffled copy of X.
         shuffled = np.empty_like(X)
         bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch", disable=not self.verbose, leave=True)
         try:
             for _ in range(n_epochs):
-                np.take(X, self._rng.permutation(X.shape[0]), axis=0, out=shuffled)
+                # mode="clip": with mode="raise" NumPy buffers `out` (5.4 ms instead of 2.2
+                # for MNIST's 8000 x 784); a permutation's indices are all in range.
+                np.take(X, self._rng.permutation(X.shape[0]), axis=0, out=shuffled, mode="clip")
                 ops.cd_epoch(
                     ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
                     k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
@@ -351,7 +352,8 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
                     diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, self.visible)
                     diff -= monitor
-                    err = float((diff * diff).sum()) / int(monitor.shape[0])
+                    diff *= diff
+                    err = float(diff.sum()) / int(monitor.shape[0])
                 if not math.isfinite(err):
                     raise TrainingDivergedError(
                         f"CD training diverged: the reconstruction error became {err}. Try a lower "
