@@ -500,6 +500,18 @@ class Ops:
         return dx
 
     # --------------------------------------------------------------------- RBM
+    @staticmethod
+    def _rbm_check_sample_visible(sample_visible: Any, visible: str) -> bool:
+        """``sample_visible`` as a bool; refused for Gaussian units, whose reconstructions are means."""
+        if not isinstance(sample_visible, (bool, np.bool_)):
+            raise ValueError(f"sample_visible must be a bool. Received: sample_visible={sample_visible!r}")
+        if sample_visible and visible != "bernoulli":
+            raise ValueError(
+                "sample_visible=True samples binary visible states and needs visible='bernoulli'; Gaussian "
+                f"visible units are reconstructed by their means. Received: visible={visible!r}"
+            )
+        return bool(sample_visible)
+
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
         """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
         return self.sigmoid(self.gemm(v, W, trans2=True) + bh)
@@ -533,7 +545,7 @@ class Ops:
     def cd_epoch(
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None,
+        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
     ) -> float:
         """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order.
 
@@ -544,7 +556,9 @@ class Ops:
           ``h ~ Bernoulli(ph0)`` (CD) or from the persistent hidden states
           ``chain[:m]`` (PCD).
         * ``k`` times: ``vk = visible means given h`` (probabilities, as
-          Hinton's practical guide advises); ``phk = sigmoid(vk W^T + bh)``;
+          Hinton's practical guide advises), or with ``sample_visible``
+          (Bernoulli units only) ``vk ~ Bernoulli(those means)``, as
+          scikit-learn's ``BernoulliRBM`` does; ``phk = sigmoid(vk W^T + bh)``;
           ``h ~ Bernoulli(phk)``, except after the last step of CD, whose
           sample nothing uses.  With PCD the last ``h`` goes back to
           ``chain[:m]``.
@@ -553,7 +567,12 @@ class Ops:
 
         Returns the mean squared reconstruction error per sample,
         ``sum((v0 - vk)**2) / n_samples``.
+
+        Draws, in order, per mini-batch: the uniforms of ``h`` given ``v0``
+        (CD), then per step those of ``vk`` (``sample_visible``) and of
+        ``h`` given ``vk`` (when drawn), each in C order.
         """
+        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
         n = X.shape[0]
         err = 0.0
         for start in range(0, n, batch_size):
@@ -563,6 +582,8 @@ class Ops:
             h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
             for step in range(k):
                 vk = self.rbm_visible_means(h, W, bv, visible)
+                if sample_visible:
+                    vk = self.bernoulli(vk, rng)
                 phk = self.rbm_hidden_probs(vk, W, bh)
                 # CD discards the last hidden sample (the update uses phk), so it is not drawn.
                 if chain is not None or step < k - 1:

@@ -304,16 +304,16 @@ cdef extern from *:
     }
 
     /* One step of the weights in the columns [jb, jb + 8 nvv) of row i:
-       d = DT + scale acc;  step = d - decay WT;  WT += step;  DT = step mom_next. */
+       d = beta DT + scale acc;  step = d - decay WT;  WT += step;  DT = step mom_next. */
     __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_step_blk(float* DT, float* WT, const __m256* acc, __m256 s, float decay,
+    static inline void np_rbm_step_blk(float* DT, float* WT, const __m256* acc, __m256 s, float beta, float decay,
                                        float mom_next, const int nvv)
     {
         int k;
-        const __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next);
+        const __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next), b = _mm256_set1_ps(beta);
         #pragma GCC unroll 8
         for (k = 0; k < nvv; ++k) {
-            __m256 d = _mm256_fmadd_ps(s, acc[k], _mm256_loadu_ps(DT + 8 * k));
+            __m256 d = _mm256_fmadd_ps(s, acc[k], _mm256_mul_ps(b, _mm256_loadu_ps(DT + 8 * k)));
             __m256 w = _mm256_loadu_ps(WT + 8 * k);
             __m256 step = _mm256_fnmadd_ps(dec, w, d);
             _mm256_storeu_ps(WT + 8 * k, _mm256_add_ps(w, step));
@@ -321,57 +321,78 @@ cdef extern from *:
         }
     }
 
+    /* acc[0 .. nvv) += sum_q cval[q] H[ridx[q]*ldh + jb ...], q over pixel i's column list. */
     __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_spger_blk(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
-                                        const float* H, long ldh, float scale, float* DT, float* WT, long ld,
-                                        long jb, float decay, float mom_next, const int nvv)
+    static inline void np_rbm_spcol_acc(__m256* acc, const int* ccnt, long ccap, const int* ridx, const float* cval,
+                                        long i, const float* H, long ldh, long jb, const int nvv)
     {
-        long i, q;
+        long q;
+        int k;
+        for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
+            const float* h = H + (long)ridx[q] * ldh + jb;
+            __m256 v = _mm256_set1_ps(cval[q]);
+            #pragma GCC unroll 8
+            for (k = 0; k < nvv; ++k) acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h + 8 * k), acc[k]);
+        }
+    }
+
+    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
+    static inline void np_rbm_spger_blk(const int* ccnt, long ccap, const int* ridx, const float* cval,
+                                        const int* ccnt2, const int* ridx2, const float* cval2, long nv,
+                                        const float* H, const float* H2, long ldh, float scale, float* DT,
+                                        float* WT, long ld, long jb, float beta, float decay, float mom_next,
+                                        const int nvv)
+    {
+        long i;
         int k;
         const __m256 s = _mm256_set1_ps(scale);
         for (i = 0; i < nv; ++i) {
             __m256 acc[8];
             #pragma GCC unroll 8
             for (k = 0; k < nvv; ++k) acc[k] = _mm256_setzero_ps();
-            for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
-                const float* h = H + (long)ridx[q] * ldh + jb;
-                __m256 v = _mm256_set1_ps(cval[q]);
-                #pragma GCC unroll 8
-                for (k = 0; k < nvv; ++k) acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h + 8 * k), acc[k]);
-            }
-            np_rbm_step_blk(DT + i * ld + jb, WT + i * ld + jb, acc, s, decay, mom_next, nvv);
+            np_rbm_spcol_acc(acc, ccnt, ccap, ridx, cval, i, H, ldh, jb, nvv);
+            if (ccnt2 != NULL) np_rbm_spcol_acc(acc, ccnt2, ccap, ridx2, cval2, i, H2, ldh, jb, nvv);
+            np_rbm_step_blk(DT + i * ld + jb, WT + i * ld + jb, acc, s, beta, decay, mom_next, nvv);
         }
     }
 
-    /* The rest of the update of transposed weights once DT holds the negative phase:
-       DT[i*ld + j] += scale sum_q cval[q] H[ridx[q]*ldh + j], q over pixel i's nonzeros
-       (ridx, cval[i*ccap ... i*ccap + ccnt[i]); the positive phase v0^T h0, transposed), then
-       the step of WT and DT in the same pass (see np_rbm_step_blk), for j in [j0, j1). */
+    /* The update of transposed weights, for j in [j0, j1):
+       DT[i*ld + j] = beta DT[i*ld + j] + scale (sum_q cval[q] H[ridx[q]*ldh + j] + sum_q cval2[q] H2[ridx2[q]*ldh + j]),
+       q over pixel i's nonzeros (ridx, cval[i*ccap ... i*ccap + ccnt[i]): the positive phase
+       v0^T h0, transposed; the second list, when ccnt2 is not NULL, the negative phase
+       vk^T (-hk) of sampled visible states), then the step of WT and DT in the same pass
+       (see np_rbm_step_blk).  Without a second list DT already holds the negative phase. */
     __attribute__((target("avx2,fma")))
-    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
-                               const float* H, long ldh, float scale, float* DT, float* WT, long ld,
-                               long j0, long j1, float decay, float mom_next)
+    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval,
+                               const int* ccnt2, const int* ridx2, const float* cval2, long nv,
+                               const float* H, const float* H2, long ldh, float scale, float* DT, float* WT, long ld,
+                               long j0, long j1, float beta, float decay, float mom_next)
     {
         long jb = j0, i, q, j;
-        for (; jb + 64 <= j1; jb += 64)
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 8);
-        if (jb + 32 <= j1) {
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 4);
-            jb += 32;
-        }
+        /* With two lists, 32 columns of the rows of H and H2 fill L1 as 64 of H alone do. */
+        for (; ccnt2 == NULL && jb + 64 <= j1; jb += 64)
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
+                             beta, decay, mom_next, 8);
+        for (; jb + 32 <= j1; jb += 32)
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
+                             beta, decay, mom_next, 4);
         if (jb + 16 <= j1) {
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 2);
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
+                             beta, decay, mom_next, 2);
             jb += 16;
         }
         if (jb + 8 <= j1) {
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, nv, H, ldh, scale, DT, WT, ld, jb, decay, mom_next, 1);
+            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
+                             beta, decay, mom_next, 1);
             jb += 8;
         }
         for (i = 0; i < nv; ++i)
             for (j = jb; j < j1; ++j) {
                 float t = 0.0f;
                 for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) t += cval[q] * H[(long)ridx[q] * ldh + j];
-                float d = DT[i * ld + j] + scale * t;
+                if (ccnt2 != NULL)
+                    for (q = i * ccap; q < i * ccap + ccnt2[i]; ++q) t += cval2[q] * H2[(long)ridx2[q] * ldh + j];
+                float d = beta * DT[i * ld + j] + scale * t;
                 float step = d - decay * WT[i * ld + j];
                 WT[i * ld + j] += step;
                 DT[i * ld + j] = step * mom_next;
@@ -418,9 +439,10 @@ cdef extern from *:
     static int np_rbm_compact_y(const float* v, int n, int* pos, float* val) { return 0; }
     static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
                               const float* WT, long ld, float* out, long ldo, long j0, long j1) {}
-    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
-                               const float* H, long ldh, float scale, float* DT, float* WT, long ld,
-                               long j0, long j1, float decay, float mom_next) {}
+    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval,
+                               const int* ccnt2, const int* ridx2, const float* cval2, long nv,
+                               const float* H, const float* H2, long ldh, float scale, float* DT, float* WT, long ld,
+                               long j0, long j1, float beta, float decay, float mom_next) {}
     static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
                               long M, long N, long K) {}
     static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
@@ -436,9 +458,10 @@ cdef extern from *:
                        long M, long N, long K, float alpha, float beta) noexcept nogil
     void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
                        const float* WT, long ld, float* out, long ldo, long j0, long j1) noexcept nogil
-    void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval, long nv,
-                        const float* H, long ldh, float scale, float* DT, float* WT, long ld,
-                        long j0, long j1, float decay, float mom_next) noexcept nogil
+    void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval,
+                        const int* ccnt2, const int* ridx2, const float* cval2, long nv,
+                        const float* H, const float* H2, long ldh, float scale, float* DT, float* WT, long ld,
+                        long j0, long j1, float beta, float decay, float mom_next) noexcept nogil
 
 
 # Batches of at most this many rows use the unpacked kernels above (float32,
@@ -616,10 +639,16 @@ cdef void _visible_act(floating* out, const floating* bv, const floating* u, int
 cdef int _UNIFORM_MACS = 96
 
 
-cdef int _draw_share(int m, int nv, int nh, Py_ssize_t n_u, int n_threads) noexcept nogil:
+# A multiply-add of the sparse products (np_rbm_spmm_y) costs about this many of a GEMM's
+# (MNIST, 500 hidden units, batch 100: 26 ms for 0.6 G nonzero products on 2 threads).
+cdef double _SPARSE_MACS = 2.4
+
+
+cdef int _draw_share(double work, int nh, Py_ssize_t n_u, int n_threads) noexcept nogil:
     """Hidden columns for thread 0 in :func:`_hidden_and_draw`, so that drawing ``n_u`` uniforms
-    plus its columns takes about as long as another thread's columns (a multiple of 16)."""
-    cdef double d = <double> _UNIFORM_MACS * n_u / (<double> m * nv)     # the draw, in columns
+    plus its columns takes about as long as another thread's columns (a multiple of 16).
+    ``work`` is a column's cost in multiply-adds."""
+    cdef double d = <double> _UNIFORM_MACS * n_u / max(work, 1.0)     # the draw, in columns
     cdef double first = (nh + d) / n_threads - d
     cdef int cols = <int> ((first + 8) / 16) * 16 if first > 0 else 0
     return min(cols, nh)
@@ -627,17 +656,30 @@ cdef int _draw_share(int m, int nv, int nh, Py_ssize_t n_u, int n_threads) noexc
 
 cdef void _hidden_and_draw(const floating* v, const floating* W, const floating* bh, floating* out,
                            int m, int nv, int nh, int n_threads, bitgen_t* bg, floating* u,
-                           Py_ssize_t n_u, int ldt) noexcept nogil:
-    """:func:`_hidden` (means only) while thread 0 first draws the next ``n_u`` uniforms into ``u``.
+                           Py_ssize_t n_u, int ldt, const int* rcnt=NULL, const int* idx=NULL,
+                           const float* val=NULL, const floating* us=NULL, floating* hs=NULL) noexcept nogil:
+    """:func:`_hidden` while thread 0 first draws the next ``n_u`` uniforms into ``u``.
+
+    Means only, or with ``us`` the samples ``hs = (us < out)`` too.
 
     Thread 0 takes fewer hidden columns (:func:`_draw_share`), so the others
     do not wait for the draw.  (BLAS may round a column's float32 sums
     differently in a wider or narrower slice: the last bits depend on the
     split, as they already depend on the thread count.)  A/B on MNIST, 500
     hidden units, batch 100, 2 threads: 0.284 -> 0.270 s per epoch (median).
+    With ``rcnt`` (float32), ``v`` is given by its nonzeros (:func:`_nonzeros`)
+    and the product is :func:`_hidden_sparse`'s; a column then costs
+    :data:`_SPARSE_MACS` per nonzero instead of ``m nv`` multiply-adds.
     """
-    cdef int t, j0, j1
-    cdef int first = _draw_share(m, nv, nh, n_u, n_threads)
+    cdef int t, j0, j1, r
+    cdef bint done
+    cdef double work = <double> m * nv
+    if rcnt != NULL:
+        work = 0
+        for r in range(m):
+            work += rcnt[r]
+        work *= _SPARSE_MACS
+    cdef int first = _draw_share(work, nh, n_u, n_threads)
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         if t == 0:
             _uniforms(bg, u, n_u)
@@ -646,8 +688,14 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
         else:
             j0 = first + _bound(nh - first, n_threads - 1, t - 1)
             j1 = first + _bound(nh - first, n_threads - 1, t)
-        if j1 > j0:
-            _hidden_block(v, W, bh, out, NULL, NULL, m, nv, nh, j0, j1, 1, ldt)
+        done = j1 <= j0
+        if floating is float:
+            if not done and rcnt != NULL:
+                np_rbm_spmm_y(rcnt, nv, idx, val, m, W, ldt, out, nh, j0, j1)
+                np_rbm_sigmoid_rows_f(out, bh, 1, us, hs, m, nh, j0, j1)
+                done = True
+        if not done:
+            _hidden_block(v, W, bh, out, us, hs, m, nv, nh, j0, j1, 1, ldt)
 
 
 cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
@@ -704,8 +752,9 @@ cdef void _visible(const floating* h, const floating* W, const floating* bv, flo
 
 
 cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
-                        floating* part, int m, int nv, int nh, bint gaussian, int n_threads) noexcept nogil:
-    """:func:`_visible` with the threads cut along the hidden units (mean-field visible units).
+                        floating* part, const floating* u, int m, int nv, int nh, bint gaussian,
+                        int n_threads) noexcept nogil:
+    """:func:`_visible` with the threads cut along the hidden units.
 
     Each thread multiplies its own rows of ``W`` (the rows it also reads in
     :func:`_hidden` and writes in :func:`_update_block`) into its slice of
@@ -743,7 +792,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
                     for q in range(1, n_threads):
                         s = s + part[q * size + r * nv + i]
                     out[r * nv + i] = s
-            _visible_act(out, bv, NULL, m, nv, i0, i1, gaussian)
+            _visible_act(out, bv, u, m, nv, i0, i1, gaussian)
 
 
 cdef void _update_hidden_bias(floating* bh, floating* dbh, floating* H2, floating* hsum, int m, int nh,
@@ -829,20 +878,26 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
 cdef void _update_block_sparse(float* WT, float* bh, float* bv, float* dWT, float* dbh, float* dbv,
                                float* H2, const float* v0, const float* vk, float* hsum, float* vsum,
                                double* vsq, double* err, const int* ccnt,
-                               const int* ridx, const float* cval, int m, int nv, int nh, int ldt, int j0,
+                               const int* ridx, const float* cval, const int* ccnt2, const int* ridx2,
+                               const float* cval2, int m, int nv, int nh, int ldt, int j0,
                                int j1, int i0, int i1, float scale, float mom, float decay, float beta,
                                float mom_next) noexcept nogil:
     """:func:`_update_block` on transposed weights ``WT`` and ``dWT`` ``(nv, nh)`` (rows of ``ldt``),
     hidden columns ``[j0, j1)``; ``vk`` is the negative phase's visible rows, ``v0`` the batch's.
 
-    The negative phase ``-vk^T phk`` is a GEMM; the positive phase
-    ``v0^T ph0`` adds, for each visible unit, only the batch rows where
-    ``v0`` is not zero (``ccnt``, ``ridx``, ``cval``: ``v0`` by columns, see :func:`_nonzeros`),
-    in the same pass as the step of the weights.
+    The positive phase ``v0^T ph0`` adds, for each visible unit, only the
+    batch rows where ``v0`` is not zero (``ccnt``, ``ridx``, ``cval``: ``v0``
+    by columns, see :func:`_nonzeros`), in the same pass as the step of the
+    weights.  The negative phase ``-vk^T phk`` is a GEMM before that pass
+    for mean-field ``vk``; sampled binary ``vk`` come by columns too
+    (``ccnt2``, ``ridx2``, ``cval2``) and join the positive phase's pass.
     """
     _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
-    _gemm(True, False, nv, j1 - j0, m, scale, vk, nv, H2 + <Py_ssize_t> m * nh + j0, nh, beta, dWT + j0, ldt)
-    np_rbm_spger_y(ccnt, m, ridx, cval, nv, H2, nh, scale, dWT, WT, ldt, j0, j1, decay, mom_next)
+    if ccnt2 == NULL:
+        _gemm(True, False, nv, j1 - j0, m, scale, vk, nv, H2 + <Py_ssize_t> m * nh + j0, nh, beta, dWT + j0, ldt)
+        beta = 1
+    np_rbm_spger_y(ccnt, m, ridx, cval, ccnt2, ridx2, cval2, nv, H2, H2 + <Py_ssize_t> m * nh, nh, scale,
+                   dWT, WT, ldt, j0, j1, beta, decay, mom_next)
     _update_visible_bias(bv, dbv, v0, vk, vsum, vsq, err, m, nv, i0, i1, scale, mom)
 
 
@@ -930,6 +985,7 @@ def cd_epoch(
     object bit_generator,
     floating[:, ::1] chain=None,    # IN/OUT (batch_size, n_hidden) persistent hidden states, or None
     int n_threads=1,
+    bint sample_visible=False,      # binary visible states instead of their means (Bernoulli units)
 ):
     """Run one epoch of CD-k (PCD-k when ``chain`` is given); return the reconstruction error.
 
@@ -950,6 +1006,8 @@ def cd_epoch(
     cdef floating[:, ::1] H2 = np.empty((2 * batch_size, nh), dtype=dtype)
     cdef floating[:, ::1] Hs = np.empty((batch_size, nh), dtype=dtype)
     cdef floating[:, ::1] U = np.empty((batch_size, nh), dtype=dtype)
+    cdef floating[:, ::1] UV = np.empty((batch_size if sample_visible else 1, nv), dtype=dtype)
+    cdef floating* uv = &UV[0, 0] if sample_visible else NULL
     # CD on several threads draws the next batch's first uniforms during this batch's last
     # hidden pass (nothing is drawn in between, so the stream order is the reference's),
     # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch
@@ -960,6 +1018,7 @@ def cd_epoch(
     cdef floating* unext = &U2[0, 0]
     cdef floating* uswap
     cdef bint drawn = False         # u already holds this batch's first uniforms
+    cdef bint drawn_v = False       # uv already holds the next visible sample's uniforms
     cdef floating[::1] hsum = np.empty(nh, dtype=dtype)
     cdef floating[::1] vsum = np.empty(nv, dtype=dtype)
     cdef double[::1] vsq = np.empty(nv, dtype=np.float64)
@@ -1001,6 +1060,14 @@ def cd_epoch(
     cdef floating[::1] val = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
     cdef int[::1] ridx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
     cdef floating[::1] cval = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
+    # Sparse epochs with sampled visible states: vk's nonzeros by rows and columns too.
+    cdef bint sparse_k = sparse and sample_visible
+    cdef int[::1] ccnt2 = np.empty(nv if sparse_k else 1, dtype=np.intc)
+    cdef int[::1] rcnt2 = np.empty(batch_size if sparse_k else 1, dtype=np.intc)
+    cdef int[::1] idx2 = np.empty(batch_size * nv if sparse_k else 1, dtype=np.intc)
+    cdef floating[::1] val2 = np.empty(batch_size * nv if sparse_k else 1, dtype=dtype)
+    cdef int[::1] ridx2 = np.empty(batch_size * nv if sparse_k else 1, dtype=np.intc)
+    cdef floating[::1] cval2 = np.empty(batch_size * nv if sparse_k else 1, dtype=dtype)
     cdef floating* Wp = _align64(&WT[0]) if sparse else &W[0, 0]
     # Partial products of h W by hidden slices (see _visible_rows), in dense epochs.
     cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 and not sparse else 1,
@@ -1026,7 +1093,12 @@ def cd_epoch(
 
             # Positive phase; the negative chain starts from h ~ p(h | v0) or the persistent states.
             if persistent:
-                if floating is float and sparse:
+                if floating is float and sparse_k and n_threads > 1:
+                    # The first visible sample's uniforms, drawn during the positive phase.
+                    _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
+                                     &rcnt[0], &idx[0], &val[0])
+                    drawn_v = True
+                elif floating is float and sparse:
                     _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, NULL, NULL, m, nv, nh, n_threads)
                 else:
                     _hidden(v0, Wp, &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
@@ -1035,29 +1107,54 @@ def cd_epoch(
                 if not drawn:
                     _uniforms(bg, u, m * nh)
                 drawn = False
-                if floating is float and sparse:
+                if floating is float and sparse_k and n_threads > 1:
+                    # The first visible sample's uniforms come next in the stream: drawn during the
+                    # positive phase, by a thread with fewer columns (the draw alone kept the other
+                    # thread waiting 18 ms of a 182 ms MNIST epoch).
+                    _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
+                                     &rcnt[0], &idx[0], &val[0], u, hs)
+                    drawn_v = True
+                elif floating is float and sparse:
                     _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
                 else:
                     _hidden(v0, Wp, &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
 
-            # k steps of block Gibbs sampling with mean-field visible units.
+            # k steps of block Gibbs sampling with mean-field (or sampled) visible units.
             for step in range(k):
+                if sample_visible and not drawn_v:
+                    _uniforms(bg, uv, m * nv)
+                drawn_v = False
                 if n_threads > 1 and not sparse:
-                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], m, nv, nh, gaussian, n_threads)
+                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], uv, m, nv, nh, gaussian, n_threads)
                 else:
-                    _visible(hs, Wp, &bv[0], vk, NULL, m, nv, nh, gaussian, n_threads, ldt)
+                    _visible(hs, Wp, &bv[0], vk, uv, m, nv, nh, gaussian, n_threads, ldt)
+                if floating is float:
+                    if sparse_k:
+                        _nonzeros(vk, m, nv, &rcnt2[0], &idx2[0], &val2[0], &ccnt2[0], &ridx2[0], &cval2[0],
+                                  n_threads)
                 if persistent or step < k - 1:
                     _uniforms(bg, u, m * nh)
-                    _hidden(vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
+                    if floating is float and sparse_k:
+                        _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, u, hs, m, nv, nh,
+                                       n_threads)
+                    else:
+                        _hidden(vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
                 elif lookahead and batch + 1 < n_batches:
                     # CD discards the last hidden sample: no sample, and the next batch's draw.
                     m_next = min(batch_size, n - start - m)
-                    _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
-                                     <Py_ssize_t> m_next * nh, ldt)
+                    if floating is float and sparse_k:
+                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                                         <Py_ssize_t> m_next * nh, ldt, &rcnt2[0], &idx2[0], &val2[0])
+                    else:
+                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                                         <Py_ssize_t> m_next * nh, ldt)
                     uswap = u
                     u = unext
                     unext = uswap
                     drawn = True
+                elif floating is float and sparse_k:
+                    _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, NULL, NULL, m, nv, nh,
+                                   n_threads)
                 else:
                     _hidden(vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
             if persistent:
@@ -1075,8 +1172,9 @@ def cd_epoch(
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
                     _update_block_sparse(Wp, &bh[0], &bv[0], dWp, &dbh[0], &dbv[0], &H2[0, 0], x0, vk,
-                                         &hsum[0], &vsum[0], &vsq[0], &errs[t], &ccnt[0], &ridx[0], &cval[0], m, nv, nh, ldt, j0, j1, i0, i1,
-                                         scale, mom, decay, beta, mom_next)
+                                         &hsum[0], &vsum[0], &vsq[0], &errs[t], &ccnt[0], &ridx[0], &cval[0],
+                                         &ccnt2[0] if sparse_k else NULL, &ridx2[0], &cval2[0],
+                                         m, nv, nh, ldt, j0, j1, i0, i1, scale, mom, decay, beta, mom_next)
             elif n_threads == 1:
                 _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
                               &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)

@@ -485,8 +485,8 @@ def test_cd_epoch(data, p, k, batch_size, persistent):
         bufs["chain"] = _binary(data, (m, p["nh"]), dt).copy()
     X = _array(data, (p["n"], p["nv"]), dt, 0.0, 1.0) if p["visible"] == "bernoulli" else _array(data, (p["n"], p["nv"]), dt)
     rates = {"k": k, "learning_rate": 0.1, "momentum": 0.5, "weight_decay": 1e-3, "batch_size": batch_size,
-             "visible": p["visible"]}
-    target = _maybe(data, ["X", "W", "bh", "dW", "layout", "rate", "count", "chain_shape"])
+             "visible": p["visible"], "sample_visible": p["visible"] == "bernoulli" and data.draw(st.booleans())}
+    target = _maybe(data, ["X", "W", "bh", "dW", "layout", "rate", "count", "chain_shape", "sample_visible"])
     if target == "X":
         X = _spoil(data, X)
     elif target in ("W", "bh"):
@@ -513,6 +513,9 @@ def test_cd_epoch(data, p, k, batch_size, persistent):
         rates[data.draw(st.sampled_from(["k", "batch_size"]))] = data.draw(st.sampled_from(BAD_COUNTS))
     elif target == "chain_shape":
         bufs["chain"] = np.zeros((m, p["nh"] + 1), dt)
+    elif target == "sample_visible":
+        # Gaussian units cannot be sampled in the chain; neither is anything but a bool accepted.
+        rates["sample_visible"] = True if p["visible"] == "gaussian" else data.draw(st.sampled_from([1, "yes", None]))
     ref_bufs = {key: np.array(v, copy=True) for key, v in bufs.items()}
     if target is not None:
         with pytest.raises(ERRORS):

@@ -848,7 +848,7 @@ class CythonOps(Ops):
     def cd_epoch(
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None,
+        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
     ) -> float:
         """One epoch of CD-k / PCD-k in ``neuroplug_core.rbm`` (see :meth:`Ops.cd_epoch`).
 
@@ -859,6 +859,7 @@ class CythonOps(Ops):
         from neuroplug_core import rbm as _rbm
 
         gaussian = self._rbm_check_visible(visible)
+        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
         k = self._rbm_int(k, "k")
         batch_size = self._rbm_int(batch_size, "batch_size")
         rates = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
@@ -898,7 +899,7 @@ class CythonOps(Ops):
         with _single_threaded_blas:
             return float(_rbm.cd_epoch(
                 X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
-                m, gaussian, bit_generator, chain, self._rbm_threads(m, W),
+                m, gaussian, bit_generator, chain, self._rbm_threads(m, W), sample_visible,
             ))
 
     def rbm_ais_log_weights(

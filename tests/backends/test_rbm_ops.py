@@ -18,6 +18,8 @@ from neuroplug.ops import Ops
 from neuroplug_core._modes import switched  # pure Python: imports without the compiled kernels
 
 VISIBLE = ["bernoulli", "gaussian"]
+# Visible units and whether the chain samples them (only Bernoulli units can be sampled).
+CHAINS = [("bernoulli", False), ("gaussian", False), ("bernoulli", True)]
 
 
 def _problem(dtype, visible, n=53, nv=17, nh=9, seed=0):
@@ -49,13 +51,14 @@ def _run_epochs(ops, arrays, *, epochs, seed, chain, **kw):
 # The compiled epoch reproduces the reference
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("visible", VISIBLE)
+@pytest.mark.parametrize("visible,sample_visible", CHAINS)
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
-def test_cd_epoch_matches_reference_draw_for_draw(dtype, visible, persistent, k):
+def test_cd_epoch_matches_reference_draw_for_draw(dtype, visible, sample_visible, persistent, k):
     arrays = _problem(dtype, visible)
     chain = (np.random.default_rng(1).random((10, 9)) < 0.5).astype(dtype) if persistent else None
-    kw = dict(k=k, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=10, visible=visible)
+    kw = dict(k=k, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=10, visible=visible,
+              sample_visible=sample_visible)
     e_ref, p_ref, c_ref, rng_ref = _run_epochs(Ops(), arrays, epochs=3, seed=5, chain=chain, **kw)
     e_cy, p_cy, c_cy, rng_cy = _run_epochs(CythonOps(n_threads=1), arrays, epochs=3, seed=5, chain=chain, **kw)
     tol = 1e-11 if dtype == np.float64 else 2e-5
@@ -69,16 +72,17 @@ def test_cd_epoch_matches_reference_draw_for_draw(dtype, visible, persistent, k)
     assert rng_cy.bit_generator.state == rng_ref.bit_generator.state
 
 
-@pytest.mark.parametrize("visible", VISIBLE)
+@pytest.mark.parametrize("visible,sample_visible", CHAINS)
 @pytest.mark.parametrize("persistent", [True, False])
 @pytest.mark.parametrize("k", [1, 2])
-def test_cd_epoch_threads_give_the_reference_result(visible, persistent, k):
+def test_cd_epoch_threads_give_the_reference_result(visible, sample_visible, persistent, k):
     # Big enough (64 x 128 x 128 multiply-adds per product) for the kernels to split the work;
     # CD on two threads also draws each next batch's uniforms during the last hidden pass
     # (the last batch, of 22 rows, included).
     arrays = _problem(np.float64, visible, n=150, nv=128, nh=128, seed=3)
     chain = (np.random.default_rng(2).random((64, 128)) < 0.5).astype(np.float64) if persistent else None
-    kw = dict(k=k, learning_rate=0.05, momentum=0.9, weight_decay=1e-3, batch_size=64, visible=visible)
+    kw = dict(k=k, learning_rate=0.05, momentum=0.9, weight_decay=1e-3, batch_size=64, visible=visible,
+              sample_visible=sample_visible)
     _, p_ref, c_ref, rng_ref = _run_epochs(Ops(), arrays, epochs=2, seed=7, chain=chain, **kw)
     with threadpool_limits(2):
         _, p_cy, c_cy, rng_cy = _run_epochs(CythonOps(n_threads=2), arrays, epochs=2, seed=7, chain=chain, **kw)
@@ -124,18 +128,55 @@ def test_cd_epoch_update_by_hand():
 
 @pytest.mark.parametrize("ops", [Ops(), CythonOps(n_threads=1)], ids=["reference", "cython"])
 @pytest.mark.parametrize("k", [1, 3])
-def test_cd_epoch_draws_k_hidden_samples_per_batch_for_cd_and_k_for_pcd(ops, k):
+@pytest.mark.parametrize("sample_visible", [False, True])
+def test_cd_epoch_draws_k_hidden_samples_per_batch_for_cd_and_k_for_pcd(ops, k, sample_visible):
     X, W, bh, bv, dW, dbh, dbv = _problem(np.float64, "bernoulli", n=20)
-    kw = dict(k=k, learning_rate=0.1, momentum=0.0, weight_decay=0.0, batch_size=10, visible="bernoulli")
-    for chain, draws in ((None, k), (np.zeros((10, 9)), k)):
+    kw = dict(k=k, learning_rate=0.1, momentum=0.0, weight_decay=0.0, batch_size=10, visible="bernoulli",
+              sample_visible=sample_visible)
+    for chain in (None, np.zeros((10, 9))):
         rng = ops.make_rng(3)
         ops.cd_epoch(X, W.copy(), bh.copy(), bv.copy(), dW.copy(), dbh.copy(), dbv.copy(), rng=rng,
                      chain=chain, **kw)
-        # CD: h0 plus the k - 1 intermediate samples; PCD: the k chain steps.
+        # CD: h0 plus the k - 1 intermediate samples; PCD: the k chain steps; and with
+        # sample_visible the k visible samples.
         expected = np.random.Generator(np.random.PCG64(3))
-        for _ in range(2 * draws):  # two batches
+        for _ in range(2 * k):  # two batches
             expected.random((10, 9))
+        for _ in range(2 * k if sample_visible else 0):
+            expected.random((10, 17))
         assert rng.bit_generator.state == expected.bit_generator.state
+
+
+def test_cd_epoch_with_sampled_visible_units_by_hand():
+    """One CD-1 batch with learning_rate 1: the chain uses binary visible samples."""
+    ops = CythonOps()
+    X, W, bh, bv, *_ = _problem(np.float64, "bernoulli", n=4, nv=5, nh=3)
+    W0, bh0, bv0 = W.copy(), bh.copy(), bv.copy()
+    dW, dbh, dbv = np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)
+    rng = ops.make_rng(11)
+    err = ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, learning_rate=1.0, momentum=0.0, weight_decay=0.0,
+                       batch_size=4, visible="bernoulli", rng=rng, sample_visible=True)
+    replay = np.random.Generator(np.random.PCG64(11))
+    sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    ph0 = sigmoid(X @ W0.T + bh0)
+    h0 = (replay.random(ph0.shape) < ph0).astype(float)
+    pv = sigmoid(h0 @ W0 + bv0)
+    vk = (replay.random(pv.shape) < pv).astype(float)
+    phk = sigmoid(vk @ W0.T + bh0)
+    np.testing.assert_allclose(W - W0, (ph0.T @ X - phk.T @ vk) / 4, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bv - bv0, (X - vk).mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(err, ((X - vk) ** 2).sum() / 4, rtol=1e-12)
+    assert rng.bit_generator.state == replay.bit_generator.state
+
+
+@pytest.mark.parametrize("ops", [Ops(), CythonOps()], ids=["reference", "cython"])
+def test_cd_epoch_samples_only_bernoulli_visible_units(ops):
+    kw = dict(k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0, batch_size=10)
+    X, *params = _problem(np.float64, "gaussian")
+    with pytest.raises(ValueError, match="sample_visible=True .* needs visible='bernoulli'"):
+        ops.cd_epoch(X, *params, visible="gaussian", rng=ops.make_rng(0), sample_visible=True, **kw)
+    with pytest.raises(ValueError, match="sample_visible must be a bool"):
+        ops.cd_epoch(X, *params, visible="bernoulli", rng=ops.make_rng(0), sample_visible="yes", **kw)
 
 
 @pytest.mark.parametrize("name", ["W", "bh", "chain"])
@@ -401,12 +442,16 @@ def _sparse_run(mode, arrays, n_threads, chain, **kw):
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("k,momentum,decay", [(1, 0.5, 1e-3), (2, 0.0, 0.0)])
-def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, persistent, k, momentum, decay):
+@pytest.mark.parametrize("sample_visible", [False, True])
+def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, persistent, k, momentum, decay,
+                                                                  sample_visible):
     # 257 hidden units leave column slices of 64, 32, 16, 8 and single columns on one and two
-    # threads; 157 rows end with a batch of 37; 15% of the inputs are nonzero.
+    # threads; 157 rows end with a batch of 37; 15% of the inputs are nonzero.  Sampled
+    # visible states go through the sparse products too.
     arrays = _sparse_problem(0.15)
     chain = (np.random.default_rng(5).random((40, 257)) < 0.5).astype(np.float32) if persistent else None
-    kw = dict(k=k, learning_rate=0.05, momentum=momentum, weight_decay=decay, batch_size=40, visible="bernoulli")
+    kw = dict(k=k, learning_rate=0.05, momentum=momentum, weight_decay=decay, batch_size=40, visible="bernoulli",
+              sample_visible=sample_visible)
     e_sp, p_sp, c_sp, rng_sp = _sparse_run("always", arrays, n_threads, chain, **kw)
     e_dn, p_dn, c_dn, _ = _sparse_run("never", arrays, n_threads, chain, **kw)
     e_ref, p_ref, c_ref, rng_ref = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=chain, **kw)
@@ -421,12 +466,15 @@ def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, per
 
 @pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
 @pytest.mark.parametrize("nh,n_threads", [(265, 1), (281, 2)])
-def test_sparse_positive_phase_covers_every_column_block(nh, n_threads):
+@pytest.mark.parametrize("sample_visible", [False, True])
+def test_sparse_positive_phase_covers_every_column_block(nh, n_threads, sample_visible):
     # The positive phase sums 16 columns at a time, then 8, then single columns: 265 hidden
     # units on one thread, and 281 on two (144 + 137), leave 9 columns after the last block
     # of 16, so each path runs; 405 pixels leave a tail of 5 after the rows' 8-wide packing.
+    # The update's column blocks (64 or 32 wide, then 16, 8, single) end the same way.
     arrays = _sparse_problem(0.15, n=90, nv=405, nh=nh, seed=7)
-    kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40, visible="bernoulli")
+    kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40, visible="bernoulli",
+              sample_visible=sample_visible)
     e_sp, p_sp, _, _ = _sparse_run("always", arrays, n_threads, None, **kw)
     e_ref, p_ref, _, _ = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=None, **kw)
     for got, want in zip(p_sp, p_ref):

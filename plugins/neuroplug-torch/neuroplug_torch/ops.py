@@ -935,7 +935,7 @@ class TorchOps(Ops):
     def cd_epoch(
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None,
+        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
     ) -> float:
         """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order, on the device.
 
@@ -947,6 +947,7 @@ class TorchOps(Ops):
         device is waited for once, at the end.
         """
         self._check_visible(visible)
+        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
         self._check_rng(rng)
         for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
             self._inplace(arr, name)
@@ -974,6 +975,8 @@ class TorchOps(Ops):
                 vk = torch.addmm(bv, h, W)
                 if visible == "bernoulli":
                     vk.sigmoid_()
+                if sample_visible:
+                    vk = self.bernoulli(vk, rng)
                 phk = torch.addmm(bh, vk, Wt).sigmoid_()
                 if chain is not None or step < k - 1:
                     h = self.bernoulli(phk, rng)

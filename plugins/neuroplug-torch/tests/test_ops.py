@@ -402,9 +402,9 @@ def _threshold_bernoulli(ops):
     ops.bernoulli = bern
 
 
-@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("visible,sample_visible", [("bernoulli", False), ("gaussian", False), ("bernoulli", True)])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_cd_epoch_matches_reference(tops, ref, dtype, visible, persistent):
+def test_cd_epoch_matches_reference(tops, ref, dtype, visible, sample_visible, persistent):
     rng = np.random.default_rng(11)
     X = (rng.random((11, 6)) < 0.4).astype(dtype)
     W, bh, bv = rand(rng, (5, 6), dtype, -0.5, 0.5), rand(rng, (5,), dtype, -0.1, 0.1), rand(rng, (6,), dtype, -0.1, 0.1)
@@ -416,7 +416,8 @@ def test_cd_epoch_matches_reference(tops, ref, dtype, visible, persistent):
     t_arrays = [tops.asarray(a.copy()) for a in (W, bh, bv, dW, dbh, dbv)]
     t_chain = None if chain is None else tops.asarray(chain.copy())
     ref_chain = None if chain is None else chain.copy()
-    kw = dict(k=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=4, visible=visible)
+    kw = dict(k=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=4, visible=visible,
+              sample_visible=sample_visible)
     err = ref.cd_epoch(X, *ref_arrays, rng=ref.make_rng(0), chain=ref_chain, **kw)
     t_err = tops.cd_epoch(X, *t_arrays, rng=tops.make_rng(0), chain=t_chain, **kw)
     assert isinstance(t_err, float)
@@ -461,6 +462,8 @@ def test_cd_epoch_argument_checks(tops):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "k": 0})
     with pytest.raises(ValueError, match="chain must have at least"):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), chain=tops.alloc((1, 3)), **kw)
+    with pytest.raises(ValueError, match="needs visible='bernoulli'"):
+        tops.cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "visible": "gaussian"}, sample_visible=True)
 
 
 def test_remembered_conv_checks_still_refuse_bad_calls():
