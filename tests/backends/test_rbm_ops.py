@@ -390,13 +390,15 @@ _rbm_core = pytest.importorskip("neuroplug_core.rbm")
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
-def test_small_batch_kernels_match_blas(n_threads, persistent, momentum):
+@pytest.mark.parametrize("sample_visible", [False, True])
+def test_small_batch_kernels_match_blas(n_threads, persistent, momentum, sample_visible):
     # Odd sizes leave a tail in every loop of the kernels (rows by 3, hidden units by 4,
     # visible columns by 32 and by 8), the last batch has a single row, and 13 x 257 x 403
     # multiply-adds are enough for the wrapper to use two threads.
     arrays = _problem(np.float32, "bernoulli", n=157, nv=403, nh=257, seed=4)
     chain = (np.random.default_rng(5).random((13, 257)) < 0.5).astype(np.float32) if persistent else None
-    kw = dict(k=2, learning_rate=0.05, momentum=momentum, weight_decay=1e-3, batch_size=13, visible="bernoulli")
+    kw = dict(k=2, learning_rate=0.05, momentum=momentum, weight_decay=1e-3, batch_size=13, visible="bernoulli",
+              sample_visible=sample_visible)
     previous = _rbm_core.set_small_batch_max(0)
     try:
         e_blas, p_blas, c_blas, _ = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
@@ -404,10 +406,13 @@ def test_small_batch_kernels_match_blas(n_threads, persistent, momentum):
     finally:
         _rbm_core.set_small_batch_max(previous)
     assert _rbm_core.small_batch_max() >= 13
-    e_small, p_small, c_small, _ = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
-                                               chain=chain, **kw)
-    for a, b in zip(p_blas, p_small):
+    e_small, p_small, c_small, rng_small = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
+                                                       chain=chain, **kw)
+    _, p_ref, _, rng_ref = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=chain, **kw)
+    for a, b, c in zip(p_blas, p_small, p_ref):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(b, c, rtol=1e-4, atol=2e-5)
+    assert rng_small.bit_generator.state == rng_ref.bit_generator.state
     np.testing.assert_allclose(e_small, e_blas, rtol=1e-4)
     if persistent:
         np.testing.assert_array_equal(c_small, c_blas)
