@@ -31,7 +31,8 @@ from .rbm import RBM
 __all__ = ["DBN", "DBNClassifier"]
 
 # Hyper-parameters that layer_params may set per layer.
-_LAYER_KEYS = ("k", "persistent", "learning_rate", "momentum", "weight_decay", "batch_size", "max_iter")
+_LAYER_KEYS = ("k", "persistent", "sample_visible", "learning_rate", "momentum", "weight_decay", "batch_size",
+               "max_iter")
 
 
 def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
@@ -100,6 +101,11 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Gibbs steps of CD-k / PCD-k.
     persistent : bool, default=False
         Persistent contrastive divergence.
+    sample_visible : bool, default=False
+        Negative chains on binary visible samples instead of probabilities
+        (see :class:`~neuroplug.estimators.RBM`), in every RBM with
+        Bernoulli visible units; a Gaussian first RBM keeps its means
+        unless ``layer_params`` asks for samples there, which is an error.
     learning_rate : float, default=0.1
         Step size of the RBM updates.
     momentum : float, default=0.5
@@ -111,8 +117,8 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     max_iter : int, default=10
         Epochs per RBM.
     layer_params : dict, list of dict or None, default=None
-        Per-layer overrides of ``k``, ``persistent``, ``learning_rate``,
-        ``momentum``, ``weight_decay``, ``batch_size`` and ``max_iter``: one
+        Per-layer overrides of ``k``, ``persistent``, ``sample_visible``,
+        ``learning_rate``, ``momentum``, ``weight_decay``, ``batch_size`` and ``max_iter``: one
         dict applied to every layer, or one dict (or ``None``) per layer.
         The shared settings above apply where a layer does not override them.
     backend : str or Ops, default="cpu"
@@ -170,6 +176,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "visible": [StrOptions({"bernoulli", "gaussian"})],
         "k": [Interval(numbers.Integral, 1, None, closed="left")],
         "persistent": ["boolean"],
+        "sample_visible": ["boolean"],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -190,6 +197,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         visible: str = "bernoulli",
         k: int = 1,
         persistent: bool = False,
+        sample_visible: bool = False,
         learning_rate: float = 0.1,
         momentum: float = 0.5,
         weight_decay: float = 0.005,
@@ -206,6 +214,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.visible = visible
         self.k = k
         self.persistent = persistent
+        self.sample_visible = sample_visible
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -225,14 +234,18 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         rbms = []
         for i, (n_units, extra) in enumerate(zip(sizes, overrides)):
             params = {key: getattr(self, key) for key in _LAYER_KEYS}
+            visible = self.visible if i == 0 else "bernoulli"
+            if visible != "bernoulli":
+                params["sample_visible"] = False  # the shared setting is for Bernoulli units
             params.update(extra)
             rbm = RBM(
-                n_components=n_units, visible=self.visible if i == 0 else "bernoulli",
+                n_components=n_units, visible=visible,
                 backend=self.backend, n_threads=self.n_threads, dtype=self.dtype_,
                 random_state=rs.randint(2**31 - 1), verbose=self.verbose, **params,
             )
             # Validated here: inside this fit, scikit-learn skips the nested RBM's own check.
             rbm._validate_params()
+            rbm._check_chain()
             rbms.append(rbm)
         return rbms
 
@@ -384,6 +397,9 @@ class DBNClassifier(CNNClassifier):
         Gibbs steps of CD-k / PCD-k.
     pretrain_persistent : bool, default=False
         Persistent contrastive divergence.
+    pretrain_sample_visible : bool, default=False
+        Negative chains on binary visible samples (Bernoulli RBMs only; see
+        :class:`~neuroplug.pretrain.dbn.DBNPretrainer`).
     pretrain_learning_rate : float, default=0.1
         RBM step size.
     pretrain_momentum : float, default=0.5
@@ -470,6 +486,7 @@ validation_scores_, best_validation_score_
         "pretrain_visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
         "pretrain_k": [Interval(numbers.Integral, 1, None, closed="left")],
         "pretrain_persistent": ["boolean"],
+        "pretrain_sample_visible": ["boolean"],
         "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "pretrain_momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrain_weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -485,6 +502,7 @@ validation_scores_, best_validation_score_
         pretrain_visible: str = "auto",
         pretrain_k: int = 1,
         pretrain_persistent: bool = False,
+        pretrain_sample_visible: bool = False,
         pretrain_learning_rate: float = 0.1,
         pretrain_momentum: float = 0.5,
         pretrain_weight_decay: float = 0.002,
@@ -514,6 +532,7 @@ validation_scores_, best_validation_score_
         self.pretrain_visible = pretrain_visible
         self.pretrain_k = pretrain_k
         self.pretrain_persistent = pretrain_persistent
+        self.pretrain_sample_visible = pretrain_sample_visible
         self.pretrain_learning_rate = pretrain_learning_rate
         self.pretrain_momentum = pretrain_momentum
         self.pretrain_weight_decay = pretrain_weight_decay
@@ -556,7 +575,7 @@ validation_scores_, best_validation_score_
             return None
         return DBNPretrainer(
             visible=self.pretrain_visible, k=self.pretrain_k, persistent=self.pretrain_persistent,
-            learning_rate=self.pretrain_learning_rate, momentum=self.pretrain_momentum,
+            sample_visible=self.pretrain_sample_visible, learning_rate=self.pretrain_learning_rate, momentum=self.pretrain_momentum,
             weight_decay=self.pretrain_weight_decay, batch_size=self.pretrain_batch_size,
             max_iter=self.pretrain_max_iter,
         )

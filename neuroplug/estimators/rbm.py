@@ -76,6 +76,14 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         use mean-field visible units (see :meth:`neuroplug.ops.Ops.cd_epoch`);
         on MNIST this gave lower and much harder-to-estimate likelihoods
         than CD, hence the default.
+    sample_visible : bool, default=False
+        Run the negative chain on binary visible samples instead of their
+        probabilities (Bernoulli units only), as scikit-learn's
+        ``BernoulliRBM`` does.  The probabilities (Hinton's advice) carry
+        less sampling noise: on MNIST (500 hidden units, 10 epochs) they
+        gave a test log-likelihood about 11 nats higher.  Binary samples of
+        sparse data are sparse, so on MNIST an epoch is about a fifth
+        faster with them.
     learning_rate : float, default=0.1
         Step size of the updates (the gradients are means over the batch).
     momentum : float, default=0.5
@@ -192,6 +200,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "visible": [StrOptions({"bernoulli", "gaussian"})],
         "k": [Interval(numbers.Integral, 1, None, closed="left")],
         "persistent": ["boolean"],
+        "sample_visible": ["boolean"],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -213,6 +222,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         visible: str = "bernoulli",
         k: int = 1,
         persistent: bool = False,
+        sample_visible: bool = False,
         learning_rate: float = 0.1,
         momentum: float = 0.5,
         weight_decay: float = 0.005,
@@ -230,6 +240,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.visible = visible
         self.k = k
         self.persistent = persistent
+        self.sample_visible = sample_visible
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -249,6 +260,14 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return self.backend
         # validate_data has already refused NaN and infinity.
         return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+
+    def _check_chain(self) -> None:
+        """Refuse, before anything changes, a training chain the units cannot run."""
+        if self.sample_visible and self.visible != "bernoulli":
+            raise ValueError(
+                "sample_visible=True samples binary visible states and needs visible='bernoulli'; Gaussian "
+                f"visible units are reconstructed by their means. Received: visible={self.visible!r}"
+            )
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         if reset:
@@ -344,7 +363,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
                     k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
                     weight_decay=float(self.weight_decay), batch_size=m, visible=self.visible, rng=rng,
-                    chain=chain,
+                    chain=chain, sample_visible=bool(self.sample_visible),
                 )
                 # cd_epoch's own return value compares the data with the negative
                 # chain, which under PCD is a fantasy particle and not a
@@ -392,6 +411,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self : RBM
             The fitted estimator.
         """
+        self._check_chain()
         X = self._validate_X(X, reset=True)
         sums = X.sum(axis=0, dtype=np.float64)
         self._initialize(X, sums)
@@ -417,6 +437,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             The updated estimator.
         """
         first = not hasattr(self, "components_")
+        self._check_chain()
         X = self._validate_X(X, reset=first)
         sums = X.sum(axis=0, dtype=np.float64)
         if first:

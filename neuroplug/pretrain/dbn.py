@@ -77,6 +77,10 @@ class DBNPretrainer(Pretrainer):
         Gibbs steps of CD-k / PCD-k.
     persistent : bool, default=False
         Persistent contrastive divergence.
+    sample_visible : bool, default=False
+        Negative chains on binary visible samples instead of probabilities
+        (see :class:`~neuroplug.estimators.RBM`) in the RBMs with Bernoulli
+        visible units; a Gaussian first RBM keeps its means.
     learning_rate : float, default=0.1
         RBM step size.
     momentum : float, default=0.5
@@ -109,6 +113,7 @@ class DBNPretrainer(Pretrainer):
         visible: str = "auto",
         k: int = 1,
         persistent: bool = False,
+        sample_visible: bool = False,
         learning_rate: float = 0.1,
         momentum: float = 0.5,
         weight_decay: float = 0.002,
@@ -118,6 +123,7 @@ class DBNPretrainer(Pretrainer):
         self.visible = visible
         self.k = k
         self.persistent = persistent
+        self.sample_visible = sample_visible
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -155,6 +161,8 @@ class DBNPretrainer(Pretrainer):
             raise ValueError(
                 f"visible must be 'auto', 'bernoulli' or 'gaussian'. Received: visible={self.visible!r}"
             )
+        if not isinstance(self.sample_visible, (bool, np.bool_)):
+            raise ValueError(f"sample_visible must be a bool. Received: sample_visible={self.sample_visible!r}")
         X = np.asarray(X)
         if X.ndim < 2 or tuple(X.shape[1:]) != tuple(network.input_shape):
             raise ValueError(
@@ -192,7 +200,8 @@ class DBNPretrainer(Pretrainer):
             n_units = int(network.layers[i].params["b"].shape[0])
             rbm = RBM(
                 n_components=n_units, visible=visible if j == 0 else "bernoulli", k=self.k,
-                persistent=self.persistent, learning_rate=self.learning_rate, momentum=self.momentum,
+                persistent=self.persistent, sample_visible=self.sample_visible and (j > 0 or visible == "bernoulli"),
+                learning_rate=self.learning_rate, momentum=self.momentum,
                 weight_decay=self.weight_decay, batch_size=self.batch_size, max_iter=self.max_iter,
                 backend=network.ops, dtype=np.dtype(network.dtype).name, random_state=rs.randint(2**31 - 1),
                 verbose=verbose,

@@ -59,6 +59,15 @@ def test_dbn_layer_params(digits):
     assert [r.n_iter_ for r in dbn.rbms_] == [1, 3, 3]
     assert dbn.rbms_[2].k == 2 and dbn.rbms_[2].persistent and not dbn.rbms_[0].persistent
     assert [r.visible for r in dbn.rbms_] == ["bernoulli"] * 3
+    sampled = DBN((6, 4), max_iter=1, sample_visible=True, layer_params=[None, {"sample_visible": False}],
+                  random_state=0).fit(X)
+    assert [r.sample_visible for r in sampled.rbms_] == [True, False]
+    # The shared setting skips a Gaussian first RBM; asking for it there is an error.
+    Xs = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
+    gauss = DBN((6, 4), visible="gaussian", max_iter=1, sample_visible=True, random_state=0).fit(Xs)
+    assert [r.sample_visible for r in gauss.rbms_] == [False, True]
+    with pytest.raises(ValueError, match="needs visible='bernoulli'"):
+        DBN((6, 4), visible="gaussian", layer_params=[{"sample_visible": True}, None]).fit(Xs)
     shared = DBN((6, 4), layer_params={"max_iter": 2}, random_state=0).fit(X)
     assert [r.n_iter_ for r in shared.rbms_] == [2, 2]
     with pytest.raises(ValueError, match="one dict per hidden layer"):
@@ -123,6 +132,17 @@ def test_pretrainer_copies_the_rbm_stack(digits):
     np.testing.assert_allclose(feats, r2.transform(r1.transform(X[:5])), rtol=1e-5, atol=1e-6)
     # The output layer is left alone.
     np.testing.assert_array_equal(net.layers[4].get_weights()["W"], out_before["W"])
+
+
+def test_pretrainer_samples_visible_units_of_bernoulli_rbms(digits):
+    X = digits[0][:200].astype(np.float32)
+    nets = [Network([Dense(8), Sigmoid(), Dense(3)], (64,), get_ops("cpu"), rng=0) for _ in range(2)]
+    DBNPretrainer(max_iter=1, sample_visible=True).pretrain(nets[0], X, random_state=0)
+    rbm = RBM(8, max_iter=1, k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.002, batch_size=10,
+              dtype="float32", sample_visible=True, random_state=check_random_state(0).randint(2**31 - 1)).fit(X)
+    np.testing.assert_allclose(nets[0].layers[0].get_weights()["W"], rbm.components_.T)
+    with pytest.raises(ValueError, match="sample_visible must be a bool"):
+        DBNPretrainer(sample_visible="yes").pretrain(nets[1], X, random_state=0)
 
 
 def test_pretrainer_gaussian_folds_the_standardisation():

@@ -232,6 +232,32 @@ def test_cpu_and_numpy_backends_give_the_same_fit(digits_binary, persistent):
     np.testing.assert_array_equal(a.sample(3, n_steps=5), b.sample(3, n_steps=5))
 
 
+def test_sampled_visible_chain_trains_like_bernoulli_rbm(digits_binary):
+    kw = dict(n_components=10, max_iter=2, random_state=3, sample_visible=True)
+    a = RBM(backend="cpu", **kw).fit(digits_binary[:300])
+    b = RBM(backend="numpy", **kw).fit(digits_binary[:300])
+    np.testing.assert_allclose(a.components_, b.components_, rtol=1e-10, atol=1e-12)
+    mean_field = RBM(backend="cpu", **dict(kw, sample_visible=False)).fit(digits_binary[:300])
+    assert not np.allclose(a.components_, mean_field.components_)
+    # Another chain than the default's, and it learns too.
+    X = digits_binary
+    untrained = RBM(12, learning_rate=1e-9, max_iter=1, random_state=0).fit(X)
+    trained = RBM(12, batch_size=20, max_iter=5, sample_visible=True, random_state=0).fit(X)
+    assert trained.score(X) > untrained.score(X) + 1
+
+
+def test_sampled_visible_chain_needs_bernoulli_units():
+    X = np.random.default_rng(0).standard_normal((30, 4))
+    rbm = RBM(3, visible="gaussian", sample_visible=True, max_iter=1, random_state=0)
+    with pytest.raises(ValueError, match="sample_visible=True .* needs visible='bernoulli'"):
+        rbm.fit(X)
+    with pytest.raises(ValueError, match="needs visible='bernoulli'"):
+        rbm.partial_fit(X)
+    assert not hasattr(rbm, "components_")
+    with pytest.raises(ValueError, match="sample_visible"):
+        RBM(3, sample_visible="yes").fit(X > 0)
+
+
 def test_random_state_reproducibility(digits_binary):
     X = digits_binary[:200].astype(np.float32)
     a = RBM(6, max_iter=2, random_state=1).fit(X)
