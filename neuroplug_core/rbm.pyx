@@ -1162,10 +1162,6 @@ def cd_epoch(
                     drawn_v = True
                 elif floating is float and sparse:
                     _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
-                elif sample_visible and n_threads > 1:
-                    _hidden_and_draw(v0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, 0,
-                                     NULL, NULL, NULL, u, hs)
-                    drawn_v = True
                 else:
                     _hidden(v0, Wp, &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
 
