@@ -81,7 +81,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         probabilities (Bernoulli units only), as scikit-learn's
         ``BernoulliRBM`` does.  The probabilities (Hinton's advice) carry
         less sampling noise: on MNIST (500 hidden units, 10 epochs) they
-        gave a test log-likelihood about 11 nats higher.  Binary samples of
+        gave a test log-likelihood about 9 nats higher.  Binary samples of
         sparse data are sparse, so on MNIST an epoch is about a fifth
         faster with them.
     learning_rate : float, default=0.1
