@@ -353,6 +353,8 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         monitor = ops.asarray(X[:_MONITOR_ROWS], dtype=dt)
         # One buffer for every epoch's shuffled copy of X.
         shuffled = np.empty_like(X)
+        # Only when asked for: a backend written before sample_visible existed still trains.
+        chain_kw = {"sample_visible": True} if self.sample_visible else {}
         bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch", disable=not self.verbose, leave=True)
         try:
             for _ in range(n_epochs):
@@ -363,7 +365,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
                     k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
                     weight_decay=float(self.weight_decay), batch_size=m, visible=self.visible, rng=rng,
-                    chain=chain, sample_visible=bool(self.sample_visible),
+                    chain=chain, **chain_kw,
                 )
                 # cd_epoch's own return value compares the data with the negative
                 # chain, which under PCD is a fantasy particle and not a

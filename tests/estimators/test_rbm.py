@@ -246,6 +246,26 @@ def test_sampled_visible_chain_trains_like_bernoulli_rbm(digits_binary):
     assert trained.score(X) > untrained.score(X) + 1
 
 
+def test_backend_without_sample_visible_still_trains_the_default_chain(digits_binary):
+    from neuroplug.ops import Ops
+
+    class OlderOps(Ops):
+        """A backend whose cd_epoch predates sample_visible."""
+
+        def cd_epoch(self, X, W, bh, bv, dW, dbh, dbv, *, k, learning_rate, momentum, weight_decay,
+                     batch_size, visible, rng, chain=None):
+            return super().cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate,
+                                    momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                                    visible=visible, rng=rng, chain=chain)
+
+    X = digits_binary[:100]
+    old = RBM(4, max_iter=2, backend=OlderOps(), random_state=0).fit(X)
+    new = RBM(4, max_iter=2, backend="numpy", random_state=0).fit(X)
+    np.testing.assert_array_equal(old.components_, new.components_)
+    with pytest.raises(TypeError, match="sample_visible"):
+        RBM(4, max_iter=1, backend=OlderOps(), sample_visible=True, random_state=0).fit(X)
+
+
 def test_sampled_visible_chain_needs_bernoulli_units():
     X = np.random.default_rng(0).standard_normal((30, 4))
     rbm = RBM(3, visible="gaussian", sample_visible=True, max_iter=1, random_state=0)
