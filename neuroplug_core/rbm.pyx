@@ -995,6 +995,15 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
                 p = p + 1
 
 
+def _nonzero_lists(int rows, int nv, bint used):
+    """Room for the nonzeros of ``rows`` rows of ``nv`` values by rows and by columns (see
+    :func:`_nonzeros`): ``rcnt, idx, val, ccnt, ridx, cval``; single elements when not ``used``."""
+    cdef Py_ssize_t size = <Py_ssize_t> rows * nv if used else 1
+    return (np.empty(rows if used else 1, dtype=np.intc), np.empty(size, dtype=np.intc),
+            np.empty(size, dtype=np.float32), np.empty(nv if used else 1, dtype=np.intc),
+            np.empty(size, dtype=np.intc), np.empty(size, dtype=np.float32))
+
+
 cdef void _transpose(const floating* a, int rows, int cols, int lda, floating* out, int ldo) noexcept nogil:
     """``out (cols, rows) = a (rows, cols)^T`` (rows of ``lda`` and ``ldo``), in 32 x 32 blocks."""
     cdef Py_ssize_t r0, c0, r, c
@@ -1100,20 +1109,12 @@ def cd_epoch(
         ldt += 16
     cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
-    cdef int[::1] ccnt = np.empty(nv if sparse else 1, dtype=np.intc)
-    cdef int[::1] rcnt = np.empty(batch_size if sparse else 1, dtype=np.intc)
-    cdef int[::1] idx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
-    cdef floating[::1] val = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
-    cdef int[::1] ridx = np.empty(batch_size * nv if sparse else 1, dtype=np.intc)
-    cdef floating[::1] cval = np.empty(batch_size * nv if sparse else 1, dtype=dtype)
+    cdef int[::1] rcnt, idx, ccnt, ridx, rcnt2, idx2, ccnt2, ridx2
+    cdef float[::1] val, cval, val2, cval2
+    rcnt, idx, val, ccnt, ridx, cval = _nonzero_lists(batch_size, nv, sparse)
     # Sparse epochs with sampled visible states: vk's nonzeros by rows and columns too.
     cdef bint sparse_k = sparse and sample_visible
-    cdef int[::1] ccnt2 = np.empty(nv if sparse_k else 1, dtype=np.intc)
-    cdef int[::1] rcnt2 = np.empty(batch_size if sparse_k else 1, dtype=np.intc)
-    cdef int[::1] idx2 = np.empty(batch_size * nv if sparse_k else 1, dtype=np.intc)
-    cdef floating[::1] val2 = np.empty(batch_size * nv if sparse_k else 1, dtype=dtype)
-    cdef int[::1] ridx2 = np.empty(batch_size * nv if sparse_k else 1, dtype=np.intc)
-    cdef floating[::1] cval2 = np.empty(batch_size * nv if sparse_k else 1, dtype=dtype)
+    rcnt2, idx2, val2, ccnt2, ridx2, cval2 = _nonzero_lists(batch_size, nv, sparse_k)
     cdef floating* Wp = _align64(&WT[0]) if sparse else &W[0, 0]
     # Partial products of h W by hidden slices (see _visible_rows), in dense epochs.
     cdef floating[::1] part = np.empty(n_threads * batch_size * nv if n_threads > 1 and not sparse else 1,

@@ -103,17 +103,26 @@ def test_cd_epoch_last_batch_shorter_and_batch_larger_than_data():
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
 
 
-def test_cd_epoch_update_by_hand():
-    """One batch with learning_rate 1: the update is exactly the CD statistics difference."""
+def _one_batch_by_hand(visible, **kw):
+    """One compiled CD-1 batch of 4 rows with learning_rate 1 and no momentum or decay.
+
+    Returns the data, the parameters before and after, the returned error, the
+    generator used and a fresh generator with the same seed to replay the draws.
+    """
     ops = CythonOps()
-    X, W, bh, bv, *_ = _problem(np.float64, "gaussian", n=4, nv=5, nh=3)
-    W0, bh0, bv0 = W.copy(), bh.copy(), bv.copy()
+    X, W, bh, bv, *_ = _problem(np.float64, visible, n=4, nv=5, nh=3)
+    before = W.copy(), bh.copy(), bv.copy()
     dW, dbh, dbv = np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)
     rng = ops.make_rng(11)
     err = ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, learning_rate=1.0, momentum=0.0, weight_decay=0.0,
-                       batch_size=4, visible="gaussian", rng=rng)
+                       batch_size=4, visible=visible, rng=rng, **kw)
+    return X, before, (W, bh, bv), err, rng, np.random.Generator(np.random.PCG64(11))
+
+
+def test_cd_epoch_update_by_hand():
+    """One batch with learning_rate 1: the update is exactly the CD statistics difference."""
+    X, (W0, bh0, bv0), (W, bh, bv), err, rng, replay = _one_batch_by_hand("gaussian")
     # Replay the draws: h0 ~ p(h | v0), vk = h0 W + bv, phk = p(h | vk).
-    replay = np.random.Generator(np.random.PCG64(11))
     ph0 = 1 / (1 + np.exp(-(X @ W0.T + bh0)))
     h0 = (replay.random(ph0.shape) < ph0).astype(float)
     vk = h0 @ W0 + bv0
@@ -149,14 +158,7 @@ def test_cd_epoch_draws_k_hidden_samples_per_batch_for_cd_and_k_for_pcd(ops, k, 
 
 def test_cd_epoch_with_sampled_visible_units_by_hand():
     """One CD-1 batch with learning_rate 1: the chain uses binary visible samples."""
-    ops = CythonOps()
-    X, W, bh, bv, *_ = _problem(np.float64, "bernoulli", n=4, nv=5, nh=3)
-    W0, bh0, bv0 = W.copy(), bh.copy(), bv.copy()
-    dW, dbh, dbv = np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)
-    rng = ops.make_rng(11)
-    err = ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, learning_rate=1.0, momentum=0.0, weight_decay=0.0,
-                       batch_size=4, visible="bernoulli", rng=rng, sample_visible=True)
-    replay = np.random.Generator(np.random.PCG64(11))
+    X, (W0, bh0, bv0), (W, bh, bv), err, rng, replay = _one_batch_by_hand("bernoulli", sample_visible=True)
     sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
     ph0 = sigmoid(X @ W0.T + bh0)
     h0 = (replay.random(ph0.shape) < ph0).astype(float)
