@@ -575,7 +575,7 @@ validation_scores_, best_validation_score_
             return None
         return DBNPretrainer(
             visible=self.pretrain_visible, k=self.pretrain_k, persistent=self.pretrain_persistent,
-            sample_visible=self.pretrain_sample_visible, learning_rate=self.pretrain_learning_rate, momentum=self.pretrain_momentum,
-            weight_decay=self.pretrain_weight_decay, batch_size=self.pretrain_batch_size,
-            max_iter=self.pretrain_max_iter,
+            sample_visible=self.pretrain_sample_visible, learning_rate=self.pretrain_learning_rate,
+            momentum=self.pretrain_momentum, weight_decay=self.pretrain_weight_decay,
+            batch_size=self.pretrain_batch_size, max_iter=self.pretrain_max_iter,
         )

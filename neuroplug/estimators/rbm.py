@@ -263,11 +263,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _check_chain(self) -> None:
         """Refuse, before anything changes, a training chain the units cannot run."""
-        if self.sample_visible and self.visible != "bernoulli":
-            raise ValueError(
-                "sample_visible=True samples binary visible states and needs visible='bernoulli'; Gaussian "
-                f"visible units are reconstructed by their means. Received: visible={self.visible!r}"
-            )
+        Ops._rbm_check_sample_visible(self.sample_visible, self.visible)
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         if reset:
