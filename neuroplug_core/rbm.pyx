@@ -1083,6 +1083,7 @@ def cd_epoch(
     cdef const floating* x0         # the batch: v0, or the rows of X themselves in sparse epochs
     cdef floating* ph0 = &H2[0, 0]
     cdef floating* hs = &Hs[0, 0]
+    cdef floating* us               # this batch's uniforms for h0, or NULL (PCD)
     cdef floating* u = &U[0, 0]
     cdef floating* vk
     cdef floating* phk
@@ -1138,33 +1139,27 @@ def cd_epoch(
                 memcpy(v0, &X[start, 0], m * nv * sizeof(floating))
                 x0 = v0
 
-            # Positive phase; the negative chain starts from h ~ p(h | v0) or the persistent states.
-            if persistent:
-                if floating is float and sparse_k and n_threads > 1:
-                    # The first visible sample's uniforms, drawn during the positive phase.
-                    _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
-                                     &rcnt[0], &idx[0], &val[0])
-                    drawn_v = True
-                elif floating is float and sparse:
-                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, NULL, NULL, m, nv, nh, n_threads)
-                else:
-                    _hidden(v0, Wp, &bh[0], ph0, NULL, NULL, m, nv, nh, 1, n_threads)
-                memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
-            else:
+            # Positive phase; the negative chain starts from h ~ p(h | v0) (CD: drawn with the
+            # uniforms us) or from the persistent states (PCD: us is NULL, nothing is sampled).
+            us = NULL
+            if not persistent:
                 if not drawn:
                     _uniforms(bg, u, m * nh)
                 drawn = False
-                if floating is float and sparse_k and n_threads > 1:
-                    # The first visible sample's uniforms come next in the stream: drawn during the
-                    # positive phase, by a thread with fewer columns (the draw alone kept the other
-                    # thread waiting 18 ms of a 182 ms MNIST epoch).
-                    _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
-                                     &rcnt[0], &idx[0], &val[0], u, hs)
-                    drawn_v = True
-                elif floating is float and sparse:
-                    _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, u, hs, m, nv, nh, n_threads)
-                else:
-                    _hidden(v0, Wp, &bh[0], ph0, u, hs, m, nv, nh, 1, n_threads)
+                us = u
+            if floating is float and sparse_k and n_threads > 1:
+                # The first visible sample's uniforms come next in the stream: drawn during the
+                # positive phase, by a thread with fewer columns (the draw alone kept the other
+                # thread waiting 18 ms of a 182 ms MNIST epoch).
+                _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
+                                 &rcnt[0], &idx[0], &val[0], us, hs)
+                drawn_v = True
+            elif floating is float and sparse:
+                _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, us, hs, m, nv, nh, n_threads)
+            else:
+                _hidden(v0, Wp, &bh[0], ph0, us, hs, m, nv, nh, 1, n_threads)
+            if persistent:
+                memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
 
             # k steps of block Gibbs sampling with mean-field (or sampled) visible units.
             for step in range(k):
