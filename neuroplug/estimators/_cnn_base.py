@@ -10,31 +10,30 @@ network is rebuilt lazily for the current ``backend`` parameter.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-import signal
-import threading
-import time
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..augment import RandomAffine, get_augmenter
-from ..backends import get_ops
 from ..layers.base import Layer
 from ..layers.dense import Dense
 from ..layers.spec import build_layers
+from ..models.engine import StoppingRule, TrainingInterrupted
+from ..models.supervised import PREDICT_BATCH, Validation, train_network
 from ..network import Network
 from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
 from ..pretrain.base import Pretrainer
+from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops, validate_nested
 
 __all__ = ["BaseCNN", "DEFAULT_LAYERS", "TrainingInterrupted"]
 
@@ -52,55 +51,13 @@ DEFAULT_LAYERS: tuple[str, ...] = (
     "dropout:0.25",
 )
 
-_PREDICT_BATCH = 512
+_PREDICT_BATCH = PREDICT_BATCH
 # Bit generators whose state __setstate__ may restore (the name is data, possibly from a model file).
 _BIT_GENERATORS = {
     cls.__name__: cls
     for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
 }
 _NO_Y = object()  # "no y given", as opposed to y=None, which fit must refuse
-
-
-class TrainingInterrupted(UserWarning):
-    """Warning issued when ``fit`` was stopped by a KeyboardInterrupt (Ctrl-C)."""
-
-
-class _StopFlag:
-    """Turns the first SIGINT during training into a request to stop after the current batch.
-
-    A second Ctrl-C raises ``KeyboardInterrupt`` at once, as usual.  Outside
-    the main thread (joblib threads) signal handlers cannot be installed; a
-    ``KeyboardInterrupt`` raised there is caught by the training loop instead.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator["_StopFlag"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        try:
-            previous = signal.getsignal(signal.SIGINT)
-        except (ValueError, TypeError):  # pragma: no cover - exotic embeddings
-            yield self
-            return
-        if previous is not signal.default_int_handler:
-            # Someone else (a notebook kernel, a test runner) owns SIGINT: leave it alone.
-            yield self
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-
-        signal.signal(signal.SIGINT, handler)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _check_layers_param(layers: Any) -> None:
@@ -125,13 +82,13 @@ class BaseCNN(BaseEstimator):
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter_no_change": [None, Interval(numbers.Real, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "augment": [None, "boolean", str, RandomAffine],
         "pretrainer": [None, str, Pretrainer],
-        "backend": [str],
-        "n_threads": [None, Interval(numbers.Integral, 1, None, closed="left")],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        "backend": BACKEND_CONSTRAINT,
+        "n_threads": N_THREADS_CONSTRAINT,
+        "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -311,9 +268,8 @@ class BaseCNN(BaseEstimator):
         )
 
     # ------------------------------------------------------------- building
-    def _get_ops(self) -> Any:
-        # X was validated as finite by check_array, so the kernels need not re-check.
-        return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+    def _get_ops(self, *, fitted: bool = False) -> Any:
+        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
 
     def _build_layers(self) -> list[Layer]:
         _check_layers_param(self.layers)
@@ -325,10 +281,10 @@ class BaseCNN(BaseEstimator):
     def _get_network(self) -> Network:
         """The network for prediction on the current ``backend`` (rebuilt lazily from NumPy weights)."""
         check_is_fitted(self, "network_weights_")
-        key = (self.backend, self.n_threads)
+        key = (self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads)
         network = getattr(self, "_network", None)
         if network is None or getattr(self, "_network_key", None) != key:
-            network = self._make_network(list(self.layers_), self._get_ops(), 0)
+            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
             network.set_weights(self.network_weights_)
             self._network, self._network_key = network, key
         return network
@@ -337,27 +293,45 @@ class BaseCNN(BaseEstimator):
         """Raw network output (logits or predictions) for validated input."""
         check_is_fitted(self, "network_weights_")
         X, _, _ = self._validate_X(X, reset=False)
-        network = self._get_network()
+        # A network of its own: prediction never shares layer caches with a fit running in another thread.
+        network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+        network.set_weights(self.network_weights_)
         return network.predict(X.reshape(X.shape[0], *self.input_shape_), batch_size=_PREDICT_BATCH)
 
-    def _pretrain(self, network: Network, X_img: np.ndarray, seed: int) -> None:
+    def _get_pretrainer(self) -> Pretrainer | None:
         if self.pretrainer is None:
-            return
+            return None
         if isinstance(self.pretrainer, Pretrainer):
-            pretrainer = clone(self.pretrainer)
-        else:
-            from ..plugins import get_pretrainer
+            return clone(self.pretrainer)
+        from ..plugins import get_pretrainer
 
-            pretrainer = get_pretrainer(self.pretrainer)()
-        pretrainer.pretrain(network, X_img, random_state=seed, verbose=self.verbose)
+        return get_pretrainer(self.pretrainer)()
+
+    def _validate_nested_params(self) -> Pretrainer | None:
+        """Check the parameters of every object given as a parameter, once, before anything trains."""
+        pretrainer = self._get_pretrainer()
+        validate_nested(
+            pretrainer,
+            self.optimizer if isinstance(self.optimizer, Optimizer) else None,
+            self.lr_schedule if isinstance(self.lr_schedule, Schedule) else None,
+        )
+        return pretrainer
 
     # -------------------------------------------------------------- training
     def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float) -> float:
         """One optimisation step; the hook a test (or a subclass) can patch."""
         return network.train_batch(xb, yb, self._loss, self._optimizer, lr, float(self.alpha))
 
+    def _fresh_rng(self) -> np.random.Generator:
+        return np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+
     def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
+        with fit_transaction(self):
+            return self._fit_unsafe(X, y, incremental=incremental, classes=classes)
+
+    def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
         first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)
+        pretrainer = self._validate_nested_params() if first else None
         layers = self._build_layers() if first else None
         X, y, image_shape = self._validate_X(X, y, reset=first)
         if first:
@@ -366,144 +340,106 @@ class BaseCNN(BaseEstimator):
         if first:
             self.input_shape_ = self._resolve_input_shape(X.shape[1], image_shape, layers)
             self.layers_ = (*layers, Dense(self._n_outputs(), init="auto"))
-            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            self._rng = self._fresh_rng()
             network = self._make_network(list(self.layers_), self._get_ops(), self._rng)
             self.n_iter_ = 0
             self.loss_curve_ = []
+            self.history_ = []
             self.best_loss_ = np.inf
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
             self.best_validation_score_ = -np.inf if self.validation_scores_ is not None else None
             self._optimizer = get_optimizer(self.optimizer)
             self._optimizer.reset()
-            self._pretrain(network, X.reshape(X.shape[0], *self.input_shape_), int(self._rng.integers(2**31 - 1)))
+            if pretrainer is not None:
+                pretrainer.pretrain(network, X.reshape(X.shape[0], *self.input_shape_),
+                                    random_state=int(self._rng.integers(2**31 - 1)), verbose=self.verbose)
         else:
-            network = self._get_network()
+            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+            network.set_weights(self.network_weights_)
             if not incremental:
                 # A warm-started fit draws fresh shuffles from random_state, like a new fit.
-                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+                self._rng = self._fresh_rng()
                 self._optimizer = get_optimizer(self.optimizer)
                 self._optimizer.reset()
             elif getattr(self, "_optimizer", None) is None:  # after unpickling
                 self._optimizer = get_optimizer(self.optimizer)
                 self._optimizer.reset()
             if not hasattr(self, "_rng"):
-                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+                self._rng = self._fresh_rng()
             if self.validation_scores_ is None and self.early_stopping and not incremental:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
-        self._network, self._network_key = network, (self.backend, self.n_threads)
-        X_img = X.reshape(X.shape[0], *self.input_shape_)
-        try:
-            self._train(network, X_img, y, epochs=1 if incremental else int(self.max_iter),
-                        early_stopping=bool(self.early_stopping) and not incremental)
-        except BaseException:
-            # A diverged (or otherwise failed) fit leaves no half-trained model behind:
-            # a continued fit keeps its previous weights, a fresh one leaves the estimator unfitted.
-            self.__dict__.pop("_network", None)
-            self.__dict__.pop("_optimizer", None)
-            if first:
-                self.__dict__.pop("network_weights_", None)
-            raise
+            if getattr(self, "best_loss_", None) is None:
+                # A fit with early stopping tracked the validation score, not the training loss.
+                self.best_loss_ = min(self.loss_curve_, default=np.inf)
+            if not hasattr(self, "history_"):
+                self.history_ = []
+        self._train(network, X.reshape(X.shape[0], *self.input_shape_), y,
+                    epochs=1 if incremental else int(self.max_iter),
+                    early_stopping=bool(self.early_stopping) and not incremental)
         self.network_weights_ = network.get_weights()
+        self._network, self._network_key = network, (
+            self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads)
         return self
 
-    def _train(self, network: Network, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
-        ops = network.ops
-        rng = self._rng
-        augmenter = get_augmenter(self.augment)
-        schedule = get_schedule(self.lr_schedule)
-        if early_stopping:
-            stratify = y if getattr(self, "_stratify", False) else None
-            X, X_val, y, y_val = train_test_split(
-                X, y, test_size=self.validation_fraction, random_state=int(rng.integers(2**31 - 1)), stratify=stratify
+    def _split_validation(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, Validation]:
+        stratify = y if getattr(self, "_stratify", False) else None
+        n_val = math.ceil(float(self.validation_fraction) * X.shape[0])
+        if n_val < 2 or X.shape[0] - n_val < 1:
+            raise ValueError(
+                f"The validation set is too small: early_stopping holds out {n_val} of the {X.shape[0]} "
+                "training samples, and a score needs at least 2 (and at least 1 left to train on). "
+                "Increase validation_fraction or the size of your dataset, or set early_stopping=False. "
+                f"Received: validation_fraction={self.validation_fraction}"
             )
-            if X.shape[0] < 1 or X_val.shape[0] < 1:
-                raise ValueError(
-                    f"early_stopping needs at least one training and one validation sample; X has "
-                    f"{X.shape[0] + X_val.shape[0]} samples. Received: validation_fraction={self.validation_fraction}"
-                )
-        n = X.shape[0]
-        batch_size = min(int(self.batch_size), n)
-        no_improvement = 0
-        best_weights = None
-        fit_best = np.inf
-        stopped = False
-        stop = _StopFlag()
-        interrupted = False
-        name = type(self).__name__
-        from tqdm.auto import tqdm
+        X, X_val, y, y_val = train_test_split(
+            X, y, test_size=n_val, random_state=int(self._rng.integers(2**31 - 1)), stratify=stratify
+        )
+        return X, y, Validation(X_val, y_val, self._validation_score)
 
-        bar = tqdm(total=epochs, desc=name, unit="epoch", disable=not self.verbose, leave=True)
-        try:
-            with stop.installed():
-                for _ in range(epochs):
-                    t0 = time.perf_counter()
-                    lr = schedule(float(self.learning_rate), self.n_iter_)
-                    order = rng.permutation(n)
-                    total, seen = 0.0, 0
-                    batches = range(0, n, batch_size)
-                    inner = tqdm(batches, desc=f"epoch {self.n_iter_ + 1}", unit="batch", leave=False,
-                                 disable=not (self.verbose and self.verbose > 1))
-                    try:
-                        for start in inner:
-                            idx = order[start:start + batch_size]
-                            xb = X[idx]
-                            if augmenter is not None:
-                                xb = augmenter(xb, rng)
-                            loss = self._train_batch(network, ops.asarray(xb, dtype=X.dtype), ops.asarray(y[idx]), lr)
-                            total += loss * len(idx)
-                            seen += len(idx)
-                            if stop.requested:
-                                break
-                    except KeyboardInterrupt:
-                        interrupted = True
-                    finally:
-                        inner.close()
-                    if stop.requested or interrupted:
-                        interrupted = True
-                        break
-                    epoch_loss = total / seen + float(self.alpha) * network.penalty()
-                    self.n_iter_ += 1
-                    self.loss_curve_.append(epoch_loss)
-                    postfix = {"loss": f"{epoch_loss:.4g}"}
-                    if early_stopping:
-                        score = self._validation_score(y_val, network.predict(X_val, batch_size=_PREDICT_BATCH))
-                        self.validation_scores_.append(score)
-                        postfix["val_score"] = f"{score:.4g}"
-                        if score < self.best_validation_score_ + self.tol:
-                            no_improvement += 1
-                        else:
-                            no_improvement = 0
-                        if score > self.best_validation_score_:
-                            self.best_validation_score_ = score
-                            best_weights = network.get_weights()
-                    else:
-                        if epoch_loss > self.best_loss_ - self.tol:
-                            no_improvement += 1
-                        else:
-                            no_improvement = 0
-                        if epoch_loss < fit_best:
-                            # This call's best epoch (a warm start's earlier best has no weights here).
-                            fit_best = epoch_loss
-                            best_weights = network.get_weights()
-                        self.best_loss_ = min(self.best_loss_, epoch_loss)
-                    postfix["time"] = f"{time.perf_counter() - t0:.2f}s"
-                    bar.set_postfix(postfix, refresh=False)
-                    bar.update(1)
-                    if no_improvement > self.n_iter_no_change:
-                        stopped = True
-                        break
-        finally:
-            bar.close()
+    def _train(self, network: Network, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
+        validation = None
         if early_stopping:
+            X, y, validation = self._split_validation(X, y)
+            stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="max",
+                                    best=self.best_validation_score_, monitor="validation score")
+        else:
+            stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="min", best=self.best_loss_)
+        report = train_network(
+            network, X, y,
+            loss=self._loss, optimizer=self._optimizer,
+            train_batch=lambda xb, yb, lr: self._train_batch(network, xb, yb, lr),
+            learning_rate=float(self.learning_rate), schedule=get_schedule(self.lr_schedule),
+            alpha=float(self.alpha), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
+            start_epoch=self.n_iter_, augmenter=get_augmenter(self.augment), validation=validation,
+            stopping=stopping, verbose=int(self.verbose), name=type(self).__name__,
+        )
+        for row in report.history:
+            self.loss_curve_.append(row["loss"])
+            if validation is not None:
+                self.validation_scores_.append(row["val_score"])
+        self.history_.extend(report.history)
+        self.n_iter_ += report.n_epochs
+        if early_stopping:
+            self.best_validation_score_ = max(self.best_validation_score_, stopping.best)
             self.best_loss_ = None
-        # A fit that stopped early keeps its best epoch (validation score, or training loss).
-        if (early_stopping or stopped) and best_weights is not None:
-            network.set_weights(best_weights)
-        if interrupted:
+        else:
+            self.best_loss_ = min(self.best_loss_, stopping.best)
+        self.stop_reason_ = report.stop_reason
+        self.best_epoch_ = report.best_epoch
+        self._warn_if_not_converged(report, stopping, epochs)
+        self._warn_if_chance_level(report, y)
+
+    def _warn_if_not_converged(self, report: Any, stopping: StoppingRule, epochs: int) -> None:
+        """max_iter reached while the stopping rule would have gone on: warn as MLPClassifier does."""
+        if report.stop_reason == "max_iter" and epochs > 1 and math.isfinite(stopping.patience):
             warnings.warn(
-                f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "
-                f"{self.n_iter_} complete epoch(s) and the batches done so far.",
-                TrainingInterrupted,
-                stacklevel=4,
+                f"{type(self).__name__}: max_iter={epochs} reached and the optimization hasn't converged "
+                f"yet (the {stopping.monitor} had not stopped improving by tol={self.tol:g}). Increase "
+                "max_iter, or warm-start to continue.",
+                ConvergenceWarning,
+                stacklevel=8,
             )
+
+    def _warn_if_chance_level(self, report: Any, y: np.ndarray) -> None:
+        """Subclass hook: warn when the fit ended no better than chance."""

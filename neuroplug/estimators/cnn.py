@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
+from ..models.engine import ChanceLevelWarning
 from ..network import SoftmaxCrossEntropy, SquaredError
 from ._cnn_base import DEFAULT_LAYERS, BaseCNN, TrainingInterrupted
 
@@ -266,6 +268,23 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def _n_outputs(self) -> int:
         return len(self.classes_)
+
+    def _warn_if_chance_level(self, report: Any, y: np.ndarray) -> None:
+        """Warn when the training loss never left that of predicting the class frequencies."""
+        if report.n_epochs < 2 or len(self.classes_) < 2:
+            return
+        prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(int((y >= 0).sum()), 1)
+        chance = float(-(prior[prior > 0] * np.log(prior[prior > 0])).sum())
+        final = self.loss_curve_[-1]
+        if final >= chance - max(0.01 * chance, 1e-3):
+            warnings.warn(
+                f"{type(self).__name__}: the training loss ended at {final:.4g}, no better than predicting "
+                f"the class frequencies ({chance:.4g}): the model learned nothing. Check that the input is "
+                "scaled (e.g. StandardScaler or X / X.max()), try another learning_rate, or, after "
+                "pretraining, a network whose units are not dead or saturated (pretrainer=None to compare).",
+                ChanceLevelWarning,
+                stacklevel=8,
+            )
 
     def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
         return float(np.mean(output.argmax(axis=1) == y_true))

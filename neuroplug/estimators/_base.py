@@ -1,0 +1,118 @@
+"""The front door every estimator shares: backend resolution, shared constraints, fit transactions.
+
+One rule each, for every estimator:
+
+- ``backend`` is a registered name or an ``Ops`` instance; ``n_threads`` is
+  applied to either (a user's ``Ops`` object is copied, never modified);
+- ``n_threads`` is ``None``, a positive count or a negative one counted back
+  from the number of CPUs as in joblib (``-1``: all); ``0`` is refused;
+- a fitted model whose backend is not installed here (a model fitted with
+  ``backend="torch"`` and loaded elsewhere) predicts on the ``"cpu"`` backend
+  with a warning;
+- a fit that fails (divergence, a bad batch, Ctrl-C pressed twice) leaves the
+  estimator exactly as it was before the call (:func:`fit_transaction`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import numbers
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..backends import get_ops
+from ..ops import Ops
+from ..registry import UnknownNameError
+
+__all__ = [
+    "BACKEND_CONSTRAINT",
+    "DTYPE_CONSTRAINT",
+    "N_THREADS_CONSTRAINT",
+    "BackendFallbackWarning",
+    "fit_transaction",
+    "resolve_ops",
+    "validate_nested",
+]
+
+#: ``backend``: a registered name (``"cpu"``, ``"numpy"``, ``"torch:cuda"``) or an Ops instance.
+BACKEND_CONSTRAINT: list = [str, Ops]
+#: ``n_threads``: ``None`` or a non-zero int (negative: counted back from the CPUs, as joblib).
+N_THREADS_CONSTRAINT: list = [None, Interval(numbers.Integral, None, -1, closed="right"),
+                              Interval(numbers.Integral, 1, None, closed="left")]
+#: ``dtype``: the model's precision, or ``None`` to follow the input (float32 stays float32).
+DTYPE_CONSTRAINT: list = [None, StrOptions({"float32", "float64"})]
+
+
+class BackendFallbackWarning(UserWarning):
+    """A fitted model's backend is not available here; it runs on the ``"cpu"`` backend instead."""
+
+
+def resolve_ops(backend: Any, n_threads: int | None, *, fitted: bool = False, owner: str = "") -> Ops:
+    """The ``Ops`` for an estimator's ``backend`` and ``n_threads``.
+
+    Input was validated (finite) by the estimator, so the kernels need not
+    check it again.  With ``fitted=True`` (prediction, scoring, sampling), a
+    backend name that is not registered here falls back to ``"cpu"`` with a
+    :class:`BackendFallbackWarning`: the fitted state is NumPy, so the model
+    runs anywhere.
+    """
+    if isinstance(backend, Ops):
+        if n_threads is None or getattr(backend, "n_threads", None) == n_threads:
+            return backend
+        ops = copy.copy(backend)
+        ops.n_threads = n_threads
+        return ops
+    try:
+        return get_ops(backend, n_threads=n_threads, check_finite=False)
+    except UnknownNameError:
+        if not fitted:
+            raise
+        warnings.warn(
+            f"{owner}: the backend {backend!r} this model was set to use is not available here; running "
+            f"on the 'cpu' backend instead (the weights are NumPy arrays, results agree to float "
+            f"tolerance). Call set_params(backend='cpu') to silence this warning.",
+            BackendFallbackWarning,
+            stacklevel=3,
+        )
+        return get_ops("cpu", n_threads=n_threads, check_finite=False)
+
+
+def validate_nested(*objects: Any) -> None:
+    """Validate the parameters of nested estimator-like objects (pretrainers, optimizers, schedules).
+
+    scikit-learn checks an estimator's own parameters at ``fit``; objects
+    given as parameters are checked here, once, at the outermost fit, so a
+    bad value never reaches a kernel and nothing re-checks it later.
+    """
+    for obj in objects:
+        validate = getattr(obj, "_validate_params", None)
+        if validate is not None and getattr(obj, "_parameter_constraints", None) is not None:
+            validate()
+
+
+def _snapshot(value: Any) -> Any:
+    if isinstance(value, (list, dict, set)):
+        return copy.copy(value)
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return copy.deepcopy(value)
+    return value
+
+
+@contextlib.contextmanager
+def fit_transaction(estimator: Any) -> Iterator[None]:
+    """Restore ``estimator`` to its state before the block if the block raises.
+
+    Fitted arrays are replaced, never written in place, by the training code,
+    so a shallow snapshot (lists, dicts and generators copied) is enough.
+    """
+    before = {key: _snapshot(value) for key, value in estimator.__dict__.items()}
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(before)
+        raise
