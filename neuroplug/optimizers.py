@@ -32,6 +32,9 @@ import numbers
 from typing import Any, Iterable
 
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import Interval
+
+from ._validation import ValidatedParams
 
 __all__ = [
     "Optimizer",
@@ -47,26 +50,19 @@ __all__ = [
 ]
 
 
-def _check_real(value: Any, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}. Received: {name}={value!r}")
-    return float(value)
-
-
-class Optimizer(BaseEstimator):
+class Optimizer(ValidatedParams, BaseEstimator):
     """Base class: updates the parameters of a list of layers in place.
 
     Subclasses implement :meth:`_update` for one parameter.  Weight decay
     (L2, ``alpha``) is added to the gradient of every parameter with two or
     more dimensions (weights, not biases) before the update, which is the
     gradient of ``0.5 * alpha * sum(W**2)``.
+
+    Hyper-parameters are declared in ``_parameter_constraints`` and checked
+    once, when the estimator that uses the optimiser starts its fit.
     """
+
+    _parameter_constraints: dict = {}
 
     def reset(self) -> None:
         """Forget all state (called at the start of a fresh fit)."""
@@ -87,6 +83,10 @@ class Optimizer(BaseEstimator):
         """
         if not hasattr(self, "state_"):
             self.reset()
+        if self.t_ == 0:
+            # Once per run of the optimiser, not per parameter and step: usually a no-op re-check of
+            # what the estimator validated, but an optimiser used on its own gets the same errors.
+            self._validate_params()
         self.t_ += 1
         for i, layer in enumerate(layers):
             grads = getattr(layer, "grads", None) or {}
@@ -116,16 +116,20 @@ class SGD(Optimizer):
         Use Nesterov's accelerated gradient.
     """
 
+    _parameter_constraints: dict = {
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "nesterov": ["boolean"],
+    }
+
     def __init__(self, momentum: float = 0.9, nesterov: bool = False) -> None:
         self.momentum = momentum
         self.nesterov = nesterov
 
     def _update(self, ops: Any, key: Any, param: Any, grad: Any, lr: float) -> None:
-        momentum = _check_real(self.momentum, "momentum", 0.0, 1.0, high_open=True)
         state = self.state_.get(key)
         if state is None:
             state = self.state_[key] = (ops.alloc(tuple(param.shape), dtype=param.dtype),)
-        ops.sgd_update(param, grad, state[0], lr=lr, momentum=momentum, nesterov=bool(self.nesterov))
+        ops.sgd_update(param, grad, state[0], lr=lr, momentum=float(self.momentum), nesterov=bool(self.nesterov))
 
 
 class Adam(Optimizer):
@@ -141,20 +145,24 @@ class Adam(Optimizer):
         Added to the root of the second moment for numerical stability.
     """
 
+    _parameter_constraints: dict = {
+        "beta1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
 
     def _update(self, ops: Any, key: Any, param: Any, grad: Any, lr: float) -> None:
-        beta1 = _check_real(self.beta1, "beta1", 0.0, 1.0, high_open=True)
-        beta2 = _check_real(self.beta2, "beta2", 0.0, 1.0, high_open=True)
-        eps = _check_real(self.epsilon, "epsilon", 0.0, float("inf"), low_open=True)
         state = self.state_.get(key)
         if state is None:
             shape = tuple(param.shape)
             state = self.state_[key] = (ops.alloc(shape, dtype=param.dtype), ops.alloc(shape, dtype=param.dtype))
-        ops.adam_update(param, grad, state[0], state[1], lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=self.t_)
+        ops.adam_update(param, grad, state[0], state[1], lr=lr, beta1=float(self.beta1), beta2=float(self.beta2),
+                         eps=float(self.epsilon), t=self.t_)
 
 
 _OPTIMIZERS = {
@@ -179,8 +187,14 @@ def get_optimizer(optimizer: str | Optimizer) -> Optimizer:
 # ---------------------------------------------------------------------------
 # Learning-rate schedules
 # ---------------------------------------------------------------------------
-class Schedule(BaseEstimator):
-    """Learning rate as a function of the epoch (0-based) and the base rate."""
+class Schedule(ValidatedParams, BaseEstimator):
+    """Learning rate as a function of the epoch (0-based) and the base rate.
+
+    Hyper-parameters are declared in ``_parameter_constraints`` and checked
+    once, when the estimator that uses the schedule starts its fit.
+    """
+
+    _parameter_constraints: dict = {}
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         """Learning rate for ``epoch``."""
@@ -206,16 +220,18 @@ class StepLR(Schedule):
         Factor in ``(0, 1]``.
     """
 
+    _parameter_constraints: dict = {
+        "step_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "gamma": [Interval(numbers.Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
         self.step_size = step_size
         self.gamma = gamma
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         """``base_lr * gamma ** (epoch // step_size)``."""
-        if not isinstance(self.step_size, numbers.Integral) or isinstance(self.step_size, bool) or self.step_size < 1:
-            raise ValueError(f"step_size must be a positive int. Received: step_size={self.step_size!r}")
-        gamma = _check_real(self.gamma, "gamma", 0.0, 1.0, low_open=True)
-        return float(base_lr) * gamma ** (int(epoch) // int(self.step_size))
+        return float(base_lr) * float(self.gamma) ** (int(epoch) // int(self.step_size))
 
 
 class ExponentialLR(Schedule):
@@ -227,12 +243,14 @@ class ExponentialLR(Schedule):
         Factor in ``(0, 1]``.
     """
 
+    _parameter_constraints: dict = {"gamma": [Interval(numbers.Real, 0, 1, closed="right")]}
+
     def __init__(self, gamma: float = 0.95) -> None:
         self.gamma = gamma
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         """``base_lr * gamma ** epoch``."""
-        return float(base_lr) * _check_real(self.gamma, "gamma", 0.0, 1.0, low_open=True) ** int(epoch)
+        return float(base_lr) * float(self.gamma) ** int(epoch)
 
 
 class InverseTimeLR(Schedule):
@@ -244,12 +262,14 @@ class InverseTimeLR(Schedule):
         Decay rate, ``>= 0``.
     """
 
+    _parameter_constraints: dict = {"decay": [Interval(numbers.Real, 0, None, closed="left")]}
+
     def __init__(self, decay: float = 0.1) -> None:
         self.decay = decay
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         """``base_lr / (1 + decay * epoch)``."""
-        return float(base_lr) / (1.0 + _check_real(self.decay, "decay", 0.0, float("inf")) * int(epoch))
+        return float(base_lr) / (1.0 + float(self.decay) * int(epoch))
 
 
 def _float_args(args: str, n_max: int, spec: str) -> list[float]:
@@ -286,7 +306,7 @@ def get_schedule(schedule: str | Schedule) -> Schedule:
     else:
         raise ValueError(f"lr_schedule must be {usage}. Received: lr_schedule={schedule!r}")
     try:
-        sched(1.0, 0)  # validate the values now, with the spec in the message
+        sched._validate_params()  # the values now, with the spec in the message
     except ValueError as exc:
         raise ValueError(f"Invalid learning-rate schedule {schedule!r}: {exc}. Received: lr_schedule={schedule!r}") from exc
     return sched

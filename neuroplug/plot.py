@@ -34,6 +34,8 @@ to draw off-screen, as ``neuroplug train --plot`` does.
 
 from __future__ import annotations
 
+import warnings
+
 import math
 import numbers
 from typing import Any, Sequence
@@ -968,13 +970,21 @@ class LossCurveDisplay:
         -------
         display : LossCurveDisplay
         """
-        for attr, label in _CURVES:
-            curve = getattr(estimator, attr, None)
-            if curve is not None:
-                break
+        # Every estimator records loss_curve_; its class says how the curve reads (label, sign).
+        label, sign = getattr(type(estimator), "_curve_display", ("training loss", 1.0))
+        curve = getattr(estimator, "loss_curve_", None)
+        if curve is not None:
+            curve = [sign * v for v in curve]
         else:
-            _check_fitted(estimator, [a for a, _ in _CURVES], "LossCurveDisplay")
-            raise AssertionError("unreachable")  # pragma: no cover
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # old estimators' names
+                for attr, label in _CURVES:
+                    curve = getattr(estimator, attr, None)
+                    if curve is not None:
+                        break
+                else:
+                    _check_fitted(estimator, [a for a, _ in _CURVES], "LossCurveDisplay")
+                    raise AssertionError("unreachable")  # pragma: no cover
         display = cls(
             curve,
             validation_scores=getattr(estimator, "validation_scores_", None),

@@ -116,3 +116,40 @@ def fit_transaction(estimator: Any) -> Iterator[None]:
         estimator.__dict__.clear()
         estimator.__dict__.update(before)
         raise
+
+
+def renamed_curve(old: str, *, sign: float = 1.0) -> property:
+    """A read-only ``old`` attribute that returns ``sign * loss_curve_`` with a FutureWarning.
+
+    Every estimator records its training curve as ``loss_curve_`` (lower is
+    better); the family-specific names of 0.1 keep working for one release.
+    """
+
+    def getter(self: Any) -> list[float]:
+        warnings.warn(
+            f"{old} is deprecated and will be removed in neuroplug 0.3: every estimator records its "
+            "training curve as loss_curve_ (lower is better)"
+            + (", here the negated training bound: use [-v for v in est.loss_curve_]." if sign < 0 else "."),
+            FutureWarning,
+            stacklevel=2,
+        )
+        return [sign * v for v in self.loss_curve_]
+
+    getter.__doc__ = f"Deprecated alias of ``{'-' if sign < 0 else ''}loss_curve_`` (removed in 0.3)."
+    return property(getter)
+
+
+class RenamedCurveMixin:
+    """Reads model states written before ``loss_curve_`` (pickles and files with the old name)."""
+
+    _old_curve: tuple[str, float] | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        """Map the old curve attribute onto ``loss_curve_``."""
+        state = dict(state)
+        if self._old_curve is not None:
+            old, sign = self._old_curve
+            values = state.pop(old, None)
+            if values is not None and "loss_curve_" not in state:
+                state["loss_curve_"] = [sign * float(v) for v in values]
+        super().__setstate__(state)  # type: ignore[misc]

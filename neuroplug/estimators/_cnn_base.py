@@ -16,7 +16,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -24,6 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import ValidatedParams
 from ..augment import RandomAffine, get_augmenter
 from ..layers.base import Layer
 from ..layers.dense import Dense
@@ -33,6 +33,7 @@ from ..models.supervised import PREDICT_BATCH, Validation, train_network
 from ..network import Network
 from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
 from ..pretrain.base import Pretrainer
+from ._images import resolve_input_shape, split_image_input
 from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops, validate_nested
 
 __all__ = ["BaseCNN", "DEFAULT_LAYERS", "TrainingInterrupted"]
@@ -68,7 +69,7 @@ def _check_layers_param(layers: Any) -> None:
         )
 
 
-class BaseCNN(BaseEstimator):
+class BaseCNN(ValidatedParams, BaseEstimator):
     """Hyper-parameters, validation and the training loop shared by the CNN estimators."""
 
     _parameter_constraints: dict = {
@@ -189,26 +190,8 @@ class BaseCNN(BaseEstimator):
             self._rng = np.random.Generator(bit_generator)
 
     # ------------------------------------------------------------ validation
-    def _split_image_input(self, X: Any) -> tuple[Any, tuple[int, ...] | None]:
-        """Flatten 3-D ``(n, h, w)`` / 4-D ``(n, c, h, w)`` arrays; return ``(X, image_shape)``."""
-        if sp.issparse(X) or not hasattr(X, "shape") and not isinstance(X, (list, tuple)):
-            return X, None
-        if hasattr(X, "iloc"):  # DataFrame: always 2-D
-            return X, None
-        arr = np.asarray(X) if not hasattr(X, "ndim") else X
-        if getattr(arr, "ndim", 2) == 4:
-            return np.reshape(arr, (arr.shape[0], -1)), tuple(int(s) for s in arr.shape[1:])
-        if getattr(arr, "ndim", 2) == 3:
-            return np.reshape(arr, (arr.shape[0], -1)), (1, int(arr.shape[1]), int(arr.shape[2]))
-        if getattr(arr, "ndim", 2) > 4:
-            raise ValueError(
-                "X must be 2-D (n_samples, n_features), 3-D (n, height, width) or 4-D "
-                f"(n, channels, height, width). Received: X.shape={tuple(arr.shape)}"
-            )
-        return X, None
-
     def _validate_X(self, X: Any, y: Any = _NO_Y, *, reset: bool) -> tuple[np.ndarray, Any, tuple[int, ...] | None]:
-        X, image_shape = self._split_image_input(X)
+        X, image_shape = split_image_input(X)
         if reset:
             # As in scikit-learn's MLP: float32 input stays float32, anything else becomes float64.
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
@@ -225,47 +208,10 @@ class BaseCNN(BaseEstimator):
             )
         return X, y, image_shape
 
-    def _resolve_input_shape(self, n_features: int, image_shape: tuple[int, ...] | None, layers: list[Layer]) -> tuple[int, ...]:
-        how = (
-            "Set input_shape=(channels, height, width), e.g. input_shape=(1, 28, 28) for MNIST, "
-            "or pass X as a 4-D array (n_samples, channels, height, width)"
-        )
-        if self.input_shape is not None:
-            try:
-                shape = tuple(int(s) for s in self.input_shape)
-                ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in self.input_shape)
-            except (TypeError, ValueError):
-                ok = False
-            if not ok or len(shape) not in (1, 2, 3) or min(shape) < 1:
-                raise ValueError(
-                    "input_shape must be (channels, height, width), (height, width) or (n_features,) "
-                    f"with positive ints. Received: input_shape={self.input_shape!r}"
-                )
-            if len(shape) == 2:
-                shape = (1, *shape)
-            if math.prod(shape) != n_features:
-                raise ValueError(
-                    f"input_shape={self.input_shape!r} holds {math.prod(shape)} values per sample but X has "
-                    f"{n_features} features. Received: input_shape={self.input_shape!r}"
-                )
-            if image_shape is not None and image_shape != shape:
-                raise ValueError(
-                    f"X has images of shape {image_shape}, which disagrees with input_shape={self.input_shape!r}."
-                )
-            return shape
-        if image_shape is not None:
-            return image_shape
-        if not any(getattr(layer, "input_ndim", None) == 3 for layer in layers):
-            # No convolution or pooling: the input is a plain feature vector.
-            return (n_features,)
-        side = math.isqrt(n_features)
-        if side * side == n_features:
-            return (1, side, side)
-        raise ValueError(
-            f"Cannot infer the image shape: X has {n_features} features, which is not a square "
-            f"single-channel image, and the layers include convolution or pooling. {how}. "
-            f"Received: input_shape=None"
-        )
+    def _resolve_input_shape(self, n_features: int, image_shape: tuple[int, ...] | None,
+                             layers: list[Layer]) -> tuple[int, ...]:
+        spatial = any(getattr(layer, "input_ndim", None) == 3 for layer in layers)
+        return resolve_input_shape(self.input_shape, n_features, image_shape, spatial=spatial)
 
     # ------------------------------------------------------------- building
     def _get_ops(self, *, fitted: bool = False) -> Any:

@@ -26,9 +26,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..backends import get_ops
 from ..ops import Ops, conv2d_output_shape, normalize_pair
-from ..pretrain.cdbn import crbm_pool_output, renamed_n_iter, train_crbm
+from .._validation import ValidatedParams
+from ..models.crbm import crbm_pool_output, train_crbm
+from ..pretrain.cdbn import renamed_n_iter
+from ._base import (
+    BACKEND_CONSTRAINT,
+    DTYPE_CONSTRAINT,
+    N_THREADS_CONSTRAINT,
+    RenamedCurveMixin,
+    fit_transaction,
+    renamed_curve,
+    resolve_ops,
+)
+from ._images import resolve_input_shape, split_image_input
 
 __all__ = ["ConvRBM", "ConvDBN"]
 
@@ -38,58 +49,6 @@ _TRANSFORM_BATCH = 256
 # ---------------------------------------------------------------------------
 # Input handling shared by the two estimators
 # ---------------------------------------------------------------------------
-def _split_images(X: Any) -> tuple[Any, tuple[int, ...] | None]:
-    """Flatten 3-D ``(n, h, w)`` and 4-D ``(n, c, h, w)`` arrays; return ``(X, image_shape)``."""
-    if hasattr(X, "iloc") or not hasattr(X, "ndim"):
-        return X, None
-    if X.ndim == 4:
-        return np.reshape(X, (X.shape[0], -1)), tuple(int(s) for s in X.shape[1:])
-    if X.ndim == 3:
-        return np.reshape(X, (X.shape[0], -1)), (1, int(X.shape[1]), int(X.shape[2]))
-    if X.ndim > 4:
-        raise ValueError(
-            "X must be 2-D (n_samples, n_features), 3-D (n, height, width) or 4-D "
-            f"(n, channels, height, width). Received: X.shape={tuple(X.shape)}"
-        )
-    return X, None
-
-
-def _resolve_input_shape(input_shape: Any, n_features: int, image_shape: tuple[int, ...] | None) -> tuple[int, int, int]:
-    """``(channels, height, width)`` from ``input_shape``, or a 3-D/4-D ``X``, or else from ``n_features``.
-
-    Without either, a square ``n_features`` is a single-channel square image
-    and any other is a single-channel one-row image (a 1-D signal).
-    """
-    if input_shape is not None:
-        try:
-            ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in input_shape)
-            shape = tuple(int(s) for s in input_shape)
-        except TypeError:
-            ok = False
-        if not ok or len(shape) not in (2, 3) or min(shape) < 1:
-            raise ValueError(
-                "input_shape must be (channels, height, width) or (height, width) with positive ints. "
-                f"Received: input_shape={input_shape!r}"
-            )
-        if len(shape) == 2:
-            shape = (1, *shape)
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"input_shape={input_shape!r} holds {math.prod(shape)} values per sample but X has "
-                f"{n_features} features. Received: input_shape={input_shape!r}"
-            )
-        if image_shape is not None and image_shape != shape:
-            raise ValueError(f"X has images of shape {image_shape}, which disagrees with input_shape={input_shape!r}.")
-        return shape  # type: ignore[return-value]
-    if image_shape is not None:
-        return image_shape  # type: ignore[return-value]
-    side = math.isqrt(n_features)
-    if side * side == n_features:
-        return (1, side, side)
-    # Not a square image: a 1-D signal, i.e. one image row (kernels and pools of height 1 apply).
-    return (1, 1, n_features)
-
-
 def _check_visible_data(X: np.ndarray, visible: str) -> None:
     if visible == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
         raise ValueError(
@@ -99,12 +58,12 @@ def _check_visible_data(X: np.ndarray, visible: str) -> None:
         )
 
 
-class _ConvBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _ConvBase(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Validation shared by :class:`ConvRBM` and :class:`ConvDBN`."""
 
     def _validate_images(self, X: Any, *, reset: bool) -> np.ndarray:
         """Validated 4-D image array of the fit dtype; sets the input attributes when ``reset``."""
-        X, image_shape = _split_images(X)
+        X, image_shape = split_image_input(X)
         if reset:
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
         else:
@@ -112,7 +71,7 @@ class _ConvBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         X = validate_data(self, X, reset=reset, dtype=dtype)
         if reset:
             self.dtype_ = X.dtype.name
-            self.input_shape_ = _resolve_input_shape(self.input_shape, X.shape[1], image_shape)
+            self.input_shape_ = resolve_input_shape(self.input_shape, X.shape[1], image_shape, signals=True)
         elif image_shape is not None and image_shape != self.input_shape_:
             raise ValueError(
                 f"X has images of shape {image_shape} but the model was fitted on {self.input_shape_}. "
@@ -120,9 +79,8 @@ class _ConvBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             )
         return np.ascontiguousarray(X.reshape(X.shape[0], *self.input_shape_))
 
-    def _get_ops(self) -> Ops:
-        # check_array already refused NaN and infinity.
-        return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+    def _get_ops(self, *, fitted: bool = False) -> Ops:
+        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
 
     @property
     def _n_features_out(self) -> int:
@@ -142,9 +100,9 @@ _COMMON_CONSTRAINTS: dict = {
     "sparsity_cost": [Interval(numbers.Real, 0, None, closed="left")],
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
     "input_shape": [None, tuple, list],
-    "backend": [str, Ops],
-    "n_threads": [None, Interval(numbers.Integral, None, None, closed="neither")],
-    "dtype": [None, StrOptions({"float32", "float64"})],
+    "backend": BACKEND_CONSTRAINT,
+    "n_threads": N_THREADS_CONSTRAINT,
+    "dtype": DTYPE_CONSTRAINT,
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -153,7 +111,7 @@ _COMMON_CONSTRAINTS: dict = {
 # ---------------------------------------------------------------------------
 # ConvRBM
 # ---------------------------------------------------------------------------
-class ConvRBM(_ConvBase):
+class ConvRBM(RenamedCurveMixin, _ConvBase):
     """Convolutional restricted Boltzmann machine with probabilistic max-pooling.
 
     ``filters`` shared ``kernel_size`` filters connect the visible image to
@@ -232,8 +190,14 @@ class ConvRBM(_ConvBase):
         (what ``transform`` returns, flattened).
     pool_size_ : (int, int)
         The pooling block size the model was trained with.
-    reconstruction_errors_ : list of float
-        Mean squared reconstruction error per image, one per epoch.
+    loss_curve_ : list of float
+        Mean squared reconstruction error per image, one per epoch
+        (``reconstruction_errors_`` before 0.2, still readable with a
+        FutureWarning).
+    history_ : list of dict
+        One row per epoch: ``epoch``, ``loss``, ``learning_rate``, ``duration``.
+    stop_reason_ : str
+        Why the fit stopped (``"max_iter"`` or ``"interrupted"``).
     n_iter_ : int
         Epochs run.
     dtype_ : str
@@ -335,10 +299,11 @@ class ConvRBM(_ConvBase):
             The fitted model.
         """
         self._validate_params()
-        X = self._validate_images(X, reset=True)
-        kernel = normalize_pair(self.kernel_size, "kernel_size")
-        pool = normalize_pair(self.pool_size, "pool_size")
-        self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops())
+        with fit_transaction(self):
+            X = self._validate_images(X, reset=True)
+            kernel = normalize_pair(self.kernel_size, "kernel_size")
+            pool = normalize_pair(self.pool_size, "pool_size")
+            self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops())
         return self
 
     def _fit_images(self, X: np.ndarray, kernel: tuple[int, int], pool: tuple[int, int],
@@ -352,7 +317,7 @@ class ConvRBM(_ConvBase):
             )
         _check_visible_data(X, self.visible)
         rng = np.random.default_rng(random_state.randint(2**31 - 1))
-        W, bh, bv, errors = train_crbm(
+        W, bh, bv, report = train_crbm(
             X, filters=int(self.filters), kernel_size=kernel, pool_size=pool, visible=self.visible, ops=ops,
             rng=rng, k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
             weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
@@ -360,13 +325,19 @@ class ConvRBM(_ConvBase):
             verbose=self.verbose, desc=desc,
         )
         self.components_, self.intercept_hidden_, self.intercept_visible_ = W, bh, bv
-        self.reconstruction_errors_ = errors
-        self.n_iter_ = len(errors)
+        self.loss_curve_ = [row["loss"] for row in report.history]
+        self.history_ = report.history
+        self.n_iter_ = report.n_epochs
+        self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
         oh, ow = conv2d_output_shape((h, w), kernel, (1, 1), (0, 0))
         self.input_shape_ = (int(c), int(h), int(w))
         self.hidden_shape_ = (int(self.filters), oh, ow)
         self.output_shape_ = (int(self.filters), *Ops.crbm_pool_shape((oh, ow), pool))
         self.pool_size_ = pool
+
+    reconstruction_errors_ = renamed_curve("reconstruction_errors_")
+    _curve_display = ("reconstruction error", 1.0)
+    _old_curve = ("reconstruction_errors_", 1.0)
 
     def _transform_images(self, X: np.ndarray, ops: Ops, *, hidden: bool = False) -> np.ndarray:
         return crbm_pool_output(ops, X, self.components_, self.intercept_hidden_, self.pool_size_, hidden=hidden)
@@ -386,7 +357,7 @@ class ConvRBM(_ConvBase):
         """
         check_is_fitted(self, "components_")
         X = self._validate_images(X, reset=False)
-        return self._transform_images(X, self._get_ops()).reshape(X.shape[0], -1)
+        return self._transform_images(X, self._get_ops(fitted=True)).reshape(X.shape[0], -1)
 
     def hidden_probabilities(self, X: Any) -> np.ndarray:
         """Detection-layer probabilities ``P(h = 1 | v)`` as ``(n, filters, out_h, out_w)``.
@@ -403,7 +374,7 @@ class ConvRBM(_ConvBase):
         """
         check_is_fitted(self, "components_")
         X = self._validate_images(X, reset=False)
-        return self._transform_images(X, self._get_ops(), hidden=True)
+        return self._transform_images(X, self._get_ops(fitted=True), hidden=True)
 
     def free_energy(self, X: Any) -> np.ndarray:
         """Free energy ``F(v)`` of each image (``p(v)`` is proportional to ``exp(-F(v))``).
@@ -420,7 +391,7 @@ class ConvRBM(_ConvBase):
         """
         check_is_fitted(self, "components_")
         X = self._validate_images(X, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         W, bh, bv = (ops.asarray(a) for a in (self.components_, self.intercept_hidden_, self.intercept_visible_))
         out = [
             np.asarray(ops.to_numpy(ops.crbm_free_energy(
@@ -446,7 +417,7 @@ class ConvRBM(_ConvBase):
         check_is_fitted(self, "components_")
         flat = getattr(X, "ndim", 2) == 2
         X = self._validate_images(X, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         H = self._transform_images(X, ops, hidden=True)
         W, bv = ops.asarray(self.components_), ops.asarray(self.intercept_visible_)
         out = np.concatenate([
@@ -657,6 +628,11 @@ class ConvDBN(_ConvBase):
         """
         self._validate_params()
         rbms = self._layer_rbms()
+        with fit_transaction(self):
+            self._fit_layers(X, rbms)
+        return self
+
+    def _fit_layers(self, X: Any, rbms: list[ConvRBM]) -> None:
         X = self._validate_images(X, reset=True)
         random_state = check_random_state(self.random_state)
         ops = self._get_ops()
@@ -678,7 +654,6 @@ class ConvDBN(_ConvBase):
         self.rbms_ = rbms
         self.output_shape_ = rbms[-1].output_shape_
         self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
-        return self
 
     def transform(self, X: Any) -> np.ndarray:
         """Top-layer pooling probabilities, computed upwards through every layer, flattened.
@@ -695,7 +670,7 @@ class ConvDBN(_ConvBase):
         """
         check_is_fitted(self, "rbms_")
         data = self._validate_images(X, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         for rbm in self.rbms_:
             data = rbm._transform_images(data, ops)
         return data.reshape(data.shape[0], -1)

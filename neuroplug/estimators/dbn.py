@@ -22,8 +22,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..backends import get_ops
+from .._validation import ValidatedParams
 from ..ops import Ops
+from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops
 from ._cnn_base import BaseCNN
 from .cnn import CNNClassifier
 from .rbm import RBM
@@ -80,7 +81,7 @@ def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
     return per_layer
 
 
-class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DBN(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Deep belief net: a greedily trained stack of RBMs (transformer and generative model).
 
     The first RBM is trained on the data; every next RBM on the hidden-unit
@@ -183,9 +184,9 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "layer_params": [None, dict, list, tuple],
-        "backend": [str, Ops],
-        "n_threads": [None, Interval(numbers.Integral, None, None, closed="neither")],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        "backend": BACKEND_CONSTRAINT,
+        "n_threads": N_THREADS_CONSTRAINT,
+        "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -267,17 +268,18 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        X = validate_data(self, X, dtype=dtype, order="C")
-        self.dtype_ = X.dtype.name
-        rbms = self._layer_rbms(sizes)
-        inputs = X
-        for i, rbm in enumerate(rbms):
-            rbm.fit(inputs)
-            if i + 1 < len(rbms):
-                inputs = rbm.transform(inputs)
-        self.rbms_ = rbms
-        self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
+        with fit_transaction(self):
+            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            X = validate_data(self, X, dtype=dtype, order="C")
+            self.dtype_ = X.dtype.name
+            rbms = self._layer_rbms(sizes)
+            inputs = X
+            for i, rbm in enumerate(rbms):
+                rbm.fit(inputs)
+                if i + 1 < len(rbms):
+                    inputs = rbm.transform(inputs)
+            self.rbms_ = rbms
+            self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
         return self
 
     @property
@@ -330,8 +332,7 @@ class DBN(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         rs = check_random_state(self.random_state if random_state is None else random_state)
         seed = int(rs.randint(2**31 - 1))
         h = self.rbms_[-1].sample(n_samples, n_steps=n_steps, random_state=seed)
-        ops = get_ops(self.backend, n_threads=self.n_threads, check_finite=False) if not isinstance(
-            self.backend, Ops) else self.backend
+        ops = resolve_ops(self.backend, self.n_threads, fitted=True, owner=type(self).__name__)
         rng = ops.make_rng(int(rs.randint(2**31 - 1)))
         dt = np.dtype(self.dtype_)
         h = ops.asarray(h, dtype=dt)

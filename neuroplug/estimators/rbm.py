@@ -10,7 +10,6 @@ variance).  Every epoch of training is one backend call,
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -20,15 +19,24 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..backends import get_ops
+from .._validation import ValidatedParams
 from ..likelihood import (
     DEFAULT_AIS_BETAS,
     DEFAULT_AIS_RUNS,
     rbm_log_partition_ais,
     rbm_log_partition_exact,
 )
-from ..network import TrainingDivergedError
+from ..models.rbm import RBMState, init_rbm, rbm_hidden_probs, train_rbm
 from ..ops import Ops
+from ._base import (
+    BACKEND_CONSTRAINT,
+    DTYPE_CONSTRAINT,
+    N_THREADS_CONSTRAINT,
+    RenamedCurveMixin,
+    fit_transaction,
+    renamed_curve,
+    resolve_ops,
+)
 
 __all__ = ["RBM"]
 
@@ -36,8 +44,6 @@ __all__ = ["RBM"]
 EXACT_AUTO_UNITS = 20
 # Rows x features x hidden units held at once by the pseudo-likelihood.
 _PL_CHUNK_ELEMENTS = 1 << 22
-# Training rows whose reconstruction error is reported after each epoch.
-_MONITOR_ROWS = 1000
 # Rows per backend call when transforming or scoring.
 _ROW_CHUNK = 4096
 
@@ -48,7 +54,7 @@ def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBM(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Restricted Boltzmann machine with Bernoulli or Gaussian visible units, trained by CD-k / PCD-k.
 
     Training follows Hinton's practical guide: mini-batch contrastive
@@ -128,9 +134,16 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         from it.
     n_samples_seen_ : int
         Training rows seen (by :meth:`fit` and :meth:`partial_fit`).
-    reconstruction_errors_ : list of float
+    loss_curve_ : list of float
         After each epoch, the mean over (the first 1,000) training rows of
-        the squared error of their mean-field reconstruction ``E[v | p(h | v)]``.
+        the squared error of their mean-field reconstruction ``E[v | p(h | v)]``
+        (``reconstruction_errors_`` before 0.2, still readable with a
+        FutureWarning).
+    history_ : list of dict
+        One row per epoch: ``epoch``, ``loss``, ``learning_rate``, ``duration``
+        (seconds), kept through :meth:`partial_fit`.
+    stop_reason_ : str
+        Why the last fit stopped (``"max_iter"`` or ``"interrupted"``).
     n_iter_ : int
         Epochs run (by :meth:`fit`, plus one per :meth:`partial_fit`).
     dtype_ : str
@@ -208,9 +221,9 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "ais_runs": [Interval(numbers.Integral, 2, None, closed="left")],
         "ais_betas": [Interval(numbers.Integral, 3, None, closed="left")],
-        "backend": [str, Ops],
-        "n_threads": [None, Interval(numbers.Integral, None, None, closed="neither")],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        "backend": BACKEND_CONSTRAINT,
+        "n_threads": N_THREADS_CONSTRAINT,
+        "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -255,11 +268,8 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------- helpers
-    def _get_ops(self) -> Ops:
-        if isinstance(self.backend, Ops):
-            return self.backend
-        # validate_data has already refused NaN and infinity.
-        return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+    def _get_ops(self, *, fitted: bool = False) -> Ops:
+        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
 
     def _check_chain(self) -> None:
         """Refuse, before anything changes, a training chain the units cannot run."""
@@ -287,109 +297,48 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return int(check_random_state(source).randint(2**31 - 1))
 
     def _initialize(self, X: np.ndarray, column_sums: np.ndarray) -> None:
-        """Small random weights; visible biases at the data's log-odds (Bernoulli) or mean (Gaussian).
-
-        ``column_sums`` holds ``X``'s column sums in float64.
-
-        The visible biases start where an RBM without hidden units would be
-        optimal, as Hinton's guide advises, so the hidden units spend their
-        capacity on the dependencies between features.
-        """
+        """Fresh model (``column_sums`` holds ``X``'s column sums in float64)."""
         self._rng = np.random.default_rng(self._seed())
-        dt = np.dtype(self.dtype_)
-        n_features = X.shape[1]
-        nh = int(self.n_components)
-        self.components_ = self._rng.normal(0.0, 0.01, (nh, n_features)).astype(dt)
-        self.intercept_hidden_ = np.zeros(nh, dtype=dt)
-        mean = column_sums / X.shape[0]
-        if self.visible == "bernoulli":
-            p = np.clip(mean, 1e-3, 1 - 1e-3)
-            self.intercept_visible_ = (np.log(p) - np.log1p(-p)).astype(dt)
-        else:
-            self.intercept_visible_ = mean.astype(dt)
-        self.visible_mean_ = np.zeros(n_features)
+        state = init_rbm(int(self.n_components), column_sums / X.shape[0], self.visible, self.dtype_, self._rng)
+        self._set_state(state)
+        self.visible_mean_ = np.zeros(X.shape[1])
         self.n_samples_seen_ = 0
         self.n_iter_ = 0
-        self.reconstruction_errors_ = []
-        self._velocity = (np.zeros_like(self.components_), np.zeros_like(self.intercept_hidden_),
-                          np.zeros_like(self.intercept_visible_))
-        self._chain = None
+        self.loss_curve_ = []
+        self.history_ = []
         self._log_z_cache: dict = {}
 
-    def _init_chain(self, X: np.ndarray, ops: Ops, rng: Any) -> np.ndarray:
-        """Persistent chains as hidden states sampled from random training rows (fantasy particles)."""
-        m = min(int(self.batch_size), X.shape[0])
-        rows = X[self._rng.choice(X.shape[0], size=m, replace=False)]
-        W, bh, _ = self._params(ops)
-        h = ops.bernoulli(ops.rbm_hidden_probs(ops.asarray(rows), W, bh), rng)
-        return np.array(ops.to_numpy(h), dtype=self.dtype_)
+    reconstruction_errors_ = renamed_curve("reconstruction_errors_")
+    _curve_display = ("reconstruction error", 1.0)
+    _old_curve = ("reconstruction_errors_", 1.0)
+
+    def _state(self) -> RBMState:
+        return RBMState(self.components_, self.intercept_hidden_, self.intercept_visible_, self._velocity,
+                        self._chain)
+
+    def _set_state(self, state: RBMState) -> None:
+        self.components_, self.intercept_hidden_, self.intercept_visible_ = state.W, state.bh, state.bv
+        self._velocity, self._chain = state.velocity, state.chain
 
     def _run_epochs(self, X: np.ndarray, n_epochs: int, column_sums: np.ndarray) -> None:
-        from tqdm.auto import tqdm
-
         ops = self._get_ops()
-        dt = np.dtype(self.dtype_)
-        rng = ops.make_rng(int(self._rng.integers(2**31 - 1)))
+        state, report = train_rbm(
+            self._state(), X, ops=ops, rng=self._rng, n_epochs=n_epochs, visible=self.visible, k=int(self.k),
+            persistent=bool(self.persistent), sample_visible=bool(self.sample_visible),
+            learning_rate=float(self.learning_rate), momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay), batch_size=int(self.batch_size),
+            start_epoch=self.n_iter_, verbose=int(self.verbose), name=type(self).__name__,
+        )
+        self._set_state(state)
         # Running mean of the data seen, for the AIS base model.
         n_old = self.n_samples_seen_
         self.n_samples_seen_ = n_old + X.shape[0]
         self.visible_mean_ = (self.visible_mean_ * n_old + column_sums) / self.n_samples_seen_
         self._log_z_cache = {}
-
-        m = min(int(self.batch_size), X.shape[0])
-        chain = None
-        if self.persistent:
-            if self._chain is None or self._chain.shape[0] < m:
-                self._chain = self._init_chain(X, ops, rng)
-            chain = ops.asarray(np.array(self._chain, dtype=dt))
-        # Fresh backend copies: the epoch updates them in place.
-        W, bh, bv = (ops.asarray(np.array(a, dtype=dt)) for a in
-                     (self.components_, self.intercept_hidden_, self.intercept_visible_))
-        dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in self._velocity)
-        monitor = ops.asarray(X[:_MONITOR_ROWS], dtype=dt)
-        # One buffer for every epoch's shuffled copy of X.
-        shuffled = np.empty_like(X)
-        # Only when asked for: a backend written before sample_visible existed still trains.
-        chain_kw = {"sample_visible": True} if self.sample_visible else {}
-        bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch", disable=not self.verbose, leave=True)
-        try:
-            for _ in range(n_epochs):
-                # mode="clip": with mode="raise" NumPy buffers `out` (5.4 ms instead of 2.2
-                # for MNIST's 8000 x 784); a permutation's indices are all in range.
-                np.take(X, self._rng.permutation(X.shape[0]), axis=0, out=shuffled, mode="clip")
-                ops.cd_epoch(
-                    ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
-                    k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
-                    weight_decay=float(self.weight_decay), batch_size=m, visible=self.visible, rng=rng,
-                    chain=chain, **chain_kw,
-                )
-                # cd_epoch's own return value compares the data with the negative
-                # chain, which under PCD is a fantasy particle and not a
-                # reconstruction: measure a true mean-field reconstruction instead.
-                with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
-                    diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, self.visible)
-                    diff -= monitor
-                    diff *= diff
-                    err = float(diff.sum()) / int(monitor.shape[0])
-                if not math.isfinite(err):
-                    raise TrainingDivergedError(
-                        f"CD training diverged: the reconstruction error became {err}. Try a lower "
-                        f"learning_rate (it was {self.learning_rate:g})"
-                        + (" or standardise X (Gaussian visible units have unit variance)."
-                           if self.visible == "gaussian" else
-                           " or scale X to [0, 1] (Bernoulli visible units model probabilities).")
-                    )
-                self.reconstruction_errors_.append(float(err))
-                self.n_iter_ += 1
-                bar.update(1)
-                bar.set_postfix(recon_error=f"{err:.4g}")
-        finally:
-            bar.close()
-            to_np = lambda a: np.array(ops.to_numpy(a), dtype=dt)  # noqa: E731
-            self.components_, self.intercept_hidden_, self.intercept_visible_ = to_np(W), to_np(bh), to_np(bv)
-            self._velocity = (to_np(dW), to_np(dbh), to_np(dbv))
-            if chain is not None:
-                self._chain = to_np(chain)
+        self.loss_curve_.extend(row["loss"] for row in report.history)
+        self.history_ = [*getattr(self, "history_", []), *report.history]
+        self.n_iter_ += report.n_epochs
+        self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
 
     # ----------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -410,10 +359,11 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._check_chain()
-        X = self._validate_X(X, reset=True)
-        sums = X.sum(axis=0, dtype=np.float64)
-        self._initialize(X, sums)
-        self._run_epochs(X, int(self.max_iter), sums)
+        with fit_transaction(self):
+            X = self._validate_X(X, reset=True)
+            sums = X.sum(axis=0, dtype=np.float64)
+            self._initialize(X, sums)
+            self._run_epochs(X, int(self.max_iter), sums)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -436,11 +386,12 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         first = not hasattr(self, "components_")
         self._check_chain()
-        X = self._validate_X(X, reset=first)
-        sums = X.sum(axis=0, dtype=np.float64)
-        if first:
-            self._initialize(X, sums)
-        self._run_epochs(X, 1, sums)
+        with fit_transaction(self):
+            X = self._validate_X(X, reset=first)
+            sums = X.sum(axis=0, dtype=np.float64)
+            if first:
+                self._initialize(X, sums)
+            self._run_epochs(X, 1, sums)
         return self
 
     # ------------------------------------------------------------ inference
@@ -463,12 +414,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "components_")
         X = self._validate_X(X, reset=False)
-        ops = self._get_ops()
-        W, bh, _ = self._params(ops)
-        out = np.empty((X.shape[0], W.shape[0]), dtype=self.dtype_)
-        for start in range(0, X.shape[0], _ROW_CHUNK):
-            out[start:start + _ROW_CHUNK] = ops.to_numpy(ops.rbm_hidden_probs(ops.asarray(X[start:start + _ROW_CHUNK]), W, bh))
-        return out
+        return rbm_hidden_probs(self._get_ops(fitted=True), X, self.components_, self.intercept_hidden_)
 
     def free_energy(self, X: Any) -> np.ndarray:
         """Free energy ``F(v)`` of each row: ``p(v) = exp(-F(v)) / Z``.
@@ -484,7 +430,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "components_")
         X = self._validate_X(X, reset=False)
-        return self._free_energy(X, self._get_ops())
+        return self._free_energy(X, self._get_ops(fitted=True))
 
     def _free_energy(self, X: np.ndarray, ops: Ops) -> np.ndarray:
         W, bh, bv = self._params(ops)
@@ -516,7 +462,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         n_steps = _check_positive_int(n_steps, "n_steps", 0)
         v = self._validate_X(v, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
         rng = ops.make_rng(self._seed(random_state))
         out = ops.rbm_gibbs(ops.asarray(v), W, bh, bv, steps=n_steps, visible=self.visible, rng=rng)
@@ -546,7 +492,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         n_samples = _check_positive_int(n_samples, "n_samples")
         n_steps = _check_positive_int(n_steps, "n_steps", 0)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
         dt = np.dtype(self.dtype_)
         rng = ops.make_rng(self._seed(random_state))
@@ -603,7 +549,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 result = rbm_log_partition_ais(
                     self.components_, self.intercept_hidden_, self.intercept_visible_, self.visible,
                     base_bias=base, n_runs=int(self.ais_runs), betas=int(self.ais_betas),
-                    ops=self._get_ops(), random_state=self._seed(random_state),
+                    ops=self._get_ops(fitted=True), random_state=self._seed(random_state),
                 )
                 log_z, std = result.log_z, result.log_z_std
             if random_state is None:
@@ -664,7 +610,7 @@ class RBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "method='loglik' for Gaussian units. Received: method='pseudo'"
             )
         X = self._validate_X(X, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         if method == "pseudo":
             return self._pseudo_likelihood(X, ops)
         log_z = self.log_partition("auto" if method == "loglik" else method)

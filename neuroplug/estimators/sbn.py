@@ -32,8 +32,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..backends import get_ops
+from .._validation import ValidatedParams
+from ..models.sbn import SBNState, init_sbn, recognition_probs, train_sbn
 from ..ops import Ops
+from ._base import (
+    BACKEND_CONSTRAINT,
+    N_THREADS_CONSTRAINT,
+    RenamedCurveMixin,
+    fit_transaction,
+    renamed_curve,
+    resolve_ops,
+)
 
 __all__ = ["SigmoidBeliefNet"]
 
@@ -60,7 +69,7 @@ def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Sigmoid belief net trained by wake-sleep, with an importance-sampled ``log p(x)``.
 
     A directed generative model of binary vectors (Neal 1992): the top
@@ -128,8 +137,10 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         ``l`` up to layer ``l + 1`` (the shape of a dense layer's ``W``).
     recognition_biases_ : list of ndarray
         ``recognition_biases_[l]`` of shape ``(n_{l+1},)``.
-    bound_curve_ : list of float
-        Per epoch, the mean over the training rows of the wake phase's
+    loss_curve_ : list of float
+        Per epoch, the negated training bound (lower is better:
+        ``bound_curve_`` before 0.2 held the bound itself and is still
+        readable with a FutureWarning): the mean over the training rows of the wake phase's
         estimate of ``log p(x)`` in nats, taken before each batch's update:
         a one-sample ELBO estimate for ``K = 1``, the ``K``-sample
         importance-weighted bound for ``K > 1``.  It trails the model's
@@ -201,8 +212,8 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         "n_eval_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "binarize": [None, Interval(numbers.Real, None, None, closed="neither")],
         "transform_layers": [StrOptions({"top", "all"})],
-        "backend": [str, Ops],
-        "n_threads": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "backend": BACKEND_CONSTRAINT,
+        "n_threads": N_THREADS_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -237,11 +248,8 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.verbose = verbose
 
     # ------------------------------------------------------------- helpers
-    def _get_ops(self) -> Ops:
-        # check_array has already refused NaN and infinity.
-        if isinstance(self.backend, Ops):
-            return self.backend
-        return get_ops(self.backend, n_threads=self.n_threads, check_finite=False)
+    def _get_ops(self, *, fitted: bool = False) -> Ops:
+        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it as float32 data for the model (binarized or checked)."""
@@ -257,63 +265,36 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return X
 
     def _initialize(self, X: np.ndarray, sizes: tuple[int, ...]) -> None:
-        """Small random weights; the data bias at the logit of the mean (the best factorial model)."""
-        rng = self._rng
-        n_layers = len(sizes) - 1
-        self.generative_weights_ = [
-            rng.normal(0.0, 0.01, (sizes[l + 1], sizes[l])).astype(np.float32) for l in range(n_layers)
-        ]
-        self.recognition_weights_ = [
-            rng.normal(0.0, 0.01, (sizes[l], sizes[l + 1])).astype(np.float32) for l in range(n_layers)
-        ]
-        mean = np.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
-        self.generative_biases_ = [np.log(mean / (1 - mean)).astype(np.float32)] + [
-            np.zeros(n, dtype=np.float32) for n in sizes[1:]
-        ]
-        self.recognition_biases_ = [np.zeros(n, dtype=np.float32) for n in sizes[1:]]
+        """A fresh net (see :func:`neuroplug.models.sbn.init_sbn`)."""
+        self._set_state(init_sbn(X, sizes, self._rng))
         self.n_iter_ = 0
-        self.bound_curve_ = []
+        self.loss_curve_ = []
+        self.history_ = []
 
-    def _backend_params(self, ops: Ops) -> list[list[Any]]:
-        """Fresh backend copies of the four parameter lists (the epoch updates them in place)."""
-        return [
-            [ops.asarray(np.array(p, dtype=np.float32)) for p in group]
-            for group in (self.generative_weights_, self.generative_biases_,
-                          self.recognition_weights_, self.recognition_biases_)
-        ]
+    def _state(self) -> SBNState:
+        return SBNState(self.generative_weights_, self.generative_biases_,
+                        self.recognition_weights_, self.recognition_biases_)
 
-    def _store_params(self, ops: Ops, params: list[list[Any]]) -> None:
-        Wg, bg, Wr, br = ([np.array(ops.to_numpy(p), dtype=np.float32) for p in group] for group in params)
-        self.generative_weights_, self.generative_biases_ = Wg, bg
-        self.recognition_weights_, self.recognition_biases_ = Wr, br
+    def _set_state(self, state: SBNState) -> None:
+        self.generative_weights_, self.generative_biases_ = state.generative_weights, state.generative_biases
+        self.recognition_weights_, self.recognition_biases_ = state.recognition_weights, state.recognition_biases
+
+    bound_curve_ = renamed_curve("bound_curve_", sign=-1.0)
+    _curve_display = ("training bound on log p(x) (nats)", -1.0)
+    _old_curve = ("bound_curve_", -1.0)
 
     def _run_epochs(self, X: np.ndarray, n_epochs: int) -> None:
-        from tqdm.auto import tqdm
-
-        ops = self._get_ops()
-        params = self._backend_params(ops)
-        rng = ops.make_rng(int(self._rng.integers(2**31 - 1)))
-        bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch", disable=not self.verbose, leave=True)
-        try:
-            for _ in range(n_epochs):
-                order = self._rng.permutation(X.shape[0])
-                bound = ops.sbn_wake_sleep_epoch(
-                    ops.asarray(X[order]), *params,
-                    learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
-                    n_importance_samples=int(self.n_importance_samples), rng=rng,
-                )
-                if not math.isfinite(bound):
-                    raise FloatingPointError(
-                        f"Wake-sleep diverged: the training bound became {bound}. Try a lower "
-                        f"learning_rate (it was {self.learning_rate:g})."
-                    )
-                self.bound_curve_.append(float(bound))
-                self.n_iter_ += 1
-                bar.update(1)
-                bar.set_postfix(bound=f"{bound:.2f}")
-        finally:
-            bar.close()
-            self._store_params(ops, params)
+        state, report = train_sbn(
+            self._state(), X, ops=self._get_ops(), rng=self._rng, n_epochs=n_epochs,
+            learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
+            n_importance_samples=int(self.n_importance_samples), start_epoch=self.n_iter_,
+            verbose=int(self.verbose), name=type(self).__name__,
+        )
+        self._set_state(state)
+        self.loss_curve_.extend(row["loss"] for row in report.history)
+        self.history_ = [*getattr(self, "history_", []), *report.history]
+        self.n_iter_ += report.n_epochs
+        self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
 
     # ----------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -333,10 +314,11 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             The fitted estimator.
         """
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        X = self._validate_X(X, reset=True)
-        self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-        self._initialize(X, (X.shape[1],) + sizes)
-        self._run_epochs(X, int(self.max_iter))
+        with fit_transaction(self):
+            X = self._validate_X(X, reset=True)
+            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            self._initialize(X, (X.shape[1],) + sizes)
+            self._run_epochs(X, int(self.max_iter))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -358,11 +340,12 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         first = not hasattr(self, "generative_weights_")
         if first:
             sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        X = self._validate_X(X, reset=first)
-        if first:
-            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-            self._initialize(X, (X.shape[1],) + sizes)
-        self._run_epochs(X, 1)
+        with fit_transaction(self):
+            X = self._validate_X(X, reset=first)
+            if first:
+                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+                self._initialize(X, (X.shape[1],) + sizes)
+            self._run_epochs(X, 1)
         return self
 
     # ------------------------------------------------------------ inference
@@ -390,12 +373,8 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self, "recognition_weights_")
         X = self._validate_X(X, reset=False)
-        ops = self._get_ops()
-        h = ops.asarray(X)
-        layers = []
-        for W, b in zip(self.recognition_weights_, self.recognition_biases_):
-            h = ops.sigmoid(ops.affine(h, ops.asarray(W), ops.asarray(b)))
-            layers.append(np.asarray(ops.to_numpy(h), dtype=np.float32))
+        layers = recognition_probs(self._get_ops(fitted=True), X, self.recognition_weights_,
+                                   self.recognition_biases_)
         if self.transform_layers == "all":
             return np.ascontiguousarray(np.hstack(layers))
         return layers[-1]
@@ -420,7 +399,7 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self, "generative_weights_")
         if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1. Received: n_samples={n_samples!r}")
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         rng = ops.make_rng(int(check_random_state(self.random_state).randint(2**31 - 1)))
         layers = ops.sbn_sample(
             [ops.asarray(W) for W in self.generative_weights_],
@@ -455,7 +434,7 @@ class SigmoidBeliefNet(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self, "generative_weights_")
         X = self._validate_X(X, reset=False)
-        ops = self._get_ops()
+        ops = self._get_ops(fitted=True)
         K = int(self.n_eval_samples)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         params = [

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -248,6 +249,7 @@ def run_epochs(
     explode_above: float | None = None,
     advice: str = "Try a lower learning_rate.",
     loss_name: str = "loss",
+    bar_label: str = "loss",
     callbacks: Sequence[Any] = (),
 ) -> FitReport:
     """Run up to ``n_epochs`` epochs of ``epoch`` and return a :class:`FitReport`.
@@ -280,6 +282,8 @@ def run_epochs(
         controls it).
     loss_name : str
         What ``EpochStats.loss`` is, for messages.
+    bar_label : str
+        Its short name in the progress bar.
     callbacks : sequence
         Objects following the :class:`Callback` protocol.
 
@@ -320,7 +324,7 @@ def run_epochs(
                     what = "became" if not math.isfinite(value) else "exploded to"
                     raise TrainingDivergedError(
                         f"{name}: training diverged: the {loss_name} {what} {value:.4g}"
-                        + (f" (the model starts near {explode_above / 1e4:.4g})" if explode_above
+                        + (f" (the limit for this data is {explode_above:.4g})" if explode_above
                            and math.isfinite(value) else "")
                         + f". {advice}"
                     )
@@ -336,7 +340,7 @@ def run_epochs(
                         report.best_epoch = row["epoch"]
                         if keep_best is not None:
                             best_snapshot = keep_best()
-                _progress(bar, verbose, row)
+                _progress(bar, verbose, row, bar_label)
                 info = {"name": name, "epoch": row["epoch"], "stats": dict(row)}
                 wants_stop = any(bool(_call(cb, "on_epoch_end", info)) for cb in callbacks)
                 if stop.requested:
@@ -366,7 +370,7 @@ def run_epochs(
     for cb in callbacks:
         _call(cb, "on_fit_end", {"name": name, "stop_reason": reason})
     if verbose:
-        print(f"{name}: {describe_stop(report, stopping, monitor_validation)}")
+        print(f"{name}: {describe_stop(report, stopping, monitor_validation)}", file=sys.stderr)
     if report.interrupted:
         warnings.warn(
             f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "
@@ -392,9 +396,9 @@ def describe_stop(report: FitReport, stopping: StoppingRule | None, monitor_vali
     return f"interrupted (Ctrl-C) after {n} complete epoch(s); {kept}."
 
 
-def _progress(bar: Any, verbose: int, row: dict) -> None:
+def _progress(bar: Any, verbose: int, row: dict, label: str) -> None:
     if bar is not None:
-        postfix = {"loss": f"{row['loss']:.4g}"}
+        postfix = {label: f"{row['loss']:.4g}"}
         if row["val_score"] is not None:
             postfix["val_score"] = f"{row['val_score']:.4g}"
         postfix["time"] = f"{row['duration']:.2f}s"

@@ -9,49 +9,35 @@ hidden biases, as ``b``) initialise the leading convolutions of a CNN before
 supervised training.  Pretraining needs no labels: a semi-supervised
 estimator hands it every image, labelled or not.
 
-This module also holds the CD training loop that the
-:class:`~neuroplug.estimators.ConvRBM` and
-:class:`~neuroplug.estimators.ConvDBN` estimators share with the
-pretrainer; all of it computes through the network's ``Ops``.
+The CD training loop it shares with the :class:`~neuroplug.estimators.ConvRBM`
+and :class:`~neuroplug.estimators.ConvDBN` estimators lives in
+:mod:`neuroplug.models.crbm`; all of it computes through the network's ``Ops``.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
 from ..layers.conv import Conv2D
 from ..layers.pool import MaxPool2D, Pool2D
-from ..network import TrainingDivergedError
-from ..ops import Ops, normalize_pair, normalize_padding
+from ..models.crbm import FORWARD_BATCH as _FORWARD_BATCH
+from ..models.crbm import crbm_pool_output, train_crbm
+from ..ops import normalize_pair, normalize_padding
 from .base import Pretrainer
 
-__all__ = ["CDBNPretrainer", "train_crbm", "crbm_pool_output"]
-
-_FORWARD_BATCH = 256
+__all__ = ["CDBNPretrainer", "renamed_n_iter"]
 
 
 # ---------------------------------------------------------------------------
-# The training loop shared by ConvRBM, ConvDBN and the "cdbn" pretrainer
+# The deprecated n_iter name, shared with the ConvRBM and ConvDBN estimators
 # ---------------------------------------------------------------------------
-def _initial_visible_bias(X: np.ndarray, visible: str) -> np.ndarray:
-    """Per-channel visible biases: the logit of the mean pixel (Bernoulli) or the mean (Gaussian).
-
-    Starting from the data's marginals (Hinton's practical guide, section 8.1)
-    spares the filters from having to learn the mean intensity first.
-    """
-    mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
-    if visible == "gaussian":
-        return mean.astype(X.dtype)
-    p = np.clip(mean, 1e-3, 1 - 1e-3)
-    return np.log(p / (1 - p)).astype(X.dtype)
-
-
 def _n_iter_is_set(estimator: Any) -> bool:
     """Whether the deprecated ``n_iter`` was given (its default is the string ``"deprecated"``)."""
     return not (isinstance(estimator.n_iter, str) and estimator.n_iter == "deprecated")
@@ -69,100 +55,6 @@ def renamed_n_iter(estimator: Any) -> Any:
         stacklevel=3,
     )
     return estimator.n_iter
-
-
-def train_crbm(
-    X: np.ndarray,
-    *,
-    filters: int,
-    kernel_size: tuple[int, int],
-    pool_size: tuple[int, int],
-    visible: str,
-    ops: Ops,
-    rng: np.random.Generator,
-    k: int = 1,
-    learning_rate: float = 0.2,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    sparsity_target: float = 0.05,
-    sparsity_cost: float = 0.5,
-    batch_size: int = 20,
-    max_iter: int = 10,
-    stride: Any = 1,
-    padding: Any = 0,
-    groups: int = 1,
-    connections: Any = None,
-    init_weights: np.ndarray | None = None,
-    verbose: int = 0,
-    desc: str = "ConvRBM",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """Train one convolutional RBM with CD-k on the images ``X``; return ``(W, bh, bv, errors)``.
-
-    ``X`` is a NumPy array ``(n, channels, height, width)`` of the training
-    dtype.  Rows are reshuffled every epoch with ``rng`` (which also draws
-    the initial filters, ``N(0, 0.01**2)`` as in Hinton's guide, unless
-    ``init_weights`` is given); the backend generator for the Gibbs samples
-    is seeded from ``rng`` too, so a seed fixes the whole run on a backend.
-    ``errors`` holds the mean squared reconstruction error of each epoch.
-    Arguments are those of :meth:`neuroplug.ops.Ops.crbm_cd_epoch`; they are
-    assumed validated by the caller (an estimator or the pretrainer).
-    """
-    dtype = X.dtype
-    c = int(X.shape[1])
-    cg = c // int(groups)
-    if init_weights is None:
-        W = rng.normal(0.0, 0.01, size=(filters, cg, *kernel_size)).astype(dtype)
-    else:
-        W = np.array(init_weights, dtype=dtype)
-    if connections is not None:
-        W *= np.asarray(connections, dtype=bool)[:, :, None, None]
-    params = [
-        ops.asarray(W), ops.asarray(np.zeros(filters, dtype)), ops.asarray(_initial_visible_bias(X, visible)),
-        ops.asarray(np.zeros_like(W)), ops.asarray(np.zeros(filters, dtype)), ops.asarray(np.zeros(c, dtype)),
-    ]
-    gibbs_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
-    errors: list[float] = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(int(max_iter)), desc=desc, unit="epoch", disable=not verbose, leave=True)
-    try:
-        for _ in bar:
-            Xe = ops.asarray(X[rng.permutation(X.shape[0])])
-            # Overflow only happens on the way to divergence, which is reported below as an error.
-            with np.errstate(over="ignore", invalid="ignore"):
-                err = ops.crbm_cd_epoch(
-                    Xe, *params, k=k, pool_size=pool_size, learning_rate=learning_rate, momentum=momentum,
-                    weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
-                    batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
-                    groups=groups, connections=connections,
-                )
-            if not math.isfinite(err):
-                raise TrainingDivergedError(
-                    f"{desc}: contrastive divergence diverged (reconstruction error {err}). Lower "
-                    f"learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian visible "
-                    "units, standardise X."
-                )
-            errors.append(float(err))
-            bar.set_postfix(recon_error=f"{err:.4g}", refresh=False)
-    finally:
-        bar.close()
-    W, bh, bv = (np.array(ops.to_numpy(p)) for p in params[:3])
-    return W, bh, bv, errors
-
-
-def crbm_pool_output(
-    ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, pool_size: tuple[int, int], *,
-    stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None, hidden: bool = False,
-) -> np.ndarray:
-    """Pooling-layer probabilities (or, with ``hidden=True``, detection probabilities) of ``X``, in batches."""
-    Wb, bhb = ops.asarray(W), ops.asarray(bh)
-    out = []
-    for start in range(0, X.shape[0], _FORWARD_BATCH):
-        xb = ops.asarray(X[start:start + _FORWARD_BATCH])
-        pre = ops.conv2d(xb, Wb, bhb, stride=stride, padding=padding, groups=groups, connections=connections)
-        h_probs, p_probs = ops.crbm_pool_probs(pre, pool_size)
-        out.append(np.asarray(ops.to_numpy(h_probs if hidden else p_probs)))
-    return np.concatenate(out, axis=0)
 
 
 
@@ -304,33 +196,19 @@ class CDBNPretrainer(Pretrainer):
         self.max_samples = max_samples
         self.n_iter = n_iter
 
-    def _check_params(self) -> None:
-        def is_int(v: Any) -> bool:
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        def is_real(v: Any) -> bool:
-            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-        names = ["max_iter", "k", "batch_size"] + (["n_iter"] if _n_iter_is_set(self) else [])
-        for name in names:
-            value = getattr(self, name)
-            low = 0 if name in ("max_iter", "n_iter") else 1
-            if not is_int(value) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}. Received: {name}={value!r}")
-        if self.max_samples is not None and (not is_int(self.max_samples) or self.max_samples < 1):
-            raise ValueError(f"max_samples must be a positive int or None. Received: max_samples={self.max_samples!r}")
-        if not is_real(self.learning_rate) or self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be a number > 0. Received: learning_rate={self.learning_rate!r}")
-        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1). Received: momentum={self.momentum!r}")
-        for name in ("weight_decay", "sparsity_cost"):
-            value = getattr(self, name)
-            if not is_real(value) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
-        if not is_real(self.sparsity_target) or not 0 < self.sparsity_target < 1:
-            raise ValueError(f"sparsity_target must be in (0, 1). Received: sparsity_target={self.sparsity_target!r}")
-        if self.visible not in ("auto", "bernoulli", "gaussian"):
-            raise ValueError(f"visible must be 'auto', 'bernoulli' or 'gaussian'. Received: visible={self.visible!r}")
+    _parameter_constraints: dict = {
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "k": [Interval(numbers.Integral, 1, None, closed="left")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "sparsity_target": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "sparsity_cost": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
+        "max_samples": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "n_iter": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Integral, 0, None, closed="left")],
+    }
 
     def _plan(self, network: Any) -> list[tuple[int, tuple[int, int], list[int], int | None]]:
         """``(conv index, pool block, pooling layer indices, next conv index or None)`` per RBM."""
@@ -365,6 +243,7 @@ class CDBNPretrainer(Pretrainer):
                 break
         return plan
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
         """Initialise ``network``'s leading Conv2D layers in place from ConvRBMs trained on ``X``.
 
@@ -380,7 +259,6 @@ class CDBNPretrainer(Pretrainer):
         verbose : int, default=0
             Progress bars per layer.
         """
-        self._check_params()
         if len(network.input_shape) != 3:
             raise ValueError(
                 "The 'cdbn' pretrainer needs a network with image input (channels, height, width). "
@@ -420,7 +298,7 @@ class CDBNPretrainer(Pretrainer):
         for number, (i, block, pools, nxt) in enumerate(plan):
             layer = layers[i]
             conv = _conv_config(layer)
-            W, bh, _, errors = train_crbm(
+            W, bh, _, report = train_crbm(
                 data, filters=int(layer.params["W"].shape[0]), kernel_size=conv["kernel"], pool_size=block,
                 visible=visible if number == 0 else "bernoulli", ops=ops,
                 rng=np.random.default_rng(rs.randint(2**31 - 1)), k=int(self.k),
@@ -433,7 +311,7 @@ class CDBNPretrainer(Pretrainer):
             )
             layer.set_weights({"W": W, "b": bh})
             self.pretrained_layers_.append(i)
-            self.reconstruction_errors_.append(errors)
+            self.reconstruction_errors_.append([row["loss"] for row in report.history])
             if nxt is None:
                 break
             data = self._next_input(network, data, i, block, pools, shapes[nxt], conv)

@@ -9,37 +9,19 @@ belief net, Hinton, Osindero & Teh 2006), and copies the weights in.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..layers.dense import Dense
-from .base import Pretrainer
+from ..models.rbm import init_rbm, rbm_hidden_probs, train_rbm
+from .base import Pretrainer, check_pretrain_input, dense_run, layer_inputs
 
-__all__ = ["DBNPretrainer"]
-
-_FORWARD_BATCH = 256
-
-
-def dense_run(layers: list[Any]) -> list[int]:
-    """Indices of the leading run of hidden dense layers of a network.
-
-    The run starts at the first :class:`~neuroplug.layers.dense.Dense` layer
-    and goes on through dense layers separated only by layers without
-    parameters (activations, dropout, flatten); it ends at the first other
-    layer with parameters.  The network's last layer with parameters is its
-    output layer and is never part of the run.
-    """
-    weighted = [i for i, layer in enumerate(layers) if getattr(layer, "params", None)]
-    run: list[int] = []
-    for i in weighted[:-1]:
-        if isinstance(layers[i], Dense):
-            run.append(i)
-        elif run:
-            break
-    return run
+__all__ = ["DBNPretrainer", "dense_run"]
 
 
 class DBNPretrainer(Pretrainer):
@@ -130,16 +112,19 @@ class DBNPretrainer(Pretrainer):
         self.batch_size = batch_size
         self.max_iter = max_iter
 
-    def _first_inputs(self, network: Any, X: np.ndarray, stop: int) -> np.ndarray:
-        """``network.forward(X, stop=stop)`` in batches, flattened, as NumPy in the network's dtype."""
-        ops = network.ops
-        out = []
-        for start in range(0, X.shape[0], _FORWARD_BATCH):
-            xb = ops.asarray(X[start:start + _FORWARD_BATCH], dtype=network.dtype)
-            out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=network.dtype))
-        features = np.concatenate(out, axis=0)
-        return np.ascontiguousarray(features.reshape(features.shape[0], -1))
+    _parameter_constraints: dict = {
+        "visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
+        "k": [Interval(numbers.Integral, 1, None, closed="left")],
+        "persistent": ["boolean"],
+        "sample_visible": ["boolean"],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
         """Train one RBM per hidden dense layer, bottom up, and copy their weights into the layers.
 
@@ -155,19 +140,7 @@ class DBNPretrainer(Pretrainer):
         verbose : int, default=0
             Show the RBMs' progress bars.
         """
-        from ..estimators.rbm import RBM
-
-        if self.visible not in ("auto", "bernoulli", "gaussian"):
-            raise ValueError(
-                f"visible must be 'auto', 'bernoulli' or 'gaussian'. Received: visible={self.visible!r}"
-            )
-        if not isinstance(self.sample_visible, (bool, np.bool_)):
-            raise ValueError(f"sample_visible must be a bool. Received: sample_visible={self.sample_visible!r}")
-        X = np.asarray(X)
-        if X.ndim < 2 or tuple(X.shape[1:]) != tuple(network.input_shape):
-            raise ValueError(
-                f"X must have shape (n, {', '.join(map(str, network.input_shape))}). Received: X.shape={X.shape}"
-            )
+        X = check_pretrain_input(network, X)
         run = dense_run(list(network.layers))
         if not run:
             warnings.warn(
@@ -177,7 +150,7 @@ class DBNPretrainer(Pretrainer):
             )
             return
         rs = check_random_state(random_state)
-        data = self._first_inputs(network, X, run[0])
+        data = layer_inputs(network, X, run[0], network.dtype)
         low, high = float(data.min()), float(data.max())
         visible = self.visible
         if visible == "auto":
@@ -195,25 +168,31 @@ class DBNPretrainer(Pretrainer):
             data = ((data - mean) / scale).astype(network.dtype)
 
         inputs = data
+        ops = network.ops
         weights: list[tuple[np.ndarray, np.ndarray]] = []
         for j, i in enumerate(run):
             n_units = int(network.layers[i].params["b"].shape[0])
-            rbm = RBM(
-                n_components=n_units, visible=visible if j == 0 else "bernoulli", k=self.k,
-                persistent=self.persistent, sample_visible=self.sample_visible and (j > 0 or visible == "bernoulli"),
-                learning_rate=self.learning_rate, momentum=self.momentum,
-                weight_decay=self.weight_decay, batch_size=self.batch_size, max_iter=self.max_iter,
-                backend=network.ops, dtype=np.dtype(network.dtype).name, random_state=rs.randint(2**31 - 1),
-                verbose=verbose,
-            ).fit(inputs)
-            W = rbm.components_.T.astype(np.float64)
-            b = rbm.intercept_hidden_.astype(np.float64)
+            units = visible if j == 0 else "bernoulli"
+            rng = np.random.default_rng(check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1))
+            state = init_rbm(n_units, inputs.sum(axis=0, dtype=np.float64) / inputs.shape[0], units,
+                             network.dtype, rng)
+            state, _ = train_rbm(
+                state, inputs, ops=ops, rng=rng, n_epochs=int(self.max_iter), visible=units, k=int(self.k),
+                persistent=bool(self.persistent), sample_visible=bool(self.sample_visible) and units == "bernoulli",
+                learning_rate=float(self.learning_rate), momentum=float(self.momentum),
+                weight_decay=float(self.weight_decay), batch_size=int(self.batch_size), verbose=verbose,
+                name=f"dbn pretrainer, RBM {j + 1}",
+                advice=(f"Try a lower learning rate for the RBMs: pretrainer=DBNPretrainer(learning_rate=...) "
+                        f"(it was {self.learning_rate:g})."),
+            )
+            W = state.W.T.astype(np.float64)
+            b = state.bh.astype(np.float64)
             if j == 0 and scale is not None:
                 # x' = (x - mean) / scale, so x' W + b = x (W / scale) + (b - (mean / scale) W).
                 W = W / scale[:, None]
-                b = b - (mean / scale) @ (rbm.components_.T.astype(np.float64))
+                b = b - (mean / scale) @ (state.W.T.astype(np.float64))
             weights.append((W, b))
             if j + 1 < len(run):
-                inputs = rbm.transform(inputs)
+                inputs = rbm_hidden_probs(ops, inputs, state.W, state.bh)
         for i, (W, b) in zip(run, weights):
             network.layers[i].set_weights({"W": W.astype(network.dtype), "b": b.astype(network.dtype)})

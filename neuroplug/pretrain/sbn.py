@@ -15,32 +15,17 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..layers.dense import Dense
-from .base import Pretrainer
+from ..models.sbn import init_sbn, recognition_probs, train_sbn
+from .base import Pretrainer, check_pretrain_input, dense_run, layer_inputs
 
 __all__ = ["SBNPretrainer"]
 
-_FORWARD_BATCH = 256
-
-
-def _dense_run(layers: list[Any]) -> list[int]:
-    """Indices of the leading run of hidden dense layers.
-
-    The run starts at the first :class:`Dense` layer and goes on through
-    dense layers separated only by layers without parameters (activations,
-    dropout, flatten); it ends at the first other layer with parameters.  The
-    network's last layer with parameters is its output layer and is left out.
-    """
-    weighted = [i for i, layer in enumerate(layers) if getattr(layer, "params", None)]
-    run: list[int] = []
-    for i in weighted[:-1]:  # weighted[-1] is the output layer
-        if isinstance(layers[i], Dense):
-            run.append(i)
-        elif run:
-            break
-    return run
+# The old private name of the shared helper.
+_dense_run = dense_run
 
 
 class SBNPretrainer(Pretrainer):
@@ -120,28 +105,17 @@ class SBNPretrainer(Pretrainer):
         self.scaling = scaling
         self.binarize = binarize
 
-    def _check_params(self) -> None:
-        if self.mode not in ("greedy", "joint"):
-            raise ValueError(f"mode must be 'greedy' or 'joint'. Received: mode={self.mode!r}")
-        if self.scaling not in ("auto", "minmax", "none"):
-            raise ValueError(f"scaling must be 'auto', 'minmax' or 'none'. Received: scaling={self.scaling!r}")
-        if self.binarize is not None and (
-            not isinstance(self.binarize, numbers.Real) or isinstance(self.binarize, bool)
-            or not np.isfinite(self.binarize)
-        ):
-            raise ValueError(f"binarize must be a finite number or None. Received: binarize={self.binarize!r}")
-        # The remaining hyper-parameters are validated by SigmoidBeliefNet.fit.
+    _parameter_constraints: dict = {
+        "mode": [StrOptions({"greedy", "joint"})],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_importance_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "scaling": [StrOptions({"auto", "minmax", "none"})],
+        "binarize": [None, Interval(numbers.Real, None, None, closed="neither")],
+    }
 
-    def _first_inputs(self, network: Any, X: np.ndarray, stop: int) -> np.ndarray:
-        """``network.forward(X, stop=stop)`` in batches, flattened, as float32 NumPy."""
-        ops = network.ops
-        out = []
-        for start in range(0, X.shape[0], _FORWARD_BATCH):
-            xb = ops.asarray(X[start:start + _FORWARD_BATCH], dtype=network.dtype)
-            out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=np.float32))
-        features = np.concatenate(out, axis=0)
-        return features.reshape(features.shape[0], -1)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
         """Train an SBN on the first dense layers' inputs and copy its recognition weights into them.
 
@@ -156,15 +130,8 @@ class SBNPretrainer(Pretrainer):
         verbose : int, default=0
             Show the SBN's progress bars.
         """
-        from ..estimators.sbn import SigmoidBeliefNet
-
-        self._check_params()
-        X = np.asarray(X)
-        if X.ndim < 2 or tuple(X.shape[1:]) != tuple(network.input_shape):
-            raise ValueError(
-                f"X must have shape (n, {', '.join(map(str, network.input_shape))}). Received: X.shape={X.shape}"
-            )
-        run = _dense_run(list(network.layers))
+        X = check_pretrain_input(network, X)
+        run = dense_run(list(network.layers))
         if not run:
             warnings.warn(
                 "The 'sbn' pretrainer found no hidden dense layer to initialise (the last layer with "
@@ -173,7 +140,7 @@ class SBNPretrainer(Pretrainer):
             )
             return
         rs = check_random_state(random_state)
-        data = self._first_inputs(network, X, run[0])
+        data = layer_inputs(network, X, run[0], np.float32)
         low, high = data.min(axis=0), data.max(axis=0)
         rescale = self.scaling == "minmax" or (self.scaling == "auto" and (low.min() < 0 or high.max() > 1))
         if rescale:
@@ -187,30 +154,41 @@ class SBNPretrainer(Pretrainer):
             )
         np.clip(data, 0, 1, out=data)  # rounding of the rescaling only
 
-        def make_sbn(sizes: tuple[int, ...], binarize: float | None) -> SigmoidBeliefNet:
-            return SigmoidBeliefNet(
-                hidden_layer_sizes=sizes, learning_rate=self.learning_rate, batch_size=self.batch_size,
-                max_iter=self.max_iter, n_importance_samples=self.n_importance_samples,
-                binarize=binarize, backend=network.ops, random_state=rs.randint(2**31 - 1),
-                verbose=verbose,
+        ops = network.ops
+
+        def fit_sbn(inputs: np.ndarray, sizes: tuple[int, ...], binarize: float | None,
+                    what: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+            """Train an SBN (as SigmoidBeliefNet.fit would); return its recognition weights, biases and top."""
+            if binarize is not None:
+                inputs = (inputs > binarize).astype(np.float32)
+            rng = np.random.default_rng(check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1))
+            state, _ = train_sbn(
+                init_sbn(inputs, (inputs.shape[1], *sizes), rng), inputs, ops=ops, rng=rng,
+                n_epochs=int(self.max_iter), learning_rate=float(self.learning_rate),
+                batch_size=int(self.batch_size), n_importance_samples=int(self.n_importance_samples),
+                verbose=verbose, name=f"sbn pretrainer, {what}",
+                advice=(f"Try a lower learning rate for the SBN: pretrainer=SBNPretrainer(learning_rate=...) "
+                        f"(it was {self.learning_rate:g})."),
             )
+            return state.recognition_weights, state.recognition_biases, inputs
 
         units = [int(network.layers[i].params["b"].shape[0]) for i in run]
         weights: list[tuple[np.ndarray, np.ndarray]] = []
         if self.mode == "joint":
-            sbn = make_sbn(tuple(units), self.binarize).fit(data)
-            weights = list(zip(sbn.recognition_weights_, sbn.recognition_biases_))
+            Wr, br, _ = fit_sbn(data, tuple(units), self.binarize, "joint")
+            weights = list(zip(Wr, br))
         else:
             inputs, binarize = data, self.binarize
-            for n_units in units:
-                sbn = make_sbn((n_units,), binarize).fit(inputs)
-                weights.append((sbn.recognition_weights_[0], sbn.recognition_biases_[0]))
+            for j, n_units in enumerate(units):
+                Wr, br, seen = fit_sbn(inputs, (n_units,), binarize, f"layer {j + 1}")
+                weights.append((Wr[0], br[0]))
                 # The next layer learns from this layer's recognition probabilities
                 # (only the first layer's inputs are ever binarized).
-                inputs, binarize = sbn.transform(inputs), None
+                inputs, binarize = recognition_probs(ops, seen, Wr[:1], br[:1])[0], None
         if rescale:
             # x' = (x - low) / span, so x' W + b = x (W / span) + (b - (low / span) W).
             W, b = weights[0]
             weights[0] = ((W / span[:, None]).astype(np.float32), (b - (low / span) @ W).astype(np.float32))
         for i, (W, b) in zip(run, weights):
             network.layers[i].set_weights({"W": W, "b": b})
+

@@ -362,4 +362,4 @@ def test_cdbn_pretrainer_n_iter_is_the_deprecated_name_of_max_iter():
         assert renamed_n_iter(CDBNPretrainer(n_iter=3)) == 3
     assert renamed_n_iter(CDBNPretrainer(max_iter=4)) == 4
     with pytest.raises(ValueError, match="n_iter must be an int >= 0"):
-        CDBNPretrainer(n_iter=-1)._check_params()
+        CDBNPretrainer(n_iter=-1)._validate_params()

@@ -1,0 +1,155 @@
+"""Training of a restricted Boltzmann machine by CD-k or persistent CD-k.
+
+Every epoch is one backend call, :meth:`neuroplug.ops.Ops.cd_epoch`, so a
+backend runs the whole loop (positive phase, Gibbs chain, update) natively;
+this module shuffles, monitors a mean-field reconstruction error and runs
+the epochs on the one epoch driver.  The RBM estimator and the DBN
+pretrainer both train here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ops import Ops
+from .engine import EpochStats, FitReport, StopFlag, run_epochs
+
+__all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs"]
+
+#: Training rows whose reconstruction error is reported after each epoch.
+MONITOR_ROWS = 1000
+#: Rows per backend call when transforming.
+ROW_CHUNK = 4096
+
+
+@dataclass
+class RBMState:
+    """The NumPy state of an RBM: parameters, momentum buffers and persistent chains."""
+
+    W: np.ndarray
+    bh: np.ndarray
+    bv: np.ndarray
+    velocity: tuple[np.ndarray, np.ndarray, np.ndarray]
+    chain: np.ndarray | None = None
+
+
+def init_rbm(n_components: int, column_means: np.ndarray, visible: str, dtype: Any,
+             rng: np.random.Generator) -> RBMState:
+    """Small random weights; visible biases at the data's log-odds (Bernoulli) or mean (Gaussian).
+
+    The visible biases start where an RBM without hidden units would be
+    optimal, as Hinton's guide advises, so the hidden units spend their
+    capacity on the dependencies between features.
+    """
+    dt = np.dtype(dtype)
+    W = rng.normal(0.0, 0.01, (int(n_components), column_means.shape[0])).astype(dt)
+    bh = np.zeros(int(n_components), dtype=dt)
+    if visible == "bernoulli":
+        p = np.clip(column_means, 1e-3, 1 - 1e-3)
+        bv = (np.log(p) - np.log1p(-p)).astype(dt)
+    else:
+        bv = column_means.astype(dt)
+    return RBMState(W, bh, bv, (np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)))
+
+
+def _init_chain(state: RBMState, X: np.ndarray, m: int, ops: Ops, rng: np.random.Generator,
+                backend_rng: Any) -> np.ndarray:
+    """Persistent chains as hidden states sampled from random training rows (fantasy particles)."""
+    rows = X[rng.choice(X.shape[0], size=m, replace=False)]
+    W, bh = ops.asarray(state.W), ops.asarray(state.bh)
+    h = ops.bernoulli(ops.rbm_hidden_probs(ops.asarray(rows), W, bh), backend_rng)
+    return np.array(ops.to_numpy(h), dtype=state.W.dtype)
+
+
+def train_rbm(
+    state: RBMState,
+    X: np.ndarray,
+    *,
+    ops: Ops,
+    rng: np.random.Generator,
+    n_epochs: int,
+    visible: str,
+    k: int = 1,
+    persistent: bool = False,
+    sample_visible: bool = False,
+    learning_rate: float = 0.1,
+    momentum: float = 0.5,
+    weight_decay: float = 0.0,
+    batch_size: int = 100,
+    shuffle: bool = True,
+    start_epoch: int = 0,
+    verbose: int = 0,
+    name: str = "RBM",
+    advice: str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[RBMState, FitReport]:
+    """Run up to ``n_epochs`` epochs of CD-k (PCD-k) on ``X``; return the new state and the report.
+
+    ``state`` is not modified: the epochs run on backend copies, and the new
+    state is built from them when the driver returns (also after Ctrl-C).
+    When training diverges, :class:`~neuroplug.models.TrainingDivergedError`
+    propagates and ``state`` is still the state before the call.  The
+    report's history holds the mean-field reconstruction error (the squared
+    error of ``E[v | p(h | v)]`` over the first 1,000 rows) of each epoch.
+    ``advice`` replaces the divergence message's default advice (a caller
+    names the parameter that the user controls).
+    """
+    dt = np.dtype(state.W.dtype)
+    backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
+    m = min(int(batch_size), X.shape[0])
+    chain_np = state.chain
+    if persistent and (chain_np is None or chain_np.shape[0] < m):
+        chain_np = _init_chain(state, X, m, ops, rng, backend_rng)
+    chain = ops.asarray(np.array(chain_np, dtype=dt)) if persistent else None
+    # Fresh backend copies: the epoch updates them in place.
+    W, bh, bv = (ops.asarray(np.array(a, dtype=dt)) for a in (state.W, state.bh, state.bv))
+    dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in state.velocity)
+    monitor = ops.asarray(X[:MONITOR_ROWS], dtype=dt)
+    shuffled = np.empty_like(X) if shuffle else X
+    # Only when asked for: a backend written before sample_visible existed still trains.
+    chain_kw = {"sample_visible": True} if sample_visible else {}
+
+    def epoch(stop: StopFlag) -> EpochStats:
+        if shuffle:
+            # mode="clip" keeps NumPy from buffering `out`; a permutation's indices are all in range.
+            np.take(X, rng.permutation(X.shape[0]), axis=0, out=shuffled, mode="clip")
+        ops.cd_epoch(
+            ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
+            k=int(k), learning_rate=float(learning_rate), momentum=float(momentum),
+            weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
+            chain=chain, **chain_kw,
+        )
+        # Under PCD cd_epoch's own error compares the data with fantasy particles: measure a
+        # true mean-field reconstruction instead.
+        diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, visible)
+        diff -= monitor
+        diff *= diff
+        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=float(learning_rate))
+
+    advice = advice or (f"Try a lower learning_rate (it was {learning_rate:g})"
+              + (" or standardise X (Gaussian visible units have unit variance)." if visible == "gaussian"
+                 else " or scale X to [0, 1] (Bernoulli visible units model probabilities)."))
+    # An error 1e4 times that of reconstructing every row as zeros (plus one per feature) is no model.
+    scale = float(np.square(X[:MONITOR_ROWS], dtype=np.float64).sum()) / max(min(X.shape[0], MONITOR_ROWS), 1)
+    report = run_epochs(epoch, n_epochs=n_epochs, name=name, start_epoch=start_epoch, verbose=verbose,
+                        explode_above=1e4 * (scale + X.shape[1]), advice=advice,
+                        loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks)
+    to_np = lambda a: np.array(ops.to_numpy(a), dtype=dt)  # noqa: E731
+    new = replace(state, W=to_np(W), bh=to_np(bh), bv=to_np(bv),
+                  velocity=(to_np(dW), to_np(dbh), to_np(dbv)),
+                  chain=to_np(chain) if chain is not None else state.chain)
+    return new, report
+
+
+def rbm_hidden_probs(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray) -> np.ndarray:
+    """``p(h = 1 | v)`` for the rows of NumPy ``X``, in chunks, as NumPy in ``W``'s dtype."""
+    Wb, bhb = ops.asarray(W), ops.asarray(bh)
+    out = np.empty((X.shape[0], W.shape[0]), dtype=W.dtype)
+    for start in range(0, X.shape[0], ROW_CHUNK):
+        out[start:start + ROW_CHUNK] = ops.to_numpy(
+            ops.rbm_hidden_probs(ops.asarray(X[start:start + ROW_CHUNK]), Wb, bhb))
+    return out
+

@@ -1,0 +1,104 @@
+"""Training of a sigmoid belief net by (reweighted) wake-sleep.
+
+Every epoch is one backend call, :meth:`neuroplug.ops.Ops.sbn_wake_sleep_epoch`;
+this module initialises the parameters, shuffles and runs the epochs on the
+one epoch driver.  The sigmoid-belief-net estimator and the ``"sbn"``
+pretrainer both train here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ops import Ops
+from .engine import EpochStats, FitReport, StopFlag, run_epochs
+
+__all__ = ["SBNState", "init_sbn", "recognition_probs", "train_sbn"]
+
+
+@dataclass
+class SBNState:
+    """The NumPy parameters of a sigmoid belief net (float32), bottom layer first."""
+
+    generative_weights: list[np.ndarray]
+    generative_biases: list[np.ndarray]
+    recognition_weights: list[np.ndarray]
+    recognition_biases: list[np.ndarray]
+
+    def groups(self) -> tuple[list[np.ndarray], ...]:
+        """The four parameter lists, in the order the backend takes them."""
+        return (self.generative_weights, self.generative_biases,
+                self.recognition_weights, self.recognition_biases)
+
+
+def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator) -> SBNState:
+    """Small random weights; the data bias at the logit of the mean (the best factorial model)."""
+    n_layers = len(sizes) - 1
+    gw = [rng.normal(0.0, 0.01, (sizes[i + 1], sizes[i])).astype(np.float32) for i in range(n_layers)]
+    rw = [rng.normal(0.0, 0.01, (sizes[i], sizes[i + 1])).astype(np.float32) for i in range(n_layers)]
+    mean = np.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
+    gb = [np.log(mean / (1 - mean)).astype(np.float32)] + [np.zeros(n, dtype=np.float32) for n in sizes[1:]]
+    rb = [np.zeros(n, dtype=np.float32) for n in sizes[1:]]
+    return SBNState(gw, gb, rw, rb)
+
+
+def train_sbn(
+    state: SBNState,
+    X: np.ndarray,
+    *,
+    ops: Ops,
+    rng: np.random.Generator,
+    n_epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    n_importance_samples: int = 1,
+    shuffle: bool = True,
+    start_epoch: int = 0,
+    verbose: int = 0,
+    name: str = "SigmoidBeliefNet",
+    advice: str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[SBNState, FitReport]:
+    """Run up to ``n_epochs`` epochs of wake-sleep on ``X``; return the new state and the report.
+
+    ``state`` is not modified; after a divergence it is still the state
+    before the call.  The report's ``loss`` is the negated training bound on
+    ``log p(x)`` (nats per row): lower is better.
+    """
+    params = [[ops.asarray(np.array(p, dtype=np.float32)) for p in group] for group in state.groups()]
+    backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
+
+    def epoch(stop: StopFlag) -> EpochStats:
+        data = X[rng.permutation(X.shape[0])] if shuffle else X
+        bound = ops.sbn_wake_sleep_epoch(
+            ops.asarray(data), *params, learning_rate=float(learning_rate), batch_size=int(batch_size),
+            n_importance_samples=int(n_importance_samples), rng=backend_rng,
+        )
+        return EpochStats(-float(bound), learning_rate=float(learning_rate))
+
+    # A model that gives every unit probability 1/2 scores -(units) log 2 per row; a bound
+    # 1e4 times worse is no model at all.
+    n_units = X.shape[1] + sum(int(b.shape[0]) for b in state.recognition_biases)
+    report = run_epochs(
+        epoch, n_epochs=n_epochs, name=name, start_epoch=start_epoch, verbose=verbose,
+        explode_above=1e4 * n_units * math.log(2.0),
+        advice=advice or f"Try a lower learning_rate (it was {learning_rate:g}).",
+        loss_name="negative training bound", bar_label="neg_bound", callbacks=callbacks,
+    )
+    new = SBNState(*([np.array(ops.to_numpy(p), dtype=np.float32) for p in group] for group in params))
+    return new, report
+
+
+def recognition_probs(ops: Ops, X: np.ndarray, weights: Sequence[np.ndarray],
+                      biases: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Mean-field pass up the recognition network: each hidden layer's probabilities (float32 NumPy)."""
+    h = ops.asarray(X)
+    layers = []
+    for W, b in zip(weights, biases):
+        h = ops.sigmoid(ops.affine(h, ops.asarray(W), ops.asarray(b)))
+        layers.append(np.asarray(ops.to_numpy(h), dtype=np.float32))
+    return layers
