@@ -28,7 +28,7 @@ from ..augment import RandomAffine, get_augmenter
 from ..layers.base import Layer
 from ..layers.dense import Dense
 from ..layers.spec import build_layers
-from ..models.engine import StoppingRule, TrainingInterrupted
+from ..models.engine import StoppingRule, TrainingInterrupted, training_session, warn_interrupted
 from ..models.supervised import PREDICT_BATCH, Validation, train_network
 from ..network import Network
 from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
@@ -272,8 +272,11 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         return np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
 
     def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
-        with fit_transaction(self):
-            return self._fit_unsafe(X, y, incremental=incremental, classes=classes)
+        with fit_transaction(self), training_session() as (stop, owner):
+            self._fit_unsafe(X, y, incremental=incremental, classes=classes)
+        if owner and stop.requested:
+            warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=4)
+        return self
 
     def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
         first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)

@@ -101,18 +101,52 @@ class StopFlag:
             signal.signal(signal.SIGINT, previous)
 
 
+_session = threading.local()
+
+
+@contextlib.contextmanager
+def training_session() -> Iterator[tuple[StopFlag, bool]]:
+    """One stop flag for everything a fit runs: pretraining, training, the next layer's training.
+
+    Yields ``(flag, owner)``: the flag of the outermost session of this
+    thread, and whether this block opened it.  A Ctrl-C during pretraining
+    thus also ends the supervised epochs that follow (they run none); the
+    owner reports the interruption once.
+    """
+    current = getattr(_session, "flag", None)
+    if current is not None:
+        yield current, False
+        return
+    flag = StopFlag()
+    _session.flag = flag
+    try:
+        with flag.installed():
+            yield flag, True
+    finally:
+        _session.flag = None
+
+
+def warn_interrupted(name: str, n_epochs: int, *, stacklevel: int = 3) -> None:
+    """The one :class:`TrainingInterrupted` warning of an interrupted fit."""
+    warnings.warn(
+        f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "
+        f"{n_epochs} complete epoch(s) and the batches done so far.",
+        TrainingInterrupted,
+        stacklevel=stacklevel + 1,
+    )
+
+
 @contextlib.contextmanager
 def interruptible(name: str) -> Iterator[StopFlag]:
     """Run a long computation (scoring, sampling) that Ctrl-C may stop cleanly.
 
-    The first Ctrl-C sets the flag the computation polls; if the computation
-    ends with the flag set, ``KeyboardInterrupt`` is raised with a message
-    that names ``name``, so nothing half-done is returned.
+    The computation polls the flag; if it ends with the flag set,
+    ``KeyboardInterrupt`` is raised with a message that names ``name``, so
+    nothing half-done is returned.
     """
-    flag = StopFlag()
-    with flag.installed():
+    with training_session() as (flag, owner):
         yield flag
-    if flag.requested:
+    if owner and flag.requested:
         raise KeyboardInterrupt(f"{name} interrupted (Ctrl-C); nothing was returned.")
 
 
@@ -294,7 +328,6 @@ def run_epochs(
     """
     report = FitReport()
     best_snapshot = None
-    stop = StopFlag()
     bar = None
     if verbose == 1:
         from tqdm.auto import tqdm
@@ -306,15 +339,20 @@ def run_epochs(
     for cb in callbacks:
         _call(cb, "on_fit_begin", info)
     reason = "max_iter"
+    owner = True
     try:
-        with stop.installed():
+        with training_session() as (stop, owner):
             for _ in range(n_epochs):
+                if stop.requested:  # an earlier phase of this fit was interrupted
+                    reason = "interrupted"
+                    break
                 t0 = time.perf_counter()
                 try:
                     with np.errstate(over="ignore", invalid="ignore"):
                         stats = epoch(stop)
                 except KeyboardInterrupt:
-                    # Outside the main thread, or a second Ctrl-C inside a backend call.
+                    # Outside the main thread (no handler there): the rest of the fit stops too.
+                    stop.requested = True
                     stats = EpochStats(math.nan, completed=False)
                 if not stats.completed:
                     reason = "interrupted"
@@ -371,13 +409,8 @@ def run_epochs(
         _call(cb, "on_fit_end", {"name": name, "stop_reason": reason})
     if verbose:
         print(f"{name}: {describe_stop(report, stopping, monitor_validation)}", file=sys.stderr)
-    if report.interrupted:
-        warnings.warn(
-            f"{name}: training interrupted (KeyboardInterrupt); the model keeps the weights of the "
-            f"{start_epoch + report.n_epochs} complete epoch(s) and the batches done so far.",
-            TrainingInterrupted,
-            stacklevel=3,
-        )
+    if report.interrupted and owner:
+        warn_interrupted(name, start_epoch + report.n_epochs)
     return report
 
 
