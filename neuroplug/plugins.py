@@ -38,7 +38,6 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy
