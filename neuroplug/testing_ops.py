@@ -56,14 +56,15 @@ The checks (names as in ``skip=``) compare with :class:`neuroplug.ops.Ops`:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from .ops import Ops
 
-__all__ = ["OpsCheckError", "OpsCheck", "OPS_CHECKS", "ops_checks", "check_ops", "parametrize_ops_checks"]
+__all__ = ["OPS_CHECKS", "OpsCheck", "OpsCheckError", "check_ops", "ops_checks", "parametrize_ops_checks"]
 
 _TOL = {np.dtype(np.float32): (2e-4, 2e-5), np.dtype(np.float64): (1e-9, 1e-11)}
 
@@ -79,7 +80,7 @@ class OpsCheckError(AssertionError):
         return (_rebuild, (str(self), self.check, self.backend, self.dtype))
 
 
-def _rebuild(message: str, check: str, backend: str, dtype: str) -> "OpsCheckError":
+def _rebuild(message: str, check: str, backend: str, dtype: str) -> OpsCheckError:
     return OpsCheckError(message, check=check, backend=backend, dtype=dtype)
 
 
@@ -127,9 +128,9 @@ class _Ctx:
 
 def _both(ctx: _Ctx, name: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Call op ``name`` on the backend (on backend copies of array arguments) and on the reference."""
-    conv = lambda v: ctx.a(v) if isinstance(v, np.ndarray) else v  # noqa: E731
+    conv = lambda v: ctx.a(v) if isinstance(v, np.ndarray) else v
     got = getattr(ctx.ops, name)(*[conv(a) for a in args], **{k: conv(v) for k, v in kwargs.items()})
-    copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v  # noqa: E731
+    copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v
     want = getattr(ctx.ref, name)(*[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()})
     return got, want
 
@@ -280,7 +281,7 @@ def check_rbm_ops(ctx: _Ctx) -> None:
 
 def _saturated_rbm(ctx: _Ctx, n: int = 12, nv: int = 6, nh: int = 5) -> dict[str, np.ndarray]:
     # Biases of +-30 make every Bernoulli draw certain, so any generator gives the reference's result.
-    sign = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0)  # noqa: E731
+    sign = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0)
     return dict(
         X=(ctx.rng.random((n, nv)) < 0.5).astype(ctx.dtype), W=ctx.normal(nh, nv, scale=0.01),
         bh=sign(nh).astype(ctx.dtype), bv=ctx.normal(nv), dW=ctx.normal(nh, nv, scale=0.01),
@@ -319,7 +320,7 @@ def check_loops(ctx: _Ctx) -> None:
 
     # Sigmoid belief net with saturated biases (every sample certain).
     sizes = (6, 4, 3)
-    sat = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0).astype(ctx.dtype)  # noqa: E731
+    sat = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0).astype(ctx.dtype)
     sbn = dict(
         X=(ctx.rng.random((8, sizes[0])) < 0.5).astype(ctx.dtype),
         Wg=[ctx.normal(sizes[l + 1], sizes[l], scale=0.01) for l in range(2)],

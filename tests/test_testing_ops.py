@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from neuroplug.ops import Ops
-from neuroplug.testing import OPS_CHECKS, OpsCheckError, check_ops, ops_checks, parametrize_ops_checks
+from neuroplug.testing import (
+    OPS_CHECKS,
+    OpsCheckError,
+    check_ops,
+    ops_checks,
+    parametrize_ops_checks,
+)
 
 
 @parametrize_ops_checks("numpy", "cpu")

@@ -20,6 +20,7 @@ def test_the_kit_sees_the_inherited_loops():
     # The loops TorchOps inherits run on its primitives: their results are torch tensors on its device.
     pytest.importorskip("torch")
     from neuroplug_torch.ops import TorchOps
+
     from neuroplug.ops import Ops
 
     assert TorchOps.crbm_cd_epoch is Ops.crbm_cd_epoch and TorchOps.cd_epoch is Ops.cd_epoch
