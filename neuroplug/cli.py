@@ -17,7 +17,9 @@ __all__ = ["main", "build_parser", "format_plugins"]
 def format_plugins(manager=None) -> tuple[str, bool]:
     """Describe every plugin, where it came from and what it registered.
 
-    Returns ``(text, ok)``; ``ok`` is false when a plugin failed to load.
+    Returns ``(text, ok)``; ``ok`` is false when a plugin failed to load or
+    when two plugins register the same name (the name is unusable until one
+    of them is blocked).
     """
     import warnings
 
@@ -43,6 +45,14 @@ def format_plugins(manager=None) -> tuple[str, bool]:
         else:
             parts = [f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items() if names]
             lines.append("    " + ("; ".join(parts) if parts else "(registers nothing)"))
+            for kind, names in info.clashes.items():
+                ok = False
+                for name in names:
+                    others = [p for p in manager.registries[kind].contenders(name) if p != info.name]
+                    lines.append(
+                        f"    CLASH: {kind} {name!r} is also registered by {', '.join(repr(p) for p in others)}; "
+                        "unusable until one is blocked with NEUROPLUG_DISABLE_PLUGINS"
+                    )
     return "\n".join(lines), ok
 
 

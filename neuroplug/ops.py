@@ -119,6 +119,12 @@ class Ops:
 
     name = "numpy"
 
+    #: Ops written only against the backend's own primitives (``self.gemm``,
+    #: ``self.bernoulli``, ``self.take_rows``, ... and operators every array
+    #: type has): a backend that overrides the primitives inherits these at
+    #: its own speed and overrides one only where that is measurably faster.
+    composite_ops: tuple[str, ...] = ("cd_epoch", "crbm_cd_epoch", "rbm_ais_log_weights", "rbm_gibbs")
+
     def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
         if device not in (None, "cpu"):
             raise ValueError(f"The {self.name!r} backend runs on the CPU only. Received: device={device!r}")
@@ -141,6 +147,24 @@ class Ops:
     def alloc(self, shape: Sequence[int] | int, dtype: Any = np.float32) -> Array:
         """Return a zero-filled array."""
         return np.zeros(shape, dtype=dtype)
+
+    def take_rows(self, X: Any, start: int, stop: int, dtype: Any) -> Array:
+        """Rows ``start:stop`` of ``X`` (a host or backend array) as a backend array.
+
+        The composite loops read their mini-batches through this, so a
+        backend moves each batch to its device once.  The reference returns
+        the view ``X[start:stop]`` as it is (``dtype`` is the parameters'
+        dtype, which a device backend converts to).
+        """
+        return X[start:stop]
+
+    def astype(self, x: Array, dtype: Any) -> Array:
+        """``x`` converted to ``dtype`` (no copy when it already has it)."""
+        return np.asarray(x, dtype=dtype)
+
+    def round_scalar(self, value: float, dtype: Any) -> Any:
+        """``value`` rounded to ``dtype`` (a NumPy scalar here), so loops multiply by what the reference does."""
+        return np.dtype(dtype).type(value)
 
     # -------------------------------------------------------------- randomness
     def make_rng(self, seed: int) -> Any:
@@ -512,6 +536,85 @@ class Ops:
             )
         return bool(sample_visible)
 
+    @staticmethod
+    def check_rbm_visible(visible: Any) -> str:
+        """Return ``visible`` if it is ``"bernoulli"`` or ``"gaussian"``; raise ``ValueError`` otherwise."""
+        if visible not in ("bernoulli", "gaussian"):
+            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+        return visible
+
+    @staticmethod
+    def _check_same_dtype(arr: Array, name: str, W: Array) -> None:
+        # A ValueError: cd_epoch updates these in place, so a converted copy is not an option.
+        if arr.dtype != W.dtype:
+            raise ValueError(
+                f"{name} must have W's dtype ({W.dtype}): cd_epoch updates it in place. "
+                f"Received: {name}.dtype={arr.dtype}"
+            )
+
+    def check_cd_epoch(
+        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+        k: Any, learning_rate: Any, momentum: Any, weight_decay: Any, batch_size: Any, visible: Any,
+        chain: Array | None = None, sample_visible: Any = False,
+    ) -> tuple[int, int, bool]:
+        """Validate :meth:`cd_epoch`'s arguments; return ``(k, batch_size, sample_visible)``.
+
+        Every backend's ``cd_epoch`` calls this first, so all refuse the same
+        inputs with the same messages: ``k`` and ``batch_size`` ints ``>= 1``;
+        ``learning_rate`` finite and ``> 0``; ``momentum`` in ``[0, 1)``;
+        ``weight_decay`` finite and ``>= 0``; ``visible`` ``"bernoulli"`` or
+        ``"gaussian"``; ``X`` ``(n, n_visible)``; ``W`` ``(n_hidden,
+        n_visible)``; biases and momentum buffers of matching shapes and W's
+        dtype; ``chain`` (PCD) ``(>= min(batch_size, n), n_hidden)``.
+        Backend-specific needs (contiguity, device) stay with the backend.
+        """
+        for name, value in (("k", k), ("batch_size", batch_size)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+        for name, value, low, high, rule in (
+            ("learning_rate", learning_rate, 0.0, None, "> 0"),
+            ("momentum", momentum, 0.0, 1.0, "in [0, 1)"),
+            ("weight_decay", weight_decay, 0.0, None, ">= 0"),
+        ):
+            bad = not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value)
+            if not bad:
+                bad = (value <= low if name == "learning_rate" else value < low) or (high is not None and value >= high)
+            if bad:
+                raise ValueError(f"{name} must be a finite number {rule}. Received: {name}={value!r}")
+        self.check_rbm_visible(visible)
+        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
+        self._check_array(W, "W", 2)
+        nh, nv = int(W.shape[0]), int(W.shape[1])
+        self._check_array(X, "X", 2)
+        if int(X.shape[1]) != nv:
+            raise ValueError(f"X must have n_visible={nv} columns. Received: X.shape={tuple(X.shape)}")
+        for name, arr, n, units in (("bh", bh, nh, "hidden"), ("bv", bv, nv, "visible")):
+            self._check_array(arr, name, 1)
+            self._check_same_dtype(arr, name, W)
+            if int(arr.shape[0]) != n:
+                raise ValueError(
+                    f"{name} must have n_{units}={n} entries for W of shape {(nh, nv)}. "
+                    f"Received: {name}.shape={tuple(arr.shape)}"
+                )
+        shapes = [tuple(int(s) for s in a.shape) if hasattr(a, "shape") else None for a in (dW, dbh, dbv)]
+        if shapes != [(nh, nv), (nh,), (nv,)]:
+            raise ValueError(
+                f"dW, dbh and dbv must have the shapes of W, bh and bv ({(nh, nv)}, {(nh,)}, {(nv,)}). "
+                f"Received: dW.shape={shapes[0]}, dbh.shape={shapes[1]}, dbv.shape={shapes[2]}"
+            )
+        for name, arr in (("dW", dW), ("dbh", dbh), ("dbv", dbv)):
+            self._check_array(arr, name, len(arr.shape))
+            self._check_same_dtype(arr, name, W)
+        if chain is not None:
+            m = min(int(batch_size), int(X.shape[0]))
+            shape = tuple(int(s) for s in chain.shape) if hasattr(chain, "shape") else None
+            if shape is None or len(shape) != 2 or shape[1] != nh or shape[0] < m:
+                raise ValueError(
+                    f"chain must have shape (>= {m}, n_hidden={nh}) for batch_size={batch_size}. "
+                    f"Received: chain.shape={shape}"
+                )
+        return int(k), int(batch_size), sample_visible
+
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
         """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
         return self.sigmoid(self.gemm(v, W, trans2=True) + bh)
@@ -572,12 +675,16 @@ class Ops:
         (CD), then per step those of ``vk`` (``sample_visible``) and of
         ``h`` given ``vk`` (when drawn), each in C order.
         """
-        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
-        n = X.shape[0]
-        err = 0.0
+        k, batch_size, sample_visible = self.check_cd_epoch(
+            X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
+            weight_decay=weight_decay, batch_size=batch_size, visible=visible, chain=chain,
+            sample_visible=sample_visible,
+        )
+        n = int(X.shape[0])
+        errs = []
         for start in range(0, n, batch_size):
-            v0 = X[start:start + batch_size]
-            m = v0.shape[0]
+            v0 = self.take_rows(X, start, start + batch_size, W.dtype)
+            m = int(v0.shape[0])
             ph0 = self.rbm_hidden_probs(v0, W, bh)
             h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
             for step in range(k):
@@ -602,8 +709,28 @@ class Ops:
             dbv += scale * (v0.sum(axis=0) - vk.sum(axis=0))
             bv += dbv
             diff = v0 - vk
-            err += float((diff * diff).sum())
-        return err / n
+            errs.append((diff * diff).sum())
+        # Read back once, at the end (a device backend waits for its device here only).
+        return sum(float(e) for e in errs) / n
+
+    def check_rbm_ais(
+        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: Any, visible: Any,
+    ) -> tuple[np.ndarray, int]:
+        """Validate :meth:`rbm_ais_log_weights`'s arguments; return ``(betas as float64, n_runs)``."""
+        self.check_rbm_visible(visible)
+        if not isinstance(n_runs, numbers.Integral) or isinstance(n_runs, bool) or n_runs < 1:
+            raise ValueError(f"n_runs must be an int >= 1. Received: n_runs={n_runs!r}")
+        self._check_array(W, "W", 2)
+        nh, nv = int(W.shape[0]), int(W.shape[1])
+        for name, arr, n in (("bh", bh, nh), ("bv", bv, nv), ("base_bias", base_bias, nv)):
+            self._check_array(arr, name, 1, W.dtype)
+            if int(arr.shape[0]) != n:
+                raise ValueError(f"{name} must have n_{'hidden' if name == 'bh' else 'visible'}={n} entries. "
+                                 f"Received: {name}.shape={tuple(arr.shape)}")
+        betas = np.asarray(betas, dtype=np.float64)
+        if betas.ndim != 1 or betas.shape[0] < 2 or betas[0] != 0 or betas[-1] != 1 or not np.all(np.diff(betas) > 0):
+            raise ValueError(f"betas must increase from 0 to 1 inclusive. Received: betas of shape {betas.shape}")
+        return betas, int(n_runs)
 
     def rbm_ais_log_weights(
         self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
@@ -628,17 +755,18 @@ class Ops:
 
         ``log Z_B = log Z_A + log mean(exp(log w))``; see :mod:`neuroplug.likelihood`.
         """
-        betas = np.asarray(betas, dtype=np.float64)
+        betas, n_runs = self.check_rbm_ais(W, bh, bv, base_bias, betas, n_runs=n_runs, visible=visible)
         dtype = W.dtype
         gaussian = visible == "gaussian"
+        n_visible = int(W.shape[1])
         if gaussian:
-            v = base_bias + self.random_normal(rng, (n_runs, W.shape[1]), dtype)
+            v = base_bias + self.random_normal(rng, (n_runs, n_visible), dtype)
         else:
-            v = self.bernoulli(self.sigmoid(base_bias + self.alloc((n_runs, W.shape[1]), dtype)), rng)
+            v = self.bernoulli(self.sigmoid(base_bias + self.alloc((n_runs, n_visible), dtype)), rng)
         d_bias = bv - base_bias
-        log_w = np.zeros(n_runs, dtype=np.float64)
+        log_w = self.alloc(n_runs, np.float64)
         for k in range(1, betas.shape[0]):
-            b_prev, b_k = dtype.type(betas[k - 1]), dtype.type(betas[k])
+            b_prev, b_k = self.round_scalar(betas[k - 1], dtype), self.round_scalar(betas[k], dtype)
             act = self.gemm(v, W, trans2=True) + bh
             if gaussian:
                 da, db = v - base_bias, v - bv
@@ -647,14 +775,14 @@ class Ops:
                 visible_term = v @ d_bias
             # Per unit before summing: the two sums would cancel to a few ulps of their size.
             hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(axis=1)
-            log_w += (betas[k] - betas[k - 1]) * np.asarray(visible_term, dtype=np.float64)
-            log_w += np.asarray(hidden_term, dtype=np.float64)
+            log_w += float(betas[k] - betas[k - 1]) * self.astype(visible_term, np.float64)
+            log_w += self.astype(hidden_term, np.float64)
             if k == betas.shape[0] - 1:
                 break
             h = self.bernoulli(self.sigmoid(act * b_k), rng)
             mean = base_bias * (1 - b_k) + (self.gemm(h, W) + bv) * b_k
             v = mean + self.random_normal(rng, mean.shape, dtype) if gaussian else self.bernoulli(self.sigmoid(mean), rng)
-        return log_w
+        return np.asarray(self.to_numpy(log_w), dtype=np.float64)
 
     # --------------------------------------------------------------------- SBN
     # Sigmoid belief nets (Neal 1992).  Layer 0 is the visible layer, layer L
@@ -1078,9 +1206,9 @@ class Ops:
         )
         conv = dict(stride=stride, padding=padding, groups=groups, connections=connections)
         n = int(X.shape[0])
-        err = 0.0
+        errs = []
         for start in range(0, n, batch_size):
-            v0 = X[start:start + batch_size]
+            v0 = self.take_rows(X, start, start + batch_size, W.dtype)
             m = int(v0.shape[0])
             ph0, _ = self.crbm_pool_probs(self.conv2d(v0, W, bh, **conv), pool)
             h = self.crbm_sample_hidden(ph0, pool, rng)
@@ -1105,5 +1233,5 @@ class Ops:
             dbv += (learning_rate / n_visible) * (v0.sum(axis=(0, 2, 3)) - vk.sum(axis=(0, 2, 3)))
             bv += dbv
             diff = v0 - vk
-            err += float((diff * diff).sum())
-        return err / n
+            errs.append((diff * diff).sum())
+        return sum(float(e) for e in errs) / n

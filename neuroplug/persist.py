@@ -569,16 +569,22 @@ def _check_names(meta: dict[str, Any], where: str) -> dict[str, dict[str, str]]:
             continue
         if not isinstance(names, dict):
             raise ModelFormatError(f"{where!r} has a malformed plugin table")
-        registry = manager.registries[kind]
         for name, origin in names.items():
             origins[kind][name] = str(origin)
-            if name not in registry:
-                raise ModelFormatError(
-                    f"{where!r} uses the {kind} {name!r}, which no installed plugin provides. "
-                    f"It was saved with plugin {origin}; install that plugin to load this model. "
-                    f"Installed {kind}s: {', '.join(registry.names()) or '(none)'}."
-                )
+            _check_provenance(manager, kind, name, str(origin), where)
     return origins
+
+
+def _check_provenance(manager: Any, kind: str, name: str, origin: str | None, where: str) -> None:
+    """The plugin (and distribution) the file recorded must provide ``name`` now, unblocked and unique."""
+    from .registry import NameClashError, ProvenanceError
+
+    try:
+        manager.check_provenance(kind, name, origin)
+    except ProvenanceError as exc:
+        raise ModelFormatError(f"{where!r} uses {exc}") from None
+    except NameClashError as exc:
+        raise ModelFormatError(f"{where!r}: {exc}") from None
 
 
 def _check_spec_names(params: dict[str, Any], origins: dict[str, dict[str, str]], where: str) -> None:
@@ -587,13 +593,5 @@ def _check_spec_names(params: dict[str, Any], origins: dict[str, dict[str, str]]
 
     manager = get_plugin_manager()
     for kind, names in _layer_and_pretrainer_names(params).items():
-        registry = manager.registries[kind]
         for name in sorted(names):
-            if name not in registry:
-                origin = origins.get(kind, {}).get(name)
-                hint = (f" It was saved with plugin {origin}; install that plugin to load this model."
-                        if origin else "")
-                raise ModelFormatError(
-                    f"{where!r} uses the {kind} {name!r}, which no installed plugin provides.{hint} "
-                    f"Installed {kind}s: {', '.join(registry.names()) or '(none)'}."
-                )
+            _check_provenance(manager, kind, name, origins.get(kind, {}).get(name), where)

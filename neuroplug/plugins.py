@@ -15,6 +15,18 @@ NEUROPLUG_DISABLE_PLUGIN_AUTOLOAD
 NEUROPLUG_STRICT_PLUGINS
     Set to ``1`` to raise the first plugin error instead of warning and going
     on without the broken plugin.
+
+Hooks are called through pluggy's hook callers, one plugin at a time
+(:meth:`pluggy.PluginManager.subset_hook_caller` keeps only the plugin being
+loaded), so the ``register`` object each call receives is bound to that
+plugin.  ``tryfirst``/``trylast`` order a plugin's own implementations of a
+hook (several functions can implement one hook with ``specname=``),
+``wrapper=True`` and ``hookwrapper=True`` implementations wrap that plugin's
+registrations, and ``manager.pm.enable_tracing()`` traces every call.
+
+A plugin whose import raises anything but ``KeyboardInterrupt`` (a
+``SystemExit`` from ``sys.exit()`` included) is reported as broken, with its
+traceback, and neuroplug goes on without it.
 """
 
 from __future__ import annotations
@@ -22,18 +34,21 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy
 
 from . import hookspecs
 from .registry import (
+    Entry,
+    NameClashError,
     PluginError,
     PluginLoadError,
+    ProvenanceError,
     Register,
     RegistrationError,
     Registry,
@@ -51,6 +66,7 @@ __all__ = [
     "get_layer",
     "get_pretrainer",
     "get_backend",
+    "parse_origin",
 ]
 
 hookimpl = pluggy.HookimplMarker("neuroplug")
@@ -89,6 +105,38 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: PluginError | None = None
     blocked: bool = False
+    #: The distribution that ships the plugin (``"neuroplug"`` for built-ins;
+    #: ``None`` for a plugin registered at run time).
+    distribution: str | None = None
+    version: str | None = None
+    #: ``{kind: [names]}`` this plugin registers that another plugin registers too.
+    clashes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        """``"name (source)"``: how a saved model records the plugin that provided a name."""
+        return f"{self.name} ({self.source})"
+
+
+_ORIGIN_RE = re.compile(r"^(?P<plugin>[^\s(]+)(?: \((?P<source>.*)\))?$", re.S)
+_DIST_RE = re.compile(r" in (?P<dist>\S+) \S+$")
+
+
+def parse_origin(origin: str) -> tuple[str, str | None]:
+    """Split an origin string (see :attr:`PluginInfo.origin`) into ``(plugin, distribution)``.
+
+    The distribution is ``"neuroplug"`` for built-in plugins, the
+    distribution's name for entry-point plugins and ``None`` when the origin
+    does not say.
+    """
+    match = _ORIGIN_RE.match(str(origin).strip())
+    if match is None:
+        return str(origin).strip(), None
+    source = match.group("source") or ""
+    if source.startswith("built-in"):
+        return match.group("plugin"), "neuroplug"
+    dist = _DIST_RE.search(source)
+    return match.group("plugin"), (dist.group("dist") if dist else None)
 
 
 def _env_flag(name: str) -> bool:
@@ -189,7 +237,100 @@ class PluginManager:
                 info.registered = {
                     kind: reg.by_plugin(info.name) for kind, reg in self.registries.items()
                 }
+                info.clashes = {
+                    kind: names for kind, reg in self.registries.items()
+                    if (names := [n for n, who in reg.clashes().items() if info.name in who])
+                }
         return list(self._info.values())
+
+    def clashes(self) -> dict[str, dict[str, list[str]]]:
+        """``{kind: {name: [plugins]}}`` for every name that more than one plugin registers."""
+        self.load()
+        return {kind: reg.clashes() for kind, reg in self.registries.items() if reg.clashes()}
+
+    def plugin_info(self, name: str) -> PluginInfo | None:
+        """The :class:`PluginInfo` of plugin ``name`` (loaded, blocked or failed), or ``None``."""
+        self.load()
+        return self._info.get(name)
+
+    def provider(self, kind: str, name: str) -> PluginInfo:
+        """The :class:`PluginInfo` of the plugin that provides the ``kind`` ``name``.
+
+        Raises :class:`~neuroplug.registry.UnknownNameError` or
+        :class:`~neuroplug.registry.NameClashError` as a lookup does.
+        """
+        entry = self._registry(kind).entry(name)
+        return self._info[entry.plugin]
+
+    def _registry(self, kind: str) -> Registry:
+        self.load()
+        try:
+            return self.registries[kind]
+        except KeyError:
+            raise ValueError(f"kind must be one of {', '.join(sorted(self.registries))}. Received: kind={kind!r}") from None
+
+    def check_provenance(self, kind: str, name: str, recorded: str | None) -> Entry:
+        """Check that ``name`` is provided by the plugin (and distribution) a model file recorded.
+
+        Parameters
+        ----------
+        kind : {"layer", "pretrainer", "backend"}
+        name : str
+            The registered name the file uses.
+        recorded : str or None
+            The origin the file recorded (:attr:`PluginInfo.origin`, as
+            ``neuroplug.save`` writes it); ``None`` checks only that the name
+            is usable.
+
+        Returns
+        -------
+        Entry
+            The registry entry that will be used.
+
+        Raises
+        ------
+        NameClashError
+            Several plugins register ``name``.
+        ProvenanceError
+            ``name`` is not provided (the message says whether the recorded
+            plugin is blocked, failed to load or is not installed), or another
+            plugin (or distribution) than the recorded one provides it now.
+        """
+        registry = self._registry(kind)
+        plugin, dist = parse_origin(recorded) if recorded else (None, None)
+        if name in registry.clashes():
+            raise NameClashError(kind, name, registry.contenders(name))
+        # Messages continue a subject ("'model.npz' uses ..."), as neuroplug.load writes them.
+        if name not in registry:
+            known = f" Installed {kind}s: {', '.join(registry.names()) or '(none)'}."
+            saved = f" It was saved with plugin {recorded}." if recorded else ""
+            for info in self._info.values():
+                same = plugin is not None and (
+                    info.name == plugin or (dist not in (None, "neuroplug") and info.distribution == dist))
+                if same and info.blocked:
+                    raise ProvenanceError(
+                        f"the {kind} {name!r} of plugin {info.name!r}, which is installed but blocked by "
+                        f"NEUROPLUG_DISABLE_PLUGINS.{saved} Remove {info.name!r} from NEUROPLUG_DISABLE_PLUGINS "
+                        f"to load this model.{known}"
+                    )
+                if same and info.error is not None:
+                    raise ProvenanceError(
+                        f"the {kind} {name!r} of plugin {info.name!r}, which is installed but failed to load "
+                        f"({info.error}).{saved} Fix or reinstall that plugin to load this model.{known}"
+                    )
+            hint = f" It was saved with plugin {recorded}; install that plugin to load this model." if recorded else ""
+            raise ProvenanceError(f"the {kind} {name!r}, which no installed plugin provides.{hint}{known}")
+        entry = registry.entry(name)
+        now = self._info[entry.plugin]
+        if plugin is not None and (
+            now.name != plugin or (dist is not None and now.distribution is not None and now.distribution != dist)
+        ):
+            raise ProvenanceError(
+                f"the {kind} {name!r}, which was saved with plugin {recorded}, but plugin {now.origin} "
+                f"provides that name now and may compute something else. Install (or unblock) the original "
+                f"plugin and block the other one with NEUROPLUG_DISABLE_PLUGINS={now.name}."
+            )
+        return entry
 
     # -- loading ------------------------------------------------------------
     def load(self) -> "PluginManager":
@@ -202,16 +343,21 @@ class PluginManager:
             for name, module_path in self.builtins:
                 if self._seen(name):
                     continue
-                self._load_one(name, f"built-in ({module_path})", lambda m=module_path: importlib.import_module(m))
+                self._load_one(
+                    name, f"built-in ({module_path})", lambda m=module_path: importlib.import_module(m),
+                    distribution=("neuroplug", _neuroplug_version()),
+                )
             if self.autoload:
                 for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
                     if self._seen(ep.name):
                         continue
                     dist = getattr(ep, "dist", None)
                     where = f"entry point {ep.value}"
+                    distribution = None
                     if dist is not None:
-                        where += f" in {dist.metadata['Name']} {dist.version}"
-                    self._load_one(ep.name, where, ep.load)
+                        distribution = (dist.metadata["Name"], dist.version)
+                        where += f" in {distribution[0]} {distribution[1]}"
+                    self._load_one(ep.name, where, ep.load, distribution=distribution)
             self._loaded = True
         return self
 
@@ -260,17 +406,21 @@ class PluginManager:
             raise error
         warnings.warn(f"{error} (neuroplug goes on without plugin {info.name!r})", PluginWarning, stacklevel=4)
 
-    def _load_one(self, name: str, source: str, loader) -> None:
+    def _load_one(self, name: str, source: str, loader, distribution: tuple[str, str] | None = None) -> None:
         if name in self._info and self._info[name].error is None:
             raise PluginLoadError(f"A plugin named {name!r} is already registered ({self._info[name].source}).", plugin=name)
         info = PluginInfo(name=name, source=source)
+        if distribution is not None:
+            info.distribution, info.version = distribution
         self._info[name] = info
         if name in self.disabled:
             info.blocked = True
             return
         try:
             plugin = loader()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's sys.exit() must not end the host process
             err = PluginLoadError(f'Error importing plugin "{name}" ({source}): {type(exc).__name__}: {exc}', plugin=name)
             err.__cause__ = exc
             self._fail(info, err)
@@ -293,29 +443,44 @@ class PluginManager:
                 f'Plugin "{name}" ({source}) implements unknown hook(s) {", ".join(sorted(unknown))}; '
                 f"known hooks: {known}.", plugin=name))
             return
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         staged: list[tuple[Registry, list]] = []
         for kind, hook in _HOOKS:
             registry = self.registries[kind]
-            for impl in getattr(self.pm.hook, hook).get_hookimpls():
-                if impl.plugin is not plugin:
-                    continue
-                register = Register(registry, name)
-                try:
-                    impl.function(**{arg: register for arg in impl.argnames})
-                except RegistrationError as exc:
-                    self._fail(info, exc)
-                    return
-                except Exception as exc:
-                    err = PluginLoadError(
-                        f'Plugin "{name}" ({source}) raised in {hook}: {type(exc).__name__}: {exc}', plugin=name)
-                    err.__cause__ = exc
-                    self._fail(info, err)
-                    return
-                staged.append((registry, register.staged))
-        # Check the staged names against each other across hooks of this plugin
-        # once more (another plugin may not have changed them meanwhile: we hold the lock).
+            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls()):
+                continue
+            # pluggy's own caller, limited to this plugin: ordering, wrappers and tracing apply.
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            register = Register(registry, name)
+            try:
+                caller(register=register)
+            except RegistrationError as exc:
+                self._fail(info, exc)
+                return
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                err = PluginLoadError(
+                    f'Plugin "{name}" ({source}) raised in {hook}: {type(exc).__name__}: {exc}', plugin=name)
+                err.__cause__ = exc
+                self._fail(info, err)
+                return
+            staged.append((registry, register.staged))
+        # Commit only once every hook of this plugin succeeded (all or nothing; we hold the lock).
+        clashes = []
         for registry, entries in staged:
-            registry.commit(entries)
+            for clashed in registry.commit(entries):
+                clashes.append(NameClashError(registry.kind, clashed, registry.contenders(clashed)))
+        for error in clashes:
+            if self.strict:
+                raise error
+            warnings.warn(f"{error} (plugin {name!r}, {source})", PluginWarning, stacklevel=4)
+
+
+def _neuroplug_version() -> str:
+    from ._version import __version__
+
+    return __version__
 
 
 _manager: PluginManager | None = None

@@ -5,6 +5,10 @@ Plugins never touch a :class:`Registry` directly: each registering hook gets a
 hook call is staged and committed only when the whole call succeeded, so a
 plugin that fails halfway leaves nothing behind and the other plugins keep
 working.
+
+A name that two plugins register fails closed: neither object is used, and
+every lookup of the name raises :class:`NameClashError` naming both plugins
+until one of them is blocked (``NEUROPLUG_DISABLE_PLUGINS``) or unregistered.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ __all__ = [
     "PluginLoadError",
     "RegistrationError",
     "DuplicateNameError",
+    "NameClashError",
     "UnknownNameError",
+    "ProvenanceError",
     "Entry",
     "Registry",
     "Register",
@@ -51,8 +57,35 @@ class DuplicateNameError(RegistrationError):
     """Two plugins registered the same name for the same kind of thing."""
 
 
+class NameClashError(DuplicateNameError):
+    """Two or more plugins registered the same name: the name is unusable until one is blocked.
+
+    Raised by every lookup of the contested name (and, in strict mode, when
+    the clash arises).  ``name`` and ``kind`` say what is contested,
+    ``plugins`` lists the contending plugins in registration order, and
+    ``plugin`` is the one that registered the name last.
+    """
+
+    def __init__(self, kind: str, name: str, plugins: list[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.plugins = list(plugins)
+        who = " and ".join(repr(p) for p in self.plugins)
+        block = " or ".join(f"NEUROPLUG_DISABLE_PLUGINS={p}" for p in self.plugins)
+        super().__init__(
+            f"The {kind} name {name!r} is registered by more than one plugin ({who}), so neuroplug "
+            f"refuses to guess which one you mean. Block one of them (for example {block}), or "
+            f"uninstall one. Received: {kind}={name!r}",
+            plugin=self.plugins[-1],
+        )
+
+
 class UnknownNameError(ValueError):
     """A layer, pretrainer or backend name that no loaded plugin registered."""
+
+
+class ProvenanceError(ValueError):
+    """A saved model names a layer or pretrainer that is now missing, blocked or provided by another plugin."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,8 @@ class Registry:
         self.kind = kind
         self._validate = validate
         self._entries: dict[str, Entry] = {}
+        # Contested names: every contender, in registration order.
+        self._clashes: dict[str, list[Entry]] = {}
         self._failed_plugins: dict[str, str] = {}
 
     # -- reading -----------------------------------------------------------
@@ -92,6 +127,8 @@ class Registry:
         UnknownNameError
             When no plugin registered ``name``; the message lists the known
             names and any plugin that failed to load.
+        NameClashError
+            When more than one plugin registered ``name``.
         """
         return self.entry(name).obj
 
@@ -101,23 +138,38 @@ class Registry:
             return self._entries[name]
         except (KeyError, TypeError):
             pass
+        if isinstance(name, str) and name in self._clashes:
+            raise NameClashError(self.kind, name, self.contenders(name))
         known = ", ".join(sorted(self._entries)) or "(none)"
         msg = f"Unknown {self.kind} {name!r}. Known {self.kind}s: {known}."
         if self._failed_plugins:
             failed = "; ".join(f"{p}: {why}" for p, why in sorted(self._failed_plugins.items()))
             msg += f" Plugins that failed to load (they may have provided it): {failed}."
+        if self._clashes:
+            msg += f" Unusable because several plugins register them: {', '.join(sorted(self._clashes))}."
         msg += f" Received: {self.kind}={name!r}"
         raise UnknownNameError(msg)
 
     def names(self) -> list[str]:
-        """Sorted list of registered names."""
+        """Sorted list of usable registered names (contested names excluded)."""
         return sorted(self._entries)
 
     def by_plugin(self, plugin: str) -> list[str]:
-        """Sorted names that ``plugin`` registered."""
+        """Sorted usable names that ``plugin`` registered."""
         return sorted(n for n, e in self._entries.items() if e.plugin == plugin)
 
+    def clashes(self) -> dict[str, list[str]]:
+        """Contested names, each with the plugins that register it (in registration order)."""
+        return {name: self.contenders(name) for name in sorted(self._clashes)}
+
+    def contenders(self, name: str) -> list[str]:
+        """The plugins that register ``name`` (one when usable, none when unknown)."""
+        if name in self._clashes:
+            return [e.plugin for e in self._clashes[name]]
+        return [self._entries[name].plugin] if name in self._entries else []
+
     def __contains__(self, name: object) -> bool:
+        """True for a usable name (a contested name is not usable)."""
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry]:
@@ -136,12 +188,14 @@ class Registry:
                 "'_' and '-'.",
                 plugin=plugin,
             )
-        previous = self._entries.get(name) or (staged or {}).get(name)
+        # Another plugin's name is a clash, decided at commit; the same plugin twice is its own bug.
+        previous = (staged or {}).get(name)
+        if previous is None and self._entries.get(name, None) is not None and self._entries[name].plugin == plugin:
+            previous = self._entries[name]
         if previous is not None:
             raise DuplicateNameError(
                 f"Plugin {plugin!r} tried to register the {self.kind} {name!r}, which plugin "
-                f"{previous.plugin!r} already registered. Rename one of them, or block one "
-                "with NEUROPLUG_DISABLE_PLUGINS.",
+                f"{previous.plugin!r} already registered. Register each name once.",
                 plugin=plugin,
             )
         if self._validate is not None:
@@ -153,15 +207,33 @@ class Registry:
                     plugin=plugin,
                 ) from exc
 
-    def commit(self, entries: list[Entry]) -> None:
-        """Add already-checked entries."""
+    def commit(self, entries: list[Entry]) -> list[str]:
+        """Add already-checked entries; return the names that now clash (fail closed)."""
+        clashed = []
         for entry in entries:
-            self._entries[entry.name] = entry
+            if entry.name in self._clashes:
+                self._clashes[entry.name].append(entry)
+                clashed.append(entry.name)
+            elif entry.name in self._entries:
+                self._clashes[entry.name] = [self._entries.pop(entry.name), entry]
+                clashed.append(entry.name)
+            else:
+                self._entries[entry.name] = entry
+        return clashed
 
     def remove_plugin(self, plugin: str) -> None:
-        """Forget everything ``plugin`` registered."""
+        """Forget everything ``plugin`` registered; a name it contested goes back to the other plugin."""
         for name in self.by_plugin(plugin):
             del self._entries[name]
+        for name in list(self._clashes):
+            left = [e for e in self._clashes[name] if e.plugin != plugin]
+            if len(left) == 1:
+                del self._clashes[name]
+                self._entries[name] = left[0]
+            elif not left:
+                del self._clashes[name]
+            else:
+                self._clashes[name] = left
         self._failed_plugins.pop(plugin, None)
 
     def note_failure(self, plugin: str, why: str) -> None:
@@ -184,7 +256,11 @@ class Register:
         self._staged: dict[str, Entry] = {}
 
     def __call__(self, name: str, obj: Any) -> None:
-        """Register ``obj`` under ``name``; raises :class:`RegistrationError`."""
+        """Register ``obj`` under ``name``; raises :class:`RegistrationError`.
+
+        A name that another plugin already registered is accepted here and
+        becomes contested when committed (see :class:`NameClashError`).
+        """
         self.registry.check(name, obj, self.plugin, self._staged)
         self._staged[name] = Entry(name, obj, self.plugin)
 

@@ -56,6 +56,10 @@ The checks (names as in ``skip=``):
     ``forward`` refuses a batch of the wrong shape with a ``ValueError`` or
     ``TypeError`` whose message shows the shape it received.
 
+Backends have their own kit, :func:`check_ops` (see :mod:`neuroplug.testing_ops`),
+re-exported here with :func:`ops_checks`, :func:`parametrize_ops_checks` and
+:class:`OpsCheckError`.
+
 The pytest fixtures for plugin authors live in :mod:`neuroplug.pytest_plugin`.
 """
 
@@ -84,7 +88,15 @@ __all__ = [
     "parametrize_layer_checks",
     "make_layer_factory",
     "finite_difference_gradient",
+    "check_ops",
+    "ops_checks",
+    "parametrize_ops_checks",
+    "OpsCheckError",
+    "OpsCheck",
+    "OPS_CHECKS",
 ]
+
+from .testing_ops import OPS_CHECKS, OpsCheck, OpsCheckError, check_ops, ops_checks, parametrize_ops_checks  # noqa: E402
 
 LayerFactory = Any  # a Layer instance, a Layer class, a callable returning a Layer, or a spec string
 

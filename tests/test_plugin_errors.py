@@ -19,6 +19,7 @@ from neuroplug.plugins import PluginManager, PluginWarning, hookimpl
 from neuroplug.pretrain.base import Pretrainer
 from neuroplug.registry import (
     DuplicateNameError,
+    NameClashError,
     PluginLoadError,
     RegistrationError,
     UnknownNameError,
@@ -111,37 +112,76 @@ def assert_listed_as_failed(manager: PluginManager, name: str, *fragments: str) 
 # ---------------------------------------------------------------------------
 # A layer name that is already taken
 # ---------------------------------------------------------------------------
-def test_duplicate_layer_name_names_both_plugins_and_others_keep_working():
+def assert_clash_listed(manager: PluginManager, name: str, *plugins: str) -> None:
+    """``neuroplug plugins`` shows the clash under each contender and exits non-zero."""
+    text, ok = format_plugins(manager)
+    assert not ok
+    for plugin in plugins:
+        lines = text.splitlines()
+        i = next(i for i, line in enumerate(lines) if line.startswith(f"{plugin}  ["))
+        clash = next(line for line in lines[i + 1:] if line.startswith("    CLASH"))
+        assert repr(name) in clash and "NEUROPLUG_DISABLE_PLUGINS" in clash, (plugin, text)
+        for other in plugins:
+            assert repr(other) in clash or other == plugin, (plugin, clash)
+
+
+def test_duplicate_layer_name_fails_closed_and_names_both_plugins():
     manager = fresh_manager()
     manager.register(layer_plugin("first", {"double": Double}), "first")
-    error = register_failing(
-        manager, layer_plugin("second", {"twice": Double, "double": Double}), "second",
-        match="Plugin 'second' tried to register the layer 'double', which plugin 'first' already registered",
-    )
-    assert isinstance(error, DuplicateNameError) and error.plugin == "second"
-    # All or nothing: the failed plugin's other layer is not half-registered ...
-    assert "twice" not in manager.layers
-    # ... the first plugin keeps its layer, and a later plugin loads normally.
-    assert manager.layers.entry("double").plugin == "first"
-    assert_layer_works(manager, "double")
+    with pytest.warns(PluginWarning, match=r"'double' is registered by more than one plugin \('first' and 'second'\)"):
+        manager.register(layer_plugin("second", {"twice": Double, "double": Double}), "second")
+    # Neither plugin failed: each keeps its other names ...
+    assert manager.errors == []
+    assert_layer_works(manager, "twice")
+    # ... but the contested name is unusable, naming both plugins and how to block one.
+    with pytest.raises(NameClashError, match=r"'double'.*'first' and 'second'.*NEUROPLUG_DISABLE_PLUGINS=first") as info:
+        manager.layers.get("double")
+    assert info.value.plugins == ["first", "second"] and info.value.name == "double"
+    assert "double" not in manager.layers and "double" not in manager.layers.names()
+    assert manager.clashes() == {"layer": {"double": ["first", "second"]}}
+    assert_clash_listed(manager, "double", "first", "second")
+    # A later plugin loads normally; an unknown name mentions the contested one.
     manager.register(layer_plugin("third", {"triple": Double}), "third")
     assert_layer_works(manager, "triple")
-    assert_listed_as_failed(manager, "second", "'second'", "'double'", "'first'")
-    # Looking up what the failed plugin would have provided points at it.
-    with pytest.raises(UnknownNameError, match="twice.*Plugins that failed to load.*second"):
-        manager.layers.get("twice")
+    with pytest.raises(UnknownNameError, match="several plugins register them: double"):
+        manager.layers.get("quadruple")
+    # Blocking (here: removing) one contender makes the name usable again, from the other.
+    manager.unregister("second")
+    assert manager.layers.entry("double").plugin == "first"
+    assert_layer_works(manager, "double")
+    assert format_plugins(manager)[1]
 
 
-def test_taking_a_built_in_layer_name_is_refused():
+def test_clash_blocked_through_the_environment_variable_is_resolved():
+    manager = fresh_manager(disabled=("second",))
+    manager.register(layer_plugin("first", {"double": Double}), "first")
+    manager.register(layer_plugin("second", {"double": Double}), "second")
+    assert manager.layers.entry("double").plugin == "first"
+    assert manager.plugin_info("second").blocked
+
+
+def test_three_contenders_need_two_blocked():
+    manager = fresh_manager()
+    with pytest.warns(PluginWarning):
+        for name in ("a", "b", "c"):
+            manager.register(layer_plugin(name, {"double": Double}), name)
+    with pytest.raises(NameClashError, match="'a' and 'b' and 'c'"):
+        manager.layers.get("double")
+    manager.unregister("a")
+    with pytest.raises(NameClashError, match="'b' and 'c'"):
+        manager.layers.get("double")
+    manager.unregister("c")
+    assert manager.layers.entry("double").plugin == "b"
+
+
+def test_taking_a_built_in_layer_name_makes_it_unusable():
     manager = fresh_manager()
     builtin = manager.layers.names()[0]
     plugin_of_builtin = manager.layers.entry(builtin).plugin
-    register_failing(
-        manager, layer_plugin("shadow", {builtin: Double}), "shadow",
-        match=f"Plugin 'shadow' tried to register the layer '{builtin}', which plugin '{plugin_of_builtin}'",
-    )
-    assert manager.layers.entry(builtin).plugin == plugin_of_builtin
-    assert manager.layers.get(builtin) is not Double
+    with pytest.warns(PluginWarning, match=f"'{builtin}' is registered by more than one plugin \\('{plugin_of_builtin}' and 'shadow'\\)"):
+        manager.register(layer_plugin("shadow", {builtin: Double}), "shadow")
+    with pytest.raises(NameClashError, match=f"NEUROPLUG_DISABLE_PLUGINS=shadow"):
+        manager.layers.get(builtin)
 
 
 def test_duplicate_within_one_plugin_names_it():
@@ -159,12 +199,14 @@ def test_duplicate_within_one_plugin_names_it():
     assert "double" not in manager.layers
 
 
-def test_duplicate_in_strict_mode_raises():
+def test_duplicate_in_strict_mode_raises_and_still_fails_closed():
     manager = fresh_manager(strict=True)
     manager.register(layer_plugin("first", {"double": Double}), "first")
-    with pytest.raises(DuplicateNameError, match="'second'.*'double'.*'first'"):
+    with pytest.raises(NameClashError, match="'double'.*'first' and 'second'") as info:
         manager.register(layer_plugin("second", {"double": Double}), "second")
-    assert_layer_works(manager, "double")
+    assert isinstance(info.value, DuplicateNameError) and info.value.plugin == "second"
+    with pytest.raises(NameClashError):
+        manager.layers.get("double")
 
 
 # ---------------------------------------------------------------------------

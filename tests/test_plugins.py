@@ -19,7 +19,7 @@ from neuroplug.plugins import (
     get_plugin_manager,
     hookimpl,
 )
-from neuroplug.registry import DuplicateNameError, PluginLoadError, RegistrationError, UnknownNameError
+from neuroplug.registry import DuplicateNameError, NameClashError, PluginLoadError, RegistrationError, UnknownNameError
 
 
 @pytest.fixture
@@ -124,12 +124,14 @@ def test_duplicate_across_plugins_names_both():
         register("cpu", Ops)
 
     dup.neuroplug_register_backends = neuroplug_register_backends
-    with pytest.warns(PluginWarning, match="'dup'.*'cpu'.*'backends'"):
+    with pytest.warns(PluginWarning, match="'cpu'.*'backends' and 'dup'"):
         pm.register(dup, "dup")
-    (err,) = pm.errors
-    assert isinstance(err, DuplicateNameError)
-    # Nothing from the failed plugin was kept, everything else was.
-    assert "other" not in pm.backends and pm.backends.entry("cpu").plugin == "backends"
+    assert pm.errors == []
+    # The contested name fails closed; the plugin's other names work.
+    with pytest.raises(NameClashError, match="'cpu'.*'backends' and 'dup'.*NEUROPLUG_DISABLE_PLUGINS"):
+        pm.backends.get("cpu")
+    assert isinstance(NameClashError("backend", "cpu", ["a", "b"]), DuplicateNameError)
+    assert pm.backends.entry("other").plugin == "dup"
 
 
 def test_invalid_backend_class_is_refused():
@@ -212,3 +214,237 @@ def test_warnings_are_not_raised_for_healthy_setup():
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         PluginManager().load()
+
+
+# ---------------------------------------------------------------------------
+# Hooks go through pluggy's callers: ordering, wrappers, tracing
+# ---------------------------------------------------------------------------
+class _Orderly:
+    """Three implementations of one hook in one plugin (``specname=``), ordered by pluggy."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl(specname="neuroplug_register_backends", trylast=True)
+    def last(self, register):
+        self.calls.append("last")
+        register("last-one", Ops)
+
+    @hookimpl(specname="neuroplug_register_backends")
+    def middle(self, register):
+        self.calls.append("middle")
+
+    @hookimpl(specname="neuroplug_register_backends", tryfirst=True)
+    def first(self, register):
+        self.calls.append("first")
+
+
+def test_tryfirst_and_trylast_order_a_plugins_implementations():
+    pm = PluginManager(autoload=False, strict=True)
+    plugin = _Orderly()
+    pm.register(plugin, "orderly")
+    assert plugin.calls == ["first", "middle", "last"]
+    assert pm.backends.entry("last-one").plugin == "orderly"
+
+
+class _Wrapped:
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl(wrapper=True)
+    def neuroplug_register_layers(self, register):
+        self.calls.append(("new-style before", register.plugin))
+        result = yield
+        self.calls.append(("new-style after", [e.name for e in register.staged]))
+        return result
+
+    @hookimpl(hookwrapper=True, specname="neuroplug_register_layers")
+    def old_style(self, register):
+        self.calls.append(("old-style before", register.plugin))
+        yield
+        self.calls.append(("old-style after", [e.name for e in register.staged]))
+
+    @hookimpl(specname="neuroplug_register_layers")
+    def plain(self, register):
+        from neuroplug.layers.activations import ReLU
+
+        self.calls.append(("plain", None))
+        register("wrapped-relu", type("WrappedReLU", (ReLU,), {}))
+
+
+def test_wrapper_and_hookwrapper_implementations_run_around_the_plugins_registrations():
+    pm = PluginManager(autoload=False, strict=True)
+    plugin = _Wrapped()
+    pm.register(plugin, "wrapped")
+    kinds = [c[0] for c in plugin.calls]
+    assert kinds.index("plain") > kinds.index("new-style before") and kinds.index("plain") > kinds.index("old-style before")
+    assert ("new-style after", ["wrapped-relu"]) in plugin.calls
+    assert ("old-style after", ["wrapped-relu"]) in plugin.calls
+    assert ("new-style before", "wrapped") in plugin.calls
+    assert "wrapped-relu" in pm.layers
+
+
+def test_a_wrapper_that_raises_fails_its_plugin_with_its_name():
+    class Raising:
+        @hookimpl(wrapper=True)
+        def neuroplug_register_layers(self, register):
+            yield
+            raise RuntimeError("wrapper says no")
+
+    pm = PluginManager(autoload=False)
+    with pytest.warns(PluginWarning, match="raising.*neuroplug_register_layers.*wrapper says no"):
+        pm.register(Raising(), "raising")
+    assert [e.plugin for e in pm.errors] == ["raising"]
+
+
+def test_tracing_sees_every_hook_call():
+    pm = PluginManager(autoload=False)
+    seen = []
+    pm.pm.trace.root.setwriter(seen.append)
+    undo = pm.pm.enable_tracing()
+    try:
+        pm.load()
+    finally:
+        undo()
+    text = "".join(seen)
+    for hook in ("neuroplug_register_backends", "neuroplug_register_layers", "neuroplug_register_pretrainers"):
+        assert hook in text, text
+
+
+# ---------------------------------------------------------------------------
+# A plugin that ends the process at import is a broken plugin, not the end of the host
+# ---------------------------------------------------------------------------
+def test_sys_exit_at_import_is_a_broken_plugin(fake_dist):
+    fake_dist("import sys\nsys.exit(3)\n")
+    pm = PluginManager(autoload=True, disabled=(), strict=False)
+    with pytest.warns(PluginWarning, match='Error importing plugin "fakeplug".*SystemExit: 3'):
+        pm.load()
+    (err,) = [e for e in pm.errors if e.plugin == "fakeplug"]
+    assert isinstance(err, PluginLoadError) and isinstance(err.__cause__, SystemExit)
+    assert err.__cause__.__traceback__ is not None  # the traceback is kept
+    assert "dense" in pm.layers  # and everything else loaded
+    from neuroplug.cli import format_plugins
+
+    text, ok = format_plugins(pm)
+    assert not ok and "FAILED" in text and "SystemExit" in text
+
+
+def test_sys_exit_in_a_hook_is_a_broken_plugin():
+    plugin = types.ModuleType("quitter")
+    plugin.neuroplug_register_layers = hookimpl(lambda register: sys.exit("bye"))
+    pm = PluginManager(autoload=False)
+    with pytest.warns(PluginWarning, match="quitter.*SystemExit: bye"):
+        pm.register(plugin, "quitter")
+    assert [e.plugin for e in pm.errors] == ["quitter"]
+
+
+def test_cli_survives_a_plugin_that_exits(fake_dist):
+    path = fake_dist("import sys\nsys.exit(3)\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{path}:{__import__('os').environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "neuroplug", "plugins"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "fakeplug" in proc.stdout and "FAILED" in proc.stdout and "SystemExit" in proc.stdout
+    assert "dense" in proc.stdout
+
+
+def test_keyboard_interrupt_at_import_still_propagates(fake_dist):
+    fake_dist("raise KeyboardInterrupt\n")
+    pm = PluginManager(autoload=True, disabled=(), strict=False)
+    with pytest.raises(KeyboardInterrupt):
+        pm.load()
+
+
+# ---------------------------------------------------------------------------
+# Provenance: a saved model loads only against the plugin it was saved with
+# ---------------------------------------------------------------------------
+_TWIN_PLUGIN = """
+from neuroplug.layers.activations import ReLU
+from neuroplug.plugins import hookimpl
+
+class Twin(ReLU):
+    '''A layer an entry-point plugin provides.'''
+
+@hookimpl
+def neuroplug_register_layers(register):
+    register("twin", Twin)
+"""
+
+
+@pytest.fixture
+def swap_manager():
+    """``swap(manager)`` installs ``manager`` process-wide; the original comes back afterwards."""
+    from neuroplug.plugins import reset_plugin_manager
+
+    old = reset_plugin_manager(None)
+    try:
+        def swap(manager):
+            reset_plugin_manager(manager.load())
+            return manager
+
+        yield swap
+    finally:
+        reset_plugin_manager(old)
+
+
+def _impostor():
+    from neuroplug.layers.activations import Tanh
+
+    plugin = types.ModuleType("impostor")
+    plugin.neuroplug_register_layers = hookimpl(lambda register: register("twin", type("Impostor", (Tanh,), {})))
+    return plugin
+
+
+def test_load_checks_which_plugin_provides_each_layer(fake_dist, swap_manager, tmp_path):
+    import numpy as np
+
+    from neuroplug import load, save
+    from neuroplug.estimators import CNNClassifier
+    from neuroplug.persist import ModelFormatError
+
+    fake_dist(_TWIN_PLUGIN)
+    manager = swap_manager(PluginManager(autoload=True, disabled=(), strict=False))
+    assert manager.provider("layer", "twin").distribution == "fake-neuroplug-plugin"
+    X = np.random.default_rng(0).random((20, 4))
+    y = (X[:, 0] > 0.5).astype(int)
+    clf = CNNClassifier(("dense:3", "twin"), max_iter=1, random_state=0).fit(X, y)
+    path = save(clf, tmp_path / "m")
+    np.testing.assert_array_equal(load(path).predict(X), clf.predict(X))
+
+    # Installed but blocked: the message says so, rather than "install it".
+    swap_manager(PluginManager(autoload=True, disabled=("fakeplug",), strict=False))
+    with pytest.raises(ModelFormatError, match="layer 'twin' of plugin 'fakeplug', which is installed but blocked") as info:
+        load(path)
+    assert "install that plugin" not in str(info.value)
+
+    # Another plugin provides the name now: refused, naming both.
+    manager = swap_manager(PluginManager(autoload=True, disabled=("fakeplug",), strict=False))
+    manager.register(_impostor(), "impostor")
+    with pytest.raises(ModelFormatError, match=r"'twin', which was saved with plugin fakeplug \(entry point .*"
+                                               r"fake-neuroplug-plugin 1.2.3\), but plugin impostor .*NEUROPLUG_DISABLE_PLUGINS=impostor"):
+        load(path)
+
+    # Both at once: the name is contested, so nothing loads.
+    manager = swap_manager(PluginManager(autoload=True, disabled=(), strict=False))
+    with pytest.warns(PluginWarning):
+        manager.register(_impostor(), "impostor")
+    with pytest.raises(ModelFormatError, match="'twin' is registered by more than one plugin"):
+        load(path)
+    with pytest.raises(NameClashError):
+        CNNClassifier(("dense:3", "twin"), max_iter=1).fit(X, y)
+
+    # Not installed at all: "install that plugin".
+    swap_manager(PluginManager(autoload=False, disabled=(), strict=False))
+    with pytest.raises(ModelFormatError, match="'twin', which no installed plugin provides. It was saved with plugin fakeplug"):
+        load(path)
+
+
+def test_check_provenance_accepts_a_newer_version_of_the_same_distribution():
+    from neuroplug.plugins import parse_origin
+
+    pm = PluginManager(autoload=False)
+    assert parse_origin("lrn (entry point neuroplug_lrn.plugin in neuroplug-lrn 0.1.0)") == ("lrn", "neuroplug-lrn")
+    assert parse_origin("layers (built-in (neuroplug._builtin.layers))") == ("layers", "neuroplug")
+    assert parse_origin("testplug (registered at run time)") == ("testplug", None)
+    assert pm.check_provenance("layer", "dense", "layers (built-in (neuroplug._builtin.layers) 0.0.1)").plugin == "layers"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        pm.check_provenance("widget", "dense", None)

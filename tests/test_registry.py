@@ -4,6 +4,7 @@ import pytest
 
 from neuroplug.registry import (
     DuplicateNameError,
+    NameClashError,
     Entry,
     Register,
     RegistrationError,
@@ -26,13 +27,18 @@ def test_unknown_name_mentions_failed_plugins():
         reg.get("torch")
 
 
-def test_duplicate_name_names_both_plugins():
+def test_duplicate_name_fails_closed_and_names_both_plugins():
     reg = Registry("layer")
     reg.commit([Entry("lrn", object, "first-plugin")])
     register = Register(reg, "second-plugin")
-    with pytest.raises(DuplicateNameError, match=r"'second-plugin'.*'lrn'.*'first-plugin'") as info:
-        register("lrn", object)
-    assert info.value.plugin == "second-plugin"
+    register("lrn", int)  # accepted here, contested once committed
+    assert reg.commit(register.staged) == ["lrn"]
+    with pytest.raises(NameClashError, match=r"'lrn'.*'first-plugin' and 'second-plugin'") as info:
+        reg.get("lrn")
+    assert info.value.plugin == "second-plugin" and isinstance(info.value, DuplicateNameError)
+    assert "lrn" not in reg and reg.clashes() == {"lrn": ["first-plugin", "second-plugin"]}
+    reg.remove_plugin("first-plugin")
+    assert reg.get("lrn") is int and reg.clashes() == {}
 
 
 def test_duplicate_within_one_plugin_is_refused():

@@ -17,7 +17,7 @@ from neuroplug.layers.base import Layer
 from neuroplug.ops import Ops
 from neuroplug.plugins import PluginWarning, get_plugin_manager, hookimpl
 from neuroplug.pytest_plugin import neuroplug_manager, register_plugin  # noqa: F401 - fixtures
-from neuroplug.registry import DuplicateNameError
+from neuroplug.registry import RegistrationError
 from neuroplug.testing import (
     LAYER_CHECKS,
     LayerCheck,
@@ -317,11 +317,11 @@ def test_manager_fixture_is_fresh_and_process_wide(neuroplug_manager):
 
 
 def test_register_plugin_strict_raises_and_lenient_records(register_plugin, neuroplug_manager):
-    dup = _backend_plugin("numpy", Ops)
-    with pytest.raises(DuplicateNameError, match="'dup'.*'numpy'.*'backends'"):
-        register_plugin(dup, "dup")
+    bad = _backend_plugin("Not A Name", Ops)
+    with pytest.raises(RegistrationError, match="'dup'.*invalid backend name 'Not A Name'"):
+        register_plugin(bad, "dup")
     with pytest.warns(PluginWarning, match="'dup2'"):
-        register_plugin(dup, "dup2", strict=False)
+        register_plugin(bad, "dup2", strict=False)
     assert [e.plugin for e in neuroplug_manager.errors] == ["dup", "dup2"]
     assert neuroplug_manager.strict is False  # the fixture restored the manager's own setting
 

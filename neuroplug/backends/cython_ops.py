@@ -858,14 +858,12 @@ class CythonOps(Ops):
         """
         from neuroplug_core import rbm as _rbm
 
-        gaussian = self._rbm_check_visible(visible)
-        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
-        k = self._rbm_int(k, "k")
-        batch_size = self._rbm_int(batch_size, "batch_size")
-        rates = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
-        for name, value in rates.items():
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+        k, batch_size, sample_visible = self.check_cd_epoch(
+            X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
+            weight_decay=weight_decay, batch_size=batch_size, visible=visible, chain=chain,
+            sample_visible=sample_visible,
+        )
+        gaussian = visible == "gaussian"
         bit_generator = self._rbm_bit_generator(rng)
         self._check_array(W, "W", 2)
         buffers = {"W": W, "bh": bh, "bv": bv, "dW": dW, "dbh": dbh, "dbv": dbv}

@@ -194,12 +194,14 @@ def fallback(name: str, base: type = Ops) -> Callable[..., Any]:
 
 
 def _is_op(base: type, name: str) -> bool:
-    """Public methods of the reference are ops, except the ``check_*`` argument
-    validators, which work on anything with ``.shape`` and ``.dtype`` and are
+    """Public methods of the reference are ops, except its composite loops
+    (``Ops.composite_ops``), the ``check_*`` argument validators, which work on anything with ``.shape`` and ``.dtype`` and are
     therefore inherited as they are, and static helpers."""
     member = getattr(base, name, None)
     return (
         not name.startswith("_") and not name.startswith("check_")
+        # Composite loops run on this backend's own primitives: inherited, not wrapped.
+        and name not in getattr(base, "composite_ops", ())
         and callable(member) and not isinstance(member, type)
         # Static helpers (shape arithmetic) touch no arrays: inherited as they are.
         and not isinstance(inspect.getattr_static(base, name), staticmethod)
@@ -882,118 +884,40 @@ class TorchOps(Ops):
             v = self.rbm_sample_visible(h, W, bv, visible, rng)
         return v
 
-    def rbm_ais_log_weights(
-        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
-        rng: Any,
-    ) -> np.ndarray:
-        """Log importance weights of ``n_runs`` annealed importance sampling runs, as float64 NumPy.
-
-        The annealing path, Gibbs sweeps and random draws of
-        :meth:`neuroplug.ops.Ops.rbm_ais_log_weights`, with every run on the
-        device at once; the weights accumulate in float64 on the device and
-        are read back once, at the end.
-        """
-        self._check_visible(visible)
-        self._check_rng(rng)
-        if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
-            raise ValueError(f"n_runs must be an int >= 1. Received: n_runs={n_runs!r}")
-        W, bh, bv, base_bias = self._in(W), self._in(bh), self._in(bv), self._in(base_bias)
-        betas = np.asarray(betas, dtype=np.float64)
-        np_dtype = self._dtypes(W.dtype)[0]
-        gaussian = visible == "gaussian"
-        n_visible = int(W.shape[1])
-        if gaussian:
-            v = base_bias + self.random_normal(rng, (n_runs, n_visible), W.dtype)
-        else:
-            v = self.bernoulli(torch.sigmoid(base_bias).expand(n_runs, n_visible), rng)
-        d_bias = bv - base_bias
-        log_w = torch.zeros(n_runs, dtype=torch.float64, device=self.torch_device)
-        Wt = W.t()
-        for k in range(1, betas.shape[0]):
-            # The betas rounded to the weights' dtype, as the reference multiplies by them.
-            b_prev, b_k = float(np_dtype.type(betas[k - 1])), float(np_dtype.type(betas[k]))
-            act = torch.addmm(bh, v, Wt)
-            if gaussian:
-                da, db = v - base_bias, v - bv
-                visible_term = 0.5 * ((da * da).sum(dim=1) - (db * db).sum(dim=1))
-            else:
-                visible_term = torch.mv(v, d_bias)
-            # Per unit before summing: the two sums would cancel to a few ulps of their size.
-            hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(dim=1)
-            log_w.add_(visible_term.to(torch.float64), alpha=float(betas[k] - betas[k - 1]))
-            log_w.add_(hidden_term.to(torch.float64))
-            if k == betas.shape[0] - 1:
-                break
-            h = self.bernoulli(torch.sigmoid(act * b_k), rng)
-            mean = base_bias * (1 - b_k) + torch.addmm(bv, h, W) * b_k
-            if gaussian:
-                v = mean + self.random_normal(rng, mean.shape, mean.dtype)
-            else:
-                v = self.bernoulli(torch.sigmoid(mean), rng)
-        return self.to_numpy(log_w)
-
-    def cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
-    ) -> float:
-        """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order, on the device.
-
-        Same algorithm and update order as :meth:`neuroplug.ops.Ops.cd_epoch`.
-        ``X`` may be a host array (each mini-batch then moves to the device
-        once) or a device tensor.  ``W``, ``bh``, ``bv``, ``dW``, ``dbh``,
-        ``dbv`` (and ``chain``) are updated in place and must be tensors on the
-        device.  Returns the mean squared reconstruction error per sample; the
-        device is waited for once, at the end.
-        """
-        self._check_visible(visible)
-        sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
-        self._check_rng(rng)
+    def check_cd_epoch(self, X: Any, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
+                       chain: Array | None = None, **kwargs: Any) -> tuple[int, int, bool]:
+        """The reference's checks, plus: the arrays updated in place are tensors on the device."""
         for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
             self._inplace(arr, name)
         if chain is not None:
             self._inplace(chain, "chain")
-        for value, name in ((k, "k"), (batch_size, "batch_size")):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
-        n = int(X.shape[0])
-        if chain is not None and int(chain.shape[0]) < min(batch_size, n):
-            raise ValueError(
-                f"chain must have at least min(batch_size, n_samples) = {min(batch_size, n)} rows. "
-                f"Received: chain.shape={tuple(chain.shape)}"
-            )
-        on_device = isinstance(X, torch.Tensor)
-        err = torch.zeros((), dtype=torch.float64, device=self.torch_device)
-        Wt = W.t()
-        for start in range(0, n, batch_size):
-            batch = X[start:start + batch_size]
-            v0 = batch.to(device=self.torch_device, dtype=W.dtype) if on_device else self.asarray(batch, dtype=W.dtype)
-            m = int(v0.shape[0])
-            ph0 = torch.addmm(bh, v0, Wt).sigmoid_()
-            h = chain[:m] if chain is not None else self.bernoulli(ph0, rng)
-            for step in range(k):
-                vk = torch.addmm(bv, h, W)
-                if visible == "bernoulli":
-                    vk.sigmoid_()
-                if sample_visible:
-                    vk = self.bernoulli(vk, rng)
-                phk = torch.addmm(bh, vk, Wt).sigmoid_()
-                if chain is not None or step < k - 1:
-                    h = self.bernoulli(phk, rng)
-            if chain is not None:
-                chain[:m].copy_(h)
-            scale = learning_rate / m
-            dW.mul_(momentum)
-            dW.add_(torch.mm(ph0.t(), v0).sub_(torch.mm(phk.t(), vk)), alpha=scale)
-            dW.add_(W, alpha=-(learning_rate * weight_decay))
-            W.add_(dW)
-            dbh.mul_(momentum).add_(ph0.sum(dim=0).sub_(phk.sum(dim=0)), alpha=scale)
-            bh.add_(dbh)
-            dbv.mul_(momentum).add_(v0.sum(dim=0).sub_(vk.sum(dim=0)), alpha=scale)
-            bv.add_(dbv)
-            diff = v0 - vk
-            err += torch.dot(diff.reshape(-1), diff.reshape(-1))
-        return err.item() / n
+        return super().check_cd_epoch(X, W, bh, bv, dW, dbh, dbv, chain=chain, **kwargs)
+
+    def check_crbm_cd(self, X: Any, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array,
+                      **kwargs: Any) -> tuple[int, int, tuple[int, int]]:
+        """The reference's checks (a host ``X`` through a shape-only stand-in), plus in-place tensors."""
+        for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
+            self._inplace(arr, name)
+        if not isinstance(X, torch.Tensor):
+            if self.check_finite and not np.isfinite(X).all():
+                raise ValueError("X contains NaN or infinity.")
+            X = torch.empty(tuple(X.shape), dtype=self._tdtype(np.asarray(X[:0]).dtype), device="meta")
+        return super().check_crbm_cd(X, W, bh, bv, dW, dbh, dbv, **kwargs)
+
+    def take_rows(self, X: Any, start: int, stop: int, dtype: Any) -> Array:
+        """Rows ``start:stop`` of a host array or tensor, moved to the device in ``dtype`` (once per batch)."""
+        batch = X[start:stop]
+        if isinstance(batch, torch.Tensor):
+            return batch.to(device=self.torch_device, dtype=self._tdtype(dtype))
+        return self.asarray(batch, dtype=dtype)
+
+    def astype(self, x: Array, dtype: Any) -> Array:
+        """``x`` as a tensor of ``dtype`` on the device."""
+        return self._in(x).to(self._tdtype(dtype))
+
+    def round_scalar(self, value: float, dtype: Any) -> float:
+        """``value`` rounded to ``dtype`` as a Python float (torch takes no NumPy scalars)."""
+        return float(self._dtypes(dtype)[0].type(value))
 
     # ---------------------------------------------------- sigmoid belief nets
     def _bernoulli_logpmf_rows(self, x: Array, logits: Array) -> Array:
@@ -1207,65 +1131,6 @@ class TorchOps(Ops):
             return -(v.sum(dim=(2, 3)) @ bv) - hidden
         return 0.5 * (v - bv.view(1, -1, 1, 1)).square().sum(dim=(1, 2, 3)) - hidden
 
-    def crbm_cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: int, pool_size: Any, learning_rate: float, momentum: float, weight_decay: float,
-        sparsity_target: float, sparsity_cost: float, batch_size: int, visible: str, rng: Any,
-        stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None,
-    ) -> float:
-        """One epoch of CD-k for a convolutional RBM with probabilistic max-pooling, on the device.
-
-        The algorithm, update order and random draws of
-        :meth:`neuroplug.ops.Ops.crbm_cd_epoch`.  ``X`` may be a host array
-        (each mini-batch moves to the device once) or a device tensor; the
-        parameters and momentum buffers are updated in place and must be
-        tensors on the device.  The device is waited for once, at the end.
-        """
-        for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
-            self._inplace(arr, name)
-        on_device = isinstance(X, torch.Tensor)
-        # Validate everything once (a host X through a shape-only stand-in),
-        # then run the loop on the unchecked helpers.
-        X_check = X if on_device else torch.empty(tuple(X.shape), dtype=self._tdtype(np.asarray(X[:0]).dtype),
-                                                  device="meta")
-        k, batch_size, pool = self.check_crbm_cd(
-            X_check, W, bh, bv, dW, dbh, dbv, k=k, batch_size=batch_size, visible=visible, pool_size=pool_size
-        )
-        if not on_device and self.check_finite and not np.isfinite(X).all():
-            raise ValueError("X contains NaN or infinity.")
-        self._check_rng(rng)
-        conv = self.check_conv2d(X_check[:1], W, bh, stride, padding, groups, connections)
-        n, c, h, wd = (int(s) for s in X.shape)
-        err = torch.zeros((), dtype=torch.float64, device=self.torch_device)
-        bv_4d = bv.view(1, -1, 1, 1)
-        for start in range(0, n, batch_size):
-            batch = X[start:start + batch_size]
-            v0 = batch.to(device=self.torch_device, dtype=W.dtype) if on_device else self.asarray(batch, W.dtype)
-            m = int(v0.shape[0])
-            ph0, _ = self._crbm_probs(self._conv_fwd(v0, W, bh, *conv), pool)
-            hid = self._crbm_sample(ph0, pool, rng)
-            for step in range(k):
-                vk = self._conv_bwd_input(hid, W, (m, c, h, wd), *conv).add_(bv_4d)
-                if visible == "bernoulli":
-                    vk.sigmoid_()
-                phk, _ = self._crbm_probs(self._conv_fwd(vk, W, bh, *conv), pool)
-                if step + 1 < k:
-                    hid = self._crbm_sample(phk, pool, rng)
-            gW0, gb0 = self._conv_bwd_weights(ph0, v0, W.shape, *conv)
-            gWk, gbk = self._conv_bwd_weights(phk, vk, W.shape, *conv)
-            n_hidden = m * int(ph0.shape[2]) * int(ph0.shape[3])
-            n_visible = m * h * wd
-            dW.mul_(momentum).add_(gW0.sub_(gWk), alpha=learning_rate / n_hidden)
-            dW.add_(W, alpha=-(learning_rate * weight_decay))
-            W.add_(dW)
-            dbh.mul_(momentum).add_(gb0 - gbk, alpha=learning_rate / n_hidden)
-            dbh.add_(gb0.div_(-n_hidden).add_(sparsity_target), alpha=learning_rate * sparsity_cost)
-            bh.add_(dbh)
-            dbv.mul_(momentum).add_(v0.sum(dim=(0, 2, 3)).sub_(vk.sum(dim=(0, 2, 3))), alpha=learning_rate / n_visible)
-            bv.add_(dbv)
-            diff = (v0 - vk).reshape(-1)
-            err += torch.dot(diff, diff)
-        return err.item() / n
 
 
 install_fallbacks(TorchOps)
