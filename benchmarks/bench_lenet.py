@@ -58,7 +58,7 @@ def worker_neuroplug(args) -> dict:
 
     Xtr, ytr, Xte, yte = _mnist(args)
     clf = CNNClassifier(
-        LENET, input_shape=(1, 28, 28), optimizer="adam", learning_rate=1e-3, batch_size=128, alpha=0.0,
+        LENET, input_shape=(1, 28, 28), optimizer="adam", learning_rate=1e-3, batch_size=128, weight_decay=0.0,
         backend=args.backend, n_threads=args.threads, random_state=args.seed,
         augment=True if args.worker == "neuroplug-augment" else None,
     )

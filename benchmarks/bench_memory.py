@@ -151,7 +151,7 @@ def worker_leak(args: argparse.Namespace) -> dict:
 
     X, y = load_mnist(args.data, kind="t10k")
     Xtr, ytr, Xte, yte = X[: args.n_train], y[: args.n_train], X[-2000:], y[-2000:]
-    clf = CNNClassifier(LENET, input_shape=(1, 28, 28), batch_size=128, learning_rate=1e-3, alpha=0.0,
+    clf = CNNClassifier(LENET, input_shape=(1, 28, 28), batch_size=128, learning_rate=1e-3, weight_decay=0.0,
                         random_state=0)
     rss, anon, times = [], [], []
     for _ in range(args.epochs):

@@ -12,7 +12,6 @@ and ends with ``Received: name=value``.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -24,7 +23,16 @@ from sklearn.utils._param_validation import (
     make_constraint,
 )
 
-__all__ = ["ValidatedParams", "check_int", "check_real", "describe_constraints", "validate_params"]
+from ._checks import check_int, check_layer_sizes, check_real
+
+__all__ = [
+    "ValidatedParams",
+    "check_int",
+    "check_layer_sizes",
+    "check_real",
+    "describe_constraints",
+    "validate_params",
+]
 
 
 def _fmt(x: float) -> str:
@@ -107,33 +115,3 @@ class ValidatedParams:
 
     def _validate_params(self) -> None:
         validate_params(self)
-
-
-def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an int in ``[minimum, maximum]``, or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an int {bound}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_real(value: Any, name: str, low: float = -math.inf, high: float = math.inf, *,
-               closed: str = "both") -> float:
-    """``value`` as a finite float in the interval, or a ``ValueError`` naming ``name``.
-
-    ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``, as in
-    scikit-learn's ``Interval``.
-    """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        v = float(value)
-        ok = (v >= low if closed in ("both", "left") else v > low) and (
-            v <= high if closed in ("both", "right") else v < high)
-    if not ok:
-        lo = "[" if closed in ("both", "left") else "("
-        hi = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}. Received: {name}={value!r}")
-    return float(value)

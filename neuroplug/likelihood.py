@@ -65,6 +65,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._checks import check_int
+
 __all__ = [
     "AISResult",
     "ais_betas",
@@ -158,8 +160,7 @@ def rbm_log_partition_exact(W: Any, bh: Any, bv: Any, visible: str = "bernoulli"
     visible = _check_visible(visible)
     W, bh, bv = _check_params(W, bh, bv)
     W, bh, bv = W.astype(np.float64), bh.astype(np.float64), bv.astype(np.float64)
-    if not isinstance(max_units, numbers.Integral) or not 1 <= max_units <= MAX_EXACT_UNITS:
-        raise ValueError(f"max_units must be an int in [1, {MAX_EXACT_UNITS}]. Received: max_units={max_units!r}")
+    check_int(max_units, "max_units", 1, MAX_EXACT_UNITS)
     nh, nv = W.shape
     if visible == "bernoulli" and nv < nh:
         n_enum, enumerate_hidden = nv, False
@@ -197,8 +198,7 @@ def ais_betas(n_betas: int = DEFAULT_AIS_BETAS) -> np.ndarray:
     Murray 2008 used 500, 4,000 and 10,000).  Returns ``n_betas + 1``
     values.
     """
-    if not isinstance(n_betas, numbers.Integral) or isinstance(n_betas, bool) or n_betas < 3:
-        raise ValueError(f"n_betas must be an int >= 3. Received: n_betas={n_betas!r}")
+    check_int(n_betas, "n_betas", 3)
     n1 = max(1, round(n_betas / 29))
     n2 = max(1, round(n_betas * 8 / 29))
     n3 = n_betas - n1 - n2
@@ -319,8 +319,7 @@ def rbm_log_partition_ais(
     visible = _check_visible(visible)
     W, bh, bv = _check_params(W, bh, bv)
     nh, nv = W.shape
-    if not isinstance(n_runs, numbers.Integral) or isinstance(n_runs, bool) or n_runs < 2:
-        raise ValueError(f"n_runs must be an int >= 2. Received: n_runs={n_runs!r}")
+    check_int(n_runs, "n_runs", 2)
     if isinstance(betas, numbers.Integral) and not isinstance(betas, bool):
         beta_arr = ais_betas(int(betas))
     else:

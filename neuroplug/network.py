@@ -12,6 +12,7 @@ the loss (numerically stable, and the gradient is simply ``p - onehot``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import numpy as np
@@ -98,9 +99,9 @@ class Network:
         Shape of one sample: ``(channels, height, width)`` for images,
         ``(n_features,)`` for vectors.
     ops : Ops
-        The backend.  The network turns its ``check_finite`` off for the inner
-        layer calls and checks its own input once per :meth:`forward` instead
-        (when ``check_finite`` was on).
+        The backend.  When its ``check_finite`` is on, the network checks its
+        own input once per :meth:`forward` and gives the layers a copy of the
+        backend with the check off; the object passed in is never modified.
     rng : numpy.random.Generator, int or None
         Source of the initial weights (drawn in NumPy, so every backend starts
         from the same weights) and of the seed of the backend generator bound
@@ -138,12 +139,16 @@ class Network:
             raise TypeError(f"input_shape must be a tuple of ints. Received: input_shape={input_shape!r}") from None
         if not shape or min(shape) < 1:
             raise ValueError(f"input_shape must be a non-empty tuple of positive ints. Received: input_shape={input_shape!r}")
-        self.ops = ops
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64. Received: dtype={dtype!r}")
         self.check_input = bool(getattr(ops, "check_finite", False))
-        ops.check_finite = False
+        if self.check_input:
+            # The layers' calls skip the check (forward checks the input once); the caller's
+            # Ops object is left as it was.
+            ops = copy.copy(ops)
+            ops.check_finite = False
+        self.ops = ops
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.input_shape = shape
         self.shapes = [shape]

@@ -54,7 +54,8 @@ def test_same_seed_same_weights():
 def test_input_errors():
     ops = Ops()
     net = Network([Dense(2)], (4,), ops, rng=0)
-    assert ops.check_finite is False  # inner calls skip the check ...
+    # The caller's Ops is left alone (issue 20); the layers' calls skip the check ...
+    assert ops.check_finite is True and net.ops.check_finite is False
     with pytest.raises(ValueError, match=r"X must have shape \(n, 4\)"):
         net.forward(np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match="NaN or infinity"):  # ... the network checks its input once

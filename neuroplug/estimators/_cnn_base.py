@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import ValidatedParams
@@ -53,6 +55,8 @@ DEFAULT_LAYERS: tuple[str, ...] = (
 )
 
 _PREDICT_BATCH = PREDICT_BATCH
+# Per thread, per estimator: the network prediction runs on (never one a fit is training).
+_PREDICT_CACHE = threading.local()
 # Bit generators whose state __setstate__ may restore (the name is data, possibly from a model file).
 _BIT_GENERATORS = {
     cls.__name__: cls
@@ -80,7 +84,8 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         "lr_schedule": [str, Schedule],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "alpha": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [None, Interval(numbers.Real, 1, None, closed="left")],
@@ -105,7 +110,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         lr_schedule: str | Schedule = "constant",
         batch_size: int = 32,
         max_iter: int = 100,
-        alpha: float = 1e-4,
+        weight_decay: float = 1e-4,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
@@ -118,6 +123,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
+        alpha: Any = "deprecated",
     ) -> None:
         self.layers = layers
         self.input_shape = input_shape
@@ -126,7 +132,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_iter = max_iter
-        self.alpha = alpha
+        self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -139,6 +145,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.alpha = alpha
 
     # ------------------------------------------------------------ subclass API
     _loss: Any = None  # a neuroplug.network.Loss instance
@@ -239,10 +246,24 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         """Raw network output (logits or predictions) for validated input."""
         check_is_fitted(self, "network_weights_")
         X, _, _ = self._validate_X(X, reset=False)
-        # A network of its own: prediction never shares layer caches with a fit running in another thread.
-        network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
-        network.set_weights(self.network_weights_)
-        return network.predict(X.reshape(X.shape[0], *self.input_shape_), batch_size=_PREDICT_BATCH)
+        return self._predict_network().predict(X.reshape(X.shape[0], *self.input_shape_), batch_size=_PREDICT_BATCH)
+
+    def _predict_network(self) -> Network:
+        """A network per thread for prediction, rebuilt when the weights or the backend change.
+
+        Prediction never shares layer caches with a fit running in another
+        thread (an online-learning server predicts while ``partial_fit`` runs).
+        """
+        local = _PREDICT_CACHE.__dict__.setdefault("networks", weakref.WeakKeyDictionary())
+        key = (self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads,
+               id(self.network_weights_))
+        cached = local.get(self)
+        if cached is None or cached[0] != key:
+            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+            network.set_weights(self.network_weights_)
+            # The key holds the weights list itself, so its id cannot be reused while cached.
+            local[self] = cached = (key, network, self.network_weights_)
+        return cached[1]
 
     def _get_pretrainer(self) -> Pretrainer | None:
         if self.pretrainer is None:
@@ -264,9 +285,25 @@ class BaseCNN(ValidatedParams, BaseEstimator):
         return pretrainer
 
     # -------------------------------------------------------------- training
+    def _l2(self) -> float:
+        """The L2 weight decay: ``weight_decay``, or ``alpha`` (its name before 0.2) when given."""
+        if isinstance(self.alpha, str) and self.alpha == "deprecated":
+            return float(self.weight_decay)
+        return float(self.alpha)
+
+    def _warn_alpha(self) -> None:
+        if not (isinstance(self.alpha, str) and self.alpha == "deprecated"):
+            warnings.warn(
+                f"{type(self).__name__}: alpha is deprecated and will be removed in neuroplug 0.3; the L2 "
+                "penalty is called weight_decay in every neuroplug estimator. This fit uses "
+                f"alpha={self.alpha!r}; pass weight_decay instead.",
+                FutureWarning,
+                stacklevel=4,
+            )
+
     def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float) -> float:
         """One optimisation step; the hook a test (or a subclass) can patch."""
-        return network.train_batch(xb, yb, self._loss, self._optimizer, lr, float(self.alpha))
+        return network.train_batch(xb, yb, self._loss, self._optimizer, lr, self._l2())
 
     def _fresh_rng(self) -> np.random.Generator:
         return np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
@@ -280,6 +317,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
 
     def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
         first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)
+        self._warn_alpha()
         pretrainer = self._validate_nested_params() if first else None
         layers = self._build_layers() if first else None
         X, y, image_shape = self._validate_X(X, y, reset=first)
@@ -359,7 +397,7 @@ class BaseCNN(ValidatedParams, BaseEstimator):
             loss=self._loss, optimizer=self._optimizer,
             train_batch=lambda xb, yb, lr: self._train_batch(network, xb, yb, lr),
             learning_rate=float(self.learning_rate), schedule=get_schedule(self.lr_schedule),
-            alpha=float(self.alpha), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
+            alpha=self._l2(), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
             start_epoch=self.n_iter_, augmenter=get_augmenter(self.augment), validation=validation,
             stopping=stopping, verbose=int(self.verbose), name=type(self).__name__,
         )

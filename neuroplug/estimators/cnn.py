@@ -53,9 +53,12 @@ _PARAMS_DOC = """
         Mini-batch size (clipped to the number of samples).
     max_iter : int, default=100
         Maximum number of epochs (passes over the training data).
-    alpha : float, default=1e-4
-        L2 weight decay: ``0.5 * alpha * sum(W**2)`` over weights (not
+    weight_decay : float, default=1e-4
+        L2 weight decay: ``0.5 * weight_decay * sum(W**2)`` over weights (not
         biases) is added to the mean loss of each batch.
+    alpha : float, optional
+        Deprecated name of ``weight_decay`` (removed in 0.3); passing it
+        issues a FutureWarning.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified for
         classification), stop when its score (accuracy, or R^2) has not

@@ -21,13 +21,14 @@ import numbers
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..ops import Ops, conv2d_output_shape, normalize_pair
 from .._validation import ValidatedParams
+from ..models.engine import training_session, warn_interrupted
 from ..models.crbm import crbm_pool_output, train_crbm
 from ..pretrain.cdbn import renamed_n_iter
 from ._base import (
@@ -283,6 +284,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self.verbose = verbose
         self.n_iter = n_iter
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "ConvRBM":
         """Learn the filters from the images ``X`` by CD-k.
 
@@ -298,7 +300,6 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self : ConvRBM
             The fitted model.
         """
-        self._validate_params()
         with fit_transaction(self):
             X = self._validate_images(X, reset=True)
             kernel = normalize_pair(self.kernel_size, "kernel_size")
@@ -611,6 +612,7 @@ class ConvDBN(_ConvBase):
             rbms.append(rbm)
         return rbms
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "ConvDBN":
         """Train the layers greedily, bottom first, on the images ``X``.
 
@@ -626,10 +628,11 @@ class ConvDBN(_ConvBase):
         self : ConvDBN
             The fitted model.
         """
-        self._validate_params()
         rbms = self._layer_rbms()
-        with fit_transaction(self):
+        with fit_transaction(self), training_session() as (stop, owner):
             self._fit_layers(X, rbms)
+        if owner and stop.requested:
+            warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
         return self
 
     def _fit_layers(self, X: Any, rbms: list[ConvRBM]) -> None:

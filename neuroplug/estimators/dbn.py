@@ -22,8 +22,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams
+from .._validation import ValidatedParams, check_layer_sizes
 from ..ops import Ops
+from ..models.engine import training_session, warn_interrupted
 from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops
 from ._cnn_base import BaseCNN
 from .cnn import CNNClassifier
@@ -37,20 +38,8 @@ _LAYER_KEYS = ("k", "persistent", "sample_visible", "learning_rate", "momentum",
 
 
 def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
-    """Return ``hidden_layer_sizes`` as a non-empty tuple of positive ints or raise."""
-    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-        sizes = (sizes,)
-    try:
-        values = tuple(sizes)
-    except TypeError:
-        raise TypeError(
-            f"hidden_layer_sizes must be an int or a sequence of ints. Received: hidden_layer_sizes={sizes!r}"
-        ) from None
-    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(
-            f"hidden_layer_sizes must be a non-empty sequence of ints >= 1. Received: hidden_layer_sizes={sizes!r}"
-        )
-    return tuple(int(v) for v in values)
+    """``hidden_layer_sizes`` as a tuple of positive ints (see :func:`neuroplug._validation.check_layer_sizes`)."""
+    return check_layer_sizes(sizes)
 
 
 def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
@@ -268,7 +257,7 @@ class DBN(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             The fitted estimator.
         """
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        with fit_transaction(self):
+        with fit_transaction(self), training_session() as (stop, owner):
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
             X = validate_data(self, X, dtype=dtype, order="C")
             self.dtype_ = X.dtype.name
@@ -280,6 +269,9 @@ class DBN(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                     inputs = rbm.transform(inputs)
             self.rbms_ = rbms
             self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
+        if owner and stop.requested:
+            # The layers above the interrupted one keep their initial weights (no epoch ran).
+            warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
         return self
 
     @property
@@ -428,8 +420,9 @@ class DBNClassifier(CNNClassifier):
         Fine-tuning mini-batch size.
     max_iter : int, default=30
         Fine-tuning epochs.
-    alpha : float, default=1e-4
-        L2 weight decay of the fine-tuning.
+    weight_decay : float, default=1e-4
+        L2 weight decay of the fine-tuning (``alpha`` before 0.2, still
+        accepted with a FutureWarning).
     early_stopping, validation_fraction, n_iter_no_change, tol, augment, \
 backend, n_threads, dtype, random_state, verbose, warm_start
         As in :class:`~neuroplug.estimators.CNNClassifier`.  ``random_state``
@@ -515,7 +508,7 @@ validation_scores_, best_validation_score_
         lr_schedule: Any = "step:10,0.5",
         batch_size: int = 50,
         max_iter: int = 30,
-        alpha: float = 1e-4,
+        weight_decay: float = 1e-4,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
@@ -527,6 +520,7 @@ validation_scores_, best_validation_score_
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
+        alpha: Any = "deprecated",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
@@ -545,7 +539,7 @@ validation_scores_, best_validation_score_
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_iter = max_iter
-        self.alpha = alpha
+        self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -557,6 +551,7 @@ validation_scores_, best_validation_score_
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.alpha = alpha
 
     # The CNN machinery reads these two; a DBNClassifier derives them from its own parameters.
     @property

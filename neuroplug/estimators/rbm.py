@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams
+from .._validation import ValidatedParams, check_int
 from ..likelihood import (
     DEFAULT_AIS_BETAS,
     DEFAULT_AIS_RUNS,
@@ -46,12 +46,6 @@ EXACT_AUTO_UNITS = 20
 _PL_CHUNK_ELEMENTS = 1 << 22
 # Rows per backend call when transforming or scoring.
 _ROW_CHUNK = 4096
-
-
-def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
-    return int(value)
 
 
 class RBM(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -460,7 +454,7 @@ class RBM(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, T
             units).
         """
         check_is_fitted(self, "components_")
-        n_steps = _check_positive_int(n_steps, "n_steps", 0)
+        n_steps = check_int(n_steps, "n_steps", 0)
         v = self._validate_X(v, reset=False)
         ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
@@ -490,8 +484,8 @@ class RBM(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, T
             The samples.
         """
         check_is_fitted(self, "components_")
-        n_samples = _check_positive_int(n_samples, "n_samples")
-        n_steps = _check_positive_int(n_steps, "n_steps", 0)
+        n_samples = check_int(n_samples, "n_samples")
+        n_steps = check_int(n_steps, "n_steps", 0)
         ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
         dt = np.dtype(self.dtype_)

@@ -32,11 +32,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams
+from .._validation import ValidatedParams, check_int, check_layer_sizes
 from ..models.sbn import SBNState, init_sbn, recognition_probs, train_sbn
 from ..ops import Ops
 from ._base import (
     BACKEND_CONSTRAINT,
+    DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     RenamedCurveMixin,
     fit_transaction,
@@ -52,21 +53,8 @@ _SCORE_CHUNK_ELEMENTS = 1 << 22
 
 
 def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
-    """Return ``hidden_layer_sizes`` as a tuple of positive ints or raise."""
-    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-        sizes = (sizes,)
-    try:
-        values = tuple(sizes)
-    except TypeError:
-        raise TypeError(
-            f"hidden_layer_sizes must be an int or a sequence of ints. Received: hidden_layer_sizes={sizes!r}"
-        ) from None
-    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(
-            "hidden_layer_sizes must be a non-empty sequence of ints >= 1. "
-            f"Received: hidden_layer_sizes={sizes!r}"
-        )
-    return tuple(int(v) for v in values)
+    """``hidden_layer_sizes`` as a tuple of positive ints (see :func:`neuroplug._validation.check_layer_sizes`)."""
+    return check_layer_sizes(sizes)
 
 
 class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -115,7 +103,12 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
         Compute backend: a registered name (``"cpu"``, ``"numpy"``,
         ``"torch"``, ``"torch:cuda"``...) or an ``Ops`` instance.
     n_threads : int, default=None
-        Thread limit of the backend's kernels (``None``: OpenMP's limit).
+        Thread limit of the backend's kernels (``None``: OpenMP's limit;
+        negative values count back from the number of CPUs, ``-1``: all).
+    dtype : {"float32", "float64"} or None, default="float32"
+        Precision of the model.  ``None`` keeps float32 input in float32 and
+        computes in float64 otherwise, as the other estimators do; the
+        default computes in float32 whatever the input.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the order of the rows in each epoch and
         every Bernoulli draw.  With an int, :meth:`fit`, :meth:`sample` and
@@ -214,6 +207,7 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
         "transform_layers": [StrOptions({"top", "all"})],
         "backend": BACKEND_CONSTRAINT,
         "n_threads": N_THREADS_CONSTRAINT,
+        "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -231,6 +225,7 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
         transform_layers: str = "top",
         backend: str | Ops = "cpu",
         n_threads: int | None = None,
+        dtype: str | None = "float32",
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
@@ -244,6 +239,7 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
         self.transform_layers = transform_layers
         self.backend = backend
         self.n_threads = n_threads
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -252,10 +248,16 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
         return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        """Validate ``X`` and return it as float32 data for the model (binarized or checked)."""
-        X = validate_data(self, X, reset=reset, dtype=np.float32, order="C")
+        """Validate ``X`` and return it in the model's dtype (binarized or checked)."""
+        if reset:
+            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        else:
+            dtype = np.dtype(getattr(self, "dtype_", "float32"))  # models fitted before 0.2 are float32
+        X = validate_data(self, X, reset=reset, dtype=dtype, order="C")
+        if reset:
+            self.dtype_ = X.dtype.name
         if self.binarize is not None:
-            return (X > self.binarize).astype(np.float32)
+            return (X > self.binarize).astype(X.dtype)
         if X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "X must lie in [0, 1] when binarize=None (its values are Bernoulli targets); "
@@ -266,7 +268,7 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
 
     def _initialize(self, X: np.ndarray, sizes: tuple[int, ...]) -> None:
         """A fresh net (see :func:`neuroplug.models.sbn.init_sbn`)."""
-        self._set_state(init_sbn(X, sizes, self._rng))
+        self._set_state(init_sbn(X, sizes, self._rng, X.dtype))
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.history_ = []
@@ -367,7 +369,7 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
 
         Returns
         -------
-        H : ndarray of shape (n_samples, n_out), float32
+        H : ndarray of shape (n_samples, n_out), in the model's dtype
             ``n_out`` is the top layer's size, or the sum of all hidden
             sizes with ``transform_layers="all"`` (lowest layer first).
         """
@@ -379,34 +381,37 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
             return np.ascontiguousarray(np.hstack(layers))
         return layers[-1]
 
-    def sample(self, n_samples: int = 1) -> np.ndarray:
+    def sample(self, n_samples: int = 1, *, random_state: Any = None) -> np.ndarray:
         """Draw data vectors by ancestral sampling from the generative model.
 
         The top layer is drawn from its prior, then every layer below from
-        its conditional given the layer above.  The draws follow
-        ``random_state`` (the same samples on every call for an int).
+        its conditional given the layer above.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws; ``None`` uses the estimator's ``random_state``
+            (so an int gives the same samples on every call), as
+            :meth:`RBM.sample` and :meth:`DBN.sample` do.
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in), float32
+        X : ndarray of shape (n_samples, n_features_in), in the model's dtype
             Binary samples.
         """
         check_is_fitted(self, "generative_weights_")
-        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1. Received: n_samples={n_samples!r}")
+        n_samples = check_int(n_samples, "n_samples")
         ops = self._get_ops(fitted=True)
-        rng = ops.make_rng(int(check_random_state(self.random_state).randint(2**31 - 1)))
+        source = self.random_state if random_state is None else random_state
+        rng = ops.make_rng(int(check_random_state(source).randint(2**31 - 1)))
         layers = ops.sbn_sample(
             [ops.asarray(W) for W in self.generative_weights_],
             [ops.asarray(b) for b in self.generative_biases_],
             int(n_samples), rng,
         )
-        return np.asarray(ops.to_numpy(layers[0]), dtype=np.float32)
+        return np.asarray(ops.to_numpy(layers[0]), dtype=getattr(self, "dtype_", "float32"))
 
     def score_samples(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Importance-sampled estimate of ``log p(x)`` per row, in nats.
@@ -479,6 +484,6 @@ class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeatur
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # transform computes in float32 whatever the input dtype.
-        tags.transformer_tags.preserves_dtype = ["float32"]
+        # The default dtype="float32" computes in float32 whatever the input dtype.
+        tags.transformer_tags.preserves_dtype = ["float32"] if self.dtype == "float32" else ["float64", "float32"]
         return tags

@@ -22,7 +22,7 @@ __all__ = ["SBNState", "init_sbn", "recognition_probs", "train_sbn"]
 
 @dataclass
 class SBNState:
-    """The NumPy parameters of a sigmoid belief net (float32), bottom layer first."""
+    """The NumPy parameters of a sigmoid belief net, bottom layer first (one dtype throughout)."""
 
     generative_weights: list[np.ndarray]
     generative_biases: list[np.ndarray]
@@ -35,14 +35,15 @@ class SBNState:
                 self.recognition_weights, self.recognition_biases)
 
 
-def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator) -> SBNState:
+def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator, dtype: Any = np.float32) -> SBNState:
     """Small random weights; the data bias at the logit of the mean (the best factorial model)."""
+    dt = np.dtype(dtype)
     n_layers = len(sizes) - 1
-    gw = [rng.normal(0.0, 0.01, (sizes[i + 1], sizes[i])).astype(np.float32) for i in range(n_layers)]
-    rw = [rng.normal(0.0, 0.01, (sizes[i], sizes[i + 1])).astype(np.float32) for i in range(n_layers)]
+    gw = [rng.normal(0.0, 0.01, (sizes[i + 1], sizes[i])).astype(dt) for i in range(n_layers)]
+    rw = [rng.normal(0.0, 0.01, (sizes[i], sizes[i + 1])).astype(dt) for i in range(n_layers)]
     mean = np.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
-    gb = [np.log(mean / (1 - mean)).astype(np.float32)] + [np.zeros(n, dtype=np.float32) for n in sizes[1:]]
-    rb = [np.zeros(n, dtype=np.float32) for n in sizes[1:]]
+    gb = [np.log(mean / (1 - mean)).astype(dt)] + [np.zeros(n, dtype=dt) for n in sizes[1:]]
+    rb = [np.zeros(n, dtype=dt) for n in sizes[1:]]
     return SBNState(gw, gb, rw, rb)
 
 
@@ -69,7 +70,9 @@ def train_sbn(
     before the call.  The report's ``loss`` is the negated training bound on
     ``log p(x)`` (nats per row): lower is better.
     """
-    params = [[ops.asarray(np.array(p, dtype=np.float32)) for p in group] for group in state.groups()]
+    dt = np.dtype(state.generative_biases[0].dtype)
+    X = np.asarray(X, dtype=dt)
+    params = [[ops.asarray(np.array(p, dtype=dt)) for p in group] for group in state.groups()]
     backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
 
     def epoch(stop: StopFlag) -> EpochStats:
@@ -89,16 +92,16 @@ def train_sbn(
         advice=advice or f"Try a lower learning_rate (it was {learning_rate:g}).",
         loss_name="negative training bound", bar_label="neg_bound", callbacks=callbacks,
     )
-    new = SBNState(*([np.array(ops.to_numpy(p), dtype=np.float32) for p in group] for group in params))
+    new = SBNState(*([np.array(ops.to_numpy(p), dtype=dt) for p in group] for group in params))
     return new, report
 
 
 def recognition_probs(ops: Ops, X: np.ndarray, weights: Sequence[np.ndarray],
                       biases: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Mean-field pass up the recognition network: each hidden layer's probabilities (float32 NumPy)."""
+    """Mean-field pass up the recognition network: each hidden layer's probabilities (NumPy, the weights' dtype)."""
     h = ops.asarray(X)
     layers = []
     for W, b in zip(weights, biases):
         h = ops.sigmoid(ops.affine(h, ops.asarray(W), ops.asarray(b)))
-        layers.append(np.asarray(ops.to_numpy(h), dtype=np.float32))
+        layers.append(np.asarray(ops.to_numpy(h), dtype=np.asarray(W).dtype))
     return layers

@@ -199,17 +199,17 @@ def test_stopping_on_a_loss_plateau_keeps_the_best_epochs_weights(digits, monkey
         return next(losses)
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", scripted)
-    clf = _clf(max_iter=50, batch_size=len(X), alpha=0.0, n_iter_no_change=3).fit(X, y)
+    clf = _clf(max_iter=50, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3).fit(X, y)
     assert clf.n_iter_ == 6 and clf.best_loss_ == 0.5      # epochs 3-6: four without improvement
     assert _same_weights(clf.network_weights_, after_epoch[1])
     assert not _same_weights(clf.network_weights_, after_epoch[-1])
     # A fit that runs all its epochs keeps the last ones, whatever the loss did.
     losses = iter([1.0, 0.5, 0.9, 0.9])
     after_epoch.clear()
-    clf = _clf(max_iter=4, batch_size=len(X), alpha=0.0, n_iter_no_change=3).fit(X, y)
+    clf = _clf(max_iter=4, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3).fit(X, y)
     assert clf.n_iter_ == 4 and _same_weights(clf.network_weights_, after_epoch[-1])
     # A warm-started fit restores its own best epoch, even when an earlier fit had a lower loss.
-    warm = _clf(max_iter=50, batch_size=len(X), alpha=0.0, n_iter_no_change=2, warm_start=True)
+    warm = _clf(max_iter=50, batch_size=len(X), weight_decay=0.0, n_iter_no_change=2, warm_start=True)
     losses = iter([0.1, 0.2, 0.2, 0.2])
     warm.fit(X, y)
     losses = iter([0.8, 0.6, 0.7, 0.7, 0.7])
@@ -247,7 +247,7 @@ def test_weight_decay_shrinks_weights(digits):
     X, y = digits
     norms = []
     for alpha in (0.0, 1.0):
-        clf = _clf(alpha=alpha, optimizer="sgd", learning_rate=0.05, max_iter=5).fit(X, y)
+        clf = _clf(weight_decay=alpha, optimizer="sgd", learning_rate=0.05, max_iter=5).fit(X, y)
         norms.append(sum(float((w["W"] ** 2).sum()) for w in clf.network_weights_ if "W" in w))
     assert norms[1] < 0.5 * norms[0]
 

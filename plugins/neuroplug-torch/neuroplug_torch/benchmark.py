@@ -97,7 +97,7 @@ def time_neuroplug(X, y, X_test, y_test, *, backend: str, epochs: int = 3, batch
 
     clf = CNNClassifier(
         LENET_LAYERS, input_shape=(1, 28, 28), optimizer="adam", learning_rate=1e-3, batch_size=batch_size,
-        alpha=0.0, max_iter=epochs + 1, tol=0.0, n_iter_no_change=10_000, backend=backend, random_state=seed,
+        weight_decay=0.0, max_iter=epochs + 1, tol=0.0, n_iter_no_change=10_000, backend=backend, random_state=seed,
     )
     starts: list[float] = []
     train_batch = clf._train_batch
