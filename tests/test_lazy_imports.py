@@ -51,7 +51,9 @@ def test_import_neuroplug_does_not_load_estimators_or_sklearn_networks():
         print(CNNClassifier.__module__, "neuroplug.estimators" in sys.modules)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     eager, loaded = out.splitlines()
     assert eager == ""
     assert loaded == "neuroplug.estimators.cnn True"
