@@ -51,7 +51,15 @@ __all__ = [
     "save",
     "load",
     "ModelFormatError",
-    *_LAZY,
+    # the lazy names (_LAZY), spelled out for static tools
+    "CNNClassifier",
+    "CNNRegressor",
+    "RBM",
+    "DBN",
+    "DBNClassifier",
+    "SigmoidBeliefNet",
+    "ConvRBM",
+    "ConvDBN",
 ]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DownloadError", "get_data_home", "fetch_mnist", "fetch_fashion_mnist"]
+__all__ = ["DownloadError", "fetch_fashion_mnist", "fetch_mnist", "get_data_home"]
 
 #: Environment variable naming the cache directory (see :func:`get_data_home`).
 DATA_HOME_ENV = "NEUROPLUG_DATA"

@@ -52,7 +52,7 @@ class Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the http.server API
+            def do_GET(self):  # the http.server API
                 name = self.path.rsplit("/", 1)[-1]
                 outer.requests.append(name)
                 body = outer.files.get(name)
@@ -122,15 +122,15 @@ def test_downloads_once_into_the_cache_and_returns_scaled_arrays(
         "train-labels-idx1-ubyte.gz",
     ]  # no temporary file left
 
-    X2, y2 = fetch_mnist("train", progress=False)  # from the cache: no request
+    X2, _ = fetch_mnist("train", progress=False)  # from the cache: no request
     assert len(local_mnist.requests) == 2
     np.testing.assert_array_equal(X2, X)
-    X_test, y_test = fetch_mnist("test", progress=False)
+    X_test, _ = fetch_mnist("test", progress=False)
     assert X_test.shape == (N_TEST, 784) and len(local_mnist.requests) == 4
 
 
 def test_fashion_mnist_has_its_own_directory(local_mnist, tmp_path):
-    X, y = fetch_fashion_mnist("test", progress=False)
+    X, _ = fetch_fashion_mnist("test", progress=False)
     assert X.shape == (N_TEST, 784)
     assert (
         tmp_path / "cache" / "fashion_mnist" / "t10k-images-idx3-ubyte.gz"

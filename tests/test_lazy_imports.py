@@ -28,6 +28,7 @@ def test_from_import_of_estimators_and_persistence():
 
 
 def test_all_names_resolve():
+    assert set(neuroplug._LAZY) <= set(neuroplug.__all__)
     for name in neuroplug.__all__:
         assert getattr(neuroplug, name) is not None
 
