@@ -68,8 +68,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     # --plot DIR: pictures of the fitted model (neuroplug.plot.save_training_plots).
     p.add_argument(
         "--plot", metavar="DIR", default=None,
-        help="write loss-curve.png, filters.png (first layer) and confusion-matrix.png (test set) "
-             "to DIR; needs matplotlib: pip install 'neuroplug[plot]'",
+        help="write loss-curve.png, filters.png (first layer), confusion-matrix.png and misclassified.png "
+             "(test set) to DIR; needs matplotlib: pip install 'neuroplug[plot]'",
     )
     p.set_defaults(func=run_train)
     return p
