@@ -77,7 +77,10 @@ def _public(module_name: str) -> list[tuple[str, str]]:
     names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
     out = []
     for name in names:
-        role = _role(getattr(module, name, None))
+        try:
+            role = _role(getattr(module, name, None))
+        except ImportError:  # experimental names that need an explicit enable_* import
+            continue
         if role is not None:
             out.append((f"{module_name}.{name}", role))
     return out
