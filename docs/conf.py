@@ -93,17 +93,8 @@ GUIDE_PAGES = {
 }
 
 
-def guide_page(fullname: str) -> str | None:
-    """The user-guide page that explains ``fullname`` (used by the autosummary templates)."""
-    parts = fullname.split(".")
-    for end in range(len(parts), 0, -1):
-        page = GUIDE_PAGES.get(".".join(parts[:end]))
-        if page is not None:
-            return page
-    return None
-
-
-autosummary_context = {"guide_page": guide_page}
+# The templates (docs/_templates/autosummary) look a name up, then its parents.
+autosummary_context = {"guide_pages": GUIDE_PAGES}
 
 # -- Markdown (docs/plugins.md) ---------------------------------------------
 myst_heading_anchors = 3
@@ -114,6 +105,9 @@ myst_enable_extensions = ["colon_fence"]
 
 # -- The gallery --------------------------------------------------------------
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Dask's INFO logs (scheduler, nannies, workers) of the scaling example would
+# flood the build's output; set before any example imports dask.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg", category=UserWarning)
 
 sphinx_gallery_conf = {
