@@ -39,23 +39,47 @@ _TORCH = {
     "torch.optim.Adam": ("class", "generated/torch.optim.Adam.html"),
     "torch.bernoulli": ("function", "generated/torch.bernoulli.html"),
     "torch.set_num_threads": ("function", "generated/torch.set_num_threads.html"),
-    "torch.use_deterministic_algorithms": ("function", "generated/torch.use_deterministic_algorithms.html"),
+    "torch.use_deterministic_algorithms": (
+        "function",
+        "generated/torch.use_deterministic_algorithms.html",
+    ),
     "torch.cuda.is_available": ("function", "generated/torch.cuda.is_available.html"),
 }
 _MATPLOTLIB = {
     "matplotlib.figure.Figure": ("class", "api/_as_gen/matplotlib.figure.Figure.html"),
     "matplotlib.axes.Axes": ("class", "api/_as_gen/matplotlib.axes.Axes.html"),
     "matplotlib.lines.Line2D": ("class", "api/_as_gen/matplotlib.lines.Line2D.html"),
-    "matplotlib.image.AxesImage": ("class", "api/_as_gen/matplotlib.image.AxesImage.html"),
+    "matplotlib.image.AxesImage": (
+        "class",
+        "api/_as_gen/matplotlib.image.AxesImage.html",
+    ),
     "matplotlib.colorbar.Colorbar": ("class", "api/colorbar_api.html"),
-    "matplotlib.colors.Colormap": ("class", "api/_as_gen/matplotlib.colors.Colormap.html"),
+    "matplotlib.colors.Colormap": (
+        "class",
+        "api/_as_gen/matplotlib.colors.Colormap.html",
+    ),
     "matplotlib.pyplot": ("module", "api/pyplot_summary.html"),
-    "matplotlib.pyplot.figure": ("function", "api/_as_gen/matplotlib.pyplot.figure.html"),
+    "matplotlib.pyplot.figure": (
+        "function",
+        "api/_as_gen/matplotlib.pyplot.figure.html",
+    ),
 }
 
 _SKLEARN_MODULES = (
-    "base", "datasets", "decomposition", "dummy", "exceptions", "linear_model", "metrics", "model_selection",
-    "neural_network", "pipeline", "preprocessing", "svm", "utils", "utils.validation",
+    "base",
+    "datasets",
+    "decomposition",
+    "dummy",
+    "exceptions",
+    "linear_model",
+    "metrics",
+    "model_selection",
+    "neural_network",
+    "pipeline",
+    "preprocessing",
+    "svm",
+    "utils",
+    "utils.validation",
 )
 _SCIPY_MODULES = ("linalg", "signal", "special", "sparse", "stats", "optimize")
 
@@ -74,7 +98,9 @@ def _public(module_name: str) -> list[tuple[str, str]]:
         module = importlib.import_module(module_name)
     except ImportError:
         return []
-    names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+    names = getattr(module, "__all__", None) or [
+        n for n in dir(module) if not n.startswith("_")
+    ]
     out = []
     for name in names:
         try:
@@ -103,7 +129,10 @@ def _sklearn_entries() -> list[tuple[str, str, str]]:
 
 
 def _numpy_entries() -> list[tuple[str, str, str]]:
-    entries = [(name, role, f"reference/generated/{name}.html") for name, role in _public("numpy")]
+    entries = [
+        (name, role, f"reference/generated/{name}.html")
+        for name, role in _public("numpy")
+    ]
     entries += [
         ("numpy.random.Generator", "class", "reference/random/generator.html"),
         ("numpy.random.default_rng", "function", "reference/random/generator.html"),
@@ -115,11 +144,16 @@ def _numpy_entries() -> list[tuple[str, str, str]]:
 def _scipy_entries() -> list[tuple[str, str, str]]:
     entries = []
     for sub in _SCIPY_MODULES:
-        entries += [(name, role, f"reference/generated/{name}.html") for name, role in _public(f"scipy.{sub}")]
+        entries += [
+            (name, role, f"reference/generated/{name}.html")
+            for name, role in _public(f"scipy.{sub}")
+        ]
     return entries
 
 
-def _inventory(project: str, version: str, entries: list[tuple[str, str, str]]) -> bytes:
+def _inventory(
+    project: str, version: str, entries: list[tuple[str, str, str]]
+) -> bytes:
     seen = set()
     lines = []
     for name, role, page in entries:

@@ -14,7 +14,9 @@ import os
 __all__ = ["DOCS_URL", "DocLinkMixin"]
 
 #: Root of the published documentation (``NEUROPLUG_DOCS_URL`` overrides it, e.g. for a local build).
-DOCS_URL = os.environ.get("NEUROPLUG_DOCS_URL", "https://neuroplug.readthedocs.io/en/latest/")
+DOCS_URL = os.environ.get(
+    "NEUROPLUG_DOCS_URL", "https://neuroplug.readthedocs.io/en/latest/"
+)
 
 
 class DocLinkMixin:
@@ -28,7 +30,12 @@ class DocLinkMixin:
     """
 
     _doc_link_module = "neuroplug"
-    _doc_link_template = DOCS_URL.rstrip("/") + "/api/generated/{estimator_module}.{estimator_name}.html"
+    _doc_link_template = (
+        DOCS_URL.rstrip("/") + "/api/generated/{estimator_module}.{estimator_name}.html"
+    )
 
     def _doc_link_url_param_generator(self) -> dict[str, str]:
-        return {"estimator_module": "neuroplug.estimators", "estimator_name": type(self).__name__}
+        return {
+            "estimator_module": "neuroplug.estimators",
+            "estimator_name": type(self).__name__,
+        }

@@ -11,7 +11,9 @@ def _estimator_class(module):
 
 def test_link_to_the_api_page_of_the_public_name():
     est = _estimator_class("neuroplug.estimators.cnn")()
-    expected = DOCS_URL.rstrip("/") + "/api/generated/neuroplug.estimators.CNNClassifier.html"
+    expected = (
+        DOCS_URL.rstrip("/") + "/api/generated/neuroplug.estimators.CNNClassifier.html"
+    )
     assert est._get_doc_link() == expected
     html = est._repr_html_()
     assert f'href="{expected}"' in html
