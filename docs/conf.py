@@ -35,6 +35,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -61,6 +62,40 @@ numpydoc_show_class_members = False  # autosummary lists members; no duplicate t
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
+# -- Links to scikit-learn, NumPy, SciPy, PyTorch and Matplotlib --------------
+# The build runs offline: the inventories are written from the installed
+# packages (docs/intersphinx_offline.py), never downloaded.
+sys.path.insert(0, str(DOCS))
+from intersphinx_offline import write_inventories  # noqa: E402
+
+intersphinx_mapping = write_inventories(DOCS / "_build" / "intersphinx")
+
+# -- From each API page back to the user guide ----------------------------------
+#: Most specific first: a full name, else its module or a parent package.
+GUIDE_PAGES = {
+    "neuroplug.estimators.CNNClassifier": "guide/cnn",
+    "neuroplug.estimators.CNNRegressor": "guide/cnn",
+    "neuroplug.estimators": "guide/pretraining",
+    "neuroplug.layers": "guide/cnn",
+    "neuroplug.network": "guide/cnn",
+    "neuroplug.optimizers": "guide/cnn",
+    "neuroplug.augment": "guide/cnn",
+    "neuroplug.pretrain": "guide/pretraining",
+    "neuroplug.likelihood": "guide/pretraining",
+    "neuroplug.plot": "guide/plotting",
+    "neuroplug.persist": "guide/persistence",
+    "neuroplug.datasets": "tour",
+    "neuroplug.backends": "guide/backends",
+    "neuroplug.ops": "guide/backends",
+    "neuroplug.plugins": "plugins",
+    "neuroplug.registry": "plugins",
+    "neuroplug.testing": "plugins",
+}
+
+
+# The templates (docs/_templates/autosummary) look a name up, then its parents.
+autosummary_context = {"guide_pages": GUIDE_PAGES}
+
 # -- Markdown (docs/plugins.md) ---------------------------------------------
 myst_heading_anchors = 3
 # The plugin guide links folders of the repository (../plugins/neuroplug-lrn),
@@ -70,6 +105,9 @@ myst_enable_extensions = ["colon_fence"]
 
 # -- The gallery --------------------------------------------------------------
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Dask's INFO logs (scheduler, nannies, workers) of the scaling example would
+# flood the build's output; set before any example imports dask.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg", category=UserWarning)
 
 sphinx_gallery_conf = {
@@ -77,6 +115,8 @@ sphinx_gallery_conf = {
     "gallery_dirs": ["auto_examples"],
     "filename_pattern": r"/plot_",  # every plot_*.py script is executed
     "ignore_pattern": r"__init__\.py|/_",
+    # "Getting started" (examples/tour) first, then the rest by topic.
+    "subsection_order": ["../examples/tour", "../examples/cnn", "../examples/pretraining", "../examples/scaling"],
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -90,7 +130,9 @@ sphinx_gallery_conf = {
     # Gallery links from the API reference: "Examples using CNNClassifier".
     "doc_module": ("neuroplug",),
     "backreferences_dir": "api/backreferences",
-    "reference_url": {"neuroplug": None},
+    # A display object or a fitted figure as the last line of a cell is drawn,
+    # not printed as "<... object at 0x...>".
+    "ignore_repr_types": r"matplotlib\.|neuroplug\.plot\.|sklearn\.metrics\._plot|sklearn\.utils\._plotting|mpl_toolkits",
 }
 
 # -- Doctests of the guides ---------------------------------------------------

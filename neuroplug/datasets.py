@@ -156,3 +156,9 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, Any]:
         "dataset must be 'digits', a directory with MNIST IDX files, or an .npz file with X and y. "
         f"Received: dataset={name!r}"
     )
+
+
+# Downloads into a local cache (neuroplug.fetch), offered here next to the loaders.
+from .fetch import DownloadError, fetch_fashion_mnist, fetch_mnist, get_data_home  # noqa: E402
+
+__all__ += ["fetch_mnist", "fetch_fashion_mnist", "get_data_home", "DownloadError"]

@@ -18,10 +18,13 @@ Each display can be drawn again into another figure with ``plot``.
                                 CNN
 :class:`LossCurveDisplay`       ``loss_curve_`` and ``validation_scores_`` per
                                 epoch (or the training curve of a pretrainer)
+:class:`MisclassifiedDisplay`   the test images a classifier gets wrong, with
+                                their true and predicted labels
 ==============================  ==============================================
 
 :func:`plot_confusion_matrix` draws scikit-learn's
-:class:`~sklearn.metrics.ConfusionMatrixDisplay` for a fitted classifier.
+:class:`~sklearn.metrics.ConfusionMatrixDisplay` for a fitted classifier,
+titled with its accuracy.
 The ``plot_*`` functions are shorthands for the ``from_estimator`` methods,
 and :func:`save_training_plots` writes the pictures of a fitted CNN to PNG
 files (``neuroplug train --plot DIR``).
@@ -48,11 +51,13 @@ __all__ = [
     "SampleDisplay",
     "FeatureMapDisplay",
     "LossCurveDisplay",
+    "MisclassifiedDisplay",
     "plot_filters",
     "plot_samples",
     "plot_feature_maps",
     "plot_loss_curve",
     "plot_confusion_matrix",
+    "plot_misclassified",
     "save_training_plots",
 ]
 
@@ -311,7 +316,7 @@ class ImageGridDisplay:
         axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
         vmin = vmax = None
         if shared_scale and images.ndim == 3:
-            vmin, vmax = float(images.min()), float(images.max())
+            vmin, vmax = self._shared_limits(images)
         if images.ndim == 4:
             images = _rescale_rgb(images)
         cmap = self._default_cmap if cmap is None else cmap
@@ -330,6 +335,10 @@ class ImageGridDisplay:
             fig.suptitle(title)
         self.figure_, self.axes_, self.images_ = fig, axes, drawn
         return self
+
+    def _shared_limits(self, images: np.ndarray) -> tuple[float, float]:
+        """The one colour scale of ``shared_scale=True``: the overall minimum and maximum."""
+        return float(images.min()), float(images.max())
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +488,55 @@ class FilterDisplay(ImageGridDisplay):
     >>> W = np.random.default_rng(0).normal(size=(6, 1, 5, 5))  # (out_c, in_c, kh, kw)
     >>> FilterDisplay.from_weights(W).axes_.shape
     (2, 3)
+    >>> d = FilterDisplay.from_weights(W, shared_scale=True)  # one scale, centred on zero
+    >>> d.colorbar_ is not None, d.images_[0].get_clim() == d.images_[5].get_clim()
+    (True, True)
     """
+
+    #: Colour map of ``shared_scale=True``: zero white, positive red, negative blue.
+    _shared_cmap = "RdBu_r"
+
+    def plot(  # type: ignore[override]
+        self, *, shared_scale: bool = False, cmap: Any = None, colorbar: bool | None = None, **kwargs: Any
+    ) -> "FilterDisplay":
+        """Draw the filters; see :meth:`ImageGridDisplay.plot` for ``n_cols``, ``fig`` and ``title``.
+
+        Parameters
+        ----------
+        shared_scale : bool, default=False
+            One colour scale for every filter, centred on zero (``-m`` to
+            ``m`` with ``m`` the largest absolute weight), drawn with a
+            diverging colour map and one colour bar: the filters' signs and
+            magnitudes compare across the grid, which small (3x3) filters
+            need to read as more than noise.  By default each filter is
+            scaled to its own range in grey, which shows the shape of large
+            filters best.
+        cmap : str or matplotlib Colormap, default=None
+            Colour map (``None``: grey, or ``"RdBu_r"`` with
+            ``shared_scale=True``).
+        colorbar : bool, default=None
+            Draw a colour bar (``None``: with ``shared_scale=True`` only).
+        **kwargs
+            Passed to :meth:`ImageGridDisplay.plot`.
+
+        Returns
+        -------
+        display : FilterDisplay
+            ``self``, with ``figure_``, ``axes_``, ``images_`` and
+            ``colorbar_`` (``None`` when none is drawn) set.
+        """
+        if cmap is None and shared_scale:
+            cmap = self._shared_cmap
+        super().plot(shared_scale=shared_scale, cmap=cmap, **kwargs)
+        self.colorbar_ = None
+        if (shared_scale if colorbar is None else colorbar) and self.images_ and self.images_[0].get_array().ndim == 2:
+            self.colorbar_ = self.figure_.colorbar(self.images_[0], ax=self.axes_, shrink=0.8, label="weight")
+        return self
+
+    def _shared_limits(self, images: np.ndarray) -> tuple[float, float]:
+        """Symmetric around zero, so that white is a zero weight in every filter."""
+        m = float(np.abs(images).max()) or 1.0
+        return -m, m
 
     @classmethod
     def from_weights(
@@ -832,6 +889,146 @@ class FeatureMapDisplay(ImageGridDisplay):
 
 
 # ---------------------------------------------------------------------------
+# Misclassified images
+# ---------------------------------------------------------------------------
+class MisclassifiedDisplay(ImageGridDisplay):
+    """The test images a classifier gets wrong, each titled ``true -> predicted``.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, height, width) or (n, height, width, 3)
+        The misclassified images.
+    titles : sequence of str, default=None
+        One title per image (``from_estimator``: ``"3 → 8"``, the true
+        label, then the predicted one).
+    n_channels : int, default=1
+        Images per item (see :class:`ImageGridDisplay`).
+    title : str, default=None
+        Title above the grid.
+
+    Attributes
+    ----------
+    figure_ : matplotlib.figure.Figure
+        The figure drawn into.
+    axes_ : ndarray of matplotlib.axes.Axes of shape (n_rows, n_cols)
+        The grid.
+    images_ : list of matplotlib.image.AxesImage
+        One per image shown.
+    indices_ : ndarray of int
+        Row of ``X`` of each image shown (set by :meth:`from_estimator`).
+    y_true_, y_pred_ : ndarray
+        True and predicted label of each image shown.
+    n_errors_ : int
+        Number of misclassified samples in ``X`` (shown or not).
+
+    See Also
+    --------
+    plot_confusion_matrix : Counts of every (true, predicted) pair.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> from neuroplug.plot import MisclassifiedDisplay
+    >>> X, y = np.random.default_rng(0).random((6, 16)), np.array([0, 1, 1, 0, 1, 1])
+    >>> clf = DummyClassifier(strategy="most_frequent").fit(X, y)  # predicts 1
+    >>> d = MisclassifiedDisplay.from_estimator(clf, X, y)
+    >>> d.indices_.tolist(), [ax.get_title() for ax in d.axes_.flat]
+    ([0, 3], ['0 → 1', '0 → 1'])
+    """
+
+    _default_cmap = "gray_r"
+
+    def plot(self, *, shared_scale: bool = True, **kwargs: Any) -> "MisclassifiedDisplay":  # type: ignore[override]
+        """Draw the images (on one grey scale by default); see :meth:`ImageGridDisplay.plot`.
+
+        Returns
+        -------
+        display : MisclassifiedDisplay
+        """
+        super().plot(shared_scale=shared_scale, **kwargs)
+        return self
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator: Any,
+        X: Any,
+        y: Any,
+        *,
+        max_images: int | None = 25,
+        image_shape: tuple[int, ...] | None = None,
+        title: str | None = None,
+        **plot_kwargs: Any,
+    ) -> "MisclassifiedDisplay":
+        """Predict ``X`` and draw the images whose prediction differs from ``y``.
+
+        Parameters
+        ----------
+        estimator : fitted classifier
+            Any classifier (a pipeline included) whose ``predict`` takes ``X``.
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            The images, in a form ``predict`` accepts.
+        y : array-like of shape (n_samples,)
+            True labels.
+        max_images : int or None, default=25
+            Show at most this many (the first ones, in the order of ``X``).
+        image_shape : tuple of int, default=None
+            ``(h, w)`` or ``(c, h, w)`` of one row of 2-D ``X``; ``None``
+            uses the estimator's ``input_shape_``, else a square image.
+        title : str, default=None
+            Title above the grid (``None``: how many of how many are wrong).
+        **plot_kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : MisclassifiedDisplay
+
+        Raises
+        ------
+        ValueError
+            When ``X`` and ``y`` disagree in length, or every sample is
+            classified right (there is no image to draw).
+        """
+        X_arr = np.asarray(X)
+        y_true = np.asarray(y)
+        if X_arr.shape[0] != y_true.shape[0] or y_true.ndim != 1:
+            raise ValueError(
+                f"X and y must hold the same number of samples, y one label each. "
+                f"Received: X.shape={X_arr.shape}, y.shape={y_true.shape}"
+            )
+        y_pred = np.asarray(estimator.predict(X))
+        wrong = np.flatnonzero(y_pred != y_true)
+        if wrong.size == 0:
+            raise ValueError(
+                f"Every one of the {len(y_true)} samples is classified right: there is no misclassified image to draw."
+            )
+        shown = _limit(wrong, max_images, "max_images")
+        rows = X_arr[shown].reshape(len(shown), -1).astype(np.float64)
+        images = _rows_to_images(rows, image_shape, _final_step(estimator), "X")
+        if images.ndim == 4:
+            images, _ = _images_for_display(images, "rgb" if images.shape[1] == 3 else 0, "X")
+        titles = [f"{t} → {p}" for t, p in zip(y_true[shown], y_pred[shown])]
+        if title is None:
+            title = f"Misclassified: {wrong.size} of {len(y_true)} (true → predicted)"
+            if shown.size < wrong.size:
+                title += f", the first {shown.size} shown"
+        display = cls(images, titles=titles, title=title)
+        display.indices_, display.y_true_, display.y_pred_ = shown, y_true[shown], y_pred[shown]
+        display.n_errors_ = int(wrong.size)
+        return display.plot(**plot_kwargs)
+
+
+def _final_step(estimator: Any) -> Any:
+    """The last step of a pipeline (it knows the input shape), or the estimator itself."""
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
+
+
+# ---------------------------------------------------------------------------
 # Training curves
 # ---------------------------------------------------------------------------
 #: Training curves of the estimators, in the order they are looked for:
@@ -1017,6 +1214,11 @@ def plot_loss_curve(estimator: Any, **kwargs: Any) -> LossCurveDisplay:
     return LossCurveDisplay.from_estimator(estimator, **kwargs)
 
 
+def plot_misclassified(estimator: Any, X: Any, y: Any, **kwargs: Any) -> MisclassifiedDisplay:
+    """Draw the images a fitted classifier gets wrong: :meth:`MisclassifiedDisplay.from_estimator`."""
+    return MisclassifiedDisplay.from_estimator(estimator, X, y, **kwargs)
+
+
 def plot_confusion_matrix(
     estimator: Any,
     X: Any,
@@ -1025,6 +1227,7 @@ def plot_confusion_matrix(
     ax: Any = None,
     normalize: str | None = None,
     cmap: Any = "Blues",
+    title: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """Draw the confusion matrix of a fitted classifier on ``X``, ``y`` with scikit-learn's display.
@@ -1045,24 +1248,36 @@ def plot_confusion_matrix(
         (columns) or all samples.
     cmap : str or matplotlib Colormap, default="Blues"
         Colour map.
+    title : str, default=None
+        Title of the axes.  ``None``: the estimator's name, its accuracy
+        on ``X``, ``y`` and the number of samples; ``""`` for none.
     **kwargs
-        Passed to :meth:`sklearn.metrics.ConfusionMatrixDisplay.from_estimator`.
+        Passed to :meth:`sklearn.metrics.ConfusionMatrixDisplay.from_predictions`
+        (``display_labels``, ``values_format``, ``colorbar``, ...).
 
     Returns
     -------
     display : sklearn.metrics.ConfusionMatrixDisplay
-        With ``figure_``, ``ax_`` and ``confusion_matrix`` set.
+        With ``figure_``, ``ax_``, ``confusion_matrix`` and ``accuracy_``
+        (the share of ``y`` predicted right) set.
     """
     _require_matplotlib("plot_confusion_matrix")
-    from sklearn.metrics import ConfusionMatrixDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score
 
+    y_pred = estimator.predict(X)
     if ax is None:
         import matplotlib.pyplot as plt
 
         n_classes = len(getattr(estimator, "classes_", ())) or 10
         side = min(9.0, max(4.0, 0.4 * n_classes + 1.5))
         _, ax = plt.subplots(figsize=(side, side))
-    return ConfusionMatrixDisplay.from_estimator(estimator, X, y, ax=ax, normalize=normalize, cmap=cmap, **kwargs)
+    display = ConfusionMatrixDisplay.from_predictions(y, y_pred, ax=ax, normalize=normalize, cmap=cmap, **kwargs)
+    display.accuracy_ = float(accuracy_score(y, y_pred))
+    if title is None:
+        title = f"{type(_final_step(estimator)).__name__}: accuracy {display.accuracy_:.1%} on {len(y_pred)} samples"
+    if title:
+        display.ax_.set_title(title)
+    return display
 
 
 # ---------------------------------------------------------------------------
@@ -1073,35 +1288,47 @@ TRAINING_PLOT_FILES = {
     "loss": "loss-curve.png",
     "filters": "filters.png",
     "confusion": "confusion-matrix.png",
+    "misclassified": "misclassified.png",
+    "samples": "samples.png",
 }
 
 
 def _first_layer_display(estimator: Any) -> FilterDisplay | None:
     """The first layer's filters (convolution, or dense weights on image input); ``None`` if they are no images."""
     try:
-        return FilterDisplay.from_estimator(estimator)
+        return FilterDisplay.from_estimator(estimator, shared_scale=True)
     except ValueError:
         return None  # e.g. a dense network on input that is no image
 
 
 def save_training_plots(
-    estimator: Any, X_test: Any, y_test: Any, directory: str | Any, *, dpi: int = 100
+    estimator: Any, X_test: Any = None, y_test: Any = None, directory: str | Any = ".", *, dpi: int = 100
 ) -> list[Any]:
-    """Write the pictures of a fitted CNN to PNG files in ``directory``.
+    """Write the pictures of a fitted model to PNG files in ``directory``.
 
-    ``loss-curve.png`` (training loss, and validation score with early
-    stopping), ``filters.png`` (the first convolution's filters, or the
-    first dense layer's weights when the network has no convolution and
-    takes images) and, for a classifier, ``confusion-matrix.png`` on
-    ``X_test``, ``y_test``.  The directory is created when missing.
+    ``loss-curve.png`` (the training curve, and the validation score with
+    early stopping; left out for a model that records none),
+    ``filters.png`` (the first layer's filters on one colour scale centred
+    on zero, or the first dense layer's weights when the network has no
+    convolution and takes images), and
+
+    * for a classifier given ``X_test`` and ``y_test``:
+      ``confusion-matrix.png`` (titled with the test accuracy) and
+      ``misclassified.png`` (up to 25 wrongly classified test images with
+      their true and predicted labels; left out when there is none);
+    * for a generative model (RBM, DBN, sigmoid belief net: an estimator
+      with a ``sample`` method): ``samples.png``, 16 samples drawn from it.
+
+    The directory is created when missing.
 
     Parameters
     ----------
-    estimator : fitted CNNClassifier or CNNRegressor
-        The model.
-    X_test, y_test : array-like
-        Held-out data for the confusion matrix (ignored for regressors).
-    directory : str or path
+    estimator : fitted estimator
+        A CNN, or a generative model (RBM, DBN, SigmoidBeliefNet).
+    X_test, y_test : array-like, default=None
+        Held-out data for a classifier's confusion matrix and misclassified
+        images (ignored for other models).
+    directory : str or path, default="."
         Where to write the files.
     dpi : int, default=100
         Resolution of the PNG files.
@@ -1117,7 +1344,11 @@ def save_training_plots(
     from sklearn.base import is_classifier
     from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(estimator, "network_weights_")
+    generative = callable(getattr(estimator, "sample", None))
+    if not generative:
+        check_is_fitted(estimator, "network_weights_")
+    else:
+        check_is_fitted(estimator)
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise ValueError(f"directory must be a directory; a file of that name exists. Received: directory={str(directory)!r}")
@@ -1134,10 +1365,17 @@ def save_training_plots(
 
     # Never shown: interactive mode off, and each figure closed once saved.
     with plt.ioff():
-        save(LossCurveDisplay.from_estimator(estimator), "loss")
+        if any(getattr(estimator, attr, None) is not None for attr, _ in _CURVES):
+            save(LossCurveDisplay.from_estimator(estimator), "loss")
         filters = _first_layer_display(estimator)
         if filters is not None:
             save(filters, "filters")
-        if is_classifier(estimator):
+        if is_classifier(estimator) and X_test is not None and y_test is not None:
             save(plot_confusion_matrix(estimator, X_test, y_test), "confusion")
+            try:
+                save(MisclassifiedDisplay.from_estimator(estimator, X_test, y_test), "misclassified")
+            except ValueError:
+                pass  # every test image classified right: nothing to show
+        if generative:
+            save(SampleDisplay.from_estimator(estimator, 16), "samples")
     return written

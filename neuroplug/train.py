@@ -39,7 +39,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data", "-d", default="digits",
-        help="'digits' (default), a directory with MNIST IDX files (e.g. ../shared/data/mnist-t10k/), "
+        help="'digits' (default), 'mnist' or 'fashion-mnist' (downloaded once into $NEUROPLUG_DATA or "
+             "~/neuroplug_data), a directory with MNIST IDX files (e.g. ../shared/data/mnist-t10k/), "
              "or an .npz file with arrays X and y (optionally X_test and y_test)",
     )
     p.add_argument(
@@ -67,8 +68,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     # --plot DIR: pictures of the fitted model (neuroplug.plot.save_training_plots).
     p.add_argument(
         "--plot", metavar="DIR", default=None,
-        help="write loss-curve.png, filters.png (first layer) and confusion-matrix.png (test set) "
-             "to DIR; needs matplotlib: pip install 'neuroplug[plot]'",
+        help="write loss-curve.png, filters.png (first layer), confusion-matrix.png and misclassified.png "
+             "(test set) to DIR; needs matplotlib: pip install 'neuroplug[plot]'",
     )
     p.set_defaults(func=run_train)
     return p
@@ -88,6 +89,8 @@ def load_train_test(
 
     from .datasets import load_dataset, load_mnist
 
+    if data in DOWNLOADS:
+        return _load_download(data)
     path = Path(data)
     if data != "digits" and path.is_dir():
         try:
@@ -110,6 +113,53 @@ def load_train_test(
         raise ValueError(f"--test-size must be between 0 and 1. Received: test_size={test_size}")
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
     return X_tr, X_te, y_tr, y_te, input_shape, f"stratified split, {test_size:g} held out for testing"
+
+
+#: ``--data`` names of the data sets downloaded by :mod:`neuroplug.fetch`.
+DOWNLOADS = ("mnist", "fashion-mnist")
+
+#: Training sets larger than this get an estimate of the run's duration before training.
+_ESTIMATE_ABOVE = 5000
+
+
+def _load_download(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], str]:
+    """``--data mnist`` / ``fashion-mnist``: the official train / test split, downloaded on first use."""
+    from .fetch import fetch_fashion_mnist, fetch_mnist, get_data_home
+
+    fetch = fetch_mnist if name == "mnist" else fetch_fashion_mnist
+    X_tr, y_tr = fetch("train")
+    X_te, y_te = fetch("test")
+    return X_tr, X_te, y_tr, y_te, (1, 28, 28), f"official train / test split, cached in {get_data_home()}"
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_duration(clf: Any, X: np.ndarray, y: np.ndarray, *, n_probe: int = 1000) -> tuple[float, int]:
+    """Time one epoch of ``clf`` on ``n_probe`` samples; return ``(seconds per full epoch, max epochs)``.
+
+    The estimate scales the probe linearly to ``len(X)`` samples (it includes
+    the setup of one fit, so it errs on the long side).
+    """
+    import warnings
+
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    n_probe = min(n_probe, len(X))
+    idx = rng.choice(len(X), n_probe, replace=False)
+    probe = clone(clf).set_params(max_iter=1, verbose=0, early_stopping=False)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # one epoch does not converge, on purpose
+        probe.fit(X[idx], y[idx])
+    per_epoch = (time.perf_counter() - t0) * len(X) / n_probe
+    return per_epoch, int(clf.get_params()["max_iter"])
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -157,6 +207,17 @@ def run_train(args: argparse.Namespace) -> int:
     data_name = "digits (scikit-learn 8x8)" if args.data == "digits" else args.data
     print(f"Data: {data_name}: {len(X_tr)} training and {len(X_te)} test samples ({how})")
     print(f"Network: {', '.join(map(str, clf.layers))} -> dense:{len(np.unique(y_tr))} (output)")
+    if len(X_tr) > _ESTIMATE_ABOVE:
+        try:
+            per_epoch, max_epochs = estimate_duration(clf, X_tr, y_tr)
+        except (ValueError, TypeError):
+            pass  # the real fit below reports what is wrong
+        else:
+            print(
+                f"Expected duration: about {_format_seconds(per_epoch)} per epoch, at most "
+                f"{_format_seconds(per_epoch * max_epochs)} for {max_epochs} epochs (the convergence test "
+                "usually stops earlier; --epochs N sets the maximum)"
+            )
     t0 = time.perf_counter()
     try:
         with np.errstate(all="ignore"):

@@ -25,11 +25,13 @@ from neuroplug.plot import (  # noqa: E402
     FilterDisplay,
     ImageGridDisplay,
     LossCurveDisplay,
+    MisclassifiedDisplay,
     SampleDisplay,
     plot_confusion_matrix,
     plot_feature_maps,
     plot_filters,
     plot_loss_curve,
+    plot_misclassified,
     plot_samples,
 )
 
@@ -410,6 +412,80 @@ def test_confusion_matrix(cnn, digits, tmp_path):
     assert matplotlib.image.imread(tmp_path / "cm.png").shape[0] > 100
 
 
+def test_confusion_matrix_title_gives_the_accuracy(cnn, digits):
+    X, y = digits
+    accuracy = cnn.score(X[300:500], y[300:500])
+    d = plot_confusion_matrix(cnn, X[300:500], y[300:500])
+    assert d.accuracy_ == pytest.approx(accuracy)
+    assert d.ax_.get_title() == f"CNNClassifier: accuracy {accuracy:.1%} on 200 samples"
+    assert plot_confusion_matrix(cnn, X[:50], y[:50], title="").ax_.get_title() == ""
+    assert plot_confusion_matrix(cnn, X[:50], y[:50], title="mine").ax_.get_title() == "mine"
+
+
+def test_misclassified_display(cnn, digits):
+    X, y = digits
+    X_test, y_test = X[300:500], y[300:500]
+    y_pred = cnn.predict(X_test)
+    wrong = np.flatnonzero(y_pred != y_test)
+    assert wrong.size > 3  # a 3-epoch network makes mistakes to show
+    d = plot_misclassified(cnn, X_test, y_test, max_images=3)
+    np.testing.assert_array_equal(d.indices_, wrong[:3])
+    np.testing.assert_array_equal(d.y_true_, y_test[wrong[:3]])
+    np.testing.assert_array_equal(d.y_pred_, y_pred[wrong[:3]])
+    assert d.n_errors_ == wrong.size and len(d.images_) == 3
+    titles = [ax.get_title() for ax in d.axes_.flat if ax.get_images()]
+    assert titles == [f"{t} → {p}" for t, p in zip(y_test[wrong[:3]], y_pred[wrong[:3]])]
+    assert d.figure_._suptitle.get_text() == f"Misclassified: {wrong.size} of 200 (true → predicted), the first 3 shown"
+    # The images are the rows of X, as 8x8 pictures (the estimator's input shape).
+    np.testing.assert_allclose(d.images_[0].get_array(), X_test[wrong[0]].reshape(8, 8))
+
+
+def test_misclassified_display_of_a_pipeline_and_4d_input(cnn, digits):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = digits
+    pipe = make_pipeline(FunctionTransformer(lambda Z: Z.reshape(len(Z), -1)), cnn)
+    d = MisclassifiedDisplay.from_estimator(pipe, X[300:400].reshape(-1, 1, 8, 8), y[300:400])
+    assert d.images_[0].get_array().shape == (8, 8)
+
+
+def test_misclassified_display_errors(cnn, digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="same number of samples"):
+        MisclassifiedDisplay.from_estimator(cnn, X[:10], y[:9])
+    right = cnn.predict(X[:40]) == y[:40]
+    with pytest.raises(ValueError, match="classified right: there is no misclassified image"):
+        MisclassifiedDisplay.from_estimator(cnn, X[:40][right], y[:40][right])
+
+
+def test_filter_display_shared_scale_is_centred_on_zero():
+    W = np.random.default_rng(0).normal(size=(6, 1, 3, 3))
+    W[0] *= 10  # one strong filter: the others must look weak next to it
+    own = FilterDisplay.from_weights(W)
+    assert own.colorbar_ is None
+    assert own.images_[1].get_clim() == (W[1].min(), W[1].max())  # each filter scaled alone
+    shared = FilterDisplay.from_weights(W, shared_scale=True)
+    m = np.abs(W).max()
+    assert all(im.get_clim() == (-m, m) for im in shared.images_)
+    assert shared.images_[0].get_cmap().name == "RdBu_r"
+    assert shared.colorbar_ is not None and shared.colorbar_.vmin == -m and shared.colorbar_.vmax == m
+    grey = FilterDisplay.from_weights(W, shared_scale=True, cmap="gray", colorbar=False)
+    assert grey.colorbar_ is None and grey.images_[0].get_cmap().name == "gray"
+
+
+def test_save_training_plots_of_generative_models(digits, tmp_path):
+    from neuroplug.plot import save_training_plots
+
+    X, _ = digits
+    rbm = RBM(n_components=4, max_iter=2, random_state=0).fit(X[:100] > 0.5)
+    paths = save_training_plots(rbm, directory=tmp_path / "rbm", dpi=40)
+    assert [p.name for p in paths] == ["loss-curve.png", "filters.png", "samples.png"]
+    sbn = SigmoidBeliefNet(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X[:100] > 0.5)
+    assert "samples.png" in [p.name for p in save_training_plots(sbn, directory=tmp_path / "sbn", dpi=40)]
+    assert plt.get_fignums() == []
+
+
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     import neuroplug.plot as plot_module
 
@@ -435,7 +511,7 @@ def test_save_training_plots(cnn, digits, tmp_path):
 
     X, y = digits
     paths = save_training_plots(cnn, X[300:400], y[300:400], tmp_path / "new" / "dir", dpi=50)
-    assert [p.name for p in paths] == ["loss-curve.png", "filters.png", "confusion-matrix.png"]
+    assert [p.name for p in paths] == ["loss-curve.png", "filters.png", "confusion-matrix.png", "misclassified.png"]
     for p in paths:
         height, width = _png_size(p)
         assert height > 100 and width > 100
@@ -464,9 +540,11 @@ def test_train_plot_option(tmp_path, capsys):
         "--output", str(tmp_path / "model.npz"), "--plot", str(plots),
     ])
     assert status == 0
-    assert sorted(p.name for p in plots.iterdir()) == ["confusion-matrix.png", "filters.png", "loss-curve.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "confusion-matrix.png", "filters.png", "loss-curve.png", "misclassified.png"
+    ]
     out = capsys.readouterr().out
-    assert out.count("Plot written to") == 3
+    assert out.count("Plot written to") == 4
     # The filters picture has one cell per filter of the first convolution: 3 filters in one row.
     height, width = _png_size(plots / "filters.png")
     assert width > height

@@ -4,7 +4,7 @@ The command line: ``neuroplug train --plot``
 
 ``neuroplug train`` is the main job: it trains a CNN, prints the test
 accuracy and the training time, saves the model, and with ``--plot DIR``
-writes three pictures.  Here it runs from Python through
+writes four pictures (and saves the model).  Here it runs from Python through
 :func:`neuroplug.cli.main`, which takes the same arguments as the shell
 command, with a small network so that it is quick.
 """
@@ -38,7 +38,7 @@ print(sorted(p.name for p in (workdir / "pictures").iterdir()))
 # ---------------------
 import matplotlib.pyplot as plt
 
-for name in ("loss-curve.png", "filters.png", "confusion-matrix.png"):
+for name in ("loss-curve.png", "filters.png", "confusion-matrix.png", "misclassified.png"):
     image = plt.imread(workdir / "pictures" / name)
     fig, ax = plt.subplots(figsize=(image.shape[1] / 100, image.shape[0] / 100))
     ax.imshow(image)

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
 
 from neuroplug.ops import Ops  # noqa: E402
 from neuroplug_torch import TorchFallbackWarning, TorchOps  # noqa: E402

@@ -14,7 +14,7 @@ from neuroplug.registry import UnknownNameError
 
 import neuroplug_torch
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
 
 
 def _env(**extra):
