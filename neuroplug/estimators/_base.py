@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._doc_link import DocLinkMixin
+from .._validation import ValidatedParams
 from ..backends import get_ops
 from ..ops import Ops
 from ..registry import UnknownNameError
@@ -33,6 +35,7 @@ __all__ = [
     "DTYPE_CONSTRAINT",
     "N_THREADS_CONSTRAINT",
     "BackendFallbackWarning",
+    "EstimatorMixin",
     "fit_transaction",
     "resolve_ops",
     "validate_nested",
@@ -45,6 +48,10 @@ N_THREADS_CONSTRAINT: list = [None, Interval(numbers.Integral, None, -1, closed=
                               Interval(numbers.Integral, 1, None, closed="left")]
 #: ``dtype``: the model's precision, or ``None`` to follow the input (float32 stays float32).
 DTYPE_CONSTRAINT: list = [None, StrOptions({"float32", "float64"})]
+
+
+class EstimatorMixin(DocLinkMixin, ValidatedParams):
+    """What every neuroplug estimator shares: one wording of parameter errors, the "?" doc link."""
 
 
 class BackendFallbackWarning(UserWarning):

@@ -25,18 +25,30 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams
 from ..augment import RandomAffine, get_augmenter
 from ..layers.base import Layer
 from ..layers.dense import Dense
 from ..layers.spec import build_layers
-from ..models.engine import StoppingRule, TrainingInterrupted, training_session, warn_interrupted
+from ..models.engine import (
+    StoppingRule,
+    TrainingInterrupted,
+    training_session,
+    warn_interrupted,
+)
 from ..models.supervised import PREDICT_BATCH, Validation, train_network
 from ..network import Network
 from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
 from ..pretrain.base import Pretrainer
+from ._base import (
+    BACKEND_CONSTRAINT,
+    DTYPE_CONSTRAINT,
+    N_THREADS_CONSTRAINT,
+    EstimatorMixin,
+    fit_transaction,
+    resolve_ops,
+    validate_nested,
+)
 from ._images import resolve_input_shape, split_image_input
-from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops, validate_nested
 
 __all__ = ["BaseCNN", "DEFAULT_LAYERS", "TrainingInterrupted"]
 
@@ -73,7 +85,7 @@ def _check_layers_param(layers: Any) -> None:
         )
 
 
-class BaseCNN(ValidatedParams, BaseEstimator):
+class BaseCNN(EstimatorMixin, BaseEstimator):
     """Hyper-parameters, validation and the training loop shared by the CNN estimators."""
 
     _parameter_constraints: dict = {
@@ -342,7 +354,8 @@ class BaseCNN(ValidatedParams, BaseEstimator):
                                     random_state=int(self._rng.integers(2**31 - 1)), verbose=self.verbose)
         else:
             network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
-            network.set_weights(self.network_weights_)
+            # Copies: the optimizer updates in place, and a failed fit must leave network_weights_ as it was.
+            network.set_weights([{k: np.array(v) for k, v in w.items()} for w in self.network_weights_])
             if not incremental:
                 # A warm-started fit draws fresh shuffles from random_state, like a new fit.
                 self._rng = self._fresh_rng()

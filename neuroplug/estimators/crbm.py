@@ -21,20 +21,25 @@ import numbers
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..ops import Ops, conv2d_output_shape, normalize_pair
-from .._validation import ValidatedParams
-from ..models.engine import training_session, warn_interrupted
 from ..models.crbm import crbm_pool_output, train_crbm
+from ..models.engine import training_session, warn_interrupted
+from ..ops import Ops, conv2d_output_shape, normalize_pair
 from ..pretrain.cdbn import renamed_n_iter
 from ._base import (
     BACKEND_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
+    EstimatorMixin,
     RenamedCurveMixin,
     fit_transaction,
     renamed_curve,
@@ -59,7 +64,7 @@ def _check_visible_data(X: np.ndarray, visible: str) -> None:
         )
 
 
-class _ConvBase(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _ConvBase(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Validation shared by :class:`ConvRBM` and :class:`ConvDBN`."""
 
     def _validate_images(self, X: Any, *, reset: bool) -> np.ndarray:

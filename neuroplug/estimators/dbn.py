@@ -17,15 +17,27 @@ import numbers
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams, check_layer_sizes
-from ..ops import Ops
+from .._validation import check_layer_sizes
 from ..models.engine import training_session, warn_interrupted
-from ._base import BACKEND_CONSTRAINT, DTYPE_CONSTRAINT, N_THREADS_CONSTRAINT, fit_transaction, resolve_ops
+from ..ops import Ops
+from ._base import (
+    BACKEND_CONSTRAINT,
+    DTYPE_CONSTRAINT,
+    N_THREADS_CONSTRAINT,
+    EstimatorMixin,
+    fit_transaction,
+    resolve_ops,
+)
 from ._cnn_base import BaseCNN
 from .cnn import CNNClassifier
 from .rbm import RBM
@@ -70,7 +82,7 @@ def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
     return per_layer
 
 
-class DBN(ValidatedParams, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Deep belief net: a greedily trained stack of RBMs (transformer and generative model).
 
     The first RBM is trained on the data; every next RBM on the hidden-unit

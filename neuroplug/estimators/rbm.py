@@ -14,12 +14,17 @@ import numbers
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams, check_int
+from .._validation import check_int
 from ..likelihood import (
     DEFAULT_AIS_BETAS,
     DEFAULT_AIS_RUNS,
@@ -32,6 +37,7 @@ from ._base import (
     BACKEND_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
+    EstimatorMixin,
     RenamedCurveMixin,
     fit_transaction,
     renamed_curve,
@@ -48,7 +54,7 @@ _PL_CHUNK_ELEMENTS = 1 << 22
 _ROW_CHUNK = 4096
 
 
-class RBM(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Restricted Boltzmann machine with Bernoulli or Gaussian visible units, trained by CD-k / PCD-k.
 
     Training follows Hinton's practical guide: mini-batch contrastive

@@ -27,18 +27,24 @@ import numbers
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import ValidatedParams, check_int, check_layer_sizes
+from .._validation import check_int, check_layer_sizes
 from ..models.sbn import SBNState, init_sbn, recognition_probs, train_sbn
 from ..ops import Ops
 from ._base import (
     BACKEND_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
+    EstimatorMixin,
     RenamedCurveMixin,
     fit_transaction,
     renamed_curve,
@@ -57,7 +63,7 @@ def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
     return check_layer_sizes(sizes)
 
 
-class SigmoidBeliefNet(ValidatedParams, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Sigmoid belief net trained by wake-sleep, with an importance-sampled ``log p(x)``.
 
     A directed generative model of binary vectors (Neal 1992): the top

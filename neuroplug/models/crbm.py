@@ -97,7 +97,7 @@ def train_crbm(
             batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
             groups=groups, connections=connections,
         )
-        return EpochStats(float(err), learning_rate=float(learning_rate))
+        return EpochStats(float(err), learning_rate=float(learning_rate), weight_scale=float(abs(params[0]).max()))
 
     report = run_epochs(
         epoch, n_epochs=int(max_iter), name=desc, start_epoch=start_epoch, verbose=verbose,

@@ -49,6 +49,9 @@ __all__ = [
     "run_epochs",
 ]
 
+#: A weight this large (in absolute value) means training diverged: sigmoids saturate far below it.
+WEIGHT_LIMIT = 1e6
+
 #: The stop reasons a fit records (``stop_reason_``).
 STOP_REASONS = ("max_iter", "no_improvement", "early_stopping", "interrupted", "callback")
 
@@ -171,6 +174,8 @@ class EpochStats:
     val_loss: float | None = None
     val_score: float | None = None
     learning_rate: float | None = None
+    #: Largest absolute weight, for families whose loss can stay finite while the weights explode.
+    weight_scale: float | None = None
 
 
 class StoppingRule:
@@ -358,6 +363,12 @@ def run_epochs(
                     reason = "interrupted"
                     break
                 value = float(stats.loss)
+                scale = stats.weight_scale
+                if scale is not None and not scale <= WEIGHT_LIMIT:
+                    raise TrainingDivergedError(
+                        f"{name}: training diverged: the weights grew to {scale:.4g} (the {loss_name} was "
+                        f"{value:.4g}). {advice}"
+                    )
                 if not math.isfinite(value) or (explode_above is not None and abs(value) > explode_above):
                     what = "became" if not math.isfinite(value) else "exploded to"
                     raise TrainingDivergedError(

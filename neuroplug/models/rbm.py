@@ -23,6 +23,8 @@ __all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs"]
 MONITOR_ROWS = 1000
 #: Rows per backend call when transforming.
 ROW_CHUNK = 4096
+#: Rows per CD epoch call when training (rounded down to whole batches).
+CHUNK_ROWS = 1 << 14
 
 
 @dataclass
@@ -108,26 +110,37 @@ def train_rbm(
     W, bh, bv = (ops.asarray(np.array(a, dtype=dt)) for a in (state.W, state.bh, state.bv))
     dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in state.velocity)
     monitor = ops.asarray(X[:MONITOR_ROWS], dtype=dt)
-    shuffled = np.empty_like(X) if shuffle else X
+    n = X.shape[0]
+    # Whole batches per backend call, so a large (memory-mapped) X is never copied whole.
+    chunk = n if n <= CHUNK_ROWS else max(m, CHUNK_ROWS // m * m)
+    buffer = np.empty((chunk, *X.shape[1:]), dtype=X.dtype) if shuffle else None
     # Only when asked for: a backend written before sample_visible existed still trains.
     chain_kw = {"sample_visible": True} if sample_visible else {}
 
     def epoch(stop: StopFlag) -> EpochStats:
-        if shuffle:
-            # mode="clip" keeps NumPy from buffering `out`; a permutation's indices are all in range.
-            np.take(X, rng.permutation(X.shape[0]), axis=0, out=shuffled, mode="clip")
-        ops.cd_epoch(
-            ops.asarray(shuffled, dtype=dt), W, bh, bv, dW, dbh, dbv,
-            k=int(k), learning_rate=float(learning_rate), momentum=float(momentum),
-            weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
-            chain=chain, **chain_kw,
-        )
+        order = rng.permutation(n) if shuffle else None
+        for start in range(0, n, chunk):
+            if stop.requested:
+                return EpochStats(float("nan"), completed=False)
+            if shuffle:
+                rows = order[start:start + chunk]
+                # mode="clip" keeps NumPy from buffering `out`; a permutation's indices are all in range.
+                part = np.take(X, rows, axis=0, out=buffer[:rows.shape[0]], mode="clip")
+            else:
+                part = X[start:start + chunk]
+            ops.cd_epoch(
+                ops.asarray(part, dtype=dt), W, bh, bv, dW, dbh, dbv,
+                k=int(k), learning_rate=float(learning_rate), momentum=float(momentum),
+                weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
+                chain=chain, **chain_kw,
+            )
         # Under PCD cd_epoch's own error compares the data with fantasy particles: measure a
         # true mean-field reconstruction instead.
         diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, visible)
         diff -= monitor
         diff *= diff
-        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=float(learning_rate))
+        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=float(learning_rate),
+                          weight_scale=float(abs(W).max()))
 
     advice = advice or (f"Try a lower learning_rate (it was {learning_rate:g})"
               + (" or standardise X (Gaussian visible units have unit variance)." if visible == "gaussian"
