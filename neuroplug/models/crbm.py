@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ops import Ops
-from .engine import EpochStats, FitReport, StopFlag, run_epochs
+from .engine import Control, EpochStats, FitReport, run_epochs
 
 __all__ = ["train_crbm", "crbm_pool_output"]
 
@@ -60,6 +60,7 @@ def train_crbm(
     desc: str = "ConvRBM",
     start_epoch: int = 0,
     callbacks: Sequence[Any] = (),
+    lr_factor: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
     """Train one convolutional RBM with CD-k on the images ``X``; return ``(W, bh, bv, report)``.
 
@@ -89,15 +90,20 @@ def train_crbm(
     ]
     gibbs_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
 
-    def epoch(stop: StopFlag) -> EpochStats:
+    def epoch(control: Control) -> EpochStats:
+        lr = float(learning_rate) * control.lr_factor
         Xe = ops.asarray(X[rng.permutation(X.shape[0])])
         err = ops.crbm_cd_epoch(
-            Xe, *params, k=k, pool_size=pool_size, learning_rate=learning_rate, momentum=momentum,
+            Xe, *params, k=k, pool_size=pool_size, learning_rate=lr, momentum=momentum,
             weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
             batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
             groups=groups, connections=connections,
         )
-        return EpochStats(float(err), learning_rate=float(learning_rate), weight_scale=float(abs(params[0]).max()))
+        return EpochStats(float(err), learning_rate=lr, weight_scale=float(abs(params[0]).max()))
+
+    def current() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The NumPy filters and biases of the epochs run so far."""
+        return tuple(np.array(ops.to_numpy(p)) for p in params[:3])  # type: ignore[return-value]
 
     report = run_epochs(
         epoch, n_epochs=int(max_iter), name=desc, start_epoch=start_epoch, verbose=verbose,
@@ -106,8 +112,9 @@ def train_crbm(
         advice=(f"Lower learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian visible "
                 "units, standardise X."),
         loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
+        state=current, lr_factor=lr_factor,
     )
-    W, bh, bv = (np.array(ops.to_numpy(p)) for p in params[:3])
+    W, bh, bv = current()
     return W, bh, bv, report
 
 

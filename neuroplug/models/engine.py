@@ -39,6 +39,7 @@ from ..network import TrainingDivergedError
 __all__ = [
     "Callback",
     "ChanceLevelWarning",
+    "Control",
     "EpochStats",
     "FitReport",
     "StopFlag",
@@ -160,6 +161,28 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Ite
         yield order[start:start + batch_size]
 
 
+class Control:
+    """What an epoch function reads from the driver: whether to stop, and the learning-rate factor.
+
+    ``requested`` is the fit's stop flag (Ctrl-C); ``lr_factor`` multiplies
+    the family's learning rate and is what a callback such as
+    :class:`neuroplug.callbacks.ReduceLROnPlateau` lowers.
+    """
+
+    def __init__(self, flag: StopFlag, lr_factor: float = 1.0) -> None:
+        self._flag = flag
+        self.lr_factor = float(lr_factor)
+
+    @property
+    def requested(self) -> bool:
+        """Whether training should stop at the next batch boundary."""
+        return self._flag.requested
+
+    @requested.setter
+    def requested(self, value: bool) -> None:
+        self._flag.requested = bool(value)
+
+
 @dataclass
 class EpochStats:
     """What one epoch reports to the driver.
@@ -255,6 +278,7 @@ class FitReport:
     stop_reason: str = "max_iter"
     best_epoch: int | None = None
     interrupted: bool = False
+    lr_factor: float = 1.0
 
     @property
     def n_epochs(self) -> int:
@@ -275,7 +299,7 @@ def _call(callback: Any, method: str, info: dict) -> Any:
 
 
 def run_epochs(
-    epoch: Callable[[StopFlag], EpochStats],
+    epoch: Callable[[Control], EpochStats],
     *,
     n_epochs: int,
     name: str,
@@ -290,14 +314,17 @@ def run_epochs(
     loss_name: str = "loss",
     bar_label: str = "loss",
     callbacks: Sequence[Any] = (),
+    state: Callable[[], Any] | None = None,
+    lr_factor: float = 1.0,
 ) -> FitReport:
     """Run up to ``n_epochs`` epochs of ``epoch`` and return a :class:`FitReport`.
 
     Parameters
     ----------
     epoch : callable
-        ``epoch(stop_flag) -> EpochStats``: one pass over the data.  It polls
-        ``stop_flag.requested`` at its batch boundaries.
+        ``epoch(control) -> EpochStats``: one pass over the data.  It polls
+        ``control.requested`` at its batch boundaries and multiplies its
+        learning rate by ``control.lr_factor``.
     n_epochs : int
         Epochs to run at most.
     name : str
@@ -324,7 +351,14 @@ def run_epochs(
     bar_label : str
         Its short name in the progress bar.
     callbacks : sequence
-        Objects following the :class:`Callback` protocol.
+        Objects following the :class:`Callback` protocol.  Their ``info``
+        also holds ``control`` (:class:`Control`) and, when given, ``state``:
+        a function returning the model's current NumPy state.
+    state : callable or None
+        See ``callbacks``.
+    lr_factor : float, default=1.0
+        The starting learning-rate factor (a resumed fit continues a
+        reduced rate); the final one is in the report.
 
     Raises
     ------
@@ -340,13 +374,15 @@ def run_epochs(
         bar = tqdm(total=n_epochs, desc=name, unit="epoch", leave=True)
     elif verbose and verbose >= 2:
         print(f"{'epoch':>5}  {loss_name:>14}  {'val_loss':>10}  {'val_score':>10}  {'lr':>9}  {'time':>7}")
-    info: dict[str, Any] = {"name": name}
-    for cb in callbacks:
-        _call(cb, "on_fit_begin", info)
     reason = "max_iter"
     owner = True
+    control = None
     try:
         with training_session() as (stop, owner):
+            control = Control(stop, lr_factor)
+            base_info: dict[str, Any] = {"name": name, "control": control, "state": state}
+            for cb in callbacks:
+                _call(cb, "on_fit_begin", dict(base_info))
             for _ in range(n_epochs):
                 if stop.requested:  # an earlier phase of this fit was interrupted
                     reason = "interrupted"
@@ -354,7 +390,7 @@ def run_epochs(
                 t0 = time.perf_counter()
                 try:
                     with np.errstate(over="ignore", invalid="ignore"):
-                        stats = epoch(stop)
+                        stats = epoch(control)
                 except KeyboardInterrupt:
                     # Outside the main thread (no handler there): the rest of the fit stops too.
                     stop.requested = True
@@ -390,8 +426,10 @@ def run_epochs(
                         if keep_best is not None:
                             best_snapshot = keep_best()
                 _progress(bar, verbose, row, bar_label)
-                info = {"name": name, "epoch": row["epoch"], "stats": dict(row)}
-                wants_stop = any(bool(_call(cb, "on_epoch_end", info)) for cb in callbacks)
+                info = {**base_info, "epoch": row["epoch"], "stats": dict(row)}
+                wants_stop = False
+                for cb in callbacks:  # every callback sees the epoch, even after one asks to stop
+                    wants_stop = bool(_call(cb, "on_epoch_end", info)) or wants_stop
                 if stop.requested:
                     reason = "interrupted"
                     break
@@ -416,8 +454,9 @@ def run_epochs(
         kept_best = True
     if not kept_best:
         report.best_epoch = start_epoch + report.n_epochs if report.n_epochs else report.best_epoch
+    report.lr_factor = control.lr_factor if control is not None else lr_factor
     for cb in callbacks:
-        _call(cb, "on_fit_end", {"name": name, "stop_reason": reason})
+        _call(cb, "on_fit_end", {"name": name, "stop_reason": reason, "state": state})
     if verbose:
         print(f"{name}: {describe_stop(report, stopping, monitor_validation)}", file=sys.stderr)
     if report.interrupted and owner:

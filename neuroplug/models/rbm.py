@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ops import Ops
-from .engine import EpochStats, FitReport, StopFlag, run_epochs
+from .engine import Control, EpochStats, FitReport, run_epochs
 
 __all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs"]
 
@@ -87,6 +87,7 @@ def train_rbm(
     name: str = "RBM",
     advice: str | None = None,
     callbacks: Sequence[Any] = (),
+    lr_factor: float = 1.0,
 ) -> tuple[RBMState, FitReport]:
     """Run up to ``n_epochs`` epochs of CD-k (PCD-k) on ``X``; return the new state and the report.
 
@@ -117,10 +118,11 @@ def train_rbm(
     # Only when asked for: a backend written before sample_visible existed still trains.
     chain_kw = {"sample_visible": True} if sample_visible else {}
 
-    def epoch(stop: StopFlag) -> EpochStats:
+    def epoch(control: Control) -> EpochStats:
+        lr = float(learning_rate) * control.lr_factor
         order = rng.permutation(n) if shuffle else None
         for start in range(0, n, chunk):
-            if stop.requested:
+            if control.requested:
                 return EpochStats(float("nan"), completed=False)
             if shuffle:
                 rows = order[start:start + chunk]
@@ -130,7 +132,7 @@ def train_rbm(
                 part = X[start:start + chunk]
             ops.cd_epoch(
                 ops.asarray(part, dtype=dt), W, bh, bv, dW, dbh, dbv,
-                k=int(k), learning_rate=float(learning_rate), momentum=float(momentum),
+                k=int(k), learning_rate=lr, momentum=float(momentum),
                 weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
                 chain=chain, **chain_kw,
             )
@@ -139,8 +141,15 @@ def train_rbm(
         diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, visible)
         diff -= monitor
         diff *= diff
-        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=float(learning_rate),
+        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=lr,
                           weight_scale=float(abs(W).max()))
+
+    def current() -> RBMState:
+        """The NumPy state of the epochs run so far (backend copies read back)."""
+        to_np = lambda a: np.array(ops.to_numpy(a), dtype=dt)  # noqa: E731
+        return replace(state, W=to_np(W), bh=to_np(bh), bv=to_np(bv),
+                       velocity=(to_np(dW), to_np(dbh), to_np(dbv)),
+                       chain=to_np(chain) if chain is not None else state.chain)
 
     advice = advice or (f"Try a lower learning_rate (it was {learning_rate:g})"
               + (" or standardise X (Gaussian visible units have unit variance)." if visible == "gaussian"
@@ -149,12 +158,9 @@ def train_rbm(
     scale = float(np.square(X[:MONITOR_ROWS], dtype=np.float64).sum()) / max(min(X.shape[0], MONITOR_ROWS), 1)
     report = run_epochs(epoch, n_epochs=n_epochs, name=name, start_epoch=start_epoch, verbose=verbose,
                         explode_above=1e4 * (scale + X.shape[1]), advice=advice,
-                        loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks)
-    to_np = lambda a: np.array(ops.to_numpy(a), dtype=dt)  # noqa: E731
-    new = replace(state, W=to_np(W), bh=to_np(bh), bv=to_np(bv),
-                  velocity=(to_np(dW), to_np(dbh), to_np(dbv)),
-                  chain=to_np(chain) if chain is not None else state.chain)
-    return new, report
+                        loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
+                        state=current, lr_factor=lr_factor)
+    return current(), report
 
 
 def rbm_hidden_probs(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ops import Ops
-from .engine import EpochStats, FitReport, StopFlag, run_epochs
+from .engine import Control, EpochStats, FitReport, run_epochs
 
 __all__ = ["SBNState", "init_sbn", "recognition_probs", "train_sbn"]
 
@@ -63,6 +63,7 @@ def train_sbn(
     name: str = "SigmoidBeliefNet",
     advice: str | None = None,
     callbacks: Sequence[Any] = (),
+    lr_factor: float = 1.0,
 ) -> tuple[SBNState, FitReport]:
     """Run up to ``n_epochs`` epochs of wake-sleep on ``X``; return the new state and the report.
 
@@ -75,13 +76,18 @@ def train_sbn(
     params = [[ops.asarray(np.array(p, dtype=dt)) for p in group] for group in state.groups()]
     backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
 
-    def epoch(stop: StopFlag) -> EpochStats:
+    def epoch(control: Control) -> EpochStats:
+        lr = float(learning_rate) * control.lr_factor
         data = X[rng.permutation(X.shape[0])] if shuffle else X
         bound = ops.sbn_wake_sleep_epoch(
-            ops.asarray(data), *params, learning_rate=float(learning_rate), batch_size=int(batch_size),
+            ops.asarray(data), *params, learning_rate=lr, batch_size=int(batch_size),
             n_importance_samples=int(n_importance_samples), rng=backend_rng,
         )
-        return EpochStats(-float(bound), learning_rate=float(learning_rate))
+        return EpochStats(-float(bound), learning_rate=lr)
+
+    def current() -> SBNState:
+        """The NumPy state of the epochs run so far."""
+        return SBNState(*([np.array(ops.to_numpy(p), dtype=dt) for p in group] for group in params))
 
     # A model that gives every unit probability 1/2 scores -(units) log 2 per row; a bound
     # 1e4 times worse is no model at all.
@@ -91,9 +97,9 @@ def train_sbn(
         explode_above=1e4 * n_units * math.log(2.0),
         advice=advice or f"Try a lower learning_rate (it was {learning_rate:g}).",
         loss_name="negative training bound", bar_label="neg_bound", callbacks=callbacks,
+        state=current, lr_factor=lr_factor,
     )
-    new = SBNState(*([np.array(ops.to_numpy(p), dtype=dt) for p in group] for group in params))
-    return new, report
+    return current(), report
 
 
 def recognition_probs(ops: Ops, X: np.ndarray, weights: Sequence[np.ndarray],

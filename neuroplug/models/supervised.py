@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..network import Loss, Network
-from .engine import EpochStats, FitReport, StopFlag, StoppingRule, minibatches, run_epochs
+from .engine import Control, EpochStats, FitReport, StoppingRule, minibatches, run_epochs
 
 __all__ = ["Validation", "train_network", "PREDICT_BATCH"]
 
@@ -57,6 +57,7 @@ def train_network(
     verbose: int = 0,
     name: str = "Network",
     callbacks: Sequence[Any] = (),
+    lr_factor: float = 1.0,
 ) -> FitReport:
     """Train ``network`` on ``(X, y)`` for up to ``n_epochs`` epochs.
 
@@ -72,8 +73,8 @@ def train_network(
     epoch_no = [start_epoch]
     start_loss = _starting_loss(network, X, y, loss, batch_size)
 
-    def epoch(stop: StopFlag) -> EpochStats:
-        lr = schedule(float(learning_rate), epoch_no[0])
+    def epoch(control: Control) -> EpochStats:
+        lr = schedule(float(learning_rate), epoch_no[0]) * control.lr_factor
         total, seen = 0.0, 0
         for idx in minibatches(n, batch_size, rng if shuffle else None):
             xb = X[idx]
@@ -82,7 +83,7 @@ def train_network(
             value = train_batch(ops.asarray(xb, dtype=X.dtype), ops.asarray(y[idx]), lr)
             total += value * len(idx)
             seen += len(idx)
-            if stop.requested:
+            if control.requested:
                 return EpochStats(math.nan, completed=False)
         epoch_no[0] += 1
         stats = EpochStats(total / seen + float(alpha) * network.penalty(), learning_rate=lr)
@@ -107,6 +108,8 @@ def train_network(
                 "input (for example with StandardScaler)."),
         loss_name="training loss",
         callbacks=callbacks,
+        state=network.get_weights,
+        lr_factor=lr_factor,
     )
 
 
