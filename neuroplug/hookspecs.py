@@ -69,3 +69,19 @@ def neuroplug_register_backends(register: "Register") -> None:
     Results: none are combined; every implementation runs.  Duplicate names
     are rejected as for layers.
     """
+
+
+@hookspec
+def neuroplug_register_callbacks(register: "Register") -> None:
+    """Register training callbacks (for example ``"checkpoint"``, ``"csv_logger"``).
+
+    Runs once per process, lazily, for every plugin in registration order.
+
+    :param register: call ``register(name, callback_class)``.  The class must
+        subclass :class:`neuroplug.callbacks.Callback`; users name it in an
+        estimator's ``callbacks=("name", ...)`` and it is built with its
+        default parameters (pass an object to set them).
+
+    Results: none are combined; every implementation runs.  Duplicate names
+    are rejected as for layers.
+    """

@@ -160,13 +160,22 @@ class Network:
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"layer {i} ({layer!r}): {exc}") from exc
             self.shapes.append(shape)
-        backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
-        for layer in layers:
-            layer.bind_rng(backend_rng)
         self.layers = layers
+        self.reseed(int(rng.integers(2**31 - 1)))
         self.output_shape = shape
         # Index of the first layer with parameters: the backward pass stops there.
         self._first_weighted = next((i for i, layer in enumerate(layers) if getattr(layer, "params", None)), None)
+
+    def reseed(self, seed: int) -> None:
+        """Bind a fresh backend generator seeded with ``seed`` to every layer (dropout, noise).
+
+        Training reseeds at every epoch from the estimator's generator, so a
+        fit continued after saving draws exactly what an uninterrupted fit
+        would.
+        """
+        backend_rng = self.ops.make_rng(int(seed))
+        for layer in self.layers:
+            layer.bind_rng(backend_rng)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)

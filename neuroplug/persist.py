@@ -314,11 +314,13 @@ def _estimator_classes() -> dict[str, type]:
 
 def _object_classes() -> dict[str, type]:
     """neuroplug's own parameter classes a model file may hold as objects (by fixed name)."""
-    from . import augment, optimizers
+    from . import augment, callbacks, optimizers
 
     classes: dict[str, type] = {"augment.RandomAffine": augment.RandomAffine}
     for name in ("SGD", "Adam", "ConstantLR", "StepLR", "ExponentialLR", "InverseTimeLR"):
         classes[f"optimizers.{name}"] = getattr(optimizers, name)
+    for name in ("Checkpoint", "CSVLogger", "EarlyStopping", "ReduceLROnPlateau"):
+        classes[f"callbacks.{name}"] = getattr(callbacks, name)
     return classes
 
 

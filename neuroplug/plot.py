@@ -37,10 +37,9 @@ to draw off-screen, as ``neuroplug train --plot`` does.
 
 from __future__ import annotations
 
-import warnings
-
 import math
 import numbers
+import warnings
 from typing import Any, Sequence
 
 import numpy as np

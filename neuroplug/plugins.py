@@ -66,6 +66,7 @@ __all__ = [
     "get_layer",
     "get_pretrainer",
     "get_backend",
+    "get_callback",
     "parse_origin",
 ]
 
@@ -79,6 +80,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("backends", "neuroplug._builtin.backends"),
     ("layers", "neuroplug._builtin.layers"),
     ("pretrainers", "neuroplug._builtin.pretrainers"),
+    ("callbacks", "neuroplug._builtin.callbacks"),
 )
 
 DISABLE_ENV = "NEUROPLUG_DISABLE_PLUGINS"
@@ -89,6 +91,7 @@ _HOOKS = (
     ("layer", "neuroplug_register_layers"),
     ("pretrainer", "neuroplug_register_pretrainers"),
     ("backend", "neuroplug_register_backends"),
+    ("callback", "neuroplug_register_callbacks"),
 )
 
 
@@ -199,6 +202,7 @@ class PluginManager:
                 "pretrainer", _validate_class("neuroplug.pretrain.base.Pretrainer", ("pretrain",))
             ),
             "backend": Registry("backend", _validate_class("neuroplug.ops.Ops", ())),
+            "callback": Registry("callback", _validate_class("neuroplug.callbacks.Callback", ())),
         }
         self._info: dict[str, PluginInfo] = {}
         self._lock = threading.RLock()
@@ -222,6 +226,12 @@ class PluginManager:
         """Registry of backends (``Ops`` subclasses)."""
         self.load()
         return self.registries["backend"]
+
+    @property
+    def callbacks(self) -> Registry:
+        """Registry of training callbacks."""
+        self.load()
+        return self.registries["callback"]
 
     @property
     def errors(self) -> list[PluginError]:
@@ -517,6 +527,11 @@ def get_layer(name: str) -> type:
 def get_pretrainer(name: str) -> type:
     """Return the pretrainer class registered as ``name``."""
     return get_plugin_manager().pretrainers.get(name)
+
+
+def get_callback(name: str) -> type:
+    """Return the callback class registered as ``name``."""
+    return get_plugin_manager().callbacks.get(name)
 
 
 def get_backend(name: str) -> type:

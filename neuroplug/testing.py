@@ -96,7 +96,14 @@ __all__ = [
     "OPS_CHECKS",
 ]
 
-from .testing_ops import OPS_CHECKS, OpsCheck, OpsCheckError, check_ops, ops_checks, parametrize_ops_checks  # noqa: E402
+from .testing_ops import (  # noqa: E402
+    OPS_CHECKS,
+    OpsCheck,
+    OpsCheckError,
+    check_ops,
+    ops_checks,
+    parametrize_ops_checks,
+)
 
 LayerFactory = Any  # a Layer instance, a Layer class, a callable returning a Layer, or a spec string
 

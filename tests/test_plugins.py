@@ -195,7 +195,7 @@ def test_loading_is_lazy_idempotent_and_thread_safe(monkeypatch):
     for t in threads:
         t.join()
     pm.load()
-    assert calls == ["backends", "layers", "pretrainers"]
+    assert calls == ["backends", "layers", "pretrainers", "callbacks"]
 
 
 def test_global_manager_and_lookup_helpers(fresh_global_manager):
@@ -448,3 +448,32 @@ def test_check_provenance_accepts_a_newer_version_of_the_same_distribution():
     assert pm.check_provenance("layer", "dense", "layers (built-in (neuroplug._builtin.layers) 0.0.1)").plugin == "layers"
     with pytest.raises(ValueError, match="kind must be one of"):
         pm.check_provenance("widget", "dense", None)
+
+
+def test_a_plugin_registers_a_callback_that_estimators_find_by_name(fresh_global_manager):
+    """The callbacks hook: a third-party callback named in ``callbacks=`` runs every epoch."""
+    import numpy as np
+
+    from neuroplug.callbacks import Callback
+    from neuroplug.estimators import RBM
+    from neuroplug.plugins import get_plugin_manager
+
+    seen = []
+
+    class Counter(Callback):
+        def on_epoch_end(self, info):
+            seen.append(info["epoch"])
+
+    plugin = types.ModuleType("counting")
+
+    @hookimpl
+    def neuroplug_register_callbacks(register):
+        register("counter", Counter)
+
+    plugin.neuroplug_register_callbacks = neuroplug_register_callbacks
+    get_plugin_manager().register(plugin, "counting")
+    X = (np.random.default_rng(0).random((40, 6)) > 0.5).astype(float)
+    RBM(3, max_iter=3, callbacks=("counter",), random_state=0).fit(X)
+    assert seen == [1, 2, 3]
+    with pytest.raises(ValueError, match="counter"):  # unknown names list the known ones
+        RBM(3, max_iter=1, callbacks=("countr",)).fit(X)

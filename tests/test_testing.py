@@ -313,7 +313,7 @@ def test_finite_difference_gradient_of_a_known_function():
 # ---------------------------------------------------------------------------
 def test_manager_fixture_is_fresh_and_process_wide(neuroplug_manager):
     assert get_plugin_manager() is neuroplug_manager
-    assert [i.name for i in neuroplug_manager.info()] == ["backends", "layers", "pretrainers"]
+    assert [i.name for i in neuroplug_manager.info()] == ["backends", "layers", "pretrainers", "callbacks"]
 
 
 def test_register_plugin_strict_raises_and_lenient_records(register_plugin, neuroplug_manager):

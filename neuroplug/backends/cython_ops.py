@@ -50,16 +50,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..ops import Ops, check_shape4, conv2d_output_shape, normalize_pair, pool2d_output_shape
+from ..ops import (
+    Ops,
+    check_shape4,
+    conv2d_output_shape,
+    normalize_pair,
+    pool2d_output_shape,
+)
 
 try:  # The compiled core may be missing in a source checkout that was never built.
+    from neuroplug_core._openmp import effective_n_threads
+
     from neuroplug_core import conv as _conv
     from neuroplug_core import elementwise as _elementwise
     from neuroplug_core import gemm as _gemm
     from neuroplug_core import optim as _optim
     from neuroplug_core import pool as _pool
     from neuroplug_core import winograd as _winograd
-    from neuroplug_core._openmp import effective_n_threads
 except ImportError as exc:  # pragma: no cover - exercised only without a build
     _IMPORT_ERROR: ImportError | None = exc
 else:
@@ -577,7 +584,9 @@ class CythonOps(Ops):
         *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
     ) -> float:
         """One epoch of (reweighted) wake-sleep in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_wake_sleep_epoch`)."""
-        from neuroplug_core import sbn as _sbn  # imported on use: the other ops need no SBN kernels
+        from neuroplug_core import (
+            sbn as _sbn,  # imported on use: the other ops need no SBN kernels
+        )
 
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
         learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
@@ -649,7 +658,9 @@ class CythonOps(Ops):
 
     def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[np.ndarray, np.ndarray]:
         """Probabilistic max-pooling posteriors in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_pool_probs`)."""
-        from neuroplug_core import crbm as _crbm  # imported on use: the other ops need no ConvRBM kernels
+        from neuroplug_core import (
+            crbm as _crbm,  # imported on use: the other ops need no ConvRBM kernels
+        )
 
         pool = self.check_crbm_pool(pre, "pre", pool_size)
         dt = _float_dtype(pre)
@@ -779,7 +790,9 @@ class CythonOps(Ops):
 
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> np.ndarray:
         """``sigmoid(v @ W.T + bh)`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_hidden_probs`)."""
-        from neuroplug_core import rbm as _rbm  # imported on use: the other ops need no RBM kernels
+        from neuroplug_core import (
+            rbm as _rbm,  # imported on use: the other ops need no RBM kernels
+        )
 
         W, bh, _ = self._rbm_params(W, bh=bh)
         v = self._rbm_input(v, "v", W)

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import numbers
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -32,10 +32,12 @@ from ..registry import UnknownNameError
 
 __all__ = [
     "BACKEND_CONSTRAINT",
+    "CALLBACKS_CONSTRAINT",
     "DTYPE_CONSTRAINT",
     "N_THREADS_CONSTRAINT",
     "BackendFallbackWarning",
     "EstimatorMixin",
+    "fit_callbacks",
     "fit_transaction",
     "resolve_ops",
     "validate_nested",
@@ -160,3 +162,35 @@ class RenamedCurveMixin:
             if values is not None and "loss_curve_" not in state:
                 state["loss_curve_"] = [sign * float(v) for v in values]
         super().__setstate__(state)  # type: ignore[misc]
+
+
+CALLBACKS_CONSTRAINT: list = [None, tuple, list]
+
+
+def fit_callbacks(estimator: Any, apply_state: Callable[[Any, Any], None] | None) -> list[Any]:
+    """The engine-side callbacks of one fit: ``[]`` without user callbacks, else one adapter.
+
+    ``apply_state(copy, state)`` writes a model family's NumPy state into a
+    copy of the estimator; with it, callbacks get ``snapshot()`` (the
+    estimator as if the fit had stopped after the current epoch).
+    """
+    from ..callbacks import EstimatorCallbacks, resolve_callbacks
+
+    callbacks = resolve_callbacks(getattr(estimator, "callbacks", None), type(estimator).__name__)
+    if not callbacks:
+        return []
+
+    def make_snapshot(state: Any, rows: list[dict]) -> Any:
+        snap = copy.copy(estimator)
+        snap.__dict__ = {key: _snapshot(value) for key, value in estimator.__dict__.items()}
+        if apply_state is not None:
+            apply_state(snap, state)
+        snap.loss_curve_ = [*getattr(estimator, "loss_curve_", []), *(row["loss"] for row in rows)]
+        snap.history_ = [*getattr(estimator, "history_", []), *rows]
+        snap.n_iter_ = int(getattr(estimator, "n_iter_", 0)) + len(rows)
+        if getattr(estimator, "validation_scores_", None) is not None:
+            snap.validation_scores_ = [*estimator.validation_scores_, *(row["val_score"] for row in rows)]
+        snap.stop_reason_ = "checkpoint"
+        return snap
+
+    return [EstimatorCallbacks(estimator, callbacks, make_snapshot if apply_state is not None else None)]

@@ -41,9 +41,11 @@ from ..optimizers import Optimizer, Schedule, get_optimizer, get_schedule
 from ..pretrain.base import Pretrainer
 from ._base import (
     BACKEND_CONSTRAINT,
+    CALLBACKS_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     EstimatorMixin,
+    fit_callbacks,
     fit_transaction,
     resolve_ops,
     validate_nested,
@@ -110,6 +112,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "callbacks": CALLBACKS_CONSTRAINT,
     }
 
     def __init__(
@@ -135,6 +138,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
+        callbacks: tuple = (),
         alpha: Any = "deprecated",
     ) -> None:
         self.layers = layers
@@ -157,6 +161,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.callbacks = callbacks
         self.alpha = alpha
 
     # ------------------------------------------------------------ subclass API
@@ -175,21 +180,50 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
 
     # --------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
-        """Drop backend objects (Ops, Network, optimiser buffers): the fitted state is NumPy only.
+        """Drop backend objects (Ops, Network): the fitted state is NumPy only.
 
-        The shuffling generator is kept as its plain state dict, so the safe
-        model format can store it too.  Optimiser moments are not kept: a
-        ``partial_fit`` after unpickling restarts them.
+        The shuffling generator is kept as its plain state dict and the
+        optimizer's state (step count, Adam moments or momentum buffers) as
+        NumPy arrays, so a pickle or a model file continues training exactly
+        where it stopped.
         """
         # A copy: BaseEstimator.__getstate__ returns the instance's own __dict__ for
         # non-sklearn classes, and popping from it would strip the live estimator.
         state = dict(super().__getstate__())
-        for key in ("_network", "_network_key", "_optimizer"):
-            state.pop(key, None)
+        network = state.pop("_network", None)
+        state.pop("_network_key", None)
+        optimizer = state.pop("_optimizer", None)
+        if optimizer is not None and getattr(optimizer, "state_", None) is not None:
+            to_np = network.ops.to_numpy if network is not None else np.asarray
+            state["_optimizer_state"] = {
+                "t": int(optimizer.t_),
+                "slots": [[int(i), str(key), [np.array(to_np(a)) for a in arrays]]
+                          for (i, key), arrays in optimizer.state_.items()],
+            }
         rng = state.pop("_rng", None)
         if rng is not None:
             state["_rng_state"] = rng.bit_generator.state
         return state
+
+    def _restore_optimizer(self, network: Network) -> Any:
+        """A fresh optimizer, carrying on from the saved state when the model was pickled or loaded."""
+        optimizer = get_optimizer(self.optimizer)
+        optimizer.reset()
+        saved = self.__dict__.pop("_optimizer_state", None)
+        if saved:
+            try:
+                slots = {(int(i), str(key)): tuple(network.ops.asarray(np.asarray(a, dtype=self.dtype_))
+                                                   for a in arrays)
+                         for i, key, arrays in saved["slots"]}
+                t = int(saved["t"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"the saved optimizer state cannot be restored: {exc}") from exc
+            for (i, key), arrays in slots.items():
+                param = network.layers[i].params.get(key) if 0 <= i < len(network.layers) else None
+                if param is None or any(tuple(a.shape) != tuple(param.shape) for a in arrays):
+                    raise ValueError(f"the saved optimizer state does not fit layer {i}'s parameter {key!r}")
+            optimizer.state_, optimizer.t_ = slots, t
+        return optimizer
 
     def __setstate__(self, state: dict) -> None:
         """Restore the state written by :meth:`__getstate__`."""
@@ -356,14 +390,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
             # Copies: the optimizer updates in place, and a failed fit must leave network_weights_ as it was.
             network.set_weights([{k: np.array(v) for k, v in w.items()} for w in self.network_weights_])
-            if not incremental:
-                # A warm-started fit draws fresh shuffles from random_state, like a new fit.
-                self._rng = self._fresh_rng()
-                self._optimizer = get_optimizer(self.optimizer)
-                self._optimizer.reset()
-            elif getattr(self, "_optimizer", None) is None:  # after unpickling
-                self._optimizer = get_optimizer(self.optimizer)
-                self._optimizer.reset()
+            # A warm-started fit, like partial_fit, continues where training stopped: the optimizer's
+            # state, the learning-rate factor and the generator's stream go on.
+            if getattr(self, "_optimizer", None) is None:  # after unpickling or loading
+                self._optimizer = self._restore_optimizer(network)
             if not hasattr(self, "_rng"):
                 self._rng = self._fresh_rng()
             if self.validation_scores_ is None and self.early_stopping and not incremental:
@@ -411,8 +441,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             train_batch=lambda xb, yb, lr: self._train_batch(network, xb, yb, lr),
             learning_rate=float(self.learning_rate), schedule=get_schedule(self.lr_schedule),
             alpha=self._l2(), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
+            lr_factor=float(getattr(self, "_lr_factor", 1.0)),
             start_epoch=self.n_iter_, augmenter=get_augmenter(self.augment), validation=validation,
             stopping=stopping, verbose=int(self.verbose), name=type(self).__name__,
+            callbacks=fit_callbacks(self, lambda snap, weights: setattr(snap, "network_weights_", weights)),
         )
         for row in report.history:
             self.loss_curve_.append(row["loss"])
@@ -427,6 +459,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             self.best_loss_ = min(self.best_loss_, stopping.best)
         self.stop_reason_ = report.stop_reason
         self.best_epoch_ = report.best_epoch
+        self._lr_factor = report.lr_factor
         self._warn_if_not_converged(report, stopping, epochs)
         self._warn_if_chance_level(report, y)
 

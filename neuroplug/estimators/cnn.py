@@ -106,7 +106,16 @@ _PARAMS_DOC = """
         epoch time); ``2`` adds a bar over the batches of each epoch.
     warm_start : bool, default=False
         Continue from the fitted weights (and architecture) on the next
-        ``fit`` instead of starting afresh.
+        ``fit`` instead of starting afresh.  Like :meth:`partial_fit`, a
+        warm-started fit continues exactly where training stopped: the
+        optimizer's state (Adam moments and step count, momentum buffers),
+        the schedule's position, the learning-rate factor of callbacks such
+        as ``ReduceLROnPlateau`` and the random stream go on, also after
+        pickling or ``neuroplug.save`` / ``neuroplug.load``.
+    callbacks : tuple of Callback or str, default=()
+        Code run during the fit (see :mod:`neuroplug.callbacks`): objects
+        such as ``Checkpoint("ckpt/")`` or registered names such as
+        ``"csv_logger"``; cloned at every fit.
 
     Notes
     -----

@@ -37,10 +37,12 @@ from ..ops import Ops, conv2d_output_shape, normalize_pair
 from ..pretrain.cdbn import renamed_n_iter
 from ._base import (
     BACKEND_CONSTRAINT,
+    CALLBACKS_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     EstimatorMixin,
     RenamedCurveMixin,
+    fit_callbacks,
     fit_transaction,
     renamed_curve,
     resolve_ops,
@@ -111,12 +113,17 @@ _COMMON_CONSTRAINTS: dict = {
     "dtype": DTYPE_CONSTRAINT,
     "random_state": ["random_state"],
     "verbose": ["verbose"],
+    "callbacks": CALLBACKS_CONSTRAINT,
 }
 
 
 # ---------------------------------------------------------------------------
 # ConvRBM
 # ---------------------------------------------------------------------------
+def _apply_crbm_state(estimator: Any, state: tuple) -> None:
+    estimator.components_, estimator.intercept_hidden_, estimator.intercept_visible_ = state
+
+
 class ConvRBM(RenamedCurveMixin, _ConvBase):
     """Convolutional restricted Boltzmann machine with probabilistic max-pooling.
 
@@ -267,6 +274,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        callbacks: tuple = (),
         n_iter: Any = "deprecated",
     ) -> None:
         self.filters = filters
@@ -287,6 +295,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.n_iter = n_iter
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -322,6 +331,12 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
                 f"Received: kernel_size={self.kernel_size!r}, input_shape={self.input_shape!r}"
             )
         _check_visible_data(X, self.visible)
+        # Shapes first: a callback's snapshot during training is a complete model.
+        oh, ow = conv2d_output_shape((h, w), kernel, (1, 1), (0, 0))
+        self.input_shape_ = (int(c), int(h), int(w))
+        self.hidden_shape_ = (int(self.filters), oh, ow)
+        self.output_shape_ = (int(self.filters), *Ops.crbm_pool_shape((oh, ow), pool))
+        self.pool_size_ = pool
         rng = np.random.default_rng(random_state.randint(2**31 - 1))
         W, bh, bv, report = train_crbm(
             X, filters=int(self.filters), kernel_size=kernel, pool_size=pool, visible=self.visible, ops=ops,
@@ -329,17 +344,13 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
             weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
             sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), max_iter=int(renamed_n_iter(self)),
             verbose=self.verbose, desc=desc,
+            callbacks=fit_callbacks(self, _apply_crbm_state),
         )
         self.components_, self.intercept_hidden_, self.intercept_visible_ = W, bh, bv
         self.loss_curve_ = [row["loss"] for row in report.history]
         self.history_ = report.history
         self.n_iter_ = report.n_epochs
         self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
-        oh, ow = conv2d_output_shape((h, w), kernel, (1, 1), (0, 0))
-        self.input_shape_ = (int(c), int(h), int(w))
-        self.hidden_shape_ = (int(self.filters), oh, ow)
-        self.output_shape_ = (int(self.filters), *Ops.crbm_pool_shape((oh, ow), pool))
-        self.pool_size_ = pool
 
     reconstruction_errors_ = renamed_curve("reconstruction_errors_")
     _curve_display = ("reconstruction error", 1.0)
@@ -571,6 +582,7 @@ class ConvDBN(_ConvBase):
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        callbacks: tuple = (),
         n_iter: Any = "deprecated",
     ) -> None:
         self.filters = filters
@@ -591,6 +603,7 @@ class ConvDBN(_ConvBase):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.n_iter = n_iter
 
     def _layer_rbms(self) -> list[ConvRBM]:
@@ -611,7 +624,8 @@ class ConvDBN(_ConvBase):
             rbm = ConvRBM(
                 int(f), visible=self.visible if i == 0 else "bernoulli", k=self.k, momentum=self.momentum,
                 weight_decay=self.weight_decay, sparsity_cost=self.sparsity_cost, batch_size=self.batch_size,
-                backend=self.backend, n_threads=self.n_threads, verbose=self.verbose, **params,
+                backend=self.backend, n_threads=self.n_threads, verbose=self.verbose,
+                callbacks=self.callbacks, **params,
             )
             rbm._validate_params()  # per-layer values get ConvRBM's own checks and messages
             rbms.append(rbm)

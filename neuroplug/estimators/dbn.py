@@ -32,6 +32,7 @@ from ..models.engine import training_session, warn_interrupted
 from ..ops import Ops
 from ._base import (
     BACKEND_CONSTRAINT,
+    CALLBACKS_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     EstimatorMixin,
@@ -190,6 +191,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": CALLBACKS_CONSTRAINT,
     }
 
     def __init__(
@@ -211,6 +213,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        callbacks: tuple = (),
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.visible = visible
@@ -228,6 +231,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _layer_rbms(self, sizes: tuple[int, ...]) -> list[RBM]:
         """Unfitted RBMs, one per layer, with the shared settings and the per-layer overrides."""
@@ -243,7 +247,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             rbm = RBM(
                 n_components=n_units, visible=visible,
                 backend=self.backend, n_threads=self.n_threads, dtype=self.dtype_,
-                random_state=rs.randint(2**31 - 1), verbose=self.verbose, **params,
+                random_state=rs.randint(2**31 - 1), verbose=self.verbose, callbacks=self.callbacks, **params,
             )
             # Validated here: inside this fit, scikit-learn skips the nested RBM's own check.
             rbm._validate_params()
@@ -436,7 +440,7 @@ class DBNClassifier(CNNClassifier):
         L2 weight decay of the fine-tuning (``alpha`` before 0.2, still
         accepted with a FutureWarning).
     early_stopping, validation_fraction, n_iter_no_change, tol, augment, \
-backend, n_threads, dtype, random_state, verbose, warm_start
+backend, n_threads, dtype, random_state, verbose, warm_start, callbacks
         As in :class:`~neuroplug.estimators.CNNClassifier`.  ``random_state``
         also seeds the RBMs.
 
@@ -532,6 +536,7 @@ validation_scores_, best_validation_score_
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
+        callbacks: tuple = (),
         alpha: Any = "deprecated",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -563,6 +568,7 @@ validation_scores_, best_validation_score_
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.callbacks = callbacks
         self.alpha = alpha
 
     # The CNN machinery reads these two; a DBNClassifier derives them from its own parameters.

@@ -35,10 +35,12 @@ from ..models.rbm import RBMState, init_rbm, rbm_hidden_probs, train_rbm
 from ..ops import Ops
 from ._base import (
     BACKEND_CONSTRAINT,
+    CALLBACKS_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     EstimatorMixin,
     RenamedCurveMixin,
+    fit_callbacks,
     fit_transaction,
     renamed_curve,
     resolve_ops,
@@ -120,6 +122,10 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         reproducible on a given backend.
     verbose : int, default=0
         Show a progress bar (tqdm) with the reconstruction error per epoch.
+    callbacks : tuple of Callback or str, default=()
+        Code run during the fit (see :mod:`neuroplug.callbacks`): objects
+        such as ``Checkpoint("ckpt/")`` or registered names such as
+        ``"csv_logger"``; cloned at every fit.
 
     Attributes
     ----------
@@ -226,6 +232,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": CALLBACKS_CONSTRAINT,
     }
 
     def __init__(
@@ -248,6 +255,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         dtype: str | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        callbacks: tuple = (),
     ) -> None:
         self.n_components = n_components
         self.visible = visible
@@ -266,6 +274,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------- helpers
     def _get_ops(self, *, fitted: bool = False) -> Ops:
@@ -328,6 +337,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
             learning_rate=float(self.learning_rate), momentum=float(self.momentum),
             weight_decay=float(self.weight_decay), batch_size=int(self.batch_size),
             start_epoch=self.n_iter_, verbose=int(self.verbose), name=type(self).__name__,
+            callbacks=fit_callbacks(self, type(self)._set_state),
         )
         self._set_state(state)
         # Running mean of the data seen, for the AIS base model.

@@ -42,10 +42,12 @@ from ..models.sbn import SBNState, init_sbn, recognition_probs, train_sbn
 from ..ops import Ops
 from ._base import (
     BACKEND_CONSTRAINT,
+    CALLBACKS_CONSTRAINT,
     DTYPE_CONSTRAINT,
     N_THREADS_CONSTRAINT,
     EstimatorMixin,
     RenamedCurveMixin,
+    fit_callbacks,
     fit_transaction,
     renamed_curve,
     resolve_ops,
@@ -216,6 +218,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         "dtype": DTYPE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": CALLBACKS_CONSTRAINT,
     }
 
     def __init__(
@@ -234,6 +237,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         dtype: str | None = "float32",
         random_state: Any = None,
         verbose: int = 0,
+        callbacks: tuple = (),
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
@@ -248,6 +252,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------- helpers
     def _get_ops(self, *, fitted: bool = False) -> Ops:
@@ -297,6 +302,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
             n_importance_samples=int(self.n_importance_samples), start_epoch=self.n_iter_,
             verbose=int(self.verbose), name=type(self).__name__,
+            callbacks=fit_callbacks(self, type(self)._set_state),
         )
         self._set_state(state)
         self.loss_curve_.extend(row["loss"] for row in report.history)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops import conv2d_output_shape, normalize_pair, normalize_padding
+from ..ops import conv2d_output_shape, normalize_padding, normalize_pair
 from .activations import check_batch, initial_weights
 from .dense import WeightedLayer, _parse_init
 from .spec import check_positive_int, parse_args, parse_int, parse_pair, parse_shape

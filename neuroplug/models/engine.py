@@ -38,6 +38,7 @@ from ..network import TrainingDivergedError
 
 __all__ = [
     "Callback",
+    "CallbackError",
     "ChanceLevelWarning",
     "Control",
     "EpochStats",
@@ -286,14 +287,22 @@ class FitReport:
         return len(self.history)
 
 
+class CallbackError(RuntimeError):
+    """A callback raised: training stopped; the message names the callback."""
+
+
 def _call(callback: Any, method: str, info: dict) -> Any:
     fn = getattr(callback, method, None)
     if fn is None:
         return None
+    if method == "on_fit_begin":
+        return fn(info)  # a callback's own setup errors (an unwritable directory) reach the user as they are
     try:
         return fn(info)
+    except CallbackError:
+        raise
     except Exception as exc:
-        raise RuntimeError(
+        raise CallbackError(
             f"Callback {type(callback).__name__}.{method} raised {type(exc).__name__}: {exc}; training stopped."
         ) from exc
 

@@ -16,7 +16,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..network import Loss, Network
-from .engine import Control, EpochStats, FitReport, StoppingRule, minibatches, run_epochs
+from .engine import (
+    Control,
+    EpochStats,
+    FitReport,
+    StoppingRule,
+    minibatches,
+    run_epochs,
+)
 
 __all__ = ["Validation", "train_network", "PREDICT_BATCH"]
 
@@ -75,6 +82,8 @@ def train_network(
 
     def epoch(control: Control) -> EpochStats:
         lr = schedule(float(learning_rate), epoch_no[0]) * control.lr_factor
+        # The epoch's dropout masks come from the estimator's generator: a resumed fit continues exactly.
+        network.reseed(int(rng.integers(2**31 - 1)))
         total, seen = 0.0, 0
         for idx in minibatches(n, batch_size, rng if shuffle else None):
             xb = X[idx]

@@ -8,7 +8,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._validation import ValidatedParams
-
 from ..layers.dense import Dense
 
 __all__ = ["Pretrainer", "dense_run", "layer_inputs", "check_pretrain_input"]

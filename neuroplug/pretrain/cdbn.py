@@ -29,7 +29,7 @@ from ..layers.conv import Conv2D
 from ..layers.pool import MaxPool2D, Pool2D
 from ..models.crbm import FORWARD_BATCH as _FORWARD_BATCH
 from ..models.crbm import crbm_pool_output, train_crbm
-from ..ops import normalize_pair, normalize_padding
+from ..ops import normalize_padding, normalize_pair
 from .base import Pretrainer
 
 __all__ = ["CDBNPretrainer", "renamed_n_iter"]
