@@ -1046,6 +1046,11 @@ class LossCurveDisplay:
     ----------
     loss_curve : array-like of shape (n_epochs,)
         One value per epoch.
+    validation_loss : array-like of shape (n_epochs,), default=None
+        Validation loss per epoch, drawn on the loss axes.
+    kept_epoch : int, default=None
+        The epoch whose weights the model kept (``best_epoch_``), marked
+        with a vertical line.
     validation_scores : array-like of shape (n_epochs,), default=None
         Validation score per epoch (drawn on a second y axis, on the right).
     loss_label : str, default="training loss"
@@ -1063,6 +1068,10 @@ class LossCurveDisplay:
         The loss curve.
     ax_validation_ : matplotlib.axes.Axes or None
         Twin axes of the validation curve.
+    line_validation_loss_ : matplotlib.lines.Line2D or None
+        The validation loss (on the loss axes), when given.
+    kept_marker_ : matplotlib.lines.Line2D or None
+        The vertical line at the epoch whose weights the model kept.
     line_validation_ : matplotlib.lines.Line2D or None
         The validation curve.
 
@@ -1087,11 +1096,15 @@ class LossCurveDisplay:
         validation_scores: Any = None,
         loss_label: str = "training loss",
         estimator_name: str | None = None,
+        validation_loss: Any = None,
+        kept_epoch: int | None = None,
     ) -> None:
         self.loss_curve = loss_curve
         self.validation_scores = validation_scores
         self.loss_label = loss_label
         self.estimator_name = estimator_name
+        self.validation_loss = validation_loss
+        self.kept_epoch = kept_epoch
 
     def plot(self, *, ax: Any = None, log_scale: bool = False) -> "LossCurveDisplay":
         """Draw the curves.
@@ -1127,6 +1140,25 @@ class LossCurveDisplay:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = [self.line_]
+        self.line_validation_loss_ = self.kept_marker_ = None
+        if self.validation_loss is not None:
+            vloss = np.asarray([np.nan if v is None else v for v in self.validation_loss], dtype=np.float64).ravel()
+            if vloss.size != loss.size:
+                raise ValueError(
+                    f"validation_loss must hold one value per epoch ({loss.size}). Received: {vloss.size} values"
+                )
+            (self.line_validation_loss_,) = ax.plot(
+                epochs, vloss, marker="o" if vloss.size < 30 else None, color="C2", linestyle="--",
+                label="validation loss",
+            )
+            handles.append(self.line_validation_loss_)
+        if self.kept_epoch is not None:
+            if not 1 <= int(self.kept_epoch) <= loss.size:
+                raise ValueError(f"kept_epoch must be an epoch in [1, {loss.size}]. Received: kept_epoch={self.kept_epoch!r}")
+            self.kept_marker_ = ax.axvline(int(self.kept_epoch), color="0.4", linestyle=":",
+                                           label=f"kept weights (epoch {int(self.kept_epoch)})")
+            handles.append(self.kept_marker_)
         self.ax_validation_ = self.line_validation_ = None
         if self.validation_scores is not None:
             scores = np.asarray(self.validation_scores, dtype=np.float64).ravel()
@@ -1140,8 +1172,10 @@ class LossCurveDisplay:
                 epochs, scores, marker="s" if scores.size < 30 else None, color="C1", label="validation score"
             )
             twin.set_ylabel("validation score")
-            ax.legend(handles=[self.line_, self.line_validation_], loc="center right")
+            handles.append(self.line_validation_)
             self.ax_validation_ = twin
+        if len(handles) > 1:
+            ax.legend(handles=handles, loc="center right")
         if self.estimator_name:
             ax.set_title(self.estimator_name)
         self.figure_, self.ax_ = ax.figure, ax
@@ -1181,11 +1215,16 @@ class LossCurveDisplay:
                 else:
                     _check_fitted(estimator, [a for a, _ in _CURVES], "LossCurveDisplay")
                     raise AssertionError("unreachable")  # pragma: no cover
+        history = getattr(estimator, "history_", None) or []
+        val_loss = [row.get("val_loss") for row in history] if len(history) == len(curve) else []
+        kept = getattr(estimator, "best_epoch_", None)
         display = cls(
             curve,
             validation_scores=getattr(estimator, "validation_scores_", None),
             loss_label=label,
             estimator_name=type(estimator).__name__,
+            validation_loss=val_loss if any(v is not None for v in val_loss) else None,
+            kept_epoch=kept if kept is not None and 1 <= kept <= len(curve) else None,
         )
         return display.plot(ax=ax, log_scale=log_scale)
 

@@ -559,3 +559,22 @@ def test_train_plot_option_refuses_a_file_before_training(tmp_path, capsys):
     assert status == 2
     assert "--plot must name a directory" in capsys.readouterr().err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_loss_curve_marks_the_kept_epoch_and_draws_the_validation_loss():
+    import warnings
+
+    from sklearn.datasets import load_digits
+
+    from neuroplug.estimators import CNNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = CNNClassifier(("dense:16", "relu"), early_stopping=True, max_iter=6, random_state=0).fit(X[:300] / 16, y[:300])
+    d = LossCurveDisplay.from_estimator(clf)
+    np.testing.assert_allclose(d.line_validation_loss_.get_ydata(), [r["val_loss"] for r in clf.history_])
+    assert d.kept_marker_.get_xdata()[0] == clf.best_epoch_
+    assert f"epoch {clf.best_epoch_}" in d.kept_marker_.get_label()
+    with pytest.raises(ValueError, match="kept_epoch must be an epoch in \\[1, 2\\]"):
+        LossCurveDisplay([1.0, 0.5], kept_epoch=5).plot()
