@@ -333,7 +333,11 @@ def _check_network(est: Any, n_outputs: int) -> None:
     shape = tuple(est.input_shape_)
     for i, (layer, stored) in enumerate(zip(layers, weights)):
         # The layer's own initialiser gives the parameter shapes; one layer at a time bounds the memory.
-        expected = layer.init_params(shape, rng, np.dtype(est.dtype_))
+        try:
+            expected = layer.init_params(shape, rng, np.dtype(est.dtype_))
+            out_shape = tuple(int(s) for s in layer.output_shape(shape))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"layers_[{i}] ({layer!r}) cannot take the inputs of shape {shape} it gets: {exc}") from exc
         if set(stored) != set(expected):
             raise ValueError(
                 f"network_weights_[{i}] must hold the parameters {sorted(expected)} of {layer!r}. Received: {sorted(stored)}"
@@ -346,7 +350,7 @@ def _check_network(est: Any, n_outputs: int) -> None:
                     f"for inputs of shape {shape}. Received: {_describe(got)}"
                 )
         del expected
-        shape = tuple(int(s) for s in layer.output_shape(shape))
+        shape = out_shape
     if math.prod(shape) != n_outputs:
         raise ValueError(f"the last layer must give {n_outputs} outputs. Received: output shape {shape}")
 

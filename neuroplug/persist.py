@@ -544,8 +544,10 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
 
     The file is written to a temporary file beside ``path``, flushed to disk
     and renamed over ``path`` only when complete, so an interrupted save
-    leaves any previous file at ``path`` untouched.  ``.npz`` is appended
-    when ``path`` has no suffix.
+    leaves any previous file at ``path`` untouched.  Temporary files that a
+    killed save to the same path left behind (their process is gone, or
+    they are a day old) are removed.  ``.npz`` is appended when ``path`` has
+    no suffix.
 
     Parameters
     ----------
@@ -612,7 +614,9 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         **arrays,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    # The writer's pid in the name lets a later save tell a dead writer's leftover from a live one's file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, allow_pickle=False, **payload)
@@ -628,6 +632,54 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+#: A temporary file this old is a leftover whatever its pid says (pids are reused, or it came from another host).
+STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def _remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files that killed saves to ``path`` left behind; return them.
+
+    A temporary file ``.<name>.<pid>.<random>.tmp`` is stale when process
+    ``pid`` no longer runs (POSIX) or when it is older than
+    :data:`STALE_TEMPORARY_SECONDS`; a live writer's file (another process
+    saving to the same path right now) is left alone.
+    """
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:  # an unreadable directory: the save itself will report what is wrong
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        try:
+            old = now - tmp.lstat().st_mtime > STALE_TEMPORARY_SECONDS
+        except OSError:
+            continue
+        dead = pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+        if dead or old:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:  # removed by another save meanwhile, or not ours to remove
+                pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX); elsewhere assume it does and let the age decide."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
