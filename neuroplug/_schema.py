@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMAS", "Schema", "check_state", "check_generator_state"]
+__all__ = ["SCHEMAS", "Schema", "check_generator_state", "check_state"]
 
 _FLOAT_DTYPES = ("float32", "float64")
 _CHUNK = 1 << 20  # elements per finiteness check, so a check never doubles a large array

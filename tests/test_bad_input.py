@@ -629,8 +629,8 @@ CNN_FILE_ERRORS = {
     "classes_duplicated": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
         m, a, "classes_", np.array([0, 0, 1]))), r"classes_ must hold distinct labels"),
     "weights_wrong_shape": (lambda src, t: _edit_state(src, t, lambda m, a: a.update(
-        {_first_weight_key(m): np.zeros((2, 1, 2, 2))})), r"network_weights_\[0\]\['W'\] .* must be a float64 array of "
-                                                         r"shape \(2, 1, 3, 3\)"),
+        {_first_weight_key(m): np.zeros((2, 1, 2, 2))})),
+                            r"network_weights_\[0\]\['W'\] .* must be a float64 array of shape \(2, 1, 3, 3\)"),
     "too_few_outputs": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
         m, a, "classes_", np.arange(5))), r"the last layer must give 5 outputs"),
     "input_shape_disagrees": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(
