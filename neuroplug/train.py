@@ -86,7 +86,7 @@ def load_train_test(
     """
     from sklearn.model_selection import train_test_split
 
-    from .datasets import load_dataset, load_mnist
+    from .datasets import load_dataset, load_mnist, mnist_image_shape
 
     path = Path(data)
     if data != "digits" and path.is_dir():
@@ -96,8 +96,8 @@ def load_train_test(
         except FileNotFoundError:
             pass
         else:
-            side = int(round(np.sqrt(X_tr.shape[1])))
-            return X_tr, X_te, y_tr, y_te, (1, side, side), "MNIST train / t10k files"
+            # The IDX header's own rows x cols: non-square images are not guessed from sqrt(n_features).
+            return X_tr, X_te, y_tr, y_te, mnist_image_shape(path, "train"), "MNIST train / t10k files"
     if data != "digits" and path.suffix == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as f:
             if {"X_test", "y_test"} <= set(f.files):
