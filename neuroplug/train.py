@@ -15,6 +15,8 @@ it with :func:`neuroplug.persist.load`.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,12 +114,141 @@ def load_train_test(
     return X_tr, X_te, y_tr, y_te, input_shape, f"stratified split, {test_size:g} held out for testing"
 
 
+# --------------------------------------------------------------------- checks before training
+def check_output(output: str, data: str) -> str | None:
+    """Why the model could not be saved to ``output`` (``None`` when it can): checked before training.
+
+    The directory must exist and accept a new file (tried with a probe file
+    that is removed at once), ``output`` must not be a directory, and it
+    must not be the data file (or one of the IDX files of a data directory).
+    """
+    import tempfile
+
+    path = Path(output)
+    if not path.suffix:
+        path = path.with_suffix(".npz")  # what neuroplug.save writes
+    if path.is_dir() or Path(output).is_dir():
+        return f"--output must be a file path, not a directory. Received: --output {output!r}"
+    parent = path.parent
+    if not parent.is_dir():
+        return (f"--output {output!r}: the directory {str(parent)!r} does not exist; create it or choose "
+                "another --output")
+    data_path = Path(data)
+    targets = [data_path] if data_path.is_file() else (
+        [p for p in data_path.iterdir() if p.is_file() and "-ubyte" in p.name] if data_path.is_dir() else [])
+    for target in targets:
+        same = path.resolve() == target.resolve() or (path.exists() and os.path.samefile(path, target))
+        if same:
+            return (f"--output {output!r} is the data file {str(target)!r}; saving would overwrite the data set. "
+                    "Choose another --output")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe.", dir=parent)
+    except OSError as exc:
+        return f"--output {output!r}: cannot write in {str(parent)!r}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return None
+
+
+def estimate_training_bytes(
+    layers: Any, input_shape: tuple[int, ...], n_outputs: int, batch_size: int, itemsize: int
+) -> tuple[int, int] | None:
+    """``(bytes, n_parameters)`` a training run needs, roughly, computed from shapes alone (nothing allocated).
+
+    Parameters of dense and convolution layers count four times (weights,
+    gradients and two optimiser moments), each layer's output twice per
+    sample of a batch (forward values and their gradients).  ``None`` when
+    the layer specs are invalid (the estimator then reports them).
+    """
+    from .layers.spec import build_layers
+
+    try:
+        stack = [*build_layers(layers), *build_layers((f"dense:{n_outputs}",))]
+        shape = tuple(int(s) for s in input_shape)
+        n_params = 0
+        activations = 0
+        for layer in stack:
+            units = getattr(layer, "units", None)
+            filters, kernel = getattr(layer, "filters", None), getattr(layer, "kernel_size", None)
+            if isinstance(units, int):
+                n_params += math.prod(shape) * units + units
+            elif isinstance(filters, int) and kernel is not None:
+                kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+                n_params += filters * shape[0] * kh * kw + filters
+            shape = tuple(int(s) for s in layer.output_shape(shape))
+            activations += math.prod(shape)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return itemsize * (4 * n_params + 2 * batch_size * activations), n_params
+
+
+def _check_memory(args: argparse.Namespace, clf: Any, X: np.ndarray, y: np.ndarray,
+                  input_shape: tuple[int, ...] | None) -> str | None:
+    """Why the network would not fit in memory (``None`` when it would, or when it cannot be estimated)."""
+    if getattr(X, "ndim", 0) != 2 or X.shape[1] < 1 or not isinstance(clf.layers, (tuple, list)):
+        return None  # bad data or layers: the estimator reports them
+    try:
+        n_classes = len(np.unique(y))
+    except (TypeError, ValueError):
+        return None
+    shape = input_shape
+    if shape is None:
+        if not any(s.split(":", 1)[0].strip() in ("conv", "maxpool", "avgpool", "meanpool") for s in map(str, clf.layers)):
+            shape = (X.shape[1],)
+        else:
+            side = math.isqrt(X.shape[1])
+            shape = (1, side, side) if side * side == X.shape[1] else None
+    if shape is None:
+        return None
+    itemsize = 8 if X.dtype == np.float64 else 4
+    if not isinstance(clf.batch_size, int):
+        return None
+    estimate = estimate_training_bytes(clf.layers, shape, n_classes, int(clf.batch_size), itemsize)
+    available = _available_memory()
+    if estimate is None or available is None or estimate[0] <= available:
+        return None
+    need, n_params = estimate
+    return (f"the network needs about {need / 2**30:.1f} GiB to train ({n_params:,} parameters for inputs of shape "
+            f"{shape}), more than the {available / 2**30:.1f} GiB of memory available. Use smaller layers "
+            f"(--layers {' '.join(map(str, clf.layers))})")
+
+
+def _check_augment(args: argparse.Namespace, X: np.ndarray, input_shape: tuple[int, ...] | None) -> str | None:
+    """Why ``--augment`` cannot work on these images (``None`` when it can, or when the estimator will say)."""
+    if args.augment is None:
+        return None
+    from .augment import get_augmenter
+
+    try:
+        augmenter = get_augmenter(True if args.augment == "true" else args.augment)
+        if augmenter is None:
+            return None
+        if input_shape is not None and len(input_shape) == 3:
+            augmenter.check_image_size(int(input_shape[1]), int(input_shape[2]))
+        elif input_shape is None and math.isqrt(X.shape[1]) ** 2 == X.shape[1]:
+            augmenter.check_image_size(math.isqrt(X.shape[1]), math.isqrt(X.shape[1]))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``neuroplug train`` with parsed arguments; return the exit status (0 on success)."""
     from .estimators import CNNClassifier
     from .network import TrainingDivergedError
     from .persist import save
 
+    problem = check_output(args.output, args.data)
+    if problem is not None:
+        print(f"neuroplug train: error: {problem}", file=sys.stderr)
+        return 2
     try:
         X_tr, X_te, y_tr, y_te, input_shape, how = load_train_test(
             args.data, test_size=args.test_size, random_state=args.random_state
@@ -154,6 +285,10 @@ def run_train(args: argparse.Namespace) -> int:
     }
     params.update({k: v for k, v in optional.items() if v is not None})
     clf = CNNClassifier(**params)
+    problem = _check_memory(args, clf, X_tr, y_tr, input_shape) or _check_augment(args, X_tr, input_shape)
+    if problem is not None:
+        print(f"neuroplug train: error: {problem}", file=sys.stderr)
+        return 2
     data_name = "digits (scikit-learn 8x8)" if args.data == "digits" else args.data
     print(f"Data: {data_name}: {len(X_tr)} training and {len(X_te)} test samples ({how})")
     print(f"Network: {', '.join(map(str, clf.layers))} -> dense:{len(np.unique(y_tr))} (output)")

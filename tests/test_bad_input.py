@@ -15,8 +15,10 @@ method arguments.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import os
 import re
 import warnings
 import zipfile
@@ -323,6 +325,8 @@ SPECIFIC_BAD_PARAMS = {
         ("optimizer", "rmsprop", r"optimizer"),
         ("lr_schedule", "weird", r"lr_schedule"),
         ("augment", "bogus=1", r"augment"),
+        ("augment", "shift=4", r"augment shift must be smaller than the images \(4x4 pixels\)"),
+        ("augment", "shift=inf", r"shift must be a finite number >= 0"),
         ("pretrainer", "nosuch", r"Unknown pretrainer 'nosuch'\. Known pretrainers: .*dbn"),
         ("validation_fraction", 1.5, r"validation_fraction"),
         ("alpha", -1.0, r"alpha"),
@@ -434,11 +438,22 @@ CLI_OPTION_ERRORS = [
     (["--augment", "shift=x"], r"augment value for 'shift' must be a number"),
     (["--test-size", "2"], r"--test-size must be between 0 and 1"),
     (["--data", "/nonexistent/data/dir.npz"], r"cannot load data"),
+    (["--augment", "shift=1e9"], r"augment shift must be smaller than the images \(8x8 pixels\)"),
+    (["--augment", "shift=inf"], r"shift must be a finite number >= 0\. Received: shift=inf"),
+    (["--augment", "rotate=200"], r"rotate must be a number in \[0\.0, 180\.0\]\. Received: rotate=200\.0"),
+    (["--augment", "scale=1"], r"scale must be a number in \[0\.0, 0\.999\]"),
+    (["--layers", "dense:1000000000"], r"the network needs about [\d.]+ GiB to train \(75,000,000,010 parameters for "
+                                       r"inputs of shape \(1, 8, 8\)\), more than the [\d.]+ GiB of memory available"),
+    (["--layers", "conv:100000x8x8", "dense:100000"],
+     r"the network needs about 149\.\d GiB to train \(10,007,600,010 parameters .* than the 8\.0 GiB"),
 ]
 
 
 @pytest.mark.parametrize("args, pattern", CLI_OPTION_ERRORS, ids=[" ".join(a) for a, _ in CLI_OPTION_ERRORS])
-def test_cli_bad_options(cli, tmp_path, args, pattern):
+def test_cli_bad_options(cli, tmp_path, monkeypatch, args, pattern):
+    import neuroplug.train
+
+    monkeypatch.setattr(neuroplug.train, "_available_memory", lambda: 8 * 2**30)  # the same verdict on any machine
     code, err = cli(*args, "--output", str(tmp_path / "m.npz"))
     assert code == 2
     assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
@@ -659,3 +674,60 @@ def test_load_refuses_bad_model_files(saved_models, tmp_path, kind):
         load(bad, max_bytes=100 if kind == "over_max_bytes" else None)
     assert re.search(pattern, str(info.value)), f"{pattern!r} not in: {info.value}"
     assert str(bad) in str(info.value)
+
+
+def _idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def _output_cases(tmp_path):
+    """``{kind: (data, output, pattern)}``: outputs refused before any training."""
+    data = _npz(tmp_path / "d.npz", X=np.random.default_rng(0).random((40, 16)), y=np.arange(40) % 2)
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    _idx(mnist / "t10k-images-idx3-ubyte", np.zeros((20, 4, 4)))
+    with gzip.open(mnist / "t10k-labels-idx1-ubyte.gz", "wb") as fh:  # a suffix save() keeps
+        fh.write(_idx(tmp_path / "labels", np.arange(20) % 2).read_bytes())
+    (tmp_path / "adir").mkdir()
+    return {
+        "missing_directory": ("digits", str(tmp_path / "nope" / "m.npz"), r"the directory '.*nope' does not exist"),
+        "unwritable_directory": ("digits", "/proc/m.npz", r"cannot write in '/proc'"),
+        "a_directory": ("digits", str(tmp_path / "adir"), r"--output must be a file path, not a directory"),
+        "the_npz_data_file": (data, data, r"is the data file '.*d\.npz'; saving would overwrite the data set"),
+        "the_npz_without_suffix": (data, data[:-4], r"is the data file '.*d\.npz'"),
+        "an_idx_data_file": (str(mnist), str(mnist / "t10k-labels-idx1-ubyte.gz"),
+                             r"is the data file '.*t10k-labels-idx1-ubyte\.gz'"),
+    }
+
+
+OUTPUT_KINDS = ["missing_directory", "unwritable_directory", "a_directory", "the_npz_data_file",
+                "the_npz_without_suffix", "an_idx_data_file"]
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_cli_refuses_an_output_it_could_not_write_before_training(cli, tmp_path, kind):
+    if kind == "unwritable_directory" and not os.path.isdir("/proc"):
+        pytest.skip("needs /proc")
+    data, output, pattern = _output_cases(tmp_path)[kind]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    code, err = cli("--data", data, "--output", output)
+    assert code == 2
+    assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
+    assert "Test accuracy" not in err
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, probe removed
+
+
+def test_cli_uses_the_idx_files_own_image_shape(cli, tmp_path):
+    """20x30 images train as 20x30 (a convolution sees the real rows and columns), not as a guessed 24x24."""
+    rng = np.random.default_rng(0)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (40, 20, 30)))
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(40) % 2)
+    out = tmp_path / "m.npz"
+    code, err = cli("--data", str(tmp_path), "--output", str(out),
+                    base=["train", "-q", "--epochs", "1", "--layers", "conv:2x3x3", "relu", "--threads", "1"])
+    assert code == 0, err
+    from neuroplug import load
+
+    assert load(out).input_shape_ == (1, 20, 30)
