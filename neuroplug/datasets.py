@@ -45,6 +45,7 @@ def load_digits_images() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_GZIP_RATIO = 1100  # deflate cannot expand more than ~1032:1; a header promising more is not this file's
 _IDX_CHUNK = 1 << 20  # bytes decompressed at a time
+_MAX_IDX_NDIM = 32  # NumPy's limit on array dimensions in its oldest supported version
 
 
 def _open(path: Path):
@@ -68,8 +69,8 @@ def _read_idx_header(fh: Any, where: str) -> tuple[np.dtype, tuple[int, ...]]:
             f"({', '.join(hex(c) for c in _IDX_DTYPES)}) and the number of dimensions"
         )
     ndim = header[3]
-    if ndim == 0:
-        raise ValueError(f"{where}: IDX header declares 0 dimensions; expected at least 1")
+    if not 1 <= ndim <= _MAX_IDX_NDIM:
+        raise ValueError(f"{where}: IDX header declares {ndim} dimensions; expected 1 to {_MAX_IDX_NDIM}")
     dims_raw = fh.read(4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise ValueError(f"{where} is truncated inside its IDX header ({ndim} dimensions need {4 * ndim} bytes)")
@@ -156,9 +157,12 @@ def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | No
                     f"{where} declares shape {shape} of {dtype.name} ({nbytes} bytes), over the limit "
                     f"max_bytes={max_bytes}"
                 )
-            if mmap and not gz:
-                return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-            out = np.empty(shape, dtype=dtype)
+            try:
+                if mmap and not gz:
+                    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                out = np.empty(shape, dtype=dtype)
+            except ValueError as exc:  # e.g. a zero dimension beside others whose product overflows
+                raise ValueError(f"{where} declares shape {shape}, which NumPy cannot hold: {exc}") from exc
             _read_exactly(fh, out, where, shape)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{where} is a truncated or corrupt gzip file: {exc}") from exc

@@ -363,12 +363,15 @@ def _npy_header(fh: Any, name: str) -> tuple[np.dtype, tuple[int, ...]]:
     if len(magic) != len(_NPY_MAGIC) + 2 or not magic.startswith(_NPY_MAGIC):
         raise ModelFormatError(f"member {name!r} is not a .npy array (bad magic {magic[:8]!r})")
     version = tuple(magic[len(_NPY_MAGIC):])
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    else:
+    if version not in ((1, 0), (2, 0)):
         raise ModelFormatError(f"member {name!r} uses .npy format version {version}; expected 1.0 or 2.0")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        shape, fortran, dtype = read(fh)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise  # the container's errors, reported as such by load
+    except Exception as exc:  # noqa: BLE001 - NumPy parses the header text with ast/tokenize: any error means a bad header
+        raise ModelFormatError(f"member {name!r} has an unreadable .npy header: {type(exc).__name__}: {exc}") from exc
     if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise ModelFormatError(
             f"member {name!r} holds an array of dtype {dtype}; a model file holds only numbers and strings "
