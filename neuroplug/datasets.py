@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_digits_images", "load_idx", "load_mnist", "load_npz", "load_dataset", "mnist_image_shape"]
+__all__ = ["load_dataset", "load_digits_images", "load_idx", "load_mnist", "load_npz", "mnist_image_shape"]
 
 # IDX type codes (third byte of the magic number) → big-endian dtypes.
 _IDX_DTYPES = {

@@ -370,7 +370,7 @@ def _npy_header(fh: Any, name: str) -> tuple[np.dtype, tuple[int, ...]]:
         shape, fortran, dtype = read(fh)
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
         raise  # the container's errors, reported as such by load
-    except Exception as exc:  # noqa: BLE001 - NumPy parses the header text with ast/tokenize: any error means a bad header
+    except Exception as exc:  # NumPy parses the header text with ast/tokenize: any error there means a bad header
         raise ModelFormatError(f"member {name!r} has an unreadable .npy header: {type(exc).__name__}: {exc}") from exc
     if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise ModelFormatError(

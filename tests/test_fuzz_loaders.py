@@ -120,8 +120,8 @@ def npy_members(draw):
     descr = draw(st.sampled_from(_DESCRS))
     shape = tuple(draw(st.lists(st.one_of(st.integers(0, 6), st.integers(-2, 10**13)), max_size=3)))
     fortran = draw(st.booleans())
-    header = "{'descr': %s, 'fortran_order': %s, 'shape': %s, }" % (
-        descr if descr.startswith("[") else repr(descr), fortran, repr(shape))
+    descr_text = descr if descr.startswith("[") else repr(descr)
+    header = f"{{'descr': {descr_text}, 'fortran_order': {fortran}, 'shape': {shape!r}, }}"
     if draw(st.booleans()):
         header = draw(st.text(max_size=60))  # not even a dict
     version = draw(st.sampled_from([b"\x01\x00", b"\x02\x00", b"\x03\x00", b"\x09\x00"]))
