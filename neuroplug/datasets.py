@@ -113,7 +113,8 @@ def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | No
         Memory-map the data instead of reading it (uncompressed files only),
         so that ``partial_fit`` can stream a data set larger than memory.
     max_bytes : int or None, default=None
-        Most data bytes the header may declare; ``None`` means the machine's
+        Most data bytes the header may declare when the data is read into
+        memory (not for a memory map); ``None`` means the machine's
         physical memory.
 
     Returns
@@ -152,13 +153,14 @@ def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | No
                     f"{where} declares shape {shape} ({nbytes} bytes) but is a {file_size}-byte gzip file, "
                     f"which cannot expand to that much (deflate expands at most ~{_MAX_GZIP_RATIO}:1)"
                 )
-            if max_bytes is not None and nbytes > max_bytes:
+            mapped = mmap and not gz  # a map allocates nothing: the exact file size bounds it
+            if max_bytes is not None and nbytes > max_bytes and not mapped:
                 raise ValueError(
                     f"{where} declares shape {shape} of {dtype.name} ({nbytes} bytes), over the limit "
                     f"max_bytes={max_bytes}"
                 )
             try:
-                if mmap and not gz:
+                if mapped:
                     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
                 out = np.empty(shape, dtype=dtype)
             except ValueError as exc:  # e.g. a zero dimension beside others whose product overflows
