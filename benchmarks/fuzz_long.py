@@ -1,11 +1,14 @@
-"""A long Hypothesis fuzz run of every compiled kernel, outside the test suite.
+"""A long Hypothesis fuzz run of every compiled kernel and both file loaders, outside the test suite.
 
 Runs tests/test_fuzz_kernels.py (the CythonOps entry points against the
-NumPy reference, spoiled inputs refused with ValueError/TypeError) with many
-more examples than CI uses and a random seed, then prints how many examples
-each op ran and the verdict::
+NumPy reference, spoiled inputs refused with ValueError/TypeError) and
+tests/test_fuzz_loaders.py (damaged and forged model and IDX files refused
+with ModelFormatError/ValueError, in bounded memory) with many more examples
+than CI uses and a random seed, then prints how many examples each test ran
+and the verdict::
 
-    python benchmarks/fuzz_long.py                      # 2000 examples per op
+    python benchmarks/fuzz_long.py                      # 2000 examples per test
+    python benchmarks/fuzz_long.py --target loaders     # only neuroplug.load and load_idx
     python benchmarks/fuzz_long.py --examples 10000 --seed 123
     NEUROPLUG_DEBUG=1 python setup.py build_ext --inplace && python benchmarks/fuzz_long.py
                                                         # with Cython bounds checks on
@@ -25,8 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULE = "tests/test_fuzz_kernels.py"
-_TEST = re.compile(r"^\S*test_fuzz_kernels\.py::(\w+):\s*$")
+MODULES = {"kernels": "tests/test_fuzz_kernels.py", "loaders": "tests/test_fuzz_loaders.py"}
+_TEST = re.compile(r"^\S*test_fuzz_\w+\.py::(\w+):\s*$")
 # Hypothesis before 6.1xx: "12 passing examples, 0 failing examples, 1 invalid examples";
 # 6.170: "12 passing, 0 failing, and 1 invalid test cases".
 _COUNTS = re.compile(r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,? (?:and )?(\d+) invalid")
@@ -55,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=2000, help="examples per op (default: 2000)")
     parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: random)")
     parser.add_argument("-k", dest="keyword", default=None, help="only the ops whose test name matches (pytest -k)")
+    parser.add_argument("--target", choices=(*MODULES, "all"), default="all",
+                        help="fuzz the compiled kernels, the file loaders (neuroplug.load, load_idx) or both (default)")
     args = parser.parse_args(argv)
 
     env = dict(os.environ, NEUROPLUG_FUZZ_EXAMPLES=str(args.examples), NEUROPLUG_FUZZ_RANDOM="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "pytest", MODULE, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"]
+    modules = list(MODULES.values()) if args.target == "all" else [MODULES[args.target]]
+    cmd = [sys.executable, "-m", "pytest", *modules, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"]
     if args.seed is not None:
         cmd.append(f"--hypothesis-seed={args.seed}")
     if args.keyword:

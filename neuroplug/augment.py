@@ -32,7 +32,7 @@ class RandomAffine(BaseEstimator):
     Parameters
     ----------
     shift : float, default=2.0
-        Largest translation in pixels.
+        Largest translation in pixels, smaller than the images.
     rotate : float, default=10.0
         Largest rotation in degrees.
     scale : float, default=0.1
@@ -51,10 +51,24 @@ class RandomAffine(BaseEstimator):
         values = []
         for name, low, high in (("shift", 0.0, np.inf), ("rotate", 0.0, 180.0), ("scale", 0.0, 0.999), ("p", 0.0, 1.0)):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not low <= v <= high:
-                raise ValueError(f"{name} must be a number in [{low}, {high}]. Received: {name}={v!r}")
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not low <= v <= high or not np.isfinite(v):
+                bound = "a finite number >= 0" if high == np.inf else f"a number in [{low}, {high}]"
+                raise ValueError(f"{name} must be {bound}. Received: {name}={v!r}")
             values.append(float(v))
         return tuple(values)  # type: ignore[return-value]
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise ``ValueError`` unless the shift is smaller than a ``height`` x ``width`` image.
+
+        A shift as large as the image moves it out of the frame entirely, so
+        the network would train on blank images.
+        """
+        shift = self._check()[0]
+        if shift >= min(height, width):
+            raise ValueError(
+                f"augment shift must be smaller than the images ({height}x{width} pixels): a shift of {shift:g} "
+                f"pixels moves them out of the frame. Received: shift={self.shift!r}"
+            )
 
     def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return a transformed copy of the NumPy image batch ``X`` of shape ``(n, c, h, w)``."""
@@ -66,6 +80,7 @@ class RandomAffine(BaseEstimator):
                 f"to an image shape (c, h, w). Received: X.shape={X.shape}"
             )
         n, c, h, w = X.shape
+        self.check_image_size(h, w)
         angle = np.deg2rad(rng.uniform(-rotate, rotate, n))
         zoom = rng.uniform(1.0 - scale, 1.0 + scale, n)
         ty, tx = rng.uniform(-shift, shift, (2, n))

@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import struct
 import tempfile
+import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import _schema
 
 __all__ = ["FORMAT_VERSION", "ModelFormatError", "save", "load"]
 
@@ -266,10 +272,11 @@ def _make_generator(state: Any) -> np.random.Generator:
             f"the model file holds a random generator state for {name!r}; supported bit generators: "
             f"{', '.join(_BIT_GENERATORS)}"
         )
-    bit_generator = cls()
     try:
+        state = _schema.check_generator_state(state)
+        bit_generator = cls()
         bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise ModelFormatError(f"the model file holds an invalid {name} state: {exc}") from exc
     return np.random.Generator(bit_generator)
 
@@ -289,10 +296,22 @@ def _rebuild(cls: type, params: Any, state: Any) -> Any:
     estimator = _construct(cls, params, cls.__name__)
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise ModelFormatError(f"malformed state of {cls.__name__} in the model file")
+    if "_rng_state" in state:
+        # A generator kept as its plain state (the CNNs'): NumPy trusts its positions, so check them first.
+        try:
+            state = {**state, "_rng_state": _schema.check_generator_state(state["_rng_state"])}
+        except ValueError as exc:
+            raise ModelFormatError(f"the model file holds an invalid random generator state: {exc}") from exc
     try:
         estimator.__setstate__({**estimator.__dict__, **state})
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError) as exc:
         raise ModelFormatError(f"the model file holds a state that {cls.__name__} cannot restore: {exc}") from exc
+    try:
+        _schema.check_state(estimator)
+    except ValueError as exc:
+        raise ModelFormatError(f"the model file holds an invalid fitted {cls.__name__}: {exc}") from exc
+    except TypeError as exc:  # a layer whose own shape arithmetic refuses the stored shapes
+        raise ModelFormatError(f"the model file holds an invalid fitted {cls.__name__}: {exc}") from exc
     return estimator
 
 
@@ -301,9 +320,181 @@ def _checksum(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
     h.update(meta_bytes)
     for key in sorted(arrays):
         arr = arrays[key]
-        h.update(f"{key}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(_array_tag(key, arr.dtype, arr.shape))
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
+
+
+def _array_tag(key: str, dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """What the checksum hashes before an array's bytes."""
+    return f"{key}|{dtype.str}|{tuple(shape)}|".encode()
+
+
+# ---------------------------------------------------------------------------
+# Reading: a zip of .npy members, every declared size checked before reading
+# ---------------------------------------------------------------------------
+_CHUNK = 1 << 20  # bytes read at a time: the checksum pass holds no more than this
+_MAX_DEFLATE_RATIO = 1100  # deflate cannot expand more than ~1032:1; a larger claim is a forged header
+_NPY_MAGIC = b"\x93NUMPY"
+_ARRAY_KINDS = "biufcSU"  # what save() writes: numbers and strings, never objects or records
+# What the standard library and NumPy raise on a malformed zip or .npy header.
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, TypeError, KeyError,
+                IndexError, OverflowError, SyntaxError, NotImplementedError, RuntimeError, struct.error, zlib.error)
+
+
+def _default_max_bytes() -> int | None:
+    """The machine's physical memory: a model that declares more cannot be loaded anyway."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return None
+
+
+class _Member:
+    """One ``.npy`` member of a model file: its zip entry and its parsed header."""
+
+    def __init__(self, info: zipfile.ZipInfo, key: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int):
+        self.info, self.key, self.dtype, self.shape, self.nbytes = info, key, dtype, shape, nbytes
+
+
+def _npy_header(fh: Any, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """Parse the ``.npy`` header at the start of ``fh``; refuse what save() never writes."""
+    magic = fh.read(len(_NPY_MAGIC) + 2)
+    if len(magic) != len(_NPY_MAGIC) + 2 or not magic.startswith(_NPY_MAGIC):
+        raise ModelFormatError(f"member {name!r} is not a .npy array (bad magic {magic[:8]!r})")
+    version = tuple(magic[len(_NPY_MAGIC):])
+    if version not in ((1, 0), (2, 0)):
+        raise ModelFormatError(f"member {name!r} uses .npy format version {version}; expected 1.0 or 2.0")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        shape, fortran, dtype = read(fh)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise  # the container's errors, reported as such by load
+    except Exception as exc:  # NumPy parses the header text with ast/tokenize: any error there means a bad header
+        raise ModelFormatError(f"member {name!r} has an unreadable .npy header: {type(exc).__name__}: {exc}") from exc
+    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ModelFormatError(
+            f"member {name!r} holds an array of dtype {dtype}; a model file holds only numbers and strings "
+            "(object arrays would need pickle)"
+        )
+    if any(d < 0 for d in shape):
+        raise ModelFormatError(f"member {name!r} declares a negative dimension: shape {shape}")
+    if fortran and sum(d > 1 for d in shape) > 1:
+        raise ModelFormatError(f"member {name!r} is stored in Fortran order; save() writes C order")
+    return dtype, tuple(int(d) for d in shape)
+
+
+def _scan(zf: zipfile.ZipFile, archive_size: int, max_bytes: int | None) -> dict[str, _Member]:
+    """Check every member's declared sizes against the archive, its .npy header and ``max_bytes``."""
+    members: dict[str, _Member] = {}
+    total = 0
+    for info in zf.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or info.is_dir():
+            raise ModelFormatError(f"member {name!r} is not a .npy array; a model file holds only .npy members")
+        key = name[:-4]
+        if key in members:
+            raise ModelFormatError(f"member {name!r} appears twice")
+        if info.flag_bits & 0x1:
+            raise ModelFormatError(f"member {name!r} is encrypted; model files are not")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFormatError(
+                f"member {name!r} uses zip compression method {info.compress_type}; expected stored (0) or deflated (8)"
+            )
+        if info.header_offset + info.compress_size > archive_size:
+            raise ModelFormatError(
+                f"member {name!r} declares {info.compress_size} bytes at offset {info.header_offset}, past the end "
+                f"of the {archive_size}-byte file (truncated)"
+            )
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise ModelFormatError(
+                f"member {name!r} is stored uncompressed but declares {info.file_size} bytes for "
+                f"{info.compress_size} bytes of data"
+            )
+        if info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1) + 1024:
+            raise ModelFormatError(
+                f"member {name!r} declares {info.file_size} bytes from {info.compress_size} compressed bytes, more "
+                f"than deflate can expand (at most ~{_MAX_DEFLATE_RATIO}:1)"
+            )
+        with zf.open(info) as fh:
+            dtype, shape = _npy_header(fh, name)
+            header_size = fh.tell()
+        nbytes = math.prod(shape) * dtype.itemsize
+        if header_size + nbytes != info.file_size:
+            raise ModelFormatError(
+                f"member {name!r} declares shape {shape} of {dtype} ({nbytes} bytes) but holds "
+                f"{info.file_size - header_size} bytes of data"
+            )
+        total += nbytes
+        if max_bytes is not None and total > max_bytes:
+            raise ModelFormatError(
+                f"the arrays declare more than {max_bytes} bytes in all (member {name!r} brings them to {total}), "
+                f"over the limit max_bytes={max_bytes}"
+            )
+        members[key] = _Member(info, key, dtype, shape, nbytes)
+    for key in ("__model__", "__checksum__"):
+        member = members.get(key)
+        if member is None:
+            raise ModelFormatError(f"not a neuroplug model file (no {key} entry)")
+        if member.dtype != np.uint8 or len(member.shape) != 1:
+            raise ModelFormatError(f"its {key} entry must be a 1-D uint8 array; it is {member.dtype} of shape {member.shape}")
+    return members
+
+
+def _read_member(zf: zipfile.ZipFile, member: _Member, h: Any, keep: bool) -> np.ndarray | None:
+    """Stream a member's data through ``h`` in chunks; return it as an array when ``keep``."""
+    out = np.empty(member.shape, dtype=member.dtype) if keep else None
+    view = memoryview(out.reshape(-1).view(np.uint8)) if keep and member.nbytes else None
+    with zf.open(member.info) as fh:
+        _npy_header(fh, member.info.filename)
+        done = 0
+        while done < member.nbytes:
+            chunk = fh.read(min(_CHUNK, member.nbytes - done))
+            if not chunk:
+                raise ModelFormatError(f"member {member.info.filename!r} ends after {done} of {member.nbytes} bytes")
+            h.update(chunk)
+            if view is not None:
+                view[done:done + len(chunk)] = chunk
+            done += len(chunk)
+        if fh.read(1):  # also makes zipfile check the member's CRC at its end
+            raise ModelFormatError(f"member {member.info.filename!r} holds more than its declared {member.nbytes} bytes")
+    return out
+
+
+def _read_archive(path: Path, where: str, max_bytes: int | None) -> tuple[bytes, str, dict[str, np.ndarray]]:
+    """``(header JSON bytes, stored checksum, arrays)`` of a model file, checksum verified.
+
+    Two passes: the first streams every member through SHA-256 holding one
+    chunk at a time, so a damaged or forged file is refused before any array
+    is allocated; the second reads the arrays (their sizes checked against
+    the file and ``max_bytes`` already) and checks the checksum again.
+    """
+    with open(path, "rb") as raw:
+        if raw.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+            raise ModelFormatError(f"{where!r} is not a neuroplug model file (a plain .npy array)")
+        raw.seek(0, os.SEEK_END)
+        archive_size = raw.tell()
+        raw.seek(0)
+        with zipfile.ZipFile(raw) as zf:
+            members = _scan(zf, archive_size, max_bytes)
+            small = hashlib.sha256()
+            meta = _read_member(zf, members["__model__"], small, keep=True)
+            stored = _read_member(zf, members["__checksum__"], small, keep=True)
+            meta_bytes = meta.tobytes()
+            checksum = stored.tobytes().decode("ascii", "replace")
+            keys = sorted(k for k in members if k not in ("__model__", "__checksum__"))
+            for keep in (False, True):
+                h = hashlib.sha256(meta_bytes)
+                arrays: dict[str, np.ndarray] = {}
+                for key in keys:
+                    member = members[key]
+                    h.update(_array_tag(key, member.dtype, member.shape))
+                    arr = _read_member(zf, member, h, keep)
+                    if keep:
+                        arrays[key] = arr
+                if h.hexdigest() != checksum:
+                    raise ModelFormatError(f"{where!r} failed its checksum: the file was altered or damaged")
+    return meta_bytes, checksum, arrays
 
 
 def _estimator_classes() -> dict[str, type]:
@@ -358,8 +549,10 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
 
     The file is written to a temporary file beside ``path``, flushed to disk
     and renamed over ``path`` only when complete, so an interrupted save
-    leaves any previous file at ``path`` untouched.  ``.npz`` is appended
-    when ``path`` has no suffix.
+    leaves any previous file at ``path`` untouched.  Temporary files that a
+    killed save to the same path left behind (their process is gone, or
+    they are a day old) are removed.  ``.npz`` is appended when ``path`` has
+    no suffix.
 
     Parameters
     ----------
@@ -426,7 +619,9 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         **arrays,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    # The writer's pid in the name lets a later save tell a dead writer's leftover from a live one's file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, allow_pickle=False, **payload)
@@ -442,6 +637,54 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+#: A temporary file this old is a leftover whatever its pid says (pids are reused, or it came from another host).
+STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def _remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files that killed saves to ``path`` left behind; return them.
+
+    A temporary file ``.<name>.<pid>.<random>.tmp`` is stale when process
+    ``pid`` no longer runs (POSIX) or when it is older than
+    :data:`STALE_TEMPORARY_SECONDS`; a live writer's file (another process
+    saving to the same path right now) is left alone.
+    """
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:  # an unreadable directory: the save itself will report what is wrong
+        return removed
+    now = time.time()
+    for tmp in candidates:
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        try:
+            old = now - tmp.lstat().st_mtime > STALE_TEMPORARY_SECONDS
+        except OSError:
+            continue
+        dead = pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+        if dead or old:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:  # removed by another save meanwhile, or not ours to remove
+                pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX); elsewhere assume it does and let the age decide."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -466,7 +709,7 @@ def _version() -> str:
     return __version__
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
     """Load an estimator saved by :func:`save`.  Executes no code from the file.
 
     The file is read with ``allow_pickle=False``; its JSON header may only
@@ -477,6 +720,12 @@ def load(path: str | os.PathLike) -> Any:
     ----------
     path : str or path-like
         A file written by :func:`save`.
+    max_bytes : int or None, default=None
+        Most bytes the arrays may declare in all; ``None`` means the
+        machine's physical memory.  Every member's declared size (zip
+        entry, compression ratio, ``.npy`` header) is checked against the
+        file and this limit before anything is read, and the checksum is
+        verified in a streaming pass before any array is allocated.
 
     Returns
     -------
@@ -490,32 +739,29 @@ def load(path: str | os.PathLike) -> Any:
         When ``path`` is not a file.
     ModelFormatError
         When the file is not a neuroplug model, is truncated or was altered
-        (checksum mismatch), comes from a newer format version, names an
-        estimator neuroplug does not have, or uses layers/pretrainers that no
-        installed plugin provides (the message lists the installed ones and
-        the plugin the file was saved with).
+        (checksum mismatch), declares more than ``max_bytes`` or sizes its
+        contents cannot hold, comes from a newer format version, names an
+        estimator neuroplug does not have, holds a fitted state that does not
+        match its estimator's schema (:mod:`neuroplug._schema`), or uses
+        layers/pretrainers that no installed plugin provides (the message
+        lists the installed ones and the plugin the file was saved with).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {str(path)!r}")
     where = str(path)
+    if max_bytes is None:
+        max_bytes = _default_max_bytes()
+    elif not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
+        raise ValueError(f"max_bytes must be an int >= 0 or None. Received: max_bytes={max_bytes!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ModelFormatError(f"{where!r} is not a neuroplug model file (a plain .npy array)")
-            files = set(data.files)
-            if not {"__model__", "__checksum__"} <= files:
-                raise ModelFormatError(f"{where!r} is not a neuroplug model file (no __model__ entry)")
-            meta_bytes = data["__model__"].tobytes()
-            checksum = data["__checksum__"].tobytes().decode("ascii", "replace")
-            arrays = {k: data[k] for k in files - {"__model__", "__checksum__"}}
-    except ModelFormatError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, AttributeError, TypeError) as exc:
-        # np.load of a .npy file returns an array (no context manager): AttributeError/TypeError.
+        meta_bytes, _, arrays = _read_archive(path, where, max_bytes)
+    except ModelFormatError as exc:
+        if where in str(exc):
+            raise
+        raise ModelFormatError(f"{where!r}: {exc}") from exc.__cause__
+    except _READ_ERRORS as exc:
         raise ModelFormatError(f"{where!r} is not a readable neuroplug model (truncated or corrupt): {exc}") from exc
-    if _checksum(meta_bytes, arrays) != checksum:
-        raise ModelFormatError(f"{where!r} failed its checksum: the file was altered or damaged")
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

@@ -15,8 +15,11 @@ it with :func:`neuroplug.persist.load`.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"where to save the model (default: ./{DEFAULT_OUTPUT})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint", metavar="DIR", default=None,
+                   help="save a checkpoint every epoch into DIR (the last 3 are kept); resume with --resume")
+    p.add_argument("--resume", metavar="FILE", default=None,
+                   help="continue training the model saved in FILE (a checkpoint or an --output file) on the same "
+                        "data; --epochs sets how many more epochs (default: the rest of its max_iter)")
     # --plot DIR: pictures of the fitted model (neuroplug.plot.save_training_plots).
     p.add_argument(
         "--plot", metavar="DIR", default=None,
@@ -87,7 +95,7 @@ def load_train_test(
     """
     from sklearn.model_selection import train_test_split
 
-    from .datasets import load_dataset, load_mnist
+    from .datasets import load_dataset, load_mnist, mnist_image_shape
 
     if data in DOWNLOADS:
         return _load_download(data)
@@ -99,8 +107,8 @@ def load_train_test(
         except FileNotFoundError:
             pass
         else:
-            side = int(round(np.sqrt(X_tr.shape[1])))
-            return X_tr, X_te, y_tr, y_te, (1, side, side), "MNIST train / t10k files"
+            # The IDX header's own rows x cols: non-square images are not guessed from sqrt(n_features).
+            return X_tr, X_te, y_tr, y_te, mnist_image_shape(path, "train"), "MNIST train / t10k files"
     if data != "digits" and path.suffix == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as f:
             if {"X_test", "y_test"} <= set(f.files):
@@ -162,12 +170,162 @@ def estimate_duration(clf: Any, X: np.ndarray, y: np.ndarray, *, n_probe: int = 
     return per_epoch, int(clf.get_params()["max_iter"])
 
 
+# --------------------------------------------------------------------- checks before training
+def check_output(output: str, data: str) -> str | None:
+    """Why the model could not be saved to ``output`` (``None`` when it can): checked before training.
+
+    The directory must exist and accept a new file (tried with a probe file
+    that is removed at once), ``output`` must not be a directory, and it
+    must not be the data file (or one of the IDX files of a data directory).
+    """
+    import tempfile
+
+    path = Path(output)
+    if not path.suffix:
+        path = path.with_suffix(".npz")  # what neuroplug.save writes
+    if path.is_dir() or Path(output).is_dir():
+        return f"--output must be a file path, not a directory. Received: --output {output!r}"
+    parent = path.parent
+    if not parent.is_dir():
+        return (f"--output {output!r}: the directory {str(parent)!r} does not exist; create it or choose "
+                "another --output")
+    data_path = Path(data)
+    targets = [data_path] if data_path.is_file() else (
+        [p for p in data_path.iterdir() if p.is_file() and "-ubyte" in p.name] if data_path.is_dir() else [])
+    for target in targets:
+        same = path.resolve() == target.resolve() or (path.exists() and os.path.samefile(path, target))
+        if same:
+            return (f"--output {output!r} is the data file {str(target)!r}; saving would overwrite the data set. "
+                    "Choose another --output")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe.", dir=parent)
+    except OSError as exc:
+        return f"--output {output!r}: cannot write in {str(parent)!r}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return None
+
+
+def estimate_training_bytes(
+    layers: Any, input_shape: tuple[int, ...], n_outputs: int, batch_size: int, itemsize: int
+) -> tuple[int, int] | None:
+    """``(bytes, n_parameters)`` a training run needs, roughly, computed from shapes alone (nothing allocated).
+
+    Parameters of dense and convolution layers count four times (weights,
+    gradients and two optimiser moments), each layer's output twice per
+    sample of a batch (forward values and their gradients).  ``None`` when
+    the layer specs are invalid (the estimator then reports them).
+    """
+    from .layers.spec import build_layers
+
+    try:
+        stack = [*build_layers(layers), *build_layers((f"dense:{n_outputs}",))]
+        shape = tuple(int(s) for s in input_shape)
+        n_params = 0
+        activations = 0
+        for layer in stack:
+            units = getattr(layer, "units", None)
+            filters, kernel = getattr(layer, "filters", None), getattr(layer, "kernel_size", None)
+            if isinstance(units, int):
+                n_params += math.prod(shape) * units + units
+            elif isinstance(filters, int) and kernel is not None:
+                kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+                n_params += filters * shape[0] * kh * kw + filters
+            shape = tuple(int(s) for s in layer.output_shape(shape))
+            activations += math.prod(shape)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return itemsize * (4 * n_params + 2 * batch_size * activations), n_params
+
+
+def _check_memory(args: argparse.Namespace, clf: Any, X: np.ndarray, y: np.ndarray,
+                  input_shape: tuple[int, ...] | None) -> str | None:
+    """Why the network would not fit in memory (``None`` when it would, or when it cannot be estimated)."""
+    if getattr(X, "ndim", 0) != 2 or X.shape[1] < 1 or not isinstance(clf.layers, (tuple, list)):
+        return None  # bad data or layers: the estimator reports them
+    try:
+        n_classes = len(np.unique(y))
+    except (TypeError, ValueError):
+        return None
+    shape = input_shape
+    if shape is None:
+        if not any(s.split(":", 1)[0].strip() in ("conv", "maxpool", "avgpool", "meanpool") for s in map(str, clf.layers)):
+            shape = (X.shape[1],)
+        else:
+            side = math.isqrt(X.shape[1])
+            shape = (1, side, side) if side * side == X.shape[1] else None
+    if shape is None:
+        return None
+    itemsize = 8 if X.dtype == np.float64 else 4
+    if not isinstance(clf.batch_size, int):
+        return None
+    estimate = estimate_training_bytes(clf.layers, shape, n_classes, int(clf.batch_size), itemsize)
+    available = _available_memory()
+    if estimate is None or available is None or estimate[0] <= available:
+        return None
+    need, n_params = estimate
+    return (f"the network needs about {need / 2**30:.1f} GiB to train ({n_params:,} parameters for inputs of shape "
+            f"{shape}), more than the {available / 2**30:.1f} GiB of memory available. Use smaller layers "
+            f"(--layers {' '.join(map(str, clf.layers))})")
+
+
+def _check_augment(args: argparse.Namespace, X: np.ndarray, input_shape: tuple[int, ...] | None) -> str | None:
+    """Why ``--augment`` cannot work on these images (``None`` when it can, or when the estimator will say)."""
+    if args.augment is None:
+        return None
+    from .augment import get_augmenter
+
+    try:
+        augmenter = get_augmenter(True if args.augment == "true" else args.augment)
+        if augmenter is None:
+            return None
+        if input_shape is not None and len(input_shape) == 3:
+            augmenter.check_image_size(int(input_shape[1]), int(input_shape[2]))
+        elif input_shape is None and math.isqrt(X.shape[1]) ** 2 == X.shape[1]:
+            augmenter.check_image_size(math.isqrt(X.shape[1]), math.isqrt(X.shape[1]))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _resumed_model(args: argparse.Namespace, params: dict[str, Any]) -> Any:
+    """The model of ``--resume FILE``, set to continue (or why it cannot be: a message)."""
+    from .estimators import CNNClassifier
+    from .persist import ModelFormatError, load
+
+    try:
+        clf = load(args.resume)
+    except (OSError, ModelFormatError) as exc:
+        return f"cannot resume from {args.resume!r}: {exc}"
+    if not isinstance(clf, CNNClassifier) or not hasattr(clf, "network_weights_"):
+        return (f"--resume needs a fitted CNNClassifier saved by neuroplug train or neuroplug.save. "
+                f"Received: a {'fitted ' if hasattr(clf, 'n_iter_') else ''}{type(clf).__name__} in {args.resume!r}")
+    remaining = args.epochs if args.epochs is not None else int(clf.max_iter) - int(clf.n_iter_)
+    if remaining < 1:
+        return (f"the model in {args.resume!r} already ran its {clf.n_iter_} epoch(s) (max_iter={clf.max_iter}); "
+                "pass --epochs N to train N more")
+    keep = {k: params[k] for k in ("backend", "n_threads", "verbose", "callbacks") if k in params}
+    return clf.set_params(warm_start=True, max_iter=int(remaining), callbacks=keep.pop("callbacks", ()), **keep)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``neuroplug train`` with parsed arguments; return the exit status (0 on success)."""
     from .estimators import CNNClassifier
+    from .models.engine import ChanceLevelWarning, TrainingInterrupted
     from .network import TrainingDivergedError
     from .persist import save
 
+    problem = check_output(args.output, args.data)
+    if problem is not None:
+        print(f"neuroplug train: error: {problem}", file=sys.stderr)
+        return 2
     try:
         X_tr, X_te, y_tr, y_te, input_shape, how = load_train_test(
             args.data, test_size=args.test_size, random_state=args.random_state
@@ -203,7 +361,26 @@ def run_train(args: argparse.Namespace) -> int:
         "augment": (True if args.augment == "true" else args.augment),
     }
     params.update({k: v for k, v in optional.items() if v is not None})
-    clf = CNNClassifier(**params)
+    if args.checkpoint is not None:
+        from .callbacks import Checkpoint, check_writable_directory
+
+        try:
+            check_writable_directory(args.checkpoint, "--checkpoint")
+        except OSError as exc:
+            print(f"neuroplug train: error: {exc}", file=sys.stderr)
+            return 2
+        params["callbacks"] = (Checkpoint(args.checkpoint, every=1, keep=3),)
+    if args.resume is not None:
+        clf = _resumed_model(args, params)
+        if isinstance(clf, str):
+            print(f"neuroplug train: error: {clf}", file=sys.stderr)
+            return 2
+    else:
+        clf = CNNClassifier(**params)
+    problem = _check_memory(args, clf, X_tr, y_tr, input_shape) or _check_augment(args, X_tr, input_shape)
+    if problem is not None:
+        print(f"neuroplug train: error: {problem}", file=sys.stderr)
+        return 2
     data_name = "digits (scikit-learn 8x8)" if args.data == "digits" else args.data
     print(f"Data: {data_name}: {len(X_tr)} training and {len(X_te)} test samples ({how})")
     print(f"Network: {', '.join(map(str, clf.layers))} -> dense:{len(np.unique(y_tr))} (output)")
@@ -220,15 +397,30 @@ def run_train(args: argparse.Namespace) -> int:
             )
     t0 = time.perf_counter()
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             clf.fit(X_tr, y_tr)
     except TrainingDivergedError as exc:
         print(f"neuroplug train: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("neuroplug train: interrupted (Ctrl-C twice); nothing was saved.", file=sys.stderr)
+        return 130
     except (ValueError, TypeError) as exc:
         print(f"neuroplug train: error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t0
+    interrupted = any(issubclass(w.category, TrainingInterrupted) for w in caught)
+    for w in caught:
+        if not issubclass(w.category, (TrainingInterrupted, ChanceLevelWarning)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    chance = [w for w in caught if issubclass(w.category, ChanceLevelWarning)]
+    if chance:
+        print(f"neuroplug train: error: {chance[0].message} Nothing was saved.", file=sys.stderr)
+        return 1
+    if getattr(clf, "stop_reason_", None):
+        kept = f", kept the weights of epoch {clf.best_epoch_}" if getattr(clf, "best_epoch_", None) else ""
+        print(f"Stopped: {clf.stop_reason_.replace('_', ' ')} after {clf.n_iter_} epoch(s){kept}")
     try:
         accuracy = clf.score(X_te, y_te)
     except (ValueError, TypeError) as exc:  # e.g. NaN or a wrong shape only in the held-out part
@@ -242,6 +434,10 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"neuroplug train: error: cannot save the model to {args.output!r}: {exc}", file=sys.stderr)
         return 1
     print(f"Model saved to {Path(path).resolve()} (load it with neuroplug.persist.load)")
+    if interrupted:
+        print(f"neuroplug train: interrupted (Ctrl-C) after {clf.n_iter_} complete epoch(s); the model trained "
+              f"so far was saved. Continue with: neuroplug train --resume {path} (same --data)", file=sys.stderr)
+        return 130
     # --plot: pictures of the fitted model.
     if getattr(args, "plot", None) is not None:
         from .plot import save_training_plots

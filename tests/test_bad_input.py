@@ -15,8 +15,13 @@ method arguments.
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
+import os
 import re
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -320,6 +325,8 @@ SPECIFIC_BAD_PARAMS = {
         ("optimizer", "rmsprop", r"optimizer"),
         ("lr_schedule", "weird", r"lr_schedule"),
         ("augment", "bogus=1", r"augment"),
+        ("augment", "shift=4", r"augment shift must be smaller than the images \(4x4 pixels\)"),
+        ("augment", "shift=inf", r"shift must be a finite number >= 0"),
         ("pretrainer", "nosuch", r"Unknown pretrainer 'nosuch'\. Known pretrainers: .*dbn"),
         ("validation_fraction", 1.5, r"validation_fraction"),
         ("alpha", -1.0, r"alpha"),
@@ -431,11 +438,22 @@ CLI_OPTION_ERRORS = [
     (["--augment", "shift=x"], r"augment value for 'shift' must be a number"),
     (["--test-size", "2"], r"--test-size must be between 0 and 1"),
     (["--data", "/nonexistent/data/dir.npz"], r"cannot load data"),
+    (["--augment", "shift=1e9"], r"augment shift must be smaller than the images \(8x8 pixels\)"),
+    (["--augment", "shift=inf"], r"shift must be a finite number >= 0\. Received: shift=inf"),
+    (["--augment", "rotate=200"], r"rotate must be a number in \[0\.0, 180\.0\]\. Received: rotate=200\.0"),
+    (["--augment", "scale=1"], r"scale must be a number in \[0\.0, 0\.999\]"),
+    (["--layers", "dense:1000000000"], r"the network needs about [\d.]+ GiB to train \(75,000,000,010 parameters for "
+                                       r"inputs of shape \(1, 8, 8\)\), more than the [\d.]+ GiB of memory available"),
+    (["--layers", "conv:100000x8x8", "dense:100000"],
+     r"the network needs about 149\.\d GiB to train \(10,007,600,010 parameters .* than the 8\.0 GiB"),
 ]
 
 
 @pytest.mark.parametrize("args, pattern", CLI_OPTION_ERRORS, ids=[" ".join(a) for a, _ in CLI_OPTION_ERRORS])
-def test_cli_bad_options(cli, tmp_path, args, pattern):
+def test_cli_bad_options(cli, tmp_path, monkeypatch, args, pattern):
+    import neuroplug.train
+
+    monkeypatch.setattr(neuroplug.train, "_available_memory", lambda: 8 * 2**30)  # the same verdict on any machine
     code, err = cli(*args, "--output", str(tmp_path / "m.npz"))
     assert code == 2
     assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
@@ -519,3 +537,197 @@ def test_cli_unwritable_output(cli, tmp_path):
     (tmp_path / "file").write_text("x")
     code, err = cli("--output", str(tmp_path / "file" / "model.npz"))  # a file where a directory should be
     assert code in (1, 2) and err.startswith("neuroplug train: error:") and "model.npz" in err, err
+
+
+# --------------------------------------------------------------------------- model files
+# Every bad model file gives neuroplug.ModelFormatError naming what was wrong (neuroplug.load
+# reads declared sizes before data and checks the fitted state against neuroplug/_schema.py).
+def _members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist()}
+
+
+def _npy_bytes(arr=None, *, header_shape=None, dtype="<f8", data=b""):
+    """A .npy member: an array's, or a raw header declaring ``header_shape`` followed by ``data``."""
+    if arr is not None:
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=True)
+        return buf.getvalue()
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": header_shape})
+    return buf.getvalue() + data
+
+
+def _zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _edit_state(src, dst, edit):
+    """A copy of the model ``src`` whose decoded JSON went through ``edit(meta, arrays)``, checksum recomputed."""
+    from neuroplug import persist
+
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__model__").tobytes())
+    arrays.pop("__checksum__")
+    edit(meta, arrays)
+    meta_bytes = json.dumps(meta).encode()
+    checksum = persist._checksum(meta_bytes, arrays).encode()
+    np.savez(dst, __model__=np.frombuffer(meta_bytes, np.uint8), __checksum__=np.frombuffer(checksum, np.uint8),
+             **arrays)
+    return dst
+
+
+def _state(meta):
+    return meta["state"]["__dict__"]
+
+
+def _set_generator_field(meta, arrays, field, value):
+    _state(meta)["_rng"]["__generator__"]["__dict__"]["state"]["__dict__"][field] = value
+
+
+def _mt19937_pos(meta, arrays):
+    gen = _state(meta)["_rng"]["__generator__"]["__dict__"]
+    key = np.arange(624, dtype=np.uint32)
+    arrays["a_key"] = key
+    gen.clear()
+    gen.update(bit_generator="MT19937",
+               state={"__dict__": {"key": {"__array__": "a_key"}, "pos": 10**8}})
+
+
+def _replace_array(meta, arrays, attr, value):
+    arrays[_state(meta)[attr]["__array__"]] = value
+
+
+def _first_weight_key(meta):
+    return meta["state"]["__dict__"]["network_weights_"][0]["__dict__"]["W"]["__array__"]
+
+
+MODEL_FILE_ERRORS = {
+    # The container.
+    "not_npy_member": (lambda src, t: _zip(t, {**_members(src), "notes.txt": b"hello"}),
+                       r"member 'notes\.txt' is not a \.npy array"),
+    "huge_declared_shape": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(10**12,))}),
+                            r"declares shape \(1000000000000,\) of float64 \(8000000000000 bytes\) but holds 0"),
+    "negative_shape": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(-3,))}),
+                       r"negative dimension"),
+    "object_array": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(np.array([{}], dtype=object))}),
+                     r"dtype object.*pickle"),
+    "lzma_member": (lambda src, t: _zip(t, _members(src), zipfile.ZIP_LZMA), r"compression method 14"),
+    "over_max_bytes": (lambda src, t: _zip(t, _members(src)), r"over the limit max_bytes=100"),
+    "no_checksum": (lambda src, t: _zip(t, {k: v for k, v in _members(src).items() if k != "__checksum__.npy"}),
+                    r"no __checksum__ entry"),
+    "model_not_uint8": (lambda src, t: _zip(t, {**_members(src), "__model__.npy": _npy_bytes(np.zeros(3))}),
+                        r"__model__ entry must be a 1-D uint8 array"),
+    # The fitted state (an attacker can recompute the checksum).
+    "components_as_list": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(
+        components_=[[0.0] * 16] * 4)), r"components_ must be a 2-D float32 or float64 array\. Received: a list"),
+    "components_wrong_shape": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
+        m, a, "components_", np.zeros((4, 15)))), r"intercept_visible_ must have shape \(15,\)"),
+    "components_nan": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
+        m, a, "components_", np.full((4, 16), np.nan))), r"components_ holds NaN or infinite values"),
+    "n_features_in_string": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(n_features_in_="16")),
+                             r"n_features_in_ must be an int >= 1"),
+    "rbm_half_fitted": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).pop("intercept_hidden_")),
+                        r"the fitted RBM lacks intercept_hidden_"),
+    "pcg64_state_too_large": (lambda src, t: _edit_state(src, t, lambda m, a: _set_generator_field(
+        m, a, "state", {"__dict__": {"state": 2**200, "inc": 1}})), r"state must be an int in \[0, 2\*\*128\)"),
+    "mt19937_pos_out_of_range": (lambda src, t: _edit_state(src, t, _mt19937_pos), r"pos must be an int in \[0, 624\]"),
+}
+# Cases built from the fitted CNNClassifier rather than the RBM.
+CNN_FILE_ERRORS = {
+    "classes_missing": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).pop("classes_")),
+                        r"the fitted CNNClassifier lacks classes_"),
+    "classes_duplicated": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
+        m, a, "classes_", np.array([0, 0, 1]))), r"classes_ must hold distinct labels"),
+    "weights_wrong_shape": (lambda src, t: _edit_state(src, t, lambda m, a: a.update(
+        {_first_weight_key(m): np.zeros((2, 1, 2, 2))})),
+                            r"network_weights_\[0\]\['W'\] .* must be a float64 array of shape \(2, 1, 3, 3\)"),
+    "too_few_outputs": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
+        m, a, "classes_", np.arange(5))), r"the last layer must give 5 outputs"),
+    "input_shape_disagrees": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(
+        input_shape_={"__tuple__": [1, 2, 8]})), r"layers_\[0\] \(Conv2D.*cannot take the inputs of shape \(1, 2, 8\)"),
+    "rng_state_pos": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m)["_rng_state"]["__dict__"].update(
+        has_uint32=7)), r"has_uint32 must be an int in \[0, 1\]"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_models(fitted, tmp_path_factory):
+    from neuroplug import save
+
+    root = tmp_path_factory.mktemp("models")
+    return {name: save(fitted[name], root / name) for name in ("RBM", "CNNClassifier")}
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_FILE_ERRORS) + sorted(CNN_FILE_ERRORS))
+def test_load_refuses_bad_model_files(saved_models, tmp_path, kind):
+    from neuroplug import ModelFormatError, load
+
+    make, pattern = MODEL_FILE_ERRORS.get(kind) or CNN_FILE_ERRORS[kind]
+    src = saved_models["CNNClassifier" if kind in CNN_FILE_ERRORS else "RBM"]
+    bad = make(src, tmp_path / "bad.npz")
+    with pytest.raises(ModelFormatError) as info:
+        load(bad, max_bytes=100 if kind == "over_max_bytes" else None)
+    assert re.search(pattern, str(info.value)), f"{pattern!r} not in: {info.value}"
+    assert str(bad) in str(info.value)
+
+
+def _idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def _output_cases(tmp_path):
+    """``{kind: (data, output, pattern)}``: outputs refused before any training."""
+    data = _npz(tmp_path / "d.npz", X=np.random.default_rng(0).random((40, 16)), y=np.arange(40) % 2)
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    _idx(mnist / "t10k-images-idx3-ubyte", np.zeros((20, 4, 4)))
+    with gzip.open(mnist / "t10k-labels-idx1-ubyte.gz", "wb") as fh:  # a suffix save() keeps
+        fh.write(_idx(tmp_path / "labels", np.arange(20) % 2).read_bytes())
+    (tmp_path / "adir").mkdir()
+    return {
+        "missing_directory": ("digits", str(tmp_path / "nope" / "m.npz"), r"the directory '.*nope' does not exist"),
+        "unwritable_directory": ("digits", "/proc/m.npz", r"cannot write in '/proc'"),
+        "a_directory": ("digits", str(tmp_path / "adir"), r"--output must be a file path, not a directory"),
+        "the_npz_data_file": (data, data, r"is the data file '.*d\.npz'; saving would overwrite the data set"),
+        "the_npz_without_suffix": (data, data[:-4], r"is the data file '.*d\.npz'"),
+        "an_idx_data_file": (str(mnist), str(mnist / "t10k-labels-idx1-ubyte.gz"),
+                             r"is the data file '.*t10k-labels-idx1-ubyte\.gz'"),
+    }
+
+
+OUTPUT_KINDS = ["missing_directory", "unwritable_directory", "a_directory", "the_npz_data_file",
+                "the_npz_without_suffix", "an_idx_data_file"]
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_cli_refuses_an_output_it_could_not_write_before_training(cli, tmp_path, kind):
+    if kind == "unwritable_directory" and not os.path.isdir("/proc"):
+        pytest.skip("needs /proc")
+    data, output, pattern = _output_cases(tmp_path)[kind]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    code, err = cli("--data", data, "--output", output)
+    assert code == 2
+    assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
+    assert "Test accuracy" not in err
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, probe removed
+
+
+def test_cli_uses_the_idx_files_own_image_shape(cli, tmp_path):
+    """20x30 images train as 20x30 (a convolution sees the real rows and columns), not as a guessed 24x24."""
+    rng = np.random.default_rng(0)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (40, 20, 30)))
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(40) % 2)
+    out = tmp_path / "m.npz"
+    code, err = cli("--data", str(tmp_path), "--output", str(out),
+                    base=["train", "-q", "--epochs", "1", "--layers", "conv:2x3x3", "relu", "--threads", "1"])
+    assert code == 0, err
+    from neuroplug import load
+
+    assert load(out).input_shape_ == (1, 20, 30)

@@ -447,3 +447,135 @@ def test_neuroplug_train_saves_in_the_safe_format(tmp_path, capsys):
     members = _read_members(out)  # allow_pickle=False
     assert json.loads(members["__model__"].tobytes())["estimator"] == "CNNClassifier"
     assert load(out).n_iter_ == 1
+
+
+# ------------------------------------------------------------------------------- bounded reads
+_PEAK_SCRIPT = r"""
+import resource, sys, tracemalloc, zipfile
+import numpy as np
+import neuroplug
+from neuroplug.estimators import RBM
+
+src, bad, size_mib = sys.argv[1], sys.argv[2], int(sys.argv[3])
+X = (np.random.default_rng(0).random((20, 8)) > 0.5).astype(np.float64)
+neuroplug.save(RBM(3, max_iter=1, random_state=0).fit(X), src)
+# Copy the model and add a deflated member of zeros: a small file that declares size_mib MiB.
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
+    for info in zin.infolist():
+        zout.writestr(info.filename, zin.read(info))
+    with zout.open("a99.npy", "w", force_zip64=True) as fh:
+        n = size_mib * 2**20 // 8
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (n,)})
+        chunk = bytes(2**20)
+        for _ in range(size_mib):
+            fh.write(chunk)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+try:
+    neuroplug.load(bad)
+except Exception as exc:
+    outcome = type(exc).__name__
+else:
+    outcome = "loaded"
+rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024  # KiB on Linux
+print(outcome, max(tracemalloc.get_traced_memory()[1], rss_growth))
+"""
+
+
+def test_load_of_a_small_file_declaring_a_large_member_stays_small(tmp_path):
+    """The checksum is streamed before any array is allocated: a 256 MiB deflated member never lands in memory."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "m.npz"), str(tmp_path / "bad.npz"), "256"],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    ).stdout.split()
+    assert (tmp_path / "bad.npz").stat().st_size < 2**20
+    outcome, peak = out[-2], int(out[-1])
+    assert outcome == "ModelFormatError"
+    assert peak < 16 * 2**20, f"load peaked at {peak / 2**20:.1f} MiB for a file declaring 256 MiB"
+
+
+def test_max_bytes_bounds_what_a_valid_file_may_declare(saved_cnn):
+    path, _ = saved_cnn
+    with zipfile.ZipFile(path) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+    load(path, max_bytes=declared)  # the arrays alone are smaller than the members with their headers
+    with pytest.raises(ModelFormatError, match=r"over the limit max_bytes=10\b"):
+        load(path, max_bytes=10)
+    with pytest.raises(ValueError, match=r"max_bytes must be an int >= 0 or None\. Received: max_bytes=-1"):
+        load(path, max_bytes=-1)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_fitted_state_matches_its_schema(name, data):
+    """The schema table covers each estimator's fitted state (so a schema drift fails here, not on users' files)."""
+    from neuroplug import _schema
+
+    est = CASES[name]().fit(*_fit_args(name, data))
+    _schema.check_state(est)
+    required = _schema.SCHEMAS[name].required
+    assert all(hasattr(est, attr) for attr in required)
+    _schema.check_state(CASES[name]())  # unfitted: none of them, and nothing to check
+
+
+# ------------------------------------------------------------------- leftovers of killed saves
+_KILLED_SAVE = r"""
+import os, signal, sys
+import numpy as np
+import neuroplug
+from neuroplug import persist
+from neuroplug.estimators import RBM
+
+real = np.savez
+def savez(fh, *args, **kwargs):
+    real(fh, *args, **kwargs)
+    fh.truncate(fh.tell() // 2)
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the write
+persist.np.savez = savez
+neuroplug.save(RBM(3), sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and pid checks are POSIX")
+def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path, data):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "model.npz"
+    save(RBM(2), target)
+    run = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(target)], capture_output=True, check=False)
+    assert run.returncode == -signal.SIGKILL
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "model.npz"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".model.npz.") and leftovers[0].suffix == ".tmp"
+    assert load(target).n_components == 2  # the previous model survived the kill
+    save(RBM(4), target)
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    assert load(target).n_components == 4
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pid checks are POSIX")
+def test_only_stale_temporaries_are_removed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        live_tmp = tmp_path / f".m.npz.{live.pid}.abc.tmp"  # another process saving right now
+        old_tmp = tmp_path / f".m.npz.{live.pid}.old.tmp"  # same live pid, but a day old: a reused pid
+        foreign = tmp_path / ".other.npz.1.x.tmp"  # a temporary of another target
+        legacy = tmp_path / ".m.npz.k2j3h4.tmp"  # no pid (an older neuroplug), recent: kept
+        for p in (live_tmp, old_tmp, foreign, legacy):
+            p.write_bytes(b"partial")
+        day_ago = time.time() - persist.STALE_TEMPORARY_SECONDS - 60
+        os.utime(old_tmp, (day_ago, day_ago))
+        save(RBM(2), tmp_path / "m.npz")
+        assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live_tmp.name, foreign.name, legacy.name])
+    finally:
+        live.communicate(b"")
+    save(RBM(2), tmp_path / "m.npz")  # the writer is gone now: its leftover goes
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", foreign.name, legacy.name])

@@ -85,3 +85,68 @@ def test_cli_main_wires_train(tmp_path, capsys):
     cli = pytest.importorskip("neuroplug.cli")
     assert cli.main(["train", *FAST, "--quiet", "--output", str(tmp_path / "m.npz")]) == 0
     assert "Test accuracy" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ checkpoints, resume, trust (issues 21, 23)
+def test_checkpoint_then_resume(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    out = tmp_path / "model.npz"
+    assert run_train(_parse([*FAST, "--checkpoint", str(ckpt), "--output", str(out), "--quiet"])) == 0
+    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-epoch0001.npz", "checkpoint-epoch0002.npz"]
+    assert "Stopped: max iter after 2 epoch(s)" in capsys.readouterr().out
+    resumed = tmp_path / "resumed.npz"
+    argv = ["--resume", str(ckpt / "checkpoint-epoch0002.npz"), "--epochs", "3", "--output", str(resumed), "--quiet"]
+    assert run_train(_parse(argv)) == 0
+    assert load(resumed).n_iter_ == 5 and len(load(resumed).history_) == 5
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    assert run_train(_parse([*FAST, "--output", str(out), "--quiet"])) == 0
+    assert run_train(_parse(["--resume", str(out), "--output", str(tmp_path / "m2.npz")])) == 2
+    assert "already ran its 2 epoch(s)" in capsys.readouterr().err
+    assert run_train(_parse(["--resume", str(tmp_path / "missing.npz")])) == 2
+    assert "cannot resume from" in capsys.readouterr().err
+
+
+def test_an_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run_train(_parse([*FAST, "--checkpoint", str(blocker / "ckpt"), "--output", str(tmp_path / "m")])) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint cannot write to its directory" in err and "Test accuracy" not in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_diverging_run_exits_non_zero_and_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    assert run_train(_parse([*FAST, "--lr", "1e6", "--output", str(out), "--quiet"])) == 1
+    assert "diverged" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--pretrainer", "cdbn"]])
+def test_ctrl_c_saves_what_was_learned_and_exits_130(extra, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "model.npz"
+    cmd = [sys.executable, "-m", "neuroplug", "train", "--epochs", "100000", "--layers", "conv:4x3x3", "relu",
+           "maxpool:2", "dense:16", "relu", "--threads", "1", "--output", str(out), *extra]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        for line in child.stdout:  # training has started once the network line is printed
+            if line.startswith("Network:"):
+                break
+        import time
+
+        time.sleep(1.0)  # into the epochs (or the pretraining)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=600)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stderr
+    assert "interrupted (Ctrl-C)" in stderr and "Traceback" not in stderr
+    assert out.exists() and "Model saved to" in stdout

@@ -286,13 +286,15 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         return len(self.classes_)
 
     def _warn_if_chance_level(self, report: Any, y: np.ndarray) -> None:
-        """Warn when the training loss never left that of predicting the class frequencies."""
+        """Warn when the training loss sat at that of predicting the class frequencies all fit long."""
         if report.n_epochs < 2 or len(self.classes_) < 2:
             return
         prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(int((y >= 0).sum()), 1)
         chance = float(-(prior[prior > 0] * np.log(prior[prior > 0])).sum())
-        final = self.loss_curve_[-1]
-        if final >= chance - max(0.01 * chance, 1e-3):
+        curve = self.loss_curve_[-report.n_epochs:]
+        final = curve[-1]
+        # Stuck, not merely early: at the class-frequency loss and not moving off it.
+        if final >= chance - max(0.01 * chance, 1e-3) and curve[0] - final < 0.01 * chance:
             warnings.warn(
                 f"{type(self).__name__}: the training loss ended at {final:.4g}, no better than predicting "
                 f"the class frequencies ({chance:.4g}): the model learned nothing. Check that the input is "
