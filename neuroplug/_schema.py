@@ -394,7 +394,7 @@ SCHEMAS: dict[str, Schema] = {
             "n_features_in_": Int(1),
             "dtype_": _DTYPE,
         },
-        {"visible_mean_": Weights(1), "n_samples_seen_": Int(0), "n_iter_": Int(0), "reconstruction_errors_": Numbers()},
+        {"visible_mean_": Weights(1), "n_samples_seen_": Int(0), "n_iter_": Int(0), "loss_curve_": Numbers()},
         _check_rbm,
     ),
     "ConvRBM": Schema(
@@ -409,7 +409,7 @@ SCHEMAS: dict[str, Schema] = {
             "n_features_in_": Int(1),
             "dtype_": _DTYPE,
         },
-        {"n_iter_": Int(0), "reconstruction_errors_": Numbers()},
+        {"n_iter_": Int(0), "loss_curve_": Numbers()},
         _check_conv_rbm,
     ),
     "DBN": Schema(
@@ -436,7 +436,7 @@ SCHEMAS: dict[str, Schema] = {
             "recognition_biases_": WeightList(1),
             "n_features_in_": Int(1),
         },
-        {"n_iter_": Int(0), "bound_curve_": Numbers()},
+        {"n_iter_": Int(0), "loss_curve_": Numbers(), "dtype_": _DTYPE},
         _check_sbn,
     ),
 }

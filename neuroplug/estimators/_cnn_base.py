@@ -238,8 +238,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                     f"Cannot restore the shuffling generator: unknown bit generator {name!r} "
                     f"(known: {', '.join(_BIT_GENERATORS)}). Received: _rng_state={rng_state!r:.200}"
                 )
+            from .._schema import check_generator_state
+
             bit_generator = _BIT_GENERATORS[name]()
-            bit_generator.state = rng_state
+            bit_generator.state = check_generator_state(rng_state)  # a crafted state can crash NumPy
             self._rng = np.random.Generator(bit_generator)
 
     # ------------------------------------------------------------ validation
