@@ -282,7 +282,12 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
 
     def _check_chain(self) -> None:
         """Refuse, before anything changes, a training chain the units cannot run."""
-        Ops._rbm_check_sample_visible(self.sample_visible, self.visible)
+        # A rule between two hyper-parameters: the estimator's, checked before the model changes.
+        if self.sample_visible and self.visible != "bernoulli":
+            raise ValueError(
+                "sample_visible=True samples binary visible states and needs visible='bernoulli'; Gaussian "
+                f"visible units are reconstructed by their means. Received: visible={self.visible!r}"
+            )
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         if reset:
