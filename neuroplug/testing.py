@@ -52,6 +52,13 @@ The checks (names as in ``skip=``):
     on every installed backend (``get_plugin_manager().backends``) the
     layer's weights, outputs and gradients agree with the NumPy reference in
     float32 and float64, keep their dtype, and are reproducible.
+``check_strict_arrays``
+    on :class:`StrictOps`, whose arrays (:class:`StrictArray`) refuse NumPy
+    functions (``__array__``, ``__array_function__`` and ``__array_ufunc__``
+    raise :class:`StrictArrayError`) and have only the operators and methods
+    NumPy arrays and torch tensors share, the layer initialises, runs forward
+    and backward, returns backend arrays and agrees with the reference.  So a
+    layer that calls NumPy on activations fails here, without a GPU.
 ``check_bad_input_shapes``
     ``forward`` refuses a batch of the wrong shape with a ``ValueError`` or
     ``TypeError`` whose message shows the shape it received.
@@ -94,9 +101,13 @@ __all__ = [
     "OpsCheckError",
     "OpsCheck",
     "OPS_CHECKS",
+    "StrictArray",
+    "StrictArrayError",
+    "StrictOps",
 ]
 
 from .testing_ops import OPS_CHECKS, OpsCheck, OpsCheckError, check_ops, ops_checks, parametrize_ops_checks  # noqa: E402
+from .testing_strict import StrictArray, StrictArrayError, StrictOps
 
 LayerFactory = Any  # a Layer instance, a Layer class, a callable returning a Layer, or a spec string
 
@@ -591,6 +602,50 @@ def check_backends(ctx: _Context) -> None:
                 raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
 
 
+def check_strict_arrays(ctx: _Context) -> None:
+    """The layer runs on :class:`StrictOps`, whose arrays refuse NumPy functions, and agrees with the reference."""
+    from .testing_strict import StrictArray, StrictOps
+
+    for dtype in (np.float32, np.float64):
+        ops = StrictOps()
+        phase = "initialize"
+        try:
+            layer, ref = ctx.layer(ops, dtype), ctx.layer(Ops(), dtype)
+            ref.set_weights(layer.get_weights())  # compare the computation only (check_determinism owns seeding)
+            for k, v in layer.params.items():
+                _require(isinstance(v, StrictArray),
+                         f"initialize left parameter {k!r} a {type(v).__name__}, not a backend array "
+                         "(Layer.initialize converts init_params with ops.asarray; keep that)")
+            X = ctx.inputs(dtype=dtype)
+            for training in (False, True):
+                phase = f"forward(training={training})"
+                if training:
+                    layer.bind_rng(ops.make_rng(ctx.seed + 7))
+                Y = layer.forward(ops.asarray(X, dtype=dtype), training=training)
+                _require(isinstance(Y, StrictArray),
+                         f"{phase} returned a {type(Y).__name__}, not a backend array: build outputs from the input "
+                         "and self.ops (ops.alloc, ops.asarray), never from NumPy")
+                want = ctx.train_forward(ref, X) if training else ctx.eval_forward(ref, X)
+                _assert_close(ops.to_numpy(Y), want, rtol=1e-6, atol=1e-7, what=f"{phase} on strict arrays")
+            phase = "backward"
+            R = np.random.default_rng(ctx.seed + 5).standard_normal(want.shape).astype(dtype)
+            dX = layer.backward(ops.asarray(R))
+            _require(isinstance(dX, StrictArray), f"backward returned a {type(dX).__name__}, not a backend array")
+            dX_ref, grads_ref = ctx.backward(ref, R)
+            _assert_close(ops.to_numpy(dX), dX_ref, rtol=1e-6, atol=1e-7, what="input gradient on strict arrays")
+            for k, g in layer.grads.items():
+                _require(isinstance(g, StrictArray), f"backward left the gradient of {k!r} a {type(g).__name__}, "
+                                                     "not a backend array")
+                _assert_close(ops.to_numpy(g), grads_ref[k], rtol=1e-6, atol=1e-7, what=f"gradient of {k!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{np.dtype(dtype).name}, {phase}: {exc}") from exc
+        except Exception as exc:  # StrictArrayError, or whatever a NumPy call on a tensor raises
+            raise AssertionError(
+                f"{np.dtype(dtype).name}, {phase} on the strict test backend (arrays that refuse NumPy, as GPU "
+                f"tensors do) raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 def check_bad_input_shapes(ctx: _Context) -> None:
     """``forward`` refuses wrongly shaped batches with a clear error showing the shape received."""
     layer = ctx.layer()
@@ -645,6 +700,7 @@ LAYER_CHECKS: dict[str, Callable[[_Context], None]] = {
     "check_pickle": check_pickle,
     "check_safe_format": check_safe_format,
     "check_backends": check_backends,
+    "check_strict_arrays": check_strict_arrays,
     "check_bad_input_shapes": check_bad_input_shapes,
 }
 

@@ -173,8 +173,9 @@ def test_a_stochastic_layer_passes_every_check():
     [
         (SetsHyperparameter(), "check_hyperparameters", "changed get_params"),
         (LiesAboutShape(), "check_output_shape", "output_shape"),
-        # check_backends repeats the dtype check on every backend, so it fails too.
-        (ChangesDtype(), "check_dtypes|check_backends", "float64 for a float32 input"),
+        # check_backends repeats the dtype check on every backend, so it fails too; .astype is
+        # NumPy-only (torch has .to), so check_strict_arrays refuses it as well.
+        (ChangesDtype(), "check_dtypes|check_backends|check_strict_arrays", "float64 for a float32 input"),
         (MixesBatch(), "check_batch_independence", "sample 0 alone"),
         (WrongInputGradient(), "check_gradients", "with respect to the input"),
         (WrongWeightGradient(), "check_gradients", "parameter 'W'"),
