@@ -247,8 +247,15 @@ def _require(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _assert_close(actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol: float, what: str) -> None:
-    """Elementwise ``|a - d| <= atol * max(1, max|d|) + rtol * |d|``, with a readable failure."""
+def _assert_close(
+    actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol: float, what: str,
+    indices: Sequence[tuple[int, ...]] | None = None,
+) -> None:
+    """Elementwise ``|a - d| <= atol * max(1, max|d|) + rtol * |d|``, with a readable failure.
+
+    ``indices`` gives the multi-index (in the array the values came from) of
+    each entry when ``actual`` and ``desired`` are samples of a larger array.
+    """
     actual = np.asarray(actual)
     desired = np.asarray(desired)
     _require(actual.shape == desired.shape, f"{what}: shape {actual.shape} != expected {desired.shape}")
@@ -260,9 +267,17 @@ def _assert_close(actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol:
     bound = atol * scale + rtol * np.abs(desired.astype(np.float64))
     if not (err <= bound).all():
         i = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+        where = indices[i[0]] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in i)
+        bad = np.argwhere(err > bound)
+        shown = [indices[int(b[0])] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in b)
+                 for b in bad[:4]]
+        got, want = float(actual[i]), float(desired[i])
         raise AssertionError(
-            f"{what}: {int((err > bound).sum())} of {err.size} entries differ; worst at index {tuple(int(j) for j in i)}: "
-            f"got {actual[i]!r}, expected {desired[i]!r} (rtol={rtol}, atol={atol} x {scale:.3g})"
+            f"{what}: {len(bad)} of {err.size} entries differ (at {', '.join(map(str, shown))}"
+            f"{', ...' if len(bad) > 4 else ''}); worst at index {where}: got {got:.7g}, expected {want:.7g}, "
+            f"difference {abs(got - want):.3g} > allowed {float(bound[i]):.3g}. The allowed difference is "
+            f"atol * scale + rtol * |expected| = {atol:g} * {scale:.3g} + {rtol:g} * {abs(want):.3g}, where scale = "
+            f"max(1, largest |expected| entry) makes atol relative to the array's magnitude"
         )
 
 
@@ -427,8 +442,9 @@ def check_gradients(ctx: _Context) -> None:
     idx = _sample_indices(X.shape, ctx.max_fd_entries, pick)
     num = finite_difference_gradient(loss_x, X.copy(), idx)
     ana = np.array([dX[i] for i in idx])
-    _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol,
-                  what=f"gradient with respect to the input (entries {idx[:4]}...)")
+    _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
+                  what=f"gradient with respect to the input (analytic vs. finite differences, {len(idx)} entries "
+                       f"of {X.shape})")
     weights = layer.get_weights()
     for k, w in weights.items():
         def loss_w(p: np.ndarray, k: str = k) -> float:
@@ -439,8 +455,9 @@ def check_gradients(ctx: _Context) -> None:
         num = finite_difference_gradient(loss_w, w.astype(np.float64).copy(), idx)
         layer.set_weights({k: w})
         ana = np.array([grads[k][i] for i in idx])
-        _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol,
-                      what=f"gradient with respect to parameter {k!r} (entries {idx[:4]}...)")
+        _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
+                      what=f"gradient with respect to parameter {k!r} (analytic vs. finite differences, "
+                           f"{len(idx)} entries of {w.shape})")
 
 
 def check_determinism(ctx: _Context) -> None:
