@@ -17,14 +17,27 @@ from neuroplug.pytest_plugin import neuroplug_manager, register_plugin  # noqa: 
 
 
 # -- parsers -------------------------------------------------------------------
-@pytest.mark.parametrize("text, value", [("true", True), ("Yes", True), (" on", True), ("1", True),
-                                         ("FALSE", False), ("no", False), ("off ", False), ("0", False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("Yes", True),
+        (" on", True),
+        ("1", True),
+        ("FALSE", False),
+        ("no", False),
+        ("off ", False),
+        ("0", False),
+    ],
+)
 def test_parse_bool(text, value):
     assert parse_bool(text, "shared") is value
 
 
 def test_parse_bool_error_names_the_option_and_the_choices():
-    with pytest.raises(ValueError, match=r"shared must be true or false .*Received: shared='maybe'"):
+    with pytest.raises(
+        ValueError, match=r"shared must be true or false .*Received: shared='maybe'"
+    ):
         parse_bool("maybe", "shared")
 
 
@@ -33,7 +46,9 @@ def test_parse_shape_of_any_length_or_a_fixed_one():
     assert parse_shape("7", "shape") == (7,)
     with pytest.raises(ValueError, match="shape must have 2 'x'-separated numbers"):
         parse_shape("3x4x5", "shape", length=(2,))
-    with pytest.raises(ValueError, match="shape must be an integer. Received: shape='a'"):
+    with pytest.raises(
+        ValueError, match="shape must be an integer. Received: shape='a'"
+    ):
         parse_shape("3xa", "shape")
 
 
@@ -41,7 +56,13 @@ def test_parse_shape_of_any_length_or_a_fixed_one():
 class Scale(Layer):
     """Multiply by a constant (a test layer with declared spec options)."""
 
-    spec_options = {"factor": float, "shared": bool, "shape": tuple, "repeats": int, "mode": str}  # noqa: RUF012
+    spec_options = {
+        "factor": float,
+        "shared": bool,
+        "shape": tuple,
+        "repeats": int,
+        "mode": str,
+    }  # noqa: RUF012
     spec_positional = "factor"
 
     def __init__(self, factor=1.0, shared=False, shape=(), repeats=1, mode="a"):
@@ -63,8 +84,16 @@ class Scale(Layer):
     [
         (None, {}),
         ("2.5", {"factor": 2.5}),
-        ("2.5,shared=true,shape=2x3,repeats=-4,mode=fast", {"factor": 2.5, "shared": True, "shape": (2, 3),
-                                                            "repeats": -4, "mode": "fast"}),
+        (
+            "2.5,shared=true,shape=2x3,repeats=-4,mode=fast",
+            {
+                "factor": 2.5,
+                "shared": True,
+                "shape": (2, 3),
+                "repeats": -4,
+                "mode": "fast",
+            },
+        ),
         ("shared=off", {"shared": False}),
     ],
 )
@@ -90,9 +119,16 @@ def test_declared_spec_options_refuse_bad_text(args, message):
 
 
 def test_the_usage_is_generated_and_shown_by_help_and_in_spec_errors(register_plugin):  # noqa: F811
-    assert Scale.spec_usage == "NAME[:FLOAT][,factor=FLOAT][,shared=true|false][,shape=AxB...][,repeats=INT][,mode=TEXT]"
-    assert "Spec usage: NAME[:FLOAT]" in pydoc.render_doc(Scale, renderer=pydoc.plaintext)
-    assert "spec_options" in pydoc.render_doc(Layer, renderer=pydoc.plaintext)  # how to declare them
+    assert (
+        Scale.spec_usage
+        == "NAME[:FLOAT][,factor=FLOAT][,shared=true|false][,shape=AxB...][,repeats=INT][,mode=TEXT]"
+    )
+    assert "Spec usage: NAME[:FLOAT]" in pydoc.render_doc(
+        Scale, renderer=pydoc.plaintext
+    )
+    assert "spec_options" in pydoc.render_doc(
+        Layer, renderer=pydoc.plaintext
+    )  # how to declare them
     assert "Spec usage: 'dense:N'" in pydoc.render_doc(Dense, renderer=pydoc.plaintext)
 
     class Plugin:
@@ -110,9 +146,14 @@ def test_the_usage_is_generated_and_shown_by_help_and_in_spec_errors(register_pl
 
 
 def test_bad_declarations_are_refused_when_the_class_is_defined():
-    with pytest.raises(TypeError, match="spec_positional must name one of spec_options"):
+    with pytest.raises(
+        TypeError, match="spec_positional must name one of spec_options"
+    ):
         type("Bad", (Layer,), {"spec_options": {"a": int}, "spec_positional": "b"})
-    with pytest.raises(TypeError, match=r"spec_options\['a'\] must be int, float, bool, str, tuple or a callable"):
+    with pytest.raises(
+        TypeError,
+        match=r"spec_options\['a'\] must be int, float, bool, str, tuple or a callable",
+    ):
         type("Bad", (Layer,), {"spec_options": {"a": 3}})
 
 
@@ -130,7 +171,9 @@ def test_no_decay_parameters_are_left_out_of_the_penalty_and_the_optimizer_decay
         layer.grads = {"W": np.zeros((3, 2)), "b": np.zeros(2)}
         SGD(momentum=0.0).step([layer], learning_rate=0.5, alpha=0.1)
         # Decay shrinks W by lr * alpha * W unless W is opted out; the bias never decays.
-        np.testing.assert_allclose(layer.params["W"], 1.0 if cls is DenseNoDecay else 0.95)
+        np.testing.assert_allclose(
+            layer.params["W"], 1.0 if cls is DenseNoDecay else 0.95
+        )
         np.testing.assert_allclose(layer.params["b"], 10.0)
 
 
@@ -158,7 +201,9 @@ def test_a_worker_says_a_name_registered_at_run_time_is_unknown_there(tmp_path):
     """)
     path = tmp_path / "worker.py"
     path.write_text(script)
-    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, check=True
+    ).stdout
     main = next(line for line in out.splitlines() if line.startswith("MAIN:"))
     worker = next(line for line in out.splitlines() if line.startswith("WORKER:"))
     assert "Unknown layer 'runtime_only'" in main and "worker process" not in main
