@@ -1,6 +1,7 @@
 """The ``neuroplug`` command line (also ``python -m neuroplug``).
 
-Subcommands: ``train`` (the main job) and ``plugins`` (what is installed).
+Subcommands: ``train`` (the main job), ``plugins`` (what is installed) and
+``new-plugin`` (write a plugin distribution to start from).
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from ._newplugin import write_plugin
+
+    try:
+        root = write_plugin(args.name, args.kind, args.directory)
+    except (ValueError, FileExistsError) as exc:
+        print(f"neuroplug new-plugin: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {root}. Next: cd {root} && pip install -e . && python -m pytest tests")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``neuroplug`` command."""
     parser = argparse.ArgumentParser(
@@ -72,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_plugins = sub.add_parser("plugins", help="list plugins, where they came from and what they registered")
     p_plugins.set_defaults(func=_cmd_plugins)
+    from ._newplugin import KINDS
+
+    p_new = sub.add_parser(
+        "new-plugin", help="write a ready-to-install plugin distribution (pyproject, module, tests)"
+    )
+    p_new.add_argument("name", metavar="NAME", help="plugin and registered name, e.g. prelu")
+    p_new.add_argument("--kind", required=True, choices=KINDS, help="what the plugin registers (callback: where the hook exists)")
+    p_new.add_argument("--directory", default=".", help="where to create neuroplug-NAME/ (default: here)")
+    p_new.set_defaults(func=_cmd_new_plugin)
     try:
         from .train import add_train_parser, run_train
     except ImportError:  # pragma: no cover - only while the train command is absent

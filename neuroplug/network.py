@@ -257,11 +257,14 @@ class Network:
 
     # ----------------------------------------------------------------- weights
     def penalty(self) -> float:
-        """``0.5 * sum of squares`` of every parameter with two or more dimensions (the L2 term)."""
+        """``0.5 * sum of squares`` of every parameter with two or more dimensions (the L2 term).
+
+        A layer opts a parameter out by naming it in its ``no_decay`` set.
+        """
         total = 0.0
         for layer in self.layers:
-            for p in layer.params.values():
-                if len(p.shape) >= 2:
+            for key, p in layer.params.items():
+                if len(p.shape) >= 2 and key not in getattr(layer, "no_decay", ()):
                     total += float((p * p).sum())
         return 0.5 * total
 

@@ -21,6 +21,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -123,7 +124,10 @@ class Ops:
     #: ``self.bernoulli``, ``self.take_rows``, ... and operators every array
     #: type has): a backend that overrides the primitives inherits these at
     #: its own speed and overrides one only where that is measurably faster.
-    composite_ops: tuple[str, ...] = ("cd_epoch", "crbm_cd_epoch", "rbm_ais_log_weights", "rbm_gibbs")
+    composite_ops: tuple[str, ...] = (
+        "cd_epoch", "crbm_cd_epoch", "rbm_ais_log_weights", "rbm_gibbs",
+        "sbn_sample", "sbn_log_importance_weights", "sbn_wake_sleep_epoch",
+    )
 
     def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
         if device not in (None, "cpu"):
@@ -165,6 +169,23 @@ class Ops:
     def round_scalar(self, value: float, dtype: Any) -> Any:
         """``value`` rounded to ``dtype`` (a NumPy scalar here), so loops multiply by what the reference does."""
         return np.dtype(dtype).type(value)
+
+    def repeat_rows(self, x: Array, repeats: int) -> Array:
+        """Each row of the 2-D ``x`` repeated ``repeats`` times in place: row ``i * repeats + k`` is ``x[i]``."""
+        return np.repeat(x, repeats, axis=0)
+
+    def logsumexp_rows(self, x: Array) -> Array:
+        """``log(sum(exp(x), axis=1))`` of a 2-D ``x`` as an ``(n, 1)`` column, without overflow."""
+        peak = x.max(axis=1, keepdims=True)
+        return peak + np.log(np.exp(x - peak).sum(axis=1, keepdims=True))
+
+    def exp(self, x: Array) -> Array:
+        """Element-wise exponential."""
+        return np.exp(x)
+
+    def log(self, x: Array) -> Array:
+        """Element-wise natural logarithm."""
+        return np.log(x)
 
     # -------------------------------------------------------------- randomness
     def make_rng(self, seed: int) -> Any:
@@ -877,6 +898,21 @@ class Ops:
             cls._check_sbn_int(n_importance_samples, "n_importance_samples"),
         )
 
+    def check_sbn_epoch(
+        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array], *,
+        learning_rate: Any, batch_size: Any, n_importance_samples: Any,
+    ) -> tuple[float, int, int]:
+        """Validate :meth:`sbn_wake_sleep_epoch`'s arguments; return ``(learning_rate, batch_size, K)``.
+
+        :meth:`check_sbn` on the data and all parameters, then
+        ``learning_rate`` finite and ``> 0``, ``batch_size`` and
+        ``n_importance_samples`` ints ``>= 1``.  A backend adds what it needs
+        on top (the torch backend: the parameters it updates are device
+        tensors) and calls this.
+        """
+        self.check_sbn(X, Wg, bg, Wr, br)
+        return self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
+
     def _bernoulli_logpmf_rows(self, x: Array, logits: Array) -> Array:
         """Per-row ``sum_j log Bernoulli(x_j | sigmoid(a_j))`` = ``sum_j x_j a_j - softplus(a_j)``."""
         return (x * logits - self.softplus(logits)).sum(axis=1)
@@ -888,11 +924,24 @@ class Ops:
         top layer from its prior ``sigmoid(bg[L])``, then for ``l = L-1 ... 0``
         ``(n_samples, n_l)`` uniforms for ``s_l ~ Bernoulli(sigmoid(s_{l+1} Wg[l] + bg[l]))``.
         """
+        Wg, bg = self._read_only_lists(Wg, bg)
         self.check_sbn(None, Wg, bg)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
+        return self._sbn_ancestral(Wg, bg, n_samples, rng)
+
+    def _as_input(self, a: Any) -> Any:
+        """A read-only array argument as a backend array (a host array is moved); a non-array is left for the checks."""
+        return self.asarray(a) if hasattr(a, "shape") and hasattr(a, "dtype") else a
+
+    def _read_only_lists(self, *lists: Any) -> list[Any]:
+        """:meth:`_as_input` on each array of each list; anything but a list is left for the checks."""
+        return [[self._as_input(a) for a in v] if isinstance(v, (list, tuple)) else v for v in lists]
+
+    def _sbn_ancestral(self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any) -> list[Array]:
+        """:meth:`sbn_sample` on validated arguments (the sleep phase calls it once per batch)."""
         n_layers = len(Wg)
-        top = np.ascontiguousarray(np.broadcast_to(self.sigmoid(bg[n_layers]), (n_samples, bg[n_layers].shape[0])))
-        samples = [self.bernoulli(top, rng)]
+        top = self.alloc((n_samples, int(bg[n_layers].shape[0])), Wg[0].dtype) + bg[n_layers]
+        samples = [self.bernoulli(self.sigmoid(top), rng)]
         for l in range(n_layers - 1, -1, -1):
             samples.append(self.bernoulli(self.sigmoid(self.affine(samples[-1], Wg[l], bg[l])), rng))
         return samples[::-1]
@@ -914,22 +963,25 @@ class Ops:
         row and the generator's state, not on the other rows or their order.
         Each row's ``n_samples`` draws are still independent of each other.
         """
+        X = self._as_input(X)
+        Wg, bg, Wr, br = self._read_only_lists(Wg, bg, Wr, br)
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
         n_layers = len(Wg)
-        n = X.shape[0]
+        n = int(X.shape[0])
         uniforms = [self.random_uniform(rng, (n_samples, sizes[l]), X.dtype) for l in range(1, n_layers + 1)]
-        h = [np.repeat(X, n_samples, axis=0)]  # row i * n_samples + k holds x_i
+        h = [self.repeat_rows(X, n_samples)]  # row i * n_samples + k holds x_i
         log_q = 0
         for l in range(n_layers):
             a = self.affine(h[l], Wr[l], br[l])
-            h.append((np.tile(uniforms[l], (n, 1)) < self.sigmoid(a)).astype(X.dtype))
+            # Each row's block of n_samples rows meets the same (n_samples, n_l) uniforms (broadcast).
+            on = uniforms[l] < self.sigmoid(a).reshape(n, n_samples, sizes[l + 1])
+            h.append(self.astype(on.reshape(n * n_samples, sizes[l + 1]), X.dtype))
             log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
-        prior = np.broadcast_to(bg[n_layers], h[n_layers].shape)
-        log_p = self._bernoulli_logpmf_rows(h[n_layers], prior)
+        log_p = self._bernoulli_logpmf_rows(h[n_layers], bg[n_layers])
         for l in range(n_layers):
             log_p = log_p + self._bernoulli_logpmf_rows(h[l], self.affine(h[l + 1], Wg[l], bg[l]))
-        return np.ascontiguousarray((log_p - log_q).reshape(n, n_samples))
+        return (log_p - log_q).reshape(n, n_samples)
 
     def sbn_wake_sleep_epoch(
         self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
@@ -970,19 +1022,22 @@ class Ops:
         ``log p(x)`` before each batch's update: ``logsumexp(log w) - log K``
         (for ``K = 1`` a one-sample estimate of the ELBO).
         """
-        self.check_sbn(X, Wg, bg, Wr, br)
-        learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
+        learning_rate, batch_size, K = self.check_sbn_epoch(
+            X, Wg, bg, Wr, br, learning_rate=learning_rate, batch_size=batch_size,
+            n_importance_samples=n_importance_samples,
+        )
         n_layers = len(Wg)
-        n = X.shape[0]
-        total = 0.0
+        n = int(X.shape[0])
+        log_k = math.log(K)
+        totals = []
         for start in range(0, n, batch_size):
-            x = X[start:start + batch_size]
-            m = x.shape[0]
+            x = self.take_rows(X, start, start + batch_size, Wg[0].dtype)
+            m = int(x.shape[0])
             step = learning_rate / m
             q_step = step if K == 1 else step / 2
 
             # Wake: sample h ~ q(h | x), K times per row.
-            h = [np.repeat(x, K, axis=0)]
+            h = [self.repeat_rows(x, K)]
             q_logits = []
             log_q = 0
             for l in range(n_layers):
@@ -990,17 +1045,17 @@ class Ops:
                 h.append(self.bernoulli(self.sigmoid(a), rng))
                 q_logits.append(a)
                 log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
-            log_p = self._bernoulli_logpmf_rows(h[n_layers], np.broadcast_to(bg[n_layers], h[n_layers].shape))
+            log_p = self._bernoulli_logpmf_rows(h[n_layers], bg[n_layers])
             p_means = []
             for l in range(n_layers):
                 a = self.affine(h[l + 1], Wg[l], bg[l])
                 p_means.append(self.sigmoid(a))
                 log_p = log_p + self._bernoulli_logpmf_rows(h[l], a)
             log_w = (log_p - log_q).reshape(m, K)
-            peak = log_w.max(axis=1, keepdims=True)
-            lse = peak + np.log(np.exp(log_w - peak).sum(axis=1, keepdims=True))
-            total += float((lse - np.log(K)).sum())
-            omega = np.exp(log_w - lse).reshape(m * K, 1)
+            lse = self.logsumexp_rows(log_w)
+            # Summed in float64 and read back once, at the end.
+            totals.append((self.astype(lse, np.float64) - log_k).sum())
+            omega = self.exp(log_w - lse).reshape(m * K, 1)
 
             prior = self.sigmoid(bg[n_layers])
             d_top = (omega * (h[n_layers] - prior)).sum(axis=0)
@@ -1016,11 +1071,14 @@ class Ops:
                     br[l] += q_step * e.sum(axis=0)
 
             # Sleep: fantasies from the (updated) generative model train q.
-            s = self.sbn_sample(Wg, bg, m, rng)
+            s = self._sbn_ancestral(Wg, bg, m, rng)
             for l in range(n_layers):
                 e = s[l + 1] - self.sigmoid(self.affine(s[l], Wr[l], br[l]))
                 Wr[l] += q_step * self.gemm(s[l], e, trans1=True)
                 br[l] += q_step * e.sum(axis=0)
+        total = 0.0
+        for t in totals:
+            total += float(t)
         return total / n
 
     # ----------------------------------------------------------------- ConvRBM

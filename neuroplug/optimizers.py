@@ -56,7 +56,8 @@ class Optimizer(ValidatedParams, BaseEstimator):
     Subclasses implement :meth:`_update` for one parameter.  Weight decay
     (L2, ``alpha``) is added to the gradient of every parameter with two or
     more dimensions (weights, not biases) before the update, which is the
-    gradient of ``0.5 * alpha * sum(W**2)``.
+    gradient of ``0.5 * alpha * sum(W**2)``; a layer opts a parameter out by
+    naming it in its ``no_decay`` set.
 
     Hyper-parameters are declared in ``_parameter_constraints`` and checked
     once, when the estimator that uses the optimiser starts its fit.
@@ -94,7 +95,7 @@ class Optimizer(ValidatedParams, BaseEstimator):
                 grad = grads.get(key)
                 if grad is None:
                     continue
-                if alpha and len(param.shape) >= 2:
+                if alpha and len(param.shape) >= 2 and key not in getattr(layer, "no_decay", ()):
                     grad = grad + alpha * param
                 self._update(layer.ops, (i, key), param, grad, learning_rate)
 

@@ -88,6 +88,29 @@ class ProvenanceError(ValueError):
     """A saved model names a layer or pretrainer that is now missing, blocked or provided by another plugin."""
 
 
+def _worker_note(kind: str) -> str:
+    """In a joblib/Dask worker: why a name registered at run time in the main process is unknown here."""
+    import multiprocessing
+    import sys
+
+    in_worker = multiprocessing.parent_process() is not None
+    if not in_worker and "distributed" in sys.modules:
+        try:
+            sys.modules["distributed"].get_worker()
+            in_worker = True
+        except Exception:  # noqa: BLE001 - not inside a Dask worker
+            pass
+    if not in_worker:
+        return ""
+    return (
+        f" This is a worker process (joblib, Dask): it loads only the built-in plugins and those installed with a "
+        f"'neuroplug' entry point. A {kind} registered at run time with get_plugin_manager().register(...) in the "
+        "main process is unknown here: install its plugin with an entry point (neuroplug new-plugin writes one), "
+        "or register it in every worker as well (a loky initializer, a Dask WorkerPlugin)"
+        + (f", or pass a {kind} object instead of its name." if kind in ("layer", "pretrainer") else ".")
+    )
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered object: its ``name``, the ``obj`` and the ``plugin`` that gave it."""
@@ -147,6 +170,7 @@ class Registry:
             msg += f" Plugins that failed to load (they may have provided it): {failed}."
         if self._clashes:
             msg += f" Unusable because several plugins register them: {', '.join(sorted(self._clashes))}."
+        msg += _worker_note(self.kind)
         msg += f" Received: {self.kind}={name!r}"
         raise UnknownNameError(msg)
 

@@ -52,6 +52,13 @@ The checks (names as in ``skip=``):
     on every installed backend (``get_plugin_manager().backends``) the
     layer's weights, outputs and gradients agree with the NumPy reference in
     float32 and float64, keep their dtype, and are reproducible.
+``check_strict_arrays``
+    on :class:`StrictOps`, whose arrays (:class:`StrictArray`) refuse NumPy
+    functions (``__array__``, ``__array_function__`` and ``__array_ufunc__``
+    raise :class:`StrictArrayError`) and have only the operators and methods
+    NumPy arrays and torch tensors share, the layer initialises, runs forward
+    and backward, returns backend arrays and agrees with the reference.  So a
+    layer that calls NumPy on activations fails here, without a GPU.
 ``check_bad_input_shapes``
     ``forward`` refuses a batch of the wrong shape with a ``ValueError`` or
     ``TypeError`` whose message shows the shape it received.
@@ -94,6 +101,9 @@ __all__ = [
     "OpsCheckError",
     "OpsCheck",
     "OPS_CHECKS",
+    "StrictArray",
+    "StrictArrayError",
+    "StrictOps",
 ]
 
 from .testing_ops import (  # noqa: E402
@@ -104,6 +114,7 @@ from .testing_ops import (  # noqa: E402
     ops_checks,
     parametrize_ops_checks,
 )
+from .testing_strict import StrictArray, StrictArrayError, StrictOps  # noqa: E402
 
 LayerFactory = Any  # a Layer instance, a Layer class, a callable returning a Layer, or a spec string
 
@@ -243,8 +254,15 @@ def _require(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _assert_close(actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol: float, what: str) -> None:
-    """Elementwise ``|a - d| <= atol * max(1, max|d|) + rtol * |d|``, with a readable failure."""
+def _assert_close(
+    actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol: float, what: str,
+    indices: Sequence[tuple[int, ...]] | None = None,
+) -> None:
+    """Elementwise ``|a - d| <= atol * max(1, max|d|) + rtol * |d|``, with a readable failure.
+
+    ``indices`` gives the multi-index (in the array the values came from) of
+    each entry when ``actual`` and ``desired`` are samples of a larger array.
+    """
     actual = np.asarray(actual)
     desired = np.asarray(desired)
     _require(actual.shape == desired.shape, f"{what}: shape {actual.shape} != expected {desired.shape}")
@@ -256,9 +274,17 @@ def _assert_close(actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol:
     bound = atol * scale + rtol * np.abs(desired.astype(np.float64))
     if not (err <= bound).all():
         i = np.unravel_index(int(np.argmax(err - bound)), err.shape)
+        where = indices[i[0]] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in i)
+        bad = np.argwhere(err > bound)
+        shown = [indices[int(b[0])] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in b)
+                 for b in bad[:4]]
+        got, want = float(actual[i]), float(desired[i])
         raise AssertionError(
-            f"{what}: {int((err > bound).sum())} of {err.size} entries differ; worst at index {tuple(int(j) for j in i)}: "
-            f"got {actual[i]!r}, expected {desired[i]!r} (rtol={rtol}, atol={atol} x {scale:.3g})"
+            f"{what}: {len(bad)} of {err.size} entries differ (at {', '.join(map(str, shown))}"
+            f"{', ...' if len(bad) > 4 else ''}); worst at index {where}: got {got:.7g}, expected {want:.7g}, "
+            f"difference {abs(got - want):.3g} > allowed {float(bound[i]):.3g}. The allowed difference is "
+            f"atol * scale + rtol * |expected| = {atol:g} * {scale:.3g} + {rtol:g} * {abs(want):.3g}, where scale = "
+            f"max(1, largest |expected| entry) makes atol relative to the array's magnitude"
         )
 
 
@@ -423,8 +449,9 @@ def check_gradients(ctx: _Context) -> None:
     idx = _sample_indices(X.shape, ctx.max_fd_entries, pick)
     num = finite_difference_gradient(loss_x, X.copy(), idx)
     ana = np.array([dX[i] for i in idx])
-    _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol,
-                  what=f"gradient with respect to the input (entries {idx[:4]}...)")
+    _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
+                  what=f"gradient with respect to the input (analytic vs. finite differences, {len(idx)} entries "
+                       f"of {X.shape})")
     weights = layer.get_weights()
     for k, w in weights.items():
         def loss_w(p: np.ndarray, k: str = k) -> float:
@@ -435,8 +462,9 @@ def check_gradients(ctx: _Context) -> None:
         num = finite_difference_gradient(loss_w, w.astype(np.float64).copy(), idx)
         layer.set_weights({k: w})
         ana = np.array([grads[k][i] for i in idx])
-        _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol,
-                      what=f"gradient with respect to parameter {k!r} (entries {idx[:4]}...)")
+        _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
+                      what=f"gradient with respect to parameter {k!r} (analytic vs. finite differences, "
+                           f"{len(idx)} entries of {w.shape})")
 
 
 def check_determinism(ctx: _Context) -> None:
@@ -598,6 +626,50 @@ def check_backends(ctx: _Context) -> None:
                 raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
 
 
+def check_strict_arrays(ctx: _Context) -> None:
+    """The layer runs on :class:`StrictOps`, whose arrays refuse NumPy functions, and agrees with the reference."""
+    from .testing_strict import StrictArray, StrictOps
+
+    for dtype in (np.float32, np.float64):
+        ops = StrictOps()
+        phase = "initialize"
+        try:
+            layer, ref = ctx.layer(ops, dtype), ctx.layer(Ops(), dtype)
+            ref.set_weights(layer.get_weights())  # compare the computation only (check_determinism owns seeding)
+            for k, v in layer.params.items():
+                _require(isinstance(v, StrictArray),
+                         f"initialize left parameter {k!r} a {type(v).__name__}, not a backend array "
+                         "(Layer.initialize converts init_params with ops.asarray; keep that)")
+            X = ctx.inputs(dtype=dtype)
+            for training in (False, True):
+                phase = f"forward(training={training})"
+                if training:
+                    layer.bind_rng(ops.make_rng(ctx.seed + 7))
+                Y = layer.forward(ops.asarray(X, dtype=dtype), training=training)
+                _require(isinstance(Y, StrictArray),
+                         f"{phase} returned a {type(Y).__name__}, not a backend array: build outputs from the input "
+                         "and self.ops (ops.alloc, ops.asarray), never from NumPy")
+                want = ctx.train_forward(ref, X) if training else ctx.eval_forward(ref, X)
+                _assert_close(ops.to_numpy(Y), want, rtol=1e-6, atol=1e-7, what=f"{phase} on strict arrays")
+            phase = "backward"
+            R = np.random.default_rng(ctx.seed + 5).standard_normal(want.shape).astype(dtype)
+            dX = layer.backward(ops.asarray(R))
+            _require(isinstance(dX, StrictArray), f"backward returned a {type(dX).__name__}, not a backend array")
+            dX_ref, grads_ref = ctx.backward(ref, R)
+            _assert_close(ops.to_numpy(dX), dX_ref, rtol=1e-6, atol=1e-7, what="input gradient on strict arrays")
+            for k, g in layer.grads.items():
+                _require(isinstance(g, StrictArray), f"backward left the gradient of {k!r} a {type(g).__name__}, "
+                                                     "not a backend array")
+                _assert_close(ops.to_numpy(g), grads_ref[k], rtol=1e-6, atol=1e-7, what=f"gradient of {k!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{np.dtype(dtype).name}, {phase}: {exc}") from exc
+        except Exception as exc:  # StrictArrayError, or whatever a NumPy call on a tensor raises
+            raise AssertionError(
+                f"{np.dtype(dtype).name}, {phase} on the strict test backend (arrays that refuse NumPy, as GPU "
+                f"tensors do) raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 def check_bad_input_shapes(ctx: _Context) -> None:
     """``forward`` refuses wrongly shaped batches with a clear error showing the shape received."""
     layer = ctx.layer()
@@ -652,6 +724,7 @@ LAYER_CHECKS: dict[str, Callable[[_Context], None]] = {
     "check_pickle": check_pickle,
     "check_safe_format": check_safe_format,
     "check_backends": check_backends,
+    "check_strict_arrays": check_strict_arrays,
     "check_bad_input_shapes": check_bad_input_shapes,
 }
 

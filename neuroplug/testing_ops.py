@@ -19,7 +19,8 @@ The checks (names as in ``skip=``) compare with :class:`neuroplug.ops.Ops`:
 
 ``check_arrays``
     ``asarray``/``to_numpy`` round trips keep values, shape and dtype;
-    ``alloc`` returns zeros of the shape and dtype asked for.
+    ``alloc`` returns zeros of the shape and dtype asked for; ``repeat_rows``,
+    ``take_rows`` and ``astype`` (the composite loops' helpers).
 ``check_rng_contract``
     ``make_rng(seed)`` twice gives the same ``random_uniform``,
     ``random_normal``, ``bernoulli`` and ``dropout_mask`` draws, another seed
@@ -28,7 +29,8 @@ The checks (names as in ``skip=``) compare with :class:`neuroplug.ops.Ops`:
 ``check_dense``
     ``gemm`` (all transposes) and ``affine``.
 ``check_activations``
-    sigmoid, tanh, relu, softplus, softmax, log_softmax and the backward ops.
+    sigmoid, tanh, relu, softplus, exp, log, logsumexp_rows, softmax,
+    log_softmax and the backward ops.
 ``check_losses``
     ``softmax_cross_entropy`` and ``squared_loss`` (values and gradients).
 ``check_optimizers``
@@ -142,6 +144,13 @@ def check_arrays(ctx: _Ctx) -> None:
     assert back.dtype == ctx.dtype, f"asarray/to_numpy gave dtype {back.dtype}, expected {ctx.dtype}"
     z = ctx.np(ctx.ops.alloc((2, 3), ctx.dtype))
     assert z.shape == (2, 3) and z.dtype == ctx.dtype and not z.any(), f"alloc gave {z.dtype} {z.shape} {z}"
+    got, want = _both(ctx, "repeat_rows", x, 3)
+    ctx.close(got, want, "repeat_rows(x, 3)")
+    got, want = _both(ctx, "take_rows", x, 1, 3, ctx.dtype)
+    ctx.close(got, want, "take_rows(x, 1, 3)")
+    got = ctx.np(ctx.ops.astype(ctx.a(x), np.float64))
+    assert got.dtype == np.float64, f"astype(x, float64) gave dtype {got.dtype}"
+    np.testing.assert_array_equal(got, x.astype(np.float64), err_msg="astype(x, float64) changed the values")
 
 
 def check_rng_contract(ctx: _Ctx) -> None:
@@ -194,6 +203,9 @@ def check_activations(ctx: _Ctx) -> None:
         got, want = _both(ctx, f"{name}_backward", y, dy) if name != "softplus" else (None, None)
         if got is not None:
             ctx.close(got, want, f"{name}_backward")
+    for name, arg in (("exp", x / 4), ("log", np.abs(x) + 0.5), ("logsumexp_rows", x * 10)):
+        got, want = _both(ctx, name, arg)
+        ctx.close(got, want, name)
     for name in ("softmax", "log_softmax"):
         for axis in (-1, 0):
             got, want = _both(ctx, name, x, axis=axis)

@@ -7,6 +7,7 @@ the test asserts that check_layer reports exactly that check.
 from __future__ import annotations
 
 import pickle
+import re
 import textwrap
 import types
 
@@ -173,8 +174,9 @@ def test_a_stochastic_layer_passes_every_check():
     [
         (SetsHyperparameter(), "check_hyperparameters", "changed get_params"),
         (LiesAboutShape(), "check_output_shape", "output_shape"),
-        # check_backends repeats the dtype check on every backend, so it fails too.
-        (ChangesDtype(), "check_dtypes|check_backends", "float64 for a float32 input"),
+        # check_backends repeats the dtype check on every backend, so it fails too; .astype is
+        # NumPy-only (torch has .to), so check_strict_arrays refuses it as well.
+        (ChangesDtype(), "check_dtypes|check_backends|check_strict_arrays", "float64 for a float32 input"),
         (MixesBatch(), "check_batch_independence", "sample 0 alone"),
         (WrongInputGradient(), "check_gradients", "with respect to the input"),
         (WrongWeightGradient(), "check_gradients", "parameter 'W'"),
@@ -378,3 +380,13 @@ def test_a_backend_that_raises_is_named(register_plugin):
     register_plugin(_backend_plugin("crashing", CrashingOps), "crashing")
     with pytest.raises(LayerCheckError, match="backend 'crashing', float32: raised TypeError: tanh is not supported"):
         check_layer(Affine(), SHAPE)
+
+
+def test_gradient_failures_show_multi_indices_plain_numbers_and_the_tolerance_scale():
+    with pytest.raises(LayerCheckError) as info:
+        check_layer(WrongInputGradient(), SHAPE)
+    message = str(info.value)
+    # Indices into the (batch, *SHAPE) input, not into the list of probed entries.
+    assert re.search(r"worst at index \(\d+, \d+, \d+\): got -?\d", message), message
+    assert "np.float" not in message
+    assert "atol * scale + rtol * |expected|" in message and "scale = max(1, largest |expected| entry)" in message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -32,22 +32,88 @@ class Layer(BaseEstimator):
 
     Spec strings: ``"name"`` or ``"name:args"`` in an estimator's ``layers``
     parameter; the registry finds the class by ``name`` and calls
-    :meth:`from_spec` with ``args`` (the text after the colon, or ``None``).
+    :meth:`from_spec` with ``args`` (the text after the colon, or ``None``),
+    whose grammar is ``[positional] ("," key "=" value)*``.  A layer declares
+    its spec options instead of writing ``from_spec``::
+
+        class PReLU(Layer):
+            spec_options = {"alpha": float, "shared": bool, "shape": tuple}
+            spec_positional = "alpha"        # "prelu:0.25,shared=true"
+
+            def __init__(self, alpha=0.25, shared=False, shape=()):
+                ...
+
+    ``spec_options`` maps each option (a keyword argument of ``__init__``) to
+    ``int``, ``float``, ``bool`` (``true/false``, ``yes/no``, ``on/off``,
+    ``1/0``), ``str``, ``tuple`` (a shape ``AxBxC``) or a callable converting
+    the option's text; ``spec_positional`` names the option that may come
+    first without its key.  ``spec_usage`` (generated from them when not
+    set) is shown in spec errors and in ``help()`` of the class.
+
+    L2 weight decay (the estimators' ``alpha``) applies to every parameter
+    with two or more dimensions (weights, not biases); name a parameter in
+    ``no_decay`` to opt it out (e.g. ``no_decay = frozenset({"W"})`` for a
+    per-channel scale stored as a matrix).
     """
 
     ops: Any = None
+
+    #: Options of the spec string: name -> int, float, bool, str, tuple or a converter (see the class docs).
+    spec_options: ClassVar[dict[str, Any] | None] = None
+    #: The option that may be given first without ``key=`` (``None``: every option needs its key).
+    spec_positional: ClassVar[str | None] = None
+    #: Parameter names excluded from L2 weight decay.
+    no_decay: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        options = cls.__dict__.get("spec_options")
+        if options is not None:
+            from .spec import spec_converter
+
+            if not isinstance(options, dict):
+                raise TypeError(f"{cls.__name__}.spec_options must be a dict. Received: {options!r}")
+            placeholders = {name: spec_converter(name, kind)[0] for name, kind in options.items()}
+            positional = cls.spec_positional
+            if positional is not None and positional not in options:
+                raise TypeError(
+                    f"{cls.__name__}.spec_positional must name one of spec_options ({', '.join(options)}). "
+                    f"Received: {positional!r}"
+                )
+            if "spec_usage" not in cls.__dict__:
+                parts = [f"[:{placeholders[positional]}]"] if positional else []
+                parts += [f"[,{n}={p}]" for n, p in placeholders.items()]
+                cls.spec_usage = "NAME" + "".join(parts)
+        usage = getattr(cls, "spec_usage", None)
+        if usage and cls.__doc__ and "Spec usage" not in cls.__doc__:
+            # help(cls) shows how to write the layer in a spec string.
+            cls.__doc__ = cls.__doc__.rstrip() + f"\n\n    Spec usage: {usage}\n"
 
     # -- spec mini-language ---------------------------------------------------
     @classmethod
     def from_spec(cls, args: str | None) -> "Layer":
         """Build the layer from the text after ``name:`` in a spec string.
 
-        The default accepts no arguments; layers with hyper-parameters
-        override it.  Raise ``ValueError`` saying what was expected.
+        With ``spec_options`` declared, parses ``args`` with them (see the
+        class docs) and calls ``cls(**options)``; without, accepts no
+        arguments.  A layer may override it; raise ``ValueError`` saying what
+        was expected.
         """
-        if args:
-            raise ValueError(f"layer {cls.__name__} takes no arguments in a spec string. Received: {args!r}")
-        return cls()
+        options = cls.spec_options
+        if options is None:
+            if args:
+                raise ValueError(f"layer {cls.__name__} takes no arguments in a spec string. Received: {args!r}")
+            return cls()
+        from .spec import parse_args, spec_converter
+
+        converters = {name: spec_converter(name, kind)[1] for name, kind in options.items()}
+        positional = cls.spec_positional
+        pos, kwargs = parse_args(args, positional=positional, options=converters)
+        if pos is not None:
+            if positional in kwargs:
+                raise ValueError(f"{positional} given both by position and as {positional}=")
+            kwargs[positional] = converters[positional](pos)
+        return cls(**kwargs)
 
     # -- lifecycle -----------------------------------------------------------
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -59,6 +59,8 @@ __all__ = [
     "parse_float",
     "parse_pair",
     "parse_shape",
+    "parse_bool",
+    "spec_converter",
     "build_layer",
     "build_layers",
     "layer_name",
@@ -103,14 +105,66 @@ def parse_float(text: str, what: str) -> float:
         raise ValueError(f"{what} must be a number. Received: {what}={text!r}") from None
 
 
-def parse_shape(text: str, what: str, *, length: Iterable[int], minimum: int = 1) -> tuple[int, ...]:
-    """Parse ``"AxBxC"`` into a tuple of ints whose length is one of ``length``."""
+def parse_shape(
+    text: str, what: str, *, length: Iterable[int] | None = None, minimum: int = 1
+) -> tuple[int, ...]:
+    """Parse ``"AxBxC"`` into a tuple of ints ``>= minimum`` whose length is one of ``length`` (any by default)."""
     parts = text.strip().lower().split("x")
-    allowed = tuple(length)
+    allowed = tuple(length) if length is not None else (len(parts),)
     if len(parts) not in allowed:
         expected = " or ".join(str(n) for n in allowed)
         raise ValueError(f"{what} must have {expected} 'x'-separated numbers. Received: {what}={text!r}")
     return tuple(parse_int(p, what, minimum=minimum) for p in parts)
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def parse_bool(text: str, what: str) -> bool:
+    """Parse ``true/false`` (also ``yes/no``, ``on/off``, ``1/0``, any case); ``what`` names it in the error."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{what} must be true or false (or yes/no, on/off, 1/0). Received: {what}={text!r}")
+
+
+def _parse_any_int(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be an integer. Received: {what}={text!r}") from None
+
+
+#: What each type in a layer's ``spec_options`` parses (see :func:`spec_converter`).
+SPEC_TYPES: dict[Any, tuple[str, Callable[[str, str], Any]]] = {
+    int: ("INT", _parse_any_int),
+    float: ("FLOAT", parse_float),
+    bool: ("true|false", parse_bool),
+    str: ("TEXT", lambda text, what: text.strip()),
+    tuple: ("AxB...", lambda text, what: parse_shape(text, what, minimum=0)),
+}
+
+
+def spec_converter(name: str, kind: Any) -> tuple[str, Callable[[str], Any]]:
+    """``(placeholder, converter)`` for option ``name`` declared as ``kind`` in a layer's ``spec_options``.
+
+    ``kind`` is ``int``, ``float``, ``bool`` (``true``/``false``), ``str``,
+    ``tuple`` (a shape ``"AxBxC"`` of ints >= 0) or any callable taking the
+    option's text and returning its value (raise ``ValueError`` saying what
+    was expected).  The placeholder is what the generated usage shows.
+    """
+    if kind in SPEC_TYPES:
+        placeholder, parse = SPEC_TYPES[kind]
+        return placeholder, lambda text: parse(text, name)
+    if callable(kind):
+        return name.upper(), kind
+    raise TypeError(
+        f"spec_options[{name!r}] must be int, float, bool, str, tuple or a callable converting the option's text. "
+        f"Received: {kind!r}"
+    )
 
 
 def parse_pair(text: str, what: str, *, minimum: int = 1) -> int | tuple[int, int]:

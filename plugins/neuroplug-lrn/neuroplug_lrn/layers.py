@@ -9,36 +9,18 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from neuroplug.layers.base import Layer
-from neuroplug.layers.spec import parse_args, parse_float, parse_int
+from neuroplug.layers.spec import parse_int
 
 __all__ = ["LocalResponseNorm", "ELU", "GaussianNoise"]
 
 
 # ---------------------------------------------------------------------------
-# helpers shared by the three layers
+# helpers shared by the three layers (spec strings need none: each layer
+# declares its options in spec_options and the base from_spec parses them)
 # ---------------------------------------------------------------------------
-def _from_spec(cls: type, args: str | None, positional: str, options: dict[str, Callable[[str], Any]]) -> Any:
-    """Build ``cls`` from ``"value,key=value,..."`` with the core's spec parser.
-
-    The first item may give ``positional`` without its key; every option is a
-    keyword argument of ``cls``.
-    """
-    pos, kwargs = parse_args(args, positional=positional, options=options)
-    if pos is not None:
-        if positional in kwargs:
-            raise ValueError(f"{positional} given both by position and as {positional}=")
-        kwargs[positional] = options[positional](pos)
-    return cls(**kwargs)
-
-
-def _floats(*names: str) -> dict[str, Callable[[str], Any]]:
-    """Converters for real-valued options, each naming its option in errors."""
-    return {name: functools.partial(parse_float, what=name) for name in names}
-
-
 def _check_real(name: str, value: Any, *, low: float, strict: bool) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
@@ -104,18 +86,17 @@ class LocalResponseNorm(Layer):
     """
 
     spec_usage = "lrn[:SIZE][,alpha=A][,beta=B][,k=K]"
+    # The spec string's options: the base class's from_spec parses them (size is a positive int).
+    spec_options: ClassVar[dict[str, Any]] = {
+        "size": functools.partial(parse_int, what="size"), "alpha": float, "beta": float, "k": float,
+    }
+    spec_positional = "size"
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
         self.size = size
         self.alpha = alpha
         self.beta = beta
         self.k = k
-
-    @classmethod
-    def from_spec(cls, args: str | None) -> "LocalResponseNorm":
-        """Build from ``"size"`` followed by optional ``alpha=``, ``beta=``, ``k=`` items."""
-        return _from_spec(cls, args, "size", {
-            "size": functools.partial(parse_int, what="size"), **_floats("alpha", "beta", "k")})
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged; validates the hyper-parameters and the input rank."""
@@ -189,14 +170,11 @@ class ELU(Layer):
     """
 
     spec_usage = "elu[:ALPHA]"
+    spec_options: ClassVar[dict[str, Any]] = {"alpha": float}
+    spec_positional = "alpha"
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = alpha
-
-    @classmethod
-    def from_spec(cls, args: str | None) -> "ELU":
-        """Build from ``"alpha"`` or ``"alpha=value"``."""
-        return _from_spec(cls, args, "alpha", _floats("alpha"))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged; validates ``alpha``."""
@@ -242,14 +220,11 @@ class GaussianNoise(Layer):
     """
 
     spec_usage = "gaussian_noise[:STDDEV]"
+    spec_options: ClassVar[dict[str, Any]] = {"stddev": float}
+    spec_positional = "stddev"
 
     def __init__(self, stddev: float = 0.1) -> None:
         self.stddev = stddev
-
-    @classmethod
-    def from_spec(cls, args: str | None) -> "GaussianNoise":
-        """Build from ``"stddev"`` or ``"stddev=value"``."""
-        return _from_spec(cls, args, "stddev", _floats("stddev"))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged; validates ``stddev``."""

@@ -1,9 +1,11 @@
 """``TorchOps``: every neuroplug op on PyTorch tensors, on CUDA, MPS or the CPU.
 
 The class subclasses :class:`neuroplug.ops.Ops` (the NumPy reference) and
-overrides every op with a native torch version: convolution and pooling run
-torch's own kernels (cuDNN on NVIDIA GPUs, oneDNN on CPUs), the CD-k, Gibbs
-and optimiser loops run on the device.  A reference op that has no native
+overrides every primitive op with a native torch version: convolution and
+pooling run torch's own kernels (cuDNN on NVIDIA GPUs, oneDNN on CPUs).  The
+reference's composite loops (``Ops.composite_ops``: CD-k, wake-sleep, conv-RBM
+CD, AIS) are inherited: they call only these primitives, so they run on the
+device unchanged.  A reference op that has no native
 version here (say one added to ``Ops`` after this plugin was written) is
 wrapped at import time by :func:`fallback`: it copies its tensor arguments to
 the host, runs the NumPy reference, copies the results (and anything the
@@ -919,136 +921,35 @@ class TorchOps(Ops):
         """``value`` rounded to ``dtype`` as a Python float (torch takes no NumPy scalars)."""
         return float(self._dtypes(dtype)[0].type(value))
 
-    # ---------------------------------------------------- sigmoid belief nets
-    def _bernoulli_logpmf_rows(self, x: Array, logits: Array) -> Array:
-        """Per-row ``sum_j x_j a_j - softplus(a_j)`` (logits may be a 1-D bias, broadcast over rows)."""
-        return (x * logits).sub_(self.softplus(logits)).sum(dim=1)
+    def repeat_rows(self, x: Array, repeats: int) -> Array:
+        """Each row repeated ``repeats`` times in place (row ``i * repeats + k`` is ``x[i]``)."""
+        x = self._in(x)
+        return x if repeats == 1 else x.repeat_interleave(int(repeats), dim=0)
 
-    def _sbn_inputs(self, *lists: Any) -> list[Any]:
-        """Each list of read-only arrays as device tensors (non-lists pass through for check_sbn to refuse)."""
-        return [v if not isinstance(v, (list, tuple)) else [self._in(a) for a in v] for v in lists]
+    def logsumexp_rows(self, x: Array) -> Array:
+        """``log(sum(exp(x), axis=1))`` as an ``(n, 1)`` column (torch's stable kernel)."""
+        return torch.logsumexp(self._in(x), dim=1, keepdim=True)
 
-    def _sbn_sample(self, Wg: Sequence[Array], bg: Sequence[Array], n: int, rng: Any) -> list[Array]:
-        L = len(Wg)
-        top = torch.sigmoid(bg[L]).expand(n, int(bg[L].shape[0]))
-        samples = [self.bernoulli(top, rng)]
-        for l in range(L - 1, -1, -1):
-            samples.append(self.bernoulli(torch.addmm(bg[l], samples[-1], Wg[l]).sigmoid_(), rng))
-        return samples[::-1]
+    def exp(self, x: Array) -> Array:
+        """Element-wise exponential."""
+        return torch.exp(self._in(x))
 
-    def sbn_sample(self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any) -> list[Array]:
-        """Ancestral samples ``[s_0, ..., s_L]`` on the device, drawn in the reference's order."""
-        Wg, bg = self._sbn_inputs(Wg, bg)
-        self.check_sbn(None, Wg, bg)
-        n_samples = self._check_sbn_int(n_samples, "n_samples")
-        self._check_rng(rng)
-        return self._sbn_sample(Wg, bg, n_samples, rng)
+    def log(self, x: Array) -> Array:
+        """Element-wise natural logarithm."""
+        return torch.log(self._in(x))
 
-    def sbn_log_importance_weights(
-        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
-        *, n_samples: int, rng: Any,
-    ) -> Array:
-        """Log importance weights ``log p(x, h^k) - log q(h^k | x)``, shape ``(n, n_samples)``.
-
-        Common random numbers, drawn in the reference's order: one
-        ``(n_samples, n_l)`` block of uniforms per hidden layer, shared by
-        every row of ``X``.
-        """
-        X = self._in(X)
-        Wg, bg, Wr, br = self._sbn_inputs(Wg, bg, Wr, br)
-        sizes = self.check_sbn(X, Wg, bg, Wr, br)
-        n_samples = self._check_sbn_int(n_samples, "n_samples")
-        self._check_rng(rng)
-        L = len(Wg)
-        n = int(X.shape[0])
-        uniforms = [self.random_uniform(rng, (n_samples, sizes[l]), X.dtype) for l in range(1, L + 1)]
-        h = [X.repeat_interleave(n_samples, dim=0)]  # row i * n_samples + k holds x_i
-        log_q = 0
-        for l in range(L):
-            a = torch.addmm(br[l], h[l], Wr[l])
-            h.append(torch.lt(uniforms[l].repeat(n, 1), torch.sigmoid(a)).to(X.dtype))
-            log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
-        log_p = self._bernoulli_logpmf_rows(h[L], bg[L])
-        for l in range(L):
-            log_p = log_p + self._bernoulli_logpmf_rows(h[l], torch.addmm(bg[l], h[l + 1], Wg[l]))
-        return (log_p - log_q).reshape(n, n_samples).contiguous()
-
-    def sbn_wake_sleep_epoch(
-        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
-        *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
-    ) -> float:
-        """One epoch of (reweighted) wake-sleep over ``X`` in row order, on the device.
-
-        The algorithm, update order and random draws of
-        :meth:`neuroplug.ops.Ops.sbn_wake_sleep_epoch`.  ``X`` may be a host
-        array (each mini-batch moves to the device once) or a device tensor;
-        every parameter in ``Wg``, ``bg``, ``Wr``, ``br`` is updated in place
-        and must be a tensor on the device.  The device is waited for once, at
-        the end.
-        """
+    def check_sbn_epoch(self, X: Any, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array],
+                        br: Sequence[Array], **kwargs: Any) -> tuple[float, int, int]:
+        """The reference's checks (a host ``X`` through a shape-only stand-in), plus in-place device tensors."""
         for name, arrays in (("Wg", Wg), ("bg", bg), ("Wr", Wr), ("br", br)):
             if isinstance(arrays, (list, tuple)):
                 for i, a in enumerate(arrays):
                     self._inplace(a, f"{name}[{i}]")
-        on_device = isinstance(X, torch.Tensor)
-        X_check = X if on_device else torch.empty(tuple(np.shape(X)), dtype=self._tdtype(np.asarray(X[:0]).dtype),
-                                                  device="meta")
-        self.check_sbn(X_check, Wg, bg, Wr, br)
-        if not on_device and self.check_finite and not np.isfinite(X).all():
-            raise ValueError("X contains NaN or infinity.")
-        learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
-        self._check_rng(rng)
-        L = len(Wg)
-        n = int(X.shape[0])
-        dtype = Wg[0].dtype
-        total = torch.zeros((), dtype=torch.float64, device=self.torch_device)
-        log_k = float(np.log(K))
-        for start in range(0, n, batch_size):
-            batch = X[start:start + batch_size]
-            x = batch.to(device=self.torch_device, dtype=dtype) if on_device else self.asarray(batch, dtype)
-            m = int(x.shape[0])
-            step = learning_rate / m
-            q_step = step if K == 1 else step / 2
-
-            # Wake: sample h ~ q(h | x), K times per row.
-            h = [x.repeat_interleave(K, dim=0) if K > 1 else x]
-            q_logits = []
-            log_q = 0
-            for l in range(L):
-                a = torch.addmm(br[l], h[l], Wr[l])
-                h.append(self.bernoulli(torch.sigmoid(a), rng))
-                q_logits.append(a)
-                log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
-            log_p = self._bernoulli_logpmf_rows(h[L], bg[L])
-            p_means = []
-            for l in range(L):
-                a = torch.addmm(bg[l], h[l + 1], Wg[l])
-                p_means.append(torch.sigmoid(a))
-                log_p = log_p + self._bernoulli_logpmf_rows(h[l], a)
-            log_w = (log_p - log_q).reshape(m, K)
-            lse = torch.logsumexp(log_w, dim=1, keepdim=True)
-            total += (lse.sum() - m * log_k).to(torch.float64)
-            omega = (log_w - lse).exp_().reshape(m * K, 1)
-
-            d_top = (omega * (h[L] - torch.sigmoid(bg[L]))).sum(dim=0)
-            for l in range(L):
-                d = omega * (h[l] - p_means[l])
-                Wg[l].addmm_(h[l + 1].t(), d, alpha=step)
-                bg[l].add_(d.sum(dim=0), alpha=step)
-            bg[L].add_(d_top, alpha=step)
-            if K > 1:
-                for l in range(L):
-                    e = omega * (h[l + 1] - torch.sigmoid(q_logits[l]))
-                    Wr[l].addmm_(h[l].t(), e, alpha=q_step)
-                    br[l].add_(e.sum(dim=0), alpha=q_step)
-
-            # Sleep: fantasies from the (updated) generative model train q.
-            s = self._sbn_sample(Wg, bg, m, rng)
-            for l in range(L):
-                e = s[l + 1] - torch.addmm(br[l], s[l], Wr[l]).sigmoid_()
-                Wr[l].addmm_(s[l].t(), e, alpha=q_step)
-                br[l].add_(e.sum(dim=0), alpha=q_step)
-        return total.item() / n
+        if not isinstance(X, torch.Tensor):
+            if self.check_finite and not np.isfinite(X).all():
+                raise ValueError("X contains NaN or infinity.")
+            X = torch.empty(tuple(np.shape(X)), dtype=self._tdtype(np.asarray(X[:0]).dtype), device="meta")
+        return super().check_sbn_epoch(X, Wg, bg, Wr, br, **kwargs)
 
     # ------------------------------------------------------- convolutional RBM
     def _crbm_blocks(self, x: Array, pool: tuple[int, int], fill: float) -> Array:
