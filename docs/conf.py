@@ -109,6 +109,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # flood the build's output; set before any example imports dask.
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg", category=UserWarning)
+# The gallery's and the doctests' short demo fits stop at max_iter on purpose.
+warnings.filterwarnings("ignore", message=".*max_iter=.* reached and the optimization hasn't converged")
 
 sphinx_gallery_conf = {
     "examples_dirs": [str(ROOT / "examples")],

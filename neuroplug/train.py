@@ -413,7 +413,7 @@ def run_train(args: argparse.Namespace) -> int:
     interrupted = any(issubclass(w.category, TrainingInterrupted) for w in caught)
     for w in caught:
         if not issubclass(w.category, (TrainingInterrupted, ChanceLevelWarning)):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            print(f"neuroplug train: warning: {w.message}", file=sys.stderr)
     chance = [w for w in caught if issubclass(w.category, ChanceLevelWarning)]
     if chance:
         print(f"neuroplug train: error: {chance[0].message} Nothing was saved.", file=sys.stderr)
