@@ -976,6 +976,7 @@ class TorchOps(Ops):
     def sbn_wake_sleep_epoch(
         self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
         *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+        sample_weight: Any = None,
     ) -> float:
         """One epoch of (reweighted) wake-sleep over ``X`` in row order, on the device.
 
@@ -998,9 +999,11 @@ class TorchOps(Ops):
             raise ValueError("X contains NaN or infinity.")
         learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
         self._check_rng(rng)
+        self.check_sample_weight(sample_weight, int(X.shape[0]))
         L = len(Wg)
         n = int(X.shape[0])
         dtype = Wg[0].dtype
+        row_w = None if sample_weight is None else self.asarray(self.to_numpy(sample_weight), dtype)
         total = torch.zeros((), dtype=torch.float64, device=self.torch_device)
         log_k = float(np.log(K))
         for start in range(0, n, batch_size):
@@ -1027,8 +1030,13 @@ class TorchOps(Ops):
                 log_p = log_p + self._bernoulli_logpmf_rows(h[l], a)
             log_w = (log_p - log_q).reshape(m, K)
             lse = torch.logsumexp(log_w, dim=1, keepdim=True)
-            total += (lse.sum() - m * log_k).to(torch.float64)
-            omega = (log_w - lse).exp_().reshape(m * K, 1)
+            if row_w is None:
+                total += (lse.sum() - m * log_k).to(torch.float64)
+                omega = (log_w - lse).exp_().reshape(m * K, 1)
+            else:  # each row's wake statistics count sample_weight times (see Ops.sbn_wake_sleep_epoch)
+                wb = row_w[start:start + m].reshape(m, 1)
+                total += (wb * (lse - log_k)).sum().to(torch.float64)
+                omega = (wb * (log_w - lse).exp_()).reshape(m * K, 1)
 
             d_top = (omega * (h[L] - torch.sigmoid(bg[L]))).sum(dim=0)
             for l in range(L):
@@ -1048,7 +1056,7 @@ class TorchOps(Ops):
                 e = s[l + 1] - torch.addmm(br[l], s[l], Wr[l]).sigmoid_()
                 Wr[l].addmm_(s[l].t(), e, alpha=q_step)
                 br[l].add_(e.sum(dim=0), alpha=q_step)
-        return total.item() / n
+        return total.item() / (n if row_w is None else float(row_w.sum()))
 
     # ------------------------------------------------------- convolutional RBM
     def _crbm_blocks(self, x: Array, pool: tuple[int, int], fill: float) -> Array:
