@@ -38,13 +38,18 @@ class SBNState:
                 self.recognition_weights, self.recognition_biases)
 
 
-def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator, dtype: Any = np.float32) -> SBNState:
-    """Small random weights; the data bias at the logit of the mean (the best factorial model)."""
+def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator, dtype: Any = np.float32,
+             sample_weight: np.ndarray | None = None) -> SBNState:
+    """Small random weights; the data bias at the logit of the (weighted) mean (the best factorial model)."""
     dt = np.dtype(dtype)
     n_layers = len(sizes) - 1
     gw = [rng.normal(0.0, 0.01, (sizes[i + 1], sizes[i])).astype(dt) for i in range(n_layers)]
     rw = [rng.normal(0.0, 0.01, (sizes[i], sizes[i + 1])).astype(dt) for i in range(n_layers)]
-    mean = np.clip(np.asarray(X.mean(axis=0)).reshape(-1), 1e-3, 1 - 1e-3)
+    if sample_weight is None:
+        mean = np.asarray(X.mean(axis=0)).reshape(-1)
+    else:
+        mean = np.asarray(X.T @ sample_weight, dtype=np.float64).reshape(-1) / float(np.sum(sample_weight))
+    mean = np.clip(mean, 1e-3, 1 - 1e-3)
     gb = [np.log(mean / (1 - mean)).astype(dt)] + [np.zeros(n, dtype=dt) for n in sizes[1:]]
     rb = [np.zeros(n, dtype=dt) for n in sizes[1:]]
     return SBNState(gw, gb, rw, rb)
@@ -127,6 +132,10 @@ def train_sbn(
 def recognition_probs(ops: Ops, X: np.ndarray, weights: Sequence[np.ndarray],
                       biases: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Mean-field pass up the recognition network: each hidden layer's probabilities (NumPy, the weights' dtype)."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "tocsr"):  # sparse: a chunk of rows at a time
+        parts = [recognition_probs(ops, take_rows(X, slice(s, s + CHUNK_ROWS)), weights, biases)
+                 for s in range(0, X.shape[0], CHUNK_ROWS)]
+        return [np.concatenate([p[i] for p in parts], axis=0) for i in range(len(weights))]
     h = ops.asarray(X)
     layers = []
     for W, b in zip(weights, biases):
