@@ -25,6 +25,8 @@ MONITOR_ROWS = 1000
 ROW_CHUNK = 4096
 #: Rows per CD epoch call when training (rounded down to whole batches).
 CHUNK_ROWS = 1 << 14
+#: The same for sparse input, densified chunk by chunk: smaller, so the dense chunk stays small.
+SPARSE_CHUNK_ROWS = 1 << 12
 
 
 @dataclass
@@ -128,7 +130,8 @@ def train_rbm(
         monitor_w = weights[:MONITOR_ROWS] / weights[:MONITOR_ROWS].sum() if weights[:MONITOR_ROWS].sum() > 0 else None
     sparse = not isinstance(X, np.ndarray) and hasattr(X, "tocsr")
     # Whole batches per backend call, so a large (memory-mapped) X is never copied whole.
-    chunk = n if n <= CHUNK_ROWS else max(m, CHUNK_ROWS // m * m)
+    rows_per_call = SPARSE_CHUNK_ROWS if sparse else CHUNK_ROWS
+    chunk = n if n <= rows_per_call else max(m, rows_per_call // m * m)
     buffer = np.empty((chunk, *X.shape[1:]), dtype=X.dtype) if shuffle and not sparse else None
     # Only when asked for: a backend written before sample_visible existed still trains.
     chain_kw = {"sample_visible": True} if sample_visible else {}

@@ -264,7 +264,7 @@ def test_training_never_densifies_the_whole_sparse_matrix(monkeypatch, data):
     CNNClassifier(("dense:4",), max_iter=2, batch_size=8, random_state=0).fit(S, y)
     assert biggest and max(biggest) <= 40 and max(biggest[1:]) <= 8  # the first: the divergence probe
     biggest.clear()
-    monkeypatch.setattr("neuroplug.models.rbm.CHUNK_ROWS", 16)
+    monkeypatch.setattr("neuroplug.models.rbm.SPARSE_CHUNK_ROWS", 16)
     RBM(3, max_iter=1, batch_size=8, random_state=0).fit(S)
     assert biggest[0] <= 1000 and max(biggest[1:]) <= 16  # the first: the monitored rows (at most 1,000)
 
