@@ -22,7 +22,11 @@ from neuroplug.estimators import (
     SigmoidBeliefNet,
 )
 from neuroplug.layers import Dense, Dropout
-from neuroplug.network import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from neuroplug.network import (
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    SquaredError,
+)
 from neuroplug.ops import Ops
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -37,7 +41,7 @@ def data():
 
 
 def _full_batch(cls, **kw):
-    params = dict(max_iter=4, random_state=0, batch_size=1000, shuffle=False, dtype="float64")
+    params = {"max_iter": 4, "random_state": 0, "batch_size": 1000, "shuffle": False, "dtype": "float64"}
     if cls is DBNClassifier:
         params.update(pretrain_max_iter=0)
         return cls((6,), dropout=0.0, **params, **kw)
@@ -61,7 +65,7 @@ def test_zero_weight_equals_dropping_with_minibatches_and_shuffling(cls, data):
     X, y, rng = data
     sw = (rng.random(X.shape[0]) > 0.3) * rng.integers(1, 4, X.shape[0])
     target = y if cls is CNNClassifier else X[:, 0]
-    est = dict(max_iter=3, random_state=0, batch_size=7)
+    est = {"max_iter": 3, "random_state": 0, "batch_size": 7}
     a = cls(("dense:6", "relu"), **est).fit(X, target, sample_weight=sw)
     b = cls(("dense:6", "relu"), **est).fit(X[sw > 0], target[sw > 0], sample_weight=sw[sw > 0])
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
@@ -147,7 +151,7 @@ def test_loss_gradients_by_finite_differences(loss, target, weighted):
     ops = Ops()
     z = np.random.default_rng(2).normal(size=(5, 3))
     w = np.array([0.5, 2.0, 0.0, 1.0, 1.5]) if weighted else None
-    value, grad = loss(ops, z, target, w) if weighted else loss(ops, z, target)
+    _, grad = loss(ops, z, target, w) if weighted else loss(ops, z, target)
     eps = 1e-6
     for i in range(5):
         for j in range(3):
