@@ -379,7 +379,8 @@ _CNN_REQUIRED = {
     "n_features_in_": Int(1),
     "dtype_": _DTYPE,
 }
-_CLASSIFIER = Schema({**_CNN_REQUIRED, "classes_": Labels()}, _CNN_OPTIONAL, _check_classifier)
+_CLASSIFIER = Schema({**_CNN_REQUIRED, "classes_": Labels()},
+                     {**_CNN_OPTIONAL, "out_activation_": OneOf(("softmax", "logistic"))}, _check_classifier)
 
 #: Estimator class name -> the schema of its fitted state.
 SCHEMAS: dict[str, Schema] = {

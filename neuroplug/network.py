@@ -16,12 +16,14 @@ import copy
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from .layers.base import Layer
 
 __all__ = [
     "Network",
     "Loss",
+    "SigmoidBinaryCrossEntropy",
     "SoftmaxCrossEntropy",
     "SquaredError",
     "TrainingDivergedError",
@@ -38,12 +40,29 @@ class TrainingDivergedError(FloatingPointError, ValueError):
     """
 
 
+def _row_weights(sample_weight: Any, n: int) -> np.ndarray:
+    """The batch's weights as a float64 column of ``n`` entries."""
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"sample_weight must have one entry per row of the batch ({n}). Received: {w.shape[0]}")
+    return w.reshape(-1, 1)
+
+
 class Loss:
-    """A loss fused with the network's output transform."""
+    """A loss fused with the network's output transform.
+
+    With ``sample_weight`` (one weight per row, normalised by the caller to
+    a mean of 1 over the training set), the batch loss is
+    ``sum_i w_i l_i / m`` over its ``m`` rows and each row's gradient is
+    scaled by ``w_i``: an unbiased mini-batch estimate of the weighted mean
+    loss ``sum_i w_i l_i / sum_i w_i`` of the whole set, so a batch of
+    light rows moves the weights little.  Weights of 1 give exactly the
+    unweighted loss.
+    """
 
     name = ""
 
-    def __call__(self, ops: Any, output: Any, target: Any) -> tuple[float, Any]:
+    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
         """Return ``(mean loss, gradient with respect to output)``."""
         raise NotImplementedError
 
@@ -57,9 +76,19 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
 
-    def __call__(self, ops: Any, output: Any, target: Any) -> tuple[float, Any]:
-        """Mean cross-entropy and its gradient for the logits."""
-        return ops.softmax_cross_entropy(output, target)
+    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+        """Mean cross-entropy and its gradient for the logits (weighted mean with ``sample_weight``)."""
+        if sample_weight is None:
+            return ops.softmax_cross_entropy(output, target)
+        n, c = int(output.shape[0]), int(output.shape[1])
+        w = _row_weights(sample_weight, n)
+        labels = np.asarray(ops.to_numpy(target), dtype=np.int64).reshape(-1)
+        logp = np.asarray(ops.to_numpy(ops.log_softmax(output, axis=1)), dtype=np.float64)
+        value = -float((w[:, 0] * logp[np.arange(n), labels]).sum()) / n
+        onehot = np.zeros((n, c), dtype=output.dtype)
+        onehot[np.arange(n), labels] = 1
+        grad = (ops.softmax(output, axis=1) - ops.asarray(onehot)) * ops.asarray(w.astype(output.dtype))
+        return value, grad / n
 
     def transform(self, ops: Any, output: Any) -> Any:
         """Class probabilities ``softmax(logits)``."""
@@ -71,9 +100,43 @@ class SquaredError(Loss):
 
     name = "squared_error"
 
-    def __call__(self, ops: Any, output: Any, target: Any) -> tuple[float, Any]:
-        """Loss and gradient through ``ops.squared_loss``."""
-        return ops.squared_loss(output, target)
+    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+        """Loss and gradient through ``ops.squared_loss`` (weighted mean with ``sample_weight``)."""
+        if sample_weight is None:
+            return ops.squared_loss(output, target)
+        n = int(output.shape[0])
+        w = _row_weights(sample_weight, n)
+        diff = output - target
+        rows = np.asarray(ops.to_numpy((diff * diff).sum(axis=1)), dtype=np.float64)
+        value = 0.5 * float((w[:, 0] * rows).sum()) / n
+        return value, diff * ops.asarray(w.astype(output.dtype)) / n
+
+
+class SigmoidBinaryCrossEntropy(Loss):
+    """Sigmoid + binary cross-entropy per output against 0/1 targets (multilabel; the output is logits).
+
+    The loss of a row is ``sum_l softplus(z_l) - y_l z_l`` (the negative
+    log-likelihood of independent Bernoulli labels), averaged over rows as
+    scikit-learn's ``MLPClassifier`` does for multilabel targets; its
+    gradient is ``sigmoid(z) - y``, divided by the batch size.
+    """
+
+    name = "sigmoid_binary_cross_entropy"
+
+    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+        """Mean binary cross-entropy and its gradient for the logits."""
+        n = int(output.shape[0])
+        rows = (ops.softplus(output) - target * output).sum(axis=1)
+        diff = ops.sigmoid(output) - target
+        if sample_weight is None:
+            return float(rows.sum()) / n, diff / n
+        w = _row_weights(sample_weight, n)
+        value = float((w[:, 0] * np.asarray(ops.to_numpy(rows), dtype=np.float64)).sum()) / n
+        return value, diff * ops.asarray(w.astype(output.dtype)) / n
+
+    def transform(self, ops: Any, output: Any) -> Any:
+        """Label probabilities ``sigmoid(logits)``."""
+        return ops.sigmoid(output)
 
 
 def _next_activation(layers: Sequence[Layer], start: int) -> str | None:
@@ -222,9 +285,13 @@ class Network:
         return dY if input_grad else None
 
     def train_batch(
-        self, X: Any, y: Any, loss: Loss, optimizer: Any, learning_rate: float, alpha: float = 0.0
+        self, X: Any, y: Any, loss: Loss, optimizer: Any, learning_rate: float, alpha: float = 0.0,
+        sample_weight: Any = None,
     ) -> float:
         """One optimisation step on a batch; returns the batch's mean data loss.
+
+        With ``sample_weight`` (NumPy, one entry per row) the loss and its
+        gradient are the weighted mean over the batch (see :class:`Loss`).
 
         Raises
         ------
@@ -233,7 +300,7 @@ class Network:
             by this batch.
         """
         out = self.forward(X, training=True)
-        value, grad = loss(self.ops, out, y)
+        value, grad = loss(self.ops, out, y) if sample_weight is None else loss(self.ops, out, y, sample_weight)
         value = float(value)
         if not np.isfinite(value):
             raise TrainingDivergedError(
@@ -246,13 +313,24 @@ class Network:
         return value
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """Network output for NumPy ``X`` in batches, as a NumPy array."""
-        X = np.asarray(X)
+        """Network output for NumPy ``X`` in batches, as a NumPy array.
+
+        ``X`` may also be 2-D ``(n, prod(input_shape))``, or a scipy sparse
+        matrix of that shape: each batch is densified and reshaped on its
+        own, so the whole input is never densified.
+        """
+        sparse = sp.issparse(X)
+        if not sparse:
+            X = np.asarray(X)
         n = X.shape[0]
         out = np.empty((n, *self.output_shape), dtype=self.dtype)
         for start in range(0, n, batch_size):
-            xb = self.ops.asarray(X[start:start + batch_size], dtype=self.dtype)
-            out[start:start + batch_size] = self.ops.to_numpy(self.forward(xb))
+            xb = X[start:start + batch_size]
+            if sparse:
+                xb = xb.toarray()
+            if xb.ndim == 2 and len(self.input_shape) > 1 and xb.shape[1] == int(np.prod(self.input_shape)):
+                xb = xb.reshape(xb.shape[0], *self.input_shape)
+            out[start:start + batch_size] = self.ops.to_numpy(self.forward(self.ops.asarray(xb, dtype=self.dtype)))
         return out
 
     # ----------------------------------------------------------------- weights

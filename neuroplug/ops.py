@@ -576,7 +576,7 @@ class Ops:
     def check_cd_epoch(
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: Any, learning_rate: Any, momentum: Any, weight_decay: Any, batch_size: Any, visible: Any,
-        chain: Array | None = None, sample_visible: Any = False,
+        chain: Array | None = None, sample_visible: Any = False, sample_weight: Any = None,
     ) -> tuple[int, int, bool]:
         """Validate :meth:`cd_epoch`'s arguments; return ``(k, batch_size, sample_visible)``.
 
@@ -586,7 +586,8 @@ class Ops:
         ``weight_decay`` finite and ``>= 0``; ``visible`` ``"bernoulli"`` or
         ``"gaussian"``; ``X`` ``(n, n_visible)``; ``W`` ``(n_hidden,
         n_visible)``; biases and momentum buffers of matching shapes and W's
-        dtype; ``chain`` (PCD) ``(>= min(batch_size, n), n_hidden)``.
+        dtype; ``chain`` (PCD) ``(>= min(batch_size, n), n_hidden)``;
+        ``sample_weight`` ``None`` or ``(n,)`` finite and ``>= 0``.
         Backend-specific needs (contiguity, device) stay with the backend.
         """
         for name, value in (("k", k), ("batch_size", batch_size)):
@@ -634,7 +635,20 @@ class Ops:
                     f"chain must have shape (>= {m}, n_hidden={nh}) for batch_size={batch_size}. "
                     f"Received: chain.shape={shape}"
                 )
+        self.check_sample_weight(sample_weight, int(X.shape[0]))
         return int(k), int(batch_size), sample_visible
+
+    def check_sample_weight(self, sample_weight: Any, n: int) -> None:
+        """Refuse per-row weights that are not ``None`` or ``n`` finite numbers ``>= 0`` (host or backend array)."""
+        if sample_weight is None:
+            return
+        w = np.asarray(self.to_numpy(sample_weight), dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X. "
+                             f"Received: sample_weight.shape={w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("sample_weight must be finite and >= 0. Received: sample_weight with "
+                             + ("NaN or infinity" if not np.all(np.isfinite(w)) else f"min={w.min():g}"))
 
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
         """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
@@ -670,6 +684,7 @@ class Ops:
         self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
         k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
         visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
+        sample_weight: Array | None = None,
     ) -> float:
         """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order.
 
@@ -689,6 +704,14 @@ class Ops:
         * ``dW = momentum dW + lr ((ph0^T v0 - phk^T vk) / m - weight_decay W)``;
           ``W += dW``; likewise for the biases (no decay).
 
+        With ``sample_weight`` (``w``, one per row of ``X``), every row's
+        statistics are multiplied by its weight: ``dW = momentum dW + lr
+        ((ph0^T (w v0) - phk^T (w vk)) / m - weight_decay W)``, likewise for
+        the biases, and the error is ``sum_i w_i |v0_i - vk_i|^2 /
+        sum_i w_i``.  Callers pass weights of mean 1 (a row of weight 2
+        counts as that row twice in its batch; weights of 1 are the
+        unweighted epoch).  The draws are those of the unweighted epoch.
+
         Returns the mean squared reconstruction error per sample,
         ``sum((v0 - vk)**2) / n_samples``.
 
@@ -699,10 +722,11 @@ class Ops:
         k, batch_size, sample_visible = self.check_cd_epoch(
             X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
             weight_decay=weight_decay, batch_size=batch_size, visible=visible, chain=chain,
-            sample_visible=sample_visible,
+            sample_visible=sample_visible, sample_weight=sample_weight,
         )
         n = int(X.shape[0])
         errs = []
+        weights = None if sample_weight is None else self.asarray(self.to_numpy(sample_weight), dtype=W.dtype)
         for start in range(0, n, batch_size):
             v0 = self.take_rows(X, start, start + batch_size, W.dtype)
             m = int(v0.shape[0])
@@ -719,20 +743,27 @@ class Ops:
             if chain is not None:
                 chain[:m] = h
             scale = learning_rate / m
+            if weights is not None:
+                # Weighted statistics: each row's outer products and sums count w_i times.
+                wb = weights[start:start + m].reshape(-1, 1)
+                wv0, wvk, wph0, wphk = wb * v0, wb * vk, wb * ph0, wb * phk
+            else:
+                wv0, wvk, wph0, wphk = v0, vk, ph0, phk
             dW *= momentum
-            dW += scale * (self.gemm(ph0, v0, trans1=True) - self.gemm(phk, vk, trans1=True))
+            dW += scale * (self.gemm(ph0, wv0, trans1=True) - self.gemm(phk, wvk, trans1=True))
             dW -= (learning_rate * weight_decay) * W
             W += dW
             dbh *= momentum
-            dbh += scale * (ph0.sum(axis=0) - phk.sum(axis=0))
+            dbh += scale * (wph0.sum(axis=0) - wphk.sum(axis=0))
             bh += dbh
             dbv *= momentum
-            dbv += scale * (v0.sum(axis=0) - vk.sum(axis=0))
+            dbv += scale * (wv0.sum(axis=0) - wvk.sum(axis=0))
             bv += dbv
             diff = v0 - vk
-            errs.append((diff * diff).sum())
+            errs.append((diff * diff).sum() if weights is None else (wb * (diff * diff)).sum())
         # Read back once, at the end (a device backend waits for its device here only).
-        return sum(float(e) for e in errs) / n
+        total = sum(float(e) for e in errs)
+        return total / n if weights is None else total / float(self.to_numpy(weights).sum())
 
     def check_rbm_ais(
         self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: Any, visible: Any,
@@ -986,6 +1017,7 @@ class Ops:
     def sbn_wake_sleep_epoch(
         self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
         *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+        sample_weight: Array | None = None,
     ) -> float:
         """One epoch of (reweighted) wake-sleep over ``X`` in row order; updates all parameters in place.
 
@@ -1018,6 +1050,13 @@ class Ops:
         sigmoid(s_l Wr[l] + br[l])``, ``Wr[l] += step' s_l^T e_l``,
         ``br[l] += step' sum(e_l)``.
 
+        With ``sample_weight`` (one weight per row, of mean 1), the wake
+        phase's statistics of row ``i`` are multiplied by its weight
+        (``omega`` becomes ``w_i omega``), so a row of weight 2 counts as
+        that row twice in its batch; the sleep phase learns from the model's
+        own fantasies and is unchanged.  The returned bound is then the
+        weighted mean.  The draws are those of the unweighted epoch.
+
         Returns the mean over ``X`` of the wake phase's estimate of
         ``log p(x)`` before each batch's update: ``logsumexp(log w) - log K``
         (for ``K = 1`` a one-sample estimate of the ELBO).
@@ -1026,6 +1065,12 @@ class Ops:
             X, Wg, bg, Wr, br, learning_rate=learning_rate, batch_size=batch_size,
             n_importance_samples=n_importance_samples,
         )
+        self.check_sample_weight(sample_weight, int(X.shape[0]))
+        row_w = weight_sum = None
+        if sample_weight is not None:
+            host_w = np.asarray(self.to_numpy(sample_weight), dtype=np.float64)
+            weight_sum = float(host_w.sum())
+            row_w = self.asarray(host_w.reshape(-1, 1))
         n_layers = len(Wg)
         n = int(X.shape[0])
         log_k = math.log(K)
@@ -1053,9 +1098,14 @@ class Ops:
                 log_p = log_p + self._bernoulli_logpmf_rows(h[l], a)
             log_w = (log_p - log_q).reshape(m, K)
             lse = self.logsumexp_rows(log_w)
-            # Summed in float64 and read back once, at the end.
-            totals.append((self.astype(lse, np.float64) - log_k).sum())
-            omega = self.exp(log_w - lse).reshape(m * K, 1)
+            if row_w is None:
+                # Summed in float64 and read back once, at the end.
+                totals.append((self.astype(lse, np.float64) - log_k).sum())
+                omega = self.exp(log_w - lse).reshape(m * K, 1)
+            else:
+                wb = self.take_rows(row_w, start, start + m, Wg[0].dtype)
+                totals.append((self.astype(wb, np.float64) * (self.astype(lse, np.float64) - log_k)).sum())
+                omega = (wb * self.exp(log_w - lse)).reshape(m * K, 1)
 
             prior = self.sigmoid(bg[n_layers])
             d_top = (omega * (h[n_layers] - prior)).sum(axis=0)
@@ -1079,7 +1129,7 @@ class Ops:
         total = 0.0
         for t in totals:
             total += float(t)
-        return total / n
+        return total / (n if weight_sum is None else weight_sum)
 
     # ----------------------------------------------------------------- ConvRBM
     # Convolutional RBMs with probabilistic max-pooling (Lee, Grosse, Ranganath

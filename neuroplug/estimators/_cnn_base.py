@@ -18,6 +18,7 @@ import weakref
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -32,6 +33,7 @@ from ..layers.spec import build_layers
 from ..models.engine import (
     StoppingRule,
     TrainingInterrupted,
+    check_sample_weight,
     training_session,
     warn_interrupted,
 )
@@ -97,6 +99,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "lr_schedule": [str, Schedule],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "alpha": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Real, 0, None, closed="left")],
@@ -124,6 +127,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         learning_rate: float = 1e-3,
         lr_schedule: str | Schedule = "constant",
         batch_size: int = 32,
+        shuffle: bool = True,
         max_iter: int = 100,
         weight_decay: float = 1e-4,
         early_stopping: bool = False,
@@ -147,6 +151,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
@@ -175,8 +180,75 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
     def _n_outputs(self) -> int:
         raise NotImplementedError
 
+    def _get_loss(self) -> Any:
+        """The training loss of the fitted targets (a classifier's depends on them)."""
+        return self._loss
+
+    def _sample_weight(self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool) -> np.ndarray | None:
+        """Validated sample weights (a classifier multiplies in its class weights); ``None`` when unweighted."""
+        return check_sample_weight(sample_weight, n)
+
     def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
         raise NotImplementedError
+
+    def __sklearn_tags__(self):
+        """Declare sparse input support (densified one mini-batch at a time)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # ------------------------------------------------- nested layer parameters
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters of this estimator; with ``deep``, also ``layers__<i>__<name>`` for layer objects.
+
+        A layer given as an object (``Conv2D(20, 5)``, ``Dropout(0.5)``) in
+        ``layers`` exposes its parameters under ``layers__<index>__<name>``,
+        so ``GridSearchCV`` can search ``{"layers__2__rate": [0.1, 0.5]}``.
+        Spec strings have no parameters of their own: search whole tuples of
+        them (``{"layers": [(...), (...)]}``).
+        """
+        params = super().get_params(deep=deep)
+        layers = params.get("layers")
+        if deep and isinstance(layers, (tuple, list)):
+            for i, layer in enumerate(layers):
+                if hasattr(layer, "get_params") and not isinstance(layer, type):
+                    params.update({f"layers__{i}__{key}": value for key, value in layer.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params: Any) -> "BaseCNN":
+        """Set parameters; ``layers__<i>__<name>`` sets a parameter of the layer object at index ``i``.
+
+        The stack is replaced by a new tuple holding a clone of that layer
+        with the new value, so a layer object shared with other code is never
+        modified.
+        """
+        nested = {key: params.pop(key) for key in [k for k in params if k.startswith("layers__")]}
+        if params:
+            super().set_params(**params)
+        if nested:
+            layers = list(self.layers) if isinstance(self.layers, (tuple, list)) else None
+            if layers is None:
+                raise ValueError(f"layers__<i>__<name> needs layers to be a tuple of layers. Received: layers={self.layers!r}")
+            by_index: dict[int, dict] = {}
+            for key, value in nested.items():
+                index, _, name = key[len("layers__"):].partition("__")
+                if not index.isdigit() or not name or int(index) >= len(layers):
+                    raise ValueError(
+                        f"Invalid parameter {key!r} for {type(self).__name__}: nested layer parameters are "
+                        f"layers__<index>__<name> with an index below {len(layers)}. Received: {key}={value!r}"
+                    )
+                layer = layers[int(index)]
+                if not hasattr(layer, "set_params") or isinstance(layer, type):
+                    raise ValueError(
+                        f"Invalid parameter {key!r} for {type(self).__name__}: layers[{index}] is the spec string "
+                        f"{layer!r}, which has no parameters of its own; grid-search whole layer tuples "
+                        f"({{'layers': [(...), (...)]}}) or use layer objects. Received: {key}={value!r}"
+                    )
+                by_index.setdefault(int(index), {})[name] = value
+            for index, values in by_index.items():
+                layers[index] = clone(layers[index]).set_params(**values)
+            self.layers = type(self.layers)(layers) if isinstance(self.layers, tuple) else layers
+        return self
 
     # --------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
@@ -252,10 +324,13 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
         else:
             dtype = np.dtype(self.dtype_)
+        # Sparse rows are densified batch by batch (CSR slices rows cheaply; CSC is converted).
+        sparse = {"accept_sparse": ["csr"], "accept_large_sparse": False}
         if y is _NO_Y:
-            X = validate_data(self, X, reset=reset, dtype=dtype)
+            X = validate_data(self, X, reset=reset, dtype=dtype, **sparse)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=self._y_numeric)
+            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=self._y_numeric,
+                                 **sparse)
         if not reset and image_shape is not None and image_shape != self.input_shape_:
             raise ValueError(
                 f"X has images of shape {image_shape} but the model was fitted on {self.input_shape_}. "
@@ -294,7 +369,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         """Raw network output (logits or predictions) for validated input."""
         check_is_fitted(self, "network_weights_")
         X, _, _ = self._validate_X(X, reset=False)
-        return self._predict_network().predict(X.reshape(X.shape[0], *self.input_shape_), batch_size=_PREDICT_BATCH)
+        return self._predict_network().predict(X, batch_size=_PREDICT_BATCH)
 
     def _predict_network(self) -> Network:
         """A network per thread for prediction, rebuilt when the weights or the backend change.
@@ -349,21 +424,23 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float) -> float:
+    def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float, sample_weight: Any = None) -> float:
         """One optimisation step; the hook a test (or a subclass) can patch."""
-        return network.train_batch(xb, yb, self._loss, self._optimizer, lr, self._l2())
+        return network.train_batch(xb, yb, self._get_loss(), self._optimizer, lr, self._l2(),
+                                   sample_weight=sample_weight)
 
     def _fresh_rng(self) -> np.random.Generator:
         return np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
 
-    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
+    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "BaseCNN":
         with fit_transaction(self), training_session() as (stop, owner):
-            self._fit_unsafe(X, y, incremental=incremental, classes=classes)
+            self._fit_unsafe(X, y, incremental=incremental, classes=classes, sample_weight=sample_weight)
         if owner and stop.requested:
             warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=4)
         return self
 
-    def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> "BaseCNN":
+    def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None,
+                    sample_weight: Any = None) -> "BaseCNN":
         first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)
         self._warn_alpha()
         pretrainer = self._validate_nested_params() if first else None
@@ -372,6 +449,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         if first:
             self.dtype_ = X.dtype.name
         y = self._prepare_targets(y, first=first, classes=classes)
+        sample_weight = self._sample_weight(sample_weight, y, X.shape[0], incremental=incremental)
         if first:
             self.input_shape_ = self._resolve_input_shape(X.shape[1], image_shape, layers)
             self.layers_ = (*layers, Dense(self._n_outputs(), init="auto"))
@@ -386,7 +464,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             self._optimizer = get_optimizer(self.optimizer)
             self._optimizer.reset()
             if pretrainer is not None:
-                pretrainer.pretrain(network, X.reshape(X.shape[0], *self.input_shape_),
+                # Pretrainers take a dense array (the first hidden layer's inputs are dense anyway).
+                dense = X.toarray() if sp.issparse(X) else X
+                pretrainer.pretrain(network, dense.reshape(X.shape[0], *self.input_shape_),
                                     random_state=int(self._rng.integers(2**31 - 1)), verbose=self.verbose)
         else:
             network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
@@ -406,7 +486,7 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 self.best_loss_ = min(self.loss_curve_, default=np.inf)
             if not hasattr(self, "history_"):
                 self.history_ = []
-        self._train(network, X.reshape(X.shape[0], *self.input_shape_), y,
+        self._train(network, X, y, sample_weight=sample_weight,
                     epochs=1 if incremental else int(self.max_iter),
                     early_stopping=bool(self.early_stopping) and not incremental)
         self.network_weights_ = network.get_weights()
@@ -414,8 +494,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads)
         return self
 
-    def _split_validation(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, Validation]:
-        stratify = y if getattr(self, "_stratify", False) else None
+    def _split_validation(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None
+                          ) -> tuple[Any, np.ndarray, np.ndarray | None, Validation]:
+        stratify = y if getattr(self, "_stratify", False) and y.ndim == 1 else None
         n_val = math.ceil(float(self.validation_fraction) * X.shape[0])
         if n_val < 2 or X.shape[0] - n_val < 1:
             raise ValueError(
@@ -424,23 +505,38 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 "Increase validation_fraction or the size of your dataset, or set early_stopping=False. "
                 f"Received: validation_fraction={self.validation_fraction}"
             )
-        X, X_val, y, y_val = train_test_split(
-            X, y, test_size=n_val, random_state=int(self._rng.integers(2**31 - 1)), stratify=stratify
+        arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+        parts = train_test_split(
+            *arrays, test_size=n_val, random_state=int(self._rng.integers(2**31 - 1)), stratify=stratify
         )
-        return X, y, Validation(X_val, y_val, self._validation_score)
+        X, X_val, y, y_val = parts[:4]
+        w, w_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
+        if w is not None and not (w.sum() > 0 and w_val.sum() > 0):
+            raise ValueError(
+                "early_stopping needs positive sample weights in both the training and the validation part. "
+                f"Received: weight sums {float(w.sum()):g} (training) and {float(w_val.sum()):g} (validation)"
+            )
+        return X, y, w, Validation(X_val, y_val, self._validation_score, w_val)
 
-    def _train(self, network: Network, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
+    def _train(self, network: Network, X: Any, y: np.ndarray, *, epochs: int, early_stopping: bool,
+               sample_weight: np.ndarray | None = None) -> None:
+        if sample_weight is not None:
+            # Weight 0 means "not in the data": such rows are dropped, so they draw no batch slot either.
+            keep = sample_weight > 0
+            if not keep.all():
+                X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
         validation = None
         if early_stopping:
-            X, y, validation = self._split_validation(X, y)
+            X, y, sample_weight, validation = self._split_validation(X, y, sample_weight)
             stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="max",
                                     best=self.best_validation_score_, monitor="validation score")
         else:
             stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="min", best=self.best_loss_)
         report = train_network(
             network, X, y,
-            loss=self._loss, optimizer=self._optimizer,
-            train_batch=lambda xb, yb, lr: self._train_batch(network, xb, yb, lr),
+            loss=self._get_loss(), optimizer=self._optimizer,
+            train_batch=lambda xb, yb, lr, **kw: self._train_batch(network, xb, yb, lr, **kw),
+            sample_weight=sample_weight, shuffle=bool(self.shuffle),
             learning_rate=float(self.learning_rate), schedule=get_schedule(self.lr_schedule),
             alpha=self._l2(), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
             lr_factor=float(getattr(self, "_lr_factor", 1.0)),

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import (
     check_classification_targets,
     type_of_target,
@@ -16,10 +18,13 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import column_or_1d
 
 from ..models.engine import ChanceLevelWarning
-from ..network import SoftmaxCrossEntropy, SquaredError
+from ..network import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ._cnn_base import DEFAULT_LAYERS, BaseCNN, TrainingInterrupted
+from ._images import split_image_input
 
 __all__ = ["CNNClassifier", "CNNRegressor", "DEFAULT_LAYERS", "TrainingInterrupted"]
+
+_MULTILABEL_LOSS = SigmoidBinaryCrossEntropy()
 
 _PARAMS_DOC = """
     Parameters
@@ -55,6 +60,11 @@ _PARAMS_DOC = """
         :class:`neuroplug.optimizers.Schedule` object.
     batch_size : int, default=32
         Mini-batch size (clipped to the number of samples).
+    shuffle : bool, default=True
+        Shuffle the training rows before every epoch; ``False`` takes them
+        in order (with ``batch_size >= n_samples``, training is full-batch
+        gradient descent, and integer sample weights then equal repeated
+        rows exactly).
     max_iter : int, default=100
         Maximum number of epochs (passes over the training data).
     weight_decay : float, default=1e-4
@@ -119,6 +129,14 @@ _PARAMS_DOC = """
 
     Notes
     -----
+    ``fit`` and ``partial_fit`` take ``sample_weight``: each batch's loss is
+    the weighted mean ``sum_i w_i l_i / sum_i w_i`` of its rows (as in
+    scikit-learn's MLP), so weights scale each row's share of its batch's
+    gradient; rows of weight 0 are dropped before training (exactly as if
+    they were not there), and with early stopping the validation score and
+    loss are weighted means too.  Sparse ``X`` (``scipy.sparse``) is
+    densified one mini-batch at a time.
+
     Interrupting ``fit`` with Ctrl-C (KeyboardInterrupt) stops training at
     the end of the current mini-batch: the estimator is fitted with the
     epochs done so far (``n_iter_`` counts the complete ones) and a
@@ -209,15 +227,89 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
     _stratify = True
     _loss = SoftmaxCrossEntropy()
 
+    _parameter_constraints: dict = {
+        **BaseCNN._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
+
+    def __init__(
+        self,
+        layers: tuple = DEFAULT_LAYERS,
+        *,
+        input_shape: tuple[int, ...] | None = None,
+        optimizer: str | Optimizer = "adam",
+        learning_rate: float = 1e-3,
+        lr_schedule: str | Schedule = "constant",
+        batch_size: int = 32,
+        shuffle: bool = True,
+        max_iter: int = 100,
+        weight_decay: float = 1e-4,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        augment: Any = None,
+        pretrainer: str | Pretrainer | None = None,
+        backend: str = "cpu",
+        n_threads: int | None = None,
+        dtype: str | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        class_weight: dict | str | None = None,
+        callbacks: tuple = (),
+        alpha: Any = "deprecated",
+    ) -> None:
+        super().__init__(
+            layers,
+            input_shape=input_shape,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            max_iter=max_iter,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            augment=augment,
+            pretrainer=pretrainer,
+            backend=backend,
+            n_threads=n_threads,
+            dtype=dtype,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+            callbacks=callbacks,
+            alpha=alpha,
+        )
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        """Declare multilabel and sparse input support to scikit-learn."""
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
+        return tags
+
     # ---------------------------------------------------------------- targets
     def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if y.ndim == 2:
+            return self._prepare_multilabel_targets(y, first=first, classes=classes)
         if y.ndim != 1:
             raise ValueError(
-                "CNNClassifier supports one target column (binary or multi-class). "
-                f"Received: y.shape={y.shape}"
+                "CNNClassifier supports one target column (binary or multi-class) or a 2-D binary indicator "
+                f"matrix (multilabel). Received: y.shape={y.shape}"
+            )
+        if not first and getattr(self, "out_activation_", "softmax") == "logistic":
+            raise ValueError(
+                f"The model was fitted on multilabel targets ({len(self.classes_)} labels); y must be a 2-D "
+                f"indicator matrix of that many columns. Received: y.shape={y.shape}"
             )
         # Semi-supervised use (see _prepare_semi_supervised_targets): only with a pretrainer.
         unlabelled = _unlabelled_rows(y) if self.pretrainer is not None and self._marks_unlabelled else None
@@ -236,11 +328,76 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 )
         if first:
             self.classes_ = classes if classes is not None else unique_labels(y)
+            self.out_activation_ = "softmax"
         missing = np.setdiff1d(unique_labels(y), self.classes_)
         if missing.size:
             where = "classes" if first else "the classes of the first fit (warm_start and partial_fit keep them)"
             raise ValueError(f"y holds labels that are not in {where}: {self.classes_}. Received: labels {missing}")
         return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _prepare_multilabel_targets(self, y: np.ndarray, *, first: bool, classes: Any = None) -> np.ndarray:
+        """A 2-D binary indicator ``y`` (multilabel, as ``type_of_target`` says) as float 0/1 targets."""
+        kind = type_of_target(y)
+        if kind != "multilabel-indicator":
+            raise ValueError(
+                "A 2-D y must be a binary indicator matrix (multilabel: 0/1 in every column, as "
+                f"sklearn.utils.multiclass.type_of_target says). Received: y of type {kind!r} and shape {y.shape}"
+            )
+        n_labels = int(y.shape[1])
+        if classes is not None and not np.array_equal(np.asarray(classes), np.arange(n_labels)):
+            raise ValueError(
+                f"With multilabel y, classes must be the label indices 0..{n_labels - 1} (as MLPClassifier's "
+                f"classes_). Received: classes={classes!r}"
+            )
+        if first:
+            self.classes_ = np.arange(n_labels)
+            self.out_activation_ = "logistic"
+        elif getattr(self, "out_activation_", "softmax") != "logistic" or n_labels != len(self.classes_):
+            raise ValueError(
+                "y does not match the targets of the first fit (warm_start and partial_fit keep them): "
+                f"{'multilabel with ' + str(len(self.classes_)) + ' labels' if getattr(self, 'out_activation_', 'softmax') == 'logistic' else 'one column of class labels'}. "
+                f"Received: y.shape={y.shape}"
+            )
+        return np.ascontiguousarray(y, dtype=self.dtype_)
+
+    def _get_loss(self) -> Any:
+        """Softmax cross-entropy, or binary cross-entropy per label for multilabel targets."""
+        return _MULTILABEL_LOSS if getattr(self, "out_activation_", "softmax") == "logistic" else self._loss
+
+    def _sample_weight(self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool) -> np.ndarray | None:
+        """The sample weights times the class weights (``class_weight``), as scikit-learn's linear models."""
+        weights = super()._sample_weight(sample_weight, y, n, incremental=incremental)
+        if self.class_weight is None:
+            return weights
+        if y.ndim != 1:
+            raise ValueError(
+                "class_weight applies to one column of class labels; with multilabel y, pass sample_weight "
+                f"instead. Received: class_weight={self.class_weight!r}"
+            )
+        labelled = y >= 0
+        if isinstance(self.class_weight, str):
+            if incremental:
+                raise ValueError(
+                    "class_weight='balanced' needs the class frequencies of the whole data set, which "
+                    "partial_fit does not see; compute them once (sklearn.utils.class_weight."
+                    "compute_class_weight) and pass a dict. Received: class_weight='balanced'"
+                )
+            present = np.unique(y[labelled])
+            per_class = np.ones(len(self.classes_))
+            per_class[present] = compute_class_weight("balanced", classes=present, y=y[labelled])
+        else:
+            unknown = [key for key in self.class_weight if key not in set(self.classes_.tolist())]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names labels that are not classes ({list(self.classes_)}). "
+                    f"Received: class_weight keys {unknown}"
+                )
+            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+            if not np.all(np.isfinite(per_class)) or np.any(per_class < 0):
+                raise ValueError(f"class_weight values must be finite and >= 0. Received: class_weight={self.class_weight!r}")
+        factor = np.ones(n)
+        factor[labelled] = per_class[y[labelled]]
+        return factor if weights is None else weights * factor
 
     # ------------------------------------------------- semi-supervised use
     # With a pretrainer, y == -1 marks an unlabelled sample, as in
@@ -276,18 +433,21 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         return encoded
 
-    def _train(self, network: Any, X: np.ndarray, y: np.ndarray, *, epochs: int, early_stopping: bool) -> None:
-        labelled = y >= 0  # encoded targets: -1 only for unlabelled rows
-        if not labelled.all():
-            X, y = X[labelled], y[labelled]
-        super()._train(network, X, y, epochs=epochs, early_stopping=early_stopping)
+    def _train(self, network: Any, X: Any, y: np.ndarray, *, epochs: int, early_stopping: bool,
+               sample_weight: np.ndarray | None = None) -> None:
+        if y.ndim == 1:
+            labelled = y >= 0  # encoded targets: -1 only for unlabelled rows
+            if not labelled.all():
+                X, y = X[labelled], y[labelled]
+                sample_weight = sample_weight[labelled] if sample_weight is not None else None
+        super()._train(network, X, y, epochs=epochs, early_stopping=early_stopping, sample_weight=sample_weight)
 
     def _n_outputs(self) -> int:
         return len(self.classes_)
 
     def _warn_if_chance_level(self, report: Any, y: np.ndarray) -> None:
         """Warn when the training loss sat at that of predicting the class frequencies all fit long."""
-        if report.n_epochs < 2 or len(self.classes_) < 2:
+        if report.n_epochs < 2 or len(self.classes_) < 2 or y.ndim != 1:
             return
         prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(int((y >= 0).sum()), 1)
         chance = float(-(prior[prior > 0] * np.log(prior[prior > 0])).sum())
@@ -304,54 +464,67 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 stacklevel=8,
             )
 
-    def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
-        return float(np.mean(output.argmax(axis=1) == y_true))
+    def _validation_score(self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None) -> float:
+        # Accuracy; for multilabel targets the subset accuracy (every label right), as score() is.
+        if y_true.ndim == 2:
+            correct = ((output > 0) == (y_true > 0.5)).all(axis=1)
+        else:
+            correct = output.argmax(axis=1) == y_true
+        return float(np.average(correct, weights=sample_weight))
 
     # --------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any) -> "CNNClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNClassifier":
         """Train the network on ``X`` and ``y``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
             Training inputs.
-        y : array-like of shape (n_samples,)
-            Class labels (numbers or strings).  With a ``pretrainer``, ``-1``
-            marks an unlabelled sample (as in :mod:`sklearn.semi_supervised`):
-            the pretrainer learns from every sample, supervised training uses
-            the labelled ones only.  Without a pretrainer ``-1`` is an
-            ordinary label.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels (numbers or strings), or a binary indicator matrix
+            for multilabel classification (sigmoid outputs, binary
+            cross-entropy).  With a ``pretrainer``, ``-1`` marks an
+            unlabelled sample (as in :mod:`sklearn.semi_supervised`): the
+            pretrainer learns from every sample, supervised training uses the
+            labelled ones only.  Without a pretrainer ``-1`` is an ordinary
+            label.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample (see Notes); multiplied by
+            ``class_weight``.
 
         Returns
         -------
         self : CNNClassifier
             The fitted estimator.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "CNNClassifier":
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "CNNClassifier":
         """Run one epoch over ``X`` and ``y``, continuing from the current weights.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
             Training inputs.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator matrix (multilabel).
         classes : array-like of shape (n_classes,), default=None
             All the labels that will ever appear; required on the first call,
-            optional (and checked) afterwards.
+            optional (and checked) afterwards.  For multilabel ``y``, the
+            label indices ``0 .. n_labels - 1``, or ``None``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
 
         Returns
         -------
         self : CNNClassifier
             The updated estimator.
         """
-        if not hasattr(self, "network_weights_") and classes is None:
+        if not hasattr(self, "network_weights_") and classes is None and np.ndim(y) != 2:
             raise ValueError("classes must be passed on the first call to partial_fit. Received: classes=None")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     # ------------------------------------------------------------ prediction
     def decision_function(self, X: Any) -> np.ndarray:
@@ -368,7 +541,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             ``logit[:, 1] - logit[:, 0]`` for binary problems, else the logits.
         """
         logits = self._forward(X)
-        if logits.shape[1] == 2:
+        if logits.shape[1] == 2 and getattr(self, "out_activation_", "softmax") != "logistic":
             return logits[:, 1] - logits[:, 0]
         return logits
 
@@ -386,6 +559,8 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             ``log_softmax`` of the logits, in the order of ``classes_``.
         """
         logits = self._forward(X).astype(np.float64)
+        if getattr(self, "out_activation_", "softmax") == "logistic":
+            return -np.logaddexp(0.0, -logits)  # log sigmoid, per label
         ops = self._get_network().ops
         return np.asarray(ops.to_numpy(ops.log_softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
 
@@ -400,10 +575,13 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``.
+            Probabilities in the order of ``classes_``; for multilabel
+            models, the probability of each label (rows need not sum to 1).
         """
         logits = self._forward(X).astype(np.float64)
         ops = self._get_network().ops
+        if getattr(self, "out_activation_", "softmax") == "logistic":
+            return np.asarray(ops.to_numpy(ops.sigmoid(ops.asarray(logits))), dtype=np.float64)
         return np.asarray(ops.to_numpy(ops.softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -416,10 +594,13 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``, or for multilabel models a 0/1
+            indicator matrix.
         """
         logits = self._forward(X)  # checks that the model is fitted first
+        if getattr(self, "out_activation_", "softmax") == "logistic":
+            return (logits > 0).astype(np.int64)  # each label whose probability passes 1/2
         return self.classes_[logits.argmax(axis=1)]
 
 
@@ -469,6 +650,12 @@ class CNNRegressor(RegressorMixin, BaseCNN):
 
     def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biu" and type_of_target(y) == "multilabel-indicator":
+            raise ValueError(
+                "y is a multilabel indicator matrix (2-D 0/1 integers), a classification target: use "
+                "CNNClassifier for multilabel classification, or pass y as floats to regress on 0/1 values. "
+                f"Received: y of dtype {y.dtype} and shape {y.shape}"
+            )
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D. Received: y.shape={y.shape}")
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
@@ -484,44 +671,48 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     def _n_outputs(self) -> int:
         return self.n_outputs_
 
-    def _validation_score(self, y_true: np.ndarray, output: np.ndarray) -> float:
-        return float(r2_score(y_true, output))
+    def _validation_score(self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None) -> float:
+        return float(r2_score(y_true, output, sample_weight=sample_weight))
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any) -> "CNNRegressor":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNRegressor":
         """Train the network on ``X`` and ``y``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
             Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample (see Notes).
 
         Returns
         -------
         self : CNNRegressor
             The fitted estimator.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any) -> "CNNRegressor":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNRegressor":
         """Run one epoch over ``X`` and ``y``, continuing from the current weights.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
             Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
 
         Returns
         -------
         self : CNNRegressor
             The updated estimator.
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets.

@@ -16,6 +16,8 @@ only.
 
 from __future__ import annotations
 
+import copy
+
 import math
 import numbers
 from typing import Any, Sequence
@@ -107,6 +109,7 @@ _COMMON_CONSTRAINTS: dict = {
     "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
     "sparsity_cost": [Interval(numbers.Real, 0, None, closed="left")],
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "shuffle": ["boolean"],
     "input_shape": [None, tuple, list],
     "backend": BACKEND_CONSTRAINT,
     "n_threads": N_THREADS_CONSTRAINT,
@@ -163,6 +166,8 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         Strength of the sparsity penalty on the hidden biases (0 turns it off).
     batch_size : int, default=20
         Images per CD update.
+    shuffle : bool, default=True
+        Shuffle the images before every epoch; ``False`` takes them in order.
     max_iter : int, default=10
         Epochs over the training set.
     input_shape : tuple of int, optional
@@ -267,6 +272,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         sparsity_target: float = 0.05,
         sparsity_cost: float = 0.5,
         batch_size: int = 20,
+        shuffle: bool = True,
         max_iter: int = 10,
         input_shape: tuple[int, ...] | None = None,
         backend: str | Ops = "cpu",
@@ -288,6 +294,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.input_shape = input_shape
         self.backend = backend
@@ -321,9 +328,42 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
             self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops())
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any = None) -> "ConvRBM":
+        """Run one epoch of CD-k over the images ``X``, initialising the filters on the first call.
+
+        Filters, biases, momentum buffers and the shuffling stream carry
+        over between calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training images.
+        y : ignored
+            Present for API consistency (unsupervised).
+
+        Returns
+        -------
+        self : ConvRBM
+            The updated model.
+        """
+        first = not hasattr(self, "components_")
+        with fit_transaction(self):
+            X = self._validate_images(X, reset=first)
+            kernel = normalize_pair(self.kernel_size, "kernel_size")
+            pool = normalize_pair(self.pool_size, "pool_size")
+            self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops(),
+                             incremental=True)
+        return self
+
     def _fit_images(self, X: np.ndarray, kernel: tuple[int, int], pool: tuple[int, int],
-                    random_state: np.random.RandomState, ops: Ops, desc: str = "ConvRBM") -> None:
-        """Train on validated 4-D images (also the per-layer step of :class:`ConvDBN`)."""
+                    random_state: np.random.RandomState, ops: Ops, desc: str = "ConvRBM", *,
+                    incremental: bool = False) -> None:
+        """Train on validated 4-D images (also the per-layer step of :class:`ConvDBN`).
+
+        With ``incremental``, a fitted model runs one more epoch from its
+        current state (``partial_fit``); an unfitted one is initialised first.
+        """
         c, h, w = X.shape[1:]
         if kernel[0] > h or kernel[1] > w:
             raise ValueError(
@@ -331,25 +371,38 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
                 f"Received: kernel_size={self.kernel_size!r}, input_shape={self.input_shape!r}"
             )
         _check_visible_data(X, self.visible)
+        if incremental and hasattr(self, "components_"):
+            if (int(c), int(h), int(w)) != tuple(self.input_shape_):
+                raise ValueError(f"X has images of shape {(c, h, w)} but the model was fitted on "
+                                 f"{self.input_shape_}. Received: X.shape={X.shape}")
+            velocity = getattr(self, "_velocity", None) or tuple(
+                np.zeros_like(a) for a in (self.components_, self.intercept_hidden_, self.intercept_visible_))
+            init_state = (self.components_, self.intercept_hidden_, self.intercept_visible_, *velocity)
+            rng = self._rng
+        else:
+            init_state = None
+            rng = np.random.default_rng(random_state.randint(2**31 - 1))
+            self.loss_curve_, self.history_, self.n_iter_ = [], [], 0
         # Shapes first: a callback's snapshot during training is a complete model.
         oh, ow = conv2d_output_shape((h, w), kernel, (1, 1), (0, 0))
         self.input_shape_ = (int(c), int(h), int(w))
         self.hidden_shape_ = (int(self.filters), oh, ow)
         self.output_shape_ = (int(self.filters), *Ops.crbm_pool_shape((oh, ow), pool))
         self.pool_size_ = pool
-        rng = np.random.default_rng(random_state.randint(2**31 - 1))
         W, bh, bv, report = train_crbm(
             X, filters=int(self.filters), kernel_size=kernel, pool_size=pool, visible=self.visible, ops=ops,
             rng=rng, k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
             weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
-            sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size), max_iter=int(renamed_n_iter(self)),
-            verbose=self.verbose, desc=desc,
-            callbacks=fit_callbacks(self, _apply_crbm_state),
+            sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size),
+            max_iter=1 if incremental else int(renamed_n_iter(self)), verbose=self.verbose, desc=desc,
+            callbacks=fit_callbacks(self, _apply_crbm_state), init_state=init_state, shuffle=bool(self.shuffle),
+            start_epoch=self.n_iter_,
         )
         self.components_, self.intercept_hidden_, self.intercept_visible_ = W, bh, bv
-        self.loss_curve_ = [row["loss"] for row in report.history]
-        self.history_ = report.history
-        self.n_iter_ = report.n_epochs
+        self._velocity, self._rng = tuple(report.state[3:]), rng
+        self.loss_curve_ = [*self.loss_curve_, *(row["loss"] for row in report.history)]
+        self.history_ = [*self.history_, *report.history]
+        self.n_iter_ += report.n_epochs
         self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
 
     reconstruction_errors_ = renamed_curve("reconstruction_errors_")
@@ -495,6 +548,8 @@ class ConvDBN(_ConvBase):
         Strength of the sparsity penalty.
     batch_size : int, default=20
         Images per CD update.
+    shuffle : bool, default=True
+        Shuffle the images before every epoch of every layer.
     max_iter : int or sequence of int, default=10
         Epochs per layer, for every layer or per layer.
     input_shape : tuple of int, optional
@@ -575,6 +630,7 @@ class ConvDBN(_ConvBase):
         sparsity_target: Any = 0.05,
         sparsity_cost: float = 0.5,
         batch_size: int = 20,
+        shuffle: bool = True,
         max_iter: Any = 10,
         input_shape: tuple[int, ...] | None = None,
         backend: str | Ops = "cpu",
@@ -596,6 +652,7 @@ class ConvDBN(_ConvBase):
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.input_shape = input_shape
         self.backend = backend
@@ -624,7 +681,7 @@ class ConvDBN(_ConvBase):
             rbm = ConvRBM(
                 int(f), visible=self.visible if i == 0 else "bernoulli", k=self.k, momentum=self.momentum,
                 weight_decay=self.weight_decay, sparsity_cost=self.sparsity_cost, batch_size=self.batch_size,
-                backend=self.backend, n_threads=self.n_threads, verbose=self.verbose,
+                shuffle=self.shuffle, backend=self.backend, n_threads=self.n_threads, verbose=self.verbose,
                 callbacks=self.callbacks, **params,
             )
             rbm._validate_params()  # per-layer values get ConvRBM's own checks and messages
@@ -654,8 +711,37 @@ class ConvDBN(_ConvBase):
             warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
         return self
 
-    def _fit_layers(self, X: Any, rbms: list[ConvRBM]) -> None:
-        X = self._validate_images(X, reset=True)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any = None) -> "ConvDBN":
+        """One epoch of CD-k for every layer on the images ``X``, bottom first (initialising on the first call).
+
+        Greedy layer-wise, online, as :meth:`DBN.partial_fit`: the first
+        layer runs one epoch on ``X``, then each layer above one epoch on the
+        pooling output that the just-updated layer below gives for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), (n, h, w) or (n, c, h, w)
+            Training images.
+        y : ignored
+            Present for API consistency (unsupervised).
+
+        Returns
+        -------
+        self : ConvDBN
+            The updated model.
+        """
+        first = not hasattr(self, "rbms_")
+        # Copies of the fitted layers: a failed call leaves the fitted ones as they were.
+        rbms = self._layer_rbms() if first else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        with fit_transaction(self), training_session() as (stop, owner):
+            self._fit_layers(X, rbms, incremental=True, reset=first)
+        if owner and stop.requested:
+            warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
+        return self
+
+    def _fit_layers(self, X: Any, rbms: list[ConvRBM], *, incremental: bool = False, reset: bool = True) -> None:
+        X = self._validate_images(X, reset=reset)
         random_state = check_random_state(self.random_state)
         ops = self._get_ops()
         data = X
@@ -668,7 +754,8 @@ class ConvDBN(_ConvBase):
                     f"(the pooling output of layer {i}). Received: kernel_size={self.kernel_size!r}"
                 )
             rbm.dtype = self.dtype_
-            rbm._fit_images(data, kernel, pool, random_state, ops, desc=f"ConvDBN layer {i + 1}")
+            rbm._fit_images(data, kernel, pool, random_state, ops, desc=f"ConvDBN layer {i + 1}",
+                            incremental=incremental)
             rbm.n_features_in_ = math.prod(data.shape[1:])
             rbm.dtype_ = self.dtype_
             if i + 1 < len(rbms):

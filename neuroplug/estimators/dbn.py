@@ -13,6 +13,8 @@ output by back-propagation, as :class:`~neuroplug.estimators.CNNClassifier`.
 
 from __future__ import annotations
 
+import copy
+
 import numbers
 from typing import Any, Sequence
 
@@ -47,7 +49,7 @@ __all__ = ["DBN", "DBNClassifier"]
 
 # Hyper-parameters that layer_params may set per layer.
 _LAYER_KEYS = ("k", "persistent", "sample_visible", "learning_rate", "momentum", "weight_decay", "batch_size",
-               "max_iter")
+               "max_iter", "shuffle")
 
 
 def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
@@ -117,6 +119,8 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         L2 penalty on the weights.
     batch_size : int, default=100
         Rows per mini-batch.
+    shuffle : bool, default=True
+        Shuffle the rows before every epoch of every RBM.
     max_iter : int, default=10
         Epochs per RBM.
     layer_params : dict, list of dict or None, default=None
@@ -184,6 +188,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "layer_params": [None, dict, list, tuple],
         "backend": BACKEND_CONSTRAINT,
@@ -206,6 +211,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         momentum: float = 0.5,
         weight_decay: float = 0.005,
         batch_size: int = 100,
+        shuffle: bool = True,
         max_iter: int = 10,
         layer_params: dict | Sequence[dict | None] | None = None,
         backend: str | Ops = "cpu",
@@ -224,6 +230,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.layer_params = layer_params
         self.backend = backend
@@ -255,38 +262,94 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             rbms.append(rbm)
         return rbms
 
+    def _validate(self, X: Any, *, reset: bool) -> Any:
+        if reset:
+            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        else:
+            dtype = np.dtype(self.dtype_)
+        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
+                          accept_large_sparse=False)
+        if reset:
+            self.dtype_ = X.dtype.name
+        return X
+
+    def _train_layers(self, X: Any, sample_weight: Any, *, incremental: bool) -> None:
+        """Every RBM, bottom up, on the hidden probabilities of the one below (one epoch each when incremental)."""
+        first = not incremental or not hasattr(self, "rbms_")
+        if first:
+            sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        X = self._validate(X, reset=first)
+        # Copies of the fitted layers: a failed call leaves the fitted ones as they were.
+        rbms = self._layer_rbms(sizes) if first else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        inputs = X
+        for i, rbm in enumerate(rbms):
+            if incremental:
+                rbm.partial_fit(inputs, sample_weight=sample_weight)
+            else:
+                rbm.fit(inputs, sample_weight=sample_weight)
+            if i + 1 < len(rbms):
+                inputs = rbm.transform(inputs)
+        self.rbms_ = rbms
+        self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None) -> "DBN":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "DBN":
         """Train the RBMs greedily, bottom to top.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data (in ``[0, 1]`` for Bernoulli units, standardised
-            for Gaussian units).
+            for Gaussian units).  A sparse matrix is densified a chunk of
+            batches at a time by the first RBM; the layers above train on its
+            (dense) hidden probabilities.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row, used by every RBM (see
+            :meth:`RBM.fit`).
 
         Returns
         -------
         self : DBN
             The fitted estimator.
         """
-        sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         with fit_transaction(self), training_session() as (stop, owner):
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-            X = validate_data(self, X, dtype=dtype, order="C")
-            self.dtype_ = X.dtype.name
-            rbms = self._layer_rbms(sizes)
-            inputs = X
-            for i, rbm in enumerate(rbms):
-                rbm.fit(inputs)
-                if i + 1 < len(rbms):
-                    inputs = rbm.transform(inputs)
-            self.rbms_ = rbms
-            self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
+            self._train_layers(X, sample_weight, incremental=False)
         if owner and stop.requested:
             # The layers above the interrupted one keep their initial weights (no epoch ran).
+            warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "DBN":
+        """One epoch of CD-k for every RBM on ``X``, bottom to top (initialising the stack on the first call).
+
+        Greedy layer-wise, online: the first RBM runs one epoch on ``X``
+        (:meth:`RBM.partial_fit`); then each RBM above runs one epoch on the
+        hidden probabilities that the just-updated RBM below gives for
+        ``X``.  All layers thus learn from every call, the upper ones from
+        features that are still changing; :meth:`fit` instead trains each
+        layer to the end before the next one starts.  Momentum and
+        persistent chains carry over between calls.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row, used by every RBM.
+
+        Returns
+        -------
+        self : DBN
+            The updated estimator.
+        """
+        with fit_transaction(self), training_session() as (stop, owner):
+            self._train_layers(X, sample_weight, incremental=True)
+        if owner and stop.requested:
             warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
         return self
 
@@ -307,7 +370,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
         """
         check_is_fitted(self, "rbms_")
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype_), order="C")
+        X = self._validate(X, reset=False)
         for rbm in self.rbms_:
             X = rbm.transform(X)
         return X
@@ -363,6 +426,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -370,7 +434,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 # DBNClassifier
 # ---------------------------------------------------------------------------
 _INHERITED_CONSTRAINTS = {
-    key: value for key, value in BaseCNN._parameter_constraints.items() if key not in ("layers", "pretrainer")
+    key: value for key, value in CNNClassifier._parameter_constraints.items() if key not in ("layers", "pretrainer")
 }
 
 
@@ -434,15 +498,19 @@ class DBNClassifier(CNNClassifier):
         epochs.
     batch_size : int, default=50
         Fine-tuning mini-batch size.
+    shuffle : bool, default=True
+        Shuffle the rows before every fine-tuning epoch.
     max_iter : int, default=30
         Fine-tuning epochs.
     weight_decay : float, default=1e-4
         L2 weight decay of the fine-tuning (``alpha`` before 0.2, still
         accepted with a FutureWarning).
     early_stopping, validation_fraction, n_iter_no_change, tol, augment, \
-backend, n_threads, dtype, random_state, verbose, warm_start, callbacks
+backend, n_threads, dtype, random_state, verbose, warm_start, callbacks, class_weight
         As in :class:`~neuroplug.estimators.CNNClassifier`.  ``random_state``
-        also seeds the RBMs.
+        also seeds the RBMs.  ``sample_weight`` and ``class_weight`` weight
+        the fine-tuning (its loss and, with early stopping, its validation
+        score); the RBM pretraining is unweighted.
 
     Attributes
     ----------
@@ -523,6 +591,7 @@ validation_scores_, best_validation_score_
         learning_rate: float = 0.1,
         lr_schedule: Any = "step:10,0.5",
         batch_size: int = 50,
+        shuffle: bool = True,
         max_iter: int = 30,
         weight_decay: float = 1e-4,
         early_stopping: bool = False,
@@ -538,6 +607,7 @@ validation_scores_, best_validation_score_
         warm_start: bool = False,
         callbacks: tuple = (),
         alpha: Any = "deprecated",
+        class_weight: dict | str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
@@ -555,6 +625,7 @@ validation_scores_, best_validation_score_
         self.learning_rate = learning_rate
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
@@ -570,6 +641,7 @@ validation_scores_, best_validation_score_
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.alpha = alpha
+        self.class_weight = class_weight
 
     # The CNN machinery reads these two; a DBNClassifier derives them from its own parameters.
     @property

@@ -31,6 +31,7 @@ from ..likelihood import (
     rbm_log_partition_ais,
     rbm_log_partition_exact,
 )
+from ..models.engine import check_sample_weight, take_rows
 from ..models.rbm import RBMState, init_rbm, rbm_hidden_probs, train_rbm
 from ..ops import Ops
 from ._base import (
@@ -100,6 +101,8 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         L2 penalty coefficient on the weights (not the biases).
     batch_size : int, default=100
         Rows per mini-batch.
+    shuffle : bool, default=True
+        Shuffle the rows before every epoch; ``False`` takes them in order.
     max_iter : int, default=10
         Epochs (passes over the shuffled data) of :meth:`fit`.
     ais_runs : int, default=100
@@ -224,6 +227,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "ais_runs": [Interval(numbers.Integral, 2, None, closed="left")],
         "ais_betas": [Interval(numbers.Integral, 3, None, closed="left")],
@@ -247,6 +251,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         momentum: float = 0.5,
         weight_decay: float = 0.005,
         batch_size: int = 100,
+        shuffle: bool = True,
         max_iter: int = 10,
         ais_runs: int = DEFAULT_AIS_RUNS,
         ais_betas: int = DEFAULT_AIS_BETAS,
@@ -266,6 +271,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.ais_runs = ais_runs
         self.ais_betas = ais_betas
@@ -294,7 +300,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
         else:
             dtype = np.dtype(self.dtype_)
-        X = validate_data(self, X, reset=reset, dtype=dtype, order="C")
+        # Sparse input stays sparse: training and transforms densify a chunk of rows at a time.
+        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
+                          accept_large_sparse=False)
         if reset:
             self.dtype_ = X.dtype.name
         return X
@@ -310,13 +318,14 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         source = self.random_state if random_state is None else random_state
         return int(check_random_state(source).randint(2**31 - 1))
 
-    def _initialize(self, X: np.ndarray, column_sums: np.ndarray) -> None:
-        """Fresh model (``column_sums`` holds ``X``'s column sums in float64)."""
+    def _initialize(self, X: np.ndarray, column_sums: np.ndarray, total_weight: float) -> None:
+        """Fresh model (``column_sums`` holds ``X``'s (weighted) column sums in float64)."""
         self._rng = np.random.default_rng(self._seed())
-        state = init_rbm(int(self.n_components), column_sums / X.shape[0], self.visible, self.dtype_, self._rng)
+        state = init_rbm(int(self.n_components), column_sums / total_weight, self.visible, self.dtype_, self._rng)
         self._set_state(state)
         self.visible_mean_ = np.zeros(X.shape[1])
         self.n_samples_seen_ = 0
+        self._weight_seen = 0.0
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.history_ = []
@@ -334,7 +343,8 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self.components_, self.intercept_hidden_, self.intercept_visible_ = state.W, state.bh, state.bv
         self._velocity, self._chain = state.velocity, state.chain
 
-    def _run_epochs(self, X: np.ndarray, n_epochs: int, column_sums: np.ndarray) -> None:
+    def _run_epochs(self, X: np.ndarray, n_epochs: int, column_sums: np.ndarray, total_weight: float,
+                    sample_weight: np.ndarray | None = None) -> None:
         ops = self._get_ops()
         state, report = train_rbm(
             self._state(), X, ops=ops, rng=self._rng, n_epochs=n_epochs, visible=self.visible, k=int(self.k),
@@ -342,13 +352,15 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
             learning_rate=float(self.learning_rate), momentum=float(self.momentum),
             weight_decay=float(self.weight_decay), batch_size=int(self.batch_size),
             start_epoch=self.n_iter_, verbose=int(self.verbose), name=type(self).__name__,
-            callbacks=fit_callbacks(self, type(self)._set_state),
+            callbacks=fit_callbacks(self, type(self)._set_state), shuffle=bool(self.shuffle),
+            sample_weight=sample_weight,
         )
         self._set_state(state)
-        # Running mean of the data seen, for the AIS base model.
-        n_old = self.n_samples_seen_
-        self.n_samples_seen_ = n_old + X.shape[0]
-        self.visible_mean_ = (self.visible_mean_ * n_old + column_sums) / self.n_samples_seen_
+        # Running (weighted) mean of the data seen, for the AIS base model.
+        w_old = float(getattr(self, "_weight_seen", self.n_samples_seen_))
+        self.n_samples_seen_ += X.shape[0]
+        self._weight_seen = w_old + total_weight
+        self.visible_mean_ = (self.visible_mean_ * w_old + column_sums) / self._weight_seen
         self._log_z_cache = {}
         self.loss_curve_.extend(row["loss"] for row in report.history)
         self.history_ = [*getattr(self, "history_", []), *report.history]
@@ -356,17 +368,35 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
 
     # ----------------------------------------------------------------- fit
+    def _weighted_data(self, X: Any, sample_weight: Any) -> tuple[Any, np.ndarray | None, np.ndarray, float]:
+        """``(X, weights, column sums, total weight)``; rows of weight 0 are dropped (as if absent)."""
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        if weights is not None and not (weights > 0).all():
+            keep = weights > 0
+            X, weights = X[keep], weights[keep]
+        if weights is None:
+            sums = np.asarray(X.sum(axis=0, dtype=np.float64)).reshape(-1)
+            return X, None, sums, float(X.shape[0])
+        sums = np.asarray(X.T @ weights, dtype=np.float64).reshape(-1)
+        return X, weights, sums, float(weights.sum())
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None) -> "RBM":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "RBM":
         """Train the RBM for ``max_iter`` epochs of CD-k (or PCD-k).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data: values in ``[0, 1]`` for Bernoulli units,
-            standardised real values for Gaussian units.
+            standardised real values for Gaussian units.  A sparse matrix
+            (CSR or CSC) is densified a chunk of whole batches at a time,
+            never whole.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row: its CD statistics count its
+            weight relative to the mean weight (a row of weight 2 counts
+            twice in its batch); rows of weight 0 are dropped.
 
         Returns
         -------
@@ -376,23 +406,26 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self._check_chain()
         with fit_transaction(self):
             X = self._validate_X(X, reset=True)
-            sums = X.sum(axis=0, dtype=np.float64)
-            self._initialize(X, sums)
-            self._run_epochs(X, int(self.max_iter), sums)
+            X, weights, sums, total = self._weighted_data(X, sample_weight)
+            self._initialize(X, sums, total)
+            self._run_epochs(X, int(self.max_iter), sums, total, weights)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None) -> "RBM":
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "RBM":
         """Run one epoch of CD-k over ``X``, initialising the model on the first call.
 
         Momentum and persistent chains carry over between calls.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row (relative to this call's mean
+            weight, as in :meth:`fit`).
 
         Returns
         -------
@@ -403,10 +436,10 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self._check_chain()
         with fit_transaction(self):
             X = self._validate_X(X, reset=first)
-            sums = X.sum(axis=0, dtype=np.float64)
+            X, weights, sums, total = self._weighted_data(X, sample_weight)
             if first:
-                self._initialize(X, sums)
-            self._run_epochs(X, 1, sums)
+                self._initialize(X, sums, total)
+            self._run_epochs(X, 1, sums, total, weights)
         return self
 
     # ------------------------------------------------------------ inference
@@ -451,8 +484,8 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         W, bh, bv = self._params(ops)
         out = np.empty(X.shape[0], dtype=np.float64)
         for start in range(0, X.shape[0], _ROW_CHUNK):
-            out[start:start + _ROW_CHUNK] = ops.to_numpy(
-                ops.rbm_free_energy(ops.asarray(X[start:start + _ROW_CHUNK]), W, bh, bv, self.visible))
+            out[start:start + _ROW_CHUNK] = ops.to_numpy(ops.rbm_free_energy(
+                ops.asarray(take_rows(X, slice(start, start + _ROW_CHUNK)), dtype=W.dtype), W, bh, bv, self.visible))
         return out
 
     def gibbs(self, v: Any, n_steps: int = 1, *, random_state: Any = None) -> np.ndarray:
@@ -477,6 +510,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         check_is_fitted(self, "components_")
         n_steps = check_int(n_steps, "n_steps", 0)
         v = self._validate_X(v, reset=False)
+        v = v.toarray() if hasattr(v, "toarray") else v
         ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
         rng = ops.make_rng(self._seed(random_state))
@@ -644,7 +678,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         out = np.zeros(X.shape[0], dtype=np.float64)
         rows = max(1, min(_ROW_CHUNK, _PL_CHUNK_ELEMENTS // (nh * nv)))
         for r0 in range(0, X.shape[0], rows):
-            v = ops.asarray(X[r0:r0 + rows])
+            v = ops.asarray(take_rows(X, slice(r0, r0 + rows)), dtype=W.dtype)
             act = ops.gemm(v, W, trans2=True) + bh                                   # (m, nh)
             base = ops.softplus(act).sum(axis=1)                                     # (m,)
             cols = max(1, _PL_CHUNK_ELEMENTS // (v.shape[0] * nh))
@@ -683,4 +717,5 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags

@@ -38,6 +38,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_int, check_layer_sizes
+from ..models.engine import check_sample_weight, take_rows
 from ..models.sbn import SBNState, init_sbn, recognition_probs, train_sbn
 from ..ops import Ops
 from ._base import (
@@ -208,6 +209,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_importance_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_eval_samples": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -227,6 +229,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         *,
         learning_rate: float = 0.1,
         batch_size: int = 20,
+        shuffle: bool = True,
         max_iter: int = 10,
         n_importance_samples: int = 1,
         n_eval_samples: int = 100,
@@ -242,6 +245,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         self.hidden_layer_sizes = hidden_layer_sizes
         self.learning_rate = learning_rate
         self.batch_size = batch_size
+        self.shuffle = shuffle
         self.max_iter = max_iter
         self.n_importance_samples = n_importance_samples
         self.n_eval_samples = n_eval_samples
@@ -264,10 +268,16 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
         else:
             dtype = np.dtype(getattr(self, "dtype_", "float32"))  # models fitted before 0.2 are float32
-        X = validate_data(self, X, reset=reset, dtype=dtype, order="C")
+        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
+                          accept_large_sparse=False)
         if reset:
             self.dtype_ = X.dtype.name
         if self.binarize is not None:
+            if hasattr(X, "toarray") and self.binarize < 0:
+                raise ValueError(
+                    "A negative binarize threshold turns every zero of a sparse X into a one (dense data); "
+                    f"pass a dense X or a threshold >= 0. Received: binarize={self.binarize}"
+                )
             return (X > self.binarize).astype(X.dtype)
         if X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
@@ -277,9 +287,9 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             )
         return X
 
-    def _initialize(self, X: np.ndarray, sizes: tuple[int, ...]) -> None:
+    def _initialize(self, X: np.ndarray, sizes: tuple[int, ...], weights: np.ndarray | None = None) -> None:
         """A fresh net (see :func:`neuroplug.models.sbn.init_sbn`)."""
-        self._set_state(init_sbn(X, sizes, self._rng, X.dtype))
+        self._set_state(init_sbn(X, sizes, self._rng, X.dtype, sample_weight=weights))
         self.n_iter_ = 0
         self.loss_curve_ = []
         self.history_ = []
@@ -296,13 +306,22 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
     _curve_display = ("training bound on log p(x) (nats)", -1.0)
     _old_curve = ("bound_curve_", -1.0)
 
-    def _run_epochs(self, X: np.ndarray, n_epochs: int) -> None:
+    @staticmethod
+    def _weighted(X: Any, sample_weight: Any) -> tuple[Any, np.ndarray | None]:
+        """``(X, weights)`` with the rows of weight 0 dropped (as if absent)."""
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        if weights is not None and not (weights > 0).all():
+            X, weights = X[weights > 0], weights[weights > 0]
+        return X, weights
+
+    def _run_epochs(self, X: np.ndarray, n_epochs: int, weights: np.ndarray | None = None) -> None:
         state, report = train_sbn(
             self._state(), X, ops=self._get_ops(), rng=self._rng, n_epochs=n_epochs,
             learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
             n_importance_samples=int(self.n_importance_samples), start_epoch=self.n_iter_,
             verbose=int(self.verbose), name=type(self).__name__,
-            callbacks=fit_callbacks(self, type(self)._set_state),
+            callbacks=fit_callbacks(self, type(self)._set_state), shuffle=bool(self.shuffle),
+            sample_weight=weights,
         )
         self._set_state(state)
         self.loss_curve_.extend(row["loss"] for row in report.history)
@@ -312,15 +331,20 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
 
     # ----------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None) -> "SigmoidBeliefNet":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "SigmoidBeliefNet":
         """Train the net by (reweighted) wake-sleep for ``max_iter`` epochs.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (binarized at ``binarize``, or in ``[0, 1]``).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (binarized at ``binarize``, or in ``[0, 1]``); a
+            sparse matrix is densified a chunk of batches at a time.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row: its wake-phase statistics count
+            its weight relative to the mean weight; rows of weight 0 are
+            dropped.
 
         Returns
         -------
@@ -330,21 +354,24 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         with fit_transaction(self):
             X = self._validate_X(X, reset=True)
+            X, weights = self._weighted(X, sample_weight)
             self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-            self._initialize(X, (X.shape[1],) + sizes)
-            self._run_epochs(X, int(self.max_iter))
+            self._initialize(X, (X.shape[1],) + sizes, weights)
+            self._run_epochs(X, int(self.max_iter), weights)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None) -> "SigmoidBeliefNet":
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "SigmoidBeliefNet":
         """Run one epoch of wake-sleep over ``X`` (initialising the net on the first call).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data (binarized at ``binarize``, or in ``[0, 1]``).
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row (see :meth:`fit`).
 
         Returns
         -------
@@ -356,10 +383,11 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         with fit_transaction(self):
             X = self._validate_X(X, reset=first)
+            X, weights = self._weighted(X, sample_weight)
             if first:
                 self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
-                self._initialize(X, (X.shape[1],) + sizes)
-            self._run_epochs(X, 1)
+                self._initialize(X, (X.shape[1],) + sizes, weights)
+            self._run_epochs(X, 1, weights)
         return self
 
     # ------------------------------------------------------------ inference
@@ -467,7 +495,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             # The same seed for every chunk: the uniforms are common to all rows
             # (see Ops.sbn_log_importance_weights), so chunking changes nothing.
             log_w = np.asarray(ops.to_numpy(ops.sbn_log_importance_weights(
-                ops.asarray(X[start:start + chunk]), *params, n_samples=K, rng=ops.make_rng(seed),
+                ops.asarray(take_rows(X, slice(start, start + chunk))), *params, n_samples=K, rng=ops.make_rng(seed),
             )), dtype=np.float64)
             peak = log_w.max(axis=1, keepdims=True)
             w = np.exp(log_w - peak)
@@ -498,4 +526,5 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         tags = super().__sklearn_tags__()
         # The default dtype="float32" computes in float32 whatever the input dtype.
         tags.transformer_tags.preserves_dtype = ["float32"] if self.dtype == "float32" else ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags

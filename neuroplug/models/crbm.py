@@ -56,6 +56,8 @@ def train_crbm(
     groups: int = 1,
     connections: Any = None,
     init_weights: np.ndarray | None = None,
+    init_state: Sequence[np.ndarray] | None = None,
+    shuffle: bool = True,
     verbose: int = 0,
     desc: str = "ConvRBM",
     start_epoch: int = 0,
@@ -69,6 +71,10 @@ def train_crbm(
     the initial filters, ``N(0, 0.01**2)`` as in Hinton's guide, unless
     ``init_weights`` is given); the backend generator for the Gibbs samples
     is seeded from ``rng`` too, so a seed fixes the whole run on a backend.
+    ``init_state`` continues training from ``(W, bh, bv, dW, dbh, dbv)``
+    (filters, biases and momentum buffers: what ``partial_fit`` passes);
+    the final six arrays are in ``report.state`` either way.
+    ``shuffle=False`` takes the images in order every epoch.
     The report's history holds the mean squared reconstruction error of
     each epoch; a divergence raises
     :class:`~neuroplug.models.TrainingDivergedError`.
@@ -78,21 +84,24 @@ def train_crbm(
     dtype = X.dtype
     c = int(X.shape[1])
     cg = c // int(groups)
-    if init_weights is None:
-        W = rng.normal(0.0, 0.01, size=(filters, cg, *kernel_size)).astype(dtype)
+    if init_state is not None:
+        params = [ops.asarray(np.array(a, dtype=dtype)) for a in init_state]
     else:
-        W = np.array(init_weights, dtype=dtype)
-    if connections is not None:
-        W *= np.asarray(connections, dtype=bool)[:, :, None, None]
-    params = [
-        ops.asarray(W), ops.asarray(np.zeros(filters, dtype)), ops.asarray(_initial_visible_bias(X, visible)),
-        ops.asarray(np.zeros_like(W)), ops.asarray(np.zeros(filters, dtype)), ops.asarray(np.zeros(c, dtype)),
-    ]
+        if init_weights is None:
+            W = rng.normal(0.0, 0.01, size=(filters, cg, *kernel_size)).astype(dtype)
+        else:
+            W = np.array(init_weights, dtype=dtype)
+        if connections is not None:
+            W *= np.asarray(connections, dtype=bool)[:, :, None, None]
+        params = [
+            ops.asarray(W), ops.asarray(np.zeros(filters, dtype)), ops.asarray(_initial_visible_bias(X, visible)),
+            ops.asarray(np.zeros_like(W)), ops.asarray(np.zeros(filters, dtype)), ops.asarray(np.zeros(c, dtype)),
+        ]
     gibbs_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
 
     def epoch(control: Control) -> EpochStats:
         lr = float(learning_rate) * control.lr_factor
-        Xe = ops.asarray(X[rng.permutation(X.shape[0])])
+        Xe = ops.asarray(X[rng.permutation(X.shape[0])] if shuffle else X)
         err = ops.crbm_cd_epoch(
             Xe, *params, k=k, pool_size=pool_size, learning_rate=lr, momentum=momentum,
             weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
@@ -115,6 +124,7 @@ def train_crbm(
         state=current, lr_factor=lr_factor,
     )
     W, bh, bv = current()
+    report.state = tuple(np.array(ops.to_numpy(p)) for p in params)
     return W, bh, bv, report
 
 

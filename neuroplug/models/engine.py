@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..network import TrainingDivergedError
 
@@ -47,8 +48,11 @@ __all__ = [
     "StoppingRule",
     "TrainingDivergedError",
     "TrainingInterrupted",
+    "check_sample_weight",
+    "relative_weights",
     "minibatches",
     "run_epochs",
+    "take_rows",
 ]
 
 #: A weight this large (in absolute value) means training diverged: sigmoids saturate far below it.
@@ -160,6 +164,56 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Ite
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
         yield order[start:start + batch_size]
+
+
+def take_rows(X: Any, rows: Any) -> np.ndarray:
+    """``X[rows]`` as a dense NumPy array: a scipy sparse ``X`` is densified for these rows only.
+
+    ``rows`` is an index array or a slice.  Every model family reads its
+    mini-batches (or chunks of whole batches) through this, so sparse input
+    never becomes one dense matrix.
+    """
+    part = X[rows]
+    return part.toarray() if sp.issparse(part) else part
+
+
+def check_sample_weight(sample_weight: Any, n: int, *, dtype: Any = np.float64) -> np.ndarray | None:
+    """Validated per-row weights: ``None`` stays ``None``; otherwise a 1-D float array of ``n``
+    finite, non-negative entries, not all zero, or a ``ValueError`` naming ``sample_weight``."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be numbers. Received: sample_weight={sample_weight!r:.80}") from exc
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(
+            f"sample_weight must be 1-D with one weight per sample ({n}). Received: sample_weight.shape={w.shape}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight must be finite. Received: sample_weight with NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError(f"sample_weight must be non-negative. Received: sample_weight.min()={w.min():g}")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must not be all zero: there is nothing to train on. "
+                         "Received: sum(sample_weight)=0")
+    return w.astype(dtype, copy=False)
+
+
+def relative_weights(sample_weight: np.ndarray | None) -> np.ndarray | None:
+    """Weights divided by their mean (a mean of 1): what every family's mini-batch updates use.
+
+    A batch's update is then ``sum_i w_i g_i / m`` over its ``m`` rows: an
+    unbiased estimate of the weighted mean gradient of the whole set, equal
+    to it for a single full batch.  Scaling every weight by one constant
+    changes nothing, and weights of 1 give exactly the unweighted update.
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return w / w.mean()
 
 
 class Control:
@@ -280,6 +334,8 @@ class FitReport:
     best_epoch: int | None = None
     interrupted: bool = False
     lr_factor: float = 1.0
+    #: The family's final state, for families that hand back more than their weights (ConvRBM momentum).
+    state: Any = None
 
     @property
     def n_epochs(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ops import Ops
-from .engine import Control, EpochStats, FitReport, run_epochs
+from .engine import Control, EpochStats, FitReport, relative_weights, run_epochs, take_rows
 
 __all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs"]
 
@@ -25,6 +25,8 @@ MONITOR_ROWS = 1000
 ROW_CHUNK = 4096
 #: Rows per CD epoch call when training (rounded down to whole batches).
 CHUNK_ROWS = 1 << 14
+#: The same for sparse input, densified chunk by chunk: smaller, so the dense chunk stays small.
+SPARSE_CHUNK_ROWS = 1 << 12
 
 
 @dataclass
@@ -60,7 +62,7 @@ def init_rbm(n_components: int, column_means: np.ndarray, visible: str, dtype: A
 def _init_chain(state: RBMState, X: np.ndarray, m: int, ops: Ops, rng: np.random.Generator,
                 backend_rng: Any) -> np.ndarray:
     """Persistent chains as hidden states sampled from random training rows (fantasy particles)."""
-    rows = X[rng.choice(X.shape[0], size=m, replace=False)]
+    rows = take_rows(X, rng.choice(X.shape[0], size=m, replace=False))
     W, bh = ops.asarray(state.W), ops.asarray(state.bh)
     h = ops.bernoulli(ops.rbm_hidden_probs(ops.asarray(rows), W, bh), backend_rng)
     return np.array(ops.to_numpy(h), dtype=state.W.dtype)
@@ -88,8 +90,18 @@ def train_rbm(
     advice: str | None = None,
     callbacks: Sequence[Any] = (),
     lr_factor: float = 1.0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[RBMState, FitReport]:
     """Run up to ``n_epochs`` epochs of CD-k (PCD-k) on ``X``; return the new state and the report.
+
+    ``X`` is a NumPy array (memory-mapped ones included) or a scipy sparse
+    matrix (CSR): the epochs read it in chunks of whole batches, each
+    densified on its own, so a sparse ``X`` is never densified whole (and
+    a mostly-zero chunk takes the Cython backend's sparse products).
+    ``sample_weight`` (``None`` or one non-negative weight per row) weights
+    each row's CD statistics by its weight relative to the mean weight
+    (:meth:`~neuroplug.ops.Ops.cd_epoch`), and the monitored error is the
+    weighted mean.
 
     ``state`` is not modified: the epochs run on backend copies, and the new
     state is built from them when the driver returns (also after Ctrl-C).
@@ -110,11 +122,17 @@ def train_rbm(
     # Fresh backend copies: the epoch updates them in place.
     W, bh, bv = (ops.asarray(np.array(a, dtype=dt)) for a in (state.W, state.bh, state.bv))
     dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in state.velocity)
-    monitor = ops.asarray(X[:MONITOR_ROWS], dtype=dt)
+    monitor_np = take_rows(X, slice(0, MONITOR_ROWS))
+    monitor = ops.asarray(monitor_np, dtype=dt)
     n = X.shape[0]
+    weights = relative_weights(sample_weight)
+    if weights is not None:
+        monitor_w = weights[:MONITOR_ROWS] / weights[:MONITOR_ROWS].sum() if weights[:MONITOR_ROWS].sum() > 0 else None
+    sparse = not isinstance(X, np.ndarray) and hasattr(X, "tocsr")
     # Whole batches per backend call, so a large (memory-mapped) X is never copied whole.
-    chunk = n if n <= CHUNK_ROWS else max(m, CHUNK_ROWS // m * m)
-    buffer = np.empty((chunk, *X.shape[1:]), dtype=X.dtype) if shuffle else None
+    rows_per_call = SPARSE_CHUNK_ROWS if sparse else CHUNK_ROWS
+    chunk = n if n <= rows_per_call else max(m, rows_per_call // m * m)
+    buffer = np.empty((chunk, *X.shape[1:]), dtype=X.dtype) if shuffle and not sparse else None
     # Only when asked for: a backend written before sample_visible existed still trains.
     chain_kw = {"sample_visible": True} if sample_visible else {}
 
@@ -124,25 +142,32 @@ def train_rbm(
         for start in range(0, n, chunk):
             if control.requested:
                 return EpochStats(float("nan"), completed=False)
-            if shuffle:
-                rows = order[start:start + chunk]
+            rows = order[start:start + chunk] if shuffle else slice(start, start + chunk)
+            if sparse:
+                part = take_rows(X, rows)
+            elif shuffle:
                 # mode="clip" keeps NumPy from buffering `out`; a permutation's indices are all in range.
                 part = np.take(X, rows, axis=0, out=buffer[:rows.shape[0]], mode="clip")
             else:
-                part = X[start:start + chunk]
+                part = X[rows]
+            weight_kw = {} if weights is None else {"sample_weight": weights[rows]}
             ops.cd_epoch(
                 ops.asarray(part, dtype=dt), W, bh, bv, dW, dbh, dbv,
                 k=int(k), learning_rate=lr, momentum=float(momentum),
                 weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
-                chain=chain, **chain_kw,
+                chain=chain, **chain_kw, **weight_kw,
             )
         # Under PCD cd_epoch's own error compares the data with fantasy particles: measure a
         # true mean-field reconstruction instead.
         diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, visible)
         diff -= monitor
         diff *= diff
-        return EpochStats(float(diff.sum()) / int(monitor.shape[0]), learning_rate=lr,
-                          weight_scale=float(abs(W).max()))
+        if weights is not None and monitor_w is not None:
+            rows_err = np.asarray(ops.to_numpy(diff.sum(axis=1)), dtype=np.float64)
+            error = float((monitor_w * rows_err).sum())
+        else:
+            error = float(diff.sum()) / int(monitor.shape[0])
+        return EpochStats(error, learning_rate=lr, weight_scale=float(abs(W).max()))
 
     def current() -> RBMState:
         """The NumPy state of the epochs run so far (backend copies read back)."""
@@ -155,7 +180,7 @@ def train_rbm(
               + (" or standardise X (Gaussian visible units have unit variance)." if visible == "gaussian"
                  else " or scale X to [0, 1] (Bernoulli visible units model probabilities)."))
     # An error 1e4 times that of reconstructing every row as zeros (plus one per feature) is no model.
-    scale = float(np.square(X[:MONITOR_ROWS], dtype=np.float64).sum()) / max(min(X.shape[0], MONITOR_ROWS), 1)
+    scale = float(np.square(monitor_np, dtype=np.float64).sum()) / max(min(X.shape[0], MONITOR_ROWS), 1)
     report = run_epochs(epoch, n_epochs=n_epochs, name=name, start_epoch=start_epoch, verbose=verbose,
                         explode_above=1e4 * (scale + X.shape[1]), advice=advice,
                         loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
@@ -164,11 +189,11 @@ def train_rbm(
 
 
 def rbm_hidden_probs(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray) -> np.ndarray:
-    """``p(h = 1 | v)`` for the rows of NumPy ``X``, in chunks, as NumPy in ``W``'s dtype."""
+    """``p(h = 1 | v)`` for the rows of NumPy (or scipy sparse) ``X``, in chunks, as NumPy in ``W``'s dtype."""
     Wb, bhb = ops.asarray(W), ops.asarray(bh)
     out = np.empty((X.shape[0], W.shape[0]), dtype=W.dtype)
     for start in range(0, X.shape[0], ROW_CHUNK):
         out[start:start + ROW_CHUNK] = ops.to_numpy(
-            ops.rbm_hidden_probs(ops.asarray(X[start:start + ROW_CHUNK]), Wb, bhb))
+            ops.rbm_hidden_probs(ops.asarray(take_rows(X, slice(start, start + ROW_CHUNK)), dtype=W.dtype), Wb, bhb))
     return out
 

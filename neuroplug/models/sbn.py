@@ -15,7 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..ops import Ops
-from .engine import Control, EpochStats, FitReport, run_epochs
+from .engine import Control, EpochStats, FitReport, relative_weights, run_epochs, take_rows
+
+#: Rows per backend call when the input is sparse (rounded down to whole batches).
+CHUNK_ROWS = 1 << 14
 
 __all__ = ["SBNState", "init_sbn", "recognition_probs", "train_sbn"]
 
@@ -35,13 +38,18 @@ class SBNState:
                 self.recognition_weights, self.recognition_biases)
 
 
-def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator, dtype: Any = np.float32) -> SBNState:
-    """Small random weights; the data bias at the logit of the mean (the best factorial model)."""
+def init_sbn(X: np.ndarray, sizes: Sequence[int], rng: np.random.Generator, dtype: Any = np.float32,
+             sample_weight: np.ndarray | None = None) -> SBNState:
+    """Small random weights; the data bias at the logit of the (weighted) mean (the best factorial model)."""
     dt = np.dtype(dtype)
     n_layers = len(sizes) - 1
     gw = [rng.normal(0.0, 0.01, (sizes[i + 1], sizes[i])).astype(dt) for i in range(n_layers)]
     rw = [rng.normal(0.0, 0.01, (sizes[i], sizes[i + 1])).astype(dt) for i in range(n_layers)]
-    mean = np.clip(X.mean(axis=0), 1e-3, 1 - 1e-3)
+    if sample_weight is None:
+        mean = np.asarray(X.mean(axis=0)).reshape(-1)
+    else:
+        mean = np.asarray(X.T @ sample_weight, dtype=np.float64).reshape(-1) / float(np.sum(sample_weight))
+    mean = np.clip(mean, 1e-3, 1 - 1e-3)
     gb = [np.log(mean / (1 - mean)).astype(dt)] + [np.zeros(n, dtype=dt) for n in sizes[1:]]
     rb = [np.zeros(n, dtype=dt) for n in sizes[1:]]
     return SBNState(gw, gb, rw, rb)
@@ -64,26 +72,45 @@ def train_sbn(
     advice: str | None = None,
     callbacks: Sequence[Any] = (),
     lr_factor: float = 1.0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[SBNState, FitReport]:
     """Run up to ``n_epochs`` epochs of wake-sleep on ``X``; return the new state and the report.
 
     ``state`` is not modified; after a divergence it is still the state
     before the call.  The report's ``loss`` is the negated training bound on
-    ``log p(x)`` (nats per row): lower is better.
+    ``log p(x)`` (nats per row): lower is better.  A scipy sparse ``X``
+    (CSR) is read in chunks of whole batches, each densified on its own.
+    ``sample_weight`` weights each row's wake-phase statistics by its weight
+    relative to the mean weight (:meth:`~neuroplug.ops.Ops.sbn_wake_sleep_epoch`).
     """
     dt = np.dtype(state.generative_biases[0].dtype)
-    X = np.asarray(X, dtype=dt)
+    sparse = not isinstance(X, np.ndarray) and hasattr(X, "tocsr")
+    if not sparse:
+        X = np.asarray(X, dtype=dt)
+    n = X.shape[0]
     params = [[ops.asarray(np.array(p, dtype=dt)) for p in group] for group in state.groups()]
     backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
+    weights = relative_weights(sample_weight)
+    m = min(int(batch_size), n)
+    chunk = n if not sparse or n <= CHUNK_ROWS else max(m, CHUNK_ROWS // m * m)
 
     def epoch(control: Control) -> EpochStats:
         lr = float(learning_rate) * control.lr_factor
-        data = X[rng.permutation(X.shape[0])] if shuffle else X
-        bound = ops.sbn_wake_sleep_epoch(
-            ops.asarray(data), *params, learning_rate=lr, batch_size=int(batch_size),
-            n_importance_samples=int(n_importance_samples), rng=backend_rng,
-        )
-        return EpochStats(-float(bound), learning_rate=lr)
+        order = rng.permutation(n) if shuffle else None
+        total = 0.0
+        for start in range(0, n, chunk):
+            if control.requested:
+                return EpochStats(float("nan"), completed=False)
+            rows = order[start:start + chunk] if shuffle else slice(start, start + chunk)
+            data = np.asarray(take_rows(X, rows), dtype=dt)
+            weight_kw = {} if weights is None else {"sample_weight": weights[rows]}
+            bound = ops.sbn_wake_sleep_epoch(
+                ops.asarray(data), *params, learning_rate=lr, batch_size=int(batch_size),
+                n_importance_samples=int(n_importance_samples), rng=backend_rng, **weight_kw,
+            )
+            # Each call returns its chunk's (weighted) mean: recombine into the epoch's mean.
+            total += float(bound) * (data.shape[0] if weights is None else float(weights[rows].sum()))
+        return EpochStats(-total / (n if weights is None else float(weights.sum())), learning_rate=lr)
 
     def current() -> SBNState:
         """The NumPy state of the epochs run so far."""
@@ -105,6 +132,10 @@ def train_sbn(
 def recognition_probs(ops: Ops, X: np.ndarray, weights: Sequence[np.ndarray],
                       biases: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Mean-field pass up the recognition network: each hidden layer's probabilities (NumPy, the weights' dtype)."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "tocsr"):  # sparse: a chunk of rows at a time
+        parts = [recognition_probs(ops, take_rows(X, slice(s, s + CHUNK_ROWS)), weights, biases)
+                 for s in range(0, X.shape[0], CHUNK_ROWS)]
+        return [np.concatenate([p[i] for p in parts], axis=0) for i in range(len(weights))]
     h = ops.asarray(X)
     layers = []
     for W, b in zip(weights, biases):

@@ -54,11 +54,23 @@ def _brute_log_z(W, bh, bv):
 # --------------------------------------------------------------------------------------------
 # scikit-learn conformance
 # --------------------------------------------------------------------------------------------
+_SW_EQUIVALENCE = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "CD-k / wake-sleep draw Bernoulli samples per row, so a repeated row draws other samples than a "
+        "weighted one; the weighted update is checked exactly with mean-field draws "
+        "(tests/estimators/test_sample_weight.py)"),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "CD-k / wake-sleep draw Bernoulli samples per row, so a repeated row draws other samples than a "
+        "weighted one; the weighted update is checked exactly with mean-field draws "
+        "(tests/estimators/test_sample_weight.py)"),
+}
+
+
 @parametrize_with_checks([
     RBM(n_components=4, max_iter=3, batch_size=10, random_state=0),
     RBM(n_components=3, visible="gaussian", learning_rate=0.005, persistent=False, k=2, max_iter=2,
         batch_size=10, random_state=0),
-])
+], expected_failed_checks=lambda est: _SW_EQUIVALENCE)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
