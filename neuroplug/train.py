@@ -411,16 +411,21 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     elapsed = time.perf_counter() - t0
     interrupted = any(issubclass(w.category, TrainingInterrupted) for w in caught)
+    from sklearn.exceptions import ConvergenceWarning
+
     for w in caught:
-        if not issubclass(w.category, (TrainingInterrupted, ChanceLevelWarning)):
+        # The stop line below says what a ConvergenceWarning would; Ctrl-C and chance level are handled here.
+        if not issubclass(w.category, (TrainingInterrupted, ChanceLevelWarning, ConvergenceWarning)):
             print(f"neuroplug train: warning: {w.message}", file=sys.stderr)
+    still_improving = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     chance = [w for w in caught if issubclass(w.category, ChanceLevelWarning)]
     if chance:
         print(f"neuroplug train: error: {chance[0].message} Nothing was saved.", file=sys.stderr)
         return 1
     if getattr(clf, "stop_reason_", None):
         kept = f", kept the weights of epoch {clf.best_epoch_}" if getattr(clf, "best_epoch_", None) else ""
-        print(f"Stopped: {clf.stop_reason_.replace('_', ' ')} after {clf.n_iter_} epoch(s){kept}")
+        hint = " (the loss was still improving: more --epochs may help)" if still_improving else ""
+        print(f"Stopped: {clf.stop_reason_.replace('_', ' ')} after {clf.n_iter_} epoch(s){kept}{hint}")
     try:
         accuracy = clf.score(X_te, y_te)
     except (ValueError, TypeError) as exc:  # e.g. NaN or a wrong shape only in the held-out part
