@@ -102,10 +102,10 @@ def time_neuroplug(X, y, X_test, y_test, *, backend: str, epochs: int = 3, batch
     starts: list[float] = []
     train_batch = clf._train_batch
 
-    def timed_train_batch(network, xb, yb, lr):
+    def timed_train_batch(network, xb, yb, lr, **kw):
         # The estimator's per-batch hook: record when each batch starts.
         starts.append(time.perf_counter())
-        return train_batch(network, xb, yb, lr)
+        return train_batch(network, xb, yb, lr, **kw)
 
     clf._train_batch = timed_train_batch  # an instance attribute, removed after fit so the model pickles
     try:
