@@ -217,12 +217,14 @@ def print_kernels(shapes: list[str]) -> None:
     """Say which shapes' products run the Winograd kernels (the others run neuroplug_core.conv)."""
     from neuroplug_core import conv, winograd
 
-    simd = conv.simd_isa() != "blas"
+    ops = get_ops("cpu")
+    simd = ops.simd != "blas" and len(conv.available_isas()) > 1
+    mode = {"never": 0, "auto": 1, "always": 2}[ops.winograd]
     for name in shapes:
         s = SHAPES[name]
         n, c, h, w, f, k, pad = (s[key] for key in ("n", "c", "h", "w", "f", "k", "pad"))
         products = [label for kind, label in enumerate(("forward", "input gradient", "weight gradient"))
-                    if winograd.pays(kind, n, c, h, w, f, k, k, 1, 1, pad, pad, 1, simd)]
+                    if winograd.pays(kind, n, c, h, w, f, k, k, 1, 1, pad, pad, 1, simd, mode)]
         if not products:
             print(f"({name}) all products on neuroplug_core.conv")
             continue
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     STAT = min if args.stat == "min" else statistics.median
     from neuroplug_core import conv
 
-    print(f"neuroplug cpu backend, float32 kernel: {conv.simd_isa()} (available: {', '.join(conv.available_isas())})")
+    print(f"neuroplug cpu backend: {get_ops('cpu')!r}; float32 kernels available: "
+          f"{', '.join(conv.available_isas())}")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}")
     print(f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "

@@ -20,7 +20,8 @@ Two strategies, chosen per call:
 
   The kernel is picked at run time (``__builtin_cpu_supports``), so the
   module is built for the baseline ISA and still uses the wide units;
-  :func:`set_simd_isa` (or ``NEUROPLUG_SIMD``) selects another one.
+  each call takes the level to use (``isa``, at most the CPU's), which the
+  backend's configuration chooses (``CythonOps(simd=...)``).
 * **Sliding-window kernels** (float32, stride 1, AVX2+FMA; also used on
   AVX-512 CPUs).  No operand is packed: the forward pass keeps up to 4
   filters x 3 vectors of 8 neighbouring outputs of one row (on planes up to
@@ -32,7 +33,7 @@ Two strategies, chosen per call:
   of up to 16 samples.  Where the packed GEMM spends more time packing than
   multiplying (few input channels, as in every first layer) they are about
   twice as fast; :func:`_sliding_pays` picks them by the measured rule, and
-  :func:`set_sliding` overrides it for tests and benchmarks.
+  a call's ``sliding`` argument (``CythonOps(sliding=...)``) overrides it.
 * **im2col + BLAS GEMM** (float64, and float32 elsewhere): the input
   windows of one sample (or a few, when the output plane is small) are
   unrolled into a thread-local ``col`` matrix and multiplied with SciPy's
@@ -63,8 +64,6 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm_rm
 from ._fused cimport floating
-
-from ._modes import mode_from_env, mode_name, mode_value
 
 
 cdef extern from "np_conv.h":
@@ -108,49 +107,26 @@ cdef extern from "np_conv.h":
 # Kernel selection
 # ---------------------------------------------------------------------------
 cdef int _isa_detected = np_cpu_isa()
-cdef int _isa = _isa_detected
 
 _ISA_NAMES = {0: "blas", 1: "avx2", 2: "avx512"}
 
 
-def _init_isa_from_env():
-    """Honour ``NEUROPLUG_SIMD`` (``blas``/``0``, ``avx2``, ``avx512``) to cap the kernel ISA."""
-    import os
-
-    global _isa
-    value = os.environ.get("NEUROPLUG_SIMD", "").strip().lower()
-    if value:
-        level = {"0": 0, "none": 0, "blas": 0, "avx2": 1, "avx512": 2}.get(value)
-        if level is not None:
-            _isa = min(level, _isa_detected)
-
-
-_init_isa_from_env()
-
-
-def simd_isa():
-    """Name of the float32 kernel in use: ``"avx512"``, ``"avx2"`` or ``"blas"`` (im2col + BLAS)."""
-    return _ISA_NAMES[_isa]
-
-
 def available_isas():
-    """Kernel names this CPU supports, from the most portable (``"blas"``) up."""
+    """Kernel names this CPU supports, from the most portable (``"blas"``) up.
+
+    A call takes one by its level (the index in this list) as ``isa``; the
+    last is the default of :class:`neuroplug.backends.cython_ops.CythonOps`.
+    """
     return [_ISA_NAMES[i] for i in range(_isa_detected + 1)]
 
 
-def set_simd_isa(name):
-    """Select the float32 kernel (one of :func:`available_isas`); return the previous name.
-
-    For tests and benchmarks: the default is the widest the CPU supports.
-    Not thread-safe with respect to convolutions running at the same time.
-    """
-    global _isa
-    levels = {v: k for k, v in _ISA_NAMES.items()}
-    if name not in levels or levels[name] > _isa_detected:
-        raise ValueError(f"kernel must be one of {available_isas()}. Received: {name!r}")
-    previous = _ISA_NAMES[_isa]
-    _isa = levels[name]
-    return previous
+cdef int _check_options(int isa, int sliding) except -1:
+    """Reject a kernel level this CPU lacks (it would stop the process) or an unknown sliding mode."""
+    if isa < 0 or isa > _isa_detected:
+        raise ValueError(f"isa must be a level of {available_isas()} (0 to {_isa_detected}). Received: isa={isa}")
+    if sliding not in (0, 1, 2):
+        raise ValueError(f"sliding must be 0 (never), 1 (auto) or 2 (always). Received: sliding={sliding}")
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -231,22 +207,22 @@ cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
-cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
+cdef Plan _plan(int kind, bint is_float, const Geom* g, int isa, int sliding) noexcept:
     cdef Plan p
     # Zero-padded copy of one sample-group (AVX-512 packers read it without bounds checks).
     cdef Py_ssize_t xpad = g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW) + SLACK + ALIGN_PAD
-    cdef Py_ssize_t bpanel = KC * np_isa_nr(_isa if is_float else 0) + SLACK + ALIGN_PAD
+    cdef Py_ssize_t bpanel = KC * np_isa_nr(isa if is_float else 0) + SLACK + ALIGN_PAD
     # Output planes narrower than half a micro-kernel panel (down to the 1x1 output of
     # LeNet's C5) waste most SIMD lanes and call the kernel for a handful of columns:
     # the BLAS path batches samples into one GEMM instead.
-    p.isa = _isa if (is_float and 2 * g.P >= np_isa_nr(_isa)) else 0
+    p.isa = isa if (is_float and 2 * g.P >= np_isa_nr(isa)) else 0
     p.NR = np_isa_nr(p.isa)
     p.nb = 1
     p.sub = 1
     p.shared = 0
     p.per_thread = 0
     p.transposed = False
-    p.sliding = _sliding_pays(kind, p.isa, g)
+    p.sliding = _sliding_pays(kind, p.isa, g, sliding)
     p.sb = 1
     if kind == 0:
         if p.isa:
@@ -303,31 +279,12 @@ cdef Plan _plan(int kind, bint is_float, const Geom* g) noexcept:
     return p
 
 
-# Sliding-window kernels: 0 never, 1 where they pay (the default), 2 wherever they apply.
-cdef int _sliding = 1
+cdef bint _sliding_pays(int kind, int isa, const Geom* g, int sliding) noexcept:
+    """Whether a call of ``kind`` (0 forward, 2 weight gradient) uses the sliding-window kernels.
 
-
-def set_sliding(mode):
-    """Select where the sliding-window kernels run: ``"auto"`` (default), ``"always"`` or ``"never"``.
-
-    They apply to float32 with stride 1 on CPUs with AVX2; ``"always"`` and
-    ``"never"`` are for tests and benchmarks (also settable before import with
-    ``NEUROPLUG_SLIDING``).  Returns the previous mode.
-    Not thread-safe with respect to convolutions running at the same time.
+    ``sliding`` is 0 (never), 1 (where they pay, the default) or 2 (wherever they apply).
     """
-    global _sliding
-    previous = mode_name(_sliding)
-    _sliding = mode_value(mode)
-    return previous
-
-
-if mode_from_env("NEUROPLUG_SLIDING"):
-    set_sliding(mode_from_env("NEUROPLUG_SLIDING"))
-
-
-cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
-    """Whether a call of ``kind`` (0 forward, 2 weight gradient) uses the sliding-window kernels."""
-    if _sliding == 0 or isa == 0 or g.SH != 1 or g.SW != 1:
+    if sliding == 0 or isa == 0 or g.SH != 1 or g.SW != 1:
         return False
     if kind == 1:
         # The input gradient is a forward pass over dy zero-padded by K - 1 - P: only when that
@@ -335,14 +292,14 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g) noexcept:
         # "same"-size outputs (a "valid" 5x5 layer on 8x8 planes would do 2.25x the work).
         if g.PH > g.KH - 1 or g.PW > g.KW - 1:
             return False
-        if _sliding == 2:
+        if sliding == 2:
             return True
         # ... and, measured, only while the padded dy of a sample stays small: (c)'s 64 x 34 x 34
         # copy (296 KB) made it slower (25.8 ms) than the packed GEMM with col2im fused (22.2 ms).
         if g.H * g.W > g.P or g.Fg * (g.OH + 2 * (g.KH - 1 - g.PH)) * (g.OW + 2 * (g.KW - 1 - g.PW)) > SLIDING_XBUF:
             return False
         return _sliding_rows_fill(g.W)
-    if _sliding == 2:
+    if sliding == 2:
         return True
     # Measured against the packed GEMM (AVX2, 2 threads): the sliding kernels win where output
     # rows fill most of their 8-float vectors and lose on rows that leave half a vector empty
@@ -377,7 +334,7 @@ cdef bint _transposed_pays(const Geom* g) noexcept:
 
 def workspace(int kind, bint is_float, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
               Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-              Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, int n_threads):
+              Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, int n_threads, int isa, int sliding):
     """Return ``(elements, chunks, uses_blas)`` for one call.
 
     ``kind`` is 0 (forward), 1 (input gradient) or 2 (weight gradient);
@@ -385,9 +342,12 @@ def workspace(int kind, bint is_float, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
     ``chunks`` the number of batch chunks (the weight gradient also needs a
     ``(chunks, F * Cg * KH * KW)`` array of partial sums), and ``uses_blas``
     whether the kernels call BLAS (the caller then holds BLAS at one thread).
+    ``isa`` (a level of :func:`available_isas`) and ``sliding`` (0 never,
+    1 auto, 2 always) are the kernel choices the call will be made with.
     """
+    _check_options(isa, sliding)
     cdef Geom g = _geom(N, C, H, W, F, KH, KW, SH, SW, PH, PW, G)
-    cdef Plan p = _plan(kind, is_float, &g)
+    cdef Plan p = _plan(kind, is_float, &g, isa, sliding)
     return p.shared + p.per_thread * max(1, n_threads), p.chunks, p.isa == 0
 
 
@@ -950,6 +910,8 @@ def conv2d_forward(
     Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
     int n_threads,
     floating[::1] work,                 # scratch: workspace(0, ...)[0] elements
+    int isa,                            # IN: kernel level (see available_isas)
+    int sliding,                        # IN: sliding-window kernels: 0 never, 1 auto, 2 always
 ):
     """Convolution forward pass into ``y``."""
     cdef Geom g = _geom(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
@@ -959,7 +921,8 @@ def conv2d_forward(
         raise ValueError("bias has the wrong length")
     if w.shape[1] != g.Cg or y.shape[0] != g.N or y.shape[1] != g.F or y.shape[2] != g.OH or y.shape[3] != g.OW:
         raise ValueError("inconsistent convolution shapes")
-    cdef Plan pl = _plan(0, floating is float, &g)
+    _check_options(isa, sliding)
+    cdef Plan pl = _plan(0, floating is float, &g, isa, sliding)
     _check_work(work.shape[0], &pl, n_threads)
     cdef Py_ssize_t ci, n0, grp
     cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
@@ -1002,13 +965,16 @@ def conv2d_backward_input(
     Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
     int n_threads,
     floating[::1] work,                 # scratch: workspace(1, ...)[0] elements
+    int isa,                            # IN: kernel level (see available_isas)
+    int sliding,                        # IN: sliding-window kernels: 0 never, 1 auto, 2 always
 ):
     """Gradient of the convolution with respect to its input, into ``dx``."""
     cdef Geom g = _geom(dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0],
                         w.shape[2], w.shape[3], SH, SW, PH, PW, G)
     if w.shape[1] != g.Cg or dy.shape[0] != g.N or dy.shape[1] != g.F or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
         raise ValueError("inconsistent convolution shapes")
-    cdef Plan pl = _plan(1, floating is float, &g)
+    _check_options(isa, sliding)
+    cdef Plan pl = _plan(1, floating is float, &g, isa, sliding)
     _check_work(work.shape[0], &pl, n_threads)
     cdef Py_ssize_t n, grp, ci, k
     cdef long* rowoffs = NULL
@@ -1074,13 +1040,16 @@ def conv2d_backward_weights(
     Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G,
     int n_threads,
     floating[::1] work,                 # scratch: workspace(2, ...)[0] elements
+    int isa,                            # IN: kernel level (see available_isas)
+    int sliding,                        # IN: sliding-window kernels: 0 never, 1 auto, 2 always
 ):
     """Weight gradient into ``dw``: per-chunk partial sums, then added in chunk order."""
     cdef Geom g = _geom(x.shape[0], x.shape[1], x.shape[2], x.shape[3], dy.shape[1],
                         KH, KW, SH, SW, PH, PW, G)
     if dy.shape[0] != g.N or dy.shape[2] != g.OH or dy.shape[3] != g.OW:
         raise ValueError("inconsistent convolution shapes")
-    cdef Plan pl = _plan(2, floating is float, &g)
+    _check_options(isa, sliding)
+    cdef Plan pl = _plan(2, floating is float, &g, isa, sliding)
     if partial.shape[0] != pl.chunks or partial.shape[1] != g.F * g.K or dw.shape[0] != g.F * g.K:
         raise ValueError("partial or dw has the wrong shape")
     _check_work(work.shape[0], &pl, n_threads)

@@ -36,44 +36,16 @@ cdef extern from "np_pool.h":
                              float* y, int64_t* am, long OH, long OW) noexcept nogil
 
 
-# Vector width of the float32 max-pooling kernel: 2 AVX-512, 1 AVX2, 0 the portable loop.
+# Widest float32 max-pooling kernel of this CPU: 2 AVX-512, 1 AVX2, 0 the portable loop.
 cdef int _simd_detected = np_pool_isa()
-cdef int _simd = _simd_detected
 
 
-def _init_from_env():
-    """``NEUROPLUG_SIMD`` caps the kernel: ``avx2``, or ``blas``/``0``/``none`` for the portable loop."""
-    import os
+def available_isas():
+    """Max-pooling kernel names this CPU supports, from the portable loop up.
 
-    global _simd
-    value = os.environ.get("NEUROPLUG_SIMD", "").strip().lower()
-    if value in ("0", "none", "blas"):
-        _simd = 0
-    elif value == "avx2":
-        _simd = min(_simd, 1)
-
-
-_init_from_env()
-
-
-def simd_isa():
-    """Name of the float32 max-pooling kernel in use: ``"avx512"``, ``"avx2"`` or ``"portable"``."""
-    return ("portable", "avx2", "avx512")[_simd]
-
-
-def set_simd_isa(name):
-    """Select the float32 max-pooling kernel (``"avx512"``, ``"avx2"``, ``"portable"``, if the CPU has it).
-
-    Returns the previous name.  For tests and benchmarks; not thread-safe
-    with respect to pooling running at the same time.
+    :func:`maxpool2d_forward` takes one by its level (the index in this list).
     """
-    global _simd
-    levels = {"portable": 0, "avx2": 1, "avx512": 2}
-    if name not in levels or levels[name] > _simd_detected:
-        raise ValueError(f"kernel must be one of {list(levels)[:_simd_detected + 1]}. Received: {name!r}")
-    previous = simd_isa()
-    _simd = levels[name]
-    return previous
+    return ["portable", "avx2", "avx512"][:_simd_detected + 1]
 
 
 def maxpool2d_forward(
@@ -82,8 +54,11 @@ def maxpool2d_forward(
     int64_t[:, :, :, ::1] argmax,       # OUT: (N, C, OH, OW) flat index within the plane
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
     int n_threads,
+    int isa,                            # IN: float32 kernel level (see available_isas)
 ):
     """Max pooling forward pass into ``y`` and ``argmax``."""
+    if isa < 0 or isa > _simd_detected:
+        raise ValueError(f"isa must be a level of {available_isas()} (0 to {_simd_detected}). Received: isa={isa}")
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = y.shape[2], OW = y.shape[3], pl
     if (KH < 1 or KW < 1 or SH < 1 or SW < 1 or KH > H or KW > W
@@ -94,7 +69,7 @@ def maxpool2d_forward(
     if N * C == 0:
         return
     # The vector kernels keep plane indices in 32-bit lanes.
-    cdef int simd = _simd if (floating is float and H * W < 2147483647) else 0
+    cdef int simd = isa if (floating is float and H * W < 2147483647) else 0
     with nogil:
         for pl in prange(N * C, num_threads=n_threads, schedule="static"):
             if floating is float:

@@ -33,7 +33,6 @@ from ._random cimport bitgen_of, uniforms
 
 import numpy as np
 
-from ._modes import mode_name, mode_value
 
 
 # ---------------------------------------------------------------------------
@@ -61,49 +60,34 @@ cdef extern from "np_rbm_small.h":
 
 
 # Batches of at most this many rows use the unpacked kernels above (float32,
-# AVX2 + FMA); larger ones BLAS, whose packing then pays for itself.
-cdef int _small_batch_max = 32 if np_rbm_cpu_avx2() else 0
+# AVX2 + FMA) by default; larger ones BLAS, whose packing then pays for itself.
+cdef int _small_batch_default = 32 if np_rbm_cpu_avx2() else 0
 np_rbm_pack_init()
 
-
-def small_batch_max():
-    """Largest batch (rows per product) that the unpacked float32 kernels handle; 0 when unavailable."""
-    return _small_batch_max
-
-
-def set_small_batch_max(int rows):
-    """Set :func:`small_batch_max` (0 turns the unpacked kernels off; tests compare both paths).
-
-    Returns the previous value.  Without AVX2 + FMA the kernels stay off.
-    """
-    global _small_batch_max
-    previous = _small_batch_max
-    _small_batch_max = max(0, rows) if np_rbm_cpu_avx2() else 0
-    return previous
-
-
-# Sparse epochs (float32, Bernoulli visible units, batches past the unpacked kernels, AVX2):
-# 0 never, 1 when the data are mostly zeros (the default), 2 always.  Measured on MNIST (19%
-# nonzero, 500 hidden units, batch 100, 2 threads): see cd_epoch.
-cdef int _sparse_mode = 1
-# Largest share of nonzero inputs at which "auto" takes the sparse products, and the rows it
-# counts (the first of the epoch, so that the choice depends on the data and the shuffle only).
+# Largest share of nonzero inputs at which sparse="auto" takes the sparse products, and the
+# rows it counts (the first of the epoch, so that the choice depends on the data and the
+# shuffle only).
 cdef double _SPARSE_MAX_DENSITY = 0.35
 cdef int _SPARSE_PROBE_ROWS = 1024
 
 
-def set_sparse(mode):
-    """Select when :func:`cd_epoch` multiplies only the nonzero inputs: ``"auto"`` (default), ``"always"``, ``"never"``.
+def small_batch_available():
+    """Whether this CPU runs the unpacked small-batch and sparse float32 kernels (AVX2 + FMA)."""
+    return bool(np_rbm_cpu_avx2())
 
-    ``"auto"`` does where at most 35% of the first 1024 rows of an epoch
-    are nonzero; all modes apply to float32 with Bernoulli visible units and
-    batches larger than :func:`small_batch_max` on CPUs with AVX2 + FMA.
-    For tests and benchmarks; returns the previous mode.
-    """
-    global _sparse_mode
-    previous = mode_name(_sparse_mode)
-    _sparse_mode = mode_value(mode)
-    return previous
+
+def default_small_batch_max():
+    """The default ``small_batch_max`` of the kernels: 32 with AVX2 + FMA, else 0 (off)."""
+    return _small_batch_default
+
+
+cdef int _smax(int small_batch_max) except? -2:
+    """The batch limit of the unpacked kernels for a call: -1 the default; 0 off; always 0 without AVX2 + FMA."""
+    if small_batch_max < -1:
+        raise ValueError(f"small_batch_max must be -1 (default) or >= 0. Received: {small_batch_max}")
+    if not np_rbm_cpu_avx2():
+        return 0
+    return _small_batch_default if small_batch_max == -1 else small_batch_max
 
 
 cdef bint _sparse_pays(const float* X, int n, int nv) noexcept nogil:
@@ -139,7 +123,7 @@ cdef inline int _bound(int total, int n_parts, int part) noexcept nogil:
     return min(total, part * chunk)
 
 
-cdef void _hidden_block(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden_block(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                         const floating* u, floating* h, int m, int nv, int nh, int j0, int j1,
                         floating beta, int ldt=0) noexcept nogil:
     """Hidden columns ``[j0, j1)``: ``out = sigmoid(beta (v W^T + bh))``; ``h = (u < out)`` when ``u``.
@@ -153,7 +137,7 @@ cdef void _hidden_block(const floating* v, const floating* W, const floating* bh
     cdef floating p
     if ldt:
         gemm_rm(False, False, m, j1 - j0, nv, <floating> 1, v, nv, W + j0, ldt, <floating> 0, out + j0, nh)
-    elif floating is float and m <= _small_batch_max:
+    elif floating is float and m <= smax:
         np_rbm_dots_y(v, nv, W + <Py_ssize_t> j0 * nv, nv, out + j0, nh, m, j1 - j0, nv)
     else:
         gemm_rm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
@@ -209,7 +193,7 @@ cdef int _draw_share(double work, int nh, Py_ssize_t n_u, int n_threads) noexcep
     return min(cols, nh)
 
 
-cdef void _hidden_and_draw(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden_and_draw(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                            int m, int nv, int nh, int n_threads, bitgen_t* bg, floating* u,
                            Py_ssize_t n_u, int ldt, const int* rcnt=NULL, const int* idx=NULL,
                            const float* val=NULL, const floating* us=NULL, floating* hs=NULL) noexcept nogil:
@@ -250,10 +234,10 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
                 np_rbm_sigmoid_rows_f(out, bh, 1, us, hs, m, nh, j0, j1)
                 done = True
         if not done:
-            _hidden_block(v, W, bh, out, us, hs, m, nv, nh, j0, j1, 1, ldt)
+            _hidden_block(smax, v, W, bh, out, us, hs, m, nv, nh, j0, j1, 1, ldt)
 
 
-cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible_block(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                          const floating* u, int m, int nv, int nh, int i0, int i1,
                          bint gaussian, int ldt=0) noexcept nogil:
     """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
@@ -264,14 +248,14 @@ cdef void _visible_block(const floating* h, const floating* W, const floating* b
     if ldt:
         gemm_rm(False, True, m, i1 - i0, nh, <floating> 1, h, nh, W + <Py_ssize_t> i0 * ldt, ldt, <floating> 0,
               out + i0, nv)
-    elif floating is float and m <= _small_batch_max:
+    elif floating is float and m <= smax:
         np_rbm_axpy_y(h, nh, 1, W + i0, nv, out + i0, nv, m, i1 - i0, nh, 1, 0, NULL, 0, 1)
     else:
         gemm_rm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
     _visible_act(out, bv, u, m, nv, i0, i1, gaussian)
 
 
-cdef void _hidden(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                   const floating* u, floating* h, int m, int nv, int nh, floating beta,
                   int n_threads, int ldt=0) noexcept nogil:
     """:func:`_hidden_block` over all hidden columns, split between OpenMP threads.
@@ -282,31 +266,31 @@ cdef void _hidden(const floating* v, const floating* W, const floating* bh, floa
     """
     cdef int j0, j1, t
     if n_threads <= 1:
-        _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta, ldt)
+        _hidden_block(smax, v, W, bh, out, u, h, m, nv, nh, 0, nh, beta, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            _hidden_block(v, W, bh, out, u, h, m, nv, nh, j0, j1, beta, ldt)
+            _hidden_block(smax, v, W, bh, out, u, h, m, nv, nh, j0, j1, beta, ldt)
 
 
-cdef void _visible(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                    const floating* u, int m, int nv, int nh, bint gaussian, int n_threads,
                    int ldt=0) noexcept nogil:
     """:func:`_visible_block` over all visible columns, split between OpenMP threads."""
     cdef int i0, i1, t
     if n_threads <= 1:
-        _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian, ldt)
+        _visible_block(smax, h, W, bv, out, u, m, nv, nh, 0, nv, gaussian, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = _bound(nv, n_threads, t)
         i1 = _bound(nv, n_threads, t + 1)
         if i1 > i0:
-            _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian, ldt)
+            _visible_block(smax, h, W, bv, out, u, m, nv, nh, i0, i1, gaussian, ldt)
 
 
-cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible_rows(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                         floating* part, const floating* u, int m, int nv, int nh, bint gaussian,
                         int n_threads) noexcept nogil:
     """:func:`_visible` with the threads cut along the hidden units.
@@ -328,7 +312,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            if floating is float and m <= _small_batch_max:
+            if floating is float and m <= smax:
                 np_rbm_axpy_y(h + j0, nh, 1, W + <Py_ssize_t> j0 * nv, nv, part + t * size, nv,
                               m, nv, j1 - j0, 1, 0, NULL, 0, 1)
             else:
@@ -406,7 +390,7 @@ cdef inline void _step_weights(floating* W, floating* dW, Py_ssize_t n, floating
             dW[j] = step * mom_next
 
 
-cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
+cdef void _update_block(int smax, floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
                         floating* dbv, floating* H2, const floating* V2, floating* hsum, floating* vsum,
                         double* vsq, double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
                         floating scale, floating mom, floating decay, floating beta,
@@ -422,7 +406,7 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     sizes those passes over the weights cost as much as the products.
     """
     _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
-    if floating is float and m <= _small_batch_max:
+    if floating is float and m <= smax:
         # The step in the same pass: one pass over dW fewer (W and dW, 3 MB for MNIST's
         # 500 x 784, do not fit in L2; see NP_RBM_KB for the measured gain).
         np_rbm_axpy_y(H2 + j0, 1, nh, V2, nv, dW + <Py_ssize_t> j0 * nv, nv, j1 - j0, nv, 2 * m, scale, beta,
@@ -550,6 +534,9 @@ def cd_epoch(
     floating[:, ::1] chain=None,    # IN/OUT (batch_size, n_hidden) persistent hidden states, or None
     int n_threads=1,
     bint sample_visible=False,      # binary visible states instead of their means (Bernoulli units)
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
+    int sparse_mode=1,              # sparse products: 0 never, 1 when the data are mostly zeros, 2 always
 ):
     """Run one epoch of CD-k (PCD-k when ``chain`` is given); return the reconstruction error.
 
@@ -557,6 +544,9 @@ def cd_epoch(
     including the order of the random draws.  The caller must hold BLAS at
     one thread when ``n_threads > 1`` (each OpenMP thread runs its own GEMMs).
     """
+    cdef int smax = _smax(small_batch_max)
+    if sparse_mode not in (0, 1, 2):
+        raise ValueError(f"sparse_mode must be 0 (never), 1 (auto) or 2 (always). Received: {sparse_mode}")
     cdef int n = X.shape[0]
     cdef int nh = W.shape[0]
     cdef int nv = W.shape[1]
@@ -577,7 +567,7 @@ def cd_epoch(
     # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch
     # at batch 100.  Not for the small batches of the unpacked kernels: their draw is short,
     # and the uneven split would have each thread read W rows that the other one updates.
-    cdef bint lookahead = not persistent and n_threads > 1 and (floating is not float or batch_size > _small_batch_max)
+    cdef bint lookahead = not persistent and n_threads > 1 and (floating is not float or batch_size > smax)
     cdef floating[:, ::1] U2 = np.empty((batch_size if lookahead else 1, nh), dtype=dtype)
     cdef floating* unext = &U2[0, 0]
     cdef floating* uswap
@@ -609,8 +599,8 @@ def cd_epoch(
     # update cost 2.5x as long.
     cdef bint sparse = False
     if floating is float:
-        sparse = (_sparse_mode != 0 and not gaussian and batch_size > _small_batch_max and np_rbm_cpu_avx2()
-                  and (_sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
+        sparse = (sparse_mode != 0 and not gaussian and batch_size > smax and np_rbm_cpu_avx2()
+                  and (sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
     cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
     if sparse and ldt % 128 == 0:
         # A stride of a power of two (500 hidden units padded to 512) maps a column block of
@@ -660,13 +650,13 @@ def cd_epoch(
                 # The first visible sample's uniforms come next in the stream: drawn during the
                 # positive phase, by a thread with fewer columns (the draw alone kept the other
                 # thread waiting 18 ms of a 182 ms MNIST epoch).
-                _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
+                _hidden_and_draw(smax, x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
                                  &rcnt[0], &idx[0], &val[0], us, hs)
                 drawn_v = True
             elif floating is float and sparse:
                 _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, us, hs, m, nv, nh, n_threads)
             else:
-                _hidden(v0, Wp, &bh[0], ph0, us, hs, m, nv, nh, 1, n_threads)
+                _hidden(smax, v0, Wp, &bh[0], ph0, us, hs, m, nv, nh, 1, n_threads)
             if persistent:
                 memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
 
@@ -676,9 +666,9 @@ def cd_epoch(
                     uniforms(bg, uv, m * nv)
                 drawn_v = False
                 if n_threads > 1 and not sparse:
-                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], uv, m, nv, nh, gaussian, n_threads)
+                    _visible_rows(smax, hs, Wp, &bv[0], vk, &part[0], uv, m, nv, nh, gaussian, n_threads)
                 else:
-                    _visible(hs, Wp, &bv[0], vk, uv, m, nv, nh, gaussian, n_threads, ldt)
+                    _visible(smax, hs, Wp, &bv[0], vk, uv, m, nv, nh, gaussian, n_threads, ldt)
                 if floating is float:
                     if sparse_k:
                         _nonzeros(vk, m, nv, &rcnt2[0], &idx2[0], &val2[0], &ccnt2[0], &ridx2[0], &cval2[0],
@@ -689,15 +679,15 @@ def cd_epoch(
                         _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, u, hs, m, nv, nh,
                                        n_threads)
                     else:
-                        _hidden(vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
+                        _hidden(smax, vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
                 elif lookahead and batch + 1 < n_batches:
                     # CD discards the last hidden sample: no sample, and the next batch's draw.
                     m_next = min(batch_size, n - start - m)
                     if floating is float and sparse_k:
-                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                        _hidden_and_draw(smax, vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
                                          <Py_ssize_t> m_next * nh, ldt, &rcnt2[0], &idx2[0], &val2[0])
                     else:
-                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                        _hidden_and_draw(smax, vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
                                          <Py_ssize_t> m_next * nh, ldt)
                     uswap = u
                     u = unext
@@ -707,7 +697,7 @@ def cd_epoch(
                     _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, NULL, NULL, m, nv, nh,
                                    n_threads)
                 else:
-                    _hidden(vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
+                    _hidden(smax, vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
             if persistent:
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
 
@@ -727,7 +717,7 @@ def cd_epoch(
                                          &ccnt2[0] if sparse_k else NULL, &ridx2[0], &cval2[0],
                                          m, nv, nh, ldt, j0, j1, i0, i1, scale, mom, decay, beta, mom_next)
             elif n_threads == 1:
-                _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
                               &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
             else:
                 for t in prange(n_threads, num_threads=n_threads, schedule="static"):
@@ -735,7 +725,7 @@ def cd_epoch(
                     j1 = _bound(nh, n_threads, t + 1)
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
-                    _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                    _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
                                   &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
                                   mom_next)
             for t in range(n_threads):
@@ -759,10 +749,13 @@ def hidden_probs(
     floating[:, ::1] out,           # OUT (m, n_hidden)
     double beta=1.0,
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out = sigmoid(beta (V W^T + bh))``."""
+    cdef int smax = _smax(small_batch_max)
     with nogil:
-        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], NULL, NULL, V.shape[0], W.shape[1], W.shape[0],
+        _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &out[0, 0], NULL, NULL, V.shape[0], W.shape[1], W.shape[0],
                 <floating> beta, max(n_threads, 1))
 
 
@@ -775,10 +768,13 @@ def visible_means(
     bint gaussian,
     floating[:, ::1] out,           # OUT (m, n_visible)
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out = sigmoid(H W + bv)`` (Bernoulli visible units) or ``H W + bv`` (Gaussian)."""
+    cdef int smax = _smax(small_batch_max)
     with nogil:
-        _visible(&H[0, 0], &W[0, 0], &bv[0], &out[0, 0], NULL, H.shape[0], W.shape[1], W.shape[0], gaussian,
+        _visible(smax, &H[0, 0], &W[0, 0], &bv[0], &out[0, 0], NULL, H.shape[0], W.shape[1], W.shape[0], gaussian,
                  max(n_threads, 1))
 
 
@@ -791,8 +787,11 @@ def sample_hidden(
     object bit_generator,
     floating[:, ::1] out,           # OUT (m, n_hidden) binary states
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out ~ Bernoulli(sigmoid(V W^T + bh))``, drawn as ``Ops.bernoulli`` draws."""
+    cdef int smax = _smax(small_batch_max)
     cdef int m = V.shape[0]
     cdef int nh = W.shape[0]
     cdef floating[::1] U = np.empty(m * nh, dtype=np.float32 if floating is float else np.float64)
@@ -800,7 +799,7 @@ def sample_hidden(
     with bit_generator.lock, nogil:
         uniforms(bg, &U[0], m * nh)
     with nogil:
-        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], &U[0], &out[0, 0], m, W.shape[1], nh,
+        _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &out[0, 0], &U[0], &out[0, 0], m, W.shape[1], nh,
                 <floating> 1, max(n_threads, 1))
 
 
@@ -814,12 +813,15 @@ def gibbs_bernoulli(
     int steps,
     object bit_generator,
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``steps`` steps v -> h -> v of block Gibbs sampling with Bernoulli visible units, in place.
 
     Each step draws the hidden units, then the visible units, from
     ``bit_generator`` as :meth:`neuroplug.ops.Ops.rbm_gibbs` does.
     """
+    cdef int smax = _smax(small_batch_max)
     cdef int m = V.shape[0]
     cdef int nh = W.shape[0]
     cdef int nv = W.shape[1]
@@ -833,9 +835,9 @@ def gibbs_bernoulli(
     with bit_generator.lock, nogil:
         for step in range(steps):
             uniforms(bg, &U[0], m * nh)
-            _hidden(&V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
+            _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
             uniforms(bg, &U[0], m * nv)
-            _visible(&H[0, 0], &W[0, 0], &bv[0], &V[0, 0], &U[0], m, nv, nh, False, n_threads)
+            _visible(smax, &H[0, 0], &W[0, 0], &bv[0], &V[0, 0], &U[0], m, nv, nh, False, n_threads)
 
 
 cdef void _free_energy_rows(const floating* V, const floating* W, const floating* bh, const floating* bv,

@@ -47,7 +47,6 @@ only internal consistency is checked.
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-from ._modes import mode_from_env, mode_name, mode_value
 
 
 cdef extern from "np_winograd.h":
@@ -100,27 +99,6 @@ def available():
     return bool(_cpu_ok)
 
 
-# Where the Winograd kernels run: 0 never, 1 where they pay (the default), 2 wherever they apply.
-cdef int _mode = 1
-
-
-def set_winograd(mode):
-    """Select where the Winograd kernels run: ``"auto"`` (default), ``"always"`` or ``"never"``.
-
-    ``"always"`` and ``"never"`` are for tests and benchmarks (also settable
-    before import with ``NEUROPLUG_WINOGRAD``).  Returns the previous mode.
-    Not thread-safe with respect to convolutions running at the same time.
-    """
-    global _mode
-    previous = mode_name(_mode)
-    _mode = mode_value(mode)
-    return previous
-
-
-if mode_from_env("NEUROPLUG_WINOGRAD"):
-    set_winograd(mode_from_env("NEUROPLUG_WINOGRAD"))
-
-
 cdef inline Py_ssize_t _tiles_per_row(Py_ssize_t width) noexcept nogil:
     """Tiles per row as laid out in the vectors: 4 (two rows per vector) up to 8 wide, else whole vectors."""
     cdef Py_ssize_t tw = (width + 1) // 2
@@ -128,23 +106,27 @@ cdef inline Py_ssize_t _tiles_per_row(Py_ssize_t width) noexcept nogil:
 
 
 def pays(int kind, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F, Py_ssize_t KH,
-         Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, bint simd):
+         Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t G, bint simd,
+         int mode=1):
     """Whether a float32 call of ``kind`` (0 forward, 1 input gradient, 2 weight gradient) runs here.
 
     The kernels apply to one group of 3x3 or 5x5 filters with stride 1 where
     ``simd`` (the SIMD kernels of :mod:`neuroplug_core.conv` are enabled) and
     the CPU has AVX2+FMA; the weight gradient also needs one sample's
     transforms to fit a budget.  Where they pay was measured against the
-    other kernels (AVX2, 2 threads; the rules are below).
+    other kernels (rules below).  ``mode`` is 0 (never), 1 (where they pay,
+    the default) or 2 (wherever they apply): the backend's ``winograd`` option.
     """
-    if _mode == 0 or not _cpu_ok or not simd or KH != KW or KH not in (3, 5) or SH != 1 or SW != 1 or G != 1:
+    if mode not in (0, 1, 2):
+        raise ValueError(f"mode must be 0 (never), 1 (auto) or 2 (always). Received: mode={mode}")
+    if mode == 0 or not _cpu_ok or not simd or KH != KW or KH not in (3, 5) or SH != 1 or SW != 1 or G != 1:
         return False
     if min(N, C, H, W, F) < 1 or min(PH, PW) < 0 or H + 2 * PH < KH or W + 2 * PW < KW:
         return False
     cdef WGeom g = _wgeom(kind, N, C, H, W, F, <int> KH, PH, PW)
     if kind == 2 and (_wgrad_floats(C, F, g.OH, g.OW, g.R) > WGRAD_BUDGET or g.chunks < min(N, 2)):
         return False        # a sample's transforms, or partial sums for two chunks, exceed their budgets
-    if _mode == 2:
+    if mode == 2:
         return True
     # Measured against the packed GEMM and sliding kernels (AVX2, 2 threads), they lose:
     # - with fewer than 16 input or output channels (short products, half-empty panels:

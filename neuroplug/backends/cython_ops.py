@@ -15,10 +15,11 @@ with stride 1 and 16 or more channels in and out, Winograd F(2x2, 3x3) and
 F(2x2, 5x5) (all three products where they measured faster,
 :mod:`neuroplug_core.winograd`); float64, and float32 on other CPUs, run
 im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
-kernels and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa``
-/ ``NEUROPLUG_SIMD``, ``set_sliding`` / ``NEUROPLUG_SLIDING`` and
-``neuroplug_core.winograd.set_winograd`` / ``NEUROPLUG_WINOGRAD`` select
-another kernel (tests, benchmarks).
+kernels and a portable branch-free loop.  Which kernels run is part of the
+backend's configuration: the ``simd``, ``sliding``, ``winograd``, ``sparse``
+and ``small_batch_max`` options of :class:`CythonOps` (see
+:meth:`CythonOps.kernels` to change them for a block), never process-global
+state.
 
 Threads
 -------
@@ -45,8 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import threading
-from typing import Any, Sequence
+import warnings
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -75,6 +78,64 @@ _MIN_FLOPS_PER_THREAD = 1e6
 _MIN_ELEMENTS_PER_THREAD = 65536
 _MIN_SUM_ELEMENTS_PER_THREAD = 262144   # plain sums and finiteness checks: ~0.1 ms of work
 _EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
+
+# Kernel choices (CythonOps options): their names, and the environment variables
+# that give the default of an option left unset.
+_MODES = {"never": 0, "auto": 1, "always": 2}
+_SIMD_LEVELS = {"blas": 0, "avx2": 1, "avx512": 2}
+_SIMD_ALIASES = {"0": "blas", "none": "blas", "portable": "blas"}
+_OPTION_ENV = {
+    "simd": "NEUROPLUG_SIMD",
+    "sliding": "NEUROPLUG_SLIDING",
+    "winograd": "NEUROPLUG_WINOGRAD",
+    "sparse": "NEUROPLUG_SPARSE",
+    "small_batch_max": "NEUROPLUG_SMALL_BATCH_MAX",
+}
+KERNEL_OPTIONS = tuple(_OPTION_ENV)
+
+
+def _check_kernel_option(name: str, value: Any) -> Any:
+    """``value`` of kernel option ``name``, normalised; ``ValueError`` naming the choices otherwise."""
+    if name == "simd":
+        if isinstance(value, str):
+            value = _SIMD_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if value != "auto" and value not in _SIMD_LEVELS:
+            raise ValueError(
+                f"simd must be one of {['auto', *_SIMD_LEVELS]}. Received: simd={value!r}"
+            )
+        return value
+    if name == "small_batch_max":
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+            raise ValueError(
+                f"small_batch_max must be None (the CPU's default) or an int >= 0. "
+                f"Received: small_batch_max={value!r}"
+            )
+        return None if value is None else int(value)
+    if isinstance(value, str):
+        value = value.strip().lower()
+    if value not in _MODES:
+        raise ValueError(f"{name} must be one of {list(_MODES)}. Received: {name}={value!r}")
+    return value
+
+
+def _default_kernel_option(name: str) -> Any:
+    """The default of an unset option: its environment variable when set and valid, else ``"auto"``/``None``."""
+    raw = os.environ.get(_OPTION_ENV[name], "").strip()
+    if raw:
+        try:
+            return _check_kernel_option(name, raw)
+        except ValueError:
+            warnings.warn(
+                f"Ignoring {_OPTION_ENV[name]}={raw!r}: not a valid value of the {name!r} kernel option.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return None if name == "small_batch_max" else "auto"
 
 
 # ---------------------------------------------------------------------------
@@ -135,6 +196,17 @@ def _blas_guard(uses_blas: bool) -> Any:
 # ---------------------------------------------------------------------------
 # Argument helpers
 # ---------------------------------------------------------------------------
+def _bit_generator(rng: Any) -> np.random.BitGenerator:
+    """The ``BitGenerator`` behind ``rng``, which the sampling kernels draw from directly."""
+    bit_generator = getattr(rng, "bit_generator", None)
+    if not isinstance(bit_generator, np.random.BitGenerator):
+        raise TypeError(
+            "rng must be a numpy.random.Generator (from ops.make_rng). "
+            f"Received: rng of type {type(rng).__name__}"
+        )
+    return bit_generator
+
+
 def _float_dtype(x: Any) -> np.dtype:
     """The native float dtype (float32/float64) of an array already checked by ``_check_array``."""
     itemsize = x.dtype.itemsize if isinstance(x, np.ndarray) else np.dtype(str(x.dtype).replace("torch.", "")).itemsize
@@ -158,11 +230,41 @@ class CythonOps(Ops):
         back from the number of CPUs (``-1``: all).  Never above OpenMP's limit.
     check_finite : bool, default=True
         Refuse NaN and infinity in conv/pool inputs.
+    simd : {"auto", "avx512", "avx2", "blas"}, optional
+        Widest float32 SIMD kernels of convolution and max pooling; ``"auto"``
+        the widest this CPU has, ``"blas"`` im2col + BLAS (and the portable
+        pooling loop).  A level the CPU lacks is capped at what it has.
+    sliding, winograd, sparse : {"auto", "always", "never"}, optional
+        Where the sliding-window convolutions, the Winograd convolutions, and
+        the sparse products of float32 CD epochs run: ``"auto"`` where they
+        measured faster, or always (wherever they apply) or never.
+    small_batch_max : int, optional
+        Largest RBM batch that the unpacked float32 products handle (0: off);
+        ``None`` the CPU's default (32 with AVX2 + FMA, else off).
+
+    Every kernel option left unset takes its default from an environment
+    variable when set (``NEUROPLUG_SIMD``, ``NEUROPLUG_SLIDING``,
+    ``NEUROPLUG_WINOGRAD``, ``NEUROPLUG_SPARSE``, ``NEUROPLUG_SMALL_BATCH_MAX``)
+    when the backend is made, and keeps it: the options are part of this
+    object (they pickle with it and travel to Dask workers), and no setting
+    is process-global.  :meth:`kernels` changes them for a block.  The
+    choices change only the speed, never the results beyond rounding.
     """
 
     name = "cpu"
 
-    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        n_threads: int | None = None,
+        check_finite: bool = True,
+        simd: str | None = None,
+        sliding: str | None = None,
+        winograd: str | None = None,
+        sparse: str | None = None,
+        small_batch_max: int | None = None,
+    ) -> None:
         if _IMPORT_ERROR is not None:
             raise ImportError(
                 "The 'cpu' backend needs the compiled neuroplug_core extension, which failed to import "
@@ -172,17 +274,69 @@ class CythonOps(Ops):
         super().__init__(device, n_threads=n_threads, check_finite=check_finite)
         if n_threads is not None:
             effective_n_threads(n_threads)  # reject n_threads=0 (or a non-int) now, not at the first call
+        given = {"simd": simd, "sliding": sliding, "winograd": winograd, "sparse": sparse,
+                 "small_batch_max": small_batch_max}
+        for option, value in given.items():
+            if value is None:
+                value = _default_kernel_option(option)
+            setattr(self, option, None if value is None else _check_kernel_option(option, value))
         self._local = threading.local()
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={getattr(self, k)!r}" for k in KERNEL_OPTIONS)
+        return f"{type(self).__name__}(device={self.device!r}, n_threads={self.n_threads!r}, {options})"
+
+    @property
+    def kernel_options(self) -> dict[str, Any]:
+        """The kernel choices of this backend, as keyword arguments of :class:`CythonOps`."""
+        return {k: getattr(self, k) for k in KERNEL_OPTIONS}
+
+    @contextlib.contextmanager
+    def kernels(self, **options: Any) -> Iterator["CythonOps"]:
+        """Run a block with some kernel options of this backend changed, then restore them.
+
+        For example ``with ops.kernels(winograd="never"): ...``.  The change is
+        to this object only (another backend, or a copy sent to a worker, keeps
+        its own options); calls made from other threads on the same object
+        during the block see it too.
+        """
+        unknown = sorted(set(options) - set(KERNEL_OPTIONS))
+        if unknown:
+            raise TypeError(f"Unknown kernel options {unknown}; expected some of {list(KERNEL_OPTIONS)}.")
+        checked = {k: _check_kernel_option(k, v) for k, v in options.items()}
+        previous = self.kernel_options
+        try:
+            for k, v in checked.items():
+                setattr(self, k, v)
+            yield self
+        finally:
+            for k in checked:
+                setattr(self, k, previous[k])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for option in KERNEL_OPTIONS:  # pickled before the options existed: the defaults
+            state.setdefault(option, None if option == "small_batch_max" else "auto")
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # Kernel levels for one call, from the options (capped at what the CPU has).
+    def _conv_isa(self) -> int:
+        top = len(_conv.available_isas()) - 1
+        return top if self.simd == "auto" else min(_SIMD_LEVELS[self.simd], top)
+
+    def _pool_isa(self) -> int:
+        top = len(_pool.available_isas()) - 1
+        return top if self.simd == "auto" else min(_SIMD_LEVELS[self.simd], top)
+
+    def _rbm_options(self) -> dict[str, int]:
+        smax = -1 if self.small_batch_max is None else self.small_batch_max
+        return {"small_batch_max": smax, "sparse_mode": _MODES[self.sparse]}
 
     # The per-thread workspaces are a cache: never pickled, rebuilt on demand.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_local", None)
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
     # ------------------------------------------------------------- plumbing
     def _threads(self, work: float | None = None, per_thread: float = 1.0) -> int:
@@ -262,10 +416,10 @@ class CythonOps(Ops):
             work = self._scratch("conv", _winograd.workspace(0, n, c, h, wd, f, kh, *padding, nt), dt)
             _winograd.forward(x, w, b, y, *padding, nt, work)
             return y
-        size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt, *self._conv_options())
         work = self._scratch("conv", size, dt)
         with _blas_guard(uses_blas):
-            _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
+            _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work, *self._conv_options())
         return y
 
     def conv2d_backward_input(
@@ -291,10 +445,10 @@ class CythonOps(Ops):
             work = self._scratch("conv", _winograd.workspace(1, n, c, h, wd, f, kh, *padding, nt), dt)
             _winograd.backward_input(dy, w, dx, *padding, nt, work)
             return dx
-        size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt, *self._conv_options())
         work = self._scratch("conv", size, dt)
         with _blas_guard(uses_blas):
-            _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
+            _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work, *self._conv_options())
         return dx
 
     def conv2d_backward_weights(
@@ -323,24 +477,27 @@ class CythonOps(Ops):
             _winograd.backward_weights(dy, x, dw, *padding, nt, work)
         else:
             size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride,
-                                                      *padding, groups, nt)
+                                                      *padding, groups, nt, *self._conv_options())
             work = self._scratch("conv", size, dt)
             partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
             with _blas_guard(uses_blas):
                 _conv.conv2d_backward_weights(dy, x, partial, dw.reshape(-1), kh, kw, *stride, *padding, groups, nt,
-                                              work)
+                                              work, *self._conv_options())
         db = np.empty(f, dtype=dt)
         _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
         if connections is not None:
             dw *= connections[:, :, None, None]
         return dw, db
 
-    @staticmethod
-    def _winograd(kind: int, dtype: np.dtype, n: int, c: int, h: int, wd: int, f: int, kh: int, kw: int,
+    def _conv_options(self) -> tuple[int, int]:
+        """The ``isa`` and ``sliding`` arguments of the conv kernels, from this backend's options."""
+        return self._conv_isa(), _MODES[self.sliding]
+
+    def _winograd(self, kind: int, dtype: np.dtype, n: int, c: int, h: int, wd: int, f: int, kh: int, kw: int,
                   stride: tuple[int, int], padding: tuple[int, int], groups: int) -> bool:
         """Whether a convolution call of ``kind`` (0 forward, 1 input gradient, 2 weight gradient) runs Winograd."""
         return dtype == _FLOAT_DTYPES[0] and _winograd.pays(
-            kind, n, c, h, wd, f, kh, kw, *stride, *padding, groups, _conv.simd_isa() != "blas"
+            kind, n, c, h, wd, f, kh, kw, *stride, *padding, groups, self._conv_isa() > 0, _MODES[self.winograd]
         )
 
     def _weights(self, w: Array, connections: Any, dtype: np.dtype) -> np.ndarray:
@@ -478,7 +635,8 @@ class CythonOps(Ops):
         oh, ow = pool2d_output_shape((h, w), size, stride)
         y = np.empty((n, c, oh, ow), dtype=dt)
         argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
+        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD),
+                                self._pool_isa())
         return y, argmax
 
     def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> np.ndarray:
@@ -541,16 +699,6 @@ class CythonOps(Ops):
     # kernels split their products between OpenMP threads by blocks of rows,
     # each thread calling a single-threaded BLAS.
     @staticmethod
-    def _sbn_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
-    @staticmethod
     def _sbn_check_buffers(**lists: Any) -> None:
         # Parameters are updated in place by the kernel: a copy would lose the update.
         for name, arrays in lists.items():
@@ -581,7 +729,7 @@ class CythonOps(Ops):
 
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
         learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
-        bit_generator = self._sbn_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._sbn_check_buffers(Wg=Wg, bg=bg, Wr=Wr, br=br)
         self._sbn_check_int32(min(batch_size, X.shape[0]) * K, sizes)
         batch_size = min(batch_size, int(X.shape[0]))
@@ -598,7 +746,7 @@ class CythonOps(Ops):
 
         sizes = self.check_sbn(None, Wg, bg)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
-        bit_generator = self._sbn_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._sbn_check_int32(n_samples, sizes)
         Wg = [np.ascontiguousarray(w) for w in Wg]
         bg = [np.ascontiguousarray(b) for b in bg]
@@ -616,7 +764,7 @@ class CythonOps(Ops):
 
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
-        bit_generator = self._sbn_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._sbn_check_int32(n_samples, sizes)
         X = np.ascontiguousarray(X)
         params = [[np.ascontiguousarray(a) for a in p] for p in (Wg, bg, Wr, br)]
@@ -632,16 +780,6 @@ class CythonOps(Ops):
     # the inherited one-call Ops.crbm_cd_epoch runs entirely compiled apart
     # from the small parameter updates.  The sampler draws from the NumPy
     # generator in the reference's order (same samples).
-    @staticmethod
-    def _crbm_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
     def _crbm_threads(self, size: int) -> int:
         # These kernels do a few flops per element: below ~32k elements a
         # parallel region costs more than it saves (far more on a busy machine).
@@ -665,7 +803,7 @@ class CythonOps(Ops):
         from neuroplug_core import crbm as _crbm
 
         pool = self.check_crbm_pool(h_probs, "h_probs", pool_size)
-        bit_generator = self._crbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         dt = _float_dtype(h_probs)
         h_probs = self._contiguous(h_probs, dt)
         out = np.empty_like(h_probs)
@@ -716,16 +854,6 @@ class CythonOps(Ops):
     # the reference's order (same samples, so the same fit as backend="numpy"
     # up to rounding).  Each OpenMP thread runs single-threaded GEMMs on its
     # slice of the weights.
-    @staticmethod
-    def _rbm_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
     def _rbm_threads(self, rows: int, W: np.ndarray) -> int:
         # A GEMM of rows x n_hidden x n_visible below about a million
         # multiply-adds takes microseconds: splitting it costs more in OpenMP
@@ -785,7 +913,8 @@ class CythonOps(Ops):
         v = self._rbm_input(v, "v", W)
         out = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W))
+            _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W),
+                              small_batch_max=self._rbm_options()["small_batch_max"])
         return out
 
     def rbm_visible_means(self, h: Array, W: Array, bv: Array, visible: str) -> np.ndarray:
@@ -801,7 +930,8 @@ class CythonOps(Ops):
         h = self._rbm_input(h, "h", W, units="hidden")
         out = np.empty((h.shape[0], W.shape[1]), dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.visible_means(h, W, bv, gaussian, out, self._rbm_threads(h.shape[0], W))
+            _rbm.visible_means(h, W, bv, gaussian, out, self._rbm_threads(h.shape[0], W),
+                               small_batch_max=self._rbm_options()["small_batch_max"])
         return out
 
     def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> np.ndarray:
@@ -828,18 +958,20 @@ class CythonOps(Ops):
         gaussian = self._rbm_check_visible(visible)
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"steps must be an int >= 0. Received: steps={steps!r}")
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         W, bh, bv = self._rbm_params(W, bh, bv)
         v = np.array(self._rbm_input(v, "v", W), copy=True)  # never overwrite the caller's array
         nt = self._rbm_threads(v.shape[0], W)
         if not gaussian:
             with _single_threaded_blas:
-                _rbm.gibbs_bernoulli(v, W, bh, bv, int(steps), bit_generator, nt)
+                _rbm.gibbs_bernoulli(v, W, bh, bv, int(steps), bit_generator, nt,
+                                     small_batch_max=self._rbm_options()["small_batch_max"])
             return v
         h = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         for _ in range(int(steps)):
             with _single_threaded_blas:
-                _rbm.sample_hidden(v, W, bh, bit_generator, h, nt)
+                _rbm.sample_hidden(v, W, bh, bit_generator, h, nt,
+                                   small_batch_max=self._rbm_options()["small_batch_max"])
             v = h @ W
             v += bv
             v += self.random_normal(rng, v.shape, v.dtype)
@@ -866,7 +998,7 @@ class CythonOps(Ops):
         for name, value in rates.items():
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._check_array(W, "W", 2)
         buffers = {"W": W, "bh": bh, "bv": bv, "dW": dW, "dbh": dbh, "dbv": dbv}
         if chain is not None:
@@ -900,6 +1032,7 @@ class CythonOps(Ops):
             return float(_rbm.cd_epoch(
                 X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
                 m, gaussian, bit_generator, chain, self._rbm_threads(m, W), sample_visible,
+                **self._rbm_options(),
             ))
 
     def rbm_ais_log_weights(
@@ -915,7 +1048,7 @@ class CythonOps(Ops):
 
         gaussian = self._rbm_check_visible(visible)
         n_runs = self._rbm_int(n_runs, "n_runs")
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         W, bh, bv = self._rbm_params(W, bh, bv)
         self._check_array(base_bias, "base_bias", 1, W.dtype)
         if int(base_bias.shape[0]) != W.shape[1]:

@@ -23,7 +23,6 @@ from scipy import signal
 from neuroplug.backends import get_ops
 from neuroplug.backends.cython_ops import CythonOps
 from neuroplug.ops import Ops, conv2d_output_shape, normalize_pair, normalize_padding, pool2d_output_shape
-from neuroplug_core._modes import switched  # pure Python: imports without the compiled kernels
 
 REF = Ops()
 DTYPES = [np.float32, np.float64]
@@ -133,25 +132,17 @@ def _cpu_kernels():
 
 @pytest.fixture(params=_cpu_kernels())
 def cpu_kernel(request):
-    """The ``cpu`` backend's float32 kernels set to each set this CPU supports.
+    """A ``cpu`` backend with its float32 kernels set to each set this CPU supports.
 
     Pooling follows: AVX-512 and AVX2 kernels with the convolution kernels of
     the same name, and the portable loop with "blas".
     """
-    from neuroplug_core import conv, pool
-
-    previous = conv.set_simd_isa(request.param)
-    previous_pool = pool.set_simd_isa("portable" if request.param == "blas" else request.param)
-    try:
-        yield request.param
-    finally:
-        conv.set_simd_isa(previous)
-        pool.set_simd_isa(previous_pool)
+    return get_ops("cpu", simd=request.param)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
 def test_cpu_conv_kernels_match_reference(cpu_kernel, case):
-    check_conv_case(get_ops("cpu"), case, np.float32, seed=1)
+    check_conv_case(cpu_kernel, case, np.float32, seed=1)
 
 
 # Shapes that reach every branch of the sliding-window kernels: rows of 3, 2 and 1 vectors
@@ -183,18 +174,17 @@ SLIDING_CASES = CONV_CASES + [
 
 @pytest.fixture(params=["never", "always", "auto"])
 def sliding(request):
-    """The ``cpu`` backend's float32 kernels with the sliding-window path off, everywhere, or by default."""
+    """A ``cpu`` backend with the sliding-window path off, everywhere, or by default."""
     from neuroplug_core import conv
 
     if "avx2" not in conv.available_isas():
         pytest.skip("the sliding-window kernels need AVX2")
-    with switched(conv.set_sliding, request.param) as mode:
-        yield mode
+    return get_ops("cpu", sliding=request.param)
 
 
 @pytest.mark.parametrize("case", SLIDING_CASES, ids=case_id)
 def test_cpu_sliding_kernels_match_reference(sliding, case):
-    check_conv_case(get_ops("cpu"), case, np.float32, seed=2)
+    check_conv_case(sliding, case, np.float32, seed=2)
 
 
 # Shapes that reach every branch of the Winograd kernels (3x3 and 5x5): one channel and few
@@ -224,18 +214,17 @@ WINOGRAD_CASES = [
 
 @pytest.fixture(params=["never", "always", "auto"])
 def winograd(request):
-    """The ``cpu`` backend's float32 kernels with the Winograd path off, everywhere, or by default."""
+    """A ``cpu`` backend with the Winograd path off, everywhere, or by default."""
     from neuroplug_core import winograd as wg
 
     if not wg.available():
         pytest.skip("the Winograd kernels need AVX2 and FMA")
-    with switched(wg.set_winograd, request.param) as mode:
-        yield mode
+    return get_ops("cpu", winograd=request.param)
 
 
 @pytest.mark.parametrize("case", WINOGRAD_CASES + CONV_CASES, ids=case_id)
 def test_cpu_winograd_kernels_match_reference(winograd, case):
-    check_conv_case(get_ops("cpu"), case, np.float32, seed=3)
+    check_conv_case(winograd, case, np.float32, seed=3)
 
 
 def test_cpu_winograd_runs_only_where_it_applies_and_pays():
@@ -262,10 +251,10 @@ def test_cpu_winograd_runs_only_where_it_applies_and_pays():
     assert not wg.pays(1, 64, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, True)
     assert not wg.pays(2, 8, 512, 224, 224, 512, 3, 3, 1, 1, 1, 1, 1, True)  # transforms beyond the budget
     assert not wg.pays(2, 8, 512, 14, 14, 512, 3, 3, 1, 1, 1, 1, 1, True)    # partial sums beyond the budget
-    with switched(wg.set_winograd, "never"):
-        assert not wg.pays(0, *c_shape, True)
-    with switched(wg.set_winograd, "always"):
-        assert wg.pays(0, 8, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True)
+    assert not wg.pays(0, *c_shape, True, 0)                                 # mode "never"
+    assert wg.pays(0, 8, 3, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, True, 2)       # mode "always"
+    with pytest.raises(ValueError, match="mode must be 0"):
+        wg.pays(0, *c_shape, True, 3)
 
 
 def test_cpu_winograd_checks_its_workspace_and_shapes():
@@ -317,8 +306,7 @@ def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     x = rng.standard_normal((2, 1, 6, 13)).astype(np.float32)
     x[:, :, :, -1] = np.inf                    # reached only by the last column of taps
     dy = rng.standard_normal((2, 3, 4, 11)).astype(np.float32)
-    with switched(conv.set_sliding, "always"):
-        dw, _ = get_ops("cpu", check_finite=False).conv2d_backward_weights(dy, x, (3, 1, 3, 3))
+    dw, _ = get_ops("cpu", check_finite=False, sliding="always").conv2d_backward_weights(dy, x, (3, 1, 3, 3))
     with np.errstate(invalid="ignore"):
         ref, _ = Ops(check_finite=False).conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
                                                                  (3, 1, 3, 3))
@@ -327,50 +315,98 @@ def test_cpu_sliding_weight_gradient_never_mixes_in_values_outside_a_window():
     assert not np.isfinite(dw[..., 2]).any()
 
 
-@pytest.mark.parametrize("module,setter,variable", [
-    ("conv", "set_sliding", "NEUROPLUG_SLIDING"),
-    ("winograd", "set_winograd", "NEUROPLUG_WINOGRAD"),
+@pytest.mark.parametrize("option", ["sliding", "winograd", "sparse"])
+def test_cpu_kernel_modes_are_validated(option):
+    with pytest.raises(ValueError, match=f"{option} must be one of"):
+        CythonOps(**{option: "sometimes"})
+    assert getattr(CythonOps(**{option: "NEVER"}), option) == "never"
+
+
+@pytest.mark.parametrize("option,variable,value", [
+    ("sliding", "NEUROPLUG_SLIDING", "never"),
+    ("winograd", "NEUROPLUG_WINOGRAD", "always"),
+    ("sparse", "NEUROPLUG_SPARSE", "never"),
+    ("simd", "NEUROPLUG_SIMD", "blas"),
+    ("small_batch_max", "NEUROPLUG_SMALL_BATCH_MAX", 0),
 ])
-def test_cpu_kernel_modes_are_validated_and_read_from_the_environment(module, setter, variable):
-    import importlib
-    import os
-    import subprocess
-    import sys
-
-    with pytest.raises(ValueError, match="mode must be one of"):
-        getattr(importlib.import_module(f"neuroplug_core.{module}"), setter)("sometimes")
-    code = f"from neuroplug_core import {module}; print({module}.{setter}('auto'))"
-    for value in ("never", "always"):
-        env = dict(os.environ, **{variable: value})
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == value
-
-
-def test_cpu_kernels_can_be_capped_from_the_environment():
-    import os
-    import subprocess
-    import sys
-
-    from neuroplug_core import conv
-
-    code = "from neuroplug_core import conv, pool; print(conv.simd_isa(), pool.simd_isa())"
-    env = dict(os.environ, NEUROPLUG_SIMD="blas")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(conv.__file__)))   # where neuroplug_core imports from
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["blas", "portable"]
+def test_cpu_kernel_options_default_to_the_environment_when_the_backend_is_made(
+    monkeypatch, option, variable, value
+):
+    monkeypatch.setenv(variable, str(value))
+    ops = CythonOps()
+    assert getattr(ops, option) == value
+    monkeypatch.delenv(variable)
+    assert getattr(ops, option) == value                     # kept: read once, when made
+    assert getattr(CythonOps(), option) == (None if option == "small_batch_max" else "auto")
+    monkeypatch.setenv(variable, "bogus")
+    with pytest.warns(RuntimeWarning, match=variable):
+        assert getattr(CythonOps(), option) == (None if option == "small_batch_max" else "auto")
 
 
 def test_cpu_kernel_selection_is_validated():
-    from neuroplug_core import conv
+    from neuroplug_core import conv, pool
 
-    assert conv.simd_isa() in conv.available_isas()
-    with pytest.raises(ValueError, match="Received: 'sse9'"):
-        conv.set_simd_isa("sse9")
-    from neuroplug_core import pool
+    with pytest.raises(ValueError, match="Received: simd='sse9'"):
+        CythonOps(simd="sse9")
+    with pytest.raises(ValueError, match="small_batch_max must be"):
+        CythonOps(small_batch_max=-1)
+    assert CythonOps(simd="portable").simd == "blas"
+    top = len(conv.available_isas()) - 1
+    with pytest.raises(ValueError, match="isa must be a level of"):
+        conv.workspace(0, True, 1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0, 1, 1, top + 1, 1)
+    with pytest.raises(ValueError, match="sliding must be 0"):
+        conv.workspace(0, True, 1, 1, 5, 5, 1, 3, 3, 1, 1, 0, 0, 1, 1, 0, 3)
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="isa must be a level of"):
+        pool.maxpool2d_forward(x, np.empty((1, 1, 2, 2), np.float32), np.empty((1, 1, 2, 2), np.int64),
+                               2, 2, 2, 2, 1, len(pool.available_isas()))
+    with pytest.raises(TypeError, match="Unknown kernel options"):
+        with CythonOps().kernels(winograds="never"):
+            pass
 
-    assert pool.simd_isa() in ("portable", "avx2", "avx512")
-    with pytest.raises(ValueError, match="Received: 'sse9'"):
-        pool.set_simd_isa("sse9")
+
+def test_cpu_kernel_options_are_scoped_to_the_backend_object():
+    """A block's choice is restored after it (also on error), and never reaches another backend."""
+    a, b = CythonOps(), CythonOps(sliding="never")
+    with pytest.raises(RuntimeError):
+        with a.kernels(winograd="never", simd="blas") as same:
+            assert same is a and a.winograd == "never" and a.simd == "blas"
+            assert b.winograd == "auto" and b.simd == "auto" and b.sliding == "never"
+            raise RuntimeError
+    assert a.kernel_options == {"simd": "auto", "sliding": "auto", "winograd": "auto", "sparse": "auto",
+                                "small_batch_max": None}
+    assert CythonOps().kernel_options == a.kernel_options
+
+
+def test_cpu_kernel_options_pickle_with_the_backend():
+    ops = CythonOps(n_threads=1, simd="blas", sliding="never", winograd="always", sparse="never",
+                    small_batch_max=0)
+    back = pickle.loads(pickle.dumps(ops))
+    assert back.kernel_options == ops.kernel_options and back.n_threads == 1
+    assert "winograd='always'" in repr(back)
+    case = (2, 3, 9, 9, 4, 3, 3, 1, 1, 1, None)
+    check_conv_case(back, case, np.float32, seed=4)
+
+
+def test_cpu_kernel_options_choose_the_kernels():
+    """The options reach the kernels: each choice gives the reference's result with its own rounding."""
+    from neuroplug_core import winograd as wg
+
+    if not wg.available():
+        pytest.skip("the Winograd kernels need AVX2 and FMA")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    results = {}
+    for name, options in {"winograd": dict(winograd="always"), "packed": dict(winograd="never", sliding="never"),
+                          "blas": dict(simd="blas")}.items():
+        results[name] = CythonOps(**options).conv2d(x, w, padding=1)
+    ref = REF.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    for y in results.values():
+        assert_close(y, ref, np.float32)
+    # Different kernels round differently, so equal results would mean one kernel ran twice.
+    assert not np.array_equal(results["winograd"], results["packed"])
+    assert not np.array_equal(results["winograd"], results["blas"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -562,8 +598,7 @@ def test_cpu_winograd_random_shapes_match_reference(case, seed):
 
     if not wg.available():
         pytest.skip("the Winograd kernels need AVX2 and FMA")
-    with switched(wg.set_winograd, "always"):
-        check_conv_case(get_ops("cpu"), case, np.float32, seed)
+    check_conv_case(get_ops("cpu", winograd="always"), case, np.float32, seed)
 
 
 @HYPOTHESIS
@@ -719,8 +754,7 @@ def test_cpu_winograd_spreads_nan_only_within_a_tile_when_checks_are_off():
     x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
     x[0, 3, 5, 5] = np.nan
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    with switched(wg.set_winograd, "always"):
-        y = get_ops("cpu", check_finite=False).conv2d(x, w, padding=1)
+    y = get_ops("cpu", check_finite=False, winograd="always").conv2d(x, w, padding=1)
     with np.errstate(invalid="ignore"):
         ref = Ops(check_finite=False).conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
     assert np.isnan(y[np.isnan(ref)]).all()

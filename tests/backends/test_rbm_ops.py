@@ -8,6 +8,8 @@ identical parameters (to rounding) and an identical generator state afterwards.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -15,7 +17,6 @@ from threadpoolctl import threadpool_limits
 from neuroplug.backends import get_ops
 from neuroplug.backends.cython_ops import CythonOps
 from neuroplug.ops import Ops
-from neuroplug_core._modes import switched  # pure Python: imports without the compiled kernels
 
 VISIBLE = ["bernoulli", "gaussian"]
 # Visible units and whether the chain samples them (only Bernoulli units can be sampled).
@@ -388,7 +389,7 @@ def test_ais_argument_errors():
 _rbm_core = pytest.importorskip("neuroplug_core.rbm")
 
 
-@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the small-batch kernels need AVX2 and FMA")
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the small-batch kernels need AVX2 and FMA")
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
@@ -401,13 +402,9 @@ def test_small_batch_kernels_match_blas(n_threads, persistent, momentum, sample_
     chain = (np.random.default_rng(5).random((13, 257)) < 0.5).astype(np.float32) if persistent else None
     kw = dict(k=2, learning_rate=0.05, momentum=momentum, weight_decay=1e-3, batch_size=13, visible="bernoulli",
               sample_visible=sample_visible)
-    previous = _rbm_core.set_small_batch_max(0)
-    try:
-        e_blas, p_blas, c_blas, _ = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
-                                                chain=chain, **kw)
-    finally:
-        _rbm_core.set_small_batch_max(previous)
-    assert _rbm_core.small_batch_max() >= 13
+    e_blas, p_blas, c_blas, _ = _run_epochs(CythonOps(n_threads=n_threads, small_batch_max=0), arrays, epochs=2,
+                                            seed=3, chain=chain, **kw)
+    assert _rbm_core.default_small_batch_max() >= 13
     e_small, p_small, c_small, rng_small = _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3,
                                                        chain=chain, **kw)
     _, p_ref, _, rng_ref = _run_epochs(Ops(), arrays, epochs=2, seed=3, chain=chain, **kw)
@@ -420,7 +417,7 @@ def test_small_batch_kernels_match_blas(n_threads, persistent, momentum, sample_
         np.testing.assert_array_equal(c_small, c_blas)
 
 
-@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the small-batch kernels need AVX2 and FMA")
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the small-batch kernels need AVX2 and FMA")
 def test_small_batch_kernels_sampling_and_free_energy_match_reference():
     X, W, bh, bv, *_ = _problem(np.float32, "bernoulli", n=7, nv=45, nh=30, seed=6)
     cpu, ref = CythonOps(n_threads=1), Ops()
@@ -441,11 +438,11 @@ def _sparse_problem(density, n=157, nv=403, nh=257, seed=4):
 
 
 def _sparse_run(mode, arrays, n_threads, chain, **kw):
-    with switched(_rbm_core.set_sparse, mode), threadpool_limits(n_threads):
-        return _run_epochs(CythonOps(n_threads=n_threads), arrays, epochs=2, seed=3, chain=chain, **kw)
+    with threadpool_limits(n_threads):
+        return _run_epochs(CythonOps(n_threads=n_threads, sparse=mode), arrays, epochs=2, seed=3, chain=chain, **kw)
 
 
-@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the sparse products need AVX2 and FMA")
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("persistent", [False, True])
 @pytest.mark.parametrize("k,momentum,decay", [(1, 0.5, 1e-3), (2, 0.0, 0.0)])
@@ -471,7 +468,7 @@ def test_sparse_epochs_match_the_reference_and_the_dense_products(n_threads, per
     assert rng_sp.bit_generator.state == rng_ref.bit_generator.state
 
 
-@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the sparse products need AVX2 and FMA")
 @pytest.mark.parametrize("nh,n_threads", [(265, 1), (281, 2)])
 @pytest.mark.parametrize("sample_visible", [False, True])
 def test_sparse_positive_phase_covers_every_column_block(nh, n_threads, sample_visible):
@@ -489,7 +486,7 @@ def test_sparse_positive_phase_covers_every_column_block(nh, n_threads, sample_v
     np.testing.assert_allclose(e_sp, e_ref, rtol=1e-4)
 
 
-@pytest.mark.skipif(_rbm_core.small_batch_max() == 0, reason="the sparse products need AVX2 and FMA")
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the sparse products need AVX2 and FMA")
 def test_sparse_epochs_run_only_on_sparse_float32_bernoulli_data():
     kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=40)
     sparse, dense = _sparse_problem(0.15), _sparse_problem(0.6)
@@ -503,14 +500,39 @@ def test_sparse_epochs_run_only_on_sparse_float32_bernoulli_data():
     gauss = _problem(np.float32, "gaussian", n=157, nv=403, nh=257, seed=4)
     cases = [(gauss, dict(visible="gaussian", **kw)),
              ([a.astype(np.float64) for a in sparse], dict(visible="bernoulli", **kw)),
-             (sparse, dict(visible="bernoulli", **dict(kw, batch_size=_rbm_core.small_batch_max())))]
+             (sparse, dict(visible="bernoulli", **dict(kw, batch_size=_rbm_core.default_small_batch_max())))]
     for arrays, kwargs in cases:
         got = _sparse_run("always", arrays, 1, None, **kwargs)[1]
         want = _sparse_run("never", arrays, 1, None, **kwargs)[1]
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="mode must be one of"):
-        _rbm_core.set_sparse("sometimes")
+    with pytest.raises(ValueError, match="sparse must be one of"):
+        CythonOps(sparse="sometimes")
+    X, W, bh, bv, dW, dbh, dbv = (np.ascontiguousarray(a) for a in sparse[:7])
+    with pytest.raises(ValueError, match="sparse_mode must be 0"):
+        _rbm_core.cd_epoch(X, W, bh, bv, dW, dbh, dbv, 1, 0.1, 0.5, 0.0, 40, False,
+                           np.random.default_rng(0).bit_generator, sparse_mode=3)
+    with pytest.raises(ValueError, match="small_batch_max must be -1"):
+        _rbm_core.hidden_probs(X, W, bh, np.empty((X.shape[0], W.shape[0]), np.float32), small_batch_max=-2)
+
+
+@pytest.mark.skipif(not _rbm_core.small_batch_available(), reason="the small-batch kernels need AVX2 and FMA")
+def test_small_batch_option_travels_with_the_backend():
+    """small_batch_max set on one backend (and kept through pickling) leaves another one's alone."""
+    arrays = _problem(np.float32, "bernoulli", n=60, nv=403, nh=257, seed=4)
+    kw = dict(k=1, learning_rate=0.05, momentum=0.5, weight_decay=1e-3, batch_size=13, visible="bernoulli")
+    blas = pickle.loads(pickle.dumps(CythonOps(n_threads=1, small_batch_max=0)))
+    assert blas.small_batch_max == 0
+    small = CythonOps(n_threads=1)
+    p_blas = _run_epochs(blas, arrays, epochs=1, seed=3, chain=None, **kw)[1]
+    p_small = _run_epochs(small, arrays, epochs=1, seed=3, chain=None, **kw)[1]
+    with small.kernels(small_batch_max=0):
+        p_again = _run_epochs(small, arrays, epochs=1, seed=3, chain=None, **kw)[1]
+    for a, b, c in zip(p_blas, p_small, p_again):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+        np.testing.assert_array_equal(a, c)                  # the same kernels: the same bits
+    # The unpacked kernels round differently from BLAS: equal weights would mean one path ran twice.
+    assert not np.array_equal(p_blas[0], p_small[0])
 
 
 def test_fewer_openmp_threads_than_asked_still_give_the_reference_result():

@@ -62,17 +62,13 @@ def kernels():
 
 
 @pytest.mark.skipif(openmp.max_threads() < 2 or not openmp.openmp_enabled(), reason="needs OpenMP with 2 threads")
-@pytest.mark.parametrize("kernel,dtype", [(k, np.float32) for k in kernels()] + [(conv.simd_isa(), np.float64)])
+@pytest.mark.parametrize("kernel,dtype", [(k, np.float32) for k in kernels()] + [(conv.available_isas()[-1], np.float64)])
 @pytest.mark.parametrize("case", CASES)
 def test_results_identical_with_1_and_2_threads(kernel, dtype, case):
-    two_threads = get_ops("cpu", n_threads=2)
+    two_threads = get_ops("cpu", n_threads=2, simd=kernel)
     assert two_threads._threads(flops(case), cython_ops._MIN_FLOPS_PER_THREAD) == 2, "the case is too small to use 2 threads"
-    previous = conv.set_simd_isa(kernel)
-    try:
-        one = run_all(get_ops("cpu", n_threads=1), case, dtype)
-        two = run_all(two_threads, case, dtype)
-    finally:
-        conv.set_simd_isa(previous)
+    one = run_all(get_ops("cpu", n_threads=1, simd=kernel), case, dtype)
+    two = run_all(two_threads, case, dtype)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     # and both agree with the reference
