@@ -294,21 +294,17 @@ cdef bint _sliding_pays(int kind, int isa, const Geom* g, int sliding) noexcept:
             return False
         if sliding == 2:
             return True
-        # ... and, measured, only while the padded dy of a sample stays small: (c)'s 64 x 34 x 34
-        # copy (296 KB) made it slower (25.8 ms) than the packed GEMM with col2im fused (22.2 ms).
+        # ... and only while the padded dy of a sample stays in cache (a larger copy lost to the
+        # packed GEMM with col2im fused; figures in docs/guide/backends.rst).
         if g.H * g.W > g.P or g.Fg * (g.OH + 2 * (g.KH - 1 - g.PH)) * (g.OW + 2 * (g.KW - 1 - g.PW)) > SLIDING_XBUF:
             return False
         return _sliding_rows_fill(g.W)
     if sliding == 2:
         return True
-    # Measured against the packed GEMM (AVX2, 2 threads): the sliding kernels win where output
-    # rows fill most of their 8-float vectors and lose on rows that leave half a vector empty
-    # (4x4 planes: 2x slower).  The forward pass takes 4 rows at a time on planes up to 8 wide
-    # (LeNet's 8x8 layer: 4.3 -> 3.3 ms) and 2-3 vectors of one row on wider ones, but one
-    # vector and a partial one (10 wide) is slower.  The weight gradient wins on every row of
-    # whole vectors (LeNet's second layer 4.33 -> 3.58 ms, 64x16x16x16 32@5x5 "same" 5.14 ->
-    # 3.18 ms), but on rows of one partial vector only for short reductions (7-wide rows,
-    # 8 channels, 3x3: 0.40 -> 0.31 ms; 6-wide rows, 32 channels: 2.27 -> 3.01 ms).
+    # Measured against the packed GEMM: the sliding kernels win where output rows fill most
+    # of their 8-float vectors (the forward pass: planes up to 8 wide, or 2-3 whole vectors),
+    # and the weight gradient on rows of whole vectors, or of one partial vector only for
+    # short reductions.  The measurements are in docs/guide/backends.rst.
     if kind == 0:
         return _sliding_rows_fill(g.OW)
     return g.OW / (8.0 * _ceil_div(g.OW, 8)) >= 0.75 and (g.OW >= 8 or g.K <= SLIDING_WGRAD_MAX_K)
@@ -641,8 +637,8 @@ cdef void _col2im_order(const Geom* g, long* order, long* rowoff) noexcept:
     waits for the store to reach the cache (store forwarding fails on a
     partial overlap).  With the channels innermost (order j, i, c) the rows
     of a tile add into different planes, or, for a single channel, into the
-    same bytes as the previous add, which forwarding serves.  Measured on
-    LeNet's second layer at 2 threads: 3.40 -> 2.79 ms.  Only where every
+    same bytes as the previous add, which forwarding serves (measured in
+    docs/guide/backends.rst).  Only where every
     tile is fused (P % 16 == 0): a narrower last block goes through dcol
     and col2im, which expect im2col order.
     """

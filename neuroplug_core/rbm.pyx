@@ -15,7 +15,7 @@ instead of racing.
 Nothing here validates its arguments: :class:`neuroplug.backends.cython_ops.CythonOps`
 checks shapes, dtypes and contiguity first (DESIGN rule 4).  Matrices are
 row-major; ``W`` is ``(n_hidden, n_visible)``, except inside a sparse epoch
-(float32 inputs that are mostly zeros, see :func:`set_sparse`), which works
+(float32 inputs that are mostly zeros, see ``sparse_mode`` of :func:`cd_epoch`), which works
 on a transposed copy so that each nonzero input selects a contiguous row of
 weights.
 """
@@ -172,14 +172,14 @@ cdef void _visible_act(floating* out, const floating* bv, const floating* u, int
 
 
 # One uniform from the bit generator costs about as much as this many multiply-adds of a
-# single-threaded GEMM (measured on the benchmark machine: 3.4 ns against 36 ps).  It sets
+# single-threaded GEMM (measured; see docs/guide/backends.rst).  It sets
 # how _hidden_and_draw shares the hidden columns; being a constant, the share depends on
 # the shapes and the thread count only, so fits stay reproducible.
 cdef int _UNIFORM_MACS = 96
 
 
 # A multiply-add of the sparse products (np_rbm_spmm_y) costs about this many of a GEMM's
-# (MNIST, 500 hidden units, batch 100: 26 ms for 0.6 G nonzero products on 2 threads).
+# (measured on MNIST; see docs/guide/backends.rst).
 cdef double _SPARSE_MACS = 2.4
 
 
@@ -203,9 +203,9 @@ cdef void _hidden_and_draw(int smax, const floating* v, const floating* W, const
 
     Thread 0 takes fewer hidden columns (:func:`_draw_share`), so the others
     do not wait for the draw.  (BLAS may round a column's float32 sums
-    differently in a wider or narrower slice: the last bits depend on the
-    split, as they already depend on the thread count.)  A/B on MNIST, 500
-    hidden units, batch 100, 2 threads: 0.284 -> 0.270 s per epoch (median).
+    differently in a wider or narrower slice, so the last bits of an RBM
+    epoch depend on the split, and with it on the thread count; the split
+    depends on nothing else, so a fit is reproducible for a given count.)
     With ``rcnt`` (float32), ``v`` is given by its nonzeros (:func:`_nonzeros`)
     and the product is :func:`_hidden_sparse`'s; a column then costs
     :data:`_SPARSE_MACS` per nonzero instead of ``m nv`` multiply-adds.
@@ -303,7 +303,7 @@ cdef void _visible_rows(int smax, const floating* h, const floating* W, const fl
     update that follows then waits on the other core for half of the cache
     lines it writes: at batch size 10 that cost more than the products.
     (Sparse epochs cut by visible columns all the same: at batch 100 the
-    partial sums cost more than the shared lines, 227 -> 222 ms per epoch.)
+    partial sums cost more than the shared lines.)
     """
     cdef int t, j0, j1, i0, i1, q
     cdef Py_ssize_t r, i, size = <Py_ssize_t> m * nv
@@ -466,9 +466,8 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
     column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
     in increasing order.  Fixed room per row and column, so the threads need
     no prefix sums.  The rows are packed first (:c:func:`np_rbm_compact_y`);
-    each thread then appends, row by row, the entries of its columns.  (Reading
-    ``v`` down the columns instead, both lists took 8.0 ms per MNIST epoch at
-    batch 100 instead of 5.3.)
+    each thread then appends, row by row, the entries of its columns (reading
+    ``v`` down the columns instead was slower).
     """
     cdef int t, r, i, i0, i1, p, p1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
@@ -595,8 +594,7 @@ def cd_epoch(
     # Sparse epochs: the weights and their momentum transposed, (nv, nh), so that a nonzero
     # input selects a contiguous row; each batch's nonzeros by rows (CSR) and columns (CSC).
     # Rows are padded to whole cache lines and aligned, so that the threads' column slices
-    # (cut at multiples of 16) never share a line: unpadded, writing the momentum in the
-    # update cost 2.5x as long.
+    # (cut at multiples of 16) never share a line (false sharing in the momentum writes).
     cdef bint sparse = False
     if floating is float:
         sparse = (sparse_mode != 0 and not gaussian and batch_size > smax and np_rbm_cpu_avx2()
@@ -604,8 +602,7 @@ def cd_epoch(
     cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
     if sparse and ldt % 128 == 0:
         # A stride of a power of two (500 hidden units padded to 512) maps a column block of
-        # every row to the same few cache sets; one more line per row spreads them (A/B at
-        # batch 100: 225.0 -> 221.5 ms per epoch, best of 8).
+        # every row to the same few cache sets; one more line per row spreads them.
         ldt += 16
     cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
@@ -648,8 +645,8 @@ def cd_epoch(
                 us = u
             if floating is float and sparse_k and n_threads > 1:
                 # The first visible sample's uniforms come next in the stream: drawn during the
-                # positive phase, by a thread with fewer columns (the draw alone kept the other
-                # thread waiting 18 ms of a 182 ms MNIST epoch).
+                # positive phase, by a thread with fewer columns (drawn alone, it kept the
+                # other threads waiting).
                 _hidden_and_draw(smax, x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
                                  &rcnt[0], &idx[0], &val[0], us, hs)
                 drawn_v = True

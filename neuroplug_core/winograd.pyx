@@ -74,8 +74,8 @@ cdef enum:
     SLACK = 16            # floats after a padded block that the vector loads may touch
     BAND_FLOATS = 32768   # transformed input (or dy) of one band of tile rows, 128 KiB: stays in L2
     # Weight gradient: tiles per run of dot products.  Longer runs add up the 12 partial-sum
-    # vectors of a 4 x 3 block less often, shorter ones keep the transforms in cache: on
-    # LeNet's second layer 64, 128 and 256 took 3.04, 2.71 and 2.88 ms.
+    # vectors of a 4 x 3 block less often, shorter ones keep the transforms in cache (128 was
+    # the fastest of 64, 128 and 256 on LeNet's second layer).
     WGRAD_TILES = 128
     WGRAD_CHUNKS = 8      # weight gradient: at most this many batch chunks (partial sums)
     WGRAD_BUDGET = 4194304  # weight gradient: most floats of transforms per thread
@@ -128,21 +128,18 @@ def pays(int kind, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ss
         return False        # a sample's transforms, or partial sums for two chunks, exceed their budgets
     if mode == 2:
         return True
-    # Measured against the packed GEMM and sliding kernels (AVX2, 2 threads), they lose:
-    # - with fewer than 16 input or output channels (short products, half-empty panels:
-    #   32x8x32x32 32@3x3: input gradient 1.19 -> 1.89 ms, weight gradient 1.36 -> 2.05 ms);
-    # - where fewer than 60% of the tiles computed are real (6x6 planes, 9 tiles of 16: weight
-    #   gradient 2.07 -> 2.34 ms; 4x4 planes: forward 1.32 -> 2.31 ms);
+    # Measured against the packed GEMM and sliding kernels (figures in docs/guide/backends.rst),
+    # they lose:
+    # - with fewer than 16 input or output channels (short products, half-empty panels);
+    # - where fewer than 60% of the tiles computed are real (6x6 and 4x4 planes);
     # - where a band holds less than a panel of 16 tiles (many channels on small planes), as the
-    #   transformed weights then stream from memory for every few tiles (8x256x7x7 256@3x3:
-    #   3.85 -> 7.42 ms), or the weight gradient's dot products run over fewer than 64 tiles.
+    #   transformed weights then stream from memory for every few tiles, or the weight
+    #   gradient's dot products run over fewer than 64 tiles.
     if C < 16 or F < 16:
         return False
     # - for the gradients, where the products do too little work per transformed value,
-    #   C F / (C + F) multiplications: under 12 for the input gradient (16 channels, 32
-    #   filters, 5x5: 2.75 -> 2.98 ms), under 14 for the weight gradient, whose transforms
-    #   make a round trip through memory (24 and 24, 3x3, 32x32 planes: 5.50 -> 5.93 ms;
-    #   LeNet's 20 and 50, 14.3: 3.3 -> 2.8 ms);
+    #   C F / (C + F) multiplications: under 12 for the input gradient, under 14 for the
+    #   weight gradient, whose transforms make a round trip through memory;
     if C * F < (0 if kind == 0 else 12 if kind == 1 else 14) * (C + F):
         return False
     if g.TH * ((g.OW + 1) // 2) < 0.6 * 8 * ((g.TH * g.TWp + 7) // 8):

@@ -29,8 +29,14 @@ threads: the ``n_threads`` given to the backend, capped by OpenMP's limit
 (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``); calls too small
 to gain from threads run on one.  Where an OpenMP thread calls BLAS, BLAS is
 held at one thread for the duration of the call so that BLAS threads never
-nest inside OpenMP threads.  No reduction depends on the number of threads,
-so results are bit-identical for any thread count.
+nest inside OpenMP threads.  Convolution, pooling, the element-wise ops and
+:meth:`CythonOps.gemm` cut their work by shape only, never by thread count,
+so their results are bit-identical for any thread count.  The RBM kernels
+(``rbm_*``, and the DBN and AIS loops on them) cut the weights into one
+slice per thread and sum per-thread partial products, and BLAS rounds a
+slice's float32 sums by its width: their last bits depend on the thread
+count (a fit is still reproducible for a given count and agrees with other
+counts to rounding).
 
 Workspaces
 ----------
@@ -76,7 +82,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Below these amounts of work per thread a call uses fewer threads (see CythonOps._threads).
 _MIN_FLOPS_PER_THREAD = 1e6
 _MIN_ELEMENTS_PER_THREAD = 65536
-_MIN_SUM_ELEMENTS_PER_THREAD = 262144   # plain sums and finiteness checks: ~0.1 ms of work
+_MIN_SUM_ELEMENTS_PER_THREAD = 262144   # plain sums and finiteness checks: too quick to split below
 _EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
 
 # Kernel choices (CythonOps options): their names, and the environment variables
@@ -508,10 +514,9 @@ class CythonOps(Ops):
         return w
 
     # --------------------------------------------------------- activations
-    # The reference computes these with boolean masks and temporaries (its
-    # sigmoid takes ~30 ms on a 128x20x24x24 float32 batch here); the same
-    # formulas as in-place NumPy ufunc passes take ~2 ms, and exp runs in
-    # NumPy's SIMD loops, which a scalar compiled loop would not beat.
+    # The reference computes these with boolean masks and temporaries; the same
+    # formulas as in-place NumPy ufunc passes are many times faster, and exp runs
+    # in NumPy's SIMD loops, which a scalar compiled loop would not beat.
     def sigmoid(self, x: Array) -> np.ndarray:
         """Logistic function without overflow: ``exp(min(x, 0)) / (1 + exp(-|x|))``.
 
@@ -536,10 +541,9 @@ class CythonOps(Ops):
         out *= dy
         return out
 
-    # Dense products below this many multiply-adds run on one BLAS thread:
-    # threads do not pay at that size, and on a busy 2-core machine a
-    # 32x256x128 float32 product on two OpenBLAS threads took 55 ms instead of
-    # well under 1 ms (measured), which made a digits epoch 10x slower.
+    # Dense products below this many multiply-adds run on one BLAS thread: threads
+    # do not pay at that size, and busy-waiting BLAS threads on a loaded machine
+    # made small products (and a digits epoch) many times slower.
     _GEMM_THREADED_MIN_MACS = 1 << 24
 
     def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> np.ndarray:

@@ -895,9 +895,8 @@ static void np_sliding_wgrad_y(const float* x, const float* dy, long n0, long nb
                 }
             }
             /* 3 filters x 4 consecutive im2col rows per tile.  (4 filters x 3 taps of one
-               kernel row, before, left a KW = 5 row as tiles of 3 + 2 taps and, with the
-               mask live, spilled an accumulator: LeNet's second layer took 4.20 ms on 2
-               threads, 97 GFLOP/s; now 3.23 ms, 127 GFLOP/s.) */
+               kernel row left a KW = 5 row as tiles of 3 + 2 taps and, with the mask
+               live, spilled an accumulator.) */
             for (f0 = 0; f0 < Fg; f0 += 3) {
                 int fb = Fg - f0 < 3 ? (int)(Fg - f0) : 3;
                 long tc = 0, ti = 0, tj = 0;     /* (c, i, j) of im2col row k0, stepped, not divided */

@@ -104,7 +104,7 @@ static inline void np_rbm_axpy_tile_y(const float* A, long ars, long aks, const 
         __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
         __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next);
         /* A constant trip count: with r < mr GCC kept acc in memory and stored all twelve
-           accumulators in every iteration of the loop above (a store-bound 25 GFLOP/s). */
+           accumulators in every iteration of the loop above (store-bound). */
         #pragma GCC unroll 3
         for (r = 0; r < 3; ++r) {
             if (r >= mr) break;
@@ -128,8 +128,7 @@ static inline void np_rbm_axpy_tile_y(const float* A, long ars, long aks, const 
 
 /* Rows of B per block of np_rbm_axpy_y: 64 rows of W (200 KB for MNIST's 784 pixels)
    stay in L2 while every tile of rows reads them, instead of each tile reading a
-   32-column strip of all of W from L3.  With the step fused into the update (below),
-   368 -> 348 ms per MNIST epoch at batch 10 (500 hidden units, 2 threads, best of 8). */
+   32-column strip of all of W from L3 (measured in docs/guide/backends.rst). */
 #define NP_RBM_KB 64
 
 __attribute__((target("avx2,fma")))
@@ -178,9 +177,7 @@ static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, lo
    (one cache line per pixel, ~33 KB for the pixels a batch of 100 MNIST digits uses) stays
    in L1 while every row sums its nonzeros' lines in registers, four nonzeros at a time in
    eight accumulators.  Taken by pixels instead (adding a pixel's 64-column segment into
-   the rows that use it), the pass loaded and stored every partial sum: MNIST, 500 hidden
-   units, batch 100, 2 threads, the positive phase took 34 ms per epoch instead of 28, and
-   with the CSR lists packed by np_rbm_compact_y the epoch 223 instead of 215 ms. */
+   the rows that use it), the pass loaded and stored every partial sum, and was slower. */
 /* One row's sum in the columns [jb, jb + 8 nvv) (nvv = 1 or 2), four nonzeros at a time. */
 __attribute__((target("avx2,fma"))) __attribute__((always_inline))
 static inline void np_rbm_spmm_row(const int* ix, const float* vx, long n, const float* w, long ld,
