@@ -96,16 +96,24 @@ class ParallelBuildExt(build_ext):
 def _openmp_flags() -> tuple[list[str], list[str]]:
     """Return (compile, link) flags for OpenMP, or empty lists if unsupported."""
     if os.environ.get("NEUROPLUG_NO_OPENMP", "0") not in ("", "0"):
-        warnings.warn("NEUROPLUG_NO_OPENMP is set: building neuroplug_core without OpenMP")
+        warnings.warn(
+            "NEUROPLUG_NO_OPENMP is set: building neuroplug_core without OpenMP",
+            stacklevel=2,
+        )
         return [], []
     if sys.platform == "win32":
         return ["/openmp"], []
     flags = ["-fopenmp"]
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc.split()[0]) is None:
-        warnings.warn(f"C compiler {cc!r} not found for the OpenMP probe; building without OpenMP")
+        warnings.warn(
+            f"C compiler {cc!r} not found for the OpenMP probe; building without OpenMP",
+            stacklevel=2,
+        )
         return [], []
-    code = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    code = (
+        "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as fh:
@@ -118,7 +126,8 @@ def _openmp_flags() -> tuple[list[str], list[str]]:
         warnings.warn(
             "The C compiler does not support OpenMP; neuroplug_core will be built "
             "single-threaded. Install a compiler with OpenMP (gcc, or clang with "
-            "libomp) for parallel kernels."
+            "libomp) for parallel kernels.",
+            stacklevel=2,
         )
         return [], []
     return flags, flags

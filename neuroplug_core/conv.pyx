@@ -18,7 +18,7 @@ Two strategies, chosen per call:
     filters, small kernels), with the A panels interleaved in registers
     straight from the input and ``dy`` transposed in registers.
 
-  The kernel is picked at run time (``__builtin_cpu_supports``), so the
+  The kernel is picked at run time (``np_cpu_level`` in ``src/np_cpu.h``), so the
   module is built for the baseline ISA and still uses the wide units;
   each call takes the level to use (``isa``, at most the CPU's), which the
   backend's configuration chooses (``CythonOps(simd=...)``).
@@ -88,7 +88,8 @@ cdef extern from "np_conv.h":
                              long p0, long ncols, long k0, long kc, int NR, float* bp) noexcept nogil
     void np_col2im_s1(int isa, const float* dcol, long ld, long K, long Hp, long Wp, long KH, long KW,
                       long OW, long p0, long ncols, float* dxp) noexcept nogil
-    void np_pack_b_rows(int isa, const float* src, long lds, long kc, long c0, long ncols, int NR, float* bp) noexcept nogil
+    void np_pack_b_rows(int isa, const float* src, long lds, long kc, long c0, long ncols, int NR,
+                        float* bp) noexcept nogil
     void np_pack_b_im2row(int isa, const float* xp, long Hp, long Wp, long KH, long KW, long SH, long SW,
                           long OW, long p0, long pb, long kr0, long nk, int NR, float* bp) noexcept nogil
     int NP_MR
@@ -937,9 +938,11 @@ def conv2d_forward(
             apack = np_align64(wk)
             for grp in range(g.G):
                 if pl.isa == 2:
-                    np_pack_a_rows_z(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
+                    np_pack_a_rows_z(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K,
+                                     apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
                 else:
-                    _pack_a_rows(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K, apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
+                    _pack_a_rows(&w[grp * g.Fg, 0, 0, 0], g.K, g.Fg, g.K,
+                                 apack + grp * _ceil_div(g.Fg, NP_MR) * NP_MR * g.K)
             tw = wk + pl.shared
             with nogil:
                 for n0 in prange(g.N, num_threads=n_threads, schedule="dynamic"):
@@ -972,7 +975,7 @@ def conv2d_backward_input(
     _check_options(isa, sliding)
     cdef Plan pl = _plan(1, floating is float, &g, isa, sliding)
     _check_work(work.shape[0], &pl, n_threads)
-    cdef Py_ssize_t n, grp, ci, k
+    cdef Py_ssize_t n, grp, ci
     cdef long* rowoffs = NULL
     cdef long* order = NULL
     cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
@@ -1009,8 +1012,8 @@ def conv2d_backward_input(
             apack = np_align64(wk)
             for grp in range(g.G):
                 # A = W_g^T: rows are the K im2col rows, the reduction runs over the Fg filters.
-                _pack_a_cols(&w[grp * g.Fg, 0, 0, 0], g.K, g.K, g.Fg, apack + grp * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg,
-                             order)
+                _pack_a_cols(&w[grp * g.Fg, 0, 0, 0], g.K, g.K, g.Fg,
+                             apack + grp * _ceil_div(g.K, NP_MR) * NP_MR * g.Fg, order)
             tw = wk + pl.shared
             with nogil:
                 for n in prange(g.N, num_threads=n_threads, schedule="dynamic"):
@@ -1053,7 +1056,6 @@ def conv2d_backward_weights(
     cdef floating* wk = &work[0] if work.shape[0] > 0 else NULL  # no scratch needed (1x1 kernels): empty
     cdef float* xpb
     cdef float* apb
-    cdef floating* sumt
     cdef bint simd = False
     if floating is float:
         simd = pl.isa != 0
@@ -1064,7 +1066,8 @@ def conv2d_backward_weights(
                     n0 = ci * pl.nb
                     np_sliding_wgrad_y(&x[0, 0, 0, 0], &dy[0, 0, 0, 0], n0, min(pl.nb, g.N - n0),
                                        g.C, g.H, g.W, g.F, g.G, g.KH, g.KW, g.PH, g.PW, g.OH, g.OW,
-                                       &partial[ci, 0], np_align64(wk + threadid() * pl.per_thread) if wk != NULL else NULL,
+                                       &partial[ci, 0],
+                                       np_align64(wk + threadid() * pl.per_thread) if wk != NULL else NULL,
                                        g.Cg * (g.H + 2 * g.PH) * (g.W + 2 * g.PW), pl.sb)
         elif pl.transposed:
             with nogil:

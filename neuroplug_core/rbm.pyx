@@ -23,7 +23,6 @@ weights.
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, expm1, expm1f, fabs, fabsf, log, log1p, log1pf, sqrt
-from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from ._blas cimport gemm_rm
@@ -32,7 +31,6 @@ from ._math cimport sigmoid
 from ._random cimport bitgen_of, uniforms
 
 import numpy as np
-
 
 
 # ---------------------------------------------------------------------------
@@ -472,7 +470,8 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
     cdef int t, r, i, i0, i1, p, p1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         for r in range(t * m // n_threads, (t + 1) * m // n_threads):
-            rcnt[r] = np_rbm_compact_y(v + <Py_ssize_t> r * nv, nv, idx + <Py_ssize_t> r * nv, val + <Py_ssize_t> r * nv)
+            rcnt[r] = np_rbm_compact_y(v + <Py_ssize_t> r * nv, nv, idx + <Py_ssize_t> r * nv,
+                                       val + <Py_ssize_t> r * nv)
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = t * nv // n_threads
         i1 = (t + 1) * nv // n_threads
@@ -715,7 +714,8 @@ def cd_epoch(
                                          m, nv, nh, ldt, j0, j1, i0, i1, scale, mom, decay, beta, mom_next)
             elif n_threads == 1:
                 _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                              &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
+                              &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay,
+                              beta, mom_next)
             else:
                 for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     j0 = _bound(nh, n_threads, t)
@@ -723,8 +723,8 @@ def cd_epoch(
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
                     _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                                  &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
-                                  mom_next)
+                                  &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom,
+                                  decay, beta, mom_next)
             for t in range(n_threads):
                 err += errs[t]
                 errs[t] = 0
@@ -826,11 +826,11 @@ def gibbs_bernoulli(
     cdef floating[:, ::1] H = np.empty((m, nh), dtype=dtype)
     cdef floating[::1] U = np.empty(m * max(nh, nv), dtype=dtype)
     cdef bitgen_t* bg = bitgen_of(bit_generator)
-    cdef int step
+    cdef int _step
     if n_threads < 1:
         n_threads = 1
     with bit_generator.lock, nogil:
-        for step in range(steps):
+        for _step in range(steps):
             uniforms(bg, &U[0], m * nh)
             _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
             uniforms(bg, &U[0], m * nv)

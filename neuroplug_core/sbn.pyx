@@ -357,7 +357,6 @@ def wake_sleep_epoch(
     cdef int L = layers.n_layers
     cdef int K = n_importance_samples
     cdef int n = X.shape[0]
-    cdef int n0 = sizes[0]
     cdef int max_rows = batch_size * K
     cdef int l, nmax = 0
     for l in range(L + 1):

@@ -48,7 +48,6 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 
-
 cdef extern from "np_winograd.h":
     int wg_cpu_ok() noexcept nogil
     float* wg_align64(float* p) noexcept nogil
@@ -273,7 +272,8 @@ cdef void _transform_weights(const float[:, :, :, ::1] w, const WGeom* g, float*
 
 cdef void _pad_block(const float* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t h0, Py_ssize_t rows,
                      Py_ssize_t Wp, Py_ssize_t PW, float* dst) noexcept nogil:
-    """Rows ``h0 ... h0 + rows - 1`` of ``C`` planes of ``H x W`` into ``(C, rows, Wp)`` at column ``PW``, zeros around."""
+    """Rows ``h0 ... h0 + rows - 1`` of ``C`` planes of ``H x W`` into ``(C, rows, Wp)`` at column ``PW``,
+    zeros around."""
     cdef Py_ssize_t c, rr, h
     memset(dst, 0, C * rows * Wp * sizeof(float))
     for c in range(C):
@@ -415,7 +415,7 @@ def backward_input(
 cdef void _wgrad_chunk(const float* x, const float* dy, float* part, const WGeom* g, Py_ssize_t n0,
                        Py_ssize_t nn, float* xb, float* dyb, float* V, float* Yb) noexcept nogil:
     """part[xi][f][c] = sum over the tiles of samples n0 ... n0 + nn - 1 of Yb[xi][f][t] V[xi][c][t]."""
-    cdef Py_ssize_t AA = g.A * g.A, s0, ns, s, n, xi, f, c, h, tl
+    cdef Py_ssize_t AA = g.A * g.A, s0, ns, s, n, xi, f, c, tl
     memset(part, 0, AA * g.F * g.C * sizeof(float))
     s0 = n0
     while s0 < n0 + nn:
