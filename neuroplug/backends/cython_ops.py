@@ -359,9 +359,8 @@ class CythonOps(Ops):
                 setattr(self, k, previous[k])
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for (
-            option
-        ) in KERNEL_OPTIONS:  # pickled before the options existed: the defaults
+        # A backend pickled before the options existed gets their defaults.
+        for option in KERNEL_OPTIONS:
             state.setdefault(option, None if option == "small_batch_max" else "auto")
         self.__dict__.update(state)
         self._local = threading.local()
