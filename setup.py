@@ -11,6 +11,9 @@ NEUROPLUG_DEBUG=1
     compile with ``-O0 -g``.  Use it to hunt an out-of-bounds access.
 NEUROPLUG_NO_OPENMP=1
     Build without OpenMP even if the compiler supports it.
+NEUROPLUG_BUILD_JOBS=N
+    Translate and compile N extension modules at a time (default: one per
+    CPU, ``os.cpu_count()``).  ``python setup.py build_ext -j N`` overrides it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import warnings
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("NEUROPLUG_DEBUG", "0") not in ("", "0")
 
@@ -44,20 +48,72 @@ COMPILER_DIRECTIVES = {
 # The one list of extension modules: every .pyx file in neuroplug_core/.
 EXTENSION_SOURCES = sorted(glob.glob(os.path.join("neuroplug_core", "*.pyx")))
 
+# The C kernels the modules include (``cdef extern from "name.h"``).
+C_INCLUDE_DIR = os.path.join("neuroplug_core", "src")
+C_HEADERS = sorted(glob.glob(os.path.join(C_INCLUDE_DIR, "*.h")))
+
+
+def _build_jobs() -> int:
+    """Modules translated and compiled at a time: NEUROPLUG_BUILD_JOBS, else one per CPU."""
+    value = os.environ.get("NEUROPLUG_BUILD_JOBS", "").strip()
+    if value:
+        try:
+            jobs = int(value)
+        except ValueError:
+            raise SystemExit(
+                f"NEUROPLUG_BUILD_JOBS must be a positive integer. Received: {value!r}"
+            ) from None
+        if jobs < 1:
+            raise SystemExit(
+                f"NEUROPLUG_BUILD_JOBS must be a positive integer. Received: {value!r}"
+            )
+        return jobs
+    return os.cpu_count() or 1
+
+
+class ParallelBuildExt(build_ext):
+    """``build_ext`` compiling the extension modules side by side, with a note that it runs.
+
+    Without ``-j`` the modules would compile one after another on one core.
+    """
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = _build_jobs()
+
+    def run(self) -> None:
+        jobs = os.cpu_count() if self.parallel is True else self.parallel
+        print(
+            f"neuroplug: compiling the Cython core ({len(self.extensions)} modules, "
+            f"{jobs} at a time); this takes a few minutes on a small machine",
+            file=sys.stderr,
+            flush=True,
+        )
+        super().run()
+
 
 def _openmp_flags() -> tuple[list[str], list[str]]:
     """Return (compile, link) flags for OpenMP, or empty lists if unsupported."""
     if os.environ.get("NEUROPLUG_NO_OPENMP", "0") not in ("", "0"):
-        warnings.warn("NEUROPLUG_NO_OPENMP is set: building neuroplug_core without OpenMP")
+        warnings.warn(
+            "NEUROPLUG_NO_OPENMP is set: building neuroplug_core without OpenMP",
+            stacklevel=2,
+        )
         return [], []
     if sys.platform == "win32":
         return ["/openmp"], []
     flags = ["-fopenmp"]
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc.split()[0]) is None:
-        warnings.warn(f"C compiler {cc!r} not found for the OpenMP probe; building without OpenMP")
+        warnings.warn(
+            f"C compiler {cc!r} not found for the OpenMP probe; building without OpenMP",
+            stacklevel=2,
+        )
         return [], []
-    code = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    code = (
+        "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as fh:
@@ -70,7 +126,8 @@ def _openmp_flags() -> tuple[list[str], list[str]]:
         warnings.warn(
             "The C compiler does not support OpenMP; neuroplug_core will be built "
             "single-threaded. Install a compiler with OpenMP (gcc, or clang with "
-            "libomp) for parallel kernels."
+            "libomp) for parallel kernels.",
+            stacklevel=2,
         )
         return [], []
     return flags, flags
@@ -89,7 +146,8 @@ def _extensions() -> list[Extension]:
             Extension(
                 module,
                 [source],
-                include_dirs=[numpy.get_include()],
+                include_dirs=[C_INCLUDE_DIR, numpy.get_include()],
+                depends=C_HEADERS,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=opt + omp_compile,
                 extra_link_args=omp_link,
@@ -99,8 +157,8 @@ def _extensions() -> list[Extension]:
         extensions,
         compiler_directives=COMPILER_DIRECTIVES,
         compile_time_env={"NEUROPLUG_DEBUG": DEBUG},
-        nthreads=int(os.environ.get("NEUROPLUG_BUILD_JOBS", "0")) or None,
+        nthreads=_build_jobs(),
     )
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_ext": ParallelBuildExt})

@@ -35,7 +35,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -70,7 +70,9 @@ STAT = statistics.median
 SETTLE_S = 0.3
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3
+) -> dict[str, float]:
     """Seconds per call of each function (median, or ``--stat min``) over ``repeat`` timed calls.
 
     The implementations take turns in ``rounds`` blocks of calls, each block
@@ -103,10 +105,10 @@ def np_conv_forward(x, w, b, pad):
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))             # n, c, oh, ow, kh, kw
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # n, c, oh, ow, kh, kw
     oh, ow = win.shape[2], win.shape[3]
-    col = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)   # copies
-    y = col @ w.reshape(f, -1).T + b                                  # (n*oh*ow, f)
+    col = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)  # copies
+    y = col @ w.reshape(f, -1).T + b  # (n*oh*ow, f)
     return np.ascontiguousarray(y.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)), col
 
 
@@ -121,8 +123,10 @@ def np_conv_backward(dy, x, w, col, pad):
     dxp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            dxp[:, :, i:i + oh, j:j + ow] += dcol[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return dxp[:, :, pad:pad + h, pad:pad + wd], dw, db
+            dxp[:, :, i : i + oh, j : j + ow] += dcol[:, :, :, :, i, j].transpose(
+                0, 3, 1, 2
+            )
+    return dxp[:, :, pad : pad + h, pad : pad + wd], dw, db
 
 
 def gemm_gflops(threads: int, repeat: int) -> float:
@@ -139,14 +143,20 @@ def bench(threads: int, repeat: int, shapes: list[str]) -> dict:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     results = {"gemm": gemm_gflops(threads, repeat)}
-    print(f"\n=== {threads} thread(s): float32 GEMM 2048^3 (NumPy BLAS) {results['gemm']:.0f} GFLOP/s ===")
+    print(
+        f"\n=== {threads} thread(s): float32 GEMM 2048^3 (NumPy BLAS) {results['gemm']:.0f} GFLOP/s ==="
+    )
     header = f"{'':4}{'op':9}{'neuroplug ms':>13}{'GFLOP/s':>9}{'torch ms':>10}{'numpy ms':>10}{'np/torch':>10}{'of peak':>9}"
     print(header)
     for name in shapes:
         s = SHAPES[name]
-        n, c, h, w, f, k, pad = (s[key] for key in ("n", "c", "h", "w", "f", "k", "pad"))
+        n, c, h, w, f, k, pad = (
+            s[key] for key in ("n", "c", "h", "w", "f", "k", "pad")
+        )
         x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-        wt = (rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+        wt = (rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1).astype(
+            np.float32
+        )
         b = rng.standard_normal(f, dtype=np.float32)
         y = ops.conv2d(x, wt, b, padding=pad)
         dy = rng.standard_normal(y.shape, dtype=np.float32)
@@ -204,12 +214,22 @@ def bench(threads: int, repeat: int, shapes: list[str]) -> dict:
             t_fb_ = interleaved(fb, repeat)
             t_p = interleaved(pool, repeat)
         results[name] = {"fwd": t_f, "fwd+bwd": t_fb_, "pool": t_p, "flops": flops}
-        for op, t, fl in (("fwd", t_f, flops), ("fwd+bwd", t_fb_, 3 * flops), ("pool", t_p, None)):
+        for op, t, fl in (
+            ("fwd", t_f, flops),
+            ("fwd+bwd", t_fb_, 3 * flops),
+            ("pool", t_p, None),
+        ):
             torch_ms = t.get("torch", float("nan")) * 1e3
             ratio = t["neuroplug"] / t["torch"] if "torch" in t else float("nan")
             gf = f"{fl / t['neuroplug'] / 1e9:9.0f}" if fl else f"{'':9}"
-            peak = f"{fl / t['neuroplug'] / 1e9 / results['gemm']:9.0%}" if fl else f"{'':9}"
-            print(f"({name}) {op:9}{t['neuroplug'] * 1e3:13.2f}{gf}{torch_ms:10.2f}{t['numpy'] * 1e3:10.2f}{ratio:10.2f}{peak}")
+            peak = (
+                f"{fl / t['neuroplug'] / 1e9 / results['gemm']:9.0%}"
+                if fl
+                else f"{'':9}"
+            )
+            print(
+                f"({name}) {op:9}{t['neuroplug'] * 1e3:13.2f}{gf}{torch_ms:10.2f}{t['numpy'] * 1e3:10.2f}{ratio:10.2f}{peak}"
+            )
     return results
 
 
@@ -217,12 +237,21 @@ def print_kernels(shapes: list[str]) -> None:
     """Say which shapes' products run the Winograd kernels (the others run neuroplug_core.conv)."""
     from neuroplug_core import conv, winograd
 
-    simd = conv.simd_isa() != "blas"
+    ops = get_ops("cpu")
+    simd = ops.simd != "blas" and len(conv.available_isas()) > 1
+    mode = {"never": 0, "auto": 1, "always": 2}[ops.winograd]
     for name in shapes:
         s = SHAPES[name]
-        n, c, h, w, f, k, pad = (s[key] for key in ("n", "c", "h", "w", "f", "k", "pad"))
-        products = [label for kind, label in enumerate(("forward", "input gradient", "weight gradient"))
-                    if winograd.pays(kind, n, c, h, w, f, k, k, 1, 1, pad, pad, 1, simd)]
+        n, c, h, w, f, k, pad = (
+            s[key] for key in ("n", "c", "h", "w", "f", "k", "pad")
+        )
+        products = [
+            label
+            for kind, label in enumerate(
+                ("forward", "input gradient", "weight gradient")
+            )
+            if winograd.pays(kind, n, c, h, w, f, k, k, 1, 1, pad, pad, 1, simd, mode)
+        ]
         if not products:
             print(f"({name}) all products on neuroplug_core.conv")
             continue
@@ -233,22 +262,40 @@ def print_kernels(shapes: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeat", type=int, default=15, help="timed rounds per measurement (median reported)")
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--stat", choices=["median", "min"], default="median",
-                        help="statistic over the rounds (min resists a busy machine better)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=15,
+        help="timed rounds per measurement (median reported)",
+    )
+    parser.add_argument(
+        "--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES)
+    )
+    parser.add_argument(
+        "--stat",
+        choices=["median", "min"],
+        default="median",
+        help="statistic over the rounds (min resists a busy machine better)",
+    )
     args = parser.parse_args(argv)
     global STAT
     STAT = min if args.stat == "min" else statistics.median
     from neuroplug_core import conv
 
-    print(f"neuroplug cpu backend, float32 kernel: {conv.simd_isa()} (available: {', '.join(conv.available_isas())})")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch is not None else 'not installed'}")
-    print(f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "
-          "'of peak' = conv GFLOP/s / GEMM GFLOP/s, the conv counted as direct\n"
-          "summation (2 N F C KH KW OH OW flops), so it tops 100% where a layer runs\n"
-          "Winograd F(2x2, RxR), which does (R+1)^2 instead of 4 R^2 multiplications per 2x2 outputs")
+    print(
+        f"neuroplug cpu backend: {get_ops('cpu')!r}; float32 kernels available: "
+        f"{', '.join(conv.available_isas())}"
+    )
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}, "
+        f"torch {torch.__version__ if torch is not None else 'not installed'}"
+    )
+    print(
+        f"times are {args.stat}s in ms; np/torch < 1 means neuroplug is faster; "
+        "'of peak' = conv GFLOP/s / GEMM GFLOP/s, the conv counted as direct\n"
+        "summation (2 N F C KH KW OH OW flops), so it tops 100% where a layer runs\n"
+        "Winograd F(2x2, RxR), which does (R+1)^2 instead of 4 R^2 multiplications per 2x2 outputs"
+    )
     print_kernels(args.shapes)
     results = {t: bench(t, args.repeat, args.shapes) for t in args.threads}
     if torch is None:
@@ -261,11 +308,15 @@ def main(argv: list[str] | None = None) -> None:
             if name not in r:
                 continue
             ratio = r[name][op]["neuroplug"] / r[name][op]["torch"]
-            print(f"  {op:8} ({name}) neuroplug/torch {ratio:5.2f}  <= {limit:.1f}  {'ok' if ratio <= limit else 'MISSED'}")
+            print(
+                f"  {op:8} ({name}) neuroplug/torch {ratio:5.2f}  <= {limit:.1f}  {'ok' if ratio <= limit else 'MISSED'}"
+            )
     for name in ("b", "c"):
         if name in r:
             frac = r[name]["flops"] / r[name]["fwd"]["neuroplug"] / 1e9 / r["gemm"]
-            print(f"  fwd      ({name}) fraction of GEMM peak {frac:5.0%} >= 50%  {'ok' if frac >= 0.5 else 'MISSED'}")
+            print(
+                f"  fwd      ({name}) fraction of GEMM peak {frac:5.0%} >= 50%  {'ok' if frac >= 0.5 else 'MISSED'}"
+            )
 
 
 if __name__ == "__main__":

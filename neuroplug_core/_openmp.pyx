@@ -7,16 +7,7 @@ one thread and :func:`openmp_enabled` says so.
 
 import os
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    #define NEUROPLUG_OPENMP 1
-    #else
-    #define NEUROPLUG_OPENMP 0
-    static int omp_get_max_threads(void) { return 1; }
-    #endif
-    """
+cdef extern from "np_openmp.h":
     int NEUROPLUG_OPENMP
     int omp_get_max_threads() nogil
 

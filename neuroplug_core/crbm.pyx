@@ -26,13 +26,14 @@ contiguity first (DESIGN rule 4).
 """
 
 cimport cython
-from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, logf
 from libc.string cimport memset
 from numpy.random cimport bitgen_t
 
 from ._fused cimport floating
+from ._math cimport sigmoid
+from ._random cimport bitgen_of, uniforms
 
 import numpy as np
 
@@ -49,15 +50,6 @@ cdef inline floating _log(floating x) noexcept nogil:
         return logf(x)
     else:
         return log(x)
-
-
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    # The two branches of the reference Ops.sigmoid: exp never overflows.
-    cdef floating e
-    if x >= 0:
-        return 1 / (1 + _exp(-x))
-    e = _exp(x)
-    return e / (1 + e)
 
 
 cdef inline floating _block_peak(const floating* plane, Py_ssize_t W, Py_ssize_t r0, Py_ssize_t r1,
@@ -156,10 +148,6 @@ cdef void _sample_plane(const floating* hprob, const floating* u, floating* hout
                 r = r + 1
 
 
-cdef bitgen_t* _bitgen(object bit_generator) except NULL:
-    return <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
-
-
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def pool_probs(
@@ -212,14 +200,12 @@ def pool_sample(
     cdef Py_ssize_t PW = (W + pw - 1) // pw
     cdef Py_ssize_t total = N * F * PH * PW
     cdef floating[::1] u = np.empty(total, dtype=np.float32 if floating is float else np.float64)
-    cdef bitgen_t* bg = _bitgen(bit_generator)
-    cdef Py_ssize_t i, plane
+    cdef bitgen_t* bg = bitgen_of(bit_generator)
+    cdef Py_ssize_t plane
+    if total == 0:
+        return
     with bit_generator.lock, nogil:
-        for i in range(total):
-            if floating is float:
-                u[i] = (bg.next_uint32(bg.state) >> 8) * (1.0 / 16777216.0)
-            else:
-                u[i] = bg.next_double(bg.state)
+        uniforms(bg, &u[0], total)
     with nogil:
         for plane in prange(N * F, schedule="static", num_threads=n_threads):
             _sample_plane(&hprob[0, 0, 0, 0] + plane * H * W, &u[0] + plane * PH * PW,
@@ -248,4 +234,4 @@ def visible_activation(
                     p[i] = p[i] + b
             else:
                 for i in range(HW):
-                    p[i] = _sigmoid(p[i] + b)
+                    p[i] = sigmoid(p[i] + b)

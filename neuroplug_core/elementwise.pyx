@@ -2,9 +2,8 @@
 """Element-wise activations in one pass: ReLU forward and backward.
 
 :meth:`neuroplug.ops.Ops.relu_backward` is ``dy * (y > 0)``: a boolean
-temporary and a product, two passes and two allocations.  In LeNet's
-training step the three ReLUs (forward and backward) took 1.2-1.4 ms of a
-24 ms batch that way.  Here each is one OpenMP loop that GCC vectorises,
+temporary and a product, two passes and two allocations, a visible share
+of a LeNet training step.  Here each is one OpenMP loop that GCC vectorises,
 with the reference's arithmetic: ``relu(NaN)`` is NaN (as ``np.maximum``),
 and the backward pass multiplies ``dy`` by 0 or 1, so a NaN or inf ``dy``
 still shows up where the unit is off.

@@ -15,481 +15,32 @@ instead of racing.
 Nothing here validates its arguments: :class:`neuroplug.backends.cython_ops.CythonOps`
 checks shapes, dtypes and contiguity first (DESIGN rule 4).  Matrices are
 row-major; ``W`` is ``(n_hidden, n_visible)``, except inside a sparse epoch
-(float32 inputs that are mostly zeros, see :func:`set_sparse`), which works
+(float32 inputs that are mostly zeros, see ``sparse_mode`` of :func:`cd_epoch`), which works
 on a transposed copy so that each nonzero input selects a contiguous row of
 weights.
 """
 
 cimport cython
-from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, expm1, expm1f, fabs, fabsf, log, log1p, log1pf, sqrt
-from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
+from ._blas cimport gemm_rm
 from ._fused cimport floating
+from ._math cimport sigmoid
+from ._random cimport bitgen_of, uniforms
 
 import numpy as np
-
-from ._modes import mode_name, mode_value
 
 
 # ---------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------
-cdef extern from *:
-    """
-    /* Element-wise float32 passes of the RBM kernels, written so that GCC
-       vectorises them: a branch-free exp (Cephes' expf polynomial after a
-       Cody-Waite range reduction, within 2 ulp of the correctly rounded
-       value on the clamped range) instead of calls to libm's scalar expf.
-       On x86-64 Linux with GCC they are compiled twice, for AVX2+FMA and
-       for the baseline, and the loader picks one (target_clones). */
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define NP_RBM_CLONES __attribute__((target_clones("avx2,fma", "default")))
-    #else
-    #define NP_RBM_CLONES
-    #endif
-    #if defined(__GNUC__) && !defined(__clang__)
-    /* Nothing here reads the floating-point exception flags; without this
-       GCC will not if-convert the selects below and the loops stay scalar. */
-    #pragma GCC push_options
-    #pragma GCC optimize ("no-trapping-math")
-    #endif
-
-    static inline float np_rbm_expf(float x) {
-        x = x < -87.0f ? -87.0f : x;
-        x = x > 88.0f ? 88.0f : x;
-        float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest */
-        float r = x - n * 0.693359375f;
-        r = r - n * -2.12194440e-4f;
-        float p = 1.9875691500e-4f;
-        p = p * r + 1.3981999507e-3f;
-        p = p * r + 8.3334519073e-3f;
-        p = p * r + 4.1665795894e-2f;
-        p = p * r + 1.6666665459e-1f;
-        p = p * r + 5.0000001201e-1f;
-        p = p * r * r + r + 1.0f;
-        int32_t bits = ((int32_t)n + 127) << 23;
-        float scale;
-        memcpy(&scale, &bits, sizeof scale);
-        return p * scale;
-    }
-
-    static inline float np_rbm_sigmoidf(float x) {
-        /* exp of -|x| only: never overflows. */
-        float negx = -x;
-        float e = np_rbm_expf(x < 0.0f ? x : negx);
-        float s = 1.0f / (1.0f + e);
-        float es = e * s;
-        return x >= 0.0f ? s : es;
-    }
-
-    /* rows r < m of a row-major matrix with row stride ld, columns [c0, c1):
-       x = sigmoid(beta (x + bias)); then, when u is not NULL,
-       h = (u < x) with u and h in the same layout as x. */
-    NP_RBM_CLONES
-    static void np_rbm_sigmoid_rows_f(float *x, const float *bias, float beta, const float *u, float *h,
-                                      int m, int ld, int c0, int c1) {
-        for (int r = 0; r < m; r++) {
-            float *xr = x + (int64_t)r * ld;
-            for (int c = c0; c < c1; c++)
-                xr[c] = np_rbm_sigmoidf(beta * (xr[c] + bias[c]));
-            if (u != NULL) {
-                const float *ur = u + (int64_t)r * ld;
-                float *hr = h + (int64_t)r * ld;
-                for (int c = c0; c < c1; c++)
-                    hr[c] = ur[c] < xr[c] ? 1.0f : 0.0f;
-            }
-        }
-    }
-    #if defined(__GNUC__) && !defined(__clang__)
-    #pragma GCC pop_options
-    #endif
-    """
+cdef extern from "np_rbm_sigmoid.h":
     void np_rbm_sigmoid_rows_f(float* x, const float* bias, float beta, const float* u, float* h,
                                int m, int ld, int c0, int c1) nogil
 
-cdef extern from *:
-    """
-    /* Unpacked float32 products for small batches (AVX2 + FMA).
-
-       With a batch of m rows, each product of a CD step reads the whole weight
-       matrix for only m rows of work.  BLAS copies ("packs") its operands into
-       panels before multiplying, so at m = 10 it spent as long copying W as
-       multiplying with it.  These kernels read W in place instead:
-
-       np_rbm_dots_y:  out[r*ldo + j] = sum_i A[r*lda + i] B[j*ldb + i]
-                       (v W^T: rows of W dotted with rows of v; 4 x 3 dots
-                       in 12 accumulators, W read once, A from L1);
-       np_rbm_axpy_y:  C[r*ldc + c] = beta C[..] + alpha sum_k A[r*ars + k*aks] B[k*ldb + c]
-                       (h W and the CD update H^T V: rows of B scaled by
-                       broadcasts of A; 3 rows x 32 columns in 12 accumulators;
-                       beta == 0 ignores what C held), over blocks of rows of
-                       B; with Wst, the step of the weights in the same pass. */
-    #include <stdint.h>
-    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    #include <immintrin.h>
-    #define NP_RBM_HAVE_Y 1
-
-    static int np_rbm_cpu_avx2(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-
-    __attribute__((target("avx2,fma")))
-    static inline float np_rbm_hsum_y(__m256 v) {
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        return _mm_cvtss_f32(s);
-    }
-
-    __attribute__((target("avx2,fma")))
-    static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
-                              long M, long N, long K)
-    {
-        long j0, r0, i, r, j, K8 = K & ~7L;
-        for (j0 = 0; j0 < N; j0 += 4) {
-            long nj = N - j0 < 4 ? N - j0 : 4;
-            const float* b[4];
-            for (j = 0; j < 4; ++j) b[j] = B + (j0 + (j < nj ? j : nj - 1)) * ldb;
-            for (r0 = 0; r0 < M; r0 += 3) {
-                long mr = M - r0 < 3 ? M - r0 : 3;
-                const float* a[3];
-                __m256 c[3][4];
-                float res[3][4];
-                for (r = 0; r < 3; ++r) {
-                    a[r] = A + (r0 + (r < mr ? r : mr - 1)) * lda;
-                    for (j = 0; j < 4; ++j) c[r][j] = _mm256_setzero_ps();
-                }
-                for (i = 0; i < K8; i += 8) {
-                    __m256 b0 = _mm256_loadu_ps(b[0] + i), b1 = _mm256_loadu_ps(b[1] + i);
-                    __m256 b2 = _mm256_loadu_ps(b[2] + i), b3 = _mm256_loadu_ps(b[3] + i);
-                    for (r = 0; r < 3; ++r) {
-                        __m256 x = _mm256_loadu_ps(a[r] + i);
-                        c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
-                        c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
-                        c[r][2] = _mm256_fmadd_ps(x, b2, c[r][2]);
-                        c[r][3] = _mm256_fmadd_ps(x, b3, c[r][3]);
-                    }
-                }
-                for (r = 0; r < 3; ++r)
-                    for (j = 0; j < 4; ++j) {
-                        float t = np_rbm_hsum_y(c[r][j]);
-                        for (i = K8; i < K; ++i) t += a[r][i] * b[j][i];
-                        res[r][j] = t;
-                    }
-                for (r = 0; r < mr; ++r)
-                    for (j = 0; j < nj; ++j) out[(r0 + r) * ldo + j0 + j] = res[r][j];
-            }
-        }
-    }
-
-    /* One tile: rows r0 .. r0+mr-1 (mr <= 3), columns c0 .. c0+8*nv-1 (nv <= 4 vectors).
-       With Wst (laid out as C), the tile's entries d of C then take the step of the weights:
-       step = d - decay Wst;  Wst += step;  C = step mom_next (see _step_weights). */
-    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_axpy_tile_y(const float* A, long ars, long aks, const float* B, long ldb,
-                                          float* C, long ldc, long r0, long mr, long c0, int nv, long K,
-                                          float alpha, float beta, float* Wst, float decay, float mom_next)
-    {
-        __m256 acc[3][4];
-        long r, k;
-        int v;
-        const float* a[3];
-        for (r = 0; r < 3; ++r) {
-            a[r] = A + (r0 + (r < mr ? r : mr - 1)) * ars;
-            for (v = 0; v < 4; ++v) acc[r][v] = _mm256_setzero_ps();
-        }
-        for (k = 0; k < K; ++k) {
-            const float* br = B + k * ldb + c0;
-            __m256 bv[4];
-            for (v = 0; v < nv; ++v) bv[v] = _mm256_loadu_ps(br + 8 * v);
-            for (r = 0; r < 3; ++r) {
-                __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
-                for (v = 0; v < nv; ++v) acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
-            }
-        }
-        {
-            __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-            __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next);
-            /* A constant trip count: with r < mr GCC kept acc in memory and stored all twelve
-               accumulators in every iteration of the loop above (a store-bound 25 GFLOP/s). */
-            #pragma GCC unroll 3
-            for (r = 0; r < 3; ++r) {
-                if (r >= mr) break;
-                float* cr = C + (r0 + r) * ldc + c0;
-                #pragma GCC unroll 4
-                for (v = 0; v < nv; ++v) {
-                    __m256 t = _mm256_mul_ps(va, acc[r][v]);
-                    if (beta != 0.0f) t = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8 * v), t);
-                    if (Wst != NULL) {
-                        float* wr = Wst + (r0 + r) * ldc + c0 + 8 * v;
-                        __m256 w = _mm256_loadu_ps(wr);
-                        __m256 step = _mm256_fnmadd_ps(dec, w, t);
-                        _mm256_storeu_ps(wr, _mm256_add_ps(w, step));
-                        t = _mm256_mul_ps(step, mn);
-                    }
-                    _mm256_storeu_ps(cr + 8 * v, t);
-                }
-            }
-        }
-    }
-
-    /* Rows of B per block of np_rbm_axpy_y: 64 rows of W (200 KB for MNIST's 784 pixels)
-       stay in L2 while every tile of rows reads them, instead of each tile reading a
-       32-column strip of all of W from L3.  With the step fused into the update (below),
-       368 -> 348 ms per MNIST epoch at batch 10 (500 hidden units, 2 threads, best of 8). */
-    #define NP_RBM_KB 64
-
-    __attribute__((target("avx2,fma")))
-    static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
-                              long M, long N, long K, float alpha, float beta, float* Wst, float decay,
-                              float mom_next)
-    {
-        long c0, r0, r, c, k, k0 = 0, kb, N32 = N & ~31L, N8 = N & ~7L;
-        do {
-            /* Later blocks add to C; the step waits for the last block. */
-            const float* Ab = A + k0 * aks;
-            const float* Bb = B + k0 * ldb;
-            float bb = k0 == 0 ? beta : 1.0f;
-            kb = K - k0 < NP_RBM_KB ? K - k0 : NP_RBM_KB;
-            float* ws = k0 + kb >= K ? Wst : NULL;
-            for (c0 = 0; c0 < N32; c0 += 32)
-                for (r0 = 0; r0 < M; r0 += 3)
-                    np_rbm_axpy_tile_y(Ab, ars, aks, Bb, ldb, C, ldc, r0, M - r0 < 3 ? M - r0 : 3, c0, 4, kb, alpha,
-                                       bb, ws, decay, mom_next);
-            for (c0 = N32; c0 < N8; c0 += 8)
-                for (r0 = 0; r0 < M; r0 += 3)
-                    np_rbm_axpy_tile_y(Ab, ars, aks, Bb, ldb, C, ldc, r0, M - r0 < 3 ? M - r0 : 3, c0, 1, kb, alpha,
-                                       bb, ws, decay, mom_next);
-            for (r = 0; r < M; ++r)
-                for (c = N8; c < N; ++c) {
-                    float t = 0.0f;
-                    for (k = 0; k < kb; ++k) t += Ab[r * ars + k * aks] * Bb[k * ldb + c];
-                    t = bb != 0.0f ? alpha * t + bb * C[r * ldc + c] : alpha * t;
-                    if (ws != NULL) {
-                        float step = t - decay * ws[r * ldc + c];
-                        ws[r * ldc + c] += step;
-                        t = step * mom_next;
-                    }
-                    C[r * ldc + c] = t;
-                }
-            k0 += kb;
-        } while (k0 < K);
-    }
-
-    /* Products with the sparse visible rows of a batch, for inputs that are mostly zeros
-       (MNIST pixels: 19% nonzero).  The weights are transposed, WT (nv x ld), so that a
-       nonzero pixel selects a contiguous row segment, summed in registers over a row's
-       nonzeros (16 columns at a time) or a pixel's (8 .. 64 columns, nvv vectors). */
-    /* out[r*ldo + j] = sum_p val[p] WT[idx[p]*ld + j] for j in [j0, j1), p over row r's nonzeros
-       (idx, val[r*cap ... r*cap + cnt[r]); v by rows).  Blocks of 16 columns: one block of WT
-       (one cache line per pixel, ~33 KB for the pixels a batch of 100 MNIST digits uses) stays
-       in L1 while every row sums its nonzeros' lines in registers, four nonzeros at a time in
-       eight accumulators.  Taken by pixels instead (adding a pixel's 64-column segment into
-       the rows that use it), the pass loaded and stored every partial sum: MNIST, 500 hidden
-       units, batch 100, 2 threads, the positive phase took 34 ms per epoch instead of 28, and
-       with the CSR lists packed by np_rbm_compact_y the epoch 223 instead of 215 ms. */
-    /* One row's sum in the columns [jb, jb + 8 nvv) (nvv = 1 or 2), four nonzeros at a time. */
-    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_spmm_row(const int* ix, const float* vx, long n, const float* w, long ld,
-                                       float* o, const int nvv)
-    {
-        __m256 a[4][2];
-        long p;
-        int u, k;
-        for (u = 0; u < 4; ++u) a[u][0] = a[u][1] = _mm256_setzero_ps();
-        for (p = 0; p + 4 <= n; p += 4) {
-            #pragma GCC unroll 4
-            for (u = 0; u < 4; ++u) {
-                const float* wp = w + (long)ix[p + u] * ld;
-                __m256 v = _mm256_broadcast_ss(vx + p + u);
-                for (k = 0; k < nvv; ++k) a[u][k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp + 8 * k), a[u][k]);
-            }
-        }
-        for (; p < n; ++p) {
-            const float* wp = w + (long)ix[p] * ld;
-            __m256 v = _mm256_broadcast_ss(vx + p);
-            for (k = 0; k < nvv; ++k) a[0][k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp + 8 * k), a[0][k]);
-        }
-        for (k = 0; k < nvv; ++k)
-            _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(_mm256_add_ps(a[0][k], a[1][k]), _mm256_add_ps(a[2][k], a[3][k])));
-    }
-
-    __attribute__((target("avx2,fma")))
-    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
-                              const float* WT, long ld, float* out, long ldo, long j0, long j1)
-    {
-        long jb, r, p, j;
-        for (jb = j0; jb + 8 <= j1; jb += 16)
-            for (r = 0; r < m; ++r) {
-                if (jb + 16 <= j1)
-                    np_rbm_spmm_row(idx + r * cap, val + r * cap, cnt[r], WT + jb, ld, out + r * ldo + jb, 2);
-                else
-                    np_rbm_spmm_row(idx + r * cap, val + r * cap, cnt[r], WT + jb, ld, out + r * ldo + jb, 1);
-            }
-        jb = j0 + (j1 - j0) / 8 * 8;
-        for (r = 0; r < m; ++r)
-            for (j = jb; j < j1; ++j) {
-                float t = 0.0f;
-                for (p = r * cap; p < r * cap + cnt[r]; ++p) t += val[p] * WT[(long)idx[p] * ld + j];
-                out[r * ldo + j] = t;
-            }
-    }
-
-    /* One step of the weights in the columns [jb, jb + 8 nvv) of row i:
-       d = beta DT + scale acc;  step = d - decay WT;  WT += step;  DT = step mom_next. */
-    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_step_blk(float* DT, float* WT, const __m256* acc, __m256 s, float beta, float decay,
-                                       float mom_next, const int nvv)
-    {
-        int k;
-        const __m256 dec = _mm256_set1_ps(decay), mn = _mm256_set1_ps(mom_next), b = _mm256_set1_ps(beta);
-        #pragma GCC unroll 8
-        for (k = 0; k < nvv; ++k) {
-            __m256 d = _mm256_fmadd_ps(s, acc[k], _mm256_mul_ps(b, _mm256_loadu_ps(DT + 8 * k)));
-            __m256 w = _mm256_loadu_ps(WT + 8 * k);
-            __m256 step = _mm256_fnmadd_ps(dec, w, d);
-            _mm256_storeu_ps(WT + 8 * k, _mm256_add_ps(w, step));
-            _mm256_storeu_ps(DT + 8 * k, _mm256_mul_ps(step, mn));
-        }
-    }
-
-    /* acc[0 .. nvv) += sum_q cval[q] H[ridx[q]*ldh + jb ...], q over pixel i's column list. */
-    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_spcol_acc(__m256* acc, const int* ccnt, long ccap, const int* ridx, const float* cval,
-                                        long i, const float* H, long ldh, long jb, const int nvv)
-    {
-        long q;
-        int k;
-        for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) {
-            const float* h = H + (long)ridx[q] * ldh + jb;
-            __m256 v = _mm256_set1_ps(cval[q]);
-            #pragma GCC unroll 8
-            for (k = 0; k < nvv; ++k) acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(h + 8 * k), acc[k]);
-        }
-    }
-
-    __attribute__((target("avx2,fma"))) __attribute__((always_inline))
-    static inline void np_rbm_spger_blk(const int* ccnt, long ccap, const int* ridx, const float* cval,
-                                        const int* ccnt2, const int* ridx2, const float* cval2, long nv,
-                                        const float* H, const float* H2, long ldh, float scale, float* DT,
-                                        float* WT, long ld, long jb, float beta, float decay, float mom_next,
-                                        const int nvv)
-    {
-        long i;
-        int k;
-        const __m256 s = _mm256_set1_ps(scale);
-        for (i = 0; i < nv; ++i) {
-            __m256 acc[8];
-            #pragma GCC unroll 8
-            for (k = 0; k < nvv; ++k) acc[k] = _mm256_setzero_ps();
-            np_rbm_spcol_acc(acc, ccnt, ccap, ridx, cval, i, H, ldh, jb, nvv);
-            if (ccnt2 != NULL) np_rbm_spcol_acc(acc, ccnt2, ccap, ridx2, cval2, i, H2, ldh, jb, nvv);
-            np_rbm_step_blk(DT + i * ld + jb, WT + i * ld + jb, acc, s, beta, decay, mom_next, nvv);
-        }
-    }
-
-    /* The update of transposed weights, for j in [j0, j1):
-       DT[i*ld + j] = beta DT[i*ld + j] + scale (sum_q cval[q] H[ridx[q]*ldh + j] + sum_q cval2[q] H2[ridx2[q]*ldh + j]),
-       q over pixel i's nonzeros (ridx, cval[i*ccap ... i*ccap + ccnt[i]): the positive phase
-       v0^T h0, transposed; the second list, when ccnt2 is not NULL, the negative phase
-       vk^T (-hk) of sampled visible states), then the step of WT and DT in the same pass
-       (see np_rbm_step_blk).  Without a second list DT already holds the negative phase. */
-    __attribute__((target("avx2,fma")))
-    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval,
-                               const int* ccnt2, const int* ridx2, const float* cval2, long nv,
-                               const float* H, const float* H2, long ldh, float scale, float* DT, float* WT, long ld,
-                               long j0, long j1, float beta, float decay, float mom_next)
-    {
-        long jb = j0, i, q, j;
-        /* With two lists, 32 columns of the rows of H and H2 fill L1 as 64 of H alone do. */
-        for (; ccnt2 == NULL && jb + 64 <= j1; jb += 64)
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
-                             beta, decay, mom_next, 8);
-        for (; jb + 32 <= j1; jb += 32)
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
-                             beta, decay, mom_next, 4);
-        if (jb + 16 <= j1) {
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
-                             beta, decay, mom_next, 2);
-            jb += 16;
-        }
-        if (jb + 8 <= j1) {
-            np_rbm_spger_blk(ccnt, ccap, ridx, cval, ccnt2, ridx2, cval2, nv, H, H2, ldh, scale, DT, WT, ld, jb,
-                             beta, decay, mom_next, 1);
-            jb += 8;
-        }
-        for (i = 0; i < nv; ++i)
-            for (j = jb; j < j1; ++j) {
-                float t = 0.0f;
-                for (q = i * ccap; q < i * ccap + ccnt[i]; ++q) t += cval[q] * H[(long)ridx[q] * ldh + j];
-                if (ccnt2 != NULL)
-                    for (q = i * ccap; q < i * ccap + ccnt2[i]; ++q) t += cval2[q] * H2[(long)ridx2[q] * ldh + j];
-                float d = beta * DT[i * ld + j] + scale * t;
-                float step = d - decay * WT[i * ld + j];
-                WT[i * ld + j] += step;
-                DT[i * ld + j] = step * mom_next;
-            }
-    }
-    /* The nonzeros of v[0 .. n): positions and values, packed eight at a time (a compare, a
-       movemask, and a permutation from a table of the 256 masks); returns their count.  Writes
-       up to 8 entries past the count, within pos[0 .. n) and val[0 .. n). */
-    static int np_rbm_pack_lut[256][8];
-
-    static void np_rbm_pack_init(void) {
-        int mask, b, c;
-        for (mask = 0; mask < 256; ++mask) {
-            for (b = 0, c = 0; b < 8; ++b)
-                if (mask & (1 << b)) np_rbm_pack_lut[mask][c++] = b;
-            for (; c < 8; ++c) np_rbm_pack_lut[mask][c] = 0;
-        }
-    }
-
-    __attribute__((target("avx2,fma")))
-    static int np_rbm_compact_y(const float* v, int n, int* pos, float* val)
-    {
-        int k, c = 0;
-        const __m256 zero = _mm256_setzero_ps();
-        for (k = 0; k + 8 <= n; k += 8) {
-            __m256 x = _mm256_loadu_ps(v + k);
-            int mask = _mm256_movemask_ps(_mm256_cmp_ps(x, zero, _CMP_NEQ_UQ));
-            __m256i perm = _mm256_loadu_si256((const __m256i*)np_rbm_pack_lut[mask]);
-            _mm256_storeu_ps(val + c, _mm256_permutevar8x32_ps(x, perm));
-            _mm256_storeu_si256((__m256i*)(pos + c), _mm256_add_epi32(perm, _mm256_set1_epi32(k)));
-            c += __builtin_popcount(mask);
-        }
-        for (; k < n; ++k) {
-            pos[c] = k;
-            val[c] = v[k];
-            c += v[k] != 0;
-        }
-        return c;
-    }
-    #else
-    #define NP_RBM_HAVE_Y 0
-    static int np_rbm_cpu_avx2(void) { return 0; }
-    static void np_rbm_pack_init(void) {}
-    static int np_rbm_compact_y(const float* v, int n, int* pos, float* val) { return 0; }
-    static void np_rbm_spmm_y(const int* cnt, long cap, const int* idx, const float* val, long m,
-                              const float* WT, long ld, float* out, long ldo, long j0, long j1) {}
-    static void np_rbm_spger_y(const int* ccnt, long ccap, const int* ridx, const float* cval,
-                               const int* ccnt2, const int* ridx2, const float* cval2, long nv,
-                               const float* H, const float* H2, long ldh, float scale, float* DT, float* WT, long ld,
-                               long j0, long j1, float beta, float decay, float mom_next) {}
-    static void np_rbm_dots_y(const float* A, long lda, const float* B, long ldb, float* out, long ldo,
-                              long M, long N, long K) {}
-    static void np_rbm_axpy_y(const float* A, long ars, long aks, const float* B, long ldb, float* C, long ldc,
-                              long M, long N, long K, float alpha, float beta, float* Wst, float decay,
-                              float mom_next) {}
-    #endif
-    """
+cdef extern from "np_rbm_small.h":
     int np_rbm_cpu_avx2() nogil
     void np_rbm_pack_init() nogil
     int np_rbm_compact_y(const float* v, int n, int* pos, float* val) noexcept nogil
@@ -507,49 +58,34 @@ cdef extern from *:
 
 
 # Batches of at most this many rows use the unpacked kernels above (float32,
-# AVX2 + FMA); larger ones BLAS, whose packing then pays for itself.
-cdef int _small_batch_max = 32 if np_rbm_cpu_avx2() else 0
+# AVX2 + FMA) by default; larger ones BLAS, whose packing then pays for itself.
+cdef int _small_batch_default = 32 if np_rbm_cpu_avx2() else 0
 np_rbm_pack_init()
 
-
-def small_batch_max():
-    """Largest batch (rows per product) that the unpacked float32 kernels handle; 0 when unavailable."""
-    return _small_batch_max
-
-
-def set_small_batch_max(int rows):
-    """Set :func:`small_batch_max` (0 turns the unpacked kernels off; tests compare both paths).
-
-    Returns the previous value.  Without AVX2 + FMA the kernels stay off.
-    """
-    global _small_batch_max
-    previous = _small_batch_max
-    _small_batch_max = max(0, rows) if np_rbm_cpu_avx2() else 0
-    return previous
-
-
-# Sparse epochs (float32, Bernoulli visible units, batches past the unpacked kernels, AVX2):
-# 0 never, 1 when the data are mostly zeros (the default), 2 always.  Measured on MNIST (19%
-# nonzero, 500 hidden units, batch 100, 2 threads): see cd_epoch.
-cdef int _sparse_mode = 1
-# Largest share of nonzero inputs at which "auto" takes the sparse products, and the rows it
-# counts (the first of the epoch, so that the choice depends on the data and the shuffle only).
+# Largest share of nonzero inputs at which sparse="auto" takes the sparse products, and the
+# rows it counts (the first of the epoch, so that the choice depends on the data and the
+# shuffle only).
 cdef double _SPARSE_MAX_DENSITY = 0.35
 cdef int _SPARSE_PROBE_ROWS = 1024
 
 
-def set_sparse(mode):
-    """Select when :func:`cd_epoch` multiplies only the nonzero inputs: ``"auto"`` (default), ``"always"``, ``"never"``.
+def small_batch_available():
+    """Whether this CPU runs the unpacked small-batch and sparse float32 kernels (AVX2 + FMA)."""
+    return bool(np_rbm_cpu_avx2())
 
-    ``"auto"`` does where at most 35% of the first 1024 rows of an epoch
-    are nonzero; all modes apply to float32 with Bernoulli visible units and
-    batches larger than :func:`small_batch_max` on CPUs with AVX2 + FMA.
-    For tests and benchmarks; returns the previous mode.
-    """
-    global _sparse_mode
-    previous = mode_name(_sparse_mode)
-    _sparse_mode = mode_value(mode)
-    return previous
+
+def default_small_batch_max():
+    """The default ``small_batch_max`` of the kernels: 32 with AVX2 + FMA, else 0 (off)."""
+    return _small_batch_default
+
+
+cdef int _smax(int small_batch_max) except? -2:
+    """The batch limit of the unpacked kernels for a call: -1 the default; 0 off; always 0 without AVX2 + FMA."""
+    if small_batch_max < -1:
+        raise ValueError(f"small_batch_max must be -1 (default) or >= 0. Received: {small_batch_max}")
+    if not np_rbm_cpu_avx2():
+        return 0
+    return _small_batch_default if small_batch_max == -1 else small_batch_max
 
 
 cdef bint _sparse_pays(const float* X, int n, int nv) noexcept nogil:
@@ -565,53 +101,12 @@ cdef inline floating* _align64(floating* p) noexcept nogil:
     return <floating*> ((<size_t> p + 63) & ~(<size_t> 63))
 
 
-cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                       const floating* a, int lda, const floating* b, int ldb,
-                       floating beta, floating* c, int ldc) noexcept nogil:
-    """Row-major ``C = alpha op(A) op(B) + beta C`` with ``C`` of shape ``(m, n)``.
-
-    BLAS is column-major, and a row-major matrix is its column-major
-    transpose, so ``C^T = op(B)^T op(A)^T`` is computed with the operands
-    swapped.
-    """
-    cdef char ta = b"T" if trans_b else b"N"
-    cdef char tb = b"T" if trans_a else b"N"
-    if floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda, &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda, &beta, c, &ldc)
-
-
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    # The two branches of the reference Ops.sigmoid: exp never overflows.
-    cdef floating e
-    if floating is float:
-        if x >= 0:
-            return 1 / (1 + expf(-x))
-        e = expf(x)
-    else:
-        if x >= 0:
-            return 1 / (1 + exp(-x))
-        e = exp(x)
-    return e / (1 + e)
-
-
 cdef inline floating _softplus(floating x) noexcept nogil:
     # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) without overflow.
     if floating is float:
         return (x if x > 0 else 0) + log1pf(expf(-fabsf(x)))
     else:
         return (x if x > 0 else 0) + log1p(exp(-fabs(x)))
-
-
-cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
-    """Fill ``out`` with uniforms in [0, 1) exactly as NumPy's ``Generator.random(size, dtype)`` does."""
-    cdef Py_ssize_t i
-    for i in range(size):
-        if floating is float:
-            out[i] = (bg.next_uint32(bg.state) >> 8) * (1.0 / 16777216.0)
-        else:
-            out[i] = bg.next_double(bg.state)
 
 
 cdef inline int _bound(int total, int n_parts, int part) noexcept nogil:
@@ -626,7 +121,7 @@ cdef inline int _bound(int total, int n_parts, int part) noexcept nogil:
     return min(total, part * chunk)
 
 
-cdef void _hidden_block(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden_block(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                         const floating* u, floating* h, int m, int nv, int nh, int j0, int j1,
                         floating beta, int ldt=0) noexcept nogil:
     """Hidden columns ``[j0, j1)``: ``out = sigmoid(beta (v W^T + bh))``; ``h = (u < out)`` when ``u``.
@@ -639,17 +134,17 @@ cdef void _hidden_block(const floating* v, const floating* W, const floating* bh
     cdef Py_ssize_t r, j
     cdef floating p
     if ldt:
-        _gemm(False, False, m, j1 - j0, nv, <floating> 1, v, nv, W + j0, ldt, <floating> 0, out + j0, nh)
-    elif floating is float and m <= _small_batch_max:
+        gemm_rm(False, False, m, j1 - j0, nv, <floating> 1, v, nv, W + j0, ldt, <floating> 0, out + j0, nh)
+    elif floating is float and m <= smax:
         np_rbm_dots_y(v, nv, W + <Py_ssize_t> j0 * nv, nv, out + j0, nh, m, j1 - j0, nv)
     else:
-        _gemm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
+        gemm_rm(False, True, m, j1 - j0, nv, <floating> 1, v, nv, W + j0 * nv, nv, <floating> 0, out + j0, nh)
     if floating is float:
         np_rbm_sigmoid_rows_f(out, bh, beta, u, h, m, nh, j0, j1)
     else:
         for r in range(m):
             for j in range(j0, j1):
-                p = _sigmoid(beta * (out[r * nh + j] + bh[j]))
+                p = sigmoid(beta * (out[r * nh + j] + bh[j]))
                 out[r * nh + j] = p
                 if u != NULL:
                     h[r * nh + j] = 1 if u[r * nh + j] < p else 0
@@ -668,21 +163,21 @@ cdef void _visible_act(floating* out, const floating* bv, const floating* u, int
         for i in range(i0, i1):
             a = out[r * nv + i] + bv[i]
             if not gaussian:
-                a = _sigmoid(a)
+                a = sigmoid(a)
                 if u != NULL:
                     a = 1 if u[r * nv + i] < a else 0
             out[r * nv + i] = a
 
 
 # One uniform from the bit generator costs about as much as this many multiply-adds of a
-# single-threaded GEMM (measured on the benchmark machine: 3.4 ns against 36 ps).  It sets
+# single-threaded GEMM (measured; see docs/guide/backends.rst).  It sets
 # how _hidden_and_draw shares the hidden columns; being a constant, the share depends on
 # the shapes and the thread count only, so fits stay reproducible.
 cdef int _UNIFORM_MACS = 96
 
 
 # A multiply-add of the sparse products (np_rbm_spmm_y) costs about this many of a GEMM's
-# (MNIST, 500 hidden units, batch 100: 26 ms for 0.6 G nonzero products on 2 threads).
+# (measured on MNIST; see docs/guide/backends.rst).
 cdef double _SPARSE_MACS = 2.4
 
 
@@ -696,7 +191,7 @@ cdef int _draw_share(double work, int nh, Py_ssize_t n_u, int n_threads) noexcep
     return min(cols, nh)
 
 
-cdef void _hidden_and_draw(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden_and_draw(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                            int m, int nv, int nh, int n_threads, bitgen_t* bg, floating* u,
                            Py_ssize_t n_u, int ldt, const int* rcnt=NULL, const int* idx=NULL,
                            const float* val=NULL, const floating* us=NULL, floating* hs=NULL) noexcept nogil:
@@ -706,9 +201,9 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
 
     Thread 0 takes fewer hidden columns (:func:`_draw_share`), so the others
     do not wait for the draw.  (BLAS may round a column's float32 sums
-    differently in a wider or narrower slice: the last bits depend on the
-    split, as they already depend on the thread count.)  A/B on MNIST, 500
-    hidden units, batch 100, 2 threads: 0.284 -> 0.270 s per epoch (median).
+    differently in a wider or narrower slice, so the last bits of an RBM
+    epoch depend on the split, and with it on the thread count; the split
+    depends on nothing else, so a fit is reproducible for a given count.)
     With ``rcnt`` (float32), ``v`` is given by its nonzeros (:func:`_nonzeros`)
     and the product is :func:`_hidden_sparse`'s; a column then costs
     :data:`_SPARSE_MACS` per nonzero instead of ``m nv`` multiply-adds.
@@ -724,7 +219,7 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
     cdef int first = _draw_share(work, nh, n_u, n_threads)
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         if t == 0:
-            _uniforms(bg, u, n_u)
+            uniforms(bg, u, n_u)
             j0 = 0
             j1 = first
         else:
@@ -737,10 +232,10 @@ cdef void _hidden_and_draw(const floating* v, const floating* W, const floating*
                 np_rbm_sigmoid_rows_f(out, bh, 1, us, hs, m, nh, j0, j1)
                 done = True
         if not done:
-            _hidden_block(v, W, bh, out, us, hs, m, nv, nh, j0, j1, 1, ldt)
+            _hidden_block(smax, v, W, bh, out, us, hs, m, nv, nh, j0, j1, 1, ldt)
 
 
-cdef void _visible_block(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible_block(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                          const floating* u, int m, int nv, int nh, int i0, int i1,
                          bint gaussian, int ldt=0) noexcept nogil:
     """Visible columns ``[i0, i1)``: ``out = sigmoid(h W + bv)`` (Bernoulli) or ``h W + bv``.
@@ -749,16 +244,16 @@ cdef void _visible_block(const floating* h, const floating* W, const floating* b
     with ``ldt > 0``, ``W`` is transposed, ``(nv, nh)`` in rows of ``ldt``.
     """
     if ldt:
-        _gemm(False, True, m, i1 - i0, nh, <floating> 1, h, nh, W + <Py_ssize_t> i0 * ldt, ldt, <floating> 0,
+        gemm_rm(False, True, m, i1 - i0, nh, <floating> 1, h, nh, W + <Py_ssize_t> i0 * ldt, ldt, <floating> 0,
               out + i0, nv)
-    elif floating is float and m <= _small_batch_max:
+    elif floating is float and m <= smax:
         np_rbm_axpy_y(h, nh, 1, W + i0, nv, out + i0, nv, m, i1 - i0, nh, 1, 0, NULL, 0, 1)
     else:
-        _gemm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
+        gemm_rm(False, False, m, i1 - i0, nh, <floating> 1, h, nh, W + i0, nv, <floating> 0, out + i0, nv)
     _visible_act(out, bv, u, m, nv, i0, i1, gaussian)
 
 
-cdef void _hidden(const floating* v, const floating* W, const floating* bh, floating* out,
+cdef void _hidden(int smax, const floating* v, const floating* W, const floating* bh, floating* out,
                   const floating* u, floating* h, int m, int nv, int nh, floating beta,
                   int n_threads, int ldt=0) noexcept nogil:
     """:func:`_hidden_block` over all hidden columns, split between OpenMP threads.
@@ -769,31 +264,31 @@ cdef void _hidden(const floating* v, const floating* W, const floating* bh, floa
     """
     cdef int j0, j1, t
     if n_threads <= 1:
-        _hidden_block(v, W, bh, out, u, h, m, nv, nh, 0, nh, beta, ldt)
+        _hidden_block(smax, v, W, bh, out, u, h, m, nv, nh, 0, nh, beta, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            _hidden_block(v, W, bh, out, u, h, m, nv, nh, j0, j1, beta, ldt)
+            _hidden_block(smax, v, W, bh, out, u, h, m, nv, nh, j0, j1, beta, ldt)
 
 
-cdef void _visible(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                    const floating* u, int m, int nv, int nh, bint gaussian, int n_threads,
                    int ldt=0) noexcept nogil:
     """:func:`_visible_block` over all visible columns, split between OpenMP threads."""
     cdef int i0, i1, t
     if n_threads <= 1:
-        _visible_block(h, W, bv, out, u, m, nv, nh, 0, nv, gaussian, ldt)
+        _visible_block(smax, h, W, bv, out, u, m, nv, nh, 0, nv, gaussian, ldt)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = _bound(nv, n_threads, t)
         i1 = _bound(nv, n_threads, t + 1)
         if i1 > i0:
-            _visible_block(h, W, bv, out, u, m, nv, nh, i0, i1, gaussian, ldt)
+            _visible_block(smax, h, W, bv, out, u, m, nv, nh, i0, i1, gaussian, ldt)
 
 
-cdef void _visible_rows(const floating* h, const floating* W, const floating* bv, floating* out,
+cdef void _visible_rows(int smax, const floating* h, const floating* W, const floating* bv, floating* out,
                         floating* part, const floating* u, int m, int nv, int nh, bint gaussian,
                         int n_threads) noexcept nogil:
     """:func:`_visible` with the threads cut along the hidden units.
@@ -806,7 +301,7 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
     update that follows then waits on the other core for half of the cache
     lines it writes: at batch size 10 that cost more than the products.
     (Sparse epochs cut by visible columns all the same: at batch 100 the
-    partial sums cost more than the shared lines, 227 -> 222 ms per epoch.)
+    partial sums cost more than the shared lines.)
     """
     cdef int t, j0, j1, i0, i1, q
     cdef Py_ssize_t r, i, size = <Py_ssize_t> m * nv
@@ -815,11 +310,11 @@ cdef void _visible_rows(const floating* h, const floating* W, const floating* bv
         j0 = _bound(nh, n_threads, t)
         j1 = _bound(nh, n_threads, t + 1)
         if j1 > j0:
-            if floating is float and m <= _small_batch_max:
+            if floating is float and m <= smax:
                 np_rbm_axpy_y(h + j0, nh, 1, W + <Py_ssize_t> j0 * nv, nv, part + t * size, nv,
                               m, nv, j1 - j0, 1, 0, NULL, 0, 1)
             else:
-                _gemm(False, False, m, nv, j1 - j0, <floating> 1, h + j0, nh, W + <Py_ssize_t> j0 * nv, nv,
+                gemm_rm(False, False, m, nv, j1 - j0, <floating> 1, h + j0, nh, W + <Py_ssize_t> j0 * nv, nv,
                       <floating> 0, part + t * size, nv)
         else:
             for i in range(size):
@@ -893,7 +388,7 @@ cdef inline void _step_weights(floating* W, floating* dW, Py_ssize_t n, floating
             dW[j] = step * mom_next
 
 
-cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
+cdef void _update_block(int smax, floating* W, floating* bh, floating* bv, floating* dW, floating* dbh,
                         floating* dbv, floating* H2, const floating* V2, floating* hsum, floating* vsum,
                         double* vsq, double* err, int m, int nv, int nh, int j0, int j1, int i0, int i1,
                         floating scale, floating mom, floating decay, floating beta,
@@ -909,13 +404,13 @@ cdef void _update_block(floating* W, floating* bh, floating* bv, floating* dW, f
     sizes those passes over the weights cost as much as the products.
     """
     _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
-    if floating is float and m <= _small_batch_max:
+    if floating is float and m <= smax:
         # The step in the same pass: one pass over dW fewer (W and dW, 3 MB for MNIST's
         # 500 x 784, do not fit in L2; see NP_RBM_KB for the measured gain).
         np_rbm_axpy_y(H2 + j0, 1, nh, V2, nv, dW + <Py_ssize_t> j0 * nv, nv, j1 - j0, nv, 2 * m, scale, beta,
                       W + <Py_ssize_t> j0 * nv, decay, mom_next)
     else:
-        _gemm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
+        gemm_rm(True, False, j1 - j0, nv, 2 * m, scale, H2 + j0, nh, V2, nv, beta, dW + j0 * nv, nv)
         _step_weights(W + <Py_ssize_t> j0 * nv, dW + <Py_ssize_t> j0 * nv, <Py_ssize_t> (j1 - j0) * nv, decay,
                       mom_next)
     _update_visible_bias(bv, dbv, V2, V2 + <Py_ssize_t> m * nv, vsum, vsq, err, m, nv, i0, i1, scale, mom)
@@ -940,7 +435,7 @@ cdef void _update_block_sparse(float* WT, float* bh, float* bv, float* dWT, floa
     """
     _update_hidden_bias(bh, dbh, H2, hsum, m, nh, j0, j1, scale, mom)
     if ccnt2 == NULL:
-        _gemm(True, False, nv, j1 - j0, m, scale, vk, nv, H2 + <Py_ssize_t> m * nh + j0, nh, beta, dWT + j0, ldt)
+        gemm_rm(True, False, nv, j1 - j0, m, scale, vk, nv, H2 + <Py_ssize_t> m * nh + j0, nh, beta, dWT + j0, ldt)
         beta = 1
     np_rbm_spger_y(ccnt, m, ridx, cval, ccnt2, ridx2, cval2, nv, H2, H2 + <Py_ssize_t> m * nh, nh, scale,
                    dWT, WT, ldt, j0, j1, beta, decay, mom_next)
@@ -969,14 +464,14 @@ cdef void _nonzeros(const float* v, int m, int nv, int* rcnt, int* idx, float* v
     column ``i``'s are ``ridx, cval[i m ... i m + ccnt[i])`` (rows, values),
     in increasing order.  Fixed room per row and column, so the threads need
     no prefix sums.  The rows are packed first (:c:func:`np_rbm_compact_y`);
-    each thread then appends, row by row, the entries of its columns.  (Reading
-    ``v`` down the columns instead, both lists took 8.0 ms per MNIST epoch at
-    batch 100 instead of 5.3.)
+    each thread then appends, row by row, the entries of its columns (reading
+    ``v`` down the columns instead was slower).
     """
     cdef int t, r, i, i0, i1, p, p1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         for r in range(t * m // n_threads, (t + 1) * m // n_threads):
-            rcnt[r] = np_rbm_compact_y(v + <Py_ssize_t> r * nv, nv, idx + <Py_ssize_t> r * nv, val + <Py_ssize_t> r * nv)
+            rcnt[r] = np_rbm_compact_y(v + <Py_ssize_t> r * nv, nv, idx + <Py_ssize_t> r * nv,
+                                       val + <Py_ssize_t> r * nv)
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         i0 = t * nv // n_threads
         i1 = (t + 1) * nv // n_threads
@@ -1014,10 +509,6 @@ cdef void _transpose(const floating* a, int rows, int cols, int lda, floating* o
                     out[c * ldo + r] = a[r * lda + c]
 
 
-cdef bitgen_t* _bitgen(object bit_generator) except NULL:
-    return <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
-
-
 # ---------------------------------------------------------------------------
 # CD-k / PCD-k epoch
 # ---------------------------------------------------------------------------
@@ -1041,6 +532,9 @@ def cd_epoch(
     floating[:, ::1] chain=None,    # IN/OUT (batch_size, n_hidden) persistent hidden states, or None
     int n_threads=1,
     bint sample_visible=False,      # binary visible states instead of their means (Bernoulli units)
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
+    int sparse_mode=1,              # sparse products: 0 never, 1 when the data are mostly zeros, 2 always
 ):
     """Run one epoch of CD-k (PCD-k when ``chain`` is given); return the reconstruction error.
 
@@ -1048,6 +542,9 @@ def cd_epoch(
     including the order of the random draws.  The caller must hold BLAS at
     one thread when ``n_threads > 1`` (each OpenMP thread runs its own GEMMs).
     """
+    cdef int smax = _smax(small_batch_max)
+    if sparse_mode not in (0, 1, 2):
+        raise ValueError(f"sparse_mode must be 0 (never), 1 (auto) or 2 (always). Received: {sparse_mode}")
     cdef int n = X.shape[0]
     cdef int nh = W.shape[0]
     cdef int nv = W.shape[1]
@@ -1068,7 +565,7 @@ def cd_epoch(
     # into a second buffer; drawing them alone kept the other threads waiting 5 % of an epoch
     # at batch 100.  Not for the small batches of the unpacked kernels: their draw is short,
     # and the uneven split would have each thread read W rows that the other one updates.
-    cdef bint lookahead = not persistent and n_threads > 1 and (floating is not float or batch_size > _small_batch_max)
+    cdef bint lookahead = not persistent and n_threads > 1 and (floating is not float or batch_size > smax)
     cdef floating[:, ::1] U2 = np.empty((batch_size if lookahead else 1, nh), dtype=dtype)
     cdef floating* unext = &U2[0, 0]
     cdef floating* uswap
@@ -1078,7 +575,7 @@ def cd_epoch(
     cdef floating[::1] vsum = np.empty(nv, dtype=dtype)
     cdef double[::1] vsq = np.empty(nv, dtype=np.float64)
     cdef double[::1] errs = np.zeros(n_threads, dtype=np.float64)
-    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef bitgen_t* bg = bitgen_of(bit_generator)
     cdef floating* v0 = &V2[0, 0]
     cdef const floating* x0         # the batch: v0, or the rows of X themselves in sparse epochs
     cdef floating* ph0 = &H2[0, 0]
@@ -1096,17 +593,15 @@ def cd_epoch(
     # Sparse epochs: the weights and their momentum transposed, (nv, nh), so that a nonzero
     # input selects a contiguous row; each batch's nonzeros by rows (CSR) and columns (CSC).
     # Rows are padded to whole cache lines and aligned, so that the threads' column slices
-    # (cut at multiples of 16) never share a line: unpadded, writing the momentum in the
-    # update cost 2.5x as long.
+    # (cut at multiples of 16) never share a line (false sharing in the momentum writes).
     cdef bint sparse = False
     if floating is float:
-        sparse = (_sparse_mode != 0 and not gaussian and batch_size > _small_batch_max and np_rbm_cpu_avx2()
-                  and (_sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
+        sparse = (sparse_mode != 0 and not gaussian and batch_size > smax and np_rbm_cpu_avx2()
+                  and (sparse_mode == 2 or _sparse_pays(&X[0, 0], n, nv)))
     cdef int ldt = (nh + 15) // 16 * 16 if sparse else 0
     if sparse and ldt % 128 == 0:
         # A stride of a power of two (500 hidden units padded to 512) maps a column block of
-        # every row to the same few cache sets; one more line per row spreads them (A/B at
-        # batch 100: 225.0 -> 221.5 ms per epoch, best of 8).
+        # every row to the same few cache sets; one more line per row spreads them.
         ldt += 16
     cdef floating[::1] WT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
     cdef floating[::1] dWT = np.zeros(nv * ldt + 16 if sparse else 1, dtype=dtype)
@@ -1144,51 +639,51 @@ def cd_epoch(
             us = NULL
             if not persistent:
                 if not drawn:
-                    _uniforms(bg, u, m * nh)
+                    uniforms(bg, u, m * nh)
                 drawn = False
                 us = u
             if floating is float and sparse_k and n_threads > 1:
                 # The first visible sample's uniforms come next in the stream: drawn during the
-                # positive phase, by a thread with fewer columns (the draw alone kept the other
-                # thread waiting 18 ms of a 182 ms MNIST epoch).
-                _hidden_and_draw(x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
+                # positive phase, by a thread with fewer columns (drawn alone, it kept the
+                # other threads waiting).
+                _hidden_and_draw(smax, x0, Wp, &bh[0], ph0, m, nv, nh, n_threads, bg, uv, <Py_ssize_t> m * nv, ldt,
                                  &rcnt[0], &idx[0], &val[0], us, hs)
                 drawn_v = True
             elif floating is float and sparse:
                 _hidden_sparse(&rcnt[0], &idx[0], &val[0], Wp, ldt, &bh[0], ph0, us, hs, m, nv, nh, n_threads)
             else:
-                _hidden(v0, Wp, &bh[0], ph0, us, hs, m, nv, nh, 1, n_threads)
+                _hidden(smax, v0, Wp, &bh[0], ph0, us, hs, m, nv, nh, 1, n_threads)
             if persistent:
                 memcpy(hs, &chain[0, 0], m * nh * sizeof(floating))
 
             # k steps of block Gibbs sampling with mean-field (or sampled) visible units.
             for step in range(k):
                 if sample_visible and not drawn_v:
-                    _uniforms(bg, uv, m * nv)
+                    uniforms(bg, uv, m * nv)
                 drawn_v = False
                 if n_threads > 1 and not sparse:
-                    _visible_rows(hs, Wp, &bv[0], vk, &part[0], uv, m, nv, nh, gaussian, n_threads)
+                    _visible_rows(smax, hs, Wp, &bv[0], vk, &part[0], uv, m, nv, nh, gaussian, n_threads)
                 else:
-                    _visible(hs, Wp, &bv[0], vk, uv, m, nv, nh, gaussian, n_threads, ldt)
+                    _visible(smax, hs, Wp, &bv[0], vk, uv, m, nv, nh, gaussian, n_threads, ldt)
                 if floating is float:
                     if sparse_k:
                         _nonzeros(vk, m, nv, &rcnt2[0], &idx2[0], &val2[0], &ccnt2[0], &ridx2[0], &cval2[0],
                                   n_threads)
                 if persistent or step < k - 1:
-                    _uniforms(bg, u, m * nh)
+                    uniforms(bg, u, m * nh)
                     if floating is float and sparse_k:
                         _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, u, hs, m, nv, nh,
                                        n_threads)
                     else:
-                        _hidden(vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
+                        _hidden(smax, vk, Wp, &bh[0], phk, u, hs, m, nv, nh, 1, n_threads, ldt)
                 elif lookahead and batch + 1 < n_batches:
                     # CD discards the last hidden sample: no sample, and the next batch's draw.
                     m_next = min(batch_size, n - start - m)
                     if floating is float and sparse_k:
-                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                        _hidden_and_draw(smax, vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
                                          <Py_ssize_t> m_next * nh, ldt, &rcnt2[0], &idx2[0], &val2[0])
                     else:
-                        _hidden_and_draw(vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
+                        _hidden_and_draw(smax, vk, Wp, &bh[0], phk, m, nv, nh, n_threads, bg, unext,
                                          <Py_ssize_t> m_next * nh, ldt)
                     uswap = u
                     u = unext
@@ -1198,7 +693,7 @@ def cd_epoch(
                     _hidden_sparse(&rcnt2[0], &idx2[0], &val2[0], Wp, ldt, &bh[0], phk, NULL, NULL, m, nv, nh,
                                    n_threads)
                 else:
-                    _hidden(vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
+                    _hidden(smax, vk, Wp, &bh[0], phk, NULL, NULL, m, nv, nh, 1, n_threads, ldt)
             if persistent:
                 memcpy(&chain[0, 0], hs, m * nh * sizeof(floating))
 
@@ -1218,17 +713,18 @@ def cd_epoch(
                                          &ccnt2[0] if sparse_k else NULL, &ridx2[0], &cval2[0],
                                          m, nv, nh, ldt, j0, j1, i0, i1, scale, mom, decay, beta, mom_next)
             elif n_threads == 1:
-                _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                              &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay, beta, mom_next)
+                _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                              &hsum[0], &vsum[0], &vsq[0], &errs[0], m, nv, nh, 0, nh, 0, nv, scale, mom, decay,
+                              beta, mom_next)
             else:
                 for t in prange(n_threads, num_threads=n_threads, schedule="static"):
                     j0 = _bound(nh, n_threads, t)
                     j1 = _bound(nh, n_threads, t + 1)
                     i0 = _bound(nv, n_threads, t)
                     i1 = _bound(nv, n_threads, t + 1)
-                    _update_block(&W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
-                                  &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom, decay, beta,
-                                  mom_next)
+                    _update_block(smax, &W[0, 0], &bh[0], &bv[0], &dW[0, 0], &dbh[0], &dbv[0], &H2[0, 0], v0,
+                                  &hsum[0], &vsum[0], &vsq[0], &errs[t], m, nv, nh, j0, j1, i0, i1, scale, mom,
+                                  decay, beta, mom_next)
             for t in range(n_threads):
                 err += errs[t]
                 errs[t] = 0
@@ -1250,10 +746,13 @@ def hidden_probs(
     floating[:, ::1] out,           # OUT (m, n_hidden)
     double beta=1.0,
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out = sigmoid(beta (V W^T + bh))``."""
+    cdef int smax = _smax(small_batch_max)
     with nogil:
-        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], NULL, NULL, V.shape[0], W.shape[1], W.shape[0],
+        _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &out[0, 0], NULL, NULL, V.shape[0], W.shape[1], W.shape[0],
                 <floating> beta, max(n_threads, 1))
 
 
@@ -1266,10 +765,13 @@ def visible_means(
     bint gaussian,
     floating[:, ::1] out,           # OUT (m, n_visible)
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out = sigmoid(H W + bv)`` (Bernoulli visible units) or ``H W + bv`` (Gaussian)."""
+    cdef int smax = _smax(small_batch_max)
     with nogil:
-        _visible(&H[0, 0], &W[0, 0], &bv[0], &out[0, 0], NULL, H.shape[0], W.shape[1], W.shape[0], gaussian,
+        _visible(smax, &H[0, 0], &W[0, 0], &bv[0], &out[0, 0], NULL, H.shape[0], W.shape[1], W.shape[0], gaussian,
                  max(n_threads, 1))
 
 
@@ -1282,16 +784,19 @@ def sample_hidden(
     object bit_generator,
     floating[:, ::1] out,           # OUT (m, n_hidden) binary states
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``out ~ Bernoulli(sigmoid(V W^T + bh))``, drawn as ``Ops.bernoulli`` draws."""
+    cdef int smax = _smax(small_batch_max)
     cdef int m = V.shape[0]
     cdef int nh = W.shape[0]
     cdef floating[::1] U = np.empty(m * nh, dtype=np.float32 if floating is float else np.float64)
-    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef bitgen_t* bg = bitgen_of(bit_generator)
     with bit_generator.lock, nogil:
-        _uniforms(bg, &U[0], m * nh)
+        uniforms(bg, &U[0], m * nh)
     with nogil:
-        _hidden(&V[0, 0], &W[0, 0], &bh[0], &out[0, 0], &U[0], &out[0, 0], m, W.shape[1], nh,
+        _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &out[0, 0], &U[0], &out[0, 0], m, W.shape[1], nh,
                 <floating> 1, max(n_threads, 1))
 
 
@@ -1305,28 +810,31 @@ def gibbs_bernoulli(
     int steps,
     object bit_generator,
     int n_threads=1,
+    *,
+    int small_batch_max=-1,         # batches up to this size use the unpacked kernels; -1 the default
 ):
     """``steps`` steps v -> h -> v of block Gibbs sampling with Bernoulli visible units, in place.
 
     Each step draws the hidden units, then the visible units, from
     ``bit_generator`` as :meth:`neuroplug.ops.Ops.rbm_gibbs` does.
     """
+    cdef int smax = _smax(small_batch_max)
     cdef int m = V.shape[0]
     cdef int nh = W.shape[0]
     cdef int nv = W.shape[1]
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] H = np.empty((m, nh), dtype=dtype)
     cdef floating[::1] U = np.empty(m * max(nh, nv), dtype=dtype)
-    cdef bitgen_t* bg = _bitgen(bit_generator)
-    cdef int step
+    cdef bitgen_t* bg = bitgen_of(bit_generator)
+    cdef int _step
     if n_threads < 1:
         n_threads = 1
     with bit_generator.lock, nogil:
-        for step in range(steps):
-            _uniforms(bg, &U[0], m * nh)
-            _hidden(&V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
-            _uniforms(bg, &U[0], m * nv)
-            _visible(&H[0, 0], &W[0, 0], &bv[0], &V[0, 0], &U[0], m, nv, nh, False, n_threads)
+        for _step in range(steps):
+            uniforms(bg, &U[0], m * nh)
+            _hidden(smax, &V[0, 0], &W[0, 0], &bh[0], &H[0, 0], &U[0], &H[0, 0], m, nv, nh, 1, n_threads)
+            uniforms(bg, &U[0], m * nv)
+            _visible(smax, &H[0, 0], &W[0, 0], &bv[0], &V[0, 0], &U[0], m, nv, nh, False, n_threads)
 
 
 cdef void _free_energy_rows(const floating* V, const floating* W, const floating* bh, const floating* bv,
@@ -1335,7 +843,7 @@ cdef void _free_energy_rows(const floating* V, const floating* W, const floating
     cdef Py_ssize_t r, i, j
     cdef double s
     cdef floating d
-    _gemm(False, True, r1 - r0, nh, nv, <floating> 1, V + r0 * nv, nv, W, nv, <floating> 0, A + r0 * nh, nh)
+    gemm_rm(False, True, r1 - r0, nh, nv, <floating> 1, V + r0 * nv, nv, W, nv, <floating> 0, A + r0 * nh, nh)
     for r in range(r0, r1):
         s = 0
         for j in range(nh):
@@ -1437,19 +945,19 @@ cdef void _ais_hidden_block(const floating* V, const floating* W, const floating
     cdef Py_ssize_t r, j, i
     cdef floating x, s, e, p, db = b_k - b_prev, d1, d2
     cdef double acc
-    _gemm(False, True, m, j1 - j0, nv, <floating> 1, V, nv, W + j0 * nv, nv, <floating> 0, A + j0, nh)
+    gemm_rm(False, True, m, j1 - j0, nv, <floating> 1, V, nv, W + j0 * nv, nv, <floating> 0, A + j0, nh)
     for r in range(m):
         acc = 0
         for j in range(j0, j1):
             x = A[r * nh + j] + bh[j]
             if fabs(db * x) < 1:
-                s = _sigmoid(b_prev * x)
+                s = sigmoid(b_prev * x)
                 e = _expm1(db * x)
                 acc += _log1p(s * e)
                 p = s * (1 + e) / (1 + s * e)
             else:  # large steps (short schedules): the direct difference cannot overflow
                 acc += _softplus(b_k * x) - _softplus(b_prev * x)
-                p = _sigmoid(b_k * x)
+                p = sigmoid(b_k * x)
             if u != NULL:
                 H[r * nh + j] = 1 if u[r * nh + j] < p else 0
         inc[r] = acc
@@ -1470,14 +978,14 @@ cdef void _ais_visible_block(floating* V, const floating* W, const floating* bv,
     """Visible columns ``[i0, i1)``: ``V ~ p_k(v | H)`` given uniforms or normals in ``noise``."""
     cdef Py_ssize_t r, i
     cdef floating mean
-    _gemm(False, False, m, i1 - i0, nh, <floating> 1, H, nh, W + i0, nv, <floating> 0, V + i0, nv)
+    gemm_rm(False, False, m, i1 - i0, nh, <floating> 1, H, nh, W + i0, nv, <floating> 0, V + i0, nv)
     for r in range(m):
         for i in range(i0, i1):
             mean = bA[i] * (1 - b_k) + (V[r * nv + i] + bv[i]) * b_k
             if gaussian:
                 V[r * nv + i] = mean + noise[r * nv + i]
             else:
-                V[r * nv + i] = 1 if noise[r * nv + i] < _sigmoid(mean) else 0
+                V[r * nv + i] = 1 if noise[r * nv + i] < sigmoid(mean) else 0
 
 
 @cython.boundscheck(False)
@@ -1513,7 +1021,7 @@ def ais_log_weights(
     cdef floating[::1] U = np.empty(m * max(nh, nv), dtype=dtype)
     cdef double[:, ::1] inc = np.zeros((n_threads, m))
     cdef double[:, ::1] vis = np.zeros((n_threads, m))
-    cdef bitgen_t* bg = _bitgen(bit_generator)
+    cdef bitgen_t* bg = bitgen_of(bit_generator)
     cdef int k, t, j0, j1, i0, i1
     cdef Py_ssize_t r, i
     cdef floating b_prev, b_k
@@ -1528,10 +1036,10 @@ def ais_log_weights(
                 for i in range(nv):
                     V[r, i] = V[r, i] + bA[i]
         else:
-            _uniforms(bg, &U[0], <Py_ssize_t> m * nv)
+            uniforms(bg, &U[0], <Py_ssize_t> m * nv)
             for r in range(m):
                 for i in range(nv):
-                    V[r, i] = 1 if U[r * nv + i] < _sigmoid(bA[i]) else 0
+                    V[r, i] = 1 if U[r * nv + i] < sigmoid(bA[i]) else 0
         for r in range(m):
             log_w[r] = 0
         for k in range(1, n_steps + 1):
@@ -1539,7 +1047,7 @@ def ais_log_weights(
             b_k = <floating> betas[k]
             u = NULL
             if k < n_steps:
-                _uniforms(bg, &U[0], <Py_ssize_t> m * nh)
+                uniforms(bg, &U[0], <Py_ssize_t> m * nh)
                 u = &U[0]
             if n_threads == 1:
                 _ais_hidden_block(&V[0, 0], &W[0, 0], &bh[0], &bv[0], &bA[0], &A[0, 0], u, &H[0, 0],
@@ -1564,7 +1072,7 @@ def ais_log_weights(
             if gaussian:
                 _normals(bg, &U[0], <Py_ssize_t> m * nv)
             else:
-                _uniforms(bg, &U[0], <Py_ssize_t> m * nv)
+                uniforms(bg, &U[0], <Py_ssize_t> m * nv)
             if n_threads == 1:
                 _ais_visible_block(&V[0, 0], &W[0, 0], &bv[0], &bA[0], &H[0, 0], &U[0], m, nv, nh, 0, nv,
                                    b_k, gaussian)

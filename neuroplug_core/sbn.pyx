@@ -28,15 +28,15 @@ contiguity and writability first (DESIGN rule 4).
 """
 
 cimport cython
-from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, fabs, fabsf, log, logf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
+from ._blas cimport gemm_rm
 from ._fused cimport floating
+from ._math cimport sigmoid
+from ._random cimport bitgen_of, uniforms
 
 import numpy as np
 
@@ -44,38 +44,6 @@ import numpy as np
 # ---------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------
-cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                       const floating* a, int lda, const floating* b, int ldb,
-                       floating beta, floating* c, int ldc) noexcept nogil:
-    """Row-major ``C = alpha op(A) op(B) + beta C`` with ``C`` of shape ``(m, n)``.
-
-    BLAS is column-major and a row-major matrix is its column-major transpose,
-    so ``C^T = op(B)^T op(A)^T`` is computed with the operands swapped.
-    """
-    cdef char ta = b"T" if trans_b else b"N"
-    cdef char tb = b"T" if trans_a else b"N"
-    if m <= 0 or n <= 0:
-        return
-    if floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda, &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda, &beta, c, &ldc)
-
-
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    # The two branches of the reference Ops.sigmoid: exp never overflows.
-    cdef floating e
-    if floating is float:
-        if x >= 0:
-            return 1 / (1 + expf(-x))
-        e = expf(x)
-    else:
-        if x >= 0:
-            return 1 / (1 + exp(-x))
-        e = exp(x)
-    return e / (1 + e)
-
-
 cdef inline floating _softplus(floating x) noexcept nogil:
     # log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)) without overflow.  log(1 + e)
     # instead of log1p(e): glibc's log1pf costs ~15x logf, and the absolute error (one
@@ -87,7 +55,7 @@ cdef inline floating _softplus(floating x) noexcept nogil:
 
 
 cdef inline floating _sigmoid_softplus(floating x, floating* softplus) noexcept nogil:
-    """``sigmoid(x)`` (bit for bit as :func:`_sigmoid`), and ``softplus(x)``, from one exp."""
+    """``sigmoid(x)`` (bit for bit as :func:`neuroplug_core._math.sigmoid`), and ``softplus(x)``, from one exp."""
     cdef floating e
     if floating is float:
         e = expf(-fabsf(x))
@@ -101,16 +69,6 @@ cdef inline floating _sigmoid_softplus(floating x, floating* softplus) noexcept 
     return e / (1 + e)
 
 
-cdef inline void _uniforms(bitgen_t* bg, floating* out, Py_ssize_t size) noexcept nogil:
-    """Fill ``out`` with uniforms in [0, 1) exactly as ``Generator.random(size, dtype)``."""
-    cdef Py_ssize_t i
-    for i in range(size):
-        if floating is float:
-            out[i] = <float> ((bg.next_uint32(bg.state) >> 8) * (1.0 / 16777216.0))
-        else:
-            out[i] = bg.next_double(bg.state)
-
-
 # Element-wise loops smaller than this run on one thread: an OpenMP region costs
 # microseconds, and far more when the cores are busy with other work.
 cdef enum:
@@ -118,10 +76,6 @@ cdef enum:
     PARALLEL_MIN_MACS = 1 << 23
     # Row splits between threads fall on multiples of this (see _bound).
     SPLIT_ALIGN = 48
-
-
-cdef bitgen_t* _bitgen(object bit_generator) except NULL:
-    return <bitgen_t*> PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
 
 
 cdef int _pointers(list arrays, floating** out) except -1:
@@ -231,7 +185,7 @@ cdef void _forward_block(const floating* Hin, int n_in, const floating* W, const
     cdef floating a, q, h, u, sp
     cdef double acc
     if Hin != NULL:
-        _gemm(False, False, r1 - r0, n, n_in, <floating> 1, Hin + <Py_ssize_t> r0 * n_in, n_in, W, n,
+        gemm_rm(False, False, r1 - r0, n, n_in, <floating> 1, Hin + <Py_ssize_t> r0 * n_in, n_in, W, n,
               <floating> 0, A + <Py_ssize_t> r0 * n, n)
     for r in range(r0, r1):
         acc = 0
@@ -244,7 +198,7 @@ cdef void _forward_block(const floating* Hin, int n_in, const floating* W, const
                 if logpmf != NULL:
                     q = _sigmoid_softplus(a, &sp)
                 else:
-                    q = _sigmoid(a)
+                    q = sigmoid(a)
                     sp = 0
                 u = U[(r % u_period) * n + j] if u_period > 0 else U[o]
                 h = 1 if u < q else 0
@@ -255,7 +209,7 @@ cdef void _forward_block(const floating* Hin, int n_in, const floating* W, const
                 A[o] = _sigmoid_softplus(a, &sp)
                 acc = acc + target[(r // period) * n + j] * a - sp
             else:
-                A[o] = target[o] - _sigmoid(a)
+                A[o] = target[o] - sigmoid(a)
         if logpmf != NULL:
             logpmf[r] = logpmf[r] + acc
 
@@ -310,7 +264,7 @@ cdef void _update_block(floating* W, floating* b, const floating* inputs, const 
     cdef Py_ssize_t r, i
     cdef double acc
     if j1 > j0:
-        _gemm(True, False, j1 - j0, n_out, rows, step, inputs + j0, n_in, delta, n_out, <floating> 1,
+        gemm_rm(True, False, j1 - j0, n_out, rows, step, inputs + j0, n_in, delta, n_out, <floating> 1,
               W + <Py_ssize_t> j0 * n_out, n_out)
     for i in range(i0, i1):
         acc = 0
@@ -357,16 +311,16 @@ cdef void _ancestral(bitgen_t* rng, floating** Wg, floating** bg, floating** S, 
     nl = sizes[n_layers]
     s = S[n_layers]
     b = bg[n_layers]
-    _uniforms(rng, s, <Py_ssize_t> rows * nl)
+    uniforms(rng, s, <Py_ssize_t> rows * nl)
     for r in prange(rows, schedule="static", num_threads=n_threads,
                       use_threads_if=<Py_ssize_t> rows * nl >= PARALLEL_MIN_ELEMENTS):
         for j in range(nl):
             o = r * nl + j
-            s[o] = 1 if s[o] < _sigmoid(b[j]) else 0
+            s[o] = 1 if s[o] < sigmoid(b[j]) else 0
     for l in range(n_layers - 1, -1, -1):
         nl = sizes[l]
         # Uniforms first (in order, one thread), then product and comparison in parallel.
-        _uniforms(rng, S[l], <Py_ssize_t> rows * nl)
+        uniforms(rng, S[l], <Py_ssize_t> rows * nl)
         _forward(S[l + 1], sizes[l + 1], Wg[l], bg[l], scratch, rows, nl, MODE_SAMPLE, S[l], 0, S[l],
                  False, NULL, 1, NULL, n_threads)
 
@@ -403,7 +357,6 @@ def wake_sleep_epoch(
     cdef int L = layers.n_layers
     cdef int K = n_importance_samples
     cdef int n = X.shape[0]
-    cdef int n0 = sizes[0]
     cdef int max_rows = batch_size * K
     cdef int l, nmax = 0
     for l in range(L + 1):
@@ -471,7 +424,7 @@ cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, float
                    floating** H, floating** Q, floating** P, floating** S, floating* scratch,
                    floating* omega, double* logq, double* logp, double* dtop,
                    object bit_generator, int n_threads) except? -1:
-    cdef bitgen_t* rng = _bitgen(bit_generator)
+    cdef bitgen_t* rng = bitgen_of(bit_generator)
     cdef int n0 = sizes[0]
     cdef int batch, start, m, M, l, i, k, nl
     cdef Py_ssize_t r, j
@@ -500,7 +453,7 @@ cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, float
                 logq[r] = 0
             for l in range(L):
                 nl = sizes[l + 1]
-                _uniforms(rng, H[l + 1], <Py_ssize_t> M * nl)
+                uniforms(rng, H[l + 1], <Py_ssize_t> M * nl)
                 _forward(H[l], sizes[l], Wr[l], br[l], Q[l + 1], M, nl, MODE_SAMPLE, H[l + 1], 0, H[l + 1],
                          True, NULL, 1, logq, n_threads)
 
@@ -526,7 +479,7 @@ cdef double _epoch(const floating* X, int n, floating** Wg, floating** bg, float
             # Generative update along the omega-weighted gradient of log p(x, h).
             nl = sizes[L]
             for j in range(nl):
-                prior = _sigmoid(bg[L][j])
+                prior = sigmoid(bg[L][j])
                 dtop[j] = 0
                 for r in range(M):
                     dtop[j] = dtop[j] + omega[r] * (H[L][r * nl + j] - prior)
@@ -563,7 +516,7 @@ cdef int _sample(floating dummy, list Wg, list bg, list out, object bit_generato
     cdef int l, nmax = 0
     cdef floating** S = <floating**> malloc((L + 1) * sizeof(floating*))
     cdef floating[:, ::1] scratch
-    cdef bitgen_t* rng = _bitgen(bit_generator)
+    cdef bitgen_t* rng = bitgen_of(bit_generator)
     if not S:
         raise MemoryError()
     try:
@@ -668,7 +621,7 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
                      const int* sizes, int L, int K, int B, floating** U, floating** H, floating* scratch,
                      floating* q1, double* logq, double* logp, double* sp1, floating* out, object bit_generator,
                      int n_threads) except -1:
-    cdef bitgen_t* rng = _bitgen(bit_generator)
+    cdef bitgen_t* rng = bitgen_of(bit_generator)
     cdef int n0 = sizes[0], n1 = sizes[1]
     cdef int blk, start, b, BK, l
     cdef Py_ssize_t r, i, j, k, o
@@ -676,7 +629,7 @@ cdef int _importance(const floating* X, int n, floating** Wg, floating** bg, flo
     cdef double acc, sp
     with bit_generator.lock, nogil:
         for l in range(1, L + 1):
-            _uniforms(rng, U[l], <Py_ssize_t> K * sizes[l])
+            uniforms(rng, U[l], <Py_ssize_t> K * sizes[l])
     with nogil:
         for blk in range((n + B - 1) // B):
             start = blk * B

@@ -24,15 +24,17 @@ N_WORKERS = min(2, N_CPUS)
 
 def _probe():
     """Thread counts seen inside a worker: OpenMP limit, what an estimator's backend uses, BLAS."""
+    from neuroplug_core._openmp import effective_n_threads, openmp_enabled
     from threadpoolctl import threadpool_info
 
     # The class estimators get from get_ops("cpu", n_threads=...); imported directly to keep
     # the worker start light (the estimator path is checked in-process below).
     from neuroplug.backends.cython_ops import CythonOps
-    from neuroplug_core._openmp import effective_n_threads, openmp_enabled
 
     ops = CythonOps(n_threads=-1)  # n_threads=-1 asks for every CPU of the machine
-    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    blas = [
+        info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+    ]
     return {
         "openmp": openmp_enabled(),
         "effective": effective_n_threads(),
@@ -70,13 +72,22 @@ def test_inside_dask_workers():
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        with distributed.LocalCluster(n_workers=N_WORKERS, processes=True, threads_per_worker=1,
-                                      host="127.0.0.1", dashboard_address=None) as cluster, \
-                distributed.Client(cluster) as client:
+        with (
+            distributed.LocalCluster(
+                n_workers=N_WORKERS,
+                processes=True,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
             per_worker = client.run(_probe)
             # And through joblib's dask backend, as a grid search would run.
             with joblib.parallel_config(backend="dask"):
-                through_joblib = joblib.Parallel(n_jobs=-1)(joblib.delayed(_probe)() for _ in range(2 * N_WORKERS))
+                through_joblib = joblib.Parallel(n_jobs=-1)(
+                    joblib.delayed(_probe)() for _ in range(2 * N_WORKERS)
+                )
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert len(per_worker) == N_WORKERS
@@ -87,10 +98,10 @@ def test_inside_dask_workers():
 
 def test_an_explicit_n_threads_never_exceeds_an_outer_limit():
     """threadpoolctl (what joblib and Dask rely on) caps even an explicit n_threads."""
+    from neuroplug_core._openmp import openmp_enabled
     from threadpoolctl import threadpool_limits
 
     from neuroplug.estimators import RBM
-    from neuroplug_core._openmp import openmp_enabled
 
     if not openmp_enabled():
         pytest.skip("built without OpenMP")

@@ -15,10 +15,11 @@ with stride 1 and 16 or more channels in and out, Winograd F(2x2, 3x3) and
 F(2x2, 5x5) (all three products where they measured faster,
 :mod:`neuroplug_core.winograd`); float64, and float32 on other CPUs, run
 im2col + SciPy's BLAS.  Max pooling has AVX-512 and AVX2
-kernels and a portable branch-free loop.  ``neuroplug_core.conv.set_simd_isa``
-/ ``NEUROPLUG_SIMD``, ``set_sliding`` / ``NEUROPLUG_SLIDING`` and
-``neuroplug_core.winograd.set_winograd`` / ``NEUROPLUG_WINOGRAD`` select
-another kernel (tests, benchmarks).
+kernels and a portable branch-free loop.  Which kernels run is part of the
+backend's configuration: the ``simd``, ``sliding``, ``winograd``, ``sparse``
+and ``small_batch_max`` options of :class:`CythonOps` (see
+:meth:`CythonOps.kernels` to change them for a block), never process-global
+state.
 
 Threads
 -------
@@ -28,8 +29,14 @@ threads: the ``n_threads`` given to the backend, capped by OpenMP's limit
 (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``); calls too small
 to gain from threads run on one.  Where an OpenMP thread calls BLAS, BLAS is
 held at one thread for the duration of the call so that BLAS threads never
-nest inside OpenMP threads.  No reduction depends on the number of threads,
-so results are bit-identical for any thread count.
+nest inside OpenMP threads.  Convolution, pooling, the element-wise ops and
+:meth:`CythonOps.gemm` cut their work by shape only, never by thread count,
+so their results are bit-identical for any thread count.  The RBM kernels
+(``rbm_*``, and the DBN and AIS loops on them) cut the weights into one
+slice per thread and sum per-thread partial products, and BLAS rounds a
+slice's float32 sums by its width: their last bits depend on the thread
+count (a fit is still reproducible for a given count and agrees with other
+counts to rounding).
 
 Workspaces
 ----------
@@ -45,8 +52,11 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import threading
-from typing import Any, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +90,76 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Below these amounts of work per thread a call uses fewer threads (see CythonOps._threads).
 _MIN_FLOPS_PER_THREAD = 1e6
 _MIN_ELEMENTS_PER_THREAD = 65536
-_MIN_SUM_ELEMENTS_PER_THREAD = 262144   # plain sums and finiteness checks: ~0.1 ms of work
-_EMPTY = {dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES}  # "no bias" for the kernels
+_MIN_SUM_ELEMENTS_PER_THREAD = (
+    262144  # plain sums and finiteness checks: too quick to split below
+)
+_EMPTY = {
+    dt: np.zeros(0, dtype=dt) for dt in _FLOAT_DTYPES
+}  # "no bias" for the kernels
+
+# Kernel choices (CythonOps options): their names, and the environment variables
+# that give the default of an option left unset.
+_MODES = {"never": 0, "auto": 1, "always": 2}
+_SIMD_LEVELS = {"blas": 0, "avx2": 1, "avx512": 2}
+_SIMD_ALIASES = {"0": "blas", "none": "blas", "portable": "blas"}
+_OPTION_ENV = {
+    "simd": "NEUROPLUG_SIMD",
+    "sliding": "NEUROPLUG_SLIDING",
+    "winograd": "NEUROPLUG_WINOGRAD",
+    "sparse": "NEUROPLUG_SPARSE",
+    "small_batch_max": "NEUROPLUG_SMALL_BATCH_MAX",
+}
+KERNEL_OPTIONS = tuple(_OPTION_ENV)
+
+
+def _check_kernel_option(name: str, value: Any) -> Any:
+    """``value`` of kernel option ``name``, normalised; ``ValueError`` naming the choices otherwise."""
+    if name == "simd":
+        if isinstance(value, str):
+            value = _SIMD_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if value != "auto" and value not in _SIMD_LEVELS:
+            raise ValueError(
+                f"simd must be one of {['auto', *_SIMD_LEVELS]}. Received: simd={value!r}"
+            )
+        return value
+    if name == "small_batch_max":
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 0
+        ):
+            raise ValueError(
+                f"small_batch_max must be None (the CPU's default) or an int >= 0. "
+                f"Received: small_batch_max={value!r}"
+            )
+        return None if value is None else int(value)
+    if isinstance(value, str):
+        value = value.strip().lower()
+    if value not in _MODES:
+        raise ValueError(
+            f"{name} must be one of {list(_MODES)}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def _default_kernel_option(name: str) -> Any:
+    """The default of an unset option: its environment variable when set and valid, else ``"auto"``/``None``."""
+    raw = os.environ.get(_OPTION_ENV[name], "").strip()
+    if raw:
+        try:
+            return _check_kernel_option(name, raw)
+        except ValueError:
+            warnings.warn(
+                f"Ignoring {_OPTION_ENV[name]}={raw!r}: not a valid value of the {name!r} kernel option.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return None if name == "small_batch_max" else "auto"
 
 
 # ---------------------------------------------------------------------------
@@ -107,7 +185,11 @@ class _SingleThreadedBlas:
         if self._libs is None:
             from threadpoolctl import ThreadpoolController
 
-            self._libs = [lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"]
+            self._libs = [
+                lc
+                for lc in ThreadpoolController().lib_controllers
+                if lc.user_api == "blas"
+            ]
         return self._libs
 
     def __enter__(self) -> None:
@@ -142,9 +224,24 @@ def _blas_guard(uses_blas: bool) -> Any:
 # ---------------------------------------------------------------------------
 # Argument helpers
 # ---------------------------------------------------------------------------
+def _bit_generator(rng: Any) -> np.random.BitGenerator:
+    """The ``BitGenerator`` behind ``rng``, which the sampling kernels draw from directly."""
+    bit_generator = getattr(rng, "bit_generator", None)
+    if not isinstance(bit_generator, np.random.BitGenerator):
+        raise TypeError(
+            "rng must be a numpy.random.Generator (from ops.make_rng). "
+            f"Received: rng of type {type(rng).__name__}"
+        )
+    return bit_generator
+
+
 def _float_dtype(x: Any) -> np.dtype:
     """The native float dtype (float32/float64) of an array already checked by ``_check_array``."""
-    itemsize = x.dtype.itemsize if isinstance(x, np.ndarray) else np.dtype(str(x.dtype).replace("torch.", "")).itemsize
+    itemsize = (
+        x.dtype.itemsize
+        if isinstance(x, np.ndarray)
+        else np.dtype(str(x.dtype).replace("torch.", "")).itemsize
+    )
     return _FLOAT_DTYPES[0] if itemsize == 4 else _FLOAT_DTYPES[1]
 
 
@@ -165,11 +262,41 @@ class CythonOps(Ops):
         back from the number of CPUs (``-1``: all).  Never above OpenMP's limit.
     check_finite : bool, default=True
         Refuse NaN and infinity in conv/pool inputs.
+    simd : {"auto", "avx512", "avx2", "blas"}, optional
+        Widest float32 SIMD kernels of convolution and max pooling; ``"auto"``
+        the widest this CPU has, ``"blas"`` im2col + BLAS (and the portable
+        pooling loop).  A level the CPU lacks is capped at what it has.
+    sliding, winograd, sparse : {"auto", "always", "never"}, optional
+        Where the sliding-window convolutions, the Winograd convolutions, and
+        the sparse products of float32 CD epochs run: ``"auto"`` where they
+        measured faster, or always (wherever they apply) or never.
+    small_batch_max : int, optional
+        Largest RBM batch that the unpacked float32 products handle (0: off);
+        ``None`` the CPU's default (32 with AVX2 + FMA, else off).
+
+    Every kernel option left unset takes its default from an environment
+    variable when set (``NEUROPLUG_SIMD``, ``NEUROPLUG_SLIDING``,
+    ``NEUROPLUG_WINOGRAD``, ``NEUROPLUG_SPARSE``, ``NEUROPLUG_SMALL_BATCH_MAX``)
+    when the backend is made, and keeps it: the options are part of this
+    object (they pickle with it and travel to Dask workers), and no setting
+    is process-global.  :meth:`kernels` changes them for a block.  The
+    choices change only the speed, never the results beyond rounding.
     """
 
     name = "cpu"
 
-    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        n_threads: int | None = None,
+        check_finite: bool = True,
+        simd: str | None = None,
+        sliding: str | None = None,
+        winograd: str | None = None,
+        sparse: str | None = None,
+        small_batch_max: int | None = None,
+    ) -> None:
         if _IMPORT_ERROR is not None:
             raise ImportError(
                 "The 'cpu' backend needs the compiled neuroplug_core extension, which failed to import "
@@ -178,18 +305,84 @@ class CythonOps(Ops):
             ) from _IMPORT_ERROR
         super().__init__(device, n_threads=n_threads, check_finite=check_finite)
         if n_threads is not None:
-            effective_n_threads(n_threads)  # reject n_threads=0 (or a non-int) now, not at the first call
+            effective_n_threads(
+                n_threads
+            )  # reject n_threads=0 (or a non-int) now, not at the first call
+        given = {
+            "simd": simd,
+            "sliding": sliding,
+            "winograd": winograd,
+            "sparse": sparse,
+            "small_batch_max": small_batch_max,
+        }
+        for option, value in given.items():
+            if value is None:
+                value = _default_kernel_option(option)
+            setattr(
+                self,
+                option,
+                None if value is None else _check_kernel_option(option, value),
+            )
         self._local = threading.local()
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={getattr(self, k)!r}" for k in KERNEL_OPTIONS)
+        return f"{type(self).__name__}(device={self.device!r}, n_threads={self.n_threads!r}, {options})"
+
+    @property
+    def kernel_options(self) -> dict[str, Any]:
+        """The kernel choices of this backend, as keyword arguments of :class:`CythonOps`."""
+        return {k: getattr(self, k) for k in KERNEL_OPTIONS}
+
+    @contextlib.contextmanager
+    def kernels(self, **options: Any) -> Iterator[CythonOps]:
+        """Run a block with some kernel options of this backend changed, then restore them.
+
+        For example ``with ops.kernels(winograd="never"): ...``.  The change is
+        to this object only (another backend, or a copy sent to a worker, keeps
+        its own options); calls made from other threads on the same object
+        during the block see it too.
+        """
+        unknown = sorted(set(options) - set(KERNEL_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"Unknown kernel options {unknown}; expected some of {list(KERNEL_OPTIONS)}."
+            )
+        checked = {k: _check_kernel_option(k, v) for k, v in options.items()}
+        previous = self.kernel_options
+        try:
+            for k, v in checked.items():
+                setattr(self, k, v)
+            yield self
+        finally:
+            for k in checked:
+                setattr(self, k, previous[k])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A backend pickled before the options existed gets their defaults.
+        for option in KERNEL_OPTIONS:
+            state.setdefault(option, None if option == "small_batch_max" else "auto")
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # Kernel levels for one call, from the options (capped at what the CPU has).
+    def _conv_isa(self) -> int:
+        top = len(_conv.available_isas()) - 1
+        return top if self.simd == "auto" else min(_SIMD_LEVELS[self.simd], top)
+
+    def _pool_isa(self) -> int:
+        top = len(_pool.available_isas()) - 1
+        return top if self.simd == "auto" else min(_SIMD_LEVELS[self.simd], top)
+
+    def _rbm_options(self) -> dict[str, int]:
+        smax = -1 if self.small_batch_max is None else self.small_batch_max
+        return {"small_batch_max": smax, "sparse_mode": _MODES[self.sparse]}
 
     # The per-thread workspaces are a cache: never pickled, rebuilt on demand.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_local", None)
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
     # ------------------------------------------------------------- plumbing
     def _threads(self, work: float | None = None, per_thread: float = 1.0) -> int:
@@ -234,28 +427,49 @@ class CythonOps(Ops):
         if type(x) is not np.ndarray or x.dtype not in _FLOAT_DTYPES or x.ndim != ndim:
             return super()._check_array(x, name, ndim, dtype)
         if dtype is not None and x.dtype != dtype:
-            raise TypeError(f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}")
+            raise TypeError(
+                f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}"
+            )
         if x.size == 0:
-            raise ValueError(f"{name} must not be empty. Received: {name}.shape={x.shape}")
+            raise ValueError(
+                f"{name} must not be empty. Received: {name}.shape={x.shape}"
+            )
         if self.check_finite and not self._all_finite(x):
             raise ValueError(f"{name} contains NaN or infinity.")
 
     def _all_finite(self, x: Array) -> bool:
         # One pass over the exponent bits, without the temporary boolean array
         # (and its page faults) that np.isfinite(x).all() allocates.
-        if isinstance(x, np.ndarray) and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
-            return bool(_conv.all_finite(x.reshape(-1), self._threads(x.size, _MIN_SUM_ELEMENTS_PER_THREAD)))
+        if (
+            isinstance(x, np.ndarray)
+            and x.dtype in _FLOAT_DTYPES
+            and x.flags.c_contiguous
+        ):
+            return bool(
+                _conv.all_finite(
+                    x.reshape(-1), self._threads(x.size, _MIN_SUM_ELEMENTS_PER_THREAD)
+                )
+            )
         return super()._all_finite(x)
 
     # ====================================================================
     # Convolution and pooling (neuroplug_core.conv / neuroplug_core.pool)
     # ====================================================================
     def conv2d(
-        self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> np.ndarray:
         """2-D cross-correlation of NCHW ``x`` with ``w`` (+ bias ``b``); see :meth:`Ops.conv2d`."""
-        stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x, w, b, stride, padding, groups, connections
+        )
         dt = _float_dtype(x)
         x = self._contiguous(x, dt)
         w = self._weights(w, connections, dt)
@@ -263,91 +477,215 @@ class CythonOps(Ops):
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
-        nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
+        nt = self._threads(
+            2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD
+        )
         y = np.empty((n, f, oh, ow), dtype=dt)
         if self._winograd(0, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
-            work = self._scratch("conv", _winograd.workspace(0, n, c, h, wd, f, kh, *padding, nt), dt)
+            work = self._scratch(
+                "conv", _winograd.workspace(0, n, c, h, wd, f, kh, *padding, nt), dt
+            )
             _winograd.forward(x, w, b, y, *padding, nt, work)
             return y
-        size, _, uses_blas = _conv.workspace(0, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(
+            0,
+            dt == _FLOAT_DTYPES[0],
+            n,
+            c,
+            h,
+            wd,
+            f,
+            kh,
+            kw,
+            *stride,
+            *padding,
+            groups,
+            nt,
+            *self._conv_options(),
+        )
         work = self._scratch("conv", size, dt)
         with _blas_guard(uses_blas):
-            _conv.conv2d_forward(x, w, b, y, *stride, *padding, groups, nt, work)
+            _conv.conv2d_forward(
+                x, w, b, y, *stride, *padding, groups, nt, work, *self._conv_options()
+            )
         return y
 
     def conv2d_backward_input(
-        self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        w: Array,
+        x_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> np.ndarray:
         """Gradient of :meth:`conv2d` with respect to its input ``x``."""
         n, c, h, wd = check_shape4(x_shape, "x_shape")
         self._check_array(w, "w", 4)
         dt = _float_dtype(w)
         x_like = np.zeros((1, c, h, wd), dtype=w.dtype)
-        stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x_like, w, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, w.dtype)
         f, _, kh, kw = (int(s) for s in w.shape)
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         dy = self._contiguous(dy, dt)
         w = self._weights(w, connections, dt)
-        nt = self._threads(2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD)
+        nt = self._threads(
+            2.0 * n * f * oh * ow * c // groups * kh * kw, _MIN_FLOPS_PER_THREAD
+        )
         dx = np.empty((n, c, h, wd), dtype=dt)
         if self._winograd(1, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
-            work = self._scratch("conv", _winograd.workspace(1, n, c, h, wd, f, kh, *padding, nt), dt)
+            work = self._scratch(
+                "conv", _winograd.workspace(1, n, c, h, wd, f, kh, *padding, nt), dt
+            )
             _winograd.backward_input(dy, w, dx, *padding, nt, work)
             return dx
-        size, _, uses_blas = _conv.workspace(1, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride, *padding, groups, nt)
+        size, _, uses_blas = _conv.workspace(
+            1,
+            dt == _FLOAT_DTYPES[0],
+            n,
+            c,
+            h,
+            wd,
+            f,
+            kh,
+            kw,
+            *stride,
+            *padding,
+            groups,
+            nt,
+            *self._conv_options(),
+        )
         work = self._scratch("conv", size, dt)
         with _blas_guard(uses_blas):
-            _conv.conv2d_backward_input(dy, w, dx, *stride, *padding, groups, nt, work)
+            _conv.conv2d_backward_input(
+                dy, w, dx, *stride, *padding, groups, nt, work, *self._conv_options()
+            )
         return dx
 
     def conv2d_backward_weights(
-        self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        x: Array,
+        w_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gradients of :meth:`conv2d` with respect to ``w`` and ``b``: ``(dw, db)``."""
         w_shape = check_shape4(w_shape, "w_shape")
         self._check_array(x, "x", 4)
         dt = _float_dtype(x)
         w_like = np.zeros(w_shape, dtype=x.dtype)
-        stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x, w_like, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, x.dtype)
         n, c, h, wd = (int(s) for s in x.shape)
         f, cg, kh, kw = w_shape
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         x = self._contiguous(x, dt)
         dy = self._contiguous(dy, dt)
         nt = self._threads(2.0 * n * f * oh * ow * cg * kh * kw, _MIN_FLOPS_PER_THREAD)
         k = cg * kh * kw
         dw = np.empty(w_shape, dtype=dt)
         if self._winograd(2, dt, n, c, h, wd, f, kh, kw, stride, padding, groups):
-            work = self._scratch("conv", _winograd.workspace(2, n, c, h, wd, f, kh, *padding, nt), dt)
+            work = self._scratch(
+                "conv", _winograd.workspace(2, n, c, h, wd, f, kh, *padding, nt), dt
+            )
             _winograd.backward_weights(dy, x, dw, *padding, nt, work)
         else:
-            size, chunks, uses_blas = _conv.workspace(2, dt == _FLOAT_DTYPES[0], n, c, h, wd, f, kh, kw, *stride,
-                                                      *padding, groups, nt)
+            size, chunks, uses_blas = _conv.workspace(
+                2,
+                dt == _FLOAT_DTYPES[0],
+                n,
+                c,
+                h,
+                wd,
+                f,
+                kh,
+                kw,
+                *stride,
+                *padding,
+                groups,
+                nt,
+                *self._conv_options(),
+            )
             work = self._scratch("conv", size, dt)
             partial = self._scratch("wgrad", chunks * f * k, dt).reshape(chunks, f * k)
             with _blas_guard(uses_blas):
-                _conv.conv2d_backward_weights(dy, x, partial, dw.reshape(-1), kh, kw, *stride, *padding, groups, nt,
-                                              work)
+                _conv.conv2d_backward_weights(
+                    dy,
+                    x,
+                    partial,
+                    dw.reshape(-1),
+                    kh,
+                    kw,
+                    *stride,
+                    *padding,
+                    groups,
+                    nt,
+                    work,
+                    *self._conv_options(),
+                )
         db = np.empty(f, dtype=dt)
-        _conv.bias_grad(dy.reshape(n, f, oh * ow), db, self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD))
+        _conv.bias_grad(
+            dy.reshape(n, f, oh * ow),
+            db,
+            self._threads(dy.size, _MIN_SUM_ELEMENTS_PER_THREAD),
+        )
         if connections is not None:
             dw *= connections[:, :, None, None]
         return dw, db
 
-    @staticmethod
-    def _winograd(kind: int, dtype: np.dtype, n: int, c: int, h: int, wd: int, f: int, kh: int, kw: int,
-                  stride: tuple[int, int], padding: tuple[int, int], groups: int) -> bool:
+    def _conv_options(self) -> tuple[int, int]:
+        """The ``isa`` and ``sliding`` arguments of the conv kernels, from this backend's options."""
+        return self._conv_isa(), _MODES[self.sliding]
+
+    def _winograd(
+        self,
+        kind: int,
+        dtype: np.dtype,
+        n: int,
+        c: int,
+        h: int,
+        wd: int,
+        f: int,
+        kh: int,
+        kw: int,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        groups: int,
+    ) -> bool:
         """Whether a convolution call of ``kind`` (0 forward, 1 input gradient, 2 weight gradient) runs Winograd."""
         return dtype == _FLOAT_DTYPES[0] and _winograd.pays(
-            kind, n, c, h, wd, f, kh, kw, *stride, *padding, groups, _conv.simd_isa() != "blas"
+            kind,
+            n,
+            c,
+            h,
+            wd,
+            f,
+            kh,
+            kw,
+            *stride,
+            *padding,
+            groups,
+            self._conv_isa() > 0,
+            _MODES[self.winograd],
         )
 
     def _weights(self, w: Array, connections: Any, dtype: np.dtype) -> np.ndarray:
@@ -358,10 +696,9 @@ class CythonOps(Ops):
         return w
 
     # --------------------------------------------------------- activations
-    # The reference computes these with boolean masks and temporaries (its
-    # sigmoid takes ~30 ms on a 128x20x24x24 float32 batch here); the same
-    # formulas as in-place NumPy ufunc passes take ~2 ms, and exp runs in
-    # NumPy's SIMD loops, which a scalar compiled loop would not beat.
+    # The reference computes these with boolean masks and temporaries; the same
+    # formulas as in-place NumPy ufunc passes are many times faster, and exp runs
+    # in NumPy's SIMD loops, which a scalar compiled loop would not beat.
     def sigmoid(self, x: Array) -> np.ndarray:
         """Logistic function without overflow: ``exp(min(x, 0)) / (1 + exp(-|x|))``.
 
@@ -386,13 +723,14 @@ class CythonOps(Ops):
         out *= dy
         return out
 
-    # Dense products below this many multiply-adds run on one BLAS thread:
-    # threads do not pay at that size, and on a busy 2-core machine a
-    # 32x256x128 float32 product on two OpenBLAS threads took 55 ms instead of
-    # well under 1 ms (measured), which made a digits epoch 10x slower.
+    # Dense products below this many multiply-adds run on one BLAS thread: threads
+    # do not pay at that size, and busy-waiting BLAS threads on a loaded machine
+    # made small products (and a digits epoch) many times slower.
     _GEMM_THREADED_MIN_MACS = 1 << 24
 
-    def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> np.ndarray:
+    def gemm(
+        self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False
+    ) -> np.ndarray:
         """Matrix product as :meth:`Ops.gemm`, on the kernels' OpenMP threads.
 
         float32/float64 NumPy matrices go to ``neuroplug_core.gemm``:
@@ -405,8 +743,14 @@ class CythonOps(Ops):
         bit-identical on any number of threads.  Anything else goes to the
         reference.
         """
-        if (type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2
-                or a.dtype not in _FLOAT_DTYPES or b.dtype not in _FLOAT_DTYPES):
+        if (
+            type(a) is not np.ndarray
+            or type(b) is not np.ndarray
+            or a.ndim != 2
+            or b.ndim != 2
+            or a.dtype not in _FLOAT_DTYPES
+            or b.dtype not in _FLOAT_DTYPES
+        ):
             with _single_threaded_blas:
                 return super().gemm(a, b, trans1=trans1, trans2=trans2)
         dt = a.dtype if a.dtype == b.dtype else np.dtype(np.float64)
@@ -425,39 +769,76 @@ class CythonOps(Ops):
                 f"(trans1={trans1}, trans2={trans2})."
             )
         if max(a.shape + b.shape) >= 2**31:
-            raise ValueError(f"gemm: every dimension must stay below 2**31. Received: {a.shape} and {b.shape}")
+            raise ValueError(
+                f"gemm: every dimension must stay below 2**31. Received: {a.shape} and {b.shape}"
+            )
         out = np.empty((m, n), dtype=dt)
         # Whether to split depends on the shape only, so the result never depends on the thread count.
         split = m * n * k >= self._GEMM_THREADED_MIN_MACS
         with _single_threaded_blas:
-            _gemm.gemm(a, b, out, trans1, trans2, self._threads() if split else 1, split)
+            _gemm.gemm(
+                a, b, out, trans1, trans2, self._threads() if split else 1, split
+            )
         return out
 
     @staticmethod
     def _flat_floats(*arrays: Any) -> bool:
         """Whether the arrays are C-contiguous NumPy arrays of one float dtype and one shape."""
         first = arrays[0]
-        return all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == first.dtype
-                   and a.shape == first.shape for a in arrays) and first.dtype in _FLOAT_DTYPES
+        return (
+            all(
+                type(a) is np.ndarray
+                and a.flags.c_contiguous
+                and a.dtype == first.dtype
+                and a.shape == first.shape
+                for a in arrays
+            )
+            and first.dtype in _FLOAT_DTYPES
+        )
 
     def adam_update(
-        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float,
+        self,
+        param: Array,
+        grad: Array,
+        m: Array,
+        v: Array,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
         t: int,
     ) -> None:
         """In-place Adam step as :meth:`Ops.adam_update`, in one compiled pass over the parameters."""
-        if not self._flat_floats(param, grad, m, v) or not all(a.flags.writeable for a in (param, m, v)):
-            return super().adam_update(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=t)
+        if not self._flat_floats(param, grad, m, v) or not all(
+            a.flags.writeable for a in (param, m, v)
+        ):
+            return super().adam_update(
+                param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, t=t
+            )
         step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
-        _optim.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                           float(beta1), float(beta2), float(step), float(eps),
-                           self._threads(param.size, _MIN_ELEMENTS_PER_THREAD))
+        _optim.adam_update(
+            param.reshape(-1),
+            grad.reshape(-1),
+            m.reshape(-1),
+            v.reshape(-1),
+            float(beta1),
+            float(beta2),
+            float(step),
+            float(eps),
+            self._threads(param.size, _MIN_ELEMENTS_PER_THREAD),
+        )
 
     def relu(self, x: Array) -> np.ndarray:
         """``max(x, 0)`` in one compiled pass (the reference's result, NaN included)."""
         if not self._flat_floats(x):
             return super().relu(x)
         out = np.empty_like(x)
-        _elementwise.relu(x.reshape(-1), out.reshape(-1), self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
+        _elementwise.relu(
+            x.reshape(-1),
+            out.reshape(-1),
+            self._threads(x.size, _MIN_ELEMENTS_PER_THREAD),
+        )
         return out
 
     def relu_backward(self, y: Array, dy: Array) -> np.ndarray:
@@ -465,8 +846,12 @@ class CythonOps(Ops):
         if not self._flat_floats(y, dy):
             return super().relu_backward(y, dy)
         out = np.empty_like(dy)
-        _elementwise.relu_backward(y.reshape(-1), dy.reshape(-1), out.reshape(-1),
-                                   self._threads(y.size, _MIN_ELEMENTS_PER_THREAD))
+        _elementwise.relu_backward(
+            y.reshape(-1),
+            dy.reshape(-1),
+            out.reshape(-1),
+            self._threads(y.size, _MIN_ELEMENTS_PER_THREAD),
+        )
         return out
 
     def tanh_backward(self, y: Array, dy: Array) -> np.ndarray:
@@ -476,7 +861,9 @@ class CythonOps(Ops):
         out *= dy
         return out
 
-    def maxpool2d(self, x: Array, size: Any, stride: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def maxpool2d(
+        self, x: Array, size: Any, stride: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Max pooling; returns ``(y, argmax)`` as :meth:`Ops.maxpool2d`."""
         size, stride = self.check_pool2d(x, size, stride)
         dt = _float_dtype(x)
@@ -485,18 +872,32 @@ class CythonOps(Ops):
         oh, ow = pool2d_output_shape((h, w), size, stride)
         y = np.empty((n, c, oh, ow), dtype=dt)
         argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-        _pool.maxpool2d_forward(x, y, argmax, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
+        _pool.maxpool2d_forward(
+            x,
+            y,
+            argmax,
+            *size,
+            *stride,
+            self._threads(x.size, _MIN_ELEMENTS_PER_THREAD),
+            self._pool_isa(),
+        )
         return y, argmax
 
-    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> np.ndarray:
+    def maxpool2d_backward(
+        self, dy: Array, argmax: Array, x_shape: Sequence[int]
+    ) -> np.ndarray:
         """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
         n, c, h, w = check_shape4(x_shape, "x_shape")
         self._check_array(dy, "dy", 4)
         if not hasattr(argmax, "shape") or not hasattr(argmax, "dtype"):
-            raise TypeError(f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}")
+            raise TypeError(
+                f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}"
+            )
         am = np.asarray(self.to_numpy(argmax))
         if am.dtype.kind not in "iu":
-            raise TypeError(f"argmax must be an integer array. Received: argmax.dtype={am.dtype}")
+            raise TypeError(
+                f"argmax must be an integer array. Received: argmax.dtype={am.dtype}"
+            )
         if tuple(am.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != (n, c):
             raise ValueError(
                 f"dy and argmax must have the same shape (n={n}, c={c}, ...). "
@@ -504,13 +905,24 @@ class CythonOps(Ops):
             )
         dt = _float_dtype(dy)
         dy = self._contiguous(dy, dt)
-        if am.dtype.kind == "u" and am.dtype.itemsize == 8 and am.size and int(am.max()) >= 2**63:
-            raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
+        if (
+            am.dtype.kind == "u"
+            and am.dtype.itemsize == 8
+            and am.size
+            and int(am.max()) >= 2**63
+        ):
+            raise ValueError(
+                f"argmax holds indices outside the input plane of {h}x{w}."
+            )
         am = np.ascontiguousarray(am, dtype=np.int64)
         dx = np.empty((n, c, h, w), dtype=dt)
-        bad = _pool.maxpool2d_backward(dy, am, dx, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD))
+        bad = _pool.maxpool2d_backward(
+            dy, am, dx, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD)
+        )
         if bad:
-            raise ValueError(f"argmax holds {bad} indices outside the input plane of {h}x{w} (valid: 0 to {h * w - 1}).")
+            raise ValueError(
+                f"argmax holds {bad} indices outside the input plane of {h}x{w} (valid: 0 to {h * w - 1})."
+            )
         return dx
 
     def meanpool2d(self, x: Array, size: Any, stride: Any = None) -> np.ndarray:
@@ -521,24 +933,34 @@ class CythonOps(Ops):
         n, c, h, w = x.shape
         oh, ow = pool2d_output_shape((h, w), size, stride)
         y = np.empty((n, c, oh, ow), dtype=dt)
-        _pool.meanpool2d_forward(x, y, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD))
+        _pool.meanpool2d_forward(
+            x, y, *size, *stride, self._threads(x.size, _MIN_ELEMENTS_PER_THREAD)
+        )
         return y
 
-    def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> np.ndarray:
+    def meanpool2d_backward(
+        self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None
+    ) -> np.ndarray:
         """Gradient of :meth:`meanpool2d`."""
         n, c, h, w = check_shape4(x_shape, "x_shape")
         self._check_array(dy, "dy", 4)
         size = normalize_pair(size, "size")
         stride = size if stride is None else normalize_pair(stride, "stride")
         if size[0] > h or size[1] > w:
-            raise ValueError(f"pool size {size} is larger than the input ({h}, {w}). Received: x_shape={(n, c, h, w)}")
+            raise ValueError(
+                f"pool size {size} is larger than the input ({h}, {w}). Received: x_shape={(n, c, h, w)}"
+            )
         oh, ow = pool2d_output_shape((h, w), size, stride)
         if tuple(dy.shape) != (n, c, oh, ow):
-            raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         dt = _float_dtype(dy)
         dy = self._contiguous(dy, dt)
         dx = np.empty((n, c, h, w), dtype=dt)
-        _pool.meanpool2d_backward(dy, dx, *size, *stride, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD))
+        _pool.meanpool2d_backward(
+            dy, dx, *size, *stride, self._threads(dx.size, _MIN_ELEMENTS_PER_THREAD)
+        )
         return dx
 
     # --------------------------------------------------------------------- SBN
@@ -548,26 +970,23 @@ class CythonOps(Ops):
     # kernels split their products between OpenMP threads by blocks of rows,
     # each thread calling a single-threaded BLAS.
     @staticmethod
-    def _sbn_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
-    @staticmethod
     def _sbn_check_buffers(**lists: Any) -> None:
         # Parameters are updated in place by the kernel: a copy would lose the update.
         for name, arrays in lists.items():
             for l, a in enumerate(arrays):
-                if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable:
+                if (
+                    not isinstance(a, np.ndarray)
+                    or not a.flags.c_contiguous
+                    or not a.flags.writeable
+                ):
                     raise ValueError(
                         f"{name}[{l}] must be a writable C-contiguous NumPy array for the 'cpu' backend. "
                         f"Received: {name}[{l}] of type {type(a).__name__}"
-                        + (f" with flags c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
-                           if isinstance(a, np.ndarray) else "")
+                        + (
+                            f" with flags c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
+                            if isinstance(a, np.ndarray)
+                            else ""
+                        )
                     )
 
     @staticmethod
@@ -600,25 +1019,39 @@ class CythonOps(Ops):
         )
 
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
-        learning_rate, batch_size, K = self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
-        bit_generator = self._sbn_bit_generator(rng)
+        learning_rate, batch_size, K = self._check_sbn_epoch_args(
+            learning_rate, batch_size, n_importance_samples
+        )
+        bit_generator = _bit_generator(rng)
         self._sbn_check_buffers(Wg=Wg, bg=bg, Wr=Wr, br=br)
         self._sbn_check_int32(min(batch_size, X.shape[0]) * K, sizes)
         batch_size = min(batch_size, int(X.shape[0]))
         X = np.ascontiguousarray(X)
         with _single_threaded_blas:
-            return float(_sbn.wake_sleep_epoch(
-                X, list(Wg), list(bg), list(Wr), list(br), learning_rate, batch_size, K, bit_generator,
-                effective_n_threads(self.n_threads),
-            ))
+            return float(
+                _sbn.wake_sleep_epoch(
+                    X,
+                    list(Wg),
+                    list(bg),
+                    list(Wr),
+                    list(br),
+                    learning_rate,
+                    batch_size,
+                    K,
+                    bit_generator,
+                    effective_n_threads(self.n_threads),
+                )
+            )
 
-    def sbn_sample(self, Wg: Sequence[Any], bg: Sequence[Any], n_samples: int, rng: Any) -> list[Any]:
+    def sbn_sample(
+        self, Wg: Sequence[Any], bg: Sequence[Any], n_samples: int, rng: Any
+    ) -> list[Any]:
         """Ancestral samples of every layer in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_sample`)."""
         from neuroplug_core import sbn as _sbn
 
         sizes = self.check_sbn(None, Wg, bg)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
-        bit_generator = self._sbn_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._sbn_check_int32(n_samples, sizes)
         Wg = [np.ascontiguousarray(w) for w in Wg]
         bg = [np.ascontiguousarray(b) for b in bg]
@@ -628,21 +1061,30 @@ class CythonOps(Ops):
         return out
 
     def sbn_log_importance_weights(
-        self, X: Any, Wg: Sequence[Any], bg: Sequence[Any], Wr: Sequence[Any], br: Sequence[Any],
-        *, n_samples: int, rng: Any,
+        self,
+        X: Any,
+        Wg: Sequence[Any],
+        bg: Sequence[Any],
+        Wr: Sequence[Any],
+        br: Sequence[Any],
+        *,
+        n_samples: int,
+        rng: Any,
     ) -> Any:
         """Log importance weights in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_log_importance_weights`)."""
         from neuroplug_core import sbn as _sbn
 
         sizes = self.check_sbn(X, Wg, bg, Wr, br)
         n_samples = self._check_sbn_int(n_samples, "n_samples")
-        bit_generator = self._sbn_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._sbn_check_int32(n_samples, sizes)
         X = np.ascontiguousarray(X)
         params = [[np.ascontiguousarray(a) for a in p] for p in (Wg, bg, Wr, br)]
         out = np.empty((X.shape[0], n_samples), dtype=X.dtype)
         with _single_threaded_blas:
-            _sbn.log_importance_weights(X, *params, out, bit_generator, effective_n_threads(self.n_threads))
+            _sbn.log_importance_weights(
+                X, *params, out, bit_generator, effective_n_threads(self.n_threads)
+            )
         return out
 
     # ----------------------------------------------------------------- ConvRBM
@@ -652,22 +1094,14 @@ class CythonOps(Ops):
     # the inherited one-call Ops.crbm_cd_epoch runs entirely compiled apart
     # from the small parameter updates.  The sampler draws from the NumPy
     # generator in the reference's order (same samples).
-    @staticmethod
-    def _crbm_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
     def _crbm_threads(self, size: int) -> int:
         # These kernels do a few flops per element: below ~32k elements a
         # parallel region costs more than it saves (far more on a busy machine).
         return 1 if size < 32768 else self._threads()
 
-    def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[np.ndarray, np.ndarray]:
+    def crbm_pool_probs(
+        self, pre: Array, pool_size: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilistic max-pooling posteriors in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_pool_probs`)."""
         from neuroplug_core import (
             crbm as _crbm,  # imported on use: the other ops need no ConvRBM kernels
@@ -679,46 +1113,87 @@ class CythonOps(Ops):
         n, f, h, w = pre.shape
         h_probs = np.empty_like(pre)
         p_probs = np.empty((n, f, *self.crbm_pool_shape((h, w), pool)), dtype=dt)
-        _crbm.pool_probs(pre, pool[0], pool[1], h_probs, p_probs, self._crbm_threads(pre.size))
+        _crbm.pool_probs(
+            pre, pool[0], pool[1], h_probs, p_probs, self._crbm_threads(pre.size)
+        )
         return h_probs, p_probs
 
-    def crbm_sample_hidden(self, h_probs: Array, pool_size: Any, rng: Any) -> np.ndarray:
+    def crbm_sample_hidden(
+        self, h_probs: Array, pool_size: Any, rng: Any
+    ) -> np.ndarray:
         """Block samples in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_sample_hidden`)."""
         from neuroplug_core import crbm as _crbm
 
         pool = self.check_crbm_pool(h_probs, "h_probs", pool_size)
-        bit_generator = self._crbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         dt = _float_dtype(h_probs)
         h_probs = self._contiguous(h_probs, dt)
         out = np.empty_like(h_probs)
-        _crbm.pool_sample(h_probs, pool[0], pool[1], bit_generator, out, self._crbm_threads(out.size))
+        _crbm.pool_sample(
+            h_probs, pool[0], pool[1], bit_generator, out, self._crbm_threads(out.size)
+        )
         return out
 
     def crbm_visible_means(
-        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        h: Array,
+        W: Array,
+        bv: Array,
+        v_shape: Sequence[int],
+        visible: str,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> np.ndarray:
         """Transposed convolution + bias + sigmoid, fused after the conv kernel (see :meth:`Ops.crbm_visible_means`)."""
         from neuroplug_core import crbm as _crbm
 
         self._check_crbm_visible(visible)
         act = self.conv2d_backward_input(
-            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+            h,
+            W,
+            v_shape,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
         )
         self._check_crbm_bv(bv, act)
         bv = self._contiguous(bv, act.dtype)
-        _crbm.visible_activation(act, bv, visible == "gaussian", self._crbm_threads(act.size))
+        _crbm.visible_activation(
+            act, bv, visible == "gaussian", self._crbm_threads(act.size)
+        )
         return act
 
     def crbm_free_energy(
-        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        pool_size: Any,
+        visible: str,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> np.ndarray:
         """Free energy per sample, block log-partitions in ``neuroplug_core.crbm`` (see :meth:`Ops.crbm_free_energy`)."""
         from neuroplug_core import crbm as _crbm
 
         self._check_crbm_visible(visible)
-        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        pre = self.conv2d(
+            v,
+            W,
+            bh,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
+        )
         self._check_crbm_bv(bv, v)
         pool = self.check_crbm_pool(pre, "pre", pool_size)
         n, f, h, w = pre.shape
@@ -738,16 +1213,6 @@ class CythonOps(Ops):
     # the reference's order (same samples, so the same fit as backend="numpy"
     # up to rounding).  Each OpenMP thread runs single-threaded GEMMs on its
     # slice of the weights.
-    @staticmethod
-    def _rbm_bit_generator(rng: Any) -> Any:
-        bit_generator = getattr(rng, "bit_generator", None)
-        if not isinstance(bit_generator, np.random.BitGenerator):
-            raise TypeError(
-                "rng must be a numpy.random.Generator (from ops.make_rng). "
-                f"Received: rng of type {type(rng).__name__}"
-            )
-        return bit_generator
-
     def _rbm_threads(self, rows: int, W: np.ndarray) -> int:
         # A GEMM of rows x n_hidden x n_visible below about a million
         # multiply-adds takes microseconds: splitting it costs more in OpenMP
@@ -757,16 +1222,24 @@ class CythonOps(Ops):
     @staticmethod
     def _rbm_check_visible(visible: Any) -> bool:
         if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+            raise ValueError(
+                f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}"
+            )
         return visible == "gaussian"
 
     @staticmethod
     def _rbm_int(value: Any, name: str) -> int:
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        if (
+            not isinstance(value, numbers.Integral)
+            or isinstance(value, bool)
+            or value < 1
+        ):
             raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
         return int(value)
 
-    def _rbm_params(self, W: Any, bh: Any = None, bv: Any = None) -> tuple[Any, Any, Any]:
+    def _rbm_params(
+        self, W: Any, bh: Any = None, bv: Any = None
+    ) -> tuple[Any, Any, Any]:
         """Validate ``W (n_hidden, n_visible)`` and the biases given; return them C-contiguous in W's dtype.
 
         A bias left as ``None`` is returned as ``None``.
@@ -775,7 +1248,10 @@ class CythonOps(Ops):
         dt = _float_dtype(W)
         nh, nv = (int(s) for s in W.shape)
         out = [self._contiguous(W, dt)]
-        for bias, name, units, n in ((bh, "bh", "hidden", nh), (bv, "bv", "visible", nv)):
+        for bias, name, units, n in (
+            (bh, "bh", "hidden", nh),
+            (bv, "bv", "visible", nv),
+        ):
             if bias is not None:
                 self._check_array(bias, name, 1, W.dtype)
                 if int(bias.shape[0]) != n:
@@ -787,7 +1263,9 @@ class CythonOps(Ops):
             out.append(bias)
         return tuple(out)
 
-    def _rbm_input(self, v: Any, name: str, W: np.ndarray, units: str = "visible") -> np.ndarray:
+    def _rbm_input(
+        self, v: Any, name: str, W: np.ndarray, units: str = "visible"
+    ) -> np.ndarray:
         """``v`` (one row per sample, one column per ``units`` unit of ``W``) C-contiguous in W's dtype."""
         self._check_array(v, name, 2)
         cols = W.shape[1] if units == "visible" else W.shape[0]
@@ -796,7 +1274,9 @@ class CythonOps(Ops):
                 f"{name} must have n_{units}={cols} columns. Received: {name}.shape={tuple(v.shape)}"
             )
         if max(int(v.shape[0]), 1) * max(W.shape) >= 2**31:
-            raise ValueError(f"The RBM kernels take at most 2**31 - 1 elements per matrix. Received: {name}.shape={tuple(v.shape)}")
+            raise ValueError(
+                f"The RBM kernels take at most 2**31 - 1 elements per matrix. Received: {name}.shape={tuple(v.shape)}"
+            )
         return self._contiguous(v, W.dtype)
 
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> np.ndarray:
@@ -809,10 +1289,20 @@ class CythonOps(Ops):
         v = self._rbm_input(v, "v", W)
         out = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.hidden_probs(v, W, bh, out, 1.0, self._rbm_threads(v.shape[0], W))
+            _rbm.hidden_probs(
+                v,
+                W,
+                bh,
+                out,
+                1.0,
+                self._rbm_threads(v.shape[0], W),
+                small_batch_max=self._rbm_options()["small_batch_max"],
+            )
         return out
 
-    def rbm_visible_means(self, h: Array, W: Array, bv: Array, visible: str) -> np.ndarray:
+    def rbm_visible_means(
+        self, h: Array, W: Array, bv: Array, visible: str
+    ) -> np.ndarray:
         """Visible means given ``h`` in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_visible_means`).
 
         One pass: the product, the bias and the sigmoid without NumPy
@@ -825,10 +1315,20 @@ class CythonOps(Ops):
         h = self._rbm_input(h, "h", W, units="hidden")
         out = np.empty((h.shape[0], W.shape[1]), dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.visible_means(h, W, bv, gaussian, out, self._rbm_threads(h.shape[0], W))
+            _rbm.visible_means(
+                h,
+                W,
+                bv,
+                gaussian,
+                out,
+                self._rbm_threads(h.shape[0], W),
+                small_batch_max=self._rbm_options()["small_batch_max"],
+            )
         return out
 
-    def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> np.ndarray:
+    def rbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, visible: str
+    ) -> np.ndarray:
         """Free energy per row in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_free_energy`)."""
         from neuroplug_core import rbm as _rbm
 
@@ -837,10 +1337,22 @@ class CythonOps(Ops):
         v = self._rbm_input(v, "v", W)
         out = np.empty(v.shape[0], dtype=W.dtype)
         with _single_threaded_blas:
-            _rbm.free_energy(v, W, bh, bv, gaussian, out, self._rbm_threads(v.shape[0], W))
+            _rbm.free_energy(
+                v, W, bh, bv, gaussian, out, self._rbm_threads(v.shape[0], W)
+            )
         return out
 
-    def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> np.ndarray:
+    def rbm_gibbs(
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        steps: int,
+        visible: str,
+        rng: Any,
+    ) -> np.ndarray:
         """``steps`` steps of block Gibbs sampling v -> h -> v (see :meth:`Ops.rbm_gibbs`).
 
         Bernoulli visible units run entirely in ``neuroplug_core.rbm``;
@@ -850,20 +1362,43 @@ class CythonOps(Ops):
         from neuroplug_core import rbm as _rbm
 
         gaussian = self._rbm_check_visible(visible)
-        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
+        if (
+            not isinstance(steps, numbers.Integral)
+            or isinstance(steps, bool)
+            or steps < 0
+        ):
             raise ValueError(f"steps must be an int >= 0. Received: steps={steps!r}")
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         W, bh, bv = self._rbm_params(W, bh, bv)
-        v = np.array(self._rbm_input(v, "v", W), copy=True)  # never overwrite the caller's array
+        v = np.array(
+            self._rbm_input(v, "v", W), copy=True
+        )  # never overwrite the caller's array
         nt = self._rbm_threads(v.shape[0], W)
         if not gaussian:
             with _single_threaded_blas:
-                _rbm.gibbs_bernoulli(v, W, bh, bv, int(steps), bit_generator, nt)
+                _rbm.gibbs_bernoulli(
+                    v,
+                    W,
+                    bh,
+                    bv,
+                    int(steps),
+                    bit_generator,
+                    nt,
+                    small_batch_max=self._rbm_options()["small_batch_max"],
+                )
             return v
         h = np.empty((v.shape[0], W.shape[0]), dtype=W.dtype)
         for _ in range(int(steps)):
             with _single_threaded_blas:
-                _rbm.sample_hidden(v, W, bh, bit_generator, h, nt)
+                _rbm.sample_hidden(
+                    v,
+                    W,
+                    bh,
+                    bit_generator,
+                    h,
+                    nt,
+                    small_batch_max=self._rbm_options()["small_batch_max"],
+                )
             v = h @ W
             v += bv
             v += self.random_normal(rng, v.shape, v.dtype)
@@ -898,19 +1433,27 @@ class CythonOps(Ops):
             sample_visible=sample_visible,
         )
         gaussian = visible == "gaussian"
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         self._check_array(W, "W", 2)
         buffers = {"W": W, "bh": bh, "bv": bv, "dW": dW, "dbh": dbh, "dbv": dbv}
         if chain is not None:
             buffers["chain"] = chain
         for name, a in buffers.items():
             # Updated in place by the kernel: a converted copy would lose the update.
-            if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable or a.dtype != W.dtype:
+            if (
+                not isinstance(a, np.ndarray)
+                or not a.flags.c_contiguous
+                or not a.flags.writeable
+                or a.dtype != W.dtype
+            ):
                 raise ValueError(
                     f"{name} must be a writable C-contiguous NumPy array of W's dtype ({W.dtype}) for the "
                     f"'cpu' backend. Received: {name} of type {type(a).__name__}"
-                    + (f", dtype={a.dtype}, c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
-                       if isinstance(a, np.ndarray) else "")
+                    + (
+                        f", dtype={a.dtype}, c_contiguous={a.flags.c_contiguous}, writeable={a.flags.writeable}"
+                        if isinstance(a, np.ndarray)
+                        else ""
+                    )
                 )
         W, bh, bv = self._rbm_params(W, bh, bv)
         nh, nv = W.shape
@@ -921,21 +1464,51 @@ class CythonOps(Ops):
             )
         X = self._rbm_input(X, "X", W)
         m = min(batch_size, X.shape[0])
-        if chain is not None and (chain.ndim != 2 or chain.shape[1] != nh or chain.shape[0] < m):
+        if chain is not None and (
+            chain.ndim != 2 or chain.shape[1] != nh or chain.shape[0] < m
+        ):
             raise ValueError(
                 f"chain must have shape (>= {m}, n_hidden={nh}) for batch_size={batch_size}. "
                 f"Received: chain.shape={chain.shape}"
             )
         if 2 * m * max(nh, nv) >= 2**31:
-            raise ValueError(f"batch_size * n_units must stay below 2**30. Received: batch_size={batch_size}")
+            raise ValueError(
+                f"batch_size * n_units must stay below 2**30. Received: batch_size={batch_size}"
+            )
         with _single_threaded_blas:
-            return float(_rbm.cd_epoch(
-                X, W, bh, bv, dW, dbh, dbv, k, float(learning_rate), float(momentum), float(weight_decay),
-                m, gaussian, bit_generator, chain, self._rbm_threads(m, W), sample_visible,
-            ))
+            return float(
+                _rbm.cd_epoch(
+                    X,
+                    W,
+                    bh,
+                    bv,
+                    dW,
+                    dbh,
+                    dbv,
+                    k,
+                    float(learning_rate),
+                    float(momentum),
+                    float(weight_decay),
+                    m,
+                    gaussian,
+                    bit_generator,
+                    chain,
+                    self._rbm_threads(m, W),
+                    sample_visible,
+                    **self._rbm_options(),
+                )
+            )
 
     def rbm_ais_log_weights(
-        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
+        self,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        base_bias: Array,
+        betas: Any,
+        *,
+        n_runs: int,
+        visible: str,
         rng: Any,
     ) -> np.ndarray:
         """AIS log weights in ``neuroplug_core.rbm`` (see :meth:`Ops.rbm_ais_log_weights`).
@@ -947,7 +1520,7 @@ class CythonOps(Ops):
 
         gaussian = self._rbm_check_visible(visible)
         n_runs = self._rbm_int(n_runs, "n_runs")
-        bit_generator = self._rbm_bit_generator(rng)
+        bit_generator = _bit_generator(rng)
         W, bh, bv = self._rbm_params(W, bh, bv)
         self._check_array(base_bias, "base_bias", 1, W.dtype)
         if int(base_bias.shape[0]) != W.shape[1]:
@@ -956,14 +1529,31 @@ class CythonOps(Ops):
             )
         base_bias = self._contiguous(base_bias, W.dtype)
         betas = np.ascontiguousarray(betas, dtype=np.float64)
-        if betas.ndim != 1 or betas.shape[0] < 2 or betas[0] != 0 or betas[-1] != 1 or not np.all(np.diff(betas) > 0):
+        if (
+            betas.ndim != 1
+            or betas.shape[0] < 2
+            or betas[0] != 0
+            or betas[-1] != 1
+            or not np.all(np.diff(betas) > 0)
+        ):
             raise ValueError(
                 f"betas must increase from 0 to 1 inclusive. Received: betas of shape {betas.shape}"
             )
         if n_runs * max(W.shape) >= 2**31:
-            raise ValueError(f"n_runs * n_units must stay below 2**31. Received: n_runs={n_runs}")
+            raise ValueError(
+                f"n_runs * n_units must stay below 2**31. Received: n_runs={n_runs}"
+            )
         log_w = np.empty(n_runs, dtype=np.float64)
         with _single_threaded_blas:
-            _rbm.ais_log_weights(W, bh, bv, base_bias, betas, gaussian, bit_generator, log_w,
-                                 self._rbm_threads(n_runs, W))
+            _rbm.ais_log_weights(
+                W,
+                bh,
+                bv,
+                base_bias,
+                betas,
+                gaussian,
+                bit_generator,
+                log_w,
+                self._rbm_threads(n_runs, W),
+            )
         return log_w

@@ -32,4 +32,3 @@ def ops(request):
 def ref_ops() -> Ops:
     """The NumPy reference every backend is compared with."""
     return Ops()
-

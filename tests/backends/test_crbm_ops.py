@@ -36,7 +36,9 @@ def _brute_force_block_probs(logits: np.ndarray) -> np.ndarray:
     return np.array([weights[s] / z for s in range(m + 1)])
 
 
-@pytest.mark.parametrize("hw,pool", [((4, 6), (2, 2)), ((5, 7), (2, 3)), ((3, 3), (3, 3)), ((4, 5), (1, 1))])
+@pytest.mark.parametrize(
+    "hw,pool", [((4, 6), (2, 2)), ((5, 7), (2, 3)), ((3, 3), (3, 3)), ((4, 5), (1, 1))]
+)
 def test_pool_probs_match_brute_force_and_sum_to_one(ops, hw, pool):
     rng = np.random.default_rng(0)
     pre = rng.normal(scale=3.0, size=(2, 3, *hw))
@@ -53,8 +55,12 @@ def test_pool_probs_match_brute_force_and_sum_to_one(ops, hw, pool):
         got_units = h_probs[n, f, rows, cols].ravel()
         np.testing.assert_allclose(got_units, expected[:-1], rtol=1e-10, atol=1e-300)
         # the pooling unit is on exactly when one detection unit is on
-        np.testing.assert_allclose(p_probs[n, f, bi, bj], 1.0 - expected[-1], rtol=1e-10, atol=1e-15)
-        np.testing.assert_allclose(got_units.sum() + (1.0 - p_probs[n, f, bi, bj]), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(
+            p_probs[n, f, bi, bj], 1.0 - expected[-1], rtol=1e-10, atol=1e-15
+        )
+        np.testing.assert_allclose(
+            got_units.sum() + (1.0 - p_probs[n, f, bi, bj]), 1.0, rtol=1e-12
+        )
 
 
 def test_pool_size_one_is_an_ordinary_sigmoid(ops):
@@ -81,11 +87,16 @@ def test_sampler_at_most_one_per_block_and_frequencies_match(ops, dtype):
         p = _brute_force_block_probs(block_logits)
         counts = np.append(block.sum(axis=0), n - block.sum())
         # 5 standard deviations of a binomial count: fails by chance with probability < 1e-5
-        assert np.all(np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1), (counts, n * p)
+        assert np.all(np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1), (
+            counts,
+            n * p,
+        )
 
 
 def test_sampler_reproducible_and_consumes_one_draw_per_block(ops):
-    probs, _ = ops.crbm_pool_probs(ops.asarray(np.random.default_rng(2).normal(size=(3, 2, 5, 5))), 2)
+    probs, _ = ops.crbm_pool_probs(
+        ops.asarray(np.random.default_rng(2).normal(size=(3, 2, 5, 5))), 2
+    )
     a = ops.to_numpy(ops.crbm_sample_hidden(probs, 2, ops.make_rng(7)))
     b = ops.to_numpy(ops.crbm_sample_hidden(probs, 2, ops.make_rng(7)))
     np.testing.assert_array_equal(a, b)
@@ -101,9 +112,16 @@ def test_compiled_kernels_match_reference(dtype):
     ref, cpu = get_ops("numpy"), get_ops("cpu", n_threads=1)
     rng = np.random.default_rng(3)
     pre = (rng.normal(scale=2.0, size=(4, 3, 7, 9))).astype(dtype)
-    tol = dict(rtol=2e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-15)
+    tol = (
+        dict(rtol=2e-6, atol=1e-7)
+        if dtype == np.float32
+        else dict(rtol=1e-12, atol=1e-15)
+    )
     for pool in [(2, 2), (3, 2), (1, 1), (7, 9)]:
-        (h1, p1), (h2, p2) = ref.crbm_pool_probs(pre, pool), cpu.crbm_pool_probs(pre, pool)
+        (h1, p1), (h2, p2) = (
+            ref.crbm_pool_probs(pre, pool),
+            cpu.crbm_pool_probs(pre, pool),
+        )
         assert h2.dtype == dtype and p2.dtype == dtype
         np.testing.assert_allclose(h2, h1, **tol)
         np.testing.assert_allclose(p2, p1, **tol)
@@ -117,7 +135,8 @@ def test_compiled_kernels_match_reference(dtype):
     v = rng.random((4, 2, 7, 9)).astype(dtype)
     for visible in ("bernoulli", "gaussian"):
         np.testing.assert_allclose(
-            cpu.crbm_visible_means(h, W, bv, v.shape, visible), ref.crbm_visible_means(h, W, bv, v.shape, visible),
+            cpu.crbm_visible_means(h, W, bv, v.shape, visible),
+            ref.crbm_visible_means(h, W, bv, v.shape, visible),
             **tol,
         )
         np.testing.assert_allclose(
@@ -140,10 +159,20 @@ def test_free_energy_matches_brute_force(ops):
     total = 0.0
     for s0, s1 in itertools.product(states, states):
         neg_energy = float(bv[0] * v.sum())
-        neg_energy += (pre[0, s0] if s0 is not None else 0.0) + (pre[1, s1] if s1 is not None else 0.0)
+        neg_energy += (pre[0, s0] if s0 is not None else 0.0) + (
+            pre[1, s1] if s1 is not None else 0.0
+        )
         total += np.exp(neg_energy)
-    f = ops.to_numpy(ops.crbm_free_energy(ops.asarray(v), ops.asarray(W), ops.asarray(bh), ops.asarray(bv),
-                                          pool_size=2, visible="bernoulli"))
+    f = ops.to_numpy(
+        ops.crbm_free_energy(
+            ops.asarray(v),
+            ops.asarray(W),
+            ops.asarray(bh),
+            ops.asarray(bv),
+            pool_size=2,
+            visible="bernoulli",
+        )
+    )
     np.testing.assert_allclose(f, [-np.log(total)], rtol=1e-12)
 
 
@@ -157,7 +186,13 @@ def test_positive_statistics_are_the_free_energy_gradient(ops):
     kw = dict(pool_size=2, visible="bernoulli", stride=1, padding=1)
 
     def free(Wx, bhx):
-        return float(ops.to_numpy(ops.crbm_free_energy(v, ops.asarray(Wx), ops.asarray(bhx), ops.asarray(bv), **kw)).sum())
+        return float(
+            ops.to_numpy(
+                ops.crbm_free_energy(
+                    v, ops.asarray(Wx), ops.asarray(bhx), ops.asarray(bv), **kw
+                )
+            ).sum()
+        )
 
     pre = ops.conv2d(v, ops.asarray(W), ops.asarray(bh), padding=1)
     h_probs, _ = ops.crbm_pool_probs(pre, 2)
@@ -170,15 +205,26 @@ def test_positive_statistics_are_the_free_energy_gradient(ops):
         Wm[idx] -= eps
         num[idx] = -(free(Wp, bh) - free(Wm, bh)) / (2 * eps)
     np.testing.assert_allclose(ops.to_numpy(gW), num, rtol=1e-6, atol=1e-8)
-    num_b = np.array([-(free(W, bh + eps * e) - free(W, bh - eps * e)) / (2 * eps) for e in np.eye(2)])
+    num_b = np.array(
+        [
+            -(free(W, bh + eps * e) - free(W, bh - eps * e)) / (2 * eps)
+            for e in np.eye(2)
+        ]
+    )
     np.testing.assert_allclose(ops.to_numpy(gb), num_b, rtol=1e-6, atol=1e-8)
 
 
 def _cd_state(dtype, c_in=1, filters=4, kh=3, seed=6, groups=1):
     rng = np.random.default_rng(seed)
     W = (rng.normal(scale=0.05, size=(filters, c_in // groups, kh, kh))).astype(dtype)
-    return [W, np.zeros(filters, dtype), np.zeros(c_in, dtype), np.zeros_like(W),
-            np.zeros(filters, dtype), np.zeros(c_in, dtype)]
+    return [
+        W,
+        np.zeros(filters, dtype),
+        np.zeros(c_in, dtype),
+        np.zeros_like(W),
+        np.zeros(filters, dtype),
+        np.zeros(c_in, dtype),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -205,8 +251,19 @@ def test_compiled_cd_epoch_matches_reference(dtype, visible, k, conv):
         gen = ops.make_rng(9)
         errs = [
             ops.crbm_cd_epoch(
-                X, *state, k=k, pool_size=(2, 3), learning_rate=0.1, momentum=0.5, weight_decay=1e-3,
-                sparsity_target=0.05, sparsity_cost=0.5, batch_size=8, visible=visible, rng=gen, **conv,
+                X,
+                *state,
+                k=k,
+                pool_size=(2, 3),
+                learning_rate=0.1,
+                momentum=0.5,
+                weight_decay=1e-3,
+                sparsity_target=0.05,
+                sparsity_cost=0.5,
+                batch_size=8,
+                visible=visible,
+                rng=gen,
+                **conv,
             )
             for _ in range(3)
         ]
@@ -228,18 +285,38 @@ def test_cd_epoch_update_rule_for_k1_without_sampling_noise():
     W, bh, bv, dW, dbh, dbv = _cd_state(np.float64, filters=2)
     W0, bh0, bv0 = W.copy(), bh.copy(), bv.copy()
     gen, twin = ops.make_rng(12), ops.make_rng(12)
-    ops.crbm_cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, pool_size=2, learning_rate=0.2, momentum=0.0,
-                      weight_decay=0.01, sparsity_target=0.1, sparsity_cost=0.3, batch_size=5,
-                      visible="bernoulli", rng=gen)
+    ops.crbm_cd_epoch(
+        X,
+        W,
+        bh,
+        bv,
+        dW,
+        dbh,
+        dbv,
+        k=1,
+        pool_size=2,
+        learning_rate=0.2,
+        momentum=0.0,
+        weight_decay=0.01,
+        sparsity_target=0.1,
+        sparsity_cost=0.3,
+        batch_size=5,
+        visible="bernoulli",
+        rng=gen,
+    )
     ph0, _ = ops.crbm_pool_probs(ops.conv2d(X, W0, bh0), 2)
     h = ops.crbm_sample_hidden(ph0, 2, twin)
-    vk = ops.sigmoid(ops.conv2d_backward_input(h, W0, X.shape) + bv0[None, :, None, None])
+    vk = ops.sigmoid(
+        ops.conv2d_backward_input(h, W0, X.shape) + bv0[None, :, None, None]
+    )
     phk, _ = ops.crbm_pool_probs(ops.conv2d(vk, W0, bh0), 2)
     P, Q = 5 * 4 * 4, 5 * 6 * 6
     gW0, gb0 = ops.conv2d_backward_weights(ph0, X, W.shape)
     gWk, gbk = ops.conv2d_backward_weights(phk, vk, W.shape)
     np.testing.assert_allclose(W, W0 + 0.2 * ((gW0 - gWk) / P - 0.01 * W0), rtol=1e-12)
-    np.testing.assert_allclose(bh, bh0 + 0.2 * ((gb0 - gbk) / P + 0.3 * (0.1 - gb0 / P)), rtol=1e-12)
+    np.testing.assert_allclose(
+        bh, bh0 + 0.2 * ((gb0 - gbk) / P + 0.3 * (0.1 - gb0 / P)), rtol=1e-12
+    )
     np.testing.assert_allclose(bv, bv0 + 0.2 * (X.sum() - vk.sum()) / Q, rtol=1e-12)
 
 
@@ -249,9 +326,9 @@ def _stroke_images(n, rng):
     for i in range(n):
         r, c = rng.integers(0, 5, size=2)
         if rng.random() < 0.5:
-            X[i, 0, r, c:c + 4] = 1
+            X[i, 0, r, c : c + 4] = 1
         else:
-            X[i, 0, r:r + 4, c] = 1
+            X[i, 0, r : r + 4, c] = 1
     return X
 
 
@@ -266,14 +343,32 @@ def test_training_lowers_reconstruction_error_and_free_energy(ops):
 
     def gap():
         # Free energies are only comparable under the same parameters (same Z): compare data and noise.
-        f = [float(ops.to_numpy(ops.crbm_free_energy(x, W, bh, bv, pool_size=2, visible="bernoulli")).mean())
-             for x in (X, noise)]
+        f = [
+            float(
+                ops.to_numpy(
+                    ops.crbm_free_energy(x, W, bh, bv, pool_size=2, visible="bernoulli")
+                ).mean()
+            )
+            for x in (X, noise)
+        ]
         return f[1] - f[0]
 
     gap_before = gap()
     errs = [
-        ops.crbm_cd_epoch(X, *state, k=1, pool_size=2, learning_rate=1.0, momentum=0.5, weight_decay=1e-4,
-                          sparsity_target=0.05, sparsity_cost=0.1, batch_size=10, visible="bernoulli", rng=gen)
+        ops.crbm_cd_epoch(
+            X,
+            *state,
+            k=1,
+            pool_size=2,
+            learning_rate=1.0,
+            momentum=0.5,
+            weight_decay=1e-4,
+            sparsity_target=0.05,
+            sparsity_cost=0.1,
+            batch_size=10,
+            visible="bernoulli",
+            rng=gen,
+        )
         for _ in range(20)
     ]
     assert errs[-1] < 0.5 * errs[0], errs
@@ -284,14 +379,18 @@ def test_training_lowers_reconstruction_error_and_free_energy(ops):
 
 def test_threads_do_not_change_results():
     rng = np.random.default_rng(15)
-    pre = rng.normal(size=(40, 5, 13, 13)).astype(np.float32)  # above the one-thread cut-off (32768)
+    pre = rng.normal(size=(40, 5, 13, 13)).astype(
+        np.float32
+    )  # above the one-thread cut-off (32768)
     one, two = get_ops("cpu", n_threads=1), get_ops("cpu", n_threads=2)
     h1, p1 = one.crbm_pool_probs(pre, 2)
     h2, p2 = two.crbm_pool_probs(pre, 2)
     np.testing.assert_array_equal(h1, h2)
     np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_array_equal(one.crbm_sample_hidden(h1, 2, one.make_rng(1)),
-                                  two.crbm_sample_hidden(h1, 2, two.make_rng(1)))
+    np.testing.assert_array_equal(
+        one.crbm_sample_hidden(h1, 2, one.make_rng(1)),
+        two.crbm_sample_hidden(h1, 2, two.make_rng(1)),
+    )
 
 
 def test_bad_arguments_are_refused(ops):
@@ -303,17 +402,31 @@ def test_bad_arguments_are_refused(ops):
     with pytest.raises(ValueError, match="pre must be 4-D"):
         ops.crbm_pool_probs(ops.asarray(np.zeros((3, 4, 4), dtype=np.float32)), 2)
     with pytest.raises(ValueError, match="NaN"):
-        ops.crbm_pool_probs(ops.asarray(np.full((1, 1, 2, 2), np.nan, dtype=np.float32)), 2)
+        ops.crbm_pool_probs(
+            ops.asarray(np.full((1, 1, 2, 2), np.nan, dtype=np.float32)), 2
+        )
     W = ops.asarray(np.zeros((3, 3, 2, 2), dtype=np.float32))
     h = ops.asarray(np.zeros((2, 3, 3, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="visible must be"):
-        ops.crbm_visible_means(h, W, ops.asarray(np.zeros(3, np.float32)), (2, 3, 4, 4), "binary")
+        ops.crbm_visible_means(
+            h, W, ops.asarray(np.zeros(3, np.float32)), (2, 3, 4, 4), "binary"
+        )
     with pytest.raises(ValueError, match="bv must have one entry per visible channel"):
-        ops.crbm_visible_means(h, W, ops.asarray(np.zeros(2, np.float32)), (2, 3, 4, 4), "bernoulli")
+        ops.crbm_visible_means(
+            h, W, ops.asarray(np.zeros(2, np.float32)), (2, 3, 4, 4), "bernoulli"
+        )
     X = np.zeros((4, 1, 5, 5), np.float32)
     state = _cd_state(np.float32)
-    common = dict(pool_size=2, learning_rate=0.1, momentum=0.0, weight_decay=0.0, sparsity_target=0.1,
-                  sparsity_cost=0.0, visible="bernoulli", rng=ops.make_rng(0))
+    common = dict(
+        pool_size=2,
+        learning_rate=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        sparsity_target=0.1,
+        sparsity_cost=0.0,
+        visible="bernoulli",
+        rng=ops.make_rng(0),
+    )
     with pytest.raises(ValueError, match="k must be a positive int. Received: k=0"):
         ops.crbm_cd_epoch(X, *state, k=0, batch_size=2, **common)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):

@@ -20,7 +20,9 @@ def test_gemm_matches_reference(ops, ref_ops, m, k, n, trans1, trans2, dtype):
     a = rng.standard_normal((k, m) if trans1 else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if trans2 else (k, n)).astype(dtype)
     want = ref_ops.gemm(a, b, trans1=trans1, trans2=trans2)
-    got = ops.to_numpy(ops.gemm(ops.asarray(a), ops.asarray(b), trans1=trans1, trans2=trans2))
+    got = ops.to_numpy(
+        ops.gemm(ops.asarray(a), ops.asarray(b), trans1=trans1, trans2=trans2)
+    )
     assert got.shape == (m, n) and got.dtype == dtype
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(k))
@@ -56,7 +58,9 @@ def test_cpu_gemm_is_bit_identical_on_1_and_2_threads():
         x = np.ascontiguousarray(a.T) if trans1 else a
         y = np.ascontiguousarray(w.T) if trans2 else w
         one = _cpu(1).gemm(x, y, trans1=trans1, trans2=trans2)
-        np.testing.assert_array_equal(_cpu(2).gemm(x, y, trans1=trans1, trans2=trans2), one)
+        np.testing.assert_array_equal(
+            _cpu(2).gemm(x, y, trans1=trans1, trans2=trans2), one
+        )
         np.testing.assert_allclose(one, a.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
     # Taller than wide: cut by rows.
     tall = np.ascontiguousarray(w.T)
@@ -77,4 +81,6 @@ def test_cpu_gemm_leaves_blas_thread_counts_as_they_were():
     before = [lib.get_num_threads() for lib in ThreadpoolController().lib_controllers]
     a = np.ones((256, 512), np.float32)
     _cpu(2).gemm(a, a.T)
-    assert [lib.get_num_threads() for lib in ThreadpoolController().lib_controllers] == before
+    assert [
+        lib.get_num_threads() for lib in ThreadpoolController().lib_controllers
+    ] == before

@@ -23,9 +23,15 @@ def make_params(sizes, dtype=np.float64, seed=0, scale=1.0):
     """Random parameters ``(Wg, bg, Wr, br)`` for layer sizes ``(n_0, ..., n_L)``."""
     r = np.random.default_rng(seed)
     L = len(sizes) - 1
-    Wg = [(scale * r.normal(size=(sizes[l + 1], sizes[l]))).astype(dtype) for l in range(L)]
+    Wg = [
+        (scale * r.normal(size=(sizes[l + 1], sizes[l]))).astype(dtype)
+        for l in range(L)
+    ]
     bg = [(scale * r.normal(size=sizes[l])).astype(dtype) for l in range(L + 1)]
-    Wr = [(scale * r.normal(size=(sizes[l], sizes[l + 1]))).astype(dtype) for l in range(L)]
+    Wr = [
+        (scale * r.normal(size=(sizes[l], sizes[l + 1]))).astype(dtype)
+        for l in range(L)
+    ]
     br = [(scale * r.normal(size=sizes[l + 1])).astype(dtype) for l in range(L)]
     return Wg, bg, Wr, br
 
@@ -72,7 +78,7 @@ def exact_log_px(X, Wg, bg):
         h = [X]
         start = 0
         for n in sizes[1:]:
-            h.append(np.broadcast_to(bits[start:start + n], (X.shape[0], n)))
+            h.append(np.broadcast_to(bits[start : start + n], (X.shape[0], n)))
             start += n
         terms.append(log_joint(h, Wg, bg))
     terms = np.stack(terms, axis=1)
@@ -90,7 +96,9 @@ def all_patterns(n):
 def test_exact_enumeration_sums_to_one():
     # Sanity of the ground truth itself: p(x) over all patterns sums to 1.
     Wg, bg, _, _ = make_params((4, 3, 2))
-    assert np.exp(exact_log_px(all_patterns(4), Wg, bg)).sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.exp(exact_log_px(all_patterns(4), Wg, bg)).sum() == pytest.approx(
+        1.0, abs=1e-12
+    )
 
 
 def test_importance_weights_are_log_joint_minus_log_q_of_the_drawn_samples(ops):
@@ -98,14 +106,20 @@ def test_importance_weights_are_log_joint_minus_log_q_of_the_drawn_samples(ops):
     Wg, bg, Wr, br = make_params(sizes)
     X = binary_data(4, 5)
     K = 6
-    log_w = ops.to_numpy(ops.sbn_log_importance_weights(
-        ops.asarray(X), *[[ops.asarray(a) for a in g] for g in (Wg, bg, Wr, br)], n_samples=K, rng=ops.make_rng(7)))
+    log_w = ops.to_numpy(
+        ops.sbn_log_importance_weights(
+            ops.asarray(X),
+            *[[ops.asarray(a) for a in g] for g in (Wg, bg, Wr, br)],
+            n_samples=K,
+            rng=ops.make_rng(7),
+        )
+    )
     assert log_w.shape == (4, K)
     # Replay the documented draws: one (K, n_l) block of uniforms per layer, shared by the rows.
     r = np.random.Generator(np.random.PCG64(7))
     U = [r.random((K, n)) for n in sizes[1:]]
     for i in range(4):
-        h = [np.repeat(X[i:i + 1], K, axis=0)]
+        h = [np.repeat(X[i : i + 1], K, axis=0)]
         for l in range(2):
             h.append((U[l] < _sig(h[l] @ Wr[l] + br[l])).astype(float))
         expected = log_joint(h, Wg, bg) - log_recognition(h, Wr, br)
@@ -118,7 +132,11 @@ def test_importance_sampled_estimate_converges_to_the_exact_log_likelihood(ops):
     _, _, Wr, br = make_params((4, 3, 2), scale=0.3, seed=1)
     X = all_patterns(4)
     exact = exact_log_px(X, Wg, bg)
-    log_w = ops.to_numpy(ops.sbn_log_importance_weights(X, Wg, bg, Wr, br, n_samples=20000, rng=ops.make_rng(0)))
+    log_w = ops.to_numpy(
+        ops.sbn_log_importance_weights(
+            X, Wg, bg, Wr, br, n_samples=20000, rng=ops.make_rng(0)
+        )
+    )
     peak = log_w.max(axis=1, keepdims=True)
     estimate = peak[:, 0] + np.log(np.exp(log_w - peak).mean(axis=1))
     np.testing.assert_allclose(estimate, exact, atol=0.03)
@@ -134,7 +152,9 @@ def test_ancestral_samples_follow_the_model(ops):
     assert all(set(np.unique(s)) <= {0.0, 1.0} for s in samples)
     codes = samples[0] @ np.array([4.0, 2.0, 1.0])
     freq = np.bincount(codes.astype(int), minlength=8) / n
-    np.testing.assert_allclose(freq, np.exp(exact_log_px(all_patterns(3), Wg, bg)), atol=0.01)
+    np.testing.assert_allclose(
+        freq, np.exp(exact_log_px(all_patterns(3), Wg, bg)), atol=0.01
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,14 +182,22 @@ def test_wake_sleep_step_is_the_documented_gradient_step(ops, K):
     X = binary_data(5, 4)
     m = X.shape[0]
     new = copy_params((Wg, bg, Wr, br))
-    bound = ops.sbn_wake_sleep_epoch(X, *new, learning_rate=lr, batch_size=m, n_importance_samples=K,
-                                     rng=ops.make_rng(11))
+    bound = ops.sbn_wake_sleep_epoch(
+        X,
+        *new,
+        learning_rate=lr,
+        batch_size=m,
+        n_importance_samples=K,
+        rng=ops.make_rng(11),
+    )
 
     # Replay the wake draws: (m K, n_l) uniforms per hidden layer, rows i K + k.
     r = np.random.Generator(np.random.PCG64(11))
     h = [np.repeat(X, K, axis=0)]
     for l in range(L):
-        h.append((r.random((m * K, sizes[l + 1])) < _sig(h[l] @ Wr[l] + br[l])).astype(float))
+        h.append(
+            (r.random((m * K, sizes[l + 1])) < _sig(h[l] @ Wr[l] + br[l])).astype(float)
+        )
     log_w = (log_joint(h, Wg, bg) - log_recognition(h, Wr, br)).reshape(m, K)
     omega = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     omega = (omega / omega.sum(axis=1, keepdims=True)).ravel()
@@ -181,7 +209,9 @@ def test_wake_sleep_step_is_the_documented_gradient_step(ops, K):
     f_gen = lambda: float((omega * log_joint(h, Wg0, bg0)).sum() / m)  # noqa: E731
     for group0, got in ((Wg0, new[0]), (bg0, new[1])):
         for p0, p1 in zip(group0, got):
-            np.testing.assert_allclose(ops.to_numpy(p1), p0 + lr * _fd_grad(f_gen, p0), rtol=1e-7, atol=1e-9)
+            np.testing.assert_allclose(
+                ops.to_numpy(p1), p0 + lr * _fd_grad(f_gen, p0), rtol=1e-7, atol=1e-9
+            )
 
     # Recognition: with K > 1, half a step along the weighted wake gradient of log q first ...
     Wr_mid, br_mid = copy_params((Wr, br))
@@ -196,11 +226,15 @@ def test_wake_sleep_step_is_the_documented_gradient_step(ops, K):
     s = [None] * (L + 1)
     s[L] = (r.random((m, sizes[L])) < _sig(bg1[L])).astype(float)
     for l in range(L - 1, -1, -1):
-        s[l] = (r.random((m, sizes[l])) < _sig(s[l + 1] @ Wg1[l] + bg1[l])).astype(float)
+        s[l] = (r.random((m, sizes[l])) < _sig(s[l + 1] @ Wg1[l] + bg1[l])).astype(
+            float
+        )
     f_sleep = lambda: float(log_recognition(s, Wr_mid, br_mid).sum() / m)  # noqa: E731
     step = lr if K == 1 else lr / 2
     for pm, got in zip(Wr_mid + br_mid, list(new[2]) + list(new[3])):
-        np.testing.assert_allclose(ops.to_numpy(got), pm + step * _fd_grad(f_sleep, pm), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(
+            ops.to_numpy(got), pm + step * _fd_grad(f_sleep, pm), rtol=1e-7, atol=1e-9
+        )
 
 
 def two_cause_data(ops, n=300):
@@ -208,7 +242,9 @@ def two_cause_data(ops, n=300):
     G = np.zeros((2, 8))
     G[0, :4] = G[1, 4:] = 6.0
     truth = ([G], [np.full(8, -3.0), np.zeros(2)])
-    return ops.to_numpy(ops.sbn_sample(truth[0], truth[1], n, ops.make_rng(1))[0]), truth
+    return ops.to_numpy(
+        ops.sbn_sample(truth[0], truth[1], n, ops.make_rng(1))[0]
+    ), truth
 
 
 @pytest.mark.parametrize("K", [1, 3])
@@ -217,8 +253,17 @@ def test_wake_sleep_learns_the_structure_of_a_tiny_dataset(ops, K):
     params = make_params((8, 3, 2), scale=0.01, seed=2)
     rng = ops.make_rng(4)
     for _ in range(40):
-        ops.sbn_wake_sleep_epoch(X, *params, learning_rate=0.2, batch_size=10, n_importance_samples=K, rng=rng)
-    learned = exact_log_px(X, [ops.to_numpy(a) for a in params[0]], [ops.to_numpy(a) for a in params[1]]).mean()
+        ops.sbn_wake_sleep_epoch(
+            X,
+            *params,
+            learning_rate=0.2,
+            batch_size=10,
+            n_importance_samples=K,
+            rng=rng,
+        )
+    learned = exact_log_px(
+        X, [ops.to_numpy(a) for a in params[0]], [ops.to_numpy(a) for a in params[1]]
+    ).mean()
     # The best model of independent pixels misses the correlations by about 2.7 nats.
     mean = X.mean(axis=0)
     factorial = (X * np.log(mean) + (1 - X) * np.log(1 - mean)).sum(axis=1).mean()
@@ -238,8 +283,12 @@ def test_cpu_wake_sleep_epoch_matches_reference(dtype, tol, sizes, K):
     p_cpu = copy_params(p_ref)
     X = binary_data(23, sizes[0], dtype=dtype)  # 23 rows: the last batch of 6 is ragged
     r_ref, r_cpu = ref.make_rng(5), cpu.make_rng(5)
-    b_ref = ref.sbn_wake_sleep_epoch(X, *p_ref, learning_rate=0.1, batch_size=6, n_importance_samples=K, rng=r_ref)
-    b_cpu = cpu.sbn_wake_sleep_epoch(X, *p_cpu, learning_rate=0.1, batch_size=6, n_importance_samples=K, rng=r_cpu)
+    b_ref = ref.sbn_wake_sleep_epoch(
+        X, *p_ref, learning_rate=0.1, batch_size=6, n_importance_samples=K, rng=r_ref
+    )
+    b_cpu = cpu.sbn_wake_sleep_epoch(
+        X, *p_cpu, learning_rate=0.1, batch_size=6, n_importance_samples=K, rng=r_cpu
+    )
     assert b_cpu == pytest.approx(b_ref, rel=tol)
     for g_ref, g_cpu in zip(p_ref, p_cpu):
         for a, b in zip(g_ref, g_cpu):
@@ -254,10 +303,22 @@ def test_cpu_wake_sleep_epoch_accepts_soft_targets_and_a_large_batch():
     p_ref = make_params((6, 4))
     p_cpu = copy_params(p_ref)
     X = np.random.default_rng(0).random((9, 6))
-    b_ref = ref.sbn_wake_sleep_epoch(X, *p_ref, learning_rate=0.05, batch_size=100, n_importance_samples=2,
-                                     rng=ref.make_rng(1))
-    b_cpu = cpu.sbn_wake_sleep_epoch(X, *p_cpu, learning_rate=0.05, batch_size=100, n_importance_samples=2,
-                                     rng=cpu.make_rng(1))
+    b_ref = ref.sbn_wake_sleep_epoch(
+        X,
+        *p_ref,
+        learning_rate=0.05,
+        batch_size=100,
+        n_importance_samples=2,
+        rng=ref.make_rng(1),
+    )
+    b_cpu = cpu.sbn_wake_sleep_epoch(
+        X,
+        *p_cpu,
+        learning_rate=0.05,
+        batch_size=100,
+        n_importance_samples=2,
+        rng=cpu.make_rng(1),
+    )
     assert b_cpu == pytest.approx(b_ref, rel=1e-12)
     for g_ref, g_cpu in zip(p_ref, p_cpu):
         for a, b in zip(g_ref, g_cpu):
@@ -268,33 +329,50 @@ def test_cpu_wake_sleep_epoch_accepts_soft_targets_and_a_large_batch():
 def test_cpu_sampling_matches_reference_exactly(dtype):
     ref, cpu = get_ops("numpy"), get_ops("cpu", n_threads=1)
     Wg, bg, _, _ = make_params((7, 5, 3), dtype)
-    for a, b in zip(ref.sbn_sample(Wg, bg, 13, ref.make_rng(2)), cpu.sbn_sample(Wg, bg, 13, cpu.make_rng(2))):
+    for a, b in zip(
+        ref.sbn_sample(Wg, bg, 13, ref.make_rng(2)),
+        cpu.sbn_sample(Wg, bg, 13, cpu.make_rng(2)),
+    ):
         assert b.dtype == dtype
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("block_elements", [1, 50, 1 << 22])
-def test_cpu_importance_weights_match_reference_in_any_row_blocks(dtype, tol, block_elements):
+def test_cpu_importance_weights_match_reference_in_any_row_blocks(
+    dtype, tol, block_elements
+):
     from neuroplug_core import sbn as core
 
     ref = get_ops("numpy")
     params = make_params((7, 5, 4), dtype)
     X = binary_data(11, 7, dtype=dtype)
-    expected = ref.sbn_log_importance_weights(X, *params, n_samples=6, rng=ref.make_rng(3))
+    expected = ref.sbn_log_importance_weights(
+        X, *params, n_samples=6, rng=ref.make_rng(3)
+    )
     got = np.empty((11, 6), dtype=dtype)
-    core.log_importance_weights(X, *params, got, ref.make_rng(3).bit_generator, 1, block_elements)
+    core.log_importance_weights(
+        X, *params, got, ref.make_rng(3).bit_generator, 1, block_elements
+    )
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
-    via_ops = get_ops("cpu").sbn_log_importance_weights(X, *params, n_samples=6, rng=ref.make_rng(3))
+    via_ops = get_ops("cpu").sbn_log_importance_weights(
+        X, *params, n_samples=6, rng=ref.make_rng(3)
+    )
     np.testing.assert_array_equal(via_ops, got)
 
 
 def test_importance_weights_of_a_row_do_not_depend_on_the_other_rows(ops):
     params = make_params((6, 4, 3))
     X = binary_data(8, 6)
-    full = ops.to_numpy(ops.sbn_log_importance_weights(X, *params, n_samples=5, rng=ops.make_rng(9)))
+    full = ops.to_numpy(
+        ops.sbn_log_importance_weights(X, *params, n_samples=5, rng=ops.make_rng(9))
+    )
     order = np.array([5, 2, 7])
-    part = ops.to_numpy(ops.sbn_log_importance_weights(X[order], *params, n_samples=5, rng=ops.make_rng(9)))
+    part = ops.to_numpy(
+        ops.sbn_log_importance_weights(
+            X[order], *params, n_samples=5, rng=ops.make_rng(9)
+        )
+    )
     np.testing.assert_allclose(part, full[order], rtol=1e-13, atol=1e-13)
 
 
@@ -306,8 +384,12 @@ def test_threads_do_not_change_results():
     for n_threads in (1, 2):
         ops = get_ops("cpu", n_threads=n_threads)
         p = copy_params(params)
-        bound = ops.sbn_wake_sleep_epoch(X, *p, learning_rate=0.05, batch_size=200, rng=ops.make_rng(0))
-        log_w = ops.sbn_log_importance_weights(X[:50], *p, n_samples=40, rng=ops.make_rng(1))
+        bound = ops.sbn_wake_sleep_epoch(
+            X, *p, learning_rate=0.05, batch_size=200, rng=ops.make_rng(0)
+        )
+        log_w = ops.sbn_log_importance_weights(
+            X[:50], *p, n_samples=40, rng=ops.make_rng(1)
+        )
         results.append((bound, p, log_w))
     (b1, p1, w1), (b2, p2, w2) = results
     assert b1 == b2
@@ -321,7 +403,9 @@ def test_threads_do_not_change_results():
 # Bad input
 # --------------------------------------------------------------------------------------------
 def _epoch(ops, X, params, **kw):
-    args = dict(learning_rate=0.1, batch_size=4, n_importance_samples=1, rng=ops.make_rng(0))
+    args = dict(
+        learning_rate=0.1, batch_size=4, n_importance_samples=1, rng=ops.make_rng(0)
+    )
     args.update(kw)
     return ops.sbn_wake_sleep_epoch(X, *params, **args)
 
@@ -351,7 +435,9 @@ def test_inconsistent_parameters_are_refused(ops):
         _epoch(ops, X[:, :3], (Wg, bg, Wr, br))
     with pytest.raises(ValueError, match="bg must hold one bias per layer"):
         _epoch(ops, X, (Wg, bg[:2], Wr, br))
-    with pytest.raises(ValueError, match=r"Wr and br must hold one entry per hidden layer"):
+    with pytest.raises(
+        ValueError, match=r"Wr and br must hold one entry per hidden layer"
+    ):
         _epoch(ops, X, (Wg, bg, Wr[:1], br))
     with pytest.raises(ValueError, match=r"Wg\[1\] must have shape"):
         _epoch(ops, X, ([Wg[0], Wg[1][:, :2]], bg, Wr, br))
