@@ -158,6 +158,8 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
       the initial weights', which the network's initialisation chose for
       this depth; a unit positive on fewer than 1% of the inputs (dead) gets
       the bias that centres it (positive on half of them).
+    * tanh layers: every unit is centred (zero-median outputs) and the
+      layer is shrunk to at most the spread of the initial weights' outputs.
     * sigmoid and tanh layers: a unit in its linear range on fewer than 10%
       of the inputs (saturated: no gradient) is centred, and shrunk when its
       spread alone saturates it.
@@ -185,6 +187,14 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
         live = float(((z - shift > 0).mean(axis=0) >= MIN_ACTIVE).mean())
     else:
         limit = SATURATION[activation]
+        if activation == "tanh" and reference is not None:
+            # tanh layers train best on zero-mean outputs (LeCun et al. 1998): every unit is centred,
+            # and the layer keeps at most the spread of its initial outputs.
+            b = b - np.median(z, axis=0)
+            z = z - np.median(z, axis=0)
+            spread, target = float(z.std()), float(reference.std())
+            if spread > target > 0:
+                W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
         saturated = (np.abs(z) < limit).mean(axis=0) < MIN_LINEAR
         centre = np.where(saturated, np.median(z, axis=0), 0.0)
         spread = np.median(np.abs(z - centre), axis=0)

@@ -246,7 +246,7 @@ def test_pretrainer_is_registered():
 @pytest.mark.parametrize("mode", ["greedy", "joint"])
 def test_pretrainer_copies_the_recognition_weights(mode):
     X = two_cause_data(100).astype(np.float32)
-    net = _net([Dense(5), Sigmoid(), Dense(3), ReLU(), Dense(2)], 8)
+    net = _net([Dense(5), Sigmoid(), Dense(3), Sigmoid(), Dense(2)], 8)
     output_before = net.layers[4].get_weights()
     SBNPretrainer(mode=mode, max_iter=3).pretrain(net, X, random_state=0)
     # The same SBN(s), trained with the seeds the pretrainer draws from random_state.
