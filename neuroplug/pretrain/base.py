@@ -85,6 +85,8 @@ CHECK_ROWS = 1000
 MIN_ACTIVE = 0.01
 #: Per saturating activation, the |pre-activation| beyond which its slope is under 1% of its maximum.
 SATURATION = {"sigmoid": 4.6, "tanh": 2.3}
+#: A sigmoid layer whose outputs spread less than this fraction of its initial ones' is flat.
+FLAT = 0.25
 #: A sigmoid or tanh unit in its linear range on fewer than this fraction of the inputs counts as saturated.
 MIN_LINEAR = 0.1
 
@@ -147,6 +149,11 @@ def _unit_weights(layer: Any) -> tuple[np.ndarray, np.ndarray, int]:
     return W, b, axis
 
 
+def _spread(z: np.ndarray) -> float:
+    """Root mean over units of each unit's variance over the inputs (0 for a single input)."""
+    return float(np.sqrt(z.var(axis=0).mean())) if z.shape[0] > 1 else 0.0
+
+
 def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None = None) -> float:
     """Make the units of pretrained layer ``i`` alive on ``X``, data-dependently; return the live fraction.
 
@@ -160,6 +167,9 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
       the bias that centres it (positive on half of them).
     * tanh layers: every unit is centred (zero-median outputs) and the
       layer is shrunk to at most the spread of the initial weights' outputs.
+    * sigmoid layers: a flat layer (outputs spread less than a quarter of
+      the initial weights' outputs: the RBM barely left its tiny initial
+      weights) is scaled up to that spread.
     * sigmoid and tanh layers: a unit in its linear range on fewer than 10%
       of the inputs (saturated: no gradient) is centred, and shrunk when its
       spread alone saturates it.
@@ -178,7 +188,7 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
     z = pre_activations(network, X, i)
     if activation == "relu":
         if reference is not None:
-            spread, target = float(z.std()), float(reference.std())
+            spread, target = _spread(z), _spread(reference)
             if spread > 0 and target > 0:
                 W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
         dead = (z > 0).mean(axis=0) < MIN_ACTIVE
@@ -192,8 +202,13 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
             # and the layer keeps at most the spread of its initial outputs.
             b = b - np.median(z, axis=0)
             z = z - np.median(z, axis=0)
-            spread, target = float(z.std()), float(reference.std())
+            spread, target = _spread(z), _spread(reference)
             if spread > target > 0:
+                W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
+        elif reference is not None:
+            # A flat layer (the RBM barely moved from its tiny initial weights) passes no signal up.
+            spread, target = _spread(z), _spread(reference)
+            if 0 < spread < FLAT * target:
                 W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
         saturated = (np.abs(z) < limit).mean(axis=0) < MIN_LINEAR
         centre = np.where(saturated, np.median(z, axis=0), 0.0)

@@ -180,6 +180,11 @@ class CDBNPretrainer(Pretrainer):
     max_samples : int or None, default=None
         Pretrain on at most this many images (a random subset), to bound the
         cost on large data sets.
+    fix_units : bool, default=True
+        Check every pretrained layer on (up to 1,000 rows of) ``X`` after the
+        copy and fix it data-dependently so fine-tuning starts alive (see
+        :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
+        pretrained weights exactly (to study the pretrained features).
     n_iter : int, default="deprecated"
         Former name of ``max_iter``; when set, it is used with a
         ``FutureWarning``.  It will be removed in neuroplug 0.3.
@@ -195,7 +200,7 @@ class CDBNPretrainer(Pretrainer):
         The learning rate each RBM trained with.
     active_fraction_ : list of float
         Per pretrained layer, the fraction of its channels alive on the
-        checked images after the transfer.
+        checked images after the transfer. ``nan`` with ``fix_units=False``.
 
     References
     ----------
@@ -236,6 +241,7 @@ class CDBNPretrainer(Pretrainer):
         visible: str = "auto",
         max_samples: int | None = None,
         n_iter: Any = "deprecated",
+        fix_units: bool = True,
     ) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -248,6 +254,7 @@ class CDBNPretrainer(Pretrainer):
         self.visible = visible
         self.max_samples = max_samples
         self.n_iter = n_iter
+        self.fix_units = fix_units
 
     _parameter_constraints: dict = {
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -260,6 +267,7 @@ class CDBNPretrainer(Pretrainer):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
         "max_samples": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "fix_units": ["boolean"],
         "n_iter": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Integral, 0, None, closed="left")],
     }
 
@@ -392,7 +400,7 @@ class CDBNPretrainer(Pretrainer):
             reference = pre_activations(network, sample, i)
             W, bh = W.astype(network.dtype), bh.astype(network.dtype)
             layer.set_weights({"W": W, "b": bh})
-            self.active_fraction_.append(fit_units(network, i, sample, reference))
+            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
             self.pretrained_layers_.append(i)
             self.learning_rates_.append(rate)
             self.reconstruction_errors_.append([row["loss"] for row in report.history])

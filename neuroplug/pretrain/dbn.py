@@ -115,6 +115,11 @@ class DBNPretrainer(Pretrainer):
         likelihood-oriented defaults of :class:`~neuroplug.estimators.RBM`).
     max_iter : int, default=5
         Epochs per RBM.
+    fix_units : bool, default=True
+        Check every pretrained layer on (up to 1,000 rows of) ``X`` after the
+        copy and fix it data-dependently so fine-tuning starts alive (see
+        :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
+        pretrained weights exactly (to study the pretrained features).
 
     Attributes
     ----------
@@ -126,7 +131,7 @@ class DBNPretrainer(Pretrainer):
     active_fraction_ : list of float
         Per pretrained layer, the fraction of its units alive on the checked
         rows after the transfer (see
-        :func:`neuroplug.pretrain.base.fit_units`).
+        :func:`neuroplug.pretrain.base.fit_units`). ``nan`` with ``fix_units=False``.
 
     References
     ----------
@@ -161,9 +166,11 @@ class DBNPretrainer(Pretrainer):
         batch_size: int = 10,
         max_iter: int = 5,
         hidden: str = "auto",
+        fix_units: bool = True,
     ) -> None:
         self.visible = visible
         self.hidden = hidden
+        self.fix_units = fix_units
         self.k = k
         self.persistent = persistent
         self.sample_visible = sample_visible
@@ -180,6 +187,7 @@ class DBNPretrainer(Pretrainer):
         "sample_visible": ["boolean"],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hidden": [StrOptions({"auto", "bernoulli", "relu"})],
+        "fix_units": ["boolean"],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -264,7 +272,7 @@ class DBNPretrainer(Pretrainer):
             reference = pre_activations(network, sample, i)
             W, b = W.astype(network.dtype), b.astype(network.dtype)
             layers[i].set_weights({"W": W, "b": b})
-            self.active_fraction_.append(fit_units(network, i, sample, reference))
+            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
             if j + 1 < len(run):
                 between = layers[i + 1:run[j + 1]]
                 if (activation == "sigmoid" and hidden == "bernoulli"

@@ -88,12 +88,17 @@ class SBNPretrainer(Pretrainer):
         them as Bernoulli probabilities (soft targets).  Higher layers always
         learn from probabilities, and the network itself still receives the
         unbinarized inputs.
+    fix_units : bool, default=True
+        Check every pretrained layer on (up to 1,000 rows of) ``X`` after the
+        copy and fix it data-dependently so fine-tuning starts alive (see
+        :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
+        pretrained weights exactly (to study the pretrained features).
 
     Attributes
     ----------
     active_fraction_ : list of float
         Per pretrained layer, the fraction of its units alive on the checked
-        rows after the transfer.
+        rows after the transfer. ``nan`` with ``fix_units=False``.
 
     Examples
     --------
@@ -118,6 +123,7 @@ class SBNPretrainer(Pretrainer):
         n_importance_samples: int = 1,
         scaling: str = "auto",
         binarize: float | None = None,
+        fix_units: bool = True,
     ) -> None:
         self.mode = mode
         self.learning_rate = learning_rate
@@ -126,6 +132,7 @@ class SBNPretrainer(Pretrainer):
         self.n_importance_samples = n_importance_samples
         self.scaling = scaling
         self.binarize = binarize
+        self.fix_units = fix_units
 
     _parameter_constraints: dict = {
         "mode": [StrOptions({"greedy", "joint"})],
@@ -135,6 +142,7 @@ class SBNPretrainer(Pretrainer):
         "n_importance_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "scaling": [StrOptions({"auto", "minmax", "none"})],
         "binarize": [None, Interval(numbers.Real, None, None, closed="neither")],
+        "fix_units": ["boolean"],
     }
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -218,5 +226,5 @@ class SBNPretrainer(Pretrainer):
             W, b = as_activation(W, b, unit_activation(network.layers, i))
             reference = pre_activations(network, sample, i)
             network.layers[i].set_weights({"W": W.astype(np.float32), "b": b.astype(np.float32)})
-            self.active_fraction_.append(fit_units(network, i, sample, reference))
+            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
 
