@@ -185,6 +185,13 @@ class CDBNPretrainer(Pretrainer):
         copy and fix it data-dependently so fine-tuning starts alive (see
         :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
         pretrained weights exactly (to study the pretrained features).
+    init : {"network", "small"}, default="network"
+        Initial filters of each RBM: ``"network"`` starts from the layer's
+        own (random) initial filters, whose diversity keeps the filters from
+        collapsing onto the mean patch on small data (measured on digits:
+        mean |cosine| between the filters 0.35 instead of 0.97);
+        ``"small"`` from ``N(0, 0.01^2)`` as in Hinton's practical guide and
+        :class:`~neuroplug.estimators.ConvRBM`.
     n_iter : int, default="deprecated"
         Former name of ``max_iter``; when set, it is used with a
         ``FutureWarning``.  It will be removed in neuroplug 0.3.
@@ -242,6 +249,7 @@ class CDBNPretrainer(Pretrainer):
         max_samples: int | None = None,
         n_iter: Any = "deprecated",
         fix_units: bool = True,
+        init: str = "network",
     ) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -255,6 +263,7 @@ class CDBNPretrainer(Pretrainer):
         self.max_samples = max_samples
         self.n_iter = n_iter
         self.fix_units = fix_units
+        self.init = init
 
     _parameter_constraints: dict = {
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -268,6 +277,7 @@ class CDBNPretrainer(Pretrainer):
         "visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
         "max_samples": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "fix_units": ["boolean"],
+        "init": [StrOptions({"network", "small"})],
         "n_iter": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Integral, 0, None, closed="left")],
     }
 
@@ -387,6 +397,7 @@ class CDBNPretrainer(Pretrainer):
                         max_iter=int(renamed_n_iter(self)),
                         stride=conv["stride"], padding=conv["padding"], groups=conv["groups"],
                         connections=conv["connections"], verbose=verbose, desc=f"cdbn layer {i}",
+                        init_weights=np.array(layer.get_weights()["W"], dtype=network.dtype) if self.init == "network" else None,
                         advice=("Try a lower learning rate for the convolutional RBMs: "
                                 f"pretrainer=CDBNPretrainer(learning_rate=...) (it was {rate:g})."),
                     )
