@@ -189,7 +189,7 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
     if activation == "relu":
         if reference is not None:
             spread, target = _spread(z), _spread(reference)
-            if spread > 0 and target > 0:
+            if spread > target > 0:
                 W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
         dead = (z > 0).mean(axis=0) < MIN_ACTIVE
         shift = np.where(dead, np.median(z, axis=0), 0.0)

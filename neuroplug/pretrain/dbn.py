@@ -54,9 +54,11 @@ class DBNPretrainer(Pretrainer):
 
     **The units fit the layer.**  A layer followed by a ReLU is pretrained
     with noisy rectified linear hidden units (Nair & Hinton 2010), whose
-    mean a ReLU computes exactly; a layer followed by a tanh with sigmoid
-    units, copied in as ``W / 2, b / 2`` (``tanh(x / 2) = 2 sigmoid(x) -
-    1``).  Inputs in ``[0, 1]`` are Bernoulli visible units, inputs in
+    mean a ReLU computes exactly; a layer followed by a tanh too (graded
+    units for a graded layer; the layer is then centred, see below); a
+    layer followed by a sigmoid with the classic binary units.  Sigmoid
+    units copied into a tanh layer (``hidden="bernoulli"``) become ``W / 2,
+    b / 2`` (``tanh(x / 2) = 2 sigmoid(x) - 1``).  Inputs in ``[0, 1]`` are Bernoulli visible units, inputs in
     ``[-1, 1]`` (tanh outputs) become ``(x + 1) / 2``, other inputs
     (ReLU features) are standardised for Gaussian visible units; every such
     input transformation is folded into the layer's weights.  After the
@@ -90,7 +92,8 @@ class DBNPretrainer(Pretrainer):
         Hidden units of the RBMs: ``"relu"`` for noisy rectified linear
         units (CD-k only: ``persistent`` and ``sample_visible`` then do not
         apply), ``"bernoulli"`` for sigmoid units, ``"auto"`` for ReLU units
-        under layers followed by a ReLU and sigmoid units elsewhere.
+        under layers followed by a ReLU or a tanh and sigmoid units
+        elsewhere.
     k : int, default=1
         Gibbs steps of CD-k / PCD-k.
     persistent : bool, default=False
@@ -120,6 +123,12 @@ class DBNPretrainer(Pretrainer):
         copy and fix it data-dependently so fine-tuning starts alive (see
         :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
         pretrained weights exactly (to study the pretrained features).
+    init : {"network", "small"}, default="network"
+        Initial weights of each RBM: ``"network"`` starts from the layer's
+        own (random) initial weights, whose diversity keeps the hidden units
+        from learning the same features; ``"small"`` from ``N(0, 0.01^2)``
+        as in Hinton's practical guide and
+        :class:`~neuroplug.estimators.RBM`.
 
     Attributes
     ----------
@@ -167,10 +176,12 @@ class DBNPretrainer(Pretrainer):
         max_iter: int = 5,
         hidden: str = "auto",
         fix_units: bool = True,
+        init: str = "network",
     ) -> None:
         self.visible = visible
         self.hidden = hidden
         self.fix_units = fix_units
+        self.init = init
         self.k = k
         self.persistent = persistent
         self.sample_visible = sample_visible
@@ -188,6 +199,7 @@ class DBNPretrainer(Pretrainer):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hidden": [StrOptions({"auto", "bernoulli", "relu"})],
         "fix_units": ["boolean"],
+        "init": [StrOptions({"network", "small"})],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -237,16 +249,24 @@ class DBNPretrainer(Pretrainer):
             activation = unit_activation(layers, i)
             hidden = self.hidden
             if hidden == "auto":
-                hidden = "relu" if activation == "relu" else "bernoulli"
+                # Graded units for graded layers: tanh trains from NReLU features (measured on digits:
+                # better than from binary ones); sigmoid layers get the classic binary units.
+                hidden = "relu" if activation in ("relu", "tanh") else "bernoulli"
             visible, shift, scale = self._visible_units(inputs, i, first=j == 0)
             data = inputs if shift is None else ((inputs - shift) / scale).astype(network.dtype)
             n_units = int(layers[i].params["b"].shape[0])
             seed = check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1)
             rates = self._rates(visible, hidden)
+            # The layer's own initial weights, as an RBM on the transformed data sees them.
+            initial = np.array(layers[i].get_weights()["W"], dtype=np.float64).T
+            if shift is not None:
+                initial = initial * scale[None, :]
             for attempt, rate in enumerate(rates):
                 rng = np.random.default_rng(seed)
                 state = init_rbm(n_units, data.sum(axis=0, dtype=np.float64) / data.shape[0], visible,
                                  network.dtype, rng)
+                if self.init == "network":
+                    state.W = initial.astype(network.dtype)
                 try:
                     state, _ = train_rbm(
                         state, data, ops=ops, rng=rng, n_epochs=int(self.max_iter), visible=visible,
