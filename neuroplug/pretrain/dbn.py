@@ -123,12 +123,14 @@ class DBNPretrainer(Pretrainer):
         copy and fix it data-dependently so fine-tuning starts alive (see
         :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
         pretrained weights exactly (to study the pretrained features).
-    init : {"network", "small"}, default="network"
+    init : {"auto", "network", "small"}, default="auto"
         Initial weights of each RBM: ``"network"`` starts from the layer's
         own (random) initial weights, whose diversity keeps the hidden units
         from learning the same features; ``"small"`` from ``N(0, 0.01^2)``
         as in Hinton's practical guide and
-        :class:`~neuroplug.estimators.RBM`.
+        :class:`~neuroplug.estimators.RBM`; ``"auto"``: ``"small"`` for
+        layers followed by a sigmoid (the classic deep belief net; on the
+        digits benchmark it scored higher there), ``"network"`` elsewhere.
 
     Attributes
     ----------
@@ -176,7 +178,7 @@ class DBNPretrainer(Pretrainer):
         max_iter: int = 5,
         hidden: str = "auto",
         fix_units: bool = True,
-        init: str = "network",
+        init: str = "auto",
     ) -> None:
         self.visible = visible
         self.hidden = hidden
@@ -199,7 +201,7 @@ class DBNPretrainer(Pretrainer):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hidden": [StrOptions({"auto", "bernoulli", "relu"})],
         "fix_units": ["boolean"],
-        "init": [StrOptions({"network", "small"})],
+        "init": [StrOptions({"auto", "network", "small"})],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -265,7 +267,7 @@ class DBNPretrainer(Pretrainer):
                 rng = np.random.default_rng(seed)
                 state = init_rbm(n_units, data.sum(axis=0, dtype=np.float64) / data.shape[0], visible,
                                  network.dtype, rng)
-                if self.init == "network":
+                if self.init == "network" or (self.init == "auto" and activation != "sigmoid"):
                     state.W = initial.astype(network.dtype)
                 try:
                     state, _ = train_rbm(
