@@ -52,17 +52,17 @@ import warnings
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before the OpenMP runtime starts
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-from neuroplug.datasets import load_mnist  # noqa: E402
-from neuroplug.estimators import CNNClassifier  # noqa: E402
-from neuroplug.estimators._cnn_base import DEFAULT_LAYERS  # noqa: E402
-from neuroplug.layers import LENET5_C3_CONNECTIONS, Conv2D  # noqa: E402
+from neuroplug.datasets import load_mnist
+from neuroplug.estimators import CNNClassifier
+from neuroplug.estimators._cnn_base import DEFAULT_LAYERS
+from neuroplug.layers import LENET5_C3_CONNECTIONS, Conv2D
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared", "data",
                             "mnist-t10k")

@@ -8,11 +8,20 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._validation import ValidatedParams
-
 from ..layers.dense import Dense
 
-__all__ = ["Pretrainer", "dense_run", "layer_inputs", "check_pretrain_input", "unit_activation", "check_rows",
-           "pre_activations", "as_activation", "fit_units", "fold_input_affine"]
+__all__ = [
+    "Pretrainer",
+    "as_activation",
+    "check_pretrain_input",
+    "check_rows",
+    "dense_run",
+    "fit_units",
+    "fold_input_affine",
+    "layer_inputs",
+    "pre_activations",
+    "unit_activation",
+]
 
 #: Rows per forward pass when computing the inputs of the layers to pretrain.
 FORWARD_BATCH = 256

@@ -29,9 +29,16 @@ from ..layers.conv import Conv2D
 from ..layers.pool import MaxPool2D, Pool2D
 from ..models.crbm import FORWARD_BATCH as _FORWARD_BATCH
 from ..models.crbm import crbm_pool_output, train_crbm
-from ..ops import normalize_pair, normalize_padding
 from ..models.engine import TrainingDivergedError
-from .base import Pretrainer, as_activation, check_rows, fit_units, pre_activations, unit_activation
+from ..ops import normalize_padding, normalize_pair
+from .base import (
+    Pretrainer,
+    as_activation,
+    check_rows,
+    fit_units,
+    pre_activations,
+    unit_activation,
+)
 
 __all__ = ["CDBNPretrainer", "renamed_n_iter"]
 

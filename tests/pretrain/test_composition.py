@@ -18,7 +18,12 @@ from neuroplug.layers.dense import Dense
 from neuroplug.layers.pool import MaxPool2D
 from neuroplug.models.rbm import init_rbm, relu_cd_epoch, train_rbm
 from neuroplug.network import Network
-from neuroplug.pretrain.base import MIN_ACTIVE, fit_units, pre_activations, unit_activation
+from neuroplug.pretrain.base import (
+    MIN_ACTIVE,
+    fit_units,
+    pre_activations,
+    unit_activation,
+)
 from neuroplug.pretrain.cdbn import CDBNPretrainer
 from neuroplug.pretrain.dbn import DBNPretrainer
 from neuroplug.pretrain.sbn import SBNPretrainer
