@@ -4,12 +4,21 @@ Not a test: run it by hand,
 
     python benchmarks/bench_pretraining.py [--data DIR] [--seeds 0 1 2] [--quick]
         [--sets digits mnist8k mnist1k] [--nets default classic tanh]
-        [--pretrainers none dbn sbn cdbn] [--epochs N] [--mnist-epochs N] [--threads 2]
+        [--pretrainers none dbn sbn cdbn] [--epochs N] [--mnist-epochs N] [--mnist1k-epochs N]
+        [--threads 2] [--json FILE]
 
 Rows: pretrainer in {none, dbn, sbn, cdbn} x network x data set; per cell
 the test accuracy of every seed, their mean and their minimum, and the time
 of a fit.  A seed seeds the estimator (initial weights, pretraining,
 shuffling) and, on ``mnist1k``, the choice of the labelled images.
+
+Every cell trains with the pretrainer's defaults (``pretrainer="dbn"``...),
+as a user gets them.  Supervised epochs: ``--epochs`` (30) for the default
+network on digits, 100 for the two small networks on digits,
+``--mnist-epochs`` (10) on MNIST 8k and ``--mnist1k-epochs`` (50) on the
+1,000 labelled MNIST images; the estimator's convergence test may stop a
+fit earlier.  Without a pretrainer the unlabelled images are left out (a
+``-1`` label would otherwise be a class).
 
 Networks (``--nets``), with ``k = 3`` on the 8x8 digits and ``k = 5`` on
 MNIST:
