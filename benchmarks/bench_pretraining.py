@@ -79,7 +79,7 @@ PRETRAINERS = ("none", "dbn", "sbn", "cdbn")
 NETS = ("default", "classic", "tanh")
 SETS = ("digits", "mnist8k", "mnist1k")
 #: The supervised settings the pretraining guide documents for the classic sigmoid network.
-CLASSIC_SETTINGS = {"optimizer": "nesterov", "learning_rate": 0.3, "batch_size": 16, "lr_schedule": "step:40,0.3"}
+CLASSIC_SETTINGS = {"optimizer": "nesterov", "learning_rate": 0.3, "batch_size": 8, "lr_schedule": "step:40,0.3"}
 #: Supervised epochs on digits of the networks whose fits take seconds (``--epochs`` sets the default net's).
 SMALL_NET_EPOCHS = 100
 

@@ -11,7 +11,7 @@ needs a larger step.  This example trains it with the settings the
 pretraining guide documents for it:
 
 plain SGD with Nesterov momentum at ``learning_rate=0.3`` on mini-batches
-of 16, divided by about 3 every 40 epochs (``lr_schedule="step:40,0.3"``).
+of 8, divided by about 3 every 40 epochs (``lr_schedule="step:40,0.3"``).
 
 It is trained twice: from its random initialisation, and with its two
 convolutions initialised by convolutional RBMs (``pretrainer="cdbn"``).
@@ -36,7 +36,7 @@ CLASSIC = (
     "conv:12x3x3,padding=same", "sigmoid", "meanpool:2",
     "dense:32", "sigmoid",
 )
-SETTINGS = dict(optimizer="nesterov", learning_rate=0.3, batch_size=16, lr_schedule="step:40,0.3",
+SETTINGS = dict(optimizer="nesterov", learning_rate=0.3, batch_size=8, lr_schedule="step:40,0.3",
                 max_iter=100, random_state=0)
 
 # %%
