@@ -73,13 +73,24 @@ from neuroplug.estimators import CNNClassifier
 from neuroplug.estimators._cnn_base import DEFAULT_LAYERS
 from neuroplug.layers import LENET5_C3_CONNECTIONS, Conv2D
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared", "data",
-                            "mnist-t10k")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    os.pardir,
+    os.pardir,
+    "shared",
+    "data",
+    "mnist-t10k",
+)
 PRETRAINERS = ("none", "dbn", "sbn", "cdbn")
 NETS = ("default", "classic", "tanh")
 SETS = ("digits", "mnist8k", "mnist1k")
 #: The supervised settings the pretraining guide documents for the classic sigmoid network.
-CLASSIC_SETTINGS = {"optimizer": "nesterov", "learning_rate": 0.3, "batch_size": 8, "lr_schedule": "step:40,0.3"}
+CLASSIC_SETTINGS = {
+    "optimizer": "nesterov",
+    "learning_rate": 0.3,
+    "batch_size": 8,
+    "lr_schedule": "step:40,0.3",
+}
 #: Supervised epochs on digits of the networks whose fits take seconds (``--epochs`` sets the default net's).
 SMALL_NET_EPOCHS = 100
 
@@ -90,14 +101,27 @@ def network(name: str, k: int) -> tuple[tuple, dict]:
         return DEFAULT_LAYERS, {}
     if name == "classic":
         return (
-            f"conv:6x{k}x{k},padding=same", "sigmoid", "meanpool:2",
-            Conv2D(16, k, padding="same", connections=LENET5_C3_CONNECTIONS), "sigmoid", "meanpool:2",
-            "dense:32", "sigmoid",
+            f"conv:6x{k}x{k},padding=same",
+            "sigmoid",
+            "meanpool:2",
+            Conv2D(16, k, padding="same", connections=LENET5_C3_CONNECTIONS),
+            "sigmoid",
+            "meanpool:2",
+            "dense:32",
+            "sigmoid",
         ), dict(CLASSIC_SETTINGS)
     if name == "tanh":
         return (
-            f"conv:6x{k}x{k},padding=same", "tanh", "maxpool:2", f"conv:16x{k}x{k},padding=same", "tanh",
-            "maxpool:2", "dense:120", "tanh", "dense:84", "tanh",
+            f"conv:6x{k}x{k},padding=same",
+            "tanh",
+            "maxpool:2",
+            f"conv:16x{k}x{k},padding=same",
+            "tanh",
+            "maxpool:2",
+            "dense:120",
+            "tanh",
+            "dense:84",
+            "tanh",
         ), {}
     raise ValueError(f"unknown network {name!r}; expected one of {NETS}")
 
@@ -106,13 +130,16 @@ def data_set(name: str, seed: int, data_dir: str, n_train: int) -> tuple:
     """``(X_train, y_train, X_test, y_test, input_shape)``; ``y_train == -1`` marks unlabelled images."""
     if name == "digits":
         X, y = load_digits(return_X_y=True)
-        X_tr, X_te, y_tr, y_te = train_test_split((X / 16).astype(np.float32), y, test_size=0.3, random_state=0,
-                                                  stratify=y)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            (X / 16).astype(np.float32), y, test_size=0.3, random_state=0, stratify=y
+        )
         return X_tr, y_tr, X_te, y_te, (1, 8, 8)
     X, y = load_mnist(data_dir, "t10k")
     X_tr, y_tr, X_te, y_te = X[:n_train], y[:n_train].copy(), X[8000:], y[8000:]
     if name == "mnist1k":
-        labelled = np.random.default_rng(seed).choice(n_train, size=n_train // 8, replace=False)
+        labelled = np.random.default_rng(seed).choice(
+            n_train, size=n_train // 8, replace=False
+        )
         mask = np.ones(n_train, dtype=bool)
         mask[labelled] = False
         y_tr[mask] = -1
@@ -121,27 +148,54 @@ def data_set(name: str, seed: int, data_dir: str, n_train: int) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help="directory of the MNIST t10k IDX files")
+    parser.add_argument(
+        "--data", default=DEFAULT_DATA, help="directory of the MNIST t10k IDX files"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=NETS)
-    parser.add_argument("--pretrainers", nargs="+", default=list(PRETRAINERS), choices=PRETRAINERS)
-    parser.add_argument("--epochs", type=int, default=30,
-                        help=f"supervised epochs of the default network on digits (the others: {SMALL_NET_EPOCHS})")
-    parser.add_argument("--mnist-epochs", type=int, default=10, help="supervised epochs on MNIST 8k")
-    parser.add_argument("--mnist1k-epochs", type=int, default=50,
-                        help="supervised epochs on the 1,000 labelled MNIST images (an epoch is 8x shorter)")
+    parser.add_argument(
+        "--pretrainers", nargs="+", default=list(PRETRAINERS), choices=PRETRAINERS
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=30,
+        help=f"supervised epochs of the default network on digits (the others: {SMALL_NET_EPOCHS})",
+    )
+    parser.add_argument(
+        "--mnist-epochs", type=int, default=10, help="supervised epochs on MNIST 8k"
+    )
+    parser.add_argument(
+        "--mnist1k-epochs",
+        type=int,
+        default=50,
+        help="supervised epochs on the 1,000 labelled MNIST images (an epoch is 8x shorter)",
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="one seed, 3 epochs, 2,000 MNIST images")
-    parser.add_argument("--json", default=None, help="write every result to this JSON file")
+    parser.add_argument(
+        "--quick", action="store_true", help="one seed, 3 epochs, 2,000 MNIST images"
+    )
+    parser.add_argument(
+        "--json", default=None, help="write every result to this JSON file"
+    )
     args = parser.parse_args(argv)
-    seeds, epochs, mnist_epochs, n_train = args.seeds, args.epochs, args.mnist_epochs, 8000
+    seeds, epochs, mnist_epochs, n_train = (
+        args.seeds,
+        args.epochs,
+        args.mnist_epochs,
+        8000,
+    )
     mnist1k_epochs = args.mnist1k_epochs
     if args.quick:
         seeds, epochs, mnist_epochs, mnist1k_epochs, n_train = seeds[:1], 3, 2, 4, 2000
-    print(f"# {platform.processor() or platform.machine()}, threads={args.threads}, seeds={seeds}, "
-          f"epochs: digits {epochs} (default net), MNIST 8k {mnist_epochs}, MNIST 1k labels {mnist1k_epochs}")
-    print(f"{'data':8s} {'network':8s} {'pretrainer':10s} {'mean':>6s} {'min':>6s}  per seed   s/fit")
+    print(
+        f"# {platform.processor() or platform.machine()}, threads={args.threads}, seeds={seeds}, "
+        f"epochs: digits {epochs} (default net), MNIST 8k {mnist_epochs}, MNIST 1k labels {mnist1k_epochs}"
+    )
+    print(
+        f"{'data':8s} {'network':8s} {'pretrainer':10s} {'mean':>6s} {'min':>6s}  per seed   s/fit"
+    )
     results = []
     for set_name in args.sets:
         for net_name in args.nets:
@@ -149,26 +203,54 @@ def main(argv: list[str] | None = None) -> int:
             for pre in args.pretrainers:
                 scores, times = [], []
                 for seed in seeds:
-                    X_tr, y_tr, X_te, y_te, shape = data_set(set_name, seed, args.data, n_train)
-                    if pre == "none":  # without a pretrainer, -1 would be a class: train on the labels
+                    X_tr, y_tr, X_te, y_te, shape = data_set(
+                        set_name, seed, args.data, n_train
+                    )
+                    if (
+                        pre == "none"
+                    ):  # without a pretrainer, -1 would be a class: train on the labels
                         X_tr, y_tr = X_tr[y_tr != -1], y_tr[y_tr != -1]
-                    clf = CNNClassifier(layers, input_shape=shape, pretrainer=None if pre == "none" else pre,
-                                        max_iter={"mnist8k": mnist_epochs, "mnist1k": mnist1k_epochs}.get(
-                                            set_name, epochs if net_name == "default" or args.quick
-                                            else SMALL_NET_EPOCHS),
-                                        n_threads=args.threads, random_state=seed, **settings)
+                    clf = CNNClassifier(
+                        layers,
+                        input_shape=shape,
+                        pretrainer=None if pre == "none" else pre,
+                        max_iter={
+                            "mnist8k": mnist_epochs,
+                            "mnist1k": mnist1k_epochs,
+                        }.get(
+                            set_name,
+                            epochs
+                            if net_name == "default" or args.quick
+                            else SMALL_NET_EPOCHS,
+                        ),
+                        n_threads=args.threads,
+                        random_state=seed,
+                        **settings,
+                    )
                     start = time.perf_counter()
                     with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # ConvergenceWarning at few epochs
+                        warnings.simplefilter(
+                            "ignore"
+                        )  # ConvergenceWarning at few epochs
                         clf.fit(X_tr, y_tr)
                     times.append(time.perf_counter() - start)
                     scores.append(float(clf.score(X_te, y_te)))
-                row = {"data": set_name, "network": net_name, "pretrainer": pre, "seeds": seeds,
-                       "scores": scores, "mean": float(np.mean(scores)), "min": float(np.min(scores)),
-                       "seconds_per_fit": float(np.mean(times))}
+                row = {
+                    "data": set_name,
+                    "network": net_name,
+                    "pretrainer": pre,
+                    "seeds": seeds,
+                    "scores": scores,
+                    "mean": float(np.mean(scores)),
+                    "min": float(np.min(scores)),
+                    "seconds_per_fit": float(np.mean(times)),
+                }
                 results.append(row)
-                print(f"{set_name:8s} {net_name:8s} {pre:10s} {row['mean']:6.4f} {row['min']:6.4f}  "
-                      f"{' '.join(f'{s:.4f}' for s in scores)}  {row['seconds_per_fit']:.1f}", flush=True)
+                print(
+                    f"{set_name:8s} {net_name:8s} {pre:10s} {row['mean']:6.4f} {row['min']:6.4f}  "
+                    f"{' '.join(f'{s:.4f}' for s in scores)}  {row['seconds_per_fit']:.1f}",
+                    flush=True,
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

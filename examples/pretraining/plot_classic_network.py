@@ -29,15 +29,28 @@ from neuroplug.datasets import load_digits_images
 from neuroplug.estimators import CNNClassifier
 
 X, y, _ = load_digits_images()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.3, stratify=y, random_state=0
+)
 
 CLASSIC = (
-    "conv:6x3x3,padding=same", "sigmoid", "meanpool:2",
-    "conv:12x3x3,padding=same", "sigmoid", "meanpool:2",
-    "dense:32", "sigmoid",
+    "conv:6x3x3,padding=same",
+    "sigmoid",
+    "meanpool:2",
+    "conv:12x3x3,padding=same",
+    "sigmoid",
+    "meanpool:2",
+    "dense:32",
+    "sigmoid",
 )
-SETTINGS = dict(optimizer="nesterov", learning_rate=0.3, batch_size=8, lr_schedule="step:40,0.3",
-                max_iter=100, random_state=0)
+SETTINGS = {
+    "optimizer": "nesterov",
+    "learning_rate": 0.3,
+    "batch_size": 8,
+    "lr_schedule": "step:40,0.3",
+    "max_iter": 100,
+    "random_state": 0,
+}
 
 # %%
 # Training with and without pretraining
@@ -49,10 +62,14 @@ fig, ax = plt.subplots(figsize=(6, 4))
 for pretrainer in (None, "cdbn"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the convergence test may stop before max_iter
-        clf = CNNClassifier(CLASSIC, pretrainer=pretrainer, **SETTINGS).fit(X_train, y_train)
+        clf = CNNClassifier(CLASSIC, pretrainer=pretrainer, **SETTINGS).fit(
+            X_train, y_train
+        )
     label = f"pretrainer={pretrainer!r}"
     ax.plot(range(1, clf.n_iter_ + 1), clf.loss_curve_, label=label)
-    print(f"{label}: test accuracy {clf.score(X_test, y_test):.3f} after {clf.n_iter_} epochs")
+    print(
+        f"{label}: test accuracy {clf.score(X_test, y_test):.3f} after {clf.n_iter_} epochs"
+    )
 ax.set_xlabel("epoch")
 ax.set_ylabel("training loss")
 ax.set_yscale("log")
