@@ -57,6 +57,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", "--lr", type=float, default=None, help="learning rate (default: 1e-3)")
     p.add_argument("--optimizer", choices=("adam", "sgd", "nesterov"), default=None, help="optimiser (default: adam)")
     p.add_argument("--pretrainer", default=None, help="registered pretrainer name, e.g. dbn (default: none)")
+    p.add_argument("--pretrain-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a hyper-parameter of the pretrainer, repeatable, e.g. --pretrainer dbn "
+                        "--pretrain-param learning_rate=0.01 --pretrain-param max_iter=10")
     p.add_argument("--backend", default="cpu", help="registered backend, e.g. cpu, numpy, torch:cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="thread limit of the backend kernels")
     p.add_argument("--augment", nargs="?", const="true", default=None, metavar="SPEC",
@@ -361,6 +364,12 @@ def run_train(args: argparse.Namespace) -> int:
         "augment": (True if args.augment == "true" else args.augment),
     }
     params.update({k: v for k, v in optional.items() if v is not None})
+    if args.pretrain_param:
+        try:
+            params["pretrainer"] = _pretrainer_from_args(args.pretrainer, args.pretrain_param)
+        except (ValueError, TypeError) as exc:
+            print(f"neuroplug train: error: {exc}", file=sys.stderr)
+            return 2
     if args.checkpoint is not None:
         from .callbacks import Checkpoint, check_writable_directory
 
@@ -454,3 +463,42 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"neuroplug train: error: cannot write the plots to {args.plot!r}: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value as Python: int, float, bool (true/false), None (none), else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _pretrainer_from_args(name: str | None, items: list[str]) -> Any:
+    """The pretrainer ``name`` with the ``NAME=VALUE`` settings of ``--pretrain-param``, or a clear error."""
+    from .plugins import get_pretrainer
+
+    if name is None:
+        raise ValueError("--pretrain-param needs --pretrainer NAME (e.g. --pretrainer dbn). "
+                         f"Received: --pretrain-param {' '.join(items)}")
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--pretrain-param must be NAME=VALUE, e.g. learning_rate=0.01. Received: {item!r}")
+        settings[key.strip()] = _parse_value(value)
+    pretrainer = get_pretrainer(name)()
+    known = pretrainer.get_params()
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ValueError(f"--pretrain-param: the {name!r} pretrainer has no parameter {', '.join(unknown)}; "
+                         f"its parameters are {', '.join(sorted(known))}. Received: {' '.join(items)}")
+    pretrainer.set_params(**settings)
+    pretrainer._validate_params()
+    return pretrainer

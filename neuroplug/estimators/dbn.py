@@ -473,8 +473,10 @@ class DBNClassifier(CNNClassifier):
     pretrain_sample_visible : bool, default=False
         Negative chains on binary visible samples (Bernoulli RBMs only; see
         :class:`~neuroplug.pretrain.dbn.DBNPretrainer`).
-    pretrain_learning_rate : float, default=0.1
-        RBM step size.
+    pretrain_learning_rate : float or "auto", default="auto"
+        RBM step size; ``"auto"`` picks 0.1 for Bernoulli visible units and
+        0.01 for Gaussian ones (unscaled features), lower still if an RBM
+        diverges (see :class:`~neuroplug.pretrain.dbn.DBNPretrainer`).
     pretrain_momentum : float, default=0.5
         RBM momentum.
     pretrain_weight_decay : float, default=0.002
@@ -565,7 +567,7 @@ validation_scores_, best_validation_score_
         "pretrain_k": [Interval(numbers.Integral, 1, None, closed="left")],
         "pretrain_persistent": ["boolean"],
         "pretrain_sample_visible": ["boolean"],
-        "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "pretrain_momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrain_weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "pretrain_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -581,7 +583,7 @@ validation_scores_, best_validation_score_
         pretrain_k: int = 1,
         pretrain_persistent: bool = False,
         pretrain_sample_visible: bool = False,
-        pretrain_learning_rate: float = 0.1,
+        pretrain_learning_rate: float | str = "auto",
         pretrain_momentum: float = 0.5,
         pretrain_weight_decay: float = 0.002,
         pretrain_batch_size: int = 10,

@@ -63,6 +63,7 @@ def train_crbm(
     start_epoch: int = 0,
     callbacks: Sequence[Any] = (),
     lr_factor: float = 1.0,
+    advice: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
     """Train one convolutional RBM with CD-k on the images ``X``; return ``(W, bh, bv, report)``.
 
@@ -80,6 +81,8 @@ def train_crbm(
     :class:`~neuroplug.models.TrainingDivergedError`.
     Arguments are those of :meth:`neuroplug.ops.Ops.crbm_cd_epoch`; they are
     assumed validated by the caller (an estimator or the pretrainer).
+    ``advice`` replaces the divergence message's default advice (a caller
+    names the parameter that the user controls).
     """
     dtype = X.dtype
     c = int(X.shape[1])
@@ -118,8 +121,8 @@ def train_crbm(
         epoch, n_epochs=int(max_iter), name=desc, start_epoch=start_epoch, verbose=verbose,
         # An error per pixel 1e4 times that of reconstructing zeros (plus one) is no model.
         explode_above=1e4 * (float(np.square(X[:1000], dtype=np.float64).mean()) + 1.0),
-        advice=(f"Lower learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian visible "
-                "units, standardise X."),
+        advice=advice or (f"Lower learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian "
+                          "visible units, standardise X."),
         loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
         state=current, lr_factor=lr_factor,
     )

@@ -10,6 +10,7 @@ pretrainer both train here.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from ..ops import Ops
 from .engine import Control, EpochStats, FitReport, relative_weights, run_epochs, take_rows
 
-__all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs"]
+__all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs", "rbm_hidden_means", "relu_cd_epoch"]
 
 #: Training rows whose reconstruction error is reported after each epoch.
 MONITOR_ROWS = 1000
@@ -91,6 +92,7 @@ def train_rbm(
     callbacks: Sequence[Any] = (),
     lr_factor: float = 1.0,
     sample_weight: np.ndarray | None = None,
+    hidden: str = "bernoulli",
 ) -> tuple[RBMState, FitReport]:
     """Run up to ``n_epochs`` epochs of CD-k (PCD-k) on ``X``; return the new state and the report.
 
@@ -111,7 +113,24 @@ def train_rbm(
     error of ``E[v | p(h | v)]`` over the first 1,000 rows) of each epoch.
     ``advice`` replaces the divergence message's default advice (a caller
     names the parameter that the user controls).
+
+    ``hidden="relu"`` trains noisy rectified linear hidden units (NReLU, Nair
+    & Hinton 2010) with :func:`relu_cd_epoch` instead of the backend's
+    Bernoulli CD loop; it supports neither ``persistent`` nor
+    ``sample_visible``.
     """
+    if hidden not in ("bernoulli", "relu"):
+        raise ValueError(f"hidden must be 'bernoulli' or 'relu'. Received: hidden={hidden!r}")
+    if hidden == "relu" and (persistent or sample_visible):
+        raise ValueError("Rectified linear hidden units (hidden='relu') train by CD-k only: "
+                         f"persistent and sample_visible must be False. Received: persistent={persistent}, "
+                         f"sample_visible={sample_visible}")
+    if hidden != "bernoulli" and (sample_weight is not None or sample_visible):
+        raise ValueError(
+            "rectified-linear hidden units (hidden='relu') train without sample_weight and sample_visible. "
+            f"Received: hidden={hidden!r}, sample_weight given={sample_weight is not None}, "
+            f"sample_visible={sample_visible}"
+        )
     dt = np.dtype(state.W.dtype)
     backend_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
     m = min(int(batch_size), X.shape[0])
@@ -151,7 +170,8 @@ def train_rbm(
             else:
                 part = X[rows]
             weight_kw = {} if weights is None else {"sample_weight": weights[rows]}
-            ops.cd_epoch(
+            epoch_fn = ops.cd_epoch if hidden == "bernoulli" else partial(relu_cd_epoch, ops)
+            epoch_fn(
                 ops.asarray(part, dtype=dt), W, bh, bv, dW, dbh, dbv,
                 k=int(k), learning_rate=lr, momentum=float(momentum),
                 weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
@@ -159,7 +179,7 @@ def train_rbm(
             )
         # Under PCD cd_epoch's own error compares the data with fantasy particles: measure a
         # true mean-field reconstruction instead.
-        diff = ops.rbm_visible_means(ops.rbm_hidden_probs(monitor, W, bh), W, bv, visible)
+        diff = ops.rbm_visible_means(_hidden_means(ops, monitor, W, bh, hidden), W, bv, visible)
         diff -= monitor
         diff *= diff
         if weights is not None and monitor_w is not None:
@@ -197,3 +217,66 @@ def rbm_hidden_probs(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray) -> 
             ops.rbm_hidden_probs(ops.asarray(take_rows(X, slice(start, start + ROW_CHUNK)), dtype=W.dtype), Wb, bhb))
     return out
 
+
+
+def _hidden_means(ops: Ops, v: Any, W: Any, bh: Any, hidden: str) -> Any:
+    """``E[h | v]`` on the backend: sigmoid (Bernoulli) or ``max(0, x)`` (NReLU, its noise-free mean)."""
+    if hidden == "relu":
+        return ops.relu(ops.gemm(v, W, trans2=True) + bh)
+    return ops.rbm_hidden_probs(v, W, bh)
+
+
+def rbm_hidden_means(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, hidden: str = "bernoulli") -> np.ndarray:
+    """Hidden means for the rows of NumPy ``X`` (``rbm_hidden_probs`` for ``hidden="bernoulli"``), as NumPy."""
+    if hidden == "bernoulli":
+        return rbm_hidden_probs(ops, X, W, bh)
+    Wb, bhb = ops.asarray(W), ops.asarray(bh)
+    out = np.empty((X.shape[0], W.shape[0]), dtype=W.dtype)
+    for start in range(0, X.shape[0], ROW_CHUNK):
+        out[start:start + ROW_CHUNK] = ops.to_numpy(
+            _hidden_means(ops, ops.asarray(X[start:start + ROW_CHUNK]), Wb, bhb, "relu"))
+    return out
+
+
+def relu_cd_epoch(
+    ops: Ops, X: Any, W: Any, bh: Any, bv: Any, dW: Any, dbh: Any, dbv: Any, *,
+    k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
+    visible: str, rng: Any, chain: Any = None,
+) -> float:
+    """One epoch of CD-k with noisy rectified linear hidden units (Nair & Hinton 2010), in row order.
+
+    As :meth:`neuroplug.ops.Ops.cd_epoch`, with the hidden units
+    ``h = max(0, x + N(0, sigmoid(x)))``, ``x = v W^T + bh``: the statistics
+    use their noise-free means ``max(0, x)``, the Gibbs chain their samples.
+    Written against the backend's primitives, so every backend runs it.
+    Returns the mean squared reconstruction error per sample.
+    """
+    if chain is not None:
+        raise ValueError("relu_cd_epoch has no persistent chains (chain must be None)")
+    n = int(X.shape[0])
+    errs = []
+    for start in range(0, n, int(batch_size)):
+        v0 = ops.take_rows(X, start, start + int(batch_size), W.dtype)
+        m = int(v0.shape[0])
+        x = ops.gemm(v0, W, trans2=True) + bh
+        h0 = ops.relu(x)
+        vk, hk = v0, h0
+        for _ in range(int(k)):
+            noise = ops.random_normal(rng, x.shape, x.dtype) * ops.sigmoid(x) ** 0.5
+            vk = ops.rbm_visible_means(ops.relu(x + noise), W, bv, visible)
+            x = ops.gemm(vk, W, trans2=True) + bh
+            hk = ops.relu(x)
+        scale = learning_rate / m
+        dW *= momentum
+        dW += scale * (ops.gemm(h0, v0, trans1=True) - ops.gemm(hk, vk, trans1=True))
+        dW -= (learning_rate * weight_decay) * W
+        W += dW
+        dbh *= momentum
+        dbh += scale * (h0.sum(axis=0) - hk.sum(axis=0))
+        bh += dbh
+        dbv *= momentum
+        dbv += scale * (v0.sum(axis=0) - vk.sum(axis=0))
+        bv += dbv
+        diff = v0 - vk
+        errs.append((diff * diff).sum())
+    return sum(float(e) for e in errs) / n

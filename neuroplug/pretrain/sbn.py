@@ -20,7 +20,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..models.sbn import init_sbn, recognition_probs, train_sbn
-from .base import Pretrainer, check_pretrain_input, dense_run, layer_inputs
+from .base import (
+    Pretrainer,
+    as_activation,
+    check_pretrain_input,
+    check_rows,
+    dense_run,
+    fit_units,
+    layer_inputs,
+    pre_activations,
+    unit_activation,
+)
 
 __all__ = ["SBNPretrainer"]
 
@@ -42,6 +52,12 @@ class SBNPretrainer(Pretrainer):
     dense layers separated only by layers without parameters (activations,
     dropout, flatten).  The network's last layer with parameters (the output
     layer of a classifier) is left as initialised.
+
+    The recognition units are sigmoids: a layer followed by a tanh gets
+    ``W / 2, b / 2`` (``tanh(x / 2) = 2 sigmoid(x) - 1``), and after the
+    copy every layer is checked on (up to 1,000 rows of) ``X`` and fixed
+    data-dependently so that fine-tuning starts alive (see
+    :func:`neuroplug.pretrain.base.fit_units`).
 
     Parameters
     ----------
@@ -72,6 +88,17 @@ class SBNPretrainer(Pretrainer):
         them as Bernoulli probabilities (soft targets).  Higher layers always
         learn from probabilities, and the network itself still receives the
         unbinarized inputs.
+    fix_units : bool, default=True
+        Check every pretrained layer on (up to 1,000 rows of) ``X`` after the
+        copy and fix it data-dependently so fine-tuning starts alive (see
+        :func:`neuroplug.pretrain.base.fit_units`); ``False`` copies the
+        pretrained weights exactly (to study the pretrained features).
+
+    Attributes
+    ----------
+    active_fraction_ : list of float
+        Per pretrained layer, the fraction of its units alive on the checked
+        rows after the transfer. ``nan`` with ``fix_units=False``.
 
     Examples
     --------
@@ -96,6 +123,7 @@ class SBNPretrainer(Pretrainer):
         n_importance_samples: int = 1,
         scaling: str = "auto",
         binarize: float | None = None,
+        fix_units: bool = True,
     ) -> None:
         self.mode = mode
         self.learning_rate = learning_rate
@@ -104,6 +132,7 @@ class SBNPretrainer(Pretrainer):
         self.n_importance_samples = n_importance_samples
         self.scaling = scaling
         self.binarize = binarize
+        self.fix_units = fix_units
 
     _parameter_constraints: dict = {
         "mode": [StrOptions({"greedy", "joint"})],
@@ -113,6 +142,7 @@ class SBNPretrainer(Pretrainer):
         "n_importance_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "scaling": [StrOptions({"auto", "minmax", "none"})],
         "binarize": [None, Interval(numbers.Real, None, None, closed="neither")],
+        "fix_units": ["boolean"],
     }
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -189,6 +219,12 @@ class SBNPretrainer(Pretrainer):
             # x' = (x - low) / span, so x' W + b = x (W / span) + (b - (low / span) W).
             W, b = weights[0]
             weights[0] = ((W / span[:, None]).astype(np.float32), (b - (low / span) @ W).astype(np.float32))
+        # Bottom up, so each layer is checked on what the layers below it now compute.
+        sample = check_rows(X)
+        self.active_fraction_: list[float] = []
         for i, (W, b) in zip(run, weights):
-            network.layers[i].set_weights({"W": W, "b": b})
+            W, b = as_activation(W, b, unit_activation(network.layers, i))
+            reference = pre_activations(network, sample, i)
+            network.layers[i].set_weights({"W": W.astype(np.float32), "b": b.astype(np.float32)})
+            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
 

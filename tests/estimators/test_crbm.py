@@ -238,9 +238,9 @@ def test_pretrainer_first_layer_is_a_convrbm():
     """Layer 1 of the pretrainer is exactly a ConvRBM with the layer's settings (same seed stream)."""
     X = _strokes(30)
     net = _network([Conv2D(3, 3), MaxPool2D(2), Dense(2)])
-    pre = CDBNPretrainer(max_iter=2, batch_size=10)
+    pre = CDBNPretrainer(max_iter=2, batch_size=10, init="small")
     pre.pretrain(net, X, random_state=np.random.RandomState(5))
-    rbm = ConvRBM(3, kernel_size=3, pool_size=2, max_iter=2, batch_size=10, learning_rate=pre.learning_rate,
+    rbm = ConvRBM(3, kernel_size=3, pool_size=2, max_iter=2, batch_size=10, learning_rate=pre.learning_rates_[0],
                   momentum=pre.momentum, sparsity_cost=pre.sparsity_cost, n_threads=1,
                   random_state=np.random.RandomState(5)).fit(X)
     np.testing.assert_allclose(net.layers[0].get_weights()["W"], rbm.components_, rtol=1e-12)

@@ -51,6 +51,8 @@ _SW_SGD = {
 @parametrize_with_checks([
     DBN(hidden_layer_sizes=(5, 3), max_iter=2, batch_size=10, random_state=0),
     DBNClassifier((16,), pretrain_max_iter=1, max_iter=20, random_state=0),
+    # Its defaults, as a user gets them (issue 22: Gaussian RBMs on unscaled data, accuracy on blobs).
+    DBNClassifier(),
 ], expected_failed_checks=lambda est: _SW_SGD if hasattr(est, "classes_") or hasattr(est, "class_weight")
    else _SW_STOCHASTIC)
 def test_sklearn_compatible(estimator, check):
@@ -139,7 +141,7 @@ def test_pretrainer_copies_the_rbm_stack(digits):
     X = digits[0][:300].astype(np.float32)
     net = Network([Dense(10), Sigmoid(), Dense(6), Sigmoid(), Dense(3)], (64,), get_ops("cpu"), rng=0)
     out_before = net.layers[4].get_weights()
-    DBNPretrainer(max_iter=2).pretrain(net, X, random_state=0)
+    DBNPretrainer(max_iter=2, fix_units=False, init="small").pretrain(net, X, random_state=0)
     rs = check_random_state(0)
     # The pretrainer's defaults, spelled out.
     kw = dict(max_iter=2, k=1, persistent=False, learning_rate=0.1, momentum=0.5, weight_decay=0.002,
@@ -158,7 +160,7 @@ def test_pretrainer_copies_the_rbm_stack(digits):
 def test_pretrainer_samples_visible_units_of_bernoulli_rbms(digits):
     X = digits[0][:200].astype(np.float32)
     nets = [Network([Dense(8), Sigmoid(), Dense(3)], (64,), get_ops("cpu"), rng=0) for _ in range(2)]
-    DBNPretrainer(max_iter=1, sample_visible=True).pretrain(nets[0], X, random_state=0)
+    DBNPretrainer(max_iter=1, sample_visible=True, fix_units=False, init="small").pretrain(nets[0], X, random_state=0)
     rbm = RBM(8, max_iter=1, k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.002, batch_size=10,
               dtype="float32", sample_visible=True, random_state=check_random_state(0).randint(2**31 - 1)).fit(X)
     np.testing.assert_allclose(nets[0].layers[0].get_weights()["W"], rbm.components_.T)
@@ -170,7 +172,7 @@ def test_pretrainer_gaussian_folds_the_standardisation():
     r = np.random.default_rng(0)
     X = r.normal(3.0, 5.0, size=(200, 6))
     net = Network([Dense(4), Sigmoid(), Dense(2)], (6,), get_ops("numpy"), rng=0, dtype=np.float64)
-    DBNPretrainer(max_iter=2, learning_rate=0.01).pretrain(net, X, random_state=0)
+    DBNPretrainer(max_iter=2, learning_rate=0.01, fix_units=False, init="small").pretrain(net, X, random_state=0)
     Xs = (X - X.mean(axis=0)) / X.std(axis=0)
     rbm = RBM(4, visible="gaussian", max_iter=2, learning_rate=0.01, weight_decay=0.002, batch_size=10,
               dtype="float64", random_state=check_random_state(0).randint(2**31 - 1)).fit(Xs)

@@ -259,9 +259,9 @@ def test_pretrainer_is_registered():
 @pytest.mark.parametrize("mode", ["greedy", "joint"])
 def test_pretrainer_copies_the_recognition_weights(mode):
     X = two_cause_data(100).astype(np.float32)
-    net = _net([Dense(5), Sigmoid(), Dense(3), ReLU(), Dense(2)], 8)
+    net = _net([Dense(5), Sigmoid(), Dense(3), Sigmoid(), Dense(2)], 8)
     output_before = net.layers[4].get_weights()
-    SBNPretrainer(mode=mode, max_iter=3).pretrain(net, X, random_state=0)
+    SBNPretrainer(mode=mode, max_iter=3, fix_units=False).pretrain(net, X, random_state=0)
     # The same SBN(s), trained with the seeds the pretrainer draws from random_state.
     rs = check_random_state(0)
     kw = dict(learning_rate=0.1, batch_size=20, max_iter=3, binarize=None, backend=get_ops("cpu", n_threads=1))
@@ -286,7 +286,7 @@ def test_pretrainer_folds_the_minmax_rescaling_into_the_first_layer():
     r = np.random.default_rng(0)
     X = (r.random((80, 6)) * np.array([1, 2, 3, 4, 5, 6]) - 1).astype(np.float32)  # outside [0, 1]
     net = _net([Dense(4), Sigmoid(), Dense(2)], 6)
-    SBNPretrainer(max_iter=2).pretrain(net, X, random_state=0)
+    SBNPretrainer(max_iter=2, fix_units=False).pretrain(net, X, random_state=0)
     low, high = X.min(axis=0), X.max(axis=0)
     scaled = (X - low) / (high - low)
     sbn = SigmoidBeliefNet((4,), learning_rate=0.1, batch_size=20, max_iter=2, binarize=None,
@@ -331,7 +331,7 @@ def test_pretrainer_binarizes_first_layer_inputs_only():
     net = _net([Dense(4), Sigmoid(), Dense(3), Sigmoid(), Dense(2)], 8, backend="numpy")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        SBNPretrainer(max_iter=2, binarize=0.5).pretrain(net, X, random_state=3)
+        SBNPretrainer(max_iter=2, binarize=0.5, fix_units=False).pretrain(net, X, random_state=3)
     rs = check_random_state(3)
     kw = dict(learning_rate=0.1, batch_size=20, max_iter=2, backend=get_ops("numpy"))
     first = SigmoidBeliefNet((4,), binarize=0.5, random_state=rs.randint(2**31 - 1), **kw).fit(X)
