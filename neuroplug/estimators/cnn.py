@@ -451,7 +451,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             return
         prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(int((y >= 0).sum()), 1)
         chance = float(-(prior[prior > 0] * np.log(prior[prior > 0])).sum())
-        curve = self.loss_curve_[-report.n_epochs:]
+        curve = report.data_losses  # without the weight-decay penalty, which chance does not pay
         final = curve[-1]
         # Stuck, not merely early: at the class-frequency loss and not moving off it.
         if final >= chance - max(0.01 * chance, 1e-3) and curve[0] - final < 0.01 * chance:

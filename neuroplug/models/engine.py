@@ -254,6 +254,8 @@ class EpochStats:
     learning_rate: float | None = None
     #: Largest absolute weight, for families whose loss can stay finite while the weights explode.
     weight_scale: float | None = None
+    #: The loss without its penalty terms (weight decay), when the family adds them.
+    data_loss: float | None = None
 
 
 class StoppingRule:
@@ -334,6 +336,8 @@ class FitReport:
     best_epoch: int | None = None
     interrupted: bool = False
     lr_factor: float = 1.0
+    #: Per completed epoch, the loss without penalty terms (``EpochStats.data_loss``, else the loss).
+    data_losses: list[float] = field(default_factory=list)
     #: The family's final state, for families that hand back more than their weights (ConvRBM momentum).
     state: Any = None
 
@@ -482,6 +486,7 @@ def run_epochs(
                        "val_loss": stats.val_loss, "val_score": stats.val_score,
                        "learning_rate": stats.learning_rate, "duration": time.perf_counter() - t0}
                 report.history.append(row)
+                report.data_losses.append(value if stats.data_loss is None else float(stats.data_loss))
                 improved = False
                 if stopping is not None:
                     monitored = stats.val_score if monitor_validation else value

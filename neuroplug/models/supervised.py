@@ -132,7 +132,8 @@ def train_network(
             if control.requested:
                 return EpochStats(math.nan, completed=False)
         epoch_no[0] += 1
-        stats = EpochStats(total / seen + float(alpha) * network.penalty(), learning_rate=lr)
+        stats = EpochStats(total / seen + float(alpha) * network.penalty(), learning_rate=lr,
+                           data_loss=total / seen)
         if validation is not None:
             out = network.predict(validation.X, batch_size=PREDICT_BATCH)
             stats.val_score = validation.evaluate(out)
