@@ -55,12 +55,20 @@ from neuroplug.estimators import CNNClassifier  # noqa: E402
 from neuroplug.pretrain.cdbn import CDBNPretrainer  # noqa: E402
 from neuroplug.pretrain.dbn import DBNPretrainer  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "shared", "data",
-                            "mnist-t10k")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    os.pardir,
+    os.pardir,
+    "shared",
+    "data",
+    "mnist-t10k",
+)
 if not os.path.isdir(DEFAULT_DATA):
     DEFAULT_DATA = "/work/shared/data/mnist-t10k"
 
-LEE_ET_AL_ERROR = 0.0262  # 1000 labels, full MNIST, CDBN features + SVM (Lee et al. 2009, table 2)
+LEE_ET_AL_ERROR = (
+    0.0262  # 1000 labels, full MNIST, CDBN features + SVM (Lee et al. 2009, table 2)
+)
 
 _SNAPSHOT: dict[str, np.ndarray] = {}
 
@@ -77,9 +85,14 @@ class SnapshotCDBN(CDBNPretrainer):
 def layers_for(activation: str) -> tuple[str, ...]:
     """The benchmark's CNN (the same for every pretrainer), with ``activation`` after each layer."""
     return (
-        "conv:24x7x7", activation, "maxpool:2",   # 28 -> 22 -> 11
-        "conv:40x5x5", activation, "maxpool:2",   # 11 -> 7 -> 3
-        "dense:200", activation,
+        "conv:24x7x7",
+        activation,
+        "maxpool:2",  # 28 -> 22 -> 11
+        "conv:40x5x5",
+        activation,
+        "maxpool:2",  # 11 -> 7 -> 3
+        "dense:200",
+        activation,
     )
 
 
@@ -88,8 +101,13 @@ def pretrainers(args: argparse.Namespace) -> dict[str, object]:
     return {
         "none": None,
         "dbn": DBNPretrainer(max_iter=args.pretrain_epochs),
-        "cdbn": SnapshotCDBN(max_iter=args.pretrain_epochs, learning_rate=0.2, momentum=0.9, sparsity_target=0.05,
-                             sparsity_cost=1.0),
+        "cdbn": SnapshotCDBN(
+            max_iter=args.pretrain_epochs,
+            learning_rate=0.2,
+            momentum=0.9,
+            sparsity_target=0.05,
+            sparsity_cost=1.0,
+        ),
     }
 
 
@@ -109,7 +127,10 @@ def save_filters(W: np.ndarray, path: str) -> None:
     for ax, w in zip(axes.ravel(), W[:, 0]):
         lim = np.abs(w).max()
         ax.imshow(w, cmap="gray", vmin=-lim, vmax=lim, interpolation="nearest")
-    fig.suptitle("cdbn: first-layer ConvRBM filters (7x7, before supervised training)", fontsize=8)
+    fig.suptitle(
+        "cdbn: first-layer ConvRBM filters (7x7, before supervised training)",
+        fontsize=8,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -119,17 +140,36 @@ def save_filters(W: np.ndarray, path: str) -> None:
 def main() -> None:
     """Run the comparison and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help="directory of the MNIST t10k IDX files")
+    parser.add_argument(
+        "--data", default=DEFAULT_DATA, help="directory of the MNIST t10k IDX files"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--labelled", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=30, help="supervised epochs")
-    parser.add_argument("--pretrain-epochs", type=int, default=5, help="CD epochs per pretrained layer")
-    parser.add_argument("--activation", choices=["sigmoid", "relu", "tanh"], default="sigmoid")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, default=5, help="CD epochs per pretrained layer"
+    )
+    parser.add_argument(
+        "--activation", choices=["sigmoid", "relu", "tanh"], default="sigmoid"
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=["none", "dbn", "cdbn"], action="append", help="run only these")
-    parser.add_argument("--filters", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                          "cdbn_filters.png"))
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2000 images, 1 seed, 2+3 epochs")
+    parser.add_argument(
+        "--only",
+        choices=["none", "dbn", "cdbn"],
+        action="append",
+        help="run only these",
+    )
+    parser.add_argument(
+        "--filters",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "results", "cdbn_filters.png"
+        ),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2000 images, 1 seed, 2+3 epochs",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.pretrain_epochs = args.seeds[:1], 3, 2
@@ -139,31 +179,52 @@ def main() -> None:
     if args.quick:
         X_train, y_train = X_train[:2000], y_train[:2000]
     layers = layers_for(args.activation)
-    print(f"neuroplug cdbn benchmark | {platform.processor() or platform.machine()} | {args.threads} threads | "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
-    print(f"train {X_train.shape[0]} ({args.labelled} labelled), test {X_test.shape[0]}; layers {layers}")
-    print(f"supervised: Adam 1e-3, {args.epochs} epochs, batch 64; pretraining: {args.pretrain_epochs} epochs per layer")
+    print(
+        f"neuroplug cdbn benchmark | {platform.processor() or platform.machine()} | {args.threads} threads | "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    )
+    print(
+        f"train {X_train.shape[0]} ({args.labelled} labelled), test {X_test.shape[0]}; layers {layers}"
+    )
+    print(
+        f"supervised: Adam 1e-3, {args.epochs} epochs, batch 64; pretraining: {args.pretrain_epochs} epochs per layer"
+    )
     print()
     names = args.only or ["none", "dbn", "cdbn"]
     results: dict[str, list[float]] = {name: [] for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}
     for seed in args.seeds:
         order = np.random.default_rng(seed).permutation(X_train.shape[0])
-        labelled = np.sort(order[:args.labelled])
+        labelled = np.sort(order[: args.labelled])
         y_semi = np.full_like(y_train, -1)
         y_semi[labelled] = y_train[labelled]
         for name in names:
             pretrainer = pretrainers(args)[name]
-            clf = CNNClassifier(layers, input_shape=(1, 28, 28), max_iter=args.epochs, batch_size=64,
-                                pretrainer=pretrainer, n_threads=args.threads, random_state=seed)
+            clf = CNNClassifier(
+                layers,
+                input_shape=(1, 28, 28),
+                max_iter=args.epochs,
+                batch_size=64,
+                pretrainer=pretrainer,
+                n_threads=args.threads,
+                random_state=seed,
+            )
             t0 = time.perf_counter()
             try:
                 if pretrainer is None:
-                    clf.fit(X_train[labelled], y_train[labelled])  # nothing would use the unlabelled images
+                    clf.fit(
+                        X_train[labelled], y_train[labelled]
+                    )  # nothing would use the unlabelled images
                 else:
                     clf.fit(X_train, y_semi)
-            except (ValueError, ArithmeticError) as exc:  # a diverged pretrainer: report it, go on
-                print(f"seed {seed}  pretrainer={name:5s}  FAILED: {type(exc).__name__}: {exc}", flush=True)
+            except (
+                ValueError,
+                ArithmeticError,
+            ) as exc:  # a diverged pretrainer: report it, go on
+                print(
+                    f"seed {seed}  pretrainer={name:5s}  FAILED: {type(exc).__name__}: {exc}",
+                    flush=True,
+                )
                 results[name].append(float("nan"))
                 times[name].append(time.perf_counter() - t0)
                 continue
@@ -171,22 +232,33 @@ def main() -> None:
             acc = float(clf.score(X_test, y_test))
             results[name].append(acc)
             times[name].append(elapsed)
-            print(f"seed {seed}  pretrainer={name:5s}  test accuracy {acc:.4f}  (error {100 * (1 - acc):.2f}%)  "
-                  f"fit {elapsed:.0f}s", flush=True)
+            print(
+                f"seed {seed}  pretrainer={name:5s}  test accuracy {acc:.4f}  (error {100 * (1 - acc):.2f}%)  "
+                f"fit {elapsed:.0f}s",
+                flush=True,
+            )
             if name == "cdbn" and seed == args.seeds[0] and "W" in _SNAPSHOT:
                 save_filters(_SNAPSHOT["W"], args.filters)
-                errs = ", ".join(f"layer {i + 1}: " + " ".join(f"{e:.2f}" for e in errors)
-                                 for i, errors in enumerate(_SNAPSHOT["errors"]))
+                errs = ", ".join(
+                    f"layer {i + 1}: " + " ".join(f"{e:.2f}" for e in errors)
+                    for i, errors in enumerate(_SNAPSHOT["errors"])
+                )
                 print(f"    ConvRBM reconstruction error per epoch: {errs}")
                 print(f"    first-layer filters saved to {args.filters}")
     print()
-    print(f"{'pretrainer':>10} {'mean acc':>9} {'std':>7} {'error %':>8} {'fit s':>7}   per seed")
+    print(
+        f"{'pretrainer':>10} {'mean acc':>9} {'std':>7} {'error %':>8} {'fit s':>7}   per seed"
+    )
     for name in names:
         acc = results[name]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        print(f"{name:>10} {statistics.mean(acc):9.4f} {std:7.4f} {100 * (1 - statistics.mean(acc)):8.2f} "
-              f"{statistics.mean(times[name]):7.0f}   {' '.join(f'{a:.4f}' for a in acc)}")
-    print(f"\nLee et al. 2009 (1000 labels, 60k unlabelled, CDBN + SVM): {100 * LEE_ET_AL_ERROR:.2f}% error")
+        print(
+            f"{name:>10} {statistics.mean(acc):9.4f} {std:7.4f} {100 * (1 - statistics.mean(acc)):8.2f} "
+            f"{statistics.mean(times[name]):7.0f}   {' '.join(f'{a:.4f}' for a in acc)}"
+        )
+    print(
+        f"\nLee et al. 2009 (1000 labels, 60k unlabelled, CDBN + SVM): {100 * LEE_ET_AL_ERROR:.2f}% error"
+    )
     if "none" in results:
         base = statistics.mean(results["none"])
         for name in names:
@@ -194,8 +266,10 @@ def main() -> None:
                 gain = statistics.mean(results[name]) - base
                 wins = sum(a > b for a, b in zip(results[name], results["none"]))
                 verdict = "beats" if gain > 0 else "does NOT beat"
-                print(f"{name} {verdict} no pretraining: {100 * gain:+.2f} points on average, "
-                      f"better on {wins}/{len(results[name])} seeds")
+                print(
+                    f"{name} {verdict} no pretraining: {100 * gain:+.2f} points on average, "
+                    f"better on {wins}/{len(results[name])} seeds"
+                )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-t10k"
-LENET = ("conv:20x5x5", "maxpool:2", "relu", "conv:50x5x5", "maxpool:2", "relu", "dense:500", "relu")
+LENET = (
+    "conv:20x5x5",
+    "maxpool:2",
+    "relu",
+    "conv:50x5x5",
+    "maxpool:2",
+    "relu",
+    "dense:500",
+    "relu",
+)
 
 
 def _peak_rss_mib() -> float:
@@ -58,8 +67,15 @@ def worker_neuroplug(args) -> dict:
 
     Xtr, ytr, Xte, yte = _mnist(args)
     clf = CNNClassifier(
-        LENET, input_shape=(1, 28, 28), optimizer="adam", learning_rate=1e-3, batch_size=128, weight_decay=0.0,
-        backend=args.backend, n_threads=args.threads, random_state=args.seed,
+        LENET,
+        input_shape=(1, 28, 28),
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=128,
+        weight_decay=0.0,
+        backend=args.backend,
+        n_threads=args.threads,
+        random_state=args.seed,
         augment=True if args.worker == "neuroplug-augment" else None,
     )
     times = []
@@ -69,8 +85,13 @@ def worker_neuroplug(args) -> dict:
         times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     acc = float(clf.score(Xte, yte))
-    return {"epoch_times": times, "accuracy": acc, "predict_s": time.perf_counter() - t0,
-            "loss_curve": [round(x, 4) for x in clf.loss_curve_], "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "epoch_times": times,
+        "accuracy": acc,
+        "predict_s": time.perf_counter() - t0,
+        "loss_curve": [round(x, 4) for x in clf.loss_curve_],
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def worker_torch(args) -> dict:
@@ -86,9 +107,16 @@ def worker_torch(args) -> dict:
     Xte = torch.from_numpy(np.ascontiguousarray(Xte.reshape(-1, 1, 28, 28)))
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
     model = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
+        nn.Conv2d(1, 20, 5),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(20, 50, 5),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(800, 500),
+        nn.ReLU(),
+        nn.Linear(500, 10),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
@@ -98,7 +126,7 @@ def worker_torch(args) -> dict:
         model.train()
         perm = torch.randperm(len(Xtr))
         for start in range(0, len(Xtr), 128):
-            idx = perm[start:start + 128]
+            idx = perm[start : start + 128]
             opt.zero_grad()
             loss = loss_fn(model(Xtr[idx]), ytr[idx])
             loss.backward()
@@ -108,8 +136,12 @@ def worker_torch(args) -> dict:
     t0 = time.perf_counter()
     with torch.no_grad():
         acc = float((model(Xte).argmax(1) == yte).float().mean())
-    return {"epoch_times": times, "accuracy": acc, "predict_s": time.perf_counter() - t0,
-            "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "epoch_times": times,
+        "accuracy": acc,
+        "predict_s": time.perf_counter() - t0,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def worker_digits(args) -> dict:
@@ -121,27 +153,62 @@ def worker_digits(args) -> dict:
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype("float32")
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
     t0 = time.perf_counter()
-    clf = CNNClassifier(input_shape=(1, 8, 8), backend=args.backend, n_threads=args.threads,
-                        random_state=args.seed).fit(Xtr, ytr)
+    clf = CNNClassifier(
+        input_shape=(1, 8, 8),
+        backend=args.backend,
+        n_threads=args.threads,
+        random_state=args.seed,
+    ).fit(Xtr, ytr)
     fit_s = time.perf_counter() - t0
-    return {"accuracy": float(clf.score(Xte, yte)), "fit_s": fit_s, "epochs": clf.n_iter_,
-            "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "accuracy": float(clf.score(Xte, yte)),
+        "fit_s": fit_s,
+        "epochs": clf.n_iter_,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
-WORKERS = {"neuroplug": worker_neuroplug, "neuroplug-augment": worker_neuroplug, "torch": worker_torch,
-           "digits": worker_digits}
+WORKERS = {
+    "neuroplug": worker_neuroplug,
+    "neuroplug-augment": worker_neuroplug,
+    "torch": worker_torch,
+    "digits": worker_digits,
+}
 
 
 def _run(name: str, args) -> dict | None:
-    cmd = [sys.executable, __file__, "--worker", name, "--data", str(args.data), "--epochs", str(args.epochs),
-           "--threads", str(args.threads), "--backend", args.backend, "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--data",
+        str(args.data),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+        "--backend",
+        args.backend,
+        "--seed",
+        str(args.seed),
+    ]
     if args.quick:
         cmd.append("--quick")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     # BLAS and OpenMP pools get the same thread budget as the kernels.
-    env.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env.update(
+        OMP_NUM_THREADS=str(args.threads),
+        OPENBLAS_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+    )
     print(f"running {name} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -152,16 +219,32 @@ def _run(name: str, args) -> dict | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory with t10k-*-idx*-ubyte[.gz]")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="directory with t10k-*-idx*-ubyte[.gz]",
+    )
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=2, help="rounds of neuroplug and torch runs, taking turns")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of neuroplug and torch runs, taking turns",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backend", default="cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--augment", action="store_true", help="also train LeNet with on-the-fly augmentation")
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="also train LeNet with on-the-fly augmentation",
+    )
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-digits", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke run: 2000 training images")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 2000 training images"
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -190,49 +273,70 @@ def main(argv=None) -> int:
                 results[name] = res
             elif results[name] is not None:
                 results[name]["epoch_times"] += res["epoch_times"]
-        if "neuroplug" in names and "torch" in names and results.get("neuroplug") and results.get("torch"):
+        if (
+            "neuroplug" in names
+            and "torch" in names
+            and results.get("neuroplug")
+            and results.get("torch")
+        ):
             n_ep = args.epochs
-            np_t = results["neuroplug"]["epoch_times"][r * n_ep:(r + 1) * n_ep]
-            th_t = results["torch"]["epoch_times"][r * n_ep:(r + 1) * n_ep]
+            np_t = results["neuroplug"]["epoch_times"][r * n_ep : (r + 1) * n_ep]
+            th_t = results["torch"]["epoch_times"][r * n_ep : (r + 1) * n_ep]
             round_ratios.append(statistics.median(np_t) / statistics.median(th_t))
     if not args.no_digits:
         results["digits"] = _run("digits", args)
 
     n_train = 2000 if args.quick else 8000
-    print(f"\nLeNet, MNIST t10k: {n_train} train / 2000 test, batch 128, Adam 1e-3, {args.epochs} epochs, "
-          f"{args.threads} threads, neuroplug backend {args.backend!r}")
-    print(f"{'run':<20}{'median epoch s':>16}{'total s':>10}{'test acc':>10}{'peak RSS MiB':>14}")
+    print(
+        f"\nLeNet, MNIST t10k: {n_train} train / 2000 test, batch 128, Adam 1e-3, {args.epochs} epochs, "
+        f"{args.threads} threads, neuroplug backend {args.backend!r}"
+    )
+    print(
+        f"{'run':<20}{'median epoch s':>16}{'total s':>10}{'test acc':>10}{'peak RSS MiB':>14}"
+    )
     for name in names:
         r = results[name]
         if r is None:
             print(f"{name:<20}{'failed':>16}")
             continue
         med = statistics.median(r["epoch_times"])
-        print(f"{name:<20}{med:>16.3f}{sum(r['epoch_times']):>10.2f}{r['accuracy']:>10.4f}{r['peak_rss_mib']:>14.0f}")
+        print(
+            f"{name:<20}{med:>16.3f}{sum(r['epoch_times']):>10.2f}{r['accuracy']:>10.4f}{r['peak_rss_mib']:>14.0f}"
+        )
     ok = True
     np_r, th_r = results.get("neuroplug"), results.get("torch")
     if np_r is not None:
         acc_ok = np_r["accuracy"] >= 0.985
         ok &= acc_ok
-        print(f"\nneuroplug LeNet test accuracy {np_r['accuracy']:.4f} (target >= 0.985): {'PASS' if acc_ok else 'FAIL'}")
+        print(
+            f"\nneuroplug LeNet test accuracy {np_r['accuracy']:.4f} (target >= 0.985): {'PASS' if acc_ok else 'FAIL'}"
+        )
     if np_r is not None and th_r is not None:
-        ratio = statistics.median(np_r["epoch_times"]) / statistics.median(th_r["epoch_times"])
+        ratio = statistics.median(np_r["epoch_times"]) / statistics.median(
+            th_r["epoch_times"]
+        )
         ratio_ok = ratio <= 0.5
         ok &= ratio_ok
-        print(f"median epoch time neuroplug / PyTorch = {ratio:.2f} over {args.rounds} round(s) "
-              f"(per round: {', '.join(f'{x:.2f}' for x in round_ratios)}) (target <= 0.5): "
-              f"{'PASS' if ratio_ok else 'FAIL'}")
+        print(
+            f"median epoch time neuroplug / PyTorch = {ratio:.2f} over {args.rounds} round(s) "
+            f"(per round: {', '.join(f'{x:.2f}' for x in round_ratios)}) (target <= 0.5): "
+            f"{'PASS' if ratio_ok else 'FAIL'}"
+        )
     aug = results.get("neuroplug-augment")
     if aug is not None and np_r is not None:
-        print(f"augmentation (shift 2 px, rotate 10 deg, scale 10 %): test accuracy {aug['accuracy']:.4f} vs "
-              f"{np_r['accuracy']:.4f} without; median epoch {statistics.median(aug['epoch_times']):.3f} s vs "
-              f"{statistics.median(np_r['epoch_times']):.3f} s")
+        print(
+            f"augmentation (shift 2 px, rotate 10 deg, scale 10 %): test accuracy {aug['accuracy']:.4f} vs "
+            f"{np_r['accuracy']:.4f} without; median epoch {statistics.median(aug['epoch_times']):.3f} s vs "
+            f"{statistics.median(np_r['epoch_times']):.3f} s"
+        )
     dg = results.get("digits")
     if dg is not None:
         dg_ok = dg["accuracy"] >= 0.985
         ok &= dg_ok
-        print(f"digits, default CNNClassifier: test accuracy {dg['accuracy']:.4f} after {dg['epochs']} epochs "
-              f"in {dg['fit_s']:.1f} s (target >= 0.985): {'PASS' if dg_ok else 'FAIL'}")
+        print(
+            f"digits, default CNNClassifier: test accuracy {dg['accuracy']:.4f} after {dg['epochs']} epochs "
+            f"in {dg['fit_s']:.1f} s (target >= 0.985): {'PASS' if dg_ok else 'FAIL'}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if ok else 1

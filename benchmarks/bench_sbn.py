@@ -54,7 +54,9 @@ def load(path: str) -> tuple[np.ndarray, np.ndarray]:
     return X[:8000], X[-2000:]
 
 
-def evaluate(sbn: SigmoidBeliefNet, X: np.ndarray, K: int) -> tuple[float, float, float]:
+def evaluate(
+    sbn: SigmoidBeliefNet, X: np.ndarray, K: int
+) -> tuple[float, float, float]:
     """Mean estimate, mean delta-method std per image, seconds."""
     sbn.set_params(n_eval_samples=K)
     t = time.perf_counter()
@@ -64,37 +66,67 @@ def evaluate(sbn: SigmoidBeliefNet, X: np.ndarray, K: int) -> tuple[float, float
 
 def bench_sbn(args, Xtr, Xte) -> dict:
     sbn = SigmoidBeliefNet(
-        tuple(args.hidden), learning_rate=args.lr, batch_size=args.batch_size,
-        n_importance_samples=args.k_train, backend=args.backend, n_threads=args.n_threads,
+        tuple(args.hidden),
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        n_importance_samples=args.k_train,
+        backend=args.backend,
+        n_threads=args.n_threads,
         random_state=args.seed,
     )
-    checkpoints = sorted({c for c in args.checkpoints if c <= args.epochs} | {args.epochs})
+    checkpoints = sorted(
+        {c for c in args.checkpoints if c <= args.epochs} | {args.epochs}
+    )
     train_time = 0.0
     rows = []
     name = f"SBN {'-'.join(map(str, args.hidden))} ({'wake-sleep' if args.k_train == 1 else f'RWS K={args.k_train}'})"
-    print(f"\n{name}, lr={args.lr}, batch={args.batch_size}, backend={args.backend}, n_threads={args.n_threads}")
-    print(f"{'epoch':>5} {'s/epoch':>8} {'train bound':>12} {'test log p(x)':>14} {'+-std':>7} {'K':>5} {'eval s':>7}")
+    print(
+        f"\n{name}, lr={args.lr}, batch={args.batch_size}, backend={args.backend}, n_threads={args.n_threads}"
+    )
+    print(
+        f"{'epoch':>5} {'s/epoch':>8} {'train bound':>12} {'test log p(x)':>14} {'+-std':>7} {'K':>5} {'eval s':>7}"
+    )
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()
         sbn.partial_fit(Xtr)
         train_time += time.perf_counter() - t
         if epoch in checkpoints:
             ll, sd, et = evaluate(sbn, Xte, args.eval_samples)
-            rows.append({"epoch": epoch, "test_ll": ll, "std": sd, "K": args.eval_samples,
-                         "train_bound": sbn.bound_curve_[-1]})
-            print(f"{epoch:5d} {train_time / epoch:8.3f} {sbn.bound_curve_[-1]:12.2f} {ll:14.2f} {sd:7.2f} "
-                  f"{args.eval_samples:5d} {et:7.1f}", flush=True)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "test_ll": ll,
+                    "std": sd,
+                    "K": args.eval_samples,
+                    "train_bound": sbn.bound_curve_[-1],
+                }
+            )
+            print(
+                f"{epoch:5d} {train_time / epoch:8.3f} {sbn.bound_curve_[-1]:12.2f} {ll:14.2f} {sd:7.2f} "
+                f"{args.eval_samples:5d} {et:7.1f}",
+                flush=True,
+            )
     final = None
     if args.final_eval_samples and args.final_eval_samples != args.eval_samples:
         ll, sd, et = evaluate(sbn, Xte, args.final_eval_samples)
         final = {"test_ll": ll, "std": sd, "K": args.final_eval_samples}
-        print(f"{args.epochs:5d} {'':8} {'':12} {ll:14.2f} {sd:7.2f} {args.final_eval_samples:5d} {et:7.1f}")
+        print(
+            f"{args.epochs:5d} {'':8} {'':12} {ll:14.2f} {sd:7.2f} {args.final_eval_samples:5d} {et:7.1f}"
+        )
     eps = args.epochs / train_time
-    print(f"{name}: {eps:.3f} epochs/s ({train_time / args.epochs:.2f} s/epoch over {args.epochs} epochs)")
+    print(
+        f"{name}: {eps:.3f} epochs/s ({train_time / args.epochs:.2f} s/epoch over {args.epochs} epochs)"
+    )
     result = {"model": name, "epochs_per_s": eps, "checkpoints": rows, "final": final}
     if args.compare_numpy and args.backend != "numpy":
-        ref = SigmoidBeliefNet(tuple(args.hidden), learning_rate=args.lr, batch_size=args.batch_size,
-                               n_importance_samples=args.k_train, backend="numpy", random_state=args.seed)
+        ref = SigmoidBeliefNet(
+            tuple(args.hidden),
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            n_importance_samples=args.k_train,
+            backend="numpy",
+            random_state=args.seed,
+        )
         from threadpoolctl import threadpool_limits
 
         # The reference runs on NumPy's BLAS: give it the same number of threads.
@@ -102,7 +134,9 @@ def bench_sbn(args, Xtr, Xte) -> dict:
             t = time.perf_counter()
             ref.partial_fit(Xtr)
             ref_s = time.perf_counter() - t
-        print(f"NumPy reference: {ref_s:.2f} s/epoch; {args.backend} is {ref_s * eps:.1f}x faster")
+        print(
+            f"NumPy reference: {ref_s:.2f} s/epoch; {args.backend} is {ref_s * eps:.1f}x faster"
+        )
         result["numpy_s_per_epoch"] = ref_s
     return result
 
@@ -113,8 +147,15 @@ def bench_rbm(args, Xtr, Xte) -> dict | None:
     except ImportError as exc:  # the RBM estimator is optional for this script
         print(f"\nRBM not available ({exc}); skipped")
         return None
-    rbm = RBM(n_components=200, backend=args.backend, n_threads=args.n_threads, random_state=args.seed)
-    print(f"\nRBM 200 (PCD, estimator defaults), backend={args.backend}, n_threads={args.n_threads}")
+    rbm = RBM(
+        n_components=200,
+        backend=args.backend,
+        n_threads=args.n_threads,
+        random_state=args.seed,
+    )
+    print(
+        f"\nRBM 200 (PCD, estimator defaults), backend={args.backend}, n_threads={args.n_threads}"
+    )
     train_time = 0.0
     for _ in range(args.epochs):
         t = time.perf_counter()
@@ -124,24 +165,42 @@ def bench_rbm(args, Xtr, Xte) -> dict | None:
     t = time.perf_counter()
     ll = rbm.score(Xte)
     et = time.perf_counter() - t
-    print(f"RBM 200: {eps:.3f} epochs/s ({train_time / args.epochs:.2f} s/epoch); test log p(x) after "
-          f"{args.epochs} epochs (AIS): {ll:.2f} nats ({et:.1f} s)")
+    print(
+        f"RBM 200: {eps:.3f} epochs/s ({train_time / args.epochs:.2f} s/epoch); test log p(x) after "
+        f"{args.epochs} epochs (AIS): {ll:.2f} nats ({et:.1f} s)"
+    )
     return {"model": "RBM 200", "epochs_per_s": eps, "test_ll": ll}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DEFAULT_DATA, help="directory with the MNIST t10k IDX files")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help="directory with the MNIST t10k IDX files"
+    )
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--checkpoints", type=int, nargs="*", default=[1, 2, 5, 10, 20, 50, 100])
+    p.add_argument(
+        "--checkpoints", type=int, nargs="*", default=[1, 2, 5, 10, 20, 50, 100]
+    )
     p.add_argument("--hidden", type=int, nargs="+", default=[200])
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--k-train", type=int, default=1, help="importance samples in training (1: wake-sleep)")
+    p.add_argument(
+        "--k-train",
+        type=int,
+        default=1,
+        help="importance samples in training (1: wake-sleep)",
+    )
     p.add_argument("--eval-samples", type=int, default=100)
     p.add_argument("--final-eval-samples", type=int, default=1000)
     p.add_argument("--backend", default="cpu")
-    p.add_argument("--n-threads", type=int, default=None, help="kernel threads (default: OpenMP's limit)")
+    p.add_argument(
+        "--n-threads",
+        type=int,
+        default=None,
+        help="kernel threads (default: OpenMP's limit)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-rbm", action="store_true")
     p.add_argument("--compare-numpy", action="store_true")
@@ -149,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     Xtr, Xte = load(args.data)
-    print(f"binarized MNIST: {Xtr.shape[0]} train / {Xte.shape[0]} test, {Xtr.shape[1]} pixels")
+    print(
+        f"binarized MNIST: {Xtr.shape[0]} train / {Xte.shape[0]} test, {Xtr.shape[1]} pixels"
+    )
     print(PUBLISHED)
     results = {"sbn": bench_sbn(args, Xtr, Xte)}
     if not args.no_rbm:

@@ -46,7 +46,9 @@ def peak_mb() -> float:
 
 def make(n: int = 60_000, d: int = 784, density: float = 0.19) -> sp.csr_matrix:
     rng = np.random.default_rng(0)
-    X = sp.random(n, d, density=density, format="csr", dtype=np.float32, random_state=rng)
+    X = sp.random(
+        n, d, density=density, format="csr", dtype=np.float32, random_state=rng
+    )
     X.data[:] = rng.random(X.data.shape[0], dtype=np.float32)
     return X
 
@@ -58,7 +60,9 @@ def main(what: str) -> None:
     import gc
 
     gc.collect()
-    if what != "dense":  # import the estimators first: their code is not training memory
+    if (
+        what != "dense"
+    ):  # import the estimators first: their code is not training memory
         import neuroplug.estimators  # noqa: F401
     reset_peak()
     before = rss_mb()
@@ -73,13 +77,17 @@ def main(what: str) -> None:
         from neuroplug.estimators import CNNClassifier
 
         y = np.random.default_rng(1).integers(0, 10, X.shape[0])
-        CNNClassifier(("dense:100", "relu"), max_iter=1, batch_size=128, random_state=0).fit(X, y)
+        CNNClassifier(
+            ("dense:100", "relu"), max_iter=1, batch_size=128, random_state=0
+        ).fit(X, y)
     else:
         raise SystemExit(f"unknown run {what!r}: rbm, cnn or dense")
     after = peak_mb()
-    print(f"{what}: dense array {dense_mb:.0f} MB, CSR {csr_mb:.0f} MB; RSS before {before:.0f} MB, "
-          f"peak during {after:.0f} MB: {after - before:.0f} MB added ({(after - before) / dense_mb:.0%} of the "
-          "dense array)")
+    print(
+        f"{what}: dense array {dense_mb:.0f} MB, CSR {csr_mb:.0f} MB; RSS before {before:.0f} MB, "
+        f"peak during {after:.0f} MB: {after - before:.0f} MB added ({(after - before) / dense_mb:.0%} of the "
+        "dense array)"
+    )
 
 
 if __name__ == "__main__":

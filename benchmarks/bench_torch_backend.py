@@ -28,11 +28,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="directory with the MNIST t10k IDX files")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternate plain PyTorch and neuroplug this many times (shared machines drift)")
+    parser.add_argument(
+        "--data", default=None, help="directory with the MNIST t10k IDX files"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternate plain PyTorch and neuroplug this many times (shared machines drift)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -42,11 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.path.join(ROOT, "plugins", "neuroplug-torch"))
     sys.path.insert(0, ROOT)
     import torch
+    from neuroplug_torch.benchmark import (
+        load_mnist_split,
+        time_neuroplug,
+        time_plain_torch,
+    )
 
     from neuroplug.plugins import get_plugin_manager
-    from neuroplug_torch.benchmark import load_mnist_split, time_neuroplug, time_plain_torch
 
-    if "torch" not in get_plugin_manager().backends:  # plugin on sys.path but not installed
+    if (
+        "torch" not in get_plugin_manager().backends
+    ):  # plugin on sys.path but not installed
         import neuroplug_torch.plugin
 
         get_plugin_manager().register(neuroplug_torch.plugin, name="torch")
@@ -55,25 +71,44 @@ def main(argv: list[str] | None = None) -> int:
 
     X, y, X_test, y_test, source = load_mnist_split(args.data)
     print(f"data: {source}; train {X.shape}, test {X_test.shape}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
-          f"{args.epochs} timed epochs after 1 warm-up")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+        f"{args.epochs} timed epochs after 1 warm-up"
+    )
     rounds = []
     for r in range(args.rounds):
-        plain = time_plain_torch(X, y, X_test, y_test, device="cpu", epochs=args.epochs, seed=args.seed)
-        ours = time_neuroplug(X, y, X_test, y_test, backend="torch:cpu", epochs=args.epochs, seed=args.seed)
+        plain = time_plain_torch(
+            X, y, X_test, y_test, device="cpu", epochs=args.epochs, seed=args.seed
+        )
+        ours = time_neuroplug(
+            X,
+            y,
+            X_test,
+            y_test,
+            backend="torch:cpu",
+            epochs=args.epochs,
+            seed=args.seed,
+        )
         rounds.append((plain, ours))
-        print(f"round {r + 1}: plain PyTorch {plain['epoch_s']:.3f} s/epoch, neuroplug {ours['epoch_s']:.3f} s/epoch, "
-              f"ratio {ours['epoch_s'] / plain['epoch_s']:.3f}", flush=True)
+        print(
+            f"round {r + 1}: plain PyTorch {plain['epoch_s']:.3f} s/epoch, neuroplug {ours['epoch_s']:.3f} s/epoch, "
+            f"ratio {ours['epoch_s'] / plain['epoch_s']:.3f}",
+            flush=True,
+        )
     print(f"\n{'':32s} {'s/epoch':>8s}  {'all timed epochs (s)':<36s} {'test acc':>9s}")
     for i, name in enumerate(("plain PyTorch", 'neuroplug backend="torch:cpu"')):
         times = [t for rnd in rounds for t in rnd[i]["epoch_times"]]
         acc = rounds[-1][i]["accuracy"]
-        print(f"{name:32s} {statistics.median(times):8.3f}  {' '.join(f'{t:.2f}' for t in times):<36s} {acc:9.4f}")
+        print(
+            f"{name:32s} {statistics.median(times):8.3f}  {' '.join(f'{t:.2f}' for t in times):<36s} {acc:9.4f}"
+        )
     ratios = [rnd[1]["epoch_s"] / rnd[0]["epoch_s"] for rnd in rounds]
     ratio = statistics.median(ratios)
     verdict = "meets" if ratio <= 1.2 else "MISSES"
-    print(f"\noverhead ratio neuroplug / plain PyTorch (median over rounds {', '.join(f'{r:.3f}' for r in ratios)}): "
-          f"{ratio:.3f} ({verdict} the <= 1.2 target)")
+    print(
+        f"\noverhead ratio neuroplug / plain PyTorch (median over rounds {', '.join(f'{r:.3f}' for r in ratios)}): "
+        f"{ratio:.3f} ({verdict} the <= 1.2 target)"
+    )
     return 0
 
 

@@ -28,11 +28,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {"kernels": "tests/test_fuzz_kernels.py", "loaders": "tests/test_fuzz_loaders.py"}
+MODULES = {
+    "kernels": "tests/test_fuzz_kernels.py",
+    "loaders": "tests/test_fuzz_loaders.py",
+}
 _TEST = re.compile(r"^\S*test_fuzz_\w+\.py::(\w+):\s*$")
 # Hypothesis before 6.1xx: "12 passing examples, 0 failing examples, 1 invalid examples";
 # 6.170: "12 passing, 0 failing, and 1 invalid test cases".
-_COUNTS = re.compile(r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,? (?:and )?(\d+) invalid")
+_COUNTS = re.compile(
+    r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,? (?:and )?(\d+) invalid"
+)
 
 
 def parse_statistics(text: str) -> dict[str, list[int]]:
@@ -55,17 +60,45 @@ def parse_statistics(text: str) -> dict[str, list[int]]:
 def main(argv: list[str] | None = None) -> int:
     """Run the long fuzz session; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=2000, help="examples per op (default: 2000)")
-    parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: random)")
-    parser.add_argument("-k", dest="keyword", default=None, help="only the ops whose test name matches (pytest -k)")
-    parser.add_argument("--target", choices=(*MODULES, "all"), default="all",
-                        help="fuzz the compiled kernels, the file loaders (neuroplug.load, load_idx) or both (default)")
+    parser.add_argument(
+        "--examples", type=int, default=2000, help="examples per op (default: 2000)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="Hypothesis seed (default: random)"
+    )
+    parser.add_argument(
+        "-k",
+        dest="keyword",
+        default=None,
+        help="only the ops whose test name matches (pytest -k)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=(*MODULES, "all"),
+        default="all",
+        help="fuzz the compiled kernels, the file loaders (neuroplug.load, load_idx) or both (default)",
+    )
     args = parser.parse_args(argv)
 
-    env = dict(os.environ, NEUROPLUG_FUZZ_EXAMPLES=str(args.examples), NEUROPLUG_FUZZ_RANDOM="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = dict(
+        os.environ,
+        NEUROPLUG_FUZZ_EXAMPLES=str(args.examples),
+        NEUROPLUG_FUZZ_RANDOM="1",
+    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    )
     modules = list(MODULES.values()) if args.target == "all" else [MODULES[args.target]]
-    cmd = [sys.executable, "-m", "pytest", *modules, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *modules,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--hypothesis-show-statistics",
+    ]
     if args.seed is not None:
         cmd.append(f"--hypothesis-seed={args.seed}")
     if args.keyword:
@@ -78,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     failed_tests = set(re.findall(r"FAILED \S*::(\w+)", proc.stdout))
     if proc.returncode not in (0, 1) or not stats:
         print(proc.stdout[-5000:], proc.stderr[-3000:], sep="\n")
-        print(f"fuzz_long: pytest exited with status {proc.returncode} and no statistics")
+        print(
+            f"fuzz_long: pytest exited with status {proc.returncode} and no statistics"
+        )
         return proc.returncode or 1
     if failed_tests:
         # The shrunk failing examples, as Hypothesis reported them.
         print(proc.stdout[: proc.stdout.find("Hypothesis Statistics")][-20000:])
     width = max(len(name) for name in stats)
-    print(f"\n{'op test':<{width}}  {'passing':>8}  {'failing':>7}  {'invalid':>7}  verdict")
+    print(
+        f"\n{'op test':<{width}}  {'passing':>8}  {'failing':>7}  {'invalid':>7}  verdict"
+    )
     totals = [0, 0, 0]
     for name in sorted(stats):
         passing, failing, invalid = stats[name]
@@ -93,9 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}  {passing:>8}  {failing:>7}  {invalid:>7}  {verdict}")
     print(f"{'total':<{width}}  {totals[0]:>8}  {totals[1]:>7}  {totals[2]:>7}")
     seed = re.search(r"hypothesis-seed=(\d+)", proc.stdout)
-    print(f"\n{len(stats)} ops, {totals[0]} passing examples, {len(failed_tests)} failing op(s) "
-          f"in {elapsed:.0f} s; max_examples={args.examples}"
-          + (f", seed={args.seed}" if args.seed is not None else (f", seed={seed.group(1)}" if seed else ", random seed")))
+    print(
+        f"\n{len(stats)} ops, {totals[0]} passing examples, {len(failed_tests)} failing op(s) "
+        f"in {elapsed:.0f} s; max_examples={args.examples}"
+        + (
+            f", seed={args.seed}"
+            if args.seed is not None
+            else (f", seed={seed.group(1)}" if seed else ", random seed")
+        )
+    )
     return 1 if failed_tests or proc.returncode else 0
 
 

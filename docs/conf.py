@@ -49,14 +49,20 @@ root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 if DOCTEST_ONLY:
     exclude_patterns.append("auto_examples")
-    suppress_warnings_doctest = ["toc.not_readable"]  # the gallery's index, left out on purpose
+    suppress_warnings_doctest = [
+        "toc.not_readable"
+    ]  # the gallery's index, left out on purpose
 else:
     suppress_warnings_doctest = []
 templates_path = ["_templates"]
 
 # -- API reference ----------------------------------------------------------
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False, "show-inheritance": True}
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": False,
+    "show-inheritance": True,
+}
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
 numpydoc_show_class_members = False  # autosummary lists members; no duplicate tables
 numpydoc_class_members_toctree = False
@@ -108,9 +114,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # Dask's INFO logs (scheduler, nannies, workers) of the scaling example would
 # flood the build's output; set before any example imports dask.
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-warnings.filterwarnings("ignore", message="Matplotlib is currently using agg", category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message="Matplotlib is currently using agg", category=UserWarning
+)
 # The gallery's and the doctests' short demo fits stop at max_iter on purpose.
-warnings.filterwarnings("ignore", message=".*max_iter=.* reached and the optimization hasn't converged")
+warnings.filterwarnings(
+    "ignore", message=".*max_iter=.* reached and the optimization hasn't converged"
+)
 
 sphinx_gallery_conf = {
     "examples_dirs": [str(ROOT / "examples")],
@@ -118,7 +128,12 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",  # every plot_*.py script is executed
     "ignore_pattern": r"__init__\.py|/_",
     # "Getting started" (examples/tour) first, then the rest by topic.
-    "subsection_order": ["../examples/tour", "../examples/cnn", "../examples/pretraining", "../examples/scaling"],
+    "subsection_order": [
+        "../examples/tour",
+        "../examples/cnn",
+        "../examples/pretraining",
+        "../examples/scaling",
+    ],
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -159,7 +174,9 @@ nitpicky = False
 # detail by default); ``...`` stands for the parts that vary.
 import doctest as _doctest  # noqa: E402
 
-doctest_default_flags = _doctest.ELLIPSIS | _doctest.DONT_ACCEPT_TRUE_FOR_1 | _doctest.NORMALIZE_WHITESPACE
+doctest_default_flags = (
+    _doctest.ELLIPSIS | _doctest.DONT_ACCEPT_TRUE_FOR_1 | _doctest.NORMALIZE_WHITESPACE
+)
 
 
 def _skip_metadata_request_setters(app, what, name, obj, skip, options):
@@ -188,7 +205,11 @@ class _PageWarnings(logging.Handler):
         from docutils import nodes
         from sphinx.util.logging import get_node_location, is_suppressed_warning
 
-        if is_suppressed_warning(getattr(record, "type", None), getattr(record, "subtype", None), self.suppressed):
+        if is_suppressed_warning(
+            getattr(record, "type", None),
+            getattr(record, "subtype", None),
+            self.suppressed,
+        ):
             return
         location = getattr(record, "location", None)
         if isinstance(location, nodes.Node):
@@ -198,7 +219,9 @@ class _PageWarnings(logging.Handler):
         location = str(location or "")
         if ":docstring of " in location:
             return
-        message = f"{location}: {record.getMessage()}" if location else record.getMessage()
+        message = (
+            f"{location}: {record.getMessage()}" if location else record.getMessage()
+        )
         # Sphinx re-emits warnings it held back (pending_warnings): count each once.
         if message not in self.messages:
             self.messages.append(message)
@@ -219,7 +242,9 @@ def _fail_on_page_warnings(app, exception) -> None:
         from sphinx.errors import SphinxError
 
         listing = "\n  ".join(handler.messages)
-        raise SphinxError(f"{len(handler.messages)} warning(s) about the documentation pages:\n  {listing}")
+        raise SphinxError(
+            f"{len(handler.messages)} warning(s) about the documentation pages:\n  {listing}"
+        )
 
 
 def setup(app):  # noqa: D103 - Sphinx entry point

@@ -13,9 +13,15 @@ from typing import Any
 __all__ = ["check_int", "check_layer_sizes", "check_real"]
 
 
-def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+def check_int(
+    value: Any, name: str, minimum: int = 1, maximum: int | None = None
+) -> int:
     """``value`` as an int in ``[minimum, maximum]``, or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    ok = (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= minimum
+    )
     if ok and maximum is not None:
         ok = value <= maximum
     if not ok:
@@ -24,22 +30,35 @@ def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = Non
     return int(value)
 
 
-def check_real(value: Any, name: str, low: float = -math.inf, high: float = math.inf, *,
-               closed: str = "both") -> float:
+def check_real(
+    value: Any,
+    name: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    closed: str = "both",
+) -> float:
     """``value`` as a finite float in the interval, or a ``ValueError`` naming ``name``.
 
     ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``, as in
     scikit-learn's ``Interval``.
     """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
     if ok:
         v = float(value)
         ok = (v >= low if closed in ("both", "left") else v > low) and (
-            v <= high if closed in ("both", "right") else v < high)
+            v <= high if closed in ("both", "right") else v < high
+        )
     if not ok:
         lo = "[" if closed in ("both", "left") else "("
         hi = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}. Received: {name}={value!r}")
+        raise ValueError(
+            f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}. Received: {name}={value!r}"
+        )
     return float(value)
 
 
@@ -50,7 +69,14 @@ def check_layer_sizes(sizes: Any, name: str = "hidden_layer_sizes") -> tuple[int
     try:
         values = tuple(sizes)
     except TypeError:
-        raise TypeError(f"{name} must be an int or a sequence of ints. Received: {name}={sizes!r}") from None
-    if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1. Received: {name}={sizes!r}")
+        raise TypeError(
+            f"{name} must be an int or a sequence of ints. Received: {name}={sizes!r}"
+        ) from None
+    if not values or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+        for v in values
+    ):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of ints >= 1. Received: {name}={sizes!r}"
+        )
     return tuple(int(v) for v in values)

@@ -27,7 +27,9 @@ import numpy as np
 __all__ = ["SCHEMAS", "Schema", "check_generator_state", "check_state"]
 
 _FLOAT_DTYPES = ("float32", "float64")
-_CHUNK = 1 << 20  # elements per finiteness check, so a check never doubles a large array
+_CHUNK = (
+    1 << 20
+)  # elements per finiteness check, so a check never doubles a large array
 
 
 # ------------------------------------------------------------------------------- value kinds
@@ -39,7 +41,9 @@ def _describe(value: Any) -> str:
 
 def _all_finite(a: np.ndarray) -> bool:
     flat = a.reshape(-1)
-    return all(np.isfinite(flat[i:i + _CHUNK]).all() for i in range(0, flat.size, _CHUNK))
+    return all(
+        np.isfinite(flat[i : i + _CHUNK]).all() for i in range(0, flat.size, _CHUNK)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,18 @@ class Weights:
     ndim: int
 
     def check(self, value: Any, name: str) -> None:
-        if not (isinstance(value, np.ndarray) and value.ndim == self.ndim and value.dtype.name in _FLOAT_DTYPES):
-            raise ValueError(f"{name} must be a {self.ndim}-D float32 or float64 array. Received: {_describe(value)}")
+        if not (
+            isinstance(value, np.ndarray)
+            and value.ndim == self.ndim
+            and value.dtype.name in _FLOAT_DTYPES
+        ):
+            raise ValueError(
+                f"{name} must be a {self.ndim}-D float32 or float64 array. Received: {_describe(value)}"
+            )
         if not _all_finite(value):
-            raise ValueError(f"{name} holds NaN or infinite values: the model diverged before it was saved; refit it")
+            raise ValueError(
+                f"{name} holds NaN or infinite values: the model diverged before it was saved; refit it"
+            )
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,9 @@ class WeightList:
 
     def check(self, value: Any, name: str) -> None:
         if not isinstance(value, list) or not value:
-            raise ValueError(f"{name} must be a non-empty list of {self.ndim}-D arrays. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be a non-empty list of {self.ndim}-D arrays. Received: {_describe(value)}"
+            )
         for i, item in enumerate(value):
             Weights(self.ndim).check(item, f"{name}[{i}]")
 
@@ -73,10 +87,19 @@ class Labels:
     """A non-empty 1-D array of distinct numbers or strings (a classifier's ``classes_``)."""
 
     def check(self, value: Any, name: str) -> None:
-        if not (isinstance(value, np.ndarray) and value.ndim == 1 and value.size >= 1 and value.dtype.kind in "biufUS"):
-            raise ValueError(f"{name} must be a non-empty 1-D array of labels. Received: {_describe(value)}")
+        if not (
+            isinstance(value, np.ndarray)
+            and value.ndim == 1
+            and value.size >= 1
+            and value.dtype.kind in "biufUS"
+        ):
+            raise ValueError(
+                f"{name} must be a non-empty 1-D array of labels. Received: {_describe(value)}"
+            )
         if np.unique(value).size != value.size:
-            raise ValueError(f"{name} must hold distinct labels. Received: {value!r:.200}")
+            raise ValueError(
+                f"{name} must hold distinct labels. Received: {value!r:.200}"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,8 +109,14 @@ class Int:
     low: int = 0
 
     def check(self, value: Any, name: str) -> None:
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < self.low:
-            raise ValueError(f"{name} must be an int >= {self.low}. Received: {_describe(value)}")
+        if (
+            not isinstance(value, numbers.Integral)
+            or isinstance(value, bool)
+            or value < self.low
+        ):
+            raise ValueError(
+                f"{name} must be an int >= {self.low}. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,10 +126,18 @@ class Shape:
     lengths: tuple[int, ...]
 
     def check(self, value: Any, name: str) -> None:
-        if not (isinstance(value, tuple) and len(value) in self.lengths
-                and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in value)):
+        if not (
+            isinstance(value, tuple)
+            and len(value) in self.lengths
+            and all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                for s in value
+            )
+        ):
             n = " or ".join(map(str, self.lengths))
-            raise ValueError(f"{name} must be a tuple of {n} positive ints. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be a tuple of {n} positive ints. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -111,7 +148,9 @@ class Numbers:
         if not isinstance(value, list) or not all(
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
         ):
-            raise ValueError(f"{name} must be a list of numbers. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be a list of numbers. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -119,8 +158,12 @@ class OptionalNumber:
     """A real number or None."""
 
     def check(self, value: Any, name: str) -> None:
-        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
-            raise ValueError(f"{name} must be a number or None. Received: {_describe(value)}")
+        if value is not None and (
+            not isinstance(value, numbers.Real) or isinstance(value, bool)
+        ):
+            raise ValueError(
+                f"{name} must be a number or None. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -140,7 +183,9 @@ class OneOf:
 
     def check(self, value: Any, name: str) -> None:
         if value not in self.values:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, self.values))}. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be one of {', '.join(map(repr, self.values))}. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -152,12 +197,18 @@ class Estimators:
 
     def check(self, value: Any, name: str) -> None:
         if not isinstance(value, list) or not value:
-            raise ValueError(f"{name} must be a non-empty list of {self.cls_name}. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be a non-empty list of {self.cls_name}. Received: {_describe(value)}"
+            )
         for i, item in enumerate(value):
             if type(item).__name__ != self.cls_name:
-                raise ValueError(f"{name}[{i}] must be a {self.cls_name}. Received: {_describe(item)}")
+                raise ValueError(
+                    f"{name}[{i}] must be a {self.cls_name}. Received: {_describe(item)}"
+                )
             if not hasattr(item, self.fitted_by):
-                raise ValueError(f"{name}[{i}] must be a fitted {self.cls_name}; it has no {self.fitted_by}")
+                raise ValueError(
+                    f"{name}[{i}] must be a fitted {self.cls_name}; it has no {self.fitted_by}"
+                )
 
 
 @dataclass(frozen=True)
@@ -167,8 +218,14 @@ class Layers:
     def check(self, value: Any, name: str) -> None:
         from .layers.base import Layer
 
-        if not isinstance(value, tuple) or not value or not all(isinstance(v, Layer) for v in value):
-            raise ValueError(f"{name} must be a non-empty tuple of layers. Received: {_describe(value)}")
+        if (
+            not isinstance(value, tuple)
+            or not value
+            or not all(isinstance(v, Layer) for v in value)
+        ):
+            raise ValueError(
+                f"{name} must be a non-empty tuple of layers. Received: {_describe(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -177,11 +234,18 @@ class LayerWeights:
 
     def check(self, value: Any, name: str) -> None:
         if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
-            raise ValueError(f"{name} must be a list of dicts of arrays, one per layer. Received: {_describe(value)}")
+            raise ValueError(
+                f"{name} must be a list of dicts of arrays, one per layer. Received: {_describe(value)}"
+            )
         for i, d in enumerate(value):
             for key, arr in d.items():
-                if not isinstance(arr, np.ndarray) or arr.dtype.name not in _FLOAT_DTYPES:
-                    raise ValueError(f"{name}[{i}][{key!r}] must be a float array. Received: {_describe(arr)}")
+                if (
+                    not isinstance(arr, np.ndarray)
+                    or arr.dtype.name not in _FLOAT_DTYPES
+                ):
+                    raise ValueError(
+                        f"{name}[{i}][{key!r}] must be a float array. Received: {_describe(arr)}"
+                    )
                 if not _all_finite(arr):
                     raise ValueError(
                         f"{name}[{i}][{key!r}] holds NaN or infinite values: the model diverged before it was "
@@ -213,7 +277,9 @@ class Schema:
 
 def _expect_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], why: str) -> None:
     if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)} ({why}). Received: shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)} ({why}). Received: shape {tuple(arr.shape)}"
+        )
 
 
 def _expect_dtype(est: Any, names: list[str]) -> None:
@@ -221,23 +287,43 @@ def _expect_dtype(est: Any, names: list[str]) -> None:
     for name in names:
         arr = getattr(est, name)
         if arr.dtype.name != dtype:
-            raise ValueError(f"{name} must have dtype {dtype} (dtype_). Received: {arr.dtype}")
+            raise ValueError(
+                f"{name} must have dtype {dtype} (dtype_). Received: {arr.dtype}"
+            )
 
 
 def _hyper_int(est: Any, param: str) -> int | None:
     value = getattr(est, param, None)
-    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    return (
+        int(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        else None
+    )
 
 
 def _check_rbm(est: Any) -> None:
     h, v = est.components_.shape
-    _expect_shape("intercept_hidden_", est.intercept_hidden_, (h,), "one bias per hidden unit of components_")
-    _expect_shape("intercept_visible_", est.intercept_visible_, (v,), "one bias per visible unit of components_")
+    _expect_shape(
+        "intercept_hidden_",
+        est.intercept_hidden_,
+        (h,),
+        "one bias per hidden unit of components_",
+    )
+    _expect_shape(
+        "intercept_visible_",
+        est.intercept_visible_,
+        (v,),
+        "one bias per visible unit of components_",
+    )
     if est.n_features_in_ != v:
-        raise ValueError(f"n_features_in_ must be {v} (the columns of components_). Received: {est.n_features_in_}")
+        raise ValueError(
+            f"n_features_in_ must be {v} (the columns of components_). Received: {est.n_features_in_}"
+        )
     n_components = _hyper_int(est, "n_components")
     if n_components is not None and n_components != h:
-        raise ValueError(f"components_ must have n_components={n_components} rows. Received: shape {(h, v)}")
+        raise ValueError(
+            f"components_ must have n_components={n_components} rows. Received: shape {(h, v)}"
+        )
     if hasattr(est, "visible_mean_"):
         _expect_shape("visible_mean_", est.visible_mean_, (v,), "one mean per feature")
     _expect_dtype(est, ["components_", "intercept_hidden_", "intercept_visible_"])
@@ -248,30 +334,50 @@ def _check_conv_rbm(est: Any) -> None:
     _, h, w = est.input_shape_
     filters = _hyper_int(est, "filters")
     if filters is not None and filters != f:
-        raise ValueError(f"components_ must hold filters={filters} filters. Received: shape {est.components_.shape}")
-    _expect_shape("intercept_hidden_", est.intercept_hidden_, (f,), "one bias per filter of components_")
-    _expect_shape("intercept_visible_", est.intercept_visible_, (c,), "one bias per input channel of components_")
+        raise ValueError(
+            f"components_ must hold filters={filters} filters. Received: shape {est.components_.shape}"
+        )
+    _expect_shape(
+        "intercept_hidden_",
+        est.intercept_hidden_,
+        (f,),
+        "one bias per filter of components_",
+    )
+    _expect_shape(
+        "intercept_visible_",
+        est.intercept_visible_,
+        (c,),
+        "one bias per input channel of components_",
+    )
     if est.input_shape_[0] != c or kh > h or kw > w:
         raise ValueError(
             f"input_shape_ must have {c} channels and be at least as large as the {kh}x{kw} filters of "
             f"components_. Received: input_shape_={est.input_shape_}"
         )
     if est.n_features_in_ != c * h * w:
-        raise ValueError(f"n_features_in_ must be {c * h * w} (input_shape_={est.input_shape_}). Received: {est.n_features_in_}")
+        raise ValueError(
+            f"n_features_in_ must be {c * h * w} (input_shape_={est.input_shape_}). Received: {est.n_features_in_}"
+        )
     hidden = (f, h - kh + 1, w - kw + 1)
     if tuple(est.hidden_shape_) != hidden:
-        raise ValueError(f"hidden_shape_ must be {hidden} (valid convolution). Received: {est.hidden_shape_}")
+        raise ValueError(
+            f"hidden_shape_ must be {hidden} (valid convolution). Received: {est.hidden_shape_}"
+        )
     ph, pw = est.pool_size_
     output = (f, -(-hidden[1] // ph), -(-hidden[2] // pw))
     if tuple(est.output_shape_) != output:
-        raise ValueError(f"output_shape_ must be {output} (pool_size_={est.pool_size_}). Received: {est.output_shape_}")
+        raise ValueError(
+            f"output_shape_ must be {output} (pool_size_={est.pool_size_}). Received: {est.output_shape_}"
+        )
     _expect_dtype(est, ["components_", "intercept_hidden_", "intercept_visible_"])
 
 
 def _check_stack_length(est: Any, param: str) -> None:
     sizes = getattr(est, param, None)
     if isinstance(sizes, (list, tuple)) and len(sizes) != len(est.rbms_):
-        raise ValueError(f"rbms_ must hold one model per entry of {param}={tuple(sizes)}. Received: {len(est.rbms_)}")
+        raise ValueError(
+            f"rbms_ must hold one model per entry of {param}={tuple(sizes)}. Received: {len(est.rbms_)}"
+        )
 
 
 def _check_dbn(est: Any) -> None:
@@ -288,18 +394,29 @@ def _check_dbn(est: Any) -> None:
 def _check_conv_dbn(est: Any) -> None:
     _check_stack_length(est, "filters")
     if est.n_features_in_ != math.prod(est.input_shape_):
-        raise ValueError(f"n_features_in_ must be {math.prod(est.input_shape_)} (input_shape_). Received: {est.n_features_in_}")
+        raise ValueError(
+            f"n_features_in_ must be {math.prod(est.input_shape_)} (input_shape_). Received: {est.n_features_in_}"
+        )
     shape = tuple(est.input_shape_)
     for i, rbm in enumerate(est.rbms_):
         if tuple(rbm.input_shape_) != shape:
-            raise ValueError(f"rbms_[{i}] must take inputs of shape {shape}. Received: input_shape_={rbm.input_shape_}")
+            raise ValueError(
+                f"rbms_[{i}] must take inputs of shape {shape}. Received: input_shape_={rbm.input_shape_}"
+            )
         shape = tuple(rbm.output_shape_)
     if tuple(est.output_shape_) != shape:
-        raise ValueError(f"output_shape_ must be {shape} (the last layer's). Received: {est.output_shape_}")
+        raise ValueError(
+            f"output_shape_ must be {shape} (the last layer's). Received: {est.output_shape_}"
+        )
 
 
 def _check_sbn(est: Any) -> None:
-    gw, gb, rw, rb = est.generative_weights_, est.generative_biases_, est.recognition_weights_, est.recognition_biases_
+    gw, gb, rw, rb = (
+        est.generative_weights_,
+        est.generative_biases_,
+        est.recognition_weights_,
+        est.recognition_biases_,
+    )
     n_layers = len(gw)
     if (len(gb), len(rw), len(rb)) != (n_layers + 1, n_layers, n_layers):
         raise ValueError(
@@ -309,27 +426,46 @@ def _check_sbn(est: Any) -> None:
         )
     sizes = [est.n_features_in_] + [w.shape[0] for w in gw]
     hidden = getattr(est, "hidden_layer_sizes", None)
-    if isinstance(hidden, (list, tuple)) and tuple(int(s) for s in hidden) != tuple(sizes[1:]):
-        raise ValueError(f"generative_weights_ must have layer sizes {tuple(hidden)}. Received: {tuple(sizes[1:])}")
+    if isinstance(hidden, (list, tuple)) and tuple(int(s) for s in hidden) != tuple(
+        sizes[1:]
+    ):
+        raise ValueError(
+            f"generative_weights_ must have layer sizes {tuple(hidden)}. Received: {tuple(sizes[1:])}"
+        )
     for i in range(n_layers):
         pair = f"layers {i} and {i + 1} of sizes {sizes[i]} and {sizes[i + 1]}"
-        _expect_shape(f"generative_weights_[{i}]", gw[i], (sizes[i + 1], sizes[i]), pair)
-        _expect_shape(f"recognition_weights_[{i}]", rw[i], (sizes[i], sizes[i + 1]), pair)
+        _expect_shape(
+            f"generative_weights_[{i}]", gw[i], (sizes[i + 1], sizes[i]), pair
+        )
+        _expect_shape(
+            f"recognition_weights_[{i}]", rw[i], (sizes[i], sizes[i + 1]), pair
+        )
         _expect_shape(f"recognition_biases_[{i}]", rb[i], (sizes[i + 1],), pair)
     for i in range(n_layers + 1):
-        _expect_shape(f"generative_biases_[{i}]", gb[i], (sizes[i],), f"layer {i} has {sizes[i]} units")
+        _expect_shape(
+            f"generative_biases_[{i}]",
+            gb[i],
+            (sizes[i],),
+            f"layer {i} has {sizes[i]} units",
+        )
     dtypes = {a.dtype for a in (*gw, *gb, *rw, *rb)}
     if len(dtypes) != 1:
-        raise ValueError(f"the weights and biases must share one dtype. Received: {sorted(map(str, dtypes))}")
+        raise ValueError(
+            f"the weights and biases must share one dtype. Received: {sorted(map(str, dtypes))}"
+        )
 
 
 def _check_network(est: Any, n_outputs: int) -> None:
     """The weights fit the layers, the layers fit input_shape_, and the last layer gives ``n_outputs``."""
     if est.n_features_in_ != math.prod(est.input_shape_):
-        raise ValueError(f"n_features_in_ must be {math.prod(est.input_shape_)} (input_shape_). Received: {est.n_features_in_}")
+        raise ValueError(
+            f"n_features_in_ must be {math.prod(est.input_shape_)} (input_shape_). Received: {est.n_features_in_}"
+        )
     layers, weights = est.layers_, est.network_weights_
     if len(weights) != len(layers):
-        raise ValueError(f"network_weights_ must hold one dict per layer ({len(layers)}). Received: {len(weights)}")
+        raise ValueError(
+            f"network_weights_ must hold one dict per layer ({len(layers)}). Received: {len(weights)}"
+        )
     rng = np.random.default_rng(0)
     shape = tuple(est.input_shape_)
     for i, (layer, stored) in enumerate(zip(layers, weights)):
@@ -338,7 +474,9 @@ def _check_network(est: Any, n_outputs: int) -> None:
             expected = layer.init_params(shape, rng, np.dtype(est.dtype_))
             out_shape = tuple(int(s) for s in layer.output_shape(shape))
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"layers_[{i}] ({layer!r}) cannot take the inputs of shape {shape} it gets: {exc}") from exc
+            raise ValueError(
+                f"layers_[{i}] ({layer!r}) cannot take the inputs of shape {shape} it gets: {exc}"
+            ) from exc
         if set(stored) != set(expected):
             raise ValueError(
                 f"network_weights_[{i}] must hold the parameters {sorted(expected)} of {layer!r}. Received: {sorted(stored)}"
@@ -353,7 +491,9 @@ def _check_network(est: Any, n_outputs: int) -> None:
         del expected
         shape = out_shape
     if math.prod(shape) != n_outputs:
-        raise ValueError(f"the last layer must give {n_outputs} outputs. Received: output shape {shape}")
+        raise ValueError(
+            f"the last layer must give {n_outputs} outputs. Received: output shape {shape}"
+        )
 
 
 def _check_classifier(est: Any) -> None:
@@ -379,14 +519,19 @@ _CNN_REQUIRED = {
     "n_features_in_": Int(1),
     "dtype_": _DTYPE,
 }
-_CLASSIFIER = Schema({**_CNN_REQUIRED, "classes_": Labels()},
-                     {**_CNN_OPTIONAL, "out_activation_": OneOf(("softmax", "logistic"))}, _check_classifier)
+_CLASSIFIER = Schema(
+    {**_CNN_REQUIRED, "classes_": Labels()},
+    {**_CNN_OPTIONAL, "out_activation_": OneOf(("softmax", "logistic"))},
+    _check_classifier,
+)
 
 #: Estimator class name -> the schema of its fitted state.
 SCHEMAS: dict[str, Schema] = {
     "CNNClassifier": _CLASSIFIER,
     "DBNClassifier": _CLASSIFIER,
-    "CNNRegressor": Schema({**_CNN_REQUIRED, "n_outputs_": Int(1)}, _CNN_OPTIONAL, _check_regressor),
+    "CNNRegressor": Schema(
+        {**_CNN_REQUIRED, "n_outputs_": Int(1)}, _CNN_OPTIONAL, _check_regressor
+    ),
     "RBM": Schema(
         {
             "components_": Weights(2),
@@ -395,7 +540,12 @@ SCHEMAS: dict[str, Schema] = {
             "n_features_in_": Int(1),
             "dtype_": _DTYPE,
         },
-        {"visible_mean_": Weights(1), "n_samples_seen_": Int(0), "n_iter_": Int(0), "loss_curve_": Numbers()},
+        {
+            "visible_mean_": Weights(1),
+            "n_samples_seen_": Int(0),
+            "n_iter_": Int(0),
+            "loss_curve_": Numbers(),
+        },
         _check_rbm,
     ),
     "ConvRBM": Schema(
@@ -414,7 +564,11 @@ SCHEMAS: dict[str, Schema] = {
         _check_conv_rbm,
     ),
     "DBN": Schema(
-        {"rbms_": Estimators("RBM", "components_"), "n_features_in_": Int(1), "dtype_": _DTYPE},
+        {
+            "rbms_": Estimators("RBM", "components_"),
+            "n_features_in_": Int(1),
+            "dtype_": _DTYPE,
+        },
         {"n_iter_": Int(0)},
         _check_dbn,
     ),
@@ -452,7 +606,9 @@ def check_state(estimator: Any) -> None:
     name = type(estimator).__name__
     schema = SCHEMAS.get(name)
     if schema is None:
-        raise ValueError(f"no state schema for {name}; known: {', '.join(sorted(SCHEMAS))}")
+        raise ValueError(
+            f"no state schema for {name}; known: {', '.join(sorted(SCHEMAS))}"
+        )
     state = vars(estimator)
     present = [k for k in schema.required if k in state]
     if present:
@@ -474,8 +630,14 @@ def check_state(estimator: Any) -> None:
 
 # ------------------------------------------------------------------------- generator states
 def _uint(value: Any, bits: int, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= int(value) < 2**bits:
-        raise ValueError(f"{name} must be an int in [0, 2**{bits}). Received: {value!r:.60}")
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or not 0 <= int(value) < 2**bits
+    ):
+        raise ValueError(
+            f"{name} must be an int in [0, 2**{bits}). Received: {value!r:.60}"
+        )
     return int(value)
 
 
@@ -488,15 +650,23 @@ def _uints(value: Any, n: int, bits: int, name: str) -> list[int]:
 
 
 def _int_in(value: Any, low: int, high: int, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not low <= int(value) <= high:
-        raise ValueError(f"{name} must be an int in [{low}, {high}]. Received: {value!r:.60}")
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or not low <= int(value) <= high
+    ):
+        raise ValueError(
+            f"{name} must be an int in [{low}, {high}]. Received: {value!r:.60}"
+        )
     return int(value)
 
 
 def _dict(value: Any, keys: set[str], name: str) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) != keys:
         got = sorted(value) if isinstance(value, dict) else _describe(value)
-        raise ValueError(f"{name} must be a dict with keys {sorted(keys)}. Received: {got}")
+        raise ValueError(
+            f"{name} must be a dict with keys {sorted(keys)}. Received: {got}"
+        )
     return value
 
 
@@ -514,7 +684,10 @@ def check_generator_state(state: Any) -> dict[str, Any]:
         inner = _dict(top["state"], {"state", "inc"}, f"{name} state")
         return {
             "bit_generator": name,
-            "state": {"state": _uint(inner["state"], 128, "state"), "inc": _uint(inner["inc"], 128, "inc")},
+            "state": {
+                "state": _uint(inner["state"], 128, "state"),
+                "inc": _uint(inner["inc"], 128, "inc"),
+            },
             "has_uint32": _int_in(top["has_uint32"], 0, 1, "has_uint32"),
             "uinteger": _uint(top["uinteger"], 32, "uinteger"),
         }
@@ -522,14 +695,23 @@ def check_generator_state(state: Any) -> dict[str, Any]:
         top = _dict(state, {"bit_generator", "state"}, name)
         inner = _dict(top["state"], {"key", "pos"}, f"{name} state")
         key = np.array(_uints(inner["key"], 624, 32, "key"), dtype=np.uint32)
-        return {"bit_generator": name, "state": {"key": key, "pos": _int_in(inner["pos"], 0, 624, "pos")}}
+        return {
+            "bit_generator": name,
+            "state": {"key": key, "pos": _int_in(inner["pos"], 0, 624, "pos")},
+        }
     if name == "Philox":
-        top = _dict(state, {"bit_generator", "state", "buffer", "buffer_pos"} | extra, name)
+        top = _dict(
+            state, {"bit_generator", "state", "buffer", "buffer_pos"} | extra, name
+        )
         inner = _dict(top["state"], {"counter", "key"}, f"{name} state")
         return {
             "bit_generator": name,
-            "state": {"counter": np.array(_uints(inner["counter"], 4, 64, "counter"), dtype=np.uint64),
-                      "key": np.array(_uints(inner["key"], 2, 64, "key"), dtype=np.uint64)},
+            "state": {
+                "counter": np.array(
+                    _uints(inner["counter"], 4, 64, "counter"), dtype=np.uint64
+                ),
+                "key": np.array(_uints(inner["key"], 2, 64, "key"), dtype=np.uint64),
+            },
             "buffer": np.array(_uints(top["buffer"], 4, 64, "buffer"), dtype=np.uint64),
             "buffer_pos": _int_in(top["buffer_pos"], 0, 4, "buffer_pos"),
             "has_uint32": _int_in(top["has_uint32"], 0, 1, "has_uint32"),
@@ -540,8 +722,14 @@ def check_generator_state(state: Any) -> dict[str, Any]:
         inner = _dict(top["state"], {"state"}, f"{name} state")
         return {
             "bit_generator": name,
-            "state": {"state": np.array(_uints(inner["state"], 4, 64, "state"), dtype=np.uint64)},
+            "state": {
+                "state": np.array(
+                    _uints(inner["state"], 4, 64, "state"), dtype=np.uint64
+                )
+            },
             "has_uint32": _int_in(top["has_uint32"], 0, 1, "has_uint32"),
             "uinteger": _uint(top["uinteger"], 32, "uinteger"),
         }
-    raise ValueError(f"unknown bit generator {name!r}; supported: PCG64, PCG64DXSM, MT19937, Philox, SFC64")
+    raise ValueError(
+        f"unknown bit generator {name!r}; supported: PCG64, PCG64DXSM, MT19937, Philox, SFC64"
+    )

@@ -46,7 +46,9 @@ def _describe(constraint: Any) -> str:
         lo_b = "[" if constraint.closed in ("left", "both") else "("
         hi_b = "]" if constraint.closed in ("right", "both") else ")"
         if lo is not None and hi is not None:
-            return ("an int in " if integral else "in ") + f"{lo_b}{_fmt(lo)}, {_fmt(hi)}{hi_b}"
+            return (
+                "an int in " if integral else "in "
+            ) + f"{lo_b}{_fmt(lo)}, {_fmt(hi)}{hi_b}"
         kind = "an int" if integral else "a number"
         if lo is not None:
             return f"{kind} {'>=' if lo_b == '[' else '>'} {_fmt(lo)}"
@@ -55,7 +57,11 @@ def _describe(constraint: Any) -> str:
         return kind
     if isinstance(constraint, StrOptions):
         options = [repr(o) for o in sorted(constraint.options - constraint.deprecated)]
-        return options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]
+        return (
+            options[0]
+            if len(options) == 1
+            else ", ".join(options[:-1]) + " or " + options[-1]
+        )
     if constraint is None:
         return "None"
     if isinstance(constraint, str):

@@ -41,7 +41,13 @@ class RandomAffine(BaseEstimator):
         Probability that an image is transformed at all.
     """
 
-    def __init__(self, shift: float = 2.0, rotate: float = 10.0, scale: float = 0.1, p: float = 1.0) -> None:
+    def __init__(
+        self,
+        shift: float = 2.0,
+        rotate: float = 10.0,
+        scale: float = 0.1,
+        p: float = 1.0,
+    ) -> None:
         self.shift = shift
         self.rotate = rotate
         self.scale = scale
@@ -49,10 +55,24 @@ class RandomAffine(BaseEstimator):
 
     def _check(self) -> tuple[float, float, float, float]:
         values = []
-        for name, low, high in (("shift", 0.0, np.inf), ("rotate", 0.0, 180.0), ("scale", 0.0, 0.999), ("p", 0.0, 1.0)):
+        for name, low, high in (
+            ("shift", 0.0, np.inf),
+            ("rotate", 0.0, 180.0),
+            ("scale", 0.0, 0.999),
+            ("p", 0.0, 1.0),
+        ):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not low <= v <= high or not np.isfinite(v):
-                bound = "a finite number >= 0" if high == np.inf else f"a number in [{low}, {high}]"
+            if (
+                not isinstance(v, numbers.Real)
+                or isinstance(v, bool)
+                or not low <= v <= high
+                or not np.isfinite(v)
+            ):
+                bound = (
+                    "a finite number >= 0"
+                    if high == np.inf
+                    else f"a number in [{low}, {high}]"
+                )
                 raise ValueError(f"{name} must be {bound}. Received: {name}={v!r}")
             values.append(float(v))
         return tuple(values)  # type: ignore[return-value]
@@ -91,7 +111,9 @@ class RandomAffine(BaseEstimator):
         cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
         # float32 coordinates are exact to well under a pixel for any image size used here.
         f32 = np.float32
-        rr, qq = np.meshgrid(np.arange(h, dtype=f32), np.arange(w, dtype=f32), indexing="ij")
+        rr, qq = np.meshgrid(
+            np.arange(h, dtype=f32), np.arange(w, dtype=f32), indexing="ij"
+        )
         dy = rr[None] - f32(cy) - ty.astype(f32)[:, None, None]
         dx = qq[None] - f32(cx) - tx.astype(f32)[:, None, None]
         cos = (np.cos(angle) / zoom).astype(f32)[:, None, None]
@@ -119,7 +141,9 @@ def _bilinear(X: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray
     base = (y0 * wp + x0).reshape(n, 1, h * w)
 
     def gather(offset: int) -> np.ndarray:
-        return np.take_along_axis(flat, np.broadcast_to(base + offset, (n, c, h * w)), axis=2)
+        return np.take_along_axis(
+            flat, np.broadcast_to(base + offset, (n, c, h * w)), axis=2
+        )
 
     top = gather(0) * (1 - fx) + gather(1) * fx
     bottom = gather(wp) * (1 - fx) + gather(wp + 1) * fx
@@ -127,7 +151,13 @@ def _bilinear(X: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarray
 
 
 def _parse_augment_spec(spec: str) -> RandomAffine:
-    names = {"shift": "shift", "rotate": "rotate", "rotation": "rotate", "scale": "scale", "p": "p"}
+    names = {
+        "shift": "shift",
+        "rotate": "rotate",
+        "rotation": "rotate",
+        "scale": "scale",
+        "p": "p",
+    }
     kwargs: dict[str, float] = {}
     for token in (t.strip() for t in spec.split(",")):
         key, eq, value = token.partition("=")
@@ -140,7 +170,9 @@ def _parse_augment_spec(spec: str) -> RandomAffine:
         try:
             kwargs[names[key]] = float(value)
         except ValueError:
-            raise ValueError(f"augment value for {key!r} must be a number. Received: augment={spec!r}") from None
+            raise ValueError(
+                f"augment value for {key!r} must be a number. Received: augment={spec!r}"
+            ) from None
     aug = RandomAffine(**kwargs)
     aug._check()
     return aug

@@ -33,8 +33,9 @@ import numbers
 import os
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -102,7 +103,9 @@ class EarlyStopping(Callback):
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
-    def __init__(self, monitor: str = "loss", patience: int = 10, tol: float = 1e-4) -> None:
+    def __init__(
+        self, monitor: str = "loss", patience: int = 10, tol: float = 1e-4
+    ) -> None:
         self.monitor = monitor
         self.patience = patience
         self.tol = tol
@@ -110,7 +113,9 @@ class EarlyStopping(Callback):
     def on_fit_begin(self, info: dict) -> None:
         """Start a fresh rule."""
         mode = "max" if self.monitor == "val_score" else "min"
-        self.rule_ = StoppingRule(self.patience, self.tol, mode=mode, monitor=self.monitor)
+        self.rule_ = StoppingRule(
+            self.patience, self.tol, mode=mode, monitor=self.monitor
+        )
 
     def on_epoch_end(self, info: dict) -> bool:
         """Record the epoch; ask to stop when the patience is exhausted."""
@@ -143,8 +148,14 @@ class ReduceLROnPlateau(Callback):
         "min_factor": [Interval(numbers.Real, 0, 1, closed="right")],
     }
 
-    def __init__(self, monitor: str = "loss", factor: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 min_factor: float = 1e-4) -> None:
+    def __init__(
+        self,
+        monitor: str = "loss",
+        factor: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        min_factor: float = 1e-4,
+    ) -> None:
         self.monitor = monitor
         self.factor = factor
         self.patience = patience
@@ -154,14 +165,18 @@ class ReduceLROnPlateau(Callback):
     def on_fit_begin(self, info: dict) -> None:
         """Start a fresh rule."""
         mode = "max" if self.monitor == "val_score" else "min"
-        self.rule_ = StoppingRule(self.patience, self.tol, mode=mode, monitor=self.monitor)
+        self.rule_ = StoppingRule(
+            self.patience, self.tol, mode=mode, monitor=self.monitor
+        )
 
     def on_epoch_end(self, info: dict) -> None:
         """Lower the rate (``info["control"].lr_factor``) after ``patience`` epochs without improvement."""
         self.rule_.update(_monitored(info["stats"], self.monitor, "ReduceLROnPlateau"))
         if self.rule_.should_stop:
             control = info["control"]
-            control.lr_factor = max(control.lr_factor * float(self.factor), float(self.min_factor))
+            control.lr_factor = max(
+                control.lr_factor * float(self.factor), float(self.min_factor)
+            )
             self.rule_.count = 0
 
 
@@ -194,7 +209,9 @@ class CSVLogger(Callback):
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a" if self.append else "w", newline="")
         except OSError as exc:
-            raise OSError(f"CSVLogger cannot write its log: {exc}. Received: path={self.path!r}") from exc
+            raise OSError(
+                f"CSVLogger cannot write its log: {exc}. Received: path={self.path!r}"
+            ) from exc
         self._writer = csv.writer(self._file)
         if new:
             self._writer.writerow(self.FIELDS)
@@ -203,7 +220,9 @@ class CSVLogger(Callback):
     def on_epoch_end(self, info: dict) -> None:
         """Write and flush the epoch's row."""
         stats = info["stats"]
-        self._writer.writerow(["" if stats.get(k) is None else stats[k] for k in self.FIELDS])
+        self._writer.writerow(
+            ["" if stats.get(k) is None else stats[k] for k in self.FIELDS]
+        )
         self._file.flush()
 
     def on_fit_end(self, info: dict) -> None:
@@ -258,8 +277,15 @@ class Checkpoint(Callback):
         "prefix": [str],
     }
 
-    def __init__(self, directory: str = "checkpoints", every: int | None = 1, save_best: bool = False,
-                 monitor: str = "loss", keep: int | None = 3, prefix: str = "checkpoint") -> None:
+    def __init__(
+        self,
+        directory: str = "checkpoints",
+        every: int | None = 1,
+        save_best: bool = False,
+        monitor: str = "loss",
+        keep: int | None = 3,
+        prefix: str = "checkpoint",
+    ) -> None:
         self.directory = directory
         self.every = every
         self.save_best = save_best
@@ -270,11 +296,15 @@ class Checkpoint(Callback):
     def on_fit_begin(self, info: dict) -> None:
         """Check now, not after an hour of training, that checkpoints can be written."""
         if self.every is None and not self.save_best:
-            raise ValueError("Checkpoint saves nothing with every=None and save_best=False. "
-                             "Received: every=None, save_best=False")
+            raise ValueError(
+                "Checkpoint saves nothing with every=None and save_best=False. "
+                "Received: every=None, save_best=False"
+            )
         if not re.fullmatch(r"[\w.-]+", str(self.prefix)):
-            raise ValueError(f"prefix must be a plain file name part (letters, digits, '.', '_', '-'). "
-                             f"Received: prefix={self.prefix!r}")
+            raise ValueError(
+                f"prefix must be a plain file name part (letters, digits, '.', '_', '-'). "
+                f"Received: prefix={self.prefix!r}"
+            )
         check_writable_directory(self.directory, "Checkpoint")
         mode = "max" if self.monitor == "val_score" else "min"
         self.best_ = -math.inf if mode == "max" else math.inf
@@ -289,7 +319,9 @@ class Checkpoint(Callback):
         snapshot = None
         if self.every is not None and epoch % int(self.every) == 0:
             snapshot = info["snapshot"]()
-            path = save(snapshot, Path(self.directory) / f"{self.prefix}-epoch{epoch:04d}.npz")
+            path = save(
+                snapshot, Path(self.directory) / f"{self.prefix}-epoch{epoch:04d}.npz"
+            )
             self.saved_.append(str(path))
             if self.keep is not None:
                 while len(self.saved_) > int(self.keep):
@@ -300,8 +332,10 @@ class Checkpoint(Callback):
             value = _monitored(info["stats"], self.monitor, "Checkpoint")
             if self._sign * value < self._sign * self.best_:
                 self.best_ = value
-                save(snapshot if snapshot is not None else info["snapshot"](),
-                     Path(self.directory) / f"{self.prefix}-best.npz")
+                save(
+                    snapshot if snapshot is not None else info["snapshot"](),
+                    Path(self.directory) / f"{self.prefix}-best.npz",
+                )
 
 
 def check_writable_directory(directory: Any, owner: str) -> Path:
@@ -324,7 +358,9 @@ def resolve_callbacks(callbacks: Any, owner: str = "") -> list[Any]:
     """Fresh callback objects for a fit from ``callbacks`` (a tuple of objects and registered names)."""
     if callbacks is None:
         return []
-    if isinstance(callbacks, (str, Callback)) or not isinstance(callbacks, (tuple, list)):
+    if isinstance(callbacks, (str, Callback)) or not isinstance(
+        callbacks, (tuple, list)
+    ):
         callbacks = (callbacks,)
     out = []
     for i, cb in enumerate(callbacks):
@@ -337,7 +373,10 @@ def resolve_callbacks(callbacks: Any, owner: str = "") -> list[Any]:
             if hasattr(cb, "_validate_params"):
                 cb._validate_params()
             out.append(cb)
-        elif any(callable(getattr(cb, m, None)) for m in ("on_fit_begin", "on_epoch_end", "on_fit_end")):
+        elif any(
+            callable(getattr(cb, m, None))
+            for m in ("on_fit_begin", "on_epoch_end", "on_fit_end")
+        ):
             out.append(cb)
         else:
             raise TypeError(
@@ -356,8 +395,12 @@ class EstimatorCallbacks:
     of this fit so a snapshot's history is complete.
     """
 
-    def __init__(self, estimator: Any, callbacks: Sequence[Any],
-                 make_snapshot: Callable[[Any, list[dict]], Any] | None) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        callbacks: Sequence[Any],
+        make_snapshot: Callable[[Any, list[dict]], Any] | None,
+    ) -> None:
         self.estimator = estimator
         self.callbacks = list(callbacks)
         self.make_snapshot = make_snapshot
@@ -369,7 +412,9 @@ class EstimatorCallbacks:
 
         def snapshot() -> Any:
             if self.make_snapshot is None or state is None:
-                raise ValueError(f"{type(self.estimator).__name__} cannot snapshot its model during this fit")
+                raise ValueError(
+                    f"{type(self.estimator).__name__} cannot snapshot its model during this fit"
+                )
             return self.make_snapshot(state(), rows)
 
         return {**info, "estimator": self.estimator, "snapshot": snapshot}
@@ -399,7 +444,9 @@ def _forward(callback: Any, method: str, info: dict) -> Any:
     if fn is None:
         return None
     if method == "on_fit_begin":
-        return fn(info)  # setup errors (an unwritable directory) are the callback's own clear errors
+        return fn(
+            info
+        )  # setup errors (an unwritable directory) are the callback's own clear errors
     try:
         return fn(info)
     except Exception as exc:

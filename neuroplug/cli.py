@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._version import __version__
 
@@ -44,12 +44,22 @@ def format_plugins(manager=None) -> tuple[str, bool]:
             if cause is not None and str(cause) not in str(info.error):
                 lines.append(f"    caused by {type(cause).__name__}: {cause}")
         else:
-            parts = [f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items() if names]
-            lines.append("    " + ("; ".join(parts) if parts else "(registers nothing)"))
+            parts = [
+                f"{kind}s: {', '.join(names)}"
+                for kind, names in info.registered.items()
+                if names
+            ]
+            lines.append(
+                "    " + ("; ".join(parts) if parts else "(registers nothing)")
+            )
             for kind, names in info.clashes.items():
                 ok = False
                 for name in names:
-                    others = [p for p in manager.registries[kind].contenders(name) if p != info.name]
+                    others = [
+                        p
+                        for p in manager.registries[kind].contenders(name)
+                        if p != info.name
+                    ]
                     lines.append(
                         f"    CLASH: {kind} {name!r} is also registered by {', '.join(repr(p) for p in others)}; "
                         "unusable until one is blocked with NEUROPLUG_DISABLE_PLUGINS"
@@ -71,7 +81,9 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     except (ValueError, FileExistsError) as exc:
         print(f"neuroplug new-plugin: error: {exc}", file=sys.stderr)
         return 2
-    print(f"Wrote {root}. Next: cd {root} && pip install -e . && python -m pytest tests")
+    print(
+        f"Wrote {root}. Next: cd {root} && pip install -e . && python -m pytest tests"
+    )
     return 0
 
 
@@ -81,18 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroplug",
         description="Convolutional nets and deep belief nets, scikit-learn style.",
     )
-    parser.add_argument("--version", action="version", version=f"neuroplug {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"neuroplug {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p_plugins = sub.add_parser("plugins", help="list plugins, where they came from and what they registered")
+    p_plugins = sub.add_parser(
+        "plugins", help="list plugins, where they came from and what they registered"
+    )
     p_plugins.set_defaults(func=_cmd_plugins)
     from ._newplugin import KINDS
 
     p_new = sub.add_parser(
-        "new-plugin", help="write a ready-to-install plugin distribution (pyproject, module, tests)"
+        "new-plugin",
+        help="write a ready-to-install plugin distribution (pyproject, module, tests)",
     )
-    p_new.add_argument("name", metavar="NAME", help="plugin and registered name, e.g. prelu")
-    p_new.add_argument("--kind", required=True, choices=KINDS, help="what the plugin registers (callback: where the hook exists)")
-    p_new.add_argument("--directory", default=".", help="where to create neuroplug-NAME/ (default: here)")
+    p_new.add_argument(
+        "name", metavar="NAME", help="plugin and registered name, e.g. prelu"
+    )
+    p_new.add_argument(
+        "--kind",
+        required=True,
+        choices=KINDS,
+        help="what the plugin registers (callback: where the hook exists)",
+    )
+    p_new.add_argument(
+        "--directory",
+        default=".",
+        help="where to create neuroplug-NAME/ (default: here)",
+    )
     p_new.set_defaults(func=_cmd_new_plugin)
     try:
         from .train import add_train_parser, run_train

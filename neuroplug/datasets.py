@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_dataset", "load_digits_images", "load_idx", "load_mnist", "load_npz", "mnist_image_shape"]
+__all__ = [
+    "load_dataset",
+    "load_digits_images",
+    "load_idx",
+    "load_mnist",
+    "load_npz",
+    "mnist_image_shape",
+]
 
 # IDX type codes (third byte of the magic number) → big-endian dtypes.
 _IDX_DTYPES = {
@@ -39,7 +46,11 @@ def load_digits_images() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64), (1, 8, 8)
+    return (
+        (data.data / 16.0).astype(np.float32),
+        data.target.astype(np.int64),
+        (1, 8, 8),
+    )
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -57,24 +68,39 @@ def _open(path: Path):
 def _physical_memory() -> int | None:
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+    except (
+        AttributeError,
+        ValueError,
+        OSError,
+    ):  # pragma: no cover - platforms without sysconf
         return None
 
 
 def _read_idx_header(fh: Any, where: str) -> tuple[np.dtype, tuple[int, ...]]:
     header = fh.read(4)
-    if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_DTYPES:
+    if (
+        len(header) < 4
+        or header[0] != 0
+        or header[1] != 0
+        or header[2] not in _IDX_DTYPES
+    ):
         raise ValueError(
             f"{where} is not an IDX file: bad magic number {header!r}; expected 0x00 0x00, a type code "
             f"({', '.join(hex(c) for c in _IDX_DTYPES)}) and the number of dimensions"
         )
     ndim = header[3]
     if not 1 <= ndim <= _MAX_IDX_NDIM:
-        raise ValueError(f"{where}: IDX header declares {ndim} dimensions; expected 1 to {_MAX_IDX_NDIM}")
+        raise ValueError(
+            f"{where}: IDX header declares {ndim} dimensions; expected 1 to {_MAX_IDX_NDIM}"
+        )
     dims_raw = fh.read(4 * ndim)
     if len(dims_raw) < 4 * ndim:
-        raise ValueError(f"{where} is truncated inside its IDX header ({ndim} dimensions need {4 * ndim} bytes)")
-    return _IDX_DTYPES[header[2]], tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
+        raise ValueError(
+            f"{where} is truncated inside its IDX header ({ndim} dimensions need {4 * ndim} bytes)"
+        )
+    return _IDX_DTYPES[header[2]], tuple(
+        int(d) for d in np.frombuffer(dims_raw, dtype=">u4")
+    )
 
 
 def _read_exactly(fh: Any, out: np.ndarray, where: str, shape: tuple[int, ...]) -> None:
@@ -82,7 +108,7 @@ def _read_exactly(fh: Any, out: np.ndarray, where: str, shape: tuple[int, ...]) 
     view = memoryview(out.reshape(-1).view(np.uint8))
     done = 0
     while done < len(view):
-        n = fh.readinto(view[done:done + _IDX_CHUNK])
+        n = fh.readinto(view[done : done + _IDX_CHUNK])
         if not n:
             raise ValueError(
                 f"{where} holds {done} data bytes but its header promises {len(view)} (shape {shape}); "
@@ -96,7 +122,9 @@ def _read_exactly(fh: Any, out: np.ndarray, where: str, shape: tuple[int, ...]) 
         )
 
 
-def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | None = None) -> np.ndarray:
+def load_idx(
+    path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | None = None
+) -> np.ndarray:
     """Read an IDX file (MNIST format), gzip-compressed or not.
 
     The header is read first and the size it declares is checked against
@@ -153,7 +181,9 @@ def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | No
                     f"{where} declares shape {shape} ({nbytes} bytes) but is a {file_size}-byte gzip file, "
                     f"which cannot expand to that much (deflate expands at most ~{_MAX_GZIP_RATIO}:1)"
                 )
-            mapped = mmap and not gz  # a map allocates nothing: the exact file size bounds it
+            mapped = (
+                mmap and not gz
+            )  # a map allocates nothing: the exact file size bounds it
             if max_bytes is not None and nbytes > max_bytes and not mapped:
                 raise ValueError(
                     f"{where} declares shape {shape} of {dtype.name} ({nbytes} bytes), over the limit "
@@ -161,15 +191,23 @@ def load_idx(path: str | os.PathLike, *, mmap: bool = False, max_bytes: int | No
                 )
             try:
                 if mapped:
-                    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                    return np.memmap(
+                        path, dtype=dtype, mode="r", offset=offset, shape=shape
+                    )
                 out = np.empty(shape, dtype=dtype)
-            except ValueError as exc:  # e.g. a zero dimension beside others whose product overflows
-                raise ValueError(f"{where} declares shape {shape}, which NumPy cannot hold: {exc}") from exc
+            except (
+                ValueError
+            ) as exc:  # e.g. a zero dimension beside others whose product overflows
+                raise ValueError(
+                    f"{where} declares shape {shape}, which NumPy cannot hold: {exc}"
+                ) from exc
             _read_exactly(fh, out, where, shape)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{where} is a truncated or corrupt gzip file: {exc}") from exc
     if dtype.byteorder not in ("=", "|"):
-        out = out.byteswap(inplace=True).view(dtype.newbyteorder("="))  # in place: no second copy
+        out = out.byteswap(inplace=True).view(
+            dtype.newbyteorder("=")
+        )  # in place: no second copy
     return out
 
 
@@ -180,20 +218,28 @@ def _find(directory: Path, stem: str) -> Path:
     raise FileNotFoundError(f"Neither {stem} nor {stem}.gz found in {str(directory)!r}")
 
 
-def mnist_image_shape(path: str | os.PathLike, kind: str = "t10k") -> tuple[int, int, int]:
+def mnist_image_shape(
+    path: str | os.PathLike, kind: str = "t10k"
+) -> tuple[int, int, int]:
     """``(1, rows, cols)`` of the images in an MNIST-format directory, read from the IDX header alone."""
     images = _find(Path(path), f"{kind}-images-idx3-ubyte")
     with _open(images) as fh:
         try:
             _, shape = _read_idx_header(fh, repr(str(images)))
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise ValueError(f"{str(images)!r} is a truncated or corrupt gzip file: {exc}") from exc
+            raise ValueError(
+                f"{str(images)!r} is a truncated or corrupt gzip file: {exc}"
+            ) from exc
     if len(shape) != 3:
-        raise ValueError(f"{str(images)!r} must hold images (3 dimensions: n, rows, cols). Received: shape {shape}")
+        raise ValueError(
+            f"{str(images)!r} must hold images (3 dimensions: n, rows, cols). Received: shape {shape}"
+        )
     return (1, shape[1], shape[2])
 
 
-def load_mnist(path: str | os.PathLike, kind: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(
+    path: str | os.PathLike, kind: str = "t10k"
+) -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST-format IDX files from a directory.
 
     Reads ``{kind}-images-idx3-ubyte[.gz]`` and ``{kind}-labels-idx1-ubyte[.gz]``
@@ -216,7 +262,9 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         missing = {"X", "y"} - set(data.files)
         if missing:
-            raise ValueError(f"{str(path)!r} must hold arrays 'X' and 'y'; it holds {sorted(data.files)}")
+            raise ValueError(
+                f"{str(path)!r} must hold arrays 'X' and 'y'; it holds {sorted(data.files)}"
+            )
         return np.asarray(data["X"]), np.asarray(data["y"])
 
 

@@ -22,7 +22,7 @@ hookspec = pluggy.HookspecMarker("neuroplug")
 
 
 @hookspec
-def neuroplug_register_layers(register: "Register") -> None:
+def neuroplug_register_layers(register: Register) -> None:
     """Register layer types.
 
     Runs once per process, the first time a layer, pretrainer or backend is
@@ -41,7 +41,7 @@ def neuroplug_register_layers(register: "Register") -> None:
 
 
 @hookspec
-def neuroplug_register_pretrainers(register: "Register") -> None:
+def neuroplug_register_pretrainers(register: Register) -> None:
     """Register pretrainers (for example ``"dbn"``, ``"sbn"``, ``"cdbn"``).
 
     Runs once per process, lazily, for every plugin in registration order.
@@ -56,7 +56,7 @@ def neuroplug_register_pretrainers(register: "Register") -> None:
 
 
 @hookspec
-def neuroplug_register_backends(register: "Register") -> None:
+def neuroplug_register_backends(register: Register) -> None:
     """Register compute backends (``Ops`` subclasses).
 
     Runs once per process, lazily, for every plugin in registration order.
@@ -72,7 +72,7 @@ def neuroplug_register_backends(register: "Register") -> None:
 
 
 @hookspec
-def neuroplug_register_callbacks(register: "Register") -> None:
+def neuroplug_register_callbacks(register: Register) -> None:
     """Register training callbacks (for example ``"checkpoint"``, ``"csv_logger"``).
 
     Runs once per process, lazily, for every plugin in registration order.

@@ -93,17 +93,23 @@ _ENUM_CHUNK = 1 << 13  # states per chunk of the enumeration
 
 def _check_visible(visible: Any) -> str:
     if visible not in ("bernoulli", "gaussian"):
-        raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+        raise ValueError(
+            f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}"
+        )
     return visible
 
 
-def _check_params(W: Any, bh: Any, bv: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_params(
+    W: Any, bh: Any, bv: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NumPy copies of the parameters with their shapes checked."""
     W = np.asarray(W)
     bh = np.asarray(bh)
     bv = np.asarray(bv)
     if W.ndim != 2 or W.size == 0:
-        raise ValueError(f"W must be a non-empty 2-D array (n_hidden, n_visible). Received: W.shape={W.shape}")
+        raise ValueError(
+            f"W must be a non-empty 2-D array (n_hidden, n_visible). Received: W.shape={W.shape}"
+        )
     if bh.shape != (W.shape[0],) or bv.shape != (W.shape[1],):
         raise ValueError(
             f"bh must have shape ({W.shape[0]},) and bv ({W.shape[1]},) for W of shape {W.shape}. "
@@ -127,10 +133,14 @@ def _logsumexp(x: np.ndarray) -> float:
 def _states(n_units: int, start: int, stop: int) -> np.ndarray:
     """Binary states ``start .. stop - 1`` of ``n_units`` units, one per row (float64)."""
     codes = np.arange(start, stop, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n_units, dtype=np.int64)) & 1).astype(np.float64)
+    return ((codes[:, None] >> np.arange(n_units, dtype=np.int64)) & 1).astype(
+        np.float64
+    )
 
 
-def rbm_log_partition_exact(W: Any, bh: Any, bv: Any, visible: str = "bernoulli", *, max_units: int = 20) -> float:
+def rbm_log_partition_exact(
+    W: Any, bh: Any, bv: Any, visible: str = "bernoulli", *, max_units: int = 20
+) -> float:
     """Exact ``log Z`` of an RBM by enumeration, in float64.
 
     Bernoulli visible units: enumerate the smaller layer and sum the other
@@ -202,14 +212,18 @@ def ais_betas(n_betas: int = DEFAULT_AIS_BETAS) -> np.ndarray:
     n1 = max(1, round(n_betas / 29))
     n2 = max(1, round(n_betas * 8 / 29))
     n3 = n_betas - n1 - n2
-    return np.concatenate([
-        np.linspace(0.0, 0.5, n1, endpoint=False),
-        np.linspace(0.5, 0.9, n2, endpoint=False),
-        np.linspace(0.9, 1.0, n3 + 1),
-    ])
+    return np.concatenate(
+        [
+            np.linspace(0.0, 0.5, n1, endpoint=False),
+            np.linspace(0.5, 0.9, n2, endpoint=False),
+            np.linspace(0.9, 1.0, n3 + 1),
+        ]
+    )
 
 
-def base_visible_bias(X: Any, visible: str = "bernoulli", *, smoothing: float = 0.05) -> np.ndarray:
+def base_visible_bias(
+    X: Any, visible: str = "bernoulli", *, smoothing: float = 0.05
+) -> np.ndarray:
     """Visible biases of the AIS base model fitted to data ``X``.
 
     Bernoulli units: the log-odds of the smoothed marginals ``(sum x +
@@ -219,7 +233,9 @@ def base_visible_bias(X: Any, visible: str = "bernoulli", *, smoothing: float = 
     visible = _check_visible(visible)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty 2-D array. Received: X.shape={X.shape}")
+        raise ValueError(
+            f"X must be a non-empty 2-D array. Received: X.shape={X.shape}"
+        )
     if visible == "gaussian":
         return X.mean(axis=0)
     p = (X.sum(axis=0) + smoothing) / (X.shape[0] + 2 * smoothing)
@@ -325,7 +341,10 @@ def rbm_log_partition_ais(
     else:
         beta_arr = np.asarray(betas, dtype=np.float64)
         if (
-            beta_arr.ndim != 1 or beta_arr.shape[0] < 2 or beta_arr[0] != 0 or beta_arr[-1] != 1
+            beta_arr.ndim != 1
+            or beta_arr.shape[0] < 2
+            or beta_arr[0] != 0
+            or beta_arr[-1] != 1
             or not np.all(np.diff(beta_arr) > 0)
         ):
             raise ValueError(
@@ -342,7 +361,9 @@ def rbm_log_partition_ais(
     else:
         bA = np.asarray(base_bias, dtype=np.float64)
         if bA.shape != (nv,) or not np.isfinite(bA).all():
-            raise ValueError(f"base_bias must hold {nv} finite numbers. Received: base_bias.shape={bA.shape}")
+            raise ValueError(
+                f"base_bias must hold {nv} finite numbers. Received: base_bias.shape={bA.shape}"
+            )
     ops = get_ops(ops)
     rng = ops.make_rng(int(check_random_state(random_state).randint(2**31 - 1)))
 
@@ -351,12 +372,25 @@ def rbm_log_partition_ais(
         log_z_base = 0.5 * nv * _LOG_2PI + nh * _LOG2
     else:
         log_z_base = float(_softplus(bA).sum()) + nh * _LOG2
-    log_w = np.asarray(ops.to_numpy(ops.rbm_ais_log_weights(
-        ops.asarray(W, dtype=dtype), ops.asarray(bh, dtype=dtype), ops.asarray(bv, dtype=dtype),
-        ops.asarray(bA, dtype=dtype), beta_arr, n_runs=int(n_runs), visible=visible, rng=rng,
-    )), dtype=np.float64)
+    log_w = np.asarray(
+        ops.to_numpy(
+            ops.rbm_ais_log_weights(
+                ops.asarray(W, dtype=dtype),
+                ops.asarray(bh, dtype=dtype),
+                ops.asarray(bv, dtype=dtype),
+                ops.asarray(bA, dtype=dtype),
+                beta_arr,
+                n_runs=int(n_runs),
+                visible=visible,
+                rng=rng,
+            )
+        ),
+        dtype=np.float64,
+    )
     if not np.all(np.isfinite(log_w)):
-        raise FloatingPointError("AIS produced non-finite importance weights; check the model's parameters.")
+        raise FloatingPointError(
+            "AIS produced non-finite importance weights; check the model's parameters."
+        )
 
     peak = float(log_w.max())
     w = np.exp(log_w - peak)
@@ -366,16 +400,31 @@ def rbm_log_partition_ais(
     log_z = log_z_base + peak + math.log(mean_w)
     log_z_std = se / mean_w
     upper = log_z_base + peak + math.log(mean_w + 3 * se)
-    lower = log_z_base + peak + math.log(mean_w - 3 * se) if mean_w > 3 * se else -math.inf
+    lower = (
+        log_z_base + peak + math.log(mean_w - 3 * se) if mean_w > 3 * se else -math.inf
+    )
     ess = float(w.sum() ** 2 / (w * w).sum())
     return AISResult(
-        log_z=float(log_z), log_z_std=float(log_z_std), log_z_interval=(float(lower), float(upper)),
-        log_z_base=float(log_z_base), log_weights=log_w, betas=beta_arr, effective_sample_size=ess,
+        log_z=float(log_z),
+        log_z_std=float(log_z_std),
+        log_z_interval=(float(lower), float(upper)),
+        log_z_base=float(log_z_base),
+        log_weights=log_w,
+        betas=beta_arr,
+        effective_sample_size=ess,
     )
 
 
-def rbm_log_likelihood(X: Any, W: Any, bh: Any, bv: Any, visible: str = "bernoulli", *, log_z: float,
-                       ops: Any = None) -> np.ndarray:
+def rbm_log_likelihood(
+    X: Any,
+    W: Any,
+    bh: Any,
+    bv: Any,
+    visible: str = "bernoulli",
+    *,
+    log_z: float,
+    ops: Any = None,
+) -> np.ndarray:
     """``log p(x) = -F(x) - log Z`` per row of ``X`` (float64), given ``log Z``.
 
     Parameters
@@ -401,11 +450,18 @@ def rbm_log_likelihood(X: Any, W: Any, bh: Any, bv: Any, visible: str = "bernoul
     W, bh, bv = _check_params(W, bh, bv)
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != W.shape[1]:
-        raise ValueError(f"X must have shape (n, {W.shape[1]}). Received: X.shape={X.shape}")
+        raise ValueError(
+            f"X must have shape (n, {W.shape[1]}). Received: X.shape={X.shape}"
+        )
     if not isinstance(log_z, numbers.Real) or not math.isfinite(log_z):
         raise ValueError(f"log_z must be a finite number. Received: log_z={log_z!r}")
     ops = get_ops(ops)
     dtype = W.dtype if W.dtype in (np.float32, np.float64) else np.float64
-    fe = ops.rbm_free_energy(ops.asarray(X, dtype=dtype), ops.asarray(W, dtype=dtype), ops.asarray(bh, dtype=dtype),
-                             ops.asarray(bv, dtype=dtype), visible)
+    fe = ops.rbm_free_energy(
+        ops.asarray(X, dtype=dtype),
+        ops.asarray(W, dtype=dtype),
+        ops.asarray(bh, dtype=dtype),
+        ops.asarray(bv, dtype=dtype),
+        visible,
+    )
     return -np.asarray(ops.to_numpy(fe), dtype=np.float64) - float(log_z)

@@ -13,7 +13,8 @@ the loss (numerically stable, and the gradient is simply ``p - onehot``).
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +45,9 @@ def _row_weights(sample_weight: Any, n: int) -> np.ndarray:
     """The batch's weights as a float64 column of ``n`` entries."""
     w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
     if w.shape[0] != n:
-        raise ValueError(f"sample_weight must have one entry per row of the batch ({n}). Received: {w.shape[0]}")
+        raise ValueError(
+            f"sample_weight must have one entry per row of the batch ({n}). Received: {w.shape[0]}"
+        )
     return w.reshape(-1, 1)
 
 
@@ -62,7 +65,9 @@ class Loss:
 
     name = ""
 
-    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+    def __call__(
+        self, ops: Any, output: Any, target: Any, sample_weight: Any = None
+    ) -> tuple[float, Any]:
         """Return ``(mean loss, gradient with respect to output)``."""
         raise NotImplementedError
 
@@ -76,18 +81,24 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
 
-    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+    def __call__(
+        self, ops: Any, output: Any, target: Any, sample_weight: Any = None
+    ) -> tuple[float, Any]:
         """Mean cross-entropy and its gradient for the logits (weighted mean with ``sample_weight``)."""
         if sample_weight is None:
             return ops.softmax_cross_entropy(output, target)
         n, c = int(output.shape[0]), int(output.shape[1])
         w = _row_weights(sample_weight, n)
         labels = np.asarray(ops.to_numpy(target), dtype=np.int64).reshape(-1)
-        logp = np.asarray(ops.to_numpy(ops.log_softmax(output, axis=1)), dtype=np.float64)
+        logp = np.asarray(
+            ops.to_numpy(ops.log_softmax(output, axis=1)), dtype=np.float64
+        )
         value = -float((w[:, 0] * logp[np.arange(n), labels]).sum()) / n
         onehot = np.zeros((n, c), dtype=output.dtype)
         onehot[np.arange(n), labels] = 1
-        grad = (ops.softmax(output, axis=1) - ops.asarray(onehot)) * ops.asarray(w.astype(output.dtype))
+        grad = (ops.softmax(output, axis=1) - ops.asarray(onehot)) * ops.asarray(
+            w.astype(output.dtype)
+        )
         return value, grad / n
 
     def transform(self, ops: Any, output: Any) -> Any:
@@ -100,7 +111,9 @@ class SquaredError(Loss):
 
     name = "squared_error"
 
-    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+    def __call__(
+        self, ops: Any, output: Any, target: Any, sample_weight: Any = None
+    ) -> tuple[float, Any]:
         """Loss and gradient through ``ops.squared_loss`` (weighted mean with ``sample_weight``)."""
         if sample_weight is None:
             return ops.squared_loss(output, target)
@@ -123,7 +136,9 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     name = "sigmoid_binary_cross_entropy"
 
-    def __call__(self, ops: Any, output: Any, target: Any, sample_weight: Any = None) -> tuple[float, Any]:
+    def __call__(
+        self, ops: Any, output: Any, target: Any, sample_weight: Any = None
+    ) -> tuple[float, Any]:
         """Mean binary cross-entropy and its gradient for the logits."""
         n = int(output.shape[0])
         rows = (ops.softplus(output) - target * output).sum(axis=1)
@@ -131,7 +146,10 @@ class SigmoidBinaryCrossEntropy(Loss):
         if sample_weight is None:
             return float(rows.sum()) / n, diff / n
         w = _row_weights(sample_weight, n)
-        value = float((w[:, 0] * np.asarray(ops.to_numpy(rows), dtype=np.float64)).sum()) / n
+        value = (
+            float((w[:, 0] * np.asarray(ops.to_numpy(rows), dtype=np.float64)).sum())
+            / n
+        )
         return value, diff * ops.asarray(w.astype(output.dtype)) / n
 
     def transform(self, ops: Any, output: Any) -> Any:
@@ -141,7 +159,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
 def _next_activation(layers: Sequence[Layer], start: int) -> str | None:
     """Name of the first activation after ``layers[start]``, before the next weighted layer."""
-    for layer in layers[start + 1:]:
+    for layer in layers[start + 1 :]:
         name = getattr(layer, "activation", None)
         if isinstance(name, str) and name:
             return name
@@ -193,18 +211,28 @@ class Network:
         layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] must be a neuroplug Layer. Received: {layer!r}")
+                raise TypeError(
+                    f"layers[{i}] must be a neuroplug Layer. Received: {layer!r}"
+                )
         if len({id(layer) for layer in layers}) != len(layers):
-            raise ValueError("The same layer object appears twice in layers; pass distinct objects.")
+            raise ValueError(
+                "The same layer object appears twice in layers; pass distinct objects."
+            )
         try:
             shape = tuple(int(s) for s in input_shape)
         except (TypeError, ValueError):
-            raise TypeError(f"input_shape must be a tuple of ints. Received: input_shape={input_shape!r}") from None
+            raise TypeError(
+                f"input_shape must be a tuple of ints. Received: input_shape={input_shape!r}"
+            ) from None
         if not shape or min(shape) < 1:
-            raise ValueError(f"input_shape must be a non-empty tuple of positive ints. Received: input_shape={input_shape!r}")
+            raise ValueError(
+                f"input_shape must be a non-empty tuple of positive ints. Received: input_shape={input_shape!r}"
+            )
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64. Received: dtype={dtype!r}")
+            raise TypeError(
+                f"dtype must be float32 or float64. Received: dtype={dtype!r}"
+            )
         self.check_input = bool(getattr(ops, "check_finite", False))
         if self.check_input:
             # The layers' calls skip the check (forward checks the input once); the caller's
@@ -212,7 +240,9 @@ class Network:
             ops = copy.copy(ops)
             ops.check_finite = False
         self.ops = ops
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        rng = (
+            rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        )
         self.input_shape = shape
         self.shapes = [shape]
         for i, layer in enumerate(layers):
@@ -227,7 +257,10 @@ class Network:
         self.reseed(int(rng.integers(2**31 - 1)))
         self.output_shape = shape
         # Index of the first layer with parameters: the backward pass stops there.
-        self._first_weighted = next((i for i, layer in enumerate(layers) if getattr(layer, "params", None)), None)
+        self._first_weighted = next(
+            (i for i, layer in enumerate(layers) if getattr(layer, "params", None)),
+            None,
+        )
 
     def reseed(self, seed: int) -> None:
         """Bind a fresh backend generator seeded with ``seed`` to every layer (dropout, noise).
@@ -285,7 +318,13 @@ class Network:
         return dY if input_grad else None
 
     def train_batch(
-        self, X: Any, y: Any, loss: Loss, optimizer: Any, learning_rate: float, alpha: float = 0.0,
+        self,
+        X: Any,
+        y: Any,
+        loss: Loss,
+        optimizer: Any,
+        learning_rate: float,
+        alpha: float = 0.0,
         sample_weight: Any = None,
     ) -> float:
         """One optimisation step on a batch; returns the batch's mean data loss.
@@ -300,7 +339,11 @@ class Network:
             by this batch.
         """
         out = self.forward(X, training=True)
-        value, grad = loss(self.ops, out, y) if sample_weight is None else loss(self.ops, out, y, sample_weight)
+        value, grad = (
+            loss(self.ops, out, y)
+            if sample_weight is None
+            else loss(self.ops, out, y, sample_weight)
+        )
         value = float(value)
         if not np.isfinite(value):
             raise TrainingDivergedError(
@@ -325,12 +368,18 @@ class Network:
         n = X.shape[0]
         out = np.empty((n, *self.output_shape), dtype=self.dtype)
         for start in range(0, n, batch_size):
-            xb = X[start:start + batch_size]
+            xb = X[start : start + batch_size]
             if sparse:
                 xb = xb.toarray()
-            if xb.ndim == 2 and len(self.input_shape) > 1 and xb.shape[1] == int(np.prod(self.input_shape)):
+            if (
+                xb.ndim == 2
+                and len(self.input_shape) > 1
+                and xb.shape[1] == int(np.prod(self.input_shape))
+            ):
                 xb = xb.reshape(xb.shape[0], *self.input_shape)
-            out[start:start + batch_size] = self.ops.to_numpy(self.forward(self.ops.asarray(xb, dtype=self.dtype)))
+            out[start : start + batch_size] = self.ops.to_numpy(
+                self.forward(self.ops.asarray(xb, dtype=self.dtype))
+            )
         return out
 
     # ----------------------------------------------------------------- weights
@@ -348,7 +397,13 @@ class Network:
 
     def n_params(self) -> int:
         """Total number of parameters."""
-        return int(sum(int(np.prod(p.shape)) for layer in self.layers for p in layer.params.values()))
+        return int(
+            sum(
+                int(np.prod(p.shape))
+                for layer in self.layers
+                for p in layer.params.values()
+            )
+        )
 
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """One dict of NumPy arrays (copies) per layer."""

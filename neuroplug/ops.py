@@ -23,12 +23,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Ops", "conv2d_output_shape", "pool2d_output_shape", "normalize_pair", "normalize_padding", "check_shape4"]
+__all__ = [
+    "Ops",
+    "conv2d_output_shape",
+    "pool2d_output_shape",
+    "normalize_pair",
+    "normalize_padding",
+    "check_shape4",
+]
 
 Array = Any  # the backend's array type
 
@@ -43,11 +51,15 @@ def normalize_pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int
     elif (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+        and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+        )
     ):
         pair = (int(value[0]), int(value[1]))
     else:
-        raise TypeError(f"{name} must be an int or a pair of ints. Received: {name}={value!r}")
+        raise TypeError(
+            f"{name} must be an int or a pair of ints. Received: {name}={value!r}"
+        )
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}. Received: {name}={value!r}")
     return pair
@@ -70,7 +82,9 @@ def normalize_padding(padding: Any, kernel: tuple[int, int]) -> tuple[int, int]:
                     f"use explicit padding for even kernels. Received: kernel={kernel}"
                 )
             return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
-        raise ValueError(f"padding must be 'valid', 'same' or int(s) >= 0. Received: padding={padding!r}")
+        raise ValueError(
+            f"padding must be 'valid', 'same' or int(s) >= 0. Received: padding={padding!r}"
+        )
     return normalize_pair(padding, "padding", minimum=0)
 
 
@@ -79,9 +93,15 @@ def check_shape4(shape: Any, name: str) -> tuple[int, int, int, int]:
     try:
         values = tuple(shape)
     except TypeError:
-        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}") from None
-    if len(values) != 4 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}")
+        raise TypeError(
+            f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}"
+        ) from None
+    if len(values) != 4 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
+    ):
+        raise TypeError(
+            f"{name} must be a sequence of 4 ints. Received: {name}={shape!r}"
+        )
     values = tuple(int(v) for v in values)
     if min(values) < 1:
         raise ValueError(f"{name} must hold 4 sizes >= 1. Received: {name}={values}")
@@ -89,7 +109,10 @@ def check_shape4(shape: Any, name: str) -> tuple[int, int, int, int]:
 
 
 def conv2d_output_shape(
-    input_hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+    input_hw: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
 ) -> tuple[int, int]:
     """Spatial output size of a convolution (floor at ragged edges)."""
     return tuple(  # type: ignore[return-value]
@@ -97,7 +120,9 @@ def conv2d_output_shape(
     )
 
 
-def pool2d_output_shape(input_hw: Sequence[int], size: Sequence[int], stride: Sequence[int]) -> tuple[int, int]:
+def pool2d_output_shape(
+    input_hw: Sequence[int], size: Sequence[int], stride: Sequence[int]
+) -> tuple[int, int]:
     """Spatial output size of pooling (floor: incomplete windows are dropped)."""
     return tuple((input_hw[i] - size[i]) // stride[i] + 1 for i in range(2))  # type: ignore[return-value]
 
@@ -125,13 +150,26 @@ class Ops:
     #: type has): a backend that overrides the primitives inherits these at
     #: its own speed and overrides one only where that is measurably faster.
     composite_ops: tuple[str, ...] = (
-        "cd_epoch", "crbm_cd_epoch", "rbm_ais_log_weights", "rbm_gibbs",
-        "sbn_sample", "sbn_log_importance_weights", "sbn_wake_sleep_epoch",
+        "cd_epoch",
+        "crbm_cd_epoch",
+        "rbm_ais_log_weights",
+        "rbm_gibbs",
+        "sbn_sample",
+        "sbn_log_importance_weights",
+        "sbn_wake_sleep_epoch",
     )
 
-    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        n_threads: int | None = None,
+        check_finite: bool = True,
+    ) -> None:
         if device not in (None, "cpu"):
-            raise ValueError(f"The {self.name!r} backend runs on the CPU only. Received: device={device!r}")
+            raise ValueError(
+                f"The {self.name!r} backend runs on the CPU only. Received: device={device!r}"
+            )
         self.device = device or "cpu"
         self.n_threads = n_threads
         self.check_finite = check_finite
@@ -192,11 +230,19 @@ class Ops:
         """Return this backend's random generator seeded with the int ``seed``."""
         return np.random.Generator(np.random.PCG64(int(seed)))
 
-    def random_uniform(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32) -> Array:
+    def random_uniform(
+        self, rng: Any, shape: Sequence[int], dtype: Any = np.float32
+    ) -> Array:
         """Uniform samples in ``[0, 1)``."""
         return rng.random(tuple(shape), dtype=np.dtype(dtype))
 
-    def random_normal(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32, scale: float = 1.0) -> Array:
+    def random_normal(
+        self,
+        rng: Any,
+        shape: Sequence[int],
+        dtype: Any = np.float32,
+        scale: float = 1.0,
+    ) -> Array:
         """Normal samples with mean 0 and standard deviation ``scale``."""
         out = rng.standard_normal(tuple(shape), dtype=np.dtype(dtype))
         if scale != 1.0:
@@ -207,13 +253,17 @@ class Ops:
         """Binary samples (same dtype as ``p``) that are 1 with probability ``p``."""
         return (self.random_uniform(rng, p.shape, p.dtype) < p).astype(p.dtype)
 
-    def dropout_mask(self, shape: Sequence[int], rate: float, rng: Any, dtype: Any = np.float32) -> Array:
+    def dropout_mask(
+        self, shape: Sequence[int], rate: float, rng: Any, dtype: Any = np.float32
+    ) -> Array:
         """Inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
         keep = self.random_uniform(rng, shape, dtype) >= rate
         return keep.astype(dtype) / np.asarray(1.0 - rate, dtype=dtype)
 
     # ------------------------------------------------------------ dense algebra
-    def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> Array:
+    def gemm(
+        self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False
+    ) -> Array:
         """Matrix product ``op(a) @ op(b)`` with optional transposes."""
         if trans1:
             a = a.T
@@ -272,7 +322,9 @@ class Ops:
         return np.exp(self.log_softmax(x, axis=axis))
 
     # ------------------------------------------------------------------- losses
-    def softmax_cross_entropy(self, logits: Array, labels: Array) -> tuple[float, Array]:
+    def softmax_cross_entropy(
+        self, logits: Array, labels: Array
+    ) -> tuple[float, Array]:
         """Mean cross-entropy of softmax(``logits``) against integer ``labels``.
 
         Returns ``(loss, dlogits)``; the gradient is already divided by the
@@ -295,7 +347,14 @@ class Ops:
 
     # --------------------------------------------------------------- optimisers
     def sgd_update(
-        self, param: Array, grad: Array, velocity: Array, *, lr: float, momentum: float, nesterov: bool
+        self,
+        param: Array,
+        grad: Array,
+        velocity: Array,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
     ) -> None:
         """In-place SGD step with (Nesterov) momentum: ``v = m v - lr g``."""
         velocity *= momentum
@@ -306,7 +365,17 @@ class Ops:
             param += velocity
 
     def adam_update(
-        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float, t: int
+        self,
+        param: Array,
+        grad: Array,
+        m: Array,
+        v: Array,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
     ) -> None:
         """In-place Adam step (Kingma & Ba 2015) at step ``t >= 1``."""
         m *= beta1
@@ -319,16 +388,33 @@ class Ops:
     # ---------------------------------------------------------- input checking
     def _check_array(self, x: Any, name: str, ndim: int, dtype: Any = None) -> None:
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{name} must be an array. Received: {name} of type {type(x).__name__}")
+            raise TypeError(
+                f"{name} must be an array. Received: {name} of type {type(x).__name__}"
+            )
         if len(x.shape) != ndim:
-            raise ValueError(f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}")
-        kind = np.dtype(str(x.dtype).replace("torch.", "")).kind if not isinstance(x, np.ndarray) else x.dtype.kind
-        if kind != "f" or np.dtype(str(x.dtype).replace("torch.", "")).itemsize not in (4, 8):
-            raise TypeError(f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}")
+            raise ValueError(
+                f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}"
+            )
+        kind = (
+            np.dtype(str(x.dtype).replace("torch.", "")).kind
+            if not isinstance(x, np.ndarray)
+            else x.dtype.kind
+        )
+        if kind != "f" or np.dtype(str(x.dtype).replace("torch.", "")).itemsize not in (
+            4,
+            8,
+        ):
+            raise TypeError(
+                f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}"
+            )
         if dtype is not None and x.dtype != dtype:
-            raise TypeError(f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}")
+            raise TypeError(
+                f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}"
+            )
         if 0 in tuple(x.shape):
-            raise ValueError(f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}"
+            )
         if self.check_finite and not self._all_finite(x):
             raise ValueError(f"{name} contains NaN or infinity.")
 
@@ -336,7 +422,14 @@ class Ops:
         return bool(np.isfinite(x).all())
 
     def check_conv2d(
-        self, x: Array, w: Array, b: Array | None, stride: Any, padding: Any, groups: Any, connections: Any
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None,
+        stride: Any,
+        padding: Any,
+        groups: Any,
+        connections: Any,
     ) -> tuple[tuple[int, int], tuple[int, int], int, Any]:
         """Validate conv2d arguments; return ``(stride, padding, groups, connections)`` normalised."""
         self._check_array(x, "x", 4)
@@ -344,8 +437,14 @@ class Ops:
         stride = normalize_pair(stride, "stride")
         kernel = (int(w.shape[2]), int(w.shape[3]))
         padding = normalize_padding(padding, kernel)
-        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"groups must be a positive int. Received: groups={groups!r}")
+        if (
+            not isinstance(groups, numbers.Integral)
+            or isinstance(groups, bool)
+            or groups < 1
+        ):
+            raise ValueError(
+                f"groups must be a positive int. Received: groups={groups!r}"
+            )
         groups = int(groups)
         n, c, h, wd = (int(s) for s in x.shape)
         f, cg = int(w.shape[0]), int(w.shape[1])
@@ -366,7 +465,9 @@ class Ops:
         if b is not None:
             self._check_array(b, "b", 1, x.dtype)
             if int(b.shape[0]) != f:
-                raise ValueError(f"b must have out_channels={f} entries. Received: b.shape={tuple(b.shape)}")
+                raise ValueError(
+                    f"b must have out_channels={f} entries. Received: b.shape={tuple(b.shape)}"
+                )
         if connections is not None:
             conn = np.asarray(self.to_numpy(connections))
             if conn.shape != (f, cg):
@@ -377,17 +478,23 @@ class Ops:
             if not np.isin(conn, (0, 1)).all():
                 raise ValueError("connections must contain only 0/1 (or booleans).")
             if not conn.any(axis=1).all():
-                raise ValueError("connections leaves an output channel with no input channel.")
+                raise ValueError(
+                    "connections leaves an output channel with no input channel."
+                )
             connections = conn.astype(bool)
         return stride, padding, groups, connections
 
-    def check_pool2d(self, x: Array, size: Any, stride: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    def check_pool2d(
+        self, x: Array, size: Any, stride: Any
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
         """Validate pooling arguments; return ``(size, stride)`` (stride defaults to size)."""
         self._check_array(x, "x", 4)
         size = normalize_pair(size, "size")
         stride = size if stride is None else normalize_pair(stride, "stride")
         if size[0] > x.shape[2] or size[1] > x.shape[3]:
-            raise ValueError(f"pool size {size} is larger than the input {tuple(x.shape[2:])}.")
+            raise ValueError(
+                f"pool size {size} is larger than the input {tuple(x.shape[2:])}."
+            )
         return size, stride
 
     def _masked(self, w: Array, connections: Any) -> Array:
@@ -397,8 +504,15 @@ class Ops:
 
     # ------------------------------------------------------------- convolution
     def conv2d(
-        self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """2-D cross-correlation of NCHW ``x`` with ``w`` (+ bias ``b``).
 
@@ -406,32 +520,52 @@ class Ops:
         ``(out_channels, in_channels // groups)``: output channel ``f`` sees
         input channel ``c`` only where it is 1 (LeNet-5's C3 layer).
         """
-        stride, padding, groups, connections = self.check_conv2d(x, w, b, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x, w, b, stride, padding, groups, connections
+        )
         w = self._masked(w, connections)
         n, c, _, _ = x.shape
         f, cg, kh, kw = w.shape
         fg = f // groups
-        xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
-        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        xp = np.pad(
+            x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1]))
+        )
+        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[
+            :, :, :: stride[0], :: stride[1]
+        ]
         oh, ow = win.shape[2], win.shape[3]
         y = np.empty((n, f, oh, ow), dtype=x.dtype)
         for g in range(groups):
-            y[:, g * fg:(g + 1) * fg] = np.einsum(
-                "nchwij,fcij->nfhw", win[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg], optimize=True
+            y[:, g * fg : (g + 1) * fg] = np.einsum(
+                "nchwij,fcij->nfhw",
+                win[:, g * cg : (g + 1) * cg],
+                w[g * fg : (g + 1) * fg],
+                optimize=True,
             )
         if b is not None:
             y += b[None, :, None, None]
         return y
 
     def conv2d_backward_input(
-        self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        w: Array,
+        x_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Gradient of :meth:`conv2d` with respect to its input ``x``."""
         x_shape = check_shape4(x_shape, "x_shape")
-        x_like = np.empty((1, int(x_shape[1]), int(x_shape[2]), int(x_shape[3])), dtype=w.dtype)
+        x_like = np.empty(
+            (1, int(x_shape[1]), int(x_shape[2]), int(x_shape[3])), dtype=w.dtype
+        )
         x_like.fill(0)
-        stride, padding, groups, connections = self.check_conv2d(x_like, w, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x_like, w, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, w.dtype)
         w = self._masked(w, connections)
         n, c, h, wd = (int(s) for s in x_shape)
@@ -439,44 +573,73 @@ class Ops:
         fg = f // groups
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         sh, sw = stride
         dxp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), dtype=dy.dtype)
         for g in range(groups):
-            dyg = dy[:, g * fg:(g + 1) * fg]
+            dyg = dy[:, g * fg : (g + 1) * fg]
             for i in range(kh):
                 for j in range(kw):
-                    dxp[:, g * cg:(g + 1) * cg, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.einsum(
-                        "nfhw,fc->nchw", dyg, w[g * fg:(g + 1) * fg, :, i, j]
+                    dxp[
+                        :,
+                        g * cg : (g + 1) * cg,
+                        i : i + sh * oh : sh,
+                        j : j + sw * ow : sw,
+                    ] += np.einsum(
+                        "nfhw,fc->nchw", dyg, w[g * fg : (g + 1) * fg, :, i, j]
                     )
-        return np.ascontiguousarray(dxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd])
+        return np.ascontiguousarray(
+            dxp[:, :, padding[0] : padding[0] + h, padding[1] : padding[1] + wd]
+        )
 
     def conv2d_backward_weights(
-        self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        x: Array,
+        w_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> tuple[Array, Array]:
         """Gradients of :meth:`conv2d` with respect to ``w`` and ``b``: ``(dw, db)``.
 
         With a connection table, ``dw`` is zero where the table is 0.
         """
         w_like = np.zeros(check_shape4(w_shape, "w_shape"), dtype=x.dtype)
-        stride, padding, groups, connections = self.check_conv2d(x, w_like, None, stride, padding, groups, connections)
+        stride, padding, groups, connections = self.check_conv2d(
+            x, w_like, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, x.dtype)
         n, c, h, wd = x.shape
         f, cg, kh, kw = w_like.shape
         fg = f // groups
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         sh, sw = stride
-        xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+        xp = np.pad(
+            x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1]))
+        )
         dw = np.zeros_like(w_like)
         for g in range(groups):
-            dyg = dy[:, g * fg:(g + 1) * fg]
+            dyg = dy[:, g * fg : (g + 1) * fg]
             for i in range(kh):
                 for j in range(kw):
-                    dw[g * fg:(g + 1) * fg, :, i, j] = np.einsum(
-                        "nfhw,nchw->fc", dyg, xp[:, g * cg:(g + 1) * cg, i:i + sh * oh:sh, j:j + sw * ow:sw]
+                    dw[g * fg : (g + 1) * fg, :, i, j] = np.einsum(
+                        "nfhw,nchw->fc",
+                        dyg,
+                        xp[
+                            :,
+                            g * cg : (g + 1) * cg,
+                            i : i + sh * oh : sh,
+                            j : j + sw * ow : sw,
+                        ],
                     )
         dw = self._masked(dw, connections)
         db = dy.sum(axis=(0, 2, 3))
@@ -493,7 +656,9 @@ class Ops:
         """
         size, stride = self.check_pool2d(x, size, stride)
         n, c, h, w = x.shape
-        win = sliding_window_view(x, size, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        win = sliding_window_view(x, size, axis=(2, 3))[
+            :, :, :: stride[0], :: stride[1]
+        ]
         oh, ow = win.shape[2], win.shape[3]
         flat = win.reshape(n, c, oh, ow, size[0] * size[1])
         a = flat.argmax(axis=-1)
@@ -502,14 +667,20 @@ class Ops:
         cols = np.arange(ow)[None, :] * stride[1] + a % size[1]
         return np.ascontiguousarray(y), (rows * w + cols).astype(np.int64)
 
-    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> Array:
+    def maxpool2d_backward(
+        self, dy: Array, argmax: Array, x_shape: Sequence[int]
+    ) -> Array:
         """Gradient of :meth:`maxpool2d`: route each ``dy`` to its argmax."""
         self._check_array(dy, "dy", 4)
         n, c, h, w = check_shape4(x_shape, "x_shape")
         if not hasattr(argmax, "shape") or not hasattr(argmax, "dtype"):
-            raise TypeError(f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}")
+            raise TypeError(
+                f"argmax must be an integer array. Received: argmax of type {type(argmax).__name__}"
+            )
         if np.asarray(self.to_numpy(argmax)).dtype.kind not in "iu":
-            raise TypeError(f"argmax must be an integer array. Received: argmax.dtype={argmax.dtype}")
+            raise TypeError(
+                f"argmax must be an integer array. Received: argmax.dtype={argmax.dtype}"
+            )
         if tuple(argmax.shape) != tuple(dy.shape) or tuple(dy.shape[:2]) != (n, c):
             raise ValueError(
                 f"dy and argmax must have the same shape (n={n}, c={c}, ...). "
@@ -517,18 +688,28 @@ class Ops:
             )
         am = np.asarray(self.to_numpy(argmax))
         if am.size and (am.min() < 0 or am.max() >= h * w):
-            raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
+            raise ValueError(
+                f"argmax holds indices outside the input plane of {h}x{w}."
+            )
         dx = np.zeros((n * c, h * w), dtype=dy.dtype)
-        np.add.at(dx, (np.arange(n * c)[:, None], am.reshape(n * c, -1)), dy.reshape(n * c, -1))
+        np.add.at(
+            dx,
+            (np.arange(n * c)[:, None], am.reshape(n * c, -1)),
+            dy.reshape(n * c, -1),
+        )
         return dx.reshape(n, c, h, w)
 
     def meanpool2d(self, x: Array, size: Any, stride: Any = None) -> Array:
         """Mean pooling over ``size`` windows."""
         size, stride = self.check_pool2d(x, size, stride)
-        win = sliding_window_view(x, size, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+        win = sliding_window_view(x, size, axis=(2, 3))[
+            :, :, :: stride[0], :: stride[1]
+        ]
         return np.ascontiguousarray(win.mean(axis=(-2, -1), dtype=x.dtype))
 
-    def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> Array:
+    def meanpool2d_backward(
+        self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None
+    ) -> Array:
         """Gradient of :meth:`meanpool2d`."""
         self._check_array(dy, "dy", 4)
         size = normalize_pair(size, "size")
@@ -536,12 +717,19 @@ class Ops:
         n, c, h, w = check_shape4(x_shape, "x_shape")
         oh, ow = pool2d_output_shape((h, w), size, stride)
         if tuple(dy.shape) != (n, c, oh, ow):
-            raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         dx = np.zeros((n, c, h, w), dtype=dy.dtype)
         share = dy / dy.dtype.type(size[0] * size[1])
         for i in range(size[0]):
             for j in range(size[1]):
-                dx[:, :, i:i + stride[0] * oh:stride[0], j:j + stride[1] * ow:stride[1]] += share
+                dx[
+                    :,
+                    :,
+                    i : i + stride[0] * oh : stride[0],
+                    j : j + stride[1] * ow : stride[1],
+                ] += share
         return dx
 
     # --------------------------------------------------------------------- RBM
@@ -549,7 +737,9 @@ class Ops:
     def _rbm_check_sample_visible(sample_visible: Any, visible: str) -> bool:
         """``sample_visible`` as a bool; refused for Gaussian units, whose reconstructions are means."""
         if not isinstance(sample_visible, (bool, np.bool_)):
-            raise ValueError(f"sample_visible must be a bool. Received: sample_visible={sample_visible!r}")
+            raise ValueError(
+                f"sample_visible must be a bool. Received: sample_visible={sample_visible!r}"
+            )
         if sample_visible and visible != "bernoulli":
             raise ValueError(
                 "sample_visible=True samples binary visible states and needs visible='bernoulli'; Gaussian "
@@ -561,7 +751,9 @@ class Ops:
     def check_rbm_visible(visible: Any) -> str:
         """Return ``visible`` if it is ``"bernoulli"`` or ``"gaussian"``; raise ``ValueError`` otherwise."""
         if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+            raise ValueError(
+                f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}"
+            )
         return visible
 
     @staticmethod
@@ -574,9 +766,24 @@ class Ops:
             )
 
     def check_cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: Any, learning_rate: Any, momentum: Any, weight_decay: Any, batch_size: Any, visible: Any,
-        chain: Array | None = None, sample_visible: Any = False, sample_weight: Any = None,
+        self,
+        X: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        k: Any,
+        learning_rate: Any,
+        momentum: Any,
+        weight_decay: Any,
+        batch_size: Any,
+        visible: Any,
+        chain: Array | None = None,
+        sample_visible: Any = False,
+        sample_weight: Any = None,
     ) -> tuple[int, int, bool]:
         """Validate :meth:`cd_epoch`'s arguments; return ``(k, batch_size, sample_visible)``.
 
@@ -591,26 +798,45 @@ class Ops:
         Backend-specific needs (contiguity, device) stay with the backend.
         """
         for name, value in (("k", k), ("batch_size", batch_size)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < 1
+            ):
+                raise ValueError(
+                    f"{name} must be an int >= 1. Received: {name}={value!r}"
+                )
         for name, value, low, high, rule in (
             ("learning_rate", learning_rate, 0.0, None, "> 0"),
             ("momentum", momentum, 0.0, 1.0, "in [0, 1)"),
             ("weight_decay", weight_decay, 0.0, None, ">= 0"),
         ):
-            bad = not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value)
+            bad = (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool)
+                or not np.isfinite(value)
+            )
             if not bad:
-                bad = (value <= low if name == "learning_rate" else value < low) or (high is not None and value >= high)
+                bad = (value <= low if name == "learning_rate" else value < low) or (
+                    high is not None and value >= high
+                )
             if bad:
-                raise ValueError(f"{name} must be a finite number {rule}. Received: {name}={value!r}")
+                raise ValueError(
+                    f"{name} must be a finite number {rule}. Received: {name}={value!r}"
+                )
         self.check_rbm_visible(visible)
         sample_visible = self._rbm_check_sample_visible(sample_visible, visible)
         self._check_array(W, "W", 2)
         nh, nv = int(W.shape[0]), int(W.shape[1])
         self._check_array(X, "X", 2)
         if int(X.shape[1]) != nv:
-            raise ValueError(f"X must have n_visible={nv} columns. Received: X.shape={tuple(X.shape)}")
-        for name, arr, n, units in (("bh", bh, nh, "hidden"), ("bv", bv, nv, "visible")):
+            raise ValueError(
+                f"X must have n_visible={nv} columns. Received: X.shape={tuple(X.shape)}"
+            )
+        for name, arr, n, units in (
+            ("bh", bh, nh, "hidden"),
+            ("bv", bv, nv, "visible"),
+        ):
             self._check_array(arr, name, 1)
             self._check_same_dtype(arr, name, W)
             if int(arr.shape[0]) != n:
@@ -618,7 +844,10 @@ class Ops:
                     f"{name} must have n_{units}={n} entries for W of shape {(nh, nv)}. "
                     f"Received: {name}.shape={tuple(arr.shape)}"
                 )
-        shapes = [tuple(int(s) for s in a.shape) if hasattr(a, "shape") else None for a in (dW, dbh, dbv)]
+        shapes = [
+            tuple(int(s) for s in a.shape) if hasattr(a, "shape") else None
+            for a in (dW, dbh, dbv)
+        ]
         if shapes != [(nh, nv), (nh,), (nv,)]:
             raise ValueError(
                 f"dW, dbh and dbv must have the shapes of W, bh and bv ({(nh, nv)}, {(nh,)}, {(nv,)}). "
@@ -629,7 +858,9 @@ class Ops:
             self._check_same_dtype(arr, name, W)
         if chain is not None:
             m = min(int(batch_size), int(X.shape[0]))
-            shape = tuple(int(s) for s in chain.shape) if hasattr(chain, "shape") else None
+            shape = (
+                tuple(int(s) for s in chain.shape) if hasattr(chain, "shape") else None
+            )
             if shape is None or len(shape) != 2 or shape[1] != nh or shape[0] < m:
                 raise ValueError(
                     f"chain must have shape (>= {m}, n_hidden={nh}) for batch_size={batch_size}. "
@@ -644,11 +875,19 @@ class Ops:
             return
         w = np.asarray(self.to_numpy(sample_weight), dtype=np.float64)
         if w.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), one weight per row of X. "
-                             f"Received: sample_weight.shape={w.shape}")
+            raise ValueError(
+                f"sample_weight must have shape ({n},), one weight per row of X. "
+                f"Received: sample_weight.shape={w.shape}"
+            )
         if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError("sample_weight must be finite and >= 0. Received: sample_weight with "
-                             + ("NaN or infinity" if not np.all(np.isfinite(w)) else f"min={w.min():g}"))
+            raise ValueError(
+                "sample_weight must be finite and >= 0. Received: sample_weight with "
+                + (
+                    "NaN or infinity"
+                    if not np.all(np.isfinite(w))
+                    else f"min={w.min():g}"
+                )
+            )
 
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
         """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
@@ -659,21 +898,35 @@ class Ops:
         act = self.gemm(h, W) + bv
         return self.sigmoid(act) if visible == "bernoulli" else act
 
-    def rbm_sample_visible(self, h: Array, W: Array, bv: Array, visible: str, rng: Any) -> Array:
+    def rbm_sample_visible(
+        self, h: Array, W: Array, bv: Array, visible: str, rng: Any
+    ) -> Array:
         """Sample the visible units given ``h``."""
         mean = self.rbm_visible_means(h, W, bv, visible)
         if visible == "bernoulli":
             return self.bernoulli(mean, rng)
         return mean + self.random_normal(rng, mean.shape, mean.dtype)
 
-    def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> Array:
+    def rbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, visible: str
+    ) -> Array:
         """Free energy ``F(v)`` per row, so that ``p(v) = exp(-F(v)) / Z``."""
         hidden = self.softplus(self.gemm(v, W, trans2=True) + bh).sum(axis=1)
         if visible == "bernoulli":
             return -(v @ bv) - hidden
         return 0.5 * ((v - bv) ** 2).sum(axis=1) - hidden
 
-    def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> Array:
+    def rbm_gibbs(
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        steps: int,
+        visible: str,
+        rng: Any,
+    ) -> Array:
         """Run ``steps`` full steps of block Gibbs sampling v → h → v; return the visible samples."""
         for _ in range(steps):
             h = self.bernoulli(self.rbm_hidden_probs(v, W, bh), rng)
@@ -681,9 +934,24 @@ class Ops:
         return v
 
     def cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
+        self,
+        X: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        k: int,
+        learning_rate: float,
+        momentum: float,
+        weight_decay: float,
+        batch_size: int,
+        visible: str,
+        rng: Any,
+        chain: Array | None = None,
+        sample_visible: bool = False,
         sample_weight: Array | None = None,
     ) -> float:
         """One epoch of CD-k (or PCD-k when ``chain`` is given) over ``X`` in row order.
@@ -720,13 +988,30 @@ class Ops:
         ``h`` given ``vk`` (when drawn), each in C order.
         """
         k, batch_size, sample_visible = self.check_cd_epoch(
-            X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
-            weight_decay=weight_decay, batch_size=batch_size, visible=visible, chain=chain,
-            sample_visible=sample_visible, sample_weight=sample_weight,
+            X,
+            W,
+            bh,
+            bv,
+            dW,
+            dbh,
+            dbv,
+            k=k,
+            learning_rate=learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            visible=visible,
+            chain=chain,
+            sample_visible=sample_visible,
+            sample_weight=sample_weight,
         )
         n = int(X.shape[0])
         errs = []
-        weights = None if sample_weight is None else self.asarray(self.to_numpy(sample_weight), dtype=W.dtype)
+        weights = (
+            None
+            if sample_weight is None
+            else self.asarray(self.to_numpy(sample_weight), dtype=W.dtype)
+        )
         for start in range(0, n, batch_size):
             v0 = self.take_rows(X, start, start + batch_size, W.dtype)
             m = int(v0.shape[0])
@@ -745,12 +1030,14 @@ class Ops:
             scale = learning_rate / m
             if weights is not None:
                 # Weighted statistics: each row's outer products and sums count w_i times.
-                wb = weights[start:start + m].reshape(-1, 1)
+                wb = weights[start : start + m].reshape(-1, 1)
                 wv0, wvk, wph0, wphk = wb * v0, wb * vk, wb * ph0, wb * phk
             else:
                 wv0, wvk, wph0, wphk = v0, vk, ph0, phk
             dW *= momentum
-            dW += scale * (self.gemm(ph0, wv0, trans1=True) - self.gemm(phk, wvk, trans1=True))
+            dW += scale * (
+                self.gemm(ph0, wv0, trans1=True) - self.gemm(phk, wvk, trans1=True)
+            )
             dW -= (learning_rate * weight_decay) * W
             W += dW
             dbh *= momentum
@@ -760,32 +1047,72 @@ class Ops:
             dbv += scale * (wv0.sum(axis=0) - wvk.sum(axis=0))
             bv += dbv
             diff = v0 - vk
-            errs.append((diff * diff).sum() if weights is None else (wb * (diff * diff)).sum())
+            errs.append(
+                (diff * diff).sum() if weights is None else (wb * (diff * diff)).sum()
+            )
         # Read back once, at the end (a device backend waits for its device here only).
         total = sum(float(e) for e in errs)
-        return total / n if weights is None else total / float(self.to_numpy(weights).sum())
+        return (
+            total / n
+            if weights is None
+            else total / float(self.to_numpy(weights).sum())
+        )
 
     def check_rbm_ais(
-        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: Any, visible: Any,
+        self,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        base_bias: Array,
+        betas: Any,
+        *,
+        n_runs: Any,
+        visible: Any,
     ) -> tuple[np.ndarray, int]:
         """Validate :meth:`rbm_ais_log_weights`'s arguments; return ``(betas as float64, n_runs)``."""
         self.check_rbm_visible(visible)
-        if not isinstance(n_runs, numbers.Integral) or isinstance(n_runs, bool) or n_runs < 1:
+        if (
+            not isinstance(n_runs, numbers.Integral)
+            or isinstance(n_runs, bool)
+            or n_runs < 1
+        ):
             raise ValueError(f"n_runs must be an int >= 1. Received: n_runs={n_runs!r}")
         self._check_array(W, "W", 2)
         nh, nv = int(W.shape[0]), int(W.shape[1])
-        for name, arr, n in (("bh", bh, nh), ("bv", bv, nv), ("base_bias", base_bias, nv)):
+        for name, arr, n in (
+            ("bh", bh, nh),
+            ("bv", bv, nv),
+            ("base_bias", base_bias, nv),
+        ):
             self._check_array(arr, name, 1, W.dtype)
             if int(arr.shape[0]) != n:
-                raise ValueError(f"{name} must have n_{'hidden' if name == 'bh' else 'visible'}={n} entries. "
-                                 f"Received: {name}.shape={tuple(arr.shape)}")
+                raise ValueError(
+                    f"{name} must have n_{'hidden' if name == 'bh' else 'visible'}={n} entries. "
+                    f"Received: {name}.shape={tuple(arr.shape)}"
+                )
         betas = np.asarray(betas, dtype=np.float64)
-        if betas.ndim != 1 or betas.shape[0] < 2 or betas[0] != 0 or betas[-1] != 1 or not np.all(np.diff(betas) > 0):
-            raise ValueError(f"betas must increase from 0 to 1 inclusive. Received: betas of shape {betas.shape}")
+        if (
+            betas.ndim != 1
+            or betas.shape[0] < 2
+            or betas[0] != 0
+            or betas[-1] != 1
+            or not np.all(np.diff(betas) > 0)
+        ):
+            raise ValueError(
+                f"betas must increase from 0 to 1 inclusive. Received: betas of shape {betas.shape}"
+            )
         return betas, int(n_runs)
 
     def rbm_ais_log_weights(
-        self, W: Array, bh: Array, bv: Array, base_bias: Array, betas: Any, *, n_runs: int, visible: str,
+        self,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        base_bias: Array,
+        betas: Any,
+        *,
+        n_runs: int,
+        visible: str,
         rng: Any,
     ) -> np.ndarray:
         """Log importance weights of ``n_runs`` annealed importance sampling runs (float64 NumPy).
@@ -807,18 +1134,25 @@ class Ops:
 
         ``log Z_B = log Z_A + log mean(exp(log w))``; see :mod:`neuroplug.likelihood`.
         """
-        betas, n_runs = self.check_rbm_ais(W, bh, bv, base_bias, betas, n_runs=n_runs, visible=visible)
+        betas, n_runs = self.check_rbm_ais(
+            W, bh, bv, base_bias, betas, n_runs=n_runs, visible=visible
+        )
         dtype = W.dtype
         gaussian = visible == "gaussian"
         n_visible = int(W.shape[1])
         if gaussian:
             v = base_bias + self.random_normal(rng, (n_runs, n_visible), dtype)
         else:
-            v = self.bernoulli(self.sigmoid(base_bias + self.alloc((n_runs, n_visible), dtype)), rng)
+            v = self.bernoulli(
+                self.sigmoid(base_bias + self.alloc((n_runs, n_visible), dtype)), rng
+            )
         d_bias = bv - base_bias
         log_w = self.alloc(n_runs, np.float64)
         for k in range(1, betas.shape[0]):
-            b_prev, b_k = self.round_scalar(betas[k - 1], dtype), self.round_scalar(betas[k], dtype)
+            b_prev, b_k = (
+                self.round_scalar(betas[k - 1], dtype),
+                self.round_scalar(betas[k], dtype),
+            )
             act = self.gemm(v, W, trans2=True) + bh
             if gaussian:
                 da, db = v - base_bias, v - bv
@@ -826,14 +1160,22 @@ class Ops:
             else:
                 visible_term = v @ d_bias
             # Per unit before summing: the two sums would cancel to a few ulps of their size.
-            hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(axis=1)
-            log_w += float(betas[k] - betas[k - 1]) * self.astype(visible_term, np.float64)
+            hidden_term = (self.softplus(act * b_k) - self.softplus(act * b_prev)).sum(
+                axis=1
+            )
+            log_w += float(betas[k] - betas[k - 1]) * self.astype(
+                visible_term, np.float64
+            )
             log_w += self.astype(hidden_term, np.float64)
             if k == betas.shape[0] - 1:
                 break
             h = self.bernoulli(self.sigmoid(act * b_k), rng)
             mean = base_bias * (1 - b_k) + (self.gemm(h, W) + bv) * b_k
-            v = mean + self.random_normal(rng, mean.shape, dtype) if gaussian else self.bernoulli(self.sigmoid(mean), rng)
+            v = (
+                mean + self.random_normal(rng, mean.shape, dtype)
+                if gaussian
+                else self.bernoulli(self.sigmoid(mean), rng)
+            )
         return np.asarray(self.to_numpy(log_w), dtype=np.float64)
 
     # --------------------------------------------------------------------- SBN
@@ -849,8 +1191,12 @@ class Ops:
     # x * a - softplus(a), which is exact for binary x, never takes log(0), and
     # is the cross-entropy against a soft target x in [0, 1].
     def check_sbn(
-        self, X: Array | None, Wg: Sequence[Array], bg: Sequence[Array],
-        Wr: Sequence[Array] | None = None, br: Sequence[Array] | None = None,
+        self,
+        X: Array | None,
+        Wg: Sequence[Array],
+        bg: Sequence[Array],
+        Wr: Sequence[Array] | None = None,
+        br: Sequence[Array] | None = None,
     ) -> tuple[int, ...]:
         """Validate SBN parameters (and data ``X``); return the layer sizes ``(n_0, ..., n_L)``.
 
@@ -859,7 +1205,9 @@ class Ops:
         """
         for name, value in (("Wg", Wg), ("bg", bg), ("Wr", Wr), ("br", br)):
             if value is not None and not isinstance(value, (list, tuple)):
-                raise TypeError(f"{name} must be a list of arrays. Received: {name} of type {type(value).__name__}")
+                raise TypeError(
+                    f"{name} must be a list of arrays. Received: {name} of type {type(value).__name__}"
+                )
         if len(Wg) < 1:
             raise ValueError("Wg must hold at least one weight matrix. Received: Wg=[]")
         n_layers = len(Wg)
@@ -877,7 +1225,9 @@ class Ops:
         if X is not None:
             self._check_array(X, "X", 2)
         else:
-            self._check_array(Wg[0], "Wg[0]", 2)  # before reading its dtype: it may not be an array
+            self._check_array(
+                Wg[0], "Wg[0]", 2
+            )  # before reading its dtype: it may not be an array
         dtype = X.dtype if X is not None else Wg[0].dtype
         for l, w in enumerate(Wg):
             self._check_array(w, f"Wg[{l}]", 2, dtype)
@@ -895,7 +1245,9 @@ class Ops:
         for l, b in enumerate(bg):
             self._check_array(b, f"bg[{l}]", 1, dtype)
             if int(b.shape[0]) != sizes[l]:
-                raise ValueError(f"bg[{l}] must have shape ({sizes[l]},). Received: bg[{l}].shape={tuple(b.shape)}")
+                raise ValueError(
+                    f"bg[{l}] must have shape ({sizes[l]},). Received: bg[{l}].shape={tuple(b.shape)}"
+                )
         if Wr is not None:
             for l in range(n_layers):
                 self._check_array(Wr[l], f"Wr[{l}]", 2, dtype)
@@ -912,17 +1264,27 @@ class Ops:
 
     @staticmethod
     def _check_sbn_int(value: Any, name: str) -> int:
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        if (
+            not isinstance(value, numbers.Integral)
+            or isinstance(value, bool)
+            or value < 1
+        ):
             raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
         return int(value)
 
     @classmethod
-    def _check_sbn_epoch_args(cls, learning_rate: Any, batch_size: Any, n_importance_samples: Any) -> tuple[float, int, int]:
+    def _check_sbn_epoch_args(
+        cls, learning_rate: Any, batch_size: Any, n_importance_samples: Any
+    ) -> tuple[float, int, int]:
         if (
-            not isinstance(learning_rate, numbers.Real) or isinstance(learning_rate, bool)
-            or not np.isfinite(learning_rate) or learning_rate <= 0
+            not isinstance(learning_rate, numbers.Real)
+            or isinstance(learning_rate, bool)
+            or not np.isfinite(learning_rate)
+            or learning_rate <= 0
         ):
-            raise ValueError(f"learning_rate must be a finite number > 0. Received: learning_rate={learning_rate!r}")
+            raise ValueError(
+                f"learning_rate must be a finite number > 0. Received: learning_rate={learning_rate!r}"
+            )
         return (
             float(learning_rate),
             cls._check_sbn_int(batch_size, "batch_size"),
@@ -930,8 +1292,16 @@ class Ops:
         )
 
     def check_sbn_epoch(
-        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array], *,
-        learning_rate: Any, batch_size: Any, n_importance_samples: Any,
+        self,
+        X: Array,
+        Wg: Sequence[Array],
+        bg: Sequence[Array],
+        Wr: Sequence[Array],
+        br: Sequence[Array],
+        *,
+        learning_rate: Any,
+        batch_size: Any,
+        n_importance_samples: Any,
     ) -> tuple[float, int, int]:
         """Validate :meth:`sbn_wake_sleep_epoch`'s arguments; return ``(learning_rate, batch_size, K)``.
 
@@ -942,13 +1312,17 @@ class Ops:
         tensors) and calls this.
         """
         self.check_sbn(X, Wg, bg, Wr, br)
-        return self._check_sbn_epoch_args(learning_rate, batch_size, n_importance_samples)
+        return self._check_sbn_epoch_args(
+            learning_rate, batch_size, n_importance_samples
+        )
 
     def _bernoulli_logpmf_rows(self, x: Array, logits: Array) -> Array:
         """Per-row ``sum_j log Bernoulli(x_j | sigmoid(a_j))`` = ``sum_j x_j a_j - softplus(a_j)``."""
         return (x * logits - self.softplus(logits)).sum(axis=1)
 
-    def sbn_sample(self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any) -> list[Array]:
+    def sbn_sample(
+        self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any
+    ) -> list[Array]:
         """Ancestral samples of every layer; returns ``[s_0, ..., s_L]`` (``s_0`` visible).
 
         Random draws, in this order: ``(n_samples, n_L)`` uniforms for the
@@ -966,20 +1340,39 @@ class Ops:
 
     def _read_only_lists(self, *lists: Any) -> list[Any]:
         """:meth:`_as_input` on each array of each list; anything but a list is left for the checks."""
-        return [[self._as_input(a) for a in v] if isinstance(v, (list, tuple)) else v for v in lists]
+        return [
+            [self._as_input(a) for a in v] if isinstance(v, (list, tuple)) else v
+            for v in lists
+        ]
 
-    def _sbn_ancestral(self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any) -> list[Array]:
+    def _sbn_ancestral(
+        self, Wg: Sequence[Array], bg: Sequence[Array], n_samples: int, rng: Any
+    ) -> list[Array]:
         """:meth:`sbn_sample` on validated arguments (the sleep phase calls it once per batch)."""
         n_layers = len(Wg)
-        top = self.alloc((n_samples, int(bg[n_layers].shape[0])), Wg[0].dtype) + bg[n_layers]
+        top = (
+            self.alloc((n_samples, int(bg[n_layers].shape[0])), Wg[0].dtype)
+            + bg[n_layers]
+        )
         samples = [self.bernoulli(self.sigmoid(top), rng)]
         for l in range(n_layers - 1, -1, -1):
-            samples.append(self.bernoulli(self.sigmoid(self.affine(samples[-1], Wg[l], bg[l])), rng))
+            samples.append(
+                self.bernoulli(
+                    self.sigmoid(self.affine(samples[-1], Wg[l], bg[l])), rng
+                )
+            )
         return samples[::-1]
 
     def sbn_log_importance_weights(
-        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
-        *, n_samples: int, rng: Any,
+        self,
+        X: Array,
+        Wg: Sequence[Array],
+        bg: Sequence[Array],
+        Wr: Sequence[Array],
+        br: Sequence[Array],
+        *,
+        n_samples: int,
+        rng: Any,
     ) -> Array:
         """Log importance weights ``log p(x, h^k) - log q(h^k | x)``, shape ``(n, n_samples)``.
 
@@ -1000,7 +1393,10 @@ class Ops:
         n_samples = self._check_sbn_int(n_samples, "n_samples")
         n_layers = len(Wg)
         n = int(X.shape[0])
-        uniforms = [self.random_uniform(rng, (n_samples, sizes[l]), X.dtype) for l in range(1, n_layers + 1)]
+        uniforms = [
+            self.random_uniform(rng, (n_samples, sizes[l]), X.dtype)
+            for l in range(1, n_layers + 1)
+        ]
         h = [self.repeat_rows(X, n_samples)]  # row i * n_samples + k holds x_i
         log_q = 0
         for l in range(n_layers):
@@ -1011,12 +1407,23 @@ class Ops:
             log_q = log_q + self._bernoulli_logpmf_rows(h[l + 1], a)
         log_p = self._bernoulli_logpmf_rows(h[n_layers], bg[n_layers])
         for l in range(n_layers):
-            log_p = log_p + self._bernoulli_logpmf_rows(h[l], self.affine(h[l + 1], Wg[l], bg[l]))
+            log_p = log_p + self._bernoulli_logpmf_rows(
+                h[l], self.affine(h[l + 1], Wg[l], bg[l])
+            )
         return (log_p - log_q).reshape(n, n_samples)
 
     def sbn_wake_sleep_epoch(
-        self, X: Array, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array], br: Sequence[Array],
-        *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+        self,
+        X: Array,
+        Wg: Sequence[Array],
+        bg: Sequence[Array],
+        Wr: Sequence[Array],
+        br: Sequence[Array],
+        *,
+        learning_rate: float,
+        batch_size: int,
+        n_importance_samples: int = 1,
+        rng: Any,
         sample_weight: Array | None = None,
     ) -> float:
         """One epoch of (reweighted) wake-sleep over ``X`` in row order; updates all parameters in place.
@@ -1062,7 +1469,13 @@ class Ops:
         (for ``K = 1`` a one-sample estimate of the ELBO).
         """
         learning_rate, batch_size, K = self.check_sbn_epoch(
-            X, Wg, bg, Wr, br, learning_rate=learning_rate, batch_size=batch_size,
+            X,
+            Wg,
+            bg,
+            Wr,
+            br,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
             n_importance_samples=n_importance_samples,
         )
         self.check_sample_weight(sample_weight, int(X.shape[0]))
@@ -1104,7 +1517,12 @@ class Ops:
                 omega = self.exp(log_w - lse).reshape(m * K, 1)
             else:
                 wb = self.take_rows(row_w, start, start + m, Wg[0].dtype)
-                totals.append((self.astype(wb, np.float64) * (self.astype(lse, np.float64) - log_k)).sum())
+                totals.append(
+                    (
+                        self.astype(wb, np.float64)
+                        * (self.astype(lse, np.float64) - log_k)
+                    ).sum()
+                )
                 omega = (wb * self.exp(log_w - lse)).reshape(m * K, 1)
 
             prior = self.sigmoid(bg[n_layers])
@@ -1151,7 +1569,10 @@ class Ops:
     @staticmethod
     def crbm_pool_shape(hw: Sequence[int], pool_size: Sequence[int]) -> tuple[int, int]:
         """Pooling-layer size: ``ceil(hw / pool_size)`` (partial blocks at the far edges count)."""
-        return (-(-int(hw[0]) // int(pool_size[0])), -(-int(hw[1]) // int(pool_size[1])))
+        return (
+            -(-int(hw[0]) // int(pool_size[0])),
+            -(-int(hw[1]) // int(pool_size[1])),
+        )
 
     def _crbm_blocks(self, x: Array, pool: tuple[int, int], fill: float) -> Array:
         """``(n, c, H, W)`` -> ``(n, c, PH, PW, ph * pw)``, padding partial blocks with ``fill``."""
@@ -1159,13 +1580,21 @@ class Ops:
         PH, PW = self.crbm_pool_shape((h, w), pool)
         xp = np.full((n, c, PH * pool[0], PW * pool[1]), fill, dtype=x.dtype)
         xp[:, :, :h, :w] = x
-        return xp.reshape(n, c, PH, pool[0], PW, pool[1]).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, PH, PW, -1)
+        return (
+            xp.reshape(n, c, PH, pool[0], PW, pool[1])
+            .transpose(0, 1, 2, 4, 3, 5)
+            .reshape(n, c, PH, PW, -1)
+        )
 
-    def _crbm_unblock(self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]) -> Array:
+    def _crbm_unblock(
+        self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]
+    ) -> Array:
         """Inverse of :meth:`_crbm_blocks` (drops the padding)."""
         n, c, PH, PW, _ = blocks.shape
         x = blocks.reshape(n, c, PH, PW, pool[0], pool[1]).transpose(0, 1, 2, 4, 3, 5)
-        return np.ascontiguousarray(x.reshape(n, c, PH * pool[0], PW * pool[1])[:, :, :hw[0], :hw[1]])
+        return np.ascontiguousarray(
+            x.reshape(n, c, PH * pool[0], PW * pool[1])[:, :, : hw[0], : hw[1]]
+        )
 
     def crbm_pool_probs(self, pre: Array, pool_size: Any) -> tuple[Array, Array]:
         """Probabilistic max-pooling posteriors from the detection pre-activations ``pre``.
@@ -1201,12 +1630,23 @@ class Ops:
         cum = np.cumsum(self._crbm_blocks(h_probs, pool, 0.0), axis=-1)
         # Index of the first cumulative probability above u (ph * pw means "off").
         chosen = (cum <= u[..., None]).sum(axis=-1)
-        onehot = (np.arange(pool[0] * pool[1]) == chosen[..., None]).astype(h_probs.dtype)
+        onehot = (np.arange(pool[0] * pool[1]) == chosen[..., None]).astype(
+            h_probs.dtype
+        )
         return self._crbm_unblock(onehot, (h, w), pool)
 
     def crbm_visible_means(
-        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        h: Array,
+        W: Array,
+        bv: Array,
+        v_shape: Sequence[int],
+        visible: str,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Mean of the visible units given detection states ``h``.
 
@@ -1215,7 +1655,13 @@ class Ops:
         """
         self._check_crbm_visible(visible)
         act = self.conv2d_backward_input(
-            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+            h,
+            W,
+            v_shape,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
         )
         self._check_crbm_bv(bv, act)
         act = act + bv[None, :, None, None]
@@ -1224,7 +1670,9 @@ class Ops:
     @staticmethod
     def _check_crbm_visible(visible: Any) -> None:
         if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+            raise ValueError(
+                f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}"
+            )
 
     def _check_crbm_bv(self, bv: Array, v: Array) -> None:
         """``bv`` must hold one bias per channel of the visible array ``v``."""
@@ -1235,8 +1683,18 @@ class Ops:
             )
 
     def crbm_free_energy(
-        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        pool_size: Any,
+        visible: str,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Free energy ``F(v)`` per sample, ``p(v) = exp(-F(v)) / Z``.
 
@@ -1246,42 +1704,93 @@ class Ops:
         ``0.5 ||v - bv||^2`` (Gaussian).
         """
         self._check_crbm_visible(visible)
-        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        pre = self.conv2d(
+            v,
+            W,
+            bh,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
+        )
         self._check_crbm_bv(bv, v)
         pool = self.check_crbm_pool(pre, "pre", pool_size)
         blocks = self._crbm_blocks(pre, pool, -np.inf)
         peak = np.maximum(blocks.max(axis=-1), 0)
-        log_z = peak + np.log(np.exp(-peak) + np.exp(blocks - peak[..., None]).sum(axis=-1))
+        log_z = peak + np.log(
+            np.exp(-peak) + np.exp(blocks - peak[..., None]).sum(axis=-1)
+        )
         hidden = log_z.reshape(log_z.shape[0], -1).sum(axis=1)
         if visible == "bernoulli":
             return -(v.sum(axis=(2, 3)) @ bv) - hidden
         return 0.5 * ((v - bv[None, :, None, None]) ** 2).sum(axis=(1, 2, 3)) - hidden
 
     def check_crbm_cd(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *, k: Any,
-        batch_size: Any, visible: Any, pool_size: Any,
+        self,
+        X: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        k: Any,
+        batch_size: Any,
+        visible: Any,
+        pool_size: Any,
     ) -> tuple[int, int, tuple[int, int]]:
         """Validate :meth:`crbm_cd_epoch`'s arrays and counts; return ``(k, batch_size, pool_size)``."""
         self._check_array(X, "X", 4)
         self._check_array(W, "W", 4, X.dtype)
         for name, arr, shape in (
-            ("bh", bh, (int(W.shape[0]),)), ("bv", bv, (int(X.shape[1]),)), ("dW", dW, tuple(W.shape)),
-            ("dbh", dbh, (int(W.shape[0]),)), ("dbv", dbv, (int(X.shape[1]),)),
+            ("bh", bh, (int(W.shape[0]),)),
+            ("bv", bv, (int(X.shape[1]),)),
+            ("dW", dW, tuple(W.shape)),
+            ("dbh", dbh, (int(W.shape[0]),)),
+            ("dbv", dbv, (int(X.shape[1]),)),
         ):
             self._check_array(arr, name, len(shape), X.dtype)
             if tuple(arr.shape) != tuple(shape):
-                raise ValueError(f"{name} must have shape {tuple(shape)}. Received: {name}.shape={tuple(arr.shape)}")
+                raise ValueError(
+                    f"{name} must have shape {tuple(shape)}. Received: {name}.shape={tuple(arr.shape)}"
+                )
         for name, value in (("k", k), ("batch_size", batch_size)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < 1
+            ):
+                raise ValueError(
+                    f"{name} must be a positive int. Received: {name}={value!r}"
+                )
         self._check_crbm_visible(visible)
         return int(k), int(batch_size), normalize_pair(pool_size, "pool_size")
 
     def crbm_cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: int, pool_size: Any, learning_rate: float, momentum: float, weight_decay: float,
-        sparsity_target: float, sparsity_cost: float, batch_size: int, visible: str, rng: Any,
-        stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        X: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        k: int,
+        pool_size: Any,
+        learning_rate: float,
+        momentum: float,
+        weight_decay: float,
+        sparsity_target: float,
+        sparsity_cost: float,
+        batch_size: int,
+        visible: str,
+        rng: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> float:
         """One epoch of CD-k for a convolutional RBM with probabilistic max-pooling.
 
@@ -1310,9 +1819,21 @@ class Ops:
         image, ``sum((v0 - vk)**2) / n``.
         """
         k, batch_size, pool = self.check_crbm_cd(
-            X, W, bh, bv, dW, dbh, dbv, k=k, batch_size=batch_size, visible=visible, pool_size=pool_size
+            X,
+            W,
+            bh,
+            bv,
+            dW,
+            dbh,
+            dbv,
+            k=k,
+            batch_size=batch_size,
+            visible=visible,
+            pool_size=pool_size,
         )
-        conv = dict(stride=stride, padding=padding, groups=groups, connections=connections)
+        conv = dict(
+            stride=stride, padding=padding, groups=groups, connections=connections
+        )
         n = int(X.shape[0])
         errs = []
         for start in range(0, n, batch_size):
@@ -1338,7 +1859,9 @@ class Ops:
             dbh += (learning_rate * sparsity_cost) * (sparsity_target - gb0 / n_hidden)
             bh += dbh
             dbv *= momentum
-            dbv += (learning_rate / n_visible) * (v0.sum(axis=(0, 2, 3)) - vk.sum(axis=(0, 2, 3)))
+            dbv += (learning_rate / n_visible) * (
+                v0.sum(axis=(0, 2, 3)) - vk.sum(axis=(0, 2, 3))
+            )
             bv += dbv
             diff = v0 - vk
             errs.append((diff * diff).sum())

@@ -29,7 +29,8 @@ Schedule specs accepted by :func:`get_schedule`:
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval
@@ -70,7 +71,9 @@ class Optimizer(ValidatedParams, BaseEstimator):
         self.state_: dict[Any, tuple] = {}
         self.t_ = 0
 
-    def step(self, layers: Iterable[Any], learning_rate: float, alpha: float = 0.0) -> None:
+    def step(
+        self, layers: Iterable[Any], learning_rate: float, alpha: float = 0.0
+    ) -> None:
         """One update of every parameter of ``layers`` from its ``grads``.
 
         Parameters
@@ -95,7 +98,11 @@ class Optimizer(ValidatedParams, BaseEstimator):
                 grad = grads.get(key)
                 if grad is None:
                     continue
-                if alpha and len(param.shape) >= 2 and key not in getattr(layer, "no_decay", ()):
+                if (
+                    alpha
+                    and len(param.shape) >= 2
+                    and key not in getattr(layer, "no_decay", ())
+                ):
                     grad = grad + alpha * param
                 self._update(layer.ops, (i, key), param, grad, learning_rate)
 
@@ -129,8 +136,17 @@ class SGD(Optimizer):
     def _update(self, ops: Any, key: Any, param: Any, grad: Any, lr: float) -> None:
         state = self.state_.get(key)
         if state is None:
-            state = self.state_[key] = (ops.alloc(tuple(param.shape), dtype=param.dtype),)
-        ops.sgd_update(param, grad, state[0], lr=lr, momentum=float(self.momentum), nesterov=bool(self.nesterov))
+            state = self.state_[key] = (
+                ops.alloc(tuple(param.shape), dtype=param.dtype),
+            )
+        ops.sgd_update(
+            param,
+            grad,
+            state[0],
+            lr=lr,
+            momentum=float(self.momentum),
+            nesterov=bool(self.nesterov),
+        )
 
 
 class Adam(Optimizer):
@@ -152,7 +168,9 @@ class Adam(Optimizer):
         "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
+    def __init__(
+        self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
+    ) -> None:
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
@@ -161,9 +179,21 @@ class Adam(Optimizer):
         state = self.state_.get(key)
         if state is None:
             shape = tuple(param.shape)
-            state = self.state_[key] = (ops.alloc(shape, dtype=param.dtype), ops.alloc(shape, dtype=param.dtype))
-        ops.adam_update(param, grad, state[0], state[1], lr=lr, beta1=float(self.beta1), beta2=float(self.beta2),
-                         eps=float(self.epsilon), t=self.t_)
+            state = self.state_[key] = (
+                ops.alloc(shape, dtype=param.dtype),
+                ops.alloc(shape, dtype=param.dtype),
+            )
+        ops.adam_update(
+            param,
+            grad,
+            state[0],
+            state[1],
+            lr=lr,
+            beta1=float(self.beta1),
+            beta2=float(self.beta2),
+            eps=float(self.epsilon),
+            t=self.t_,
+        )
 
 
 _OPTIMIZERS = {
@@ -244,7 +274,9 @@ class ExponentialLR(Schedule):
         Factor in ``(0, 1]``.
     """
 
-    _parameter_constraints: dict = {"gamma": [Interval(numbers.Real, 0, 1, closed="right")]}
+    _parameter_constraints: dict = {
+        "gamma": [Interval(numbers.Real, 0, 1, closed="right")]
+    }
 
     def __init__(self, gamma: float = 0.95) -> None:
         self.gamma = gamma
@@ -263,7 +295,9 @@ class InverseTimeLR(Schedule):
         Decay rate, ``>= 0``.
     """
 
-    _parameter_constraints: dict = {"decay": [Interval(numbers.Real, 0, None, closed="left")]}
+    _parameter_constraints: dict = {
+        "decay": [Interval(numbers.Real, 0, None, closed="left")]
+    }
 
     def __init__(self, decay: float = 0.1) -> None:
         self.decay = decay
@@ -279,7 +313,9 @@ def _float_args(args: str, n_max: int, spec: str) -> list[float]:
     except ValueError:
         values = []
     if not values or len(values) > n_max:
-        raise ValueError(f"Invalid learning-rate schedule {spec!r}: bad arguments. Received: lr_schedule={spec!r}")
+        raise ValueError(
+            f"Invalid learning-rate schedule {spec!r}: bad arguments. Received: lr_schedule={spec!r}"
+        )
     return values
 
 
@@ -289,7 +325,9 @@ def get_schedule(schedule: str | Schedule) -> Schedule:
         return clone(schedule)
     usage = "'constant', 'step[:S,G]', 'exp[:G]', 'invtime[:D]' or a neuroplug.optimizers.Schedule object"
     if not isinstance(schedule, str):
-        raise ValueError(f"lr_schedule must be {usage}. Received: lr_schedule={schedule!r}")
+        raise ValueError(
+            f"lr_schedule must be {usage}. Received: lr_schedule={schedule!r}"
+        )
     name, _, args = schedule.strip().lower().partition(":")
     if name == "constant" and not args:
         return ConstantLR()
@@ -298,16 +336,26 @@ def get_schedule(schedule: str | Schedule) -> Schedule:
             return StepLR()
         values = _float_args(args, 2, schedule)
         if values[0] != int(values[0]) or values[0] < 1:
-            raise ValueError(f"Invalid learning-rate schedule {schedule!r}: S must be a positive int. Received: lr_schedule={schedule!r}")
+            raise ValueError(
+                f"Invalid learning-rate schedule {schedule!r}: S must be a positive int. Received: lr_schedule={schedule!r}"
+            )
         sched = StepLR(int(values[0]), *values[1:])
     elif name == "exp":
-        sched = ExponentialLR(*_float_args(args, 1, schedule)) if args else ExponentialLR()
+        sched = (
+            ExponentialLR(*_float_args(args, 1, schedule)) if args else ExponentialLR()
+        )
     elif name == "invtime":
-        sched = InverseTimeLR(*_float_args(args, 1, schedule)) if args else InverseTimeLR()
+        sched = (
+            InverseTimeLR(*_float_args(args, 1, schedule)) if args else InverseTimeLR()
+        )
     else:
-        raise ValueError(f"lr_schedule must be {usage}. Received: lr_schedule={schedule!r}")
+        raise ValueError(
+            f"lr_schedule must be {usage}. Received: lr_schedule={schedule!r}"
+        )
     try:
         sched._validate_params()  # the values now, with the spec in the message
     except ValueError as exc:
-        raise ValueError(f"Invalid learning-rate schedule {schedule!r}: {exc}. Received: lr_schedule={schedule!r}") from exc
+        raise ValueError(
+            f"Invalid learning-rate schedule {schedule!r}: {exc}. Received: lr_schedule={schedule!r}"
+        ) from exc
     return sched

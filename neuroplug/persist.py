@@ -59,7 +59,13 @@ _GENERATOR = "__generator__"
 #: NumPy bit generators a model file may name (looked up in this table, never by ``getattr``).
 _BIT_GENERATORS: dict[str, type] = {
     cls.__name__: cls
-    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
+    for cls in (
+        np.random.PCG64,
+        np.random.PCG64DXSM,
+        np.random.MT19937,
+        np.random.Philox,
+        np.random.SFC64,
+    )
 }
 
 
@@ -114,20 +120,30 @@ class _Encoder:
                 try:
                     value = value.astype(str)
                 except Exception as exc:  # noqa: BLE001 - report any unconvertible content
-                    raise ModelFormatError(f"cannot save object array at {path}") from exc
+                    raise ModelFormatError(
+                        f"cannot save object array at {path}"
+                    ) from exc
             key = f"a{len(self.arrays)}"
             self.arrays[key] = np.ascontiguousarray(value)
             return {_ARRAY: key}
         if isinstance(value, tuple):
-            return {_TUPLE: [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+            return {
+                _TUPLE: [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            }
         if isinstance(value, list):
             return [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, dict):
             if all(isinstance(k, str) for k in value):
-                return {_DICT: {k: self.encode(v, f"{path}.{k}") for k, v in value.items()}}
+                return {
+                    _DICT: {k: self.encode(v, f"{path}.{k}") for k, v in value.items()}
+                }
             # Caches keyed by tuples (an RBM's log Z per method) keep their keys as JSON values.
-            return {_ITEMS: [[self.encode(k, f"{path}.key"), self.encode(v, f"{path}[{k!r}]")]
-                             for k, v in value.items()]}
+            return {
+                _ITEMS: [
+                    [self.encode(k, f"{path}.key"), self.encode(v, f"{path}[{k!r}]")]
+                    for k, v in value.items()
+                ]
+            }
         if isinstance(value, np.random.Generator):
             state = value.bit_generator.state
             if state.get("bit_generator") not in _BIT_GENERATORS:
@@ -146,13 +162,22 @@ class _Encoder:
             }
         object_name = _object_name(value)
         if object_name is not None:
-            return {_OBJECT: object_name, "params": self.encode(value.get_params(deep=False), f"{path}.params")}
+            return {
+                _OBJECT: object_name,
+                "params": self.encode(value.get_params(deep=False), f"{path}.params"),
+            }
         if isinstance(value, Layer):
             name = self._registered_name("layer", value)
-            return {_LAYER: name, "params": self.encode(value.get_params(deep=False), f"{path}.params")}
+            return {
+                _LAYER: name,
+                "params": self.encode(value.get_params(deep=False), f"{path}.params"),
+            }
         if isinstance(value, Pretrainer):
             name = self._registered_name("pretrainer", value)
-            return {_PRETRAINER: name, "params": self.encode(value.get_params(deep=False), f"{path}.params")}
+            return {
+                _PRETRAINER: name,
+                "params": self.encode(value.get_params(deep=False), f"{path}.params"),
+            }
         raise ModelFormatError(
             f"cannot save {path} of type {type(value).__qualname__}: the safe format stores only numbers, "
             "strings, lists, tuples, dicts, NumPy arrays, NumPy random generators, neuroplug estimators, "
@@ -188,10 +213,12 @@ class _Decoder:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (tag, inner), = value.items()
+            ((tag, inner),) = value.items()
             if tag == _ARRAY:
                 if not isinstance(inner, str) or inner not in self.arrays:
-                    raise ModelFormatError(f"the model file refers to a missing array {inner!r}")
+                    raise ModelFormatError(
+                        f"the model file refers to a missing array {inner!r}"
+                    )
                 return self.arrays[inner]
             if tag == _TUPLE:
                 return tuple(self.decode(v) for v in _expect(inner, list, tag))
@@ -201,31 +228,45 @@ class _Decoder:
                 out = {}
                 for pair in _expect(inner, list, tag):
                     if not isinstance(pair, list) or len(pair) != 2:
-                        raise ModelFormatError(f"malformed {tag} entry in the model file: {pair!r}")
+                        raise ModelFormatError(
+                            f"malformed {tag} entry in the model file: {pair!r}"
+                        )
                     key = self.decode(pair[0])
                     try:
                         out[key] = self.decode(pair[1])
                     except TypeError as exc:  # an unhashable key
-                        raise ModelFormatError(f"malformed {tag} key in the model file: {pair[0]!r}") from exc
+                        raise ModelFormatError(
+                            f"malformed {tag} key in the model file: {pair[0]!r}"
+                        ) from exc
                 return out
             if tag == "__float__":
                 if inner not in ("nan", "inf", "-inf"):
-                    raise ModelFormatError(f"malformed __float__ entry in the model file: {inner!r}")
+                    raise ModelFormatError(
+                        f"malformed __float__ entry in the model file: {inner!r}"
+                    )
                 return float(inner)
             if tag == _GENERATOR:
                 return _make_generator(self.decode(inner))
         if _ESTIMATOR in value and set(value) == {_ESTIMATOR, "params", "state"}:
             classes = _estimator_classes()
-            cls = classes.get(value[_ESTIMATOR]) if isinstance(value[_ESTIMATOR], str) else None
+            cls = (
+                classes.get(value[_ESTIMATOR])
+                if isinstance(value[_ESTIMATOR], str)
+                else None
+            )
             if cls is None:
                 raise ModelFormatError(
                     f"the model file holds an estimator {value[_ESTIMATOR]!r} that neuroplug does not have; "
                     f"known estimators: {', '.join(sorted(classes))}"
                 )
-            return _rebuild(cls, self.decode(value["params"]), self.decode(value["state"]))
+            return _rebuild(
+                cls, self.decode(value["params"]), self.decode(value["state"])
+            )
         if _OBJECT in value and set(value) == {_OBJECT, "params"}:
             classes = _object_classes()
-            cls = classes.get(value[_OBJECT]) if isinstance(value[_OBJECT], str) else None
+            cls = (
+                classes.get(value[_OBJECT]) if isinstance(value[_OBJECT], str) else None
+            )
             if cls is None:
                 raise ModelFormatError(
                     f"the model file holds an object {value[_OBJECT]!r} that is not one of neuroplug's "
@@ -243,24 +284,32 @@ class _Decoder:
                         f"the model file uses the {kind} {name!r}, which no installed plugin provides. "
                         f"Installed {kind}s: {', '.join(registry.names()) or '(none)'}."
                     )
-                return _construct(registry.get(name), self.decode(value["params"]), f"{kind} {name!r}")
+                return _construct(
+                    registry.get(name), self.decode(value["params"]), f"{kind} {name!r}"
+                )
         raise ModelFormatError(f"unknown entry in model file: {sorted(value)}")
 
 
 def _expect(value: Any, kind: type, tag: str) -> Any:
     if not isinstance(value, kind):
-        raise ModelFormatError(f"malformed {tag} entry in the model file: expected a {kind.__name__}, got {value!r:.80}")
+        raise ModelFormatError(
+            f"malformed {tag} entry in the model file: expected a {kind.__name__}, got {value!r:.80}"
+        )
     return value
 
 
 def _construct(cls: type, params: Any, what: str) -> Any:
     """``cls(**params)`` for parameters read from a file, with file errors as :class:`ModelFormatError`."""
     if not isinstance(params, dict):
-        raise ModelFormatError(f"malformed parameters of {what} in the model file: {params!r:.80}")
+        raise ModelFormatError(
+            f"malformed parameters of {what} in the model file: {params!r:.80}"
+        )
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ModelFormatError(f"the model file holds parameters that {what} does not accept: {exc}") from exc
+        raise ModelFormatError(
+            f"the model file holds parameters that {what} does not accept: {exc}"
+        ) from exc
 
 
 def _make_generator(state: Any) -> np.random.Generator:
@@ -277,17 +326,29 @@ def _make_generator(state: Any) -> np.random.Generator:
         bit_generator = cls()
         bit_generator.state = state
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
-        raise ModelFormatError(f"the model file holds an invalid {name} state: {exc}") from exc
+        raise ModelFormatError(
+            f"the model file holds an invalid {name} state: {exc}"
+        ) from exc
     return np.random.Generator(bit_generator)
 
 
 def _split_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(hyper-parameters, fitted state)`` of an estimator, as its pickle would hold them."""
     params = estimator.get_params(deep=False)
-    state = estimator.__getstate__() if hasattr(estimator, "__getstate__") else dict(vars(estimator))
-    if not isinstance(state, dict):  # pragma: no cover - every neuroplug estimator pickles a dict
-        raise ModelFormatError(f"cannot save {type(estimator).__qualname__}: its state is not a dict")
-    state = {k: v for k, v in state.items() if k not in params and k != "_sklearn_version"}
+    state = (
+        estimator.__getstate__()
+        if hasattr(estimator, "__getstate__")
+        else dict(vars(estimator))
+    )
+    if not isinstance(
+        state, dict
+    ):  # pragma: no cover - every neuroplug estimator pickles a dict
+        raise ModelFormatError(
+            f"cannot save {type(estimator).__qualname__}: its state is not a dict"
+        )
+    state = {
+        k: v for k, v in state.items() if k not in params and k != "_sklearn_version"
+    }
     return params, state
 
 
@@ -299,19 +360,39 @@ def _rebuild(cls: type, params: Any, state: Any) -> Any:
     if "_rng_state" in state:
         # A generator kept as its plain state (the CNNs'): NumPy trusts its positions, so check them first.
         try:
-            state = {**state, "_rng_state": _schema.check_generator_state(state["_rng_state"])}
+            state = {
+                **state,
+                "_rng_state": _schema.check_generator_state(state["_rng_state"]),
+            }
         except ValueError as exc:
-            raise ModelFormatError(f"the model file holds an invalid random generator state: {exc}") from exc
+            raise ModelFormatError(
+                f"the model file holds an invalid random generator state: {exc}"
+            ) from exc
     try:
         estimator.__setstate__({**estimator.__dict__, **state})
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError) as exc:
-        raise ModelFormatError(f"the model file holds a state that {cls.__name__} cannot restore: {exc}") from exc
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        AttributeError,
+    ) as exc:
+        raise ModelFormatError(
+            f"the model file holds a state that {cls.__name__} cannot restore: {exc}"
+        ) from exc
     try:
         _schema.check_state(estimator)
     except ValueError as exc:
-        raise ModelFormatError(f"the model file holds an invalid fitted {cls.__name__}: {exc}") from exc
-    except TypeError as exc:  # a layer whose own shape arithmetic refuses the stored shapes
-        raise ModelFormatError(f"the model file holds an invalid fitted {cls.__name__}: {exc}") from exc
+        raise ModelFormatError(
+            f"the model file holds an invalid fitted {cls.__name__}: {exc}"
+        ) from exc
+    except (
+        TypeError
+    ) as exc:  # a layer whose own shape arithmetic refuses the stored shapes
+        raise ModelFormatError(
+            f"the model file holds an invalid fitted {cls.__name__}: {exc}"
+        ) from exc
     return estimator
 
 
@@ -334,64 +415,122 @@ def _array_tag(key: str, dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 # Reading: a zip of .npy members, every declared size checked before reading
 # ---------------------------------------------------------------------------
 _CHUNK = 1 << 20  # bytes read at a time: the checksum pass holds no more than this
-_MAX_DEFLATE_RATIO = 1100  # deflate cannot expand more than ~1032:1; a larger claim is a forged header
+_MAX_DEFLATE_RATIO = (
+    1100  # deflate cannot expand more than ~1032:1; a larger claim is a forged header
+)
 _NPY_MAGIC = b"\x93NUMPY"
-_ARRAY_KINDS = "biufcSU"  # what save() writes: numbers and strings, never objects or records
+_ARRAY_KINDS = (
+    "biufcSU"  # what save() writes: numbers and strings, never objects or records
+)
 # What the standard library and NumPy raise on a malformed zip or .npy header.
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, TypeError, KeyError,
-                IndexError, OverflowError, SyntaxError, NotImplementedError, RuntimeError, struct.error, zlib.error)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    SyntaxError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+)
 
 
 def _default_max_bytes() -> int | None:
     """The machine's physical memory: a model that declares more cannot be loaded anyway."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+    except (
+        AttributeError,
+        ValueError,
+        OSError,
+    ):  # pragma: no cover - platforms without sysconf
         return None
 
 
 class _Member:
     """One ``.npy`` member of a model file: its zip entry and its parsed header."""
 
-    def __init__(self, info: zipfile.ZipInfo, key: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int):
-        self.info, self.key, self.dtype, self.shape, self.nbytes = info, key, dtype, shape, nbytes
+    def __init__(
+        self,
+        info: zipfile.ZipInfo,
+        key: str,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        nbytes: int,
+    ):
+        self.info, self.key, self.dtype, self.shape, self.nbytes = (
+            info,
+            key,
+            dtype,
+            shape,
+            nbytes,
+        )
 
 
 def _npy_header(fh: Any, name: str) -> tuple[np.dtype, tuple[int, ...]]:
     """Parse the ``.npy`` header at the start of ``fh``; refuse what save() never writes."""
     magic = fh.read(len(_NPY_MAGIC) + 2)
     if len(magic) != len(_NPY_MAGIC) + 2 or not magic.startswith(_NPY_MAGIC):
-        raise ModelFormatError(f"member {name!r} is not a .npy array (bad magic {magic[:8]!r})")
-    version = tuple(magic[len(_NPY_MAGIC):])
+        raise ModelFormatError(
+            f"member {name!r} is not a .npy array (bad magic {magic[:8]!r})"
+        )
+    version = tuple(magic[len(_NPY_MAGIC) :])
     if version not in ((1, 0), (2, 0)):
-        raise ModelFormatError(f"member {name!r} uses .npy format version {version}; expected 1.0 or 2.0")
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        raise ModelFormatError(
+            f"member {name!r} uses .npy format version {version}; expected 1.0 or 2.0"
+        )
+    read = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
     try:
         shape, fortran, dtype = read(fh)
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
         raise  # the container's errors, reported as such by load
     except Exception as exc:  # NumPy parses the header text with ast/tokenize: any error there means a bad header
-        raise ModelFormatError(f"member {name!r} has an unreadable .npy header: {type(exc).__name__}: {exc}") from exc
-    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ModelFormatError(
+            f"member {name!r} has an unreadable .npy header: {type(exc).__name__}: {exc}"
+        ) from exc
+    if (
+        dtype.hasobject
+        or dtype.kind not in _ARRAY_KINDS
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+    ):
         raise ModelFormatError(
             f"member {name!r} holds an array of dtype {dtype}; a model file holds only numbers and strings "
             "(object arrays would need pickle)"
         )
     if any(d < 0 for d in shape):
-        raise ModelFormatError(f"member {name!r} declares a negative dimension: shape {shape}")
+        raise ModelFormatError(
+            f"member {name!r} declares a negative dimension: shape {shape}"
+        )
     if fortran and sum(d > 1 for d in shape) > 1:
-        raise ModelFormatError(f"member {name!r} is stored in Fortran order; save() writes C order")
+        raise ModelFormatError(
+            f"member {name!r} is stored in Fortran order; save() writes C order"
+        )
     return dtype, tuple(int(d) for d in shape)
 
 
-def _scan(zf: zipfile.ZipFile, archive_size: int, max_bytes: int | None) -> dict[str, _Member]:
+def _scan(
+    zf: zipfile.ZipFile, archive_size: int, max_bytes: int | None
+) -> dict[str, _Member]:
     """Check every member's declared sizes against the archive, its .npy header and ``max_bytes``."""
     members: dict[str, _Member] = {}
     total = 0
     for info in zf.infolist():
         name = info.filename
         if not name.endswith(".npy") or info.is_dir():
-            raise ModelFormatError(f"member {name!r} is not a .npy array; a model file holds only .npy members")
+            raise ModelFormatError(
+                f"member {name!r} is not a .npy array; a model file holds only .npy members"
+            )
         key = name[:-4]
         if key in members:
             raise ModelFormatError(f"member {name!r} appears twice")
@@ -406,7 +545,10 @@ def _scan(zf: zipfile.ZipFile, archive_size: int, max_bytes: int | None) -> dict
                 f"member {name!r} declares {info.compress_size} bytes at offset {info.header_offset}, past the end "
                 f"of the {archive_size}-byte file (truncated)"
             )
-        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+        if (
+            info.compress_type == zipfile.ZIP_STORED
+            and info.file_size != info.compress_size
+        ):
             raise ModelFormatError(
                 f"member {name!r} is stored uncompressed but declares {info.file_size} bytes for "
                 f"{info.compress_size} bytes of data"
@@ -437,31 +579,43 @@ def _scan(zf: zipfile.ZipFile, archive_size: int, max_bytes: int | None) -> dict
         if member is None:
             raise ModelFormatError(f"not a neuroplug model file (no {key} entry)")
         if member.dtype != np.uint8 or len(member.shape) != 1:
-            raise ModelFormatError(f"its {key} entry must be a 1-D uint8 array; it is {member.dtype} of shape {member.shape}")
+            raise ModelFormatError(
+                f"its {key} entry must be a 1-D uint8 array; it is {member.dtype} of shape {member.shape}"
+            )
     return members
 
 
-def _read_member(zf: zipfile.ZipFile, member: _Member, h: Any, keep: bool) -> np.ndarray | None:
+def _read_member(
+    zf: zipfile.ZipFile, member: _Member, h: Any, keep: bool
+) -> np.ndarray | None:
     """Stream a member's data through ``h`` in chunks; return it as an array when ``keep``."""
     out = np.empty(member.shape, dtype=member.dtype) if keep else None
-    view = memoryview(out.reshape(-1).view(np.uint8)) if keep and member.nbytes else None
+    view = (
+        memoryview(out.reshape(-1).view(np.uint8)) if keep and member.nbytes else None
+    )
     with zf.open(member.info) as fh:
         _npy_header(fh, member.info.filename)
         done = 0
         while done < member.nbytes:
             chunk = fh.read(min(_CHUNK, member.nbytes - done))
             if not chunk:
-                raise ModelFormatError(f"member {member.info.filename!r} ends after {done} of {member.nbytes} bytes")
+                raise ModelFormatError(
+                    f"member {member.info.filename!r} ends after {done} of {member.nbytes} bytes"
+                )
             h.update(chunk)
             if view is not None:
-                view[done:done + len(chunk)] = chunk
+                view[done : done + len(chunk)] = chunk
             done += len(chunk)
         if fh.read(1):  # also makes zipfile check the member's CRC at its end
-            raise ModelFormatError(f"member {member.info.filename!r} holds more than its declared {member.nbytes} bytes")
+            raise ModelFormatError(
+                f"member {member.info.filename!r} holds more than its declared {member.nbytes} bytes"
+            )
     return out
 
 
-def _read_archive(path: Path, where: str, max_bytes: int | None) -> tuple[bytes, str, dict[str, np.ndarray]]:
+def _read_archive(
+    path: Path, where: str, max_bytes: int | None
+) -> tuple[bytes, str, dict[str, np.ndarray]]:
     """``(header JSON bytes, stored checksum, arrays)`` of a model file, checksum verified.
 
     Two passes: the first streams every member through SHA-256 holding one
@@ -471,7 +625,9 @@ def _read_archive(path: Path, where: str, max_bytes: int | None) -> tuple[bytes,
     """
     with open(path, "rb") as raw:
         if raw.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
-            raise ModelFormatError(f"{where!r} is not a neuroplug model file (a plain .npy array)")
+            raise ModelFormatError(
+                f"{where!r} is not a neuroplug model file (a plain .npy array)"
+            )
         raw.seek(0, os.SEEK_END)
         archive_size = raw.tell()
         raw.seek(0)
@@ -493,7 +649,9 @@ def _read_archive(path: Path, where: str, max_bytes: int | None) -> tuple[bytes,
                     if keep:
                         arrays[key] = arr
                 if h.hexdigest() != checksum:
-                    raise ModelFormatError(f"{where!r} failed its checksum: the file was altered or damaged")
+                    raise ModelFormatError(
+                        f"{where!r} failed its checksum: the file was altered or damaged"
+                    )
     return meta_bytes, checksum, arrays
 
 
@@ -508,7 +666,14 @@ def _object_classes() -> dict[str, type]:
     from . import augment, callbacks, optimizers
 
     classes: dict[str, type] = {"augment.RandomAffine": augment.RandomAffine}
-    for name in ("SGD", "Adam", "ConstantLR", "StepLR", "ExponentialLR", "InverseTimeLR"):
+    for name in (
+        "SGD",
+        "Adam",
+        "ConstantLR",
+        "StepLR",
+        "ExponentialLR",
+        "InverseTimeLR",
+    ):
         classes[f"optimizers.{name}"] = getattr(optimizers, name)
     for name in ("Checkpoint", "CSVLogger", "EarlyStopping", "ReduceLROnPlateau"):
         classes[f"callbacks.{name}"] = getattr(callbacks, name)
@@ -596,7 +761,9 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     if not path.suffix:
         path = path.with_suffix(".npz")
     if path.is_dir():
-        raise IsADirectoryError(f"cannot save a model over a directory. Received: path={str(path)!r}")
+        raise IsADirectoryError(
+            f"cannot save a model over a directory. Received: path={str(path)!r}"
+        )
     enc = _Encoder()
     params, state = _split_state(estimator)
     for kind, names in _layer_and_pretrainer_names(params).items():
@@ -615,13 +782,17 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     arrays = dict(enc.arrays)
     payload = {
         "__model__": np.frombuffer(meta_bytes, dtype=np.uint8),
-        "__checksum__": np.frombuffer(_checksum(meta_bytes, arrays).encode("ascii"), dtype=np.uint8),
+        "__checksum__": np.frombuffer(
+            _checksum(meta_bytes, arrays).encode("ascii"), dtype=np.uint8
+        ),
         **arrays,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     # The writer's pid in the name lets a later save tell a dead writer's leftover from a live one's file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, allow_pickle=False, **payload)
@@ -654,17 +825,27 @@ def _remove_stale_temporaries(path: Path) -> list[Path]:
     removed = []
     prefix = f".{path.name}."
     try:
-        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
-    except OSError:  # an unreadable directory: the save itself will report what is wrong
+        candidates = [
+            p
+            for p in path.parent.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(".tmp")
+        ]
+    except (
+        OSError
+    ):  # an unreadable directory: the save itself will report what is wrong
         return removed
     now = time.time()
     for tmp in candidates:
-        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        pid_text = tmp.name[len(prefix) :].split(".", 1)[0]
         try:
             old = now - tmp.lstat().st_mtime > STALE_TEMPORARY_SECONDS
         except OSError:
             continue
-        dead = pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+        dead = (
+            pid_text.isdigit()
+            and int(pid_text) != os.getpid()
+            and not _pid_alive(int(pid_text))
+        )
         if dead or old:
             try:
                 tmp.unlink()
@@ -753,7 +934,9 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
     if max_bytes is None:
         max_bytes = _default_max_bytes()
     elif not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
-        raise ValueError(f"max_bytes must be an int >= 0 or None. Received: max_bytes={max_bytes!r}")
+        raise ValueError(
+            f"max_bytes must be an int >= 0 or None. Received: max_bytes={max_bytes!r}"
+        )
     try:
         meta_bytes, _, arrays = _read_archive(path, where, max_bytes)
     except ModelFormatError as exc:
@@ -761,7 +944,9 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
             raise
         raise ModelFormatError(f"{where!r}: {exc}") from exc.__cause__
     except _READ_ERRORS as exc:
-        raise ModelFormatError(f"{where!r} is not a readable neuroplug model (truncated or corrupt): {exc}") from exc
+        raise ModelFormatError(
+            f"{where!r} is not a readable neuroplug model (truncated or corrupt): {exc}"
+        ) from exc
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -769,7 +954,12 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{where!r} is not a neuroplug model file")
     version = meta.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or version > FORMAT_VERSION:
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or version < 1
+        or version > FORMAT_VERSION
+    ):
         raise ModelFormatError(
             f"{where!r} uses model format version {version!r}; this neuroplug ({_version()}) reads "
             f"versions 1 to {FORMAT_VERSION}. Upgrade neuroplug to load it."
@@ -783,7 +973,9 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
             f"known estimators: {', '.join(sorted(classes))}"
         )
     if "params" not in meta or "state" not in meta:
-        raise ModelFormatError(f"{where!r} is not a complete neuroplug model file (no params or state)")
+        raise ModelFormatError(
+            f"{where!r} is not a complete neuroplug model file (no params or state)"
+        )
     origins = _check_names(meta, where)
     dec = _Decoder(arrays)
     try:
@@ -823,7 +1015,9 @@ def _check_names(meta: dict[str, Any], where: str) -> dict[str, dict[str, str]]:
     return origins
 
 
-def _check_provenance(manager: Any, kind: str, name: str, origin: str | None, where: str) -> None:
+def _check_provenance(
+    manager: Any, kind: str, name: str, origin: str | None, where: str
+) -> None:
     """The plugin (and distribution) the file recorded must provide ``name`` now, unblocked and unique."""
     from .registry import NameClashError, ProvenanceError
 
@@ -835,11 +1029,15 @@ def _check_provenance(manager: Any, kind: str, name: str, origin: str | None, wh
         raise ModelFormatError(f"{where!r}: {exc}") from None
 
 
-def _check_spec_names(params: dict[str, Any], origins: dict[str, dict[str, str]], where: str) -> None:
+def _check_spec_names(
+    params: dict[str, Any], origins: dict[str, dict[str, str]], where: str
+) -> None:
     """Refuse layer specs / pretrainer names in the hyper-parameters that no installed plugin provides."""
     from .plugins import get_plugin_manager
 
     manager = get_plugin_manager()
     for kind, names in _layer_and_pretrainer_names(params).items():
         for name in sorted(names):
-            _check_provenance(manager, kind, name, origins.get(kind, {}).get(name), where)
+            _check_provenance(
+                manager, kind, name, origins.get(kind, {}).get(name), where
+            )

@@ -40,7 +40,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,14 +74,20 @@ def _require_matplotlib(caller: str) -> Any:
         import matplotlib
     except ImportError as exc:
         raise ImportError(
-            f"{caller} needs matplotlib; install it with: pip install \"neuroplug[plot]\""
+            f'{caller} needs matplotlib; install it with: pip install "neuroplug[plot]"'
         ) from exc
     return matplotlib
 
 
 def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}. Received: {name}={value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        raise ValueError(
+            f"{name} must be an int >= {minimum}. Received: {name}={value!r}"
+        )
     return int(value)
 
 
@@ -137,7 +144,9 @@ def _as_image_shape(image_shape: Any, n_features: int) -> tuple[int, ...]:
     return shape
 
 
-def _rows_to_images(rows: np.ndarray, image_shape: Any, estimator: Any = None, name: str = "X") -> np.ndarray:
+def _rows_to_images(
+    rows: np.ndarray, image_shape: Any, estimator: Any = None, name: str = "X"
+) -> np.ndarray:
     """Reshape ``(n, n_features)`` rows to ``(n, h, w)`` or ``(n, c, h, w)`` images.
 
     The shape comes from ``image_shape``, else from the estimator's
@@ -148,7 +157,11 @@ def _rows_to_images(rows: np.ndarray, image_shape: Any, estimator: Any = None, n
     if image_shape is None and estimator is not None:
         for attr in ("input_shape_", "input_shape"):
             candidate = getattr(estimator, attr, None)
-            if candidate is not None and len(tuple(candidate)) in (2, 3) and int(np.prod(candidate)) == n_features:
+            if (
+                candidate is not None
+                and len(tuple(candidate)) in (2, 3)
+                and int(np.prod(candidate)) == n_features
+            ):
                 image_shape = tuple(candidate)
                 break
     if image_shape is None:
@@ -159,7 +172,10 @@ def _rows_to_images(rows: np.ndarray, image_shape: Any, estimator: Any = None, n
 
 
 def _images_for_display(
-    images: np.ndarray, in_channel: Any = None, name: str = "images", max_channels: int | None = None
+    images: np.ndarray,
+    in_channel: Any = None,
+    name: str = "images",
+    max_channels: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Turn ``(n, h, w)``, ``(n, 1, h, w)``, ``(n, 3, h, w)`` or ``(n, c, h, w)`` into drawable images.
 
@@ -185,13 +201,17 @@ def _images_for_display(
         return images.reshape(n * c, *images.shape[2:]), c
     if in_channel == "rgb":
         if c != 3:
-            raise ValueError(f"in_channel='rgb' needs 3 channels. Received: {name} with {c} channels")
+            raise ValueError(
+                f"in_channel='rgb' needs 3 channels. Received: {name} with {c} channels"
+            )
         return np.moveaxis(images, 1, -1), 1
     if in_channel == "mean":
         return images.mean(axis=1), 1
     if isinstance(in_channel, numbers.Integral) and not isinstance(in_channel, bool):
         if not -c <= in_channel < c:
-            raise ValueError(f"in_channel must be in [0, {c}) for {c} channels. Received: in_channel={in_channel}")
+            raise ValueError(
+                f"in_channel must be in [0, {c}) for {c} channels. Received: in_channel={in_channel}"
+            )
         return images[:, int(in_channel)], 1
     raise ValueError(
         f"in_channel must be None (every channel), an int, 'mean' or 'rgb'. Received: in_channel={in_channel!r}"
@@ -257,7 +277,10 @@ class ImageGridDisplay:
                 f"Received: images.shape={images.shape}"
             )
         if images.shape[0] == 0:
-            raise ValueError("images is empty: there is nothing to draw. Received: images.shape=" f"{images.shape}")
+            raise ValueError(
+                "images is empty: there is nothing to draw. Received: images.shape="
+                f"{images.shape}"
+            )
         if self.titles is not None and len(self.titles) != images.shape[0]:
             raise ValueError(
                 f"titles must hold one title per image ({images.shape[0]}). Received: {len(self.titles)} titles"
@@ -272,7 +295,7 @@ class ImageGridDisplay:
         shared_scale: bool = False,
         fig: Any = None,
         title: str | None = None,
-    ) -> "ImageGridDisplay":
+    ) -> ImageGridDisplay:
         """Draw the images as a grid.
 
         Parameters
@@ -326,7 +349,11 @@ class ImageGridDisplay:
             if i >= n:
                 ax.set_axis_off()
                 continue
-            drawn.append(ax.imshow(images[i], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"))
+            drawn.append(
+                ax.imshow(
+                    images[i], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+                )
+            )
             if self.titles is not None:
                 ax.set_title(self.titles[i], fontsize="small")
         title = self.title if title is None else title
@@ -349,7 +376,9 @@ def _conv_layers(estimator: Any) -> list[tuple[int, np.ndarray]]:
 
     return [
         (i, np.asarray(w["W"]))
-        for i, (layer, w) in enumerate(zip(estimator.layers_, estimator.network_weights_))
+        for i, (layer, w) in enumerate(
+            zip(estimator.layers_, estimator.network_weights_)
+        )
         if isinstance(layer, Conv2D)
     ]
 
@@ -370,7 +399,9 @@ def _pick(n_items: int, layer: Any, what: str) -> int:
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise TypeError(f"layer must be an int. Received: layer={layer!r}")
     if not -n_items <= layer < n_items:
-        raise ValueError(f"layer must be in [0, {n_items}): the model has {n_items} {what}. Received: layer={layer}")
+        raise ValueError(
+            f"layer must be in [0, {n_items}): the model has {n_items} {what}. Received: layer={layer}"
+        )
     return int(layer) % n_items
 
 
@@ -378,9 +409,13 @@ def _filter_title(W: np.ndarray, where: str) -> str:
     return f"{where}: {W.shape[0]} filters {W.shape[2]}x{W.shape[3]}"
 
 
-def _estimator_filters(estimator: Any, layer: int, image_shape: Any) -> tuple[np.ndarray, str]:
+def _estimator_filters(
+    estimator: Any, layer: int, image_shape: Any
+) -> tuple[np.ndarray, str]:
     """The weights of ``layer`` as images ``(n, h, w)`` or ``(n, c, h, w)``, and a title."""
-    if hasattr(estimator, "network_weights_") and hasattr(estimator, "layers_"):  # CNN, DBNClassifier
+    if hasattr(estimator, "network_weights_") and hasattr(
+        estimator, "layers_"
+    ):  # CNN, DBNClassifier
         convs = _conv_layers(estimator)
         if convs:
             k = _pick(len(convs), layer, "convolution layers")
@@ -422,8 +457,12 @@ def _estimator_filters(estimator: Any, layer: int, image_shape: Any) -> tuple[np
         if W.ndim == 4:
             return W, _filter_title(W, type(estimator).__name__)
         if W.ndim != 2:
-            raise ValueError(f"components_ must be 2-D or 4-D. Received: components_.shape={W.shape}")
-        return _rows_to_images(W, image_shape, estimator, "components_"), f"Weights of {W.shape[0]} hidden units"
+            raise ValueError(
+                f"components_ must be 2-D or 4-D. Received: components_.shape={W.shape}"
+            )
+        return _rows_to_images(
+            W, image_shape, estimator, "components_"
+        ), f"Weights of {W.shape[0]} hidden units"
     if hasattr(estimator, "recognition_weights_"):  # SigmoidBeliefNet
         Ws = estimator.recognition_weights_  # Ws[l]: (n_l, n_{l+1})
         k = _pick(len(Ws), layer, "layers")
@@ -435,7 +474,9 @@ def _estimator_filters(estimator: Any, layer: int, image_shape: Any) -> tuple[np
             title += ", projected through the layers below"
         return _rows_to_images(W, image_shape, estimator, "recognition_weights_"), title
     _check_fitted(
-        estimator, ("network_weights_", "rbms_", "components_", "recognition_weights_"), "FilterDisplay"
+        estimator,
+        ("network_weights_", "rbms_", "components_", "recognition_weights_"),
+        "FilterDisplay",
     )
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -496,8 +537,13 @@ class FilterDisplay(ImageGridDisplay):
     _shared_cmap = "RdBu_r"
 
     def plot(  # type: ignore[override]
-        self, *, shared_scale: bool = False, cmap: Any = None, colorbar: bool | None = None, **kwargs: Any
-    ) -> "FilterDisplay":
+        self,
+        *,
+        shared_scale: bool = False,
+        cmap: Any = None,
+        colorbar: bool | None = None,
+        **kwargs: Any,
+    ) -> FilterDisplay:
         """Draw the filters; see :meth:`ImageGridDisplay.plot` for ``n_cols``, ``fig`` and ``title``.
 
         Parameters
@@ -528,8 +574,14 @@ class FilterDisplay(ImageGridDisplay):
             cmap = self._shared_cmap
         super().plot(shared_scale=shared_scale, cmap=cmap, **kwargs)
         self.colorbar_ = None
-        if (shared_scale if colorbar is None else colorbar) and self.images_ and self.images_[0].get_array().ndim == 2:
-            self.colorbar_ = self.figure_.colorbar(self.images_[0], ax=self.axes_, shrink=0.8, label="weight")
+        if (
+            (shared_scale if colorbar is None else colorbar)
+            and self.images_
+            and self.images_[0].get_array().ndim == 2
+        ):
+            self.colorbar_ = self.figure_.colorbar(
+                self.images_[0], ax=self.axes_, shrink=0.8, label="weight"
+            )
         return self
 
     def _shared_limits(self, images: np.ndarray) -> tuple[float, float]:
@@ -548,7 +600,7 @@ class FilterDisplay(ImageGridDisplay):
         max_channels: int | None = 8,
         title: str | None = None,
         **plot_kwargs: Any,
-    ) -> "FilterDisplay":
+    ) -> FilterDisplay:
         """Draw a weight array as filters.
 
         Parameters
@@ -603,7 +655,7 @@ class FilterDisplay(ImageGridDisplay):
         max_channels: int | None = 8,
         title: str | None = None,
         **plot_kwargs: Any,
-    ) -> "FilterDisplay":
+    ) -> FilterDisplay:
         """Draw the learned filters of a fitted estimator.
 
         Parameters
@@ -646,10 +698,14 @@ class FilterDisplay(ImageGridDisplay):
         """
         W, default_title = _estimator_filters(estimator, layer, image_shape)
         W = _limit(W, max_filters, "max_filters")
-        images, n_channels = _images_for_display(W, in_channel, "the filters", max_channels)
-        return cls(images, n_channels=n_channels, title=default_title if title is None else title).plot(
-            **plot_kwargs
+        images, n_channels = _images_for_display(
+            W, in_channel, "the filters", max_channels
         )
+        return cls(
+            images,
+            n_channels=n_channels,
+            title=default_title if title is None else title,
+        ).plot(**plot_kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -688,7 +744,7 @@ class SampleDisplay(ImageGridDisplay):
 
     _default_cmap = "gray_r"
 
-    def plot(self, *, shared_scale: bool = True, **kwargs: Any) -> "SampleDisplay":  # type: ignore[override]
+    def plot(self, *, shared_scale: bool = True, **kwargs: Any) -> SampleDisplay:  # type: ignore[override]
         """Draw the samples (on one grey scale by default); see :meth:`ImageGridDisplay.plot`.
 
         Returns
@@ -708,7 +764,7 @@ class SampleDisplay(ImageGridDisplay):
         sample_kwargs: dict[str, Any] | None = None,
         title: str | None = None,
         **plot_kwargs: Any,
-    ) -> "SampleDisplay":
+    ) -> SampleDisplay:
         """Draw ``n_samples`` samples of a fitted generative model.
 
         Parameters
@@ -743,9 +799,14 @@ class SampleDisplay(ImageGridDisplay):
             samples = samples.reshape(samples.shape[0], -1)
         images = _rows_to_images(samples, image_shape, estimator, "the samples")
         if images.ndim == 4:
-            images, _ = _images_for_display(images, "rgb" if images.shape[1] == 3 else 0, "the samples")
+            images, _ = _images_for_display(
+                images, "rgb" if images.shape[1] == 3 else 0, "the samples"
+            )
         name = type(estimator).__name__
-        display = cls(images, title=f"{n_samples} samples from the {name}" if title is None else title)
+        display = cls(
+            images,
+            title=f"{n_samples} samples from the {name}" if title is None else title,
+        )
         display.samples_ = samples
         return display.plot(**plot_kwargs)
 
@@ -813,7 +874,7 @@ class FeatureMapDisplay(ImageGridDisplay):
         max_maps: int | None = 64,
         title: str | None = None,
         **plot_kwargs: Any,
-    ) -> "FeatureMapDisplay":
+    ) -> FeatureMapDisplay:
         """Pass ``image`` through a fitted CNN and draw the output of ``layer``.
 
         Parameters
@@ -844,7 +905,9 @@ class FeatureMapDisplay(ImageGridDisplay):
         from .backends import get_ops
         from .network import Network
 
-        if not hasattr(estimator, "layers_") and not hasattr(estimator, "network_weights_"):
+        if not hasattr(estimator, "layers_") and not hasattr(
+            estimator, "network_weights_"
+        ):
             check_is_fitted(estimator)
             raise TypeError(
                 "FeatureMapDisplay needs a fitted CNNClassifier or CNNRegressor. "
@@ -865,10 +928,16 @@ class FeatureMapDisplay(ImageGridDisplay):
             index = _pick(len(layers), layer, "layers")
         # A network of our own on the estimator's backend: the fitted model
         # is NumPy only, and this leaves the estimator's cached network alone.
-        ops = get_ops(estimator.backend, n_threads=getattr(estimator, "n_threads", None))
-        network = Network([clone(l) for l in layers], input_shape, ops, rng=0, dtype=estimator.dtype_)
+        ops = get_ops(
+            estimator.backend, n_threads=getattr(estimator, "n_threads", None)
+        )
+        network = Network(
+            [clone(l) for l in layers], input_shape, ops, rng=0, dtype=estimator.dtype_
+        )
         network.set_weights(estimator.network_weights_)
-        out = ops.to_numpy(network.forward(ops.asarray(x.reshape(1, *input_shape)), stop=index + 1))
+        out = ops.to_numpy(
+            network.forward(ops.asarray(x.reshape(1, *input_shape)), stop=index + 1)
+        )
         maps = np.asarray(out, dtype=np.float64)[0]
         if maps.ndim != 3:
             raise ValueError(
@@ -881,7 +950,9 @@ class FeatureMapDisplay(ImageGridDisplay):
             title=(
                 f"Layer {index} ({type(layers[index]).__name__}): "
                 f"{maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]}"
-            ) if title is None else title,
+            )
+            if title is None
+            else title,
         )
         display.feature_maps_, display.layer_ = maps, index
         return display.plot(**plot_kwargs)
@@ -940,7 +1011,7 @@ class MisclassifiedDisplay(ImageGridDisplay):
 
     _default_cmap = "gray_r"
 
-    def plot(self, *, shared_scale: bool = True, **kwargs: Any) -> "MisclassifiedDisplay":  # type: ignore[override]
+    def plot(self, *, shared_scale: bool = True, **kwargs: Any) -> MisclassifiedDisplay:  # type: ignore[override]
         """Draw the images (on one grey scale by default); see :meth:`ImageGridDisplay.plot`.
 
         Returns
@@ -961,7 +1032,7 @@ class MisclassifiedDisplay(ImageGridDisplay):
         image_shape: tuple[int, ...] | None = None,
         title: str | None = None,
         **plot_kwargs: Any,
-    ) -> "MisclassifiedDisplay":
+    ) -> MisclassifiedDisplay:
         """Predict ``X`` and draw the images whose prediction differs from ``y``.
 
         Parameters
@@ -1009,14 +1080,20 @@ class MisclassifiedDisplay(ImageGridDisplay):
         rows = X_arr[shown].reshape(len(shown), -1).astype(np.float64)
         images = _rows_to_images(rows, image_shape, _final_step(estimator), "X")
         if images.ndim == 4:
-            images, _ = _images_for_display(images, "rgb" if images.shape[1] == 3 else 0, "X")
+            images, _ = _images_for_display(
+                images, "rgb" if images.shape[1] == 3 else 0, "X"
+            )
         titles = [f"{t} → {p}" for t, p in zip(y_true[shown], y_pred[shown])]
         if title is None:
             title = f"Misclassified: {wrong.size} of {len(y_true)} (true → predicted)"
             if shown.size < wrong.size:
                 title += f", the first {shown.size} shown"
         display = cls(images, titles=titles, title=title)
-        display.indices_, display.y_true_, display.y_pred_ = shown, y_true[shown], y_pred[shown]
+        display.indices_, display.y_true_, display.y_pred_ = (
+            shown,
+            y_true[shown],
+            y_pred[shown],
+        )
         display.n_errors_ = int(wrong.size)
         return display.plot(**plot_kwargs)
 
@@ -1106,7 +1183,7 @@ class LossCurveDisplay:
         self.validation_loss = validation_loss
         self.kept_epoch = kept_epoch
 
-    def plot(self, *, ax: Any = None, log_scale: bool = False) -> "LossCurveDisplay":
+    def plot(self, *, ax: Any = None, log_scale: bool = False) -> LossCurveDisplay:
         """Draw the curves.
 
         Parameters
@@ -1124,18 +1201,28 @@ class LossCurveDisplay:
         _require_matplotlib("LossCurveDisplay.plot")
         loss = np.asarray(self.loss_curve, dtype=np.float64).ravel()
         if loss.size == 0:
-            raise ValueError("loss_curve is empty: the estimator ran no epoch. Received: loss_curve=[]")
+            raise ValueError(
+                "loss_curve is empty: the estimator ran no epoch. Received: loss_curve=[]"
+            )
         if ax is None:
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(6.0, 4.0))
         epochs = np.arange(1, loss.size + 1)
-        (self.line_,) = ax.plot(epochs, loss, marker="o" if loss.size < 30 else None, color="C0", label=self.loss_label)
+        (self.line_,) = ax.plot(
+            epochs,
+            loss,
+            marker="o" if loss.size < 30 else None,
+            color="C0",
+            label=self.loss_label,
+        )
         ax.set_xlabel("epoch")
         ax.set_ylabel(self.loss_label)
         if log_scale:
             if np.any(loss <= 0):
-                raise ValueError(f"log_scale needs positive values; {self.loss_label} has some <= 0. Received: log_scale=True")
+                raise ValueError(
+                    f"log_scale needs positive values; {self.loss_label} has some <= 0. Received: log_scale=True"
+                )
             ax.set_yscale("log")
         from matplotlib.ticker import MaxNLocator
 
@@ -1143,21 +1230,34 @@ class LossCurveDisplay:
         handles = [self.line_]
         self.line_validation_loss_ = self.kept_marker_ = None
         if self.validation_loss is not None:
-            vloss = np.asarray([np.nan if v is None else v for v in self.validation_loss], dtype=np.float64).ravel()
+            vloss = np.asarray(
+                [np.nan if v is None else v for v in self.validation_loss],
+                dtype=np.float64,
+            ).ravel()
             if vloss.size != loss.size:
                 raise ValueError(
                     f"validation_loss must hold one value per epoch ({loss.size}). Received: {vloss.size} values"
                 )
             (self.line_validation_loss_,) = ax.plot(
-                epochs, vloss, marker="o" if vloss.size < 30 else None, color="C2", linestyle="--",
+                epochs,
+                vloss,
+                marker="o" if vloss.size < 30 else None,
+                color="C2",
+                linestyle="--",
                 label="validation loss",
             )
             handles.append(self.line_validation_loss_)
         if self.kept_epoch is not None:
             if not 1 <= int(self.kept_epoch) <= loss.size:
-                raise ValueError(f"kept_epoch must be an epoch in [1, {loss.size}]. Received: kept_epoch={self.kept_epoch!r}")
-            self.kept_marker_ = ax.axvline(int(self.kept_epoch), color="0.4", linestyle=":",
-                                           label=f"kept weights (epoch {int(self.kept_epoch)})")
+                raise ValueError(
+                    f"kept_epoch must be an epoch in [1, {loss.size}]. Received: kept_epoch={self.kept_epoch!r}"
+                )
+            self.kept_marker_ = ax.axvline(
+                int(self.kept_epoch),
+                color="0.4",
+                linestyle=":",
+                label=f"kept weights (epoch {int(self.kept_epoch)})",
+            )
             handles.append(self.kept_marker_)
         self.ax_validation_ = self.line_validation_ = None
         if self.validation_scores is not None:
@@ -1169,7 +1269,11 @@ class LossCurveDisplay:
                 )
             twin = ax.twinx()
             (self.line_validation_,) = twin.plot(
-                epochs, scores, marker="s" if scores.size < 30 else None, color="C1", label="validation score"
+                epochs,
+                scores,
+                marker="s" if scores.size < 30 else None,
+                color="C1",
+                label="validation score",
             )
             twin.set_ylabel("validation score")
             handles.append(self.line_validation_)
@@ -1182,7 +1286,9 @@ class LossCurveDisplay:
         return self
 
     @classmethod
-    def from_estimator(cls, estimator: Any, *, ax: Any = None, log_scale: bool = False) -> "LossCurveDisplay":
+    def from_estimator(
+        cls, estimator: Any, *, ax: Any = None, log_scale: bool = False
+    ) -> LossCurveDisplay:
         """Draw the training curve of a fitted estimator.
 
         Parameters
@@ -1208,15 +1314,22 @@ class LossCurveDisplay:
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # old estimators' names
-                for attr, label in _CURVES:
+                for attr, old_label in _CURVES:
                     curve = getattr(estimator, attr, None)
                     if curve is not None:
+                        label = old_label
                         break
                 else:
-                    _check_fitted(estimator, [a for a, _ in _CURVES], "LossCurveDisplay")
+                    _check_fitted(
+                        estimator, [a for a, _ in _CURVES], "LossCurveDisplay"
+                    )
                     raise AssertionError("unreachable")  # pragma: no cover
         history = getattr(estimator, "history_", None) or []
-        val_loss = [row.get("val_loss") for row in history] if len(history) == len(curve) else []
+        val_loss = (
+            [row.get("val_loss") for row in history]
+            if len(history) == len(curve)
+            else []
+        )
         kept = getattr(estimator, "best_epoch_", None)
         display = cls(
             curve,
@@ -1252,7 +1365,9 @@ def plot_loss_curve(estimator: Any, **kwargs: Any) -> LossCurveDisplay:
     return LossCurveDisplay.from_estimator(estimator, **kwargs)
 
 
-def plot_misclassified(estimator: Any, X: Any, y: Any, **kwargs: Any) -> MisclassifiedDisplay:
+def plot_misclassified(
+    estimator: Any, X: Any, y: Any, **kwargs: Any
+) -> MisclassifiedDisplay:
     """Draw the images a fitted classifier gets wrong: :meth:`MisclassifiedDisplay.from_estimator`."""
     return MisclassifiedDisplay.from_estimator(estimator, X, y, **kwargs)
 
@@ -1309,7 +1424,9 @@ def plot_confusion_matrix(
         n_classes = len(getattr(estimator, "classes_", ())) or 10
         side = min(9.0, max(4.0, 0.4 * n_classes + 1.5))
         _, ax = plt.subplots(figsize=(side, side))
-    display = ConfusionMatrixDisplay.from_predictions(y, y_pred, ax=ax, normalize=normalize, cmap=cmap, **kwargs)
+    display = ConfusionMatrixDisplay.from_predictions(
+        y, y_pred, ax=ax, normalize=normalize, cmap=cmap, **kwargs
+    )
     display.accuracy_ = float(accuracy_score(y, y_pred))
     if title is None:
         title = f"{type(_final_step(estimator)).__name__}: accuracy {display.accuracy_:.1%} on {len(y_pred)} samples"
@@ -1340,7 +1457,12 @@ def _first_layer_display(estimator: Any) -> FilterDisplay | None:
 
 
 def save_training_plots(
-    estimator: Any, X_test: Any = None, y_test: Any = None, directory: str | Any = ".", *, dpi: int = 100
+    estimator: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    directory: str | Any = ".",
+    *,
+    dpi: int = 100,
 ) -> list[Any]:
     """Write the pictures of a fitted model to PNG files in ``directory``.
 
@@ -1389,7 +1511,9 @@ def save_training_plots(
         check_is_fitted(estimator)
     out = Path(directory)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"directory must be a directory; a file of that name exists. Received: directory={str(directory)!r}")
+        raise ValueError(
+            f"directory must be a directory; a file of that name exists. Received: directory={str(directory)!r}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
@@ -1411,7 +1535,10 @@ def save_training_plots(
         if is_classifier(estimator) and X_test is not None and y_test is not None:
             save(plot_confusion_matrix(estimator, X_test, y_test), "confusion")
             try:
-                save(MisclassifiedDisplay.from_estimator(estimator, X_test, y_test), "misclassified")
+                save(
+                    MisclassifiedDisplay.from_estimator(estimator, X_test, y_test),
+                    "misclassified",
+                )
             except ValueError:
                 pass  # every test image classified right: nothing to show
         if generative:

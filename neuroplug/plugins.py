@@ -37,8 +37,9 @@ import os
 import re
 import threading
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -157,11 +158,16 @@ def _validate_class(base_path: str, required: tuple[str, ...]):
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise TypeError(f"expected a subclass of {base_path}, got {obj!r}")
         missing = [
-            m for m in required
-            if getattr(obj, m, None) is None or getattr(obj, m) is getattr(base, m, object())
+            m
+            for m in required
+            if getattr(obj, m, None) is None
+            or getattr(obj, m) is getattr(base, m, object())
         ]
         if missing:
-            raise TypeError(f"{obj.__name__} does not implement required method(s) {', '.join(missing)}")
+            raise TypeError(
+                f"{obj.__name__} does not implement required method(s) {', '.join(missing)}"
+            )
+
     return validate
 
 
@@ -193,16 +199,24 @@ class PluginManager:
         self.pm = pluggy.PluginManager("neuroplug")
         self.pm.add_hookspecs(hookspecs)
         self.builtins = tuple(builtins)
-        self.autoload = (not _env_flag(NO_AUTOLOAD_ENV)) if autoload is None else autoload
+        self.autoload = (
+            (not _env_flag(NO_AUTOLOAD_ENV)) if autoload is None else autoload
+        )
         self.disabled = set(_env_list(DISABLE_ENV) if disabled is None else disabled)
         self.strict = _env_flag(STRICT_ENV) if strict is None else strict
         self.registries: dict[str, Registry] = {
-            "layer": Registry("layer", _validate_class("neuroplug.layers.base.Layer", ("forward", "backward"))),
+            "layer": Registry(
+                "layer",
+                _validate_class("neuroplug.layers.base.Layer", ("forward", "backward")),
+            ),
             "pretrainer": Registry(
-                "pretrainer", _validate_class("neuroplug.pretrain.base.Pretrainer", ("pretrain",))
+                "pretrainer",
+                _validate_class("neuroplug.pretrain.base.Pretrainer", ("pretrain",)),
             ),
             "backend": Registry("backend", _validate_class("neuroplug.ops.Ops", ())),
-            "callback": Registry("callback", _validate_class("neuroplug.callbacks.Callback", ())),
+            "callback": Registry(
+                "callback", _validate_class("neuroplug.callbacks.Callback", ())
+            ),
         }
         self._info: dict[str, PluginInfo] = {}
         self._lock = threading.RLock()
@@ -245,18 +259,28 @@ class PluginManager:
         for info in self._info.values():
             if info.error is None and not info.blocked:
                 info.registered = {
-                    kind: reg.by_plugin(info.name) for kind, reg in self.registries.items()
+                    kind: reg.by_plugin(info.name)
+                    for kind, reg in self.registries.items()
                 }
                 info.clashes = {
-                    kind: names for kind, reg in self.registries.items()
-                    if (names := [n for n, who in reg.clashes().items() if info.name in who])
+                    kind: names
+                    for kind, reg in self.registries.items()
+                    if (
+                        names := [
+                            n for n, who in reg.clashes().items() if info.name in who
+                        ]
+                    )
                 }
         return list(self._info.values())
 
     def clashes(self) -> dict[str, dict[str, list[str]]]:
         """``{kind: {name: [plugins]}}`` for every name that more than one plugin registers."""
         self.load()
-        return {kind: reg.clashes() for kind, reg in self.registries.items() if reg.clashes()}
+        return {
+            kind: reg.clashes()
+            for kind, reg in self.registries.items()
+            if reg.clashes()
+        }
 
     def plugin_info(self, name: str) -> PluginInfo | None:
         """The :class:`PluginInfo` of plugin ``name`` (loaded, blocked or failed), or ``None``."""
@@ -277,7 +301,9 @@ class PluginManager:
         try:
             return self.registries[kind]
         except KeyError:
-            raise ValueError(f"kind must be one of {', '.join(sorted(self.registries))}. Received: kind={kind!r}") from None
+            raise ValueError(
+                f"kind must be one of {', '.join(sorted(self.registries))}. Received: kind={kind!r}"
+            ) from None
 
     def check_provenance(self, kind: str, name: str, recorded: str | None) -> Entry:
         """Check that ``name`` is provided by the plugin (and distribution) a model file recorded.
@@ -316,7 +342,9 @@ class PluginManager:
             saved = f" It was saved with plugin {recorded}." if recorded else ""
             for info in self._info.values():
                 same = plugin is not None and (
-                    info.name == plugin or (dist not in (None, "neuroplug") and info.distribution == dist))
+                    info.name == plugin
+                    or (dist not in (None, "neuroplug") and info.distribution == dist)
+                )
                 if same and info.blocked:
                     raise ProvenanceError(
                         f"the {kind} {name!r} of plugin {info.name!r}, which is installed but blocked by "
@@ -328,12 +356,23 @@ class PluginManager:
                         f"the {kind} {name!r} of plugin {info.name!r}, which is installed but failed to load "
                         f"({info.error}).{saved} Fix or reinstall that plugin to load this model.{known}"
                     )
-            hint = f" It was saved with plugin {recorded}; install that plugin to load this model." if recorded else ""
-            raise ProvenanceError(f"the {kind} {name!r}, which no installed plugin provides.{hint}{known}")
+            hint = (
+                f" It was saved with plugin {recorded}; install that plugin to load this model."
+                if recorded
+                else ""
+            )
+            raise ProvenanceError(
+                f"the {kind} {name!r}, which no installed plugin provides.{hint}{known}"
+            )
         entry = registry.entry(name)
         now = self._info[entry.plugin]
         if plugin is not None and (
-            now.name != plugin or (dist is not None and now.distribution is not None and now.distribution != dist)
+            now.name != plugin
+            or (
+                dist is not None
+                and now.distribution is not None
+                and now.distribution != dist
+            )
         ):
             raise ProvenanceError(
                 f"the {kind} {name!r}, which was saved with plugin {recorded}, but plugin {now.origin} "
@@ -343,7 +382,7 @@ class PluginManager:
         return entry
 
     # -- loading ------------------------------------------------------------
-    def load(self) -> "PluginManager":
+    def load(self) -> PluginManager:
         """Load the built-in and entry-point plugins once; later calls do nothing."""
         if self._loaded:
             return self
@@ -354,11 +393,16 @@ class PluginManager:
                 if self._seen(name):
                     continue
                 self._load_one(
-                    name, f"built-in ({module_path})", lambda m=module_path: importlib.import_module(m),
+                    name,
+                    f"built-in ({module_path})",
+                    lambda m=module_path: importlib.import_module(m),
                     distribution=("neuroplug", _neuroplug_version()),
                 )
             if self.autoload:
-                for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                for ep in sorted(
+                    importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                    key=lambda e: e.name,
+                ):
                     if self._seen(ep.name):
                         continue
                     dist = getattr(ep, "dist", None)
@@ -385,7 +429,13 @@ class PluginManager:
             raise info.error
         return True
 
-    def register(self, plugin: object, name: str | None = None, *, source: str = "registered at run time") -> str:
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        *,
+        source: str = "registered at run time",
+    ) -> str:
         """Register a plugin object (module or instance) now and run its hooks.
 
         Returns the plugin name.  Errors follow the manager's ``strict`` rule.
@@ -414,11 +464,24 @@ class PluginManager:
             self.pm.unregister(name=info.name)
         if self.strict:
             raise error
-        warnings.warn(f"{error} (neuroplug goes on without plugin {info.name!r})", PluginWarning, stacklevel=4)
+        warnings.warn(
+            f"{error} (neuroplug goes on without plugin {info.name!r})",
+            PluginWarning,
+            stacklevel=4,
+        )
 
-    def _load_one(self, name: str, source: str, loader, distribution: tuple[str, str] | None = None) -> None:
+    def _load_one(
+        self,
+        name: str,
+        source: str,
+        loader,
+        distribution: tuple[str, str] | None = None,
+    ) -> None:
         if name in self._info and self._info[name].error is None:
-            raise PluginLoadError(f"A plugin named {name!r} is already registered ({self._info[name].source}).", plugin=name)
+            raise PluginLoadError(
+                f"A plugin named {name!r} is already registered ({self._info[name].source}).",
+                plugin=name,
+            )
         info = PluginInfo(name=name, source=source)
         if distribution is not None:
             info.distribution, info.version = distribution
@@ -430,34 +493,52 @@ class PluginManager:
             plugin = loader()
         except KeyboardInterrupt:
             raise
-        except BaseException as exc:  # a plugin's sys.exit() must not end the host process
-            err = PluginLoadError(f'Error importing plugin "{name}" ({source}): {type(exc).__name__}: {exc}', plugin=name)
+        except (
+            BaseException
+        ) as exc:  # a plugin's sys.exit() must not end the host process
+            err = PluginLoadError(
+                f'Error importing plugin "{name}" ({source}): {type(exc).__name__}: {exc}',
+                plugin=name,
+            )
             err.__cause__ = exc
             self._fail(info, err)
             return
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
-            err = PluginLoadError(f'Plugin "{name}" ({source}) could not be registered: {exc}', plugin=name)
+            err = PluginLoadError(
+                f'Plugin "{name}" ({source}) could not be registered: {exc}',
+                plugin=name,
+            )
             err.__cause__ = exc
             self._fail(info, err)
             return
         unknown = [
-            hook for hook, caller in vars(self.pm.hook).items()
-            if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
+            hook
+            for hook, caller in vars(self.pm.hook).items()
+            if isinstance(caller, pluggy.HookCaller)
+            and not caller.has_spec()
             and any(impl.plugin is plugin for impl in caller.get_hookimpls())
         ]
         if unknown:
             known = ", ".join(h for _, h in _HOOKS)
-            self._fail(info, PluginLoadError(
-                f'Plugin "{name}" ({source}) implements unknown hook(s) {", ".join(sorted(unknown))}; '
-                f"known hooks: {known}.", plugin=name))
+            self._fail(
+                info,
+                PluginLoadError(
+                    f'Plugin "{name}" ({source}) implements unknown hook(s) {", ".join(sorted(unknown))}; '
+                    f"known hooks: {known}.",
+                    plugin=name,
+                ),
+            )
             return
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         staged: list[tuple[Registry, list]] = []
         for kind, hook in _HOOKS:
             registry = self.registries[kind]
-            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls()):
+            if not any(
+                impl.plugin is plugin
+                for impl in getattr(self.pm.hook, hook).get_hookimpls()
+            ):
                 continue
             # pluggy's own caller, limited to this plugin: ordering, wrappers and tracing apply.
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
@@ -471,7 +552,9 @@ class PluginManager:
                 raise
             except BaseException as exc:
                 err = PluginLoadError(
-                    f'Plugin "{name}" ({source}) raised in {hook}: {type(exc).__name__}: {exc}', plugin=name)
+                    f'Plugin "{name}" ({source}) raised in {hook}: {type(exc).__name__}: {exc}',
+                    plugin=name,
+                )
                 err.__cause__ = exc
                 self._fail(info, err)
                 return
@@ -480,11 +563,15 @@ class PluginManager:
         clashes = []
         for registry, entries in staged:
             for clashed in registry.commit(entries):
-                clashes.append(NameClashError(registry.kind, clashed, registry.contenders(clashed)))
+                clashes.append(
+                    NameClashError(registry.kind, clashed, registry.contenders(clashed))
+                )
         for error in clashes:
             if self.strict:
                 raise error
-            warnings.warn(f"{error} (plugin {name!r}, {source})", PluginWarning, stacklevel=4)
+            warnings.warn(
+                f"{error} (plugin {name!r}, {source})", PluginWarning, stacklevel=4
+            )
 
 
 def _neuroplug_version() -> str:

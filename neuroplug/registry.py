@@ -14,8 +14,9 @@ until one of them is blocked (``NEUROPLUG_DISABLE_PLUGINS``) or unregistered.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 __all__ = [
     "PluginError",
@@ -107,7 +108,11 @@ def _worker_note(kind: str) -> str:
         f"'neuroplug' entry point. A {kind} registered at run time with get_plugin_manager().register(...) in the "
         "main process is unknown here: install its plugin with an entry point (neuroplug new-plugin writes one), "
         "or register it in every worker as well (a loky initializer, a Dask WorkerPlugin)"
-        + (f", or pass a {kind} object instead of its name." if kind in ("layer", "pretrainer") else ".")
+        + (
+            f", or pass a {kind} object instead of its name."
+            if kind in ("layer", "pretrainer")
+            else "."
+        )
     )
 
 
@@ -133,7 +138,9 @@ class Registry:
         :class:`RegistrationError` naming the plugin.
     """
 
-    def __init__(self, kind: str, validate: Callable[[str, Any], None] | None = None) -> None:
+    def __init__(
+        self, kind: str, validate: Callable[[str, Any], None] | None = None
+    ) -> None:
         self.kind = kind
         self._validate = validate
         self._entries: dict[str, Entry] = {}
@@ -166,8 +173,12 @@ class Registry:
         known = ", ".join(sorted(self._entries)) or "(none)"
         msg = f"Unknown {self.kind} {name!r}. Known {self.kind}s: {known}."
         if self._failed_plugins:
-            failed = "; ".join(f"{p}: {why}" for p, why in sorted(self._failed_plugins.items()))
-            msg += f" Plugins that failed to load (they may have provided it): {failed}."
+            failed = "; ".join(
+                f"{p}: {why}" for p, why in sorted(self._failed_plugins.items())
+            )
+            msg += (
+                f" Plugins that failed to load (they may have provided it): {failed}."
+            )
         if self._clashes:
             msg += f" Unusable because several plugins register them: {', '.join(sorted(self._clashes))}."
         msg += _worker_note(self.kind)
@@ -203,7 +214,9 @@ class Registry:
         return len(self._entries)
 
     # -- writing (used by the plugin manager) -------------------------------
-    def check(self, name: str, obj: Any, plugin: str, staged: dict[str, Entry] | None = None) -> None:
+    def check(
+        self, name: str, obj: Any, plugin: str, staged: dict[str, Entry] | None = None
+    ) -> None:
         """Raise :class:`RegistrationError` if ``obj`` cannot be registered as ``name``."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise RegistrationError(
@@ -214,7 +227,11 @@ class Registry:
             )
         # Another plugin's name is a clash, decided at commit; the same plugin twice is its own bug.
         previous = (staged or {}).get(name)
-        if previous is None and self._entries.get(name, None) is not None and self._entries[name].plugin == plugin:
+        if (
+            previous is None
+            and self._entries.get(name, None) is not None
+            and self._entries[name].plugin == plugin
+        ):
             previous = self._entries[name]
         if previous is not None:
             raise DuplicateNameError(

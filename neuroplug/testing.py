@@ -78,8 +78,9 @@ import numbers
 import pickle
 import re
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class LayerCheckError(AssertionError):
         return (_rebuild_check_error, (str(self), self.check, self.layer))
 
 
-def _rebuild_check_error(message: str, check: str, layer: str) -> "LayerCheckError":
+def _rebuild_check_error(message: str, check: str, layer: str) -> LayerCheckError:
     return LayerCheckError(message, check=check, layer=layer)
 
 
@@ -160,6 +161,7 @@ def make_layer_factory(layer_factory: LayerFactory) -> Callable[[], Layer]:
         spec = layer_factory
         return lambda: build_layer(spec)
     if callable(layer_factory):
+
         def make() -> Layer:
             layer = layer_factory()
             if not isinstance(layer, Layer):
@@ -168,6 +170,7 @@ def make_layer_factory(layer_factory: LayerFactory) -> Callable[[], Layer]:
                     f"Received: {layer!r} of type {type(layer).__name__}"
                 )
             return layer
+
         return make
     raise TypeError(
         "layer_factory must be a Layer object, a Layer class, a callable returning a Layer or a spec "
@@ -197,8 +200,13 @@ class _Context:
         """A fresh layer initialised on ``ops`` (the reference by default) from the seed."""
         layer = self.make()
         ops = ops if ops is not None else Ops()
-        out = layer.initialize(self.input_shape, ops, np.random.default_rng(self.seed), dtype)
-        _require(isinstance(out, tuple), f"initialize must return the output shape as a tuple; it returned {out!r}")
+        out = layer.initialize(
+            self.input_shape, ops, np.random.default_rng(self.seed), dtype
+        )
+        _require(
+            isinstance(out, tuple),
+            f"initialize must return the output shape as a tuple; it returned {out!r}",
+        )
         return layer
 
     def inputs(self, n: int | None = None, dtype: Any = np.float64) -> np.ndarray:
@@ -206,11 +214,15 @@ class _Context:
         n = self.batch_size if n is None else n
         rng = np.random.default_rng(self.seed + 1000)
         X = np.asarray(self.make_input(rng, (n, *self.input_shape)))
-        _require(X.shape == (n, *self.input_shape),
-                 f"make_input returned shape {X.shape}; expected {(n, *self.input_shape)}")
+        _require(
+            X.shape == (n, *self.input_shape),
+            f"make_input returned shape {X.shape}; expected {(n, *self.input_shape)}",
+        )
         return X.astype(dtype)
 
-    def train_forward(self, layer: Layer, X: np.ndarray, rng_seed: int | None = None) -> np.ndarray:
+    def train_forward(
+        self, layer: Layer, X: np.ndarray, rng_seed: int | None = None
+    ) -> np.ndarray:
         """Forward in training mode with a freshly seeded backend generator; returns NumPy."""
         ops = layer.ops
         layer.bind_rng(ops.make_rng(self.seed + 7 if rng_seed is None else rng_seed))
@@ -218,14 +230,20 @@ class _Context:
 
     def eval_forward(self, layer: Layer, X: np.ndarray) -> np.ndarray:
         ops = layer.ops
-        return _np(ops, layer.forward(ops.asarray(X, dtype=layer.dtype), training=False))
+        return _np(
+            ops, layer.forward(ops.asarray(X, dtype=layer.dtype), training=False)
+        )
 
-    def backward(self, layer: Layer, dY: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def backward(
+        self, layer: Layer, dY: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Backward; returns the input gradient and copies of the parameter gradients as NumPy."""
         ops = layer.ops
         dX = _np(ops, layer.backward(ops.asarray(dY, dtype=layer.dtype)))
         grads = getattr(layer, "grads", {}) or {}
-        return dX, {k: (None if g is None else _np(ops, g).copy()) for k, g in grads.items()}
+        return dX, {
+            k: (None if g is None else _np(ops, g).copy()) for k, g in grads.items()
+        }
 
     def stochastic(self) -> bool:
         """Whether training-mode outputs depend on the generator (dropout, noise)."""
@@ -255,7 +273,12 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _assert_close(
-    actual: np.ndarray, desired: np.ndarray, *, rtol: float, atol: float, what: str,
+    actual: np.ndarray,
+    desired: np.ndarray,
+    *,
+    rtol: float,
+    atol: float,
+    what: str,
     indices: Sequence[tuple[int, ...]] | None = None,
 ) -> None:
     """Elementwise ``|a - d| <= atol * max(1, max|d|) + rtol * |d|``, with a readable failure.
@@ -265,7 +288,10 @@ def _assert_close(
     """
     actual = np.asarray(actual)
     desired = np.asarray(desired)
-    _require(actual.shape == desired.shape, f"{what}: shape {actual.shape} != expected {desired.shape}")
+    _require(
+        actual.shape == desired.shape,
+        f"{what}: shape {actual.shape} != expected {desired.shape}",
+    )
     if actual.size == 0:
         return
     _require(bool(np.isfinite(actual).all()), f"{what}: contains NaN or infinity")
@@ -274,10 +300,18 @@ def _assert_close(
     bound = atol * scale + rtol * np.abs(desired.astype(np.float64))
     if not (err <= bound).all():
         i = np.unravel_index(int(np.argmax(err - bound)), err.shape)
-        where = indices[i[0]] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in i)
+        where = (
+            indices[i[0]]
+            if indices is not None and actual.ndim == 1
+            else tuple(int(j) for j in i)
+        )
         bad = np.argwhere(err > bound)
-        shown = [indices[int(b[0])] if indices is not None and actual.ndim == 1 else tuple(int(j) for j in b)
-                 for b in bad[:4]]
+        shown = [
+            indices[int(b[0])]
+            if indices is not None and actual.ndim == 1
+            else tuple(int(j) for j in b)
+            for b in bad[:4]
+        ]
         got, want = float(actual[i]), float(desired[i])
         raise AssertionError(
             f"{what}: {len(bad)} of {err.size} entries differ (at {', '.join(map(str, shown))}"
@@ -288,8 +322,12 @@ def _assert_close(
         )
 
 
-def _weights_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str) -> None:
-    _require(sorted(a) == sorted(b), f"{what}: parameter names {sorted(a)} != {sorted(b)}")
+def _weights_equal(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str
+) -> None:
+    _require(
+        sorted(a) == sorted(b), f"{what}: parameter names {sorted(a)} != {sorted(b)}"
+    )
     for k in a:
         _require(np.array_equal(a[k], b[k]), f"{what}: parameter {k!r} differs")
 
@@ -332,9 +370,15 @@ def finite_difference_gradient(
     return np.asarray(out, dtype=np.float64)
 
 
-def _sample_indices(shape: tuple[int, ...], limit: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+def _sample_indices(
+    shape: tuple[int, ...], limit: int, rng: np.random.Generator
+) -> list[tuple[int, ...]]:
     size = int(np.prod(shape))
-    flat = np.arange(size) if size <= limit else np.sort(rng.choice(size, limit, replace=False))
+    flat = (
+        np.arange(size)
+        if size <= limit
+        else np.sort(rng.choice(size, limit, replace=False))
+    )
     return [tuple(int(j) for j in np.unravel_index(int(i), shape)) for i in flat]
 
 
@@ -346,60 +390,92 @@ def check_hyperparameters(ctx: _Context) -> None:
     from sklearn.base import clone
 
     layer = ctx.make()
-    _require(isinstance(layer, Layer), f"the factory made {type(layer).__name__}, not a neuroplug Layer")
+    _require(
+        isinstance(layer, Layer),
+        f"the factory made {type(layer).__name__}, not a neuroplug Layer",
+    )
     before = layer.get_params(deep=False)
     repr(layer)
     twin = clone(layer)
-    _require(_params_equal(twin.get_params(deep=False), before),
-             "clone() changed the hyper-parameters: __init__ must store its arguments unchanged")
+    _require(
+        _params_equal(twin.get_params(deep=False), before),
+        "clone() changed the hyper-parameters: __init__ must store its arguments unchanged",
+    )
     ops = Ops()
     layer.initialize(ctx.input_shape, ops, np.random.default_rng(ctx.seed), np.float64)
     X = ctx.inputs()
     Y = ctx.train_forward(layer, X)
     ctx.backward(layer, np.ones_like(Y))
-    _require(_params_equal(layer.get_params(deep=False), before),
-             "initialize/forward/backward changed get_params(): keep derived values in attributes "
-             f"ending in '_', never in the hyper-parameters. Before: {before}, after: {layer.get_params(deep=False)}")
+    _require(
+        _params_equal(layer.get_params(deep=False), before),
+        "initialize/forward/backward changed get_params(): keep derived values in attributes "
+        f"ending in '_', never in the hyper-parameters. Before: {before}, after: {layer.get_params(deep=False)}",
+    )
     fresh = clone(layer)
-    _require(getattr(fresh, "params", None) in (None, {}),
-             "clone() of a trained layer kept its parameters: only __init__ arguments may survive a clone")
+    _require(
+        getattr(fresh, "params", None) in (None, {}),
+        "clone() of a trained layer kept its parameters: only __init__ arguments may survive a clone",
+    )
 
 
 def check_output_shape(ctx: _Context) -> None:
     """``initialize`` returns ``output_shape``; forward and backward shapes match it."""
     layer = ctx.make()
     declared = tuple(layer.output_shape(ctx.input_shape))
-    out = layer.initialize(ctx.input_shape, Ops(), np.random.default_rng(ctx.seed), np.float64)
-    _require(tuple(out) == declared,
-             f"initialize returned {tuple(out)} but output_shape({ctx.input_shape}) is {declared}")
-    _require(all(isinstance(s, numbers.Integral) and s >= 1 for s in out),
-             f"the output shape must be positive ints; got {out!r}")
+    out = layer.initialize(
+        ctx.input_shape, Ops(), np.random.default_rng(ctx.seed), np.float64
+    )
+    _require(
+        tuple(out) == declared,
+        f"initialize returned {tuple(out)} but output_shape({ctx.input_shape}) is {declared}",
+    )
+    _require(
+        all(isinstance(s, numbers.Integral) and s >= 1 for s in out),
+        f"the output shape must be positive ints; got {out!r}",
+    )
     for n in sorted({1, ctx.batch_size}):
         X = ctx.inputs(n)
         for training in (False, True):
             Y = ctx.train_forward(layer, X) if training else ctx.eval_forward(layer, X)
-            _require(Y.shape == (n, *out),
-                     f"forward(training={training}) on a batch of shape {X.shape} returned {Y.shape}; "
-                     f"expected {(n, *out)}")
+            _require(
+                Y.shape == (n, *out),
+                f"forward(training={training}) on a batch of shape {X.shape} returned {Y.shape}; "
+                f"expected {(n, *out)}",
+            )
         dX, _ = ctx.backward(layer, np.ones((n, *out)))
-        _require(dX.shape == X.shape, f"backward returned {dX.shape}; expected the input's shape {X.shape}")
+        _require(
+            dX.shape == X.shape,
+            f"backward returned {dX.shape}; expected the input's shape {X.shape}",
+        )
 
 
 def check_parameter_gradients(ctx: _Context) -> None:
     """Every parameter gets a finite gradient of its own shape."""
     layer = ctx.layer()
     params = getattr(layer, "params", None)
-    _require(isinstance(params, dict), "initialize must set self.params to a dict (empty for layers without parameters)")
+    _require(
+        isinstance(params, dict),
+        "initialize must set self.params to a dict (empty for layers without parameters)",
+    )
     X = ctx.inputs()
     Y = ctx.train_forward(layer, X)
-    _, grads = ctx.backward(layer, np.random.default_rng(ctx.seed + 3).standard_normal(Y.shape))
-    _require(sorted(grads) == sorted(params),
-             f"self.grads has keys {sorted(grads)}; expected the parameter names {sorted(params)}")
+    _, grads = ctx.backward(
+        layer, np.random.default_rng(ctx.seed + 3).standard_normal(Y.shape)
+    )
+    _require(
+        sorted(grads) == sorted(params),
+        f"self.grads has keys {sorted(grads)}; expected the parameter names {sorted(params)}",
+    )
     for k, p in params.items():
         g = grads[k]
         _require(g is not None, f"backward left the gradient of {k!r} unset")
-        _require(g.shape == tuple(p.shape), f"gradient of {k!r} has shape {g.shape}; the parameter has {tuple(p.shape)}")
-        _require(bool(np.isfinite(g).all()), f"gradient of {k!r} contains NaN or infinity")
+        _require(
+            g.shape == tuple(p.shape),
+            f"gradient of {k!r} has shape {g.shape}; the parameter has {tuple(p.shape)}",
+        )
+        _require(
+            bool(np.isfinite(g).all()), f"gradient of {k!r} contains NaN or infinity"
+        )
 
 
 def check_dtypes(ctx: _Context) -> None:
@@ -412,16 +488,28 @@ def _check_dtype_on(ctx: _Context, ops: Ops, dtype: Any) -> None:
     name = np.dtype(dtype).name
     layer = ctx.layer(ops, dtype)
     for k, v in layer.params.items():
-        _require(_np(ops, v).dtype == dtype, f"parameter {k!r} is {_np(ops, v).dtype} after initialize(dtype={name})")
+        _require(
+            _np(ops, v).dtype == dtype,
+            f"parameter {k!r} is {_np(ops, v).dtype} after initialize(dtype={name})",
+        )
     X = ctx.inputs(dtype=dtype)
     Y = ctx.eval_forward(layer, X)
-    _require(Y.dtype == dtype, f"forward(training=False) returned {Y.dtype} for a {name} input")
+    _require(
+        Y.dtype == dtype,
+        f"forward(training=False) returned {Y.dtype} for a {name} input",
+    )
     Y = ctx.train_forward(layer, X)
-    _require(Y.dtype == dtype, f"forward(training=True) returned {Y.dtype} for a {name} input")
+    _require(
+        Y.dtype == dtype,
+        f"forward(training=True) returned {Y.dtype} for a {name} input",
+    )
     dX, grads = ctx.backward(layer, np.ones(Y.shape, dtype=dtype))
     _require(dX.dtype == dtype, f"backward returned {dX.dtype} for a {name} dY")
     for k, g in grads.items():
-        _require(g is None or g.dtype == dtype, f"gradient of {k!r} is {None if g is None else g.dtype} in a {name} layer")
+        _require(
+            g is None or g.dtype == dtype,
+            f"gradient of {k!r} is {None if g is None else g.dtype} in a {name} layer",
+        )
 
 
 def check_batch_independence(ctx: _Context) -> None:
@@ -430,8 +518,13 @@ def check_batch_independence(ctx: _Context) -> None:
     X = ctx.inputs(max(ctx.batch_size, 2))
     Y = ctx.eval_forward(layer, X)
     for i in range(X.shape[0]):
-        _assert_close(ctx.eval_forward(layer, X[i:i + 1])[0], Y[i], rtol=1e-10, atol=1e-12,
-                      what=f"inference output of sample {i} alone vs. inside its batch")
+        _assert_close(
+            ctx.eval_forward(layer, X[i : i + 1])[0],
+            Y[i],
+            rtol=1e-10,
+            atol=1e-12,
+            what=f"inference output of sample {i} alone vs. inside its batch",
+        )
 
 
 def check_gradients(ctx: _Context) -> None:
@@ -449,11 +542,18 @@ def check_gradients(ctx: _Context) -> None:
     idx = _sample_indices(X.shape, ctx.max_fd_entries, pick)
     num = finite_difference_gradient(loss_x, X.copy(), idx)
     ana = np.array([dX[i] for i in idx])
-    _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
-                  what=f"gradient with respect to the input (analytic vs. finite differences, {len(idx)} entries "
-                       f"of {X.shape})")
+    _assert_close(
+        ana,
+        num,
+        rtol=ctx.grad_rtol,
+        atol=ctx.grad_atol,
+        indices=idx,
+        what=f"gradient with respect to the input (analytic vs. finite differences, {len(idx)} entries "
+        f"of {X.shape})",
+    )
     weights = layer.get_weights()
     for k, w in weights.items():
+
         def loss_w(p: np.ndarray, k: str = k) -> float:
             layer.set_weights({k: p})
             return loss_x(X)
@@ -462,49 +562,79 @@ def check_gradients(ctx: _Context) -> None:
         num = finite_difference_gradient(loss_w, w.astype(np.float64).copy(), idx)
         layer.set_weights({k: w})
         ana = np.array([grads[k][i] for i in idx])
-        _assert_close(ana, num, rtol=ctx.grad_rtol, atol=ctx.grad_atol, indices=idx,
-                      what=f"gradient with respect to parameter {k!r} (analytic vs. finite differences, "
-                           f"{len(idx)} entries of {w.shape})")
+        _assert_close(
+            ana,
+            num,
+            rtol=ctx.grad_rtol,
+            atol=ctx.grad_atol,
+            indices=idx,
+            what=f"gradient with respect to parameter {k!r} (analytic vs. finite differences, "
+            f"{len(idx)} entries of {w.shape})",
+        )
 
 
 def check_determinism(ctx: _Context) -> None:
     """Same seeds, same weights and outputs; inference changes nothing."""
     a, b = ctx.layer(), ctx.layer()
-    _weights_equal(a.get_weights(), b.get_weights(), "two layers initialised from the same seed")
+    _weights_equal(
+        a.get_weights(), b.get_weights(), "two layers initialised from the same seed"
+    )
     X = ctx.inputs()
     ya = ctx.eval_forward(a, X)
-    _require(np.array_equal(ya, ctx.eval_forward(b, X)), "two identical layers gave different inference outputs")
+    _require(
+        np.array_equal(ya, ctx.eval_forward(b, X)),
+        "two identical layers gave different inference outputs",
+    )
     w = a.get_weights()
-    _require(np.array_equal(ya, ctx.eval_forward(a, X)), "inference gave a different output the second time")
+    _require(
+        np.array_equal(ya, ctx.eval_forward(a, X)),
+        "inference gave a different output the second time",
+    )
     _weights_equal(a.get_weights(), w, "weights after inference")
     ta, tb = ctx.train_forward(a, X), ctx.train_forward(b, X)
-    _require(np.array_equal(ta, tb), "training outputs differ for identical layers and the same generator seed")
+    _require(
+        np.array_equal(ta, tb),
+        "training outputs differ for identical layers and the same generator seed",
+    )
     R = np.random.default_rng(ctx.seed + 5).standard_normal(ta.shape)
     da, ga = ctx.backward(a, R)
     db, gb = ctx.backward(b, R)
-    _require(np.array_equal(da, db), "input gradients differ for identical layers and inputs")
+    _require(
+        np.array_equal(da, db), "input gradients differ for identical layers and inputs"
+    )
     for k in ga:
-        _require(ga[k] is None or np.array_equal(ga[k], gb[k]), f"gradients of {k!r} differ for identical layers")
+        _require(
+            ga[k] is None or np.array_equal(ga[k], gb[k]),
+            f"gradients of {k!r} differ for identical layers",
+        )
 
 
 def check_pickle(ctx: _Context) -> None:
     """Fresh and trained layers survive pickle with parameters and state."""
     fresh = ctx.make()
     twin = pickle.loads(pickle.dumps(fresh))
-    _require(_params_equal(twin.get_params(deep=False), fresh.get_params(deep=False)),
-             "pickle changed the hyper-parameters of an uninitialised layer")
+    _require(
+        _params_equal(twin.get_params(deep=False), fresh.get_params(deep=False)),
+        "pickle changed the hyper-parameters of an uninitialised layer",
+    )
     layer = ctx.layer()
     X = ctx.inputs()
     Y = ctx.train_forward(layer, X)
     R = np.random.default_rng(ctx.seed + 5).standard_normal(Y.shape)
     ctx.backward(layer, R)
     copy = pickle.loads(pickle.dumps(layer))
-    _weights_equal(copy.get_weights(), layer.get_weights(), "weights after a pickle round trip")
-    _require(np.array_equal(ctx.eval_forward(copy, X), ctx.eval_forward(layer, X)),
-             "inference output changed after a pickle round trip")
+    _weights_equal(
+        copy.get_weights(), layer.get_weights(), "weights after a pickle round trip"
+    )
+    _require(
+        np.array_equal(ctx.eval_forward(copy, X), ctx.eval_forward(layer, X)),
+        "inference output changed after a pickle round trip",
+    )
     # Training goes on from the restored object exactly as from the original.
     ya, yb = ctx.train_forward(layer, X), ctx.train_forward(copy, X)
-    _require(np.array_equal(ya, yb), "training output changed after a pickle round trip")
+    _require(
+        np.array_equal(ya, yb), "training output changed after a pickle round trip"
+    )
     da, _ = ctx.backward(layer, R)
     db, _ = ctx.backward(copy, R)
     _require(np.array_equal(da, db), "backward changed after a pickle round trip")
@@ -529,8 +659,10 @@ def _safe_round_trip(layer: Layer) -> tuple[Layer, dict[str, np.ndarray]]:
     """
     weights = layer.get_weights()
     for k, w in weights.items():
-        _require(isinstance(w, np.ndarray) and w.dtype.kind in "fiub",
-                 f"get_weights()[{k!r}] must be a numeric NumPy array; got {type(w).__name__} {getattr(w, 'dtype', '')}")
+        _require(
+            isinstance(w, np.ndarray) and w.dtype.kind in "fiub",
+            f"get_weights()[{k!r}] must be a numeric NumPy array; got {type(w).__name__} {getattr(w, 'dtype', '')}",
+        )
     try:
         from .persist import _Decoder, _Encoder
     except ImportError:  # pragma: no cover - persist ships with neuroplug
@@ -542,7 +674,9 @@ def _safe_round_trip(layer: Layer) -> tuple[Layer, dict[str, np.ndarray]]:
         try:
             tree = enc.encode({"layer": layer, "weights": weights}, "layer")
         except ValueError as exc:
-            raise AssertionError(f"the safe model format cannot store this layer: {exc}") from exc
+            raise AssertionError(
+                f"the safe model format cannot store this layer: {exc}"
+            ) from exc
         arrays = enc.arrays
     else:
         tree = layer.get_params(deep=False)
@@ -574,16 +708,29 @@ def check_safe_format(ctx: _Context) -> None:
         Y = ctx.train_forward(layer, X)
         ctx.backward(layer, np.ones_like(Y))
         rebuilt, weights = _safe_round_trip(layer)
-        _require(type(rebuilt) is type(layer), f"the model format rebuilt a {type(rebuilt).__name__}")
-        _require(_params_equal(rebuilt.get_params(deep=False), layer.get_params(deep=False)),
-                 f"hyper-parameters changed through the model format: {rebuilt.get_params(deep=False)} != "
-                 f"{layer.get_params(deep=False)}")
+        _require(
+            type(rebuilt) is type(layer),
+            f"the model format rebuilt a {type(rebuilt).__name__}",
+        )
+        _require(
+            _params_equal(rebuilt.get_params(deep=False), layer.get_params(deep=False)),
+            f"hyper-parameters changed through the model format: {rebuilt.get_params(deep=False)} != "
+            f"{layer.get_params(deep=False)}",
+        )
         # A different init seed, so that only the loaded weights can make the outputs agree.
-        rebuilt.initialize(ctx.input_shape, Ops(), np.random.default_rng(ctx.seed + 99), dtype)
+        rebuilt.initialize(
+            ctx.input_shape, Ops(), np.random.default_rng(ctx.seed + 99), dtype
+        )
         rebuilt.set_weights(weights)
-        _weights_equal(rebuilt.get_weights(), layer.get_weights(), "weights after the model format round trip")
-        _require(np.array_equal(ctx.eval_forward(rebuilt, X), ctx.eval_forward(layer, X)),
-                 "a layer rebuilt from the model format computes a different output")
+        _weights_equal(
+            rebuilt.get_weights(),
+            layer.get_weights(),
+            "weights after the model format round trip",
+        )
+        _require(
+            np.array_equal(ctx.eval_forward(rebuilt, X), ctx.eval_forward(layer, X)),
+            "a layer rebuilt from the model format computes a different output",
+        )
 
 
 def check_backends(ctx: _Context) -> None:
@@ -596,7 +743,10 @@ def check_backends(ctx: _Context) -> None:
         try:
             ops = get_ops(name)
         except Exception as exc:  # noqa: BLE001 - a backend that cannot start here is skipped, loudly
-            warnings.warn(f"check_backends skipped backend {name!r}: it could not start here ({exc})", stacklevel=2)
+            warnings.warn(
+                f"check_backends skipped backend {name!r}: it could not start here ({exc})",
+                stacklevel=2,
+            )
             continue
         for dtype, (rtol, atol) in tolerances.items():
             where = f"backend {name!r}, {np.dtype(dtype).name}"
@@ -604,26 +754,53 @@ def check_backends(ctx: _Context) -> None:
                 _check_dtype_on(ctx, ops, dtype)
                 ref, lay = ctx.layer(Ops(), dtype), ctx.layer(ops, dtype)
                 for k, w in ref.get_weights().items():
-                    _assert_close(lay.get_weights()[k], w, rtol=0, atol=0, what=f"initial parameter {k!r}")
+                    _assert_close(
+                        lay.get_weights()[k],
+                        w,
+                        rtol=0,
+                        atol=0,
+                        what=f"initial parameter {k!r}",
+                    )
                 X = ctx.inputs(dtype=dtype)
-                _assert_close(ctx.eval_forward(lay, X), ctx.eval_forward(ref, X), rtol=rtol, atol=atol,
-                              what="inference output")
+                _assert_close(
+                    ctx.eval_forward(lay, X),
+                    ctx.eval_forward(ref, X),
+                    rtol=rtol,
+                    atol=atol,
+                    what="inference output",
+                )
                 y1 = ctx.train_forward(lay, X)
-                _require(np.array_equal(y1, ctx.train_forward(lay, X)),
-                         "training output is not reproducible for the same generator seed")
+                _require(
+                    np.array_equal(y1, ctx.train_forward(lay, X)),
+                    "training output is not reproducible for the same generator seed",
+                )
                 if stochastic:
                     continue  # the backends' generators differ; randomness is compared by shape only
-                _assert_close(y1, ctx.train_forward(ref, X), rtol=rtol, atol=atol, what="training output")
-                R = np.random.default_rng(ctx.seed + 5).standard_normal(y1.shape).astype(dtype)
+                _assert_close(
+                    y1,
+                    ctx.train_forward(ref, X),
+                    rtol=rtol,
+                    atol=atol,
+                    what="training output",
+                )
+                R = (
+                    np.random.default_rng(ctx.seed + 5)
+                    .standard_normal(y1.shape)
+                    .astype(dtype)
+                )
                 dX, grads = ctx.backward(lay, R)
                 dX_ref, grads_ref = ctx.backward(ref, R)
                 _assert_close(dX, dX_ref, rtol=rtol, atol=atol, what="input gradient")
                 for k, g in grads_ref.items():
-                    _assert_close(grads[k], g, rtol=rtol, atol=atol, what=f"gradient of {k!r}")
+                    _assert_close(
+                        grads[k], g, rtol=rtol, atol=atol, what=f"gradient of {k!r}"
+                    )
             except AssertionError as exc:
                 raise AssertionError(f"{where}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - name the backend whatever went wrong
-                raise AssertionError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
+                raise AssertionError(
+                    f"{where}: raised {type(exc).__name__}: {exc}"
+                ) from exc
 
 
 def check_strict_arrays(ctx: _Context) -> None:
@@ -635,35 +812,73 @@ def check_strict_arrays(ctx: _Context) -> None:
         phase = "initialize"
         try:
             layer, ref = ctx.layer(ops, dtype), ctx.layer(Ops(), dtype)
-            ref.set_weights(layer.get_weights())  # compare the computation only (check_determinism owns seeding)
+            ref.set_weights(
+                layer.get_weights()
+            )  # compare the computation only (check_determinism owns seeding)
             for k, v in layer.params.items():
-                _require(isinstance(v, StrictArray),
-                         f"initialize left parameter {k!r} a {type(v).__name__}, not a backend array "
-                         "(Layer.initialize converts init_params with ops.asarray; keep that)")
+                _require(
+                    isinstance(v, StrictArray),
+                    f"initialize left parameter {k!r} a {type(v).__name__}, not a backend array "
+                    "(Layer.initialize converts init_params with ops.asarray; keep that)",
+                )
             X = ctx.inputs(dtype=dtype)
             for training in (False, True):
                 phase = f"forward(training={training})"
                 if training:
                     layer.bind_rng(ops.make_rng(ctx.seed + 7))
                 Y = layer.forward(ops.asarray(X, dtype=dtype), training=training)
-                _require(isinstance(Y, StrictArray),
-                         f"{phase} returned a {type(Y).__name__}, not a backend array: build outputs from the input "
-                         "and self.ops (ops.alloc, ops.asarray), never from NumPy")
-                want = ctx.train_forward(ref, X) if training else ctx.eval_forward(ref, X)
-                _assert_close(ops.to_numpy(Y), want, rtol=1e-6, atol=1e-7, what=f"{phase} on strict arrays")
+                _require(
+                    isinstance(Y, StrictArray),
+                    f"{phase} returned a {type(Y).__name__}, not a backend array: build outputs from the input "
+                    "and self.ops (ops.alloc, ops.asarray), never from NumPy",
+                )
+                want = (
+                    ctx.train_forward(ref, X) if training else ctx.eval_forward(ref, X)
+                )
+                _assert_close(
+                    ops.to_numpy(Y),
+                    want,
+                    rtol=1e-6,
+                    atol=1e-7,
+                    what=f"{phase} on strict arrays",
+                )
             phase = "backward"
-            R = np.random.default_rng(ctx.seed + 5).standard_normal(want.shape).astype(dtype)
+            R = (
+                np.random.default_rng(ctx.seed + 5)
+                .standard_normal(want.shape)
+                .astype(dtype)
+            )
             dX = layer.backward(ops.asarray(R))
-            _require(isinstance(dX, StrictArray), f"backward returned a {type(dX).__name__}, not a backend array")
+            _require(
+                isinstance(dX, StrictArray),
+                f"backward returned a {type(dX).__name__}, not a backend array",
+            )
             dX_ref, grads_ref = ctx.backward(ref, R)
-            _assert_close(ops.to_numpy(dX), dX_ref, rtol=1e-6, atol=1e-7, what="input gradient on strict arrays")
+            _assert_close(
+                ops.to_numpy(dX),
+                dX_ref,
+                rtol=1e-6,
+                atol=1e-7,
+                what="input gradient on strict arrays",
+            )
             for k, g in layer.grads.items():
-                _require(isinstance(g, StrictArray), f"backward left the gradient of {k!r} a {type(g).__name__}, "
-                                                     "not a backend array")
-                _assert_close(ops.to_numpy(g), grads_ref[k], rtol=1e-6, atol=1e-7, what=f"gradient of {k!r}")
+                _require(
+                    isinstance(g, StrictArray),
+                    f"backward left the gradient of {k!r} a {type(g).__name__}, "
+                    "not a backend array",
+                )
+                _assert_close(
+                    ops.to_numpy(g),
+                    grads_ref[k],
+                    rtol=1e-6,
+                    atol=1e-7,
+                    what=f"gradient of {k!r}",
+                )
         except AssertionError as exc:
             raise AssertionError(f"{np.dtype(dtype).name}, {phase}: {exc}") from exc
-        except Exception as exc:  # StrictArrayError, or whatever a NumPy call on a tensor raises
+        except (
+            Exception
+        ) as exc:  # StrictArrayError, or whatever a NumPy call on a tensor raises
             raise AssertionError(
                 f"{np.dtype(dtype).name}, {phase} on the strict test backend (arrays that refuse NumPy, as GPU "
                 f"tensors do) raised {type(exc).__name__}: {exc}"
@@ -686,12 +901,17 @@ def check_bad_input_shapes(ctx: _Context) -> None:
             try:
                 if training:
                     layer.bind_rng(layer.ops.make_rng(ctx.seed))
-                layer.forward(layer.ops.asarray(X, dtype=layer.dtype), training=training)
+                layer.forward(
+                    layer.ops.asarray(X, dtype=layer.dtype), training=training
+                )
             except (ValueError, TypeError) as exc:
                 numbers_in_message = [int(t) for t in re.findall(r"\d+", str(exc))]
-                _require(_contains_run(numbers_in_message, shape) or _contains_run(numbers_in_message, shape[1:]),
-                         f"forward(training={training}) refused a batch of shape {shape}, but its message does not "
-                         f"show the shape it received: {type(exc).__name__}: {exc}")
+                _require(
+                    _contains_run(numbers_in_message, shape)
+                    or _contains_run(numbers_in_message, shape[1:]),
+                    f"forward(training={training}) refused a batch of shape {shape}, but its message does not "
+                    f"show the shape it received: {type(exc).__name__}: {exc}",
+                )
             except Exception as exc:  # noqa: BLE001 - any other type is itself the failure
                 raise AssertionError(
                     f"forward(training={training}) on a batch of shape {shape} (the layer was initialised for "
@@ -709,7 +929,10 @@ def _contains_run(haystack: Sequence[int], needle: Sequence[int]) -> bool:
     needle = list(needle)
     if not needle:
         return False
-    return any(list(haystack[i:i + len(needle)]) == needle for i in range(len(haystack) - len(needle) + 1))
+    return any(
+        list(haystack[i : i + len(needle)]) == needle
+        for i in range(len(haystack) - len(needle) + 1)
+    )
 
 
 #: Every check, in the order :func:`check_layer` runs them.
@@ -747,11 +970,16 @@ class LayerCheck:
         except LayerCheckError:
             raise
         except AssertionError as exc:
-            raise LayerCheckError(f"{self.layer} failed {self.name}: {exc}", check=self.name, layer=self.layer) from exc
+            raise LayerCheckError(
+                f"{self.layer} failed {self.name}: {exc}",
+                check=self.name,
+                layer=self.layer,
+            ) from exc
         except Exception as exc:
             raise LayerCheckError(
                 f"{self.layer} failed {self.name}: it raised {type(exc).__name__}: {exc}",
-                check=self.name, layer=self.layer,
+                check=self.name,
+                layer=self.layer,
             ) from exc
 
     @property
@@ -764,7 +992,10 @@ def _validate_shape(input_shape: Any) -> tuple[int, ...]:
     if (
         not isinstance(input_shape, (tuple, list))
         or not input_shape
-        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in input_shape)
+        or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+            for s in input_shape
+        )
     ):
         raise ValueError(
             "input_shape must be a non-empty tuple of positive ints, one sample's shape without the batch axis "
@@ -779,7 +1010,8 @@ def layer_checks(
     *,
     batch_size: int = 3,
     seed: int = 0,
-    make_input: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray] | None = None,
+    make_input: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+    | None = None,
     backends: Iterable[str] | None = None,
     skip: Iterable[str] = (),
     grad_rtol: float = 1e-4,
@@ -792,8 +1024,14 @@ def layer_checks(
     """
     make = make_layer_factory(layer_factory)
     shape = _validate_shape(input_shape)
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+    if (
+        not isinstance(batch_size, numbers.Integral)
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be a positive int. Received: batch_size={batch_size!r}"
+        )
     skip = set(skip)
     unknown = skip - set(LAYER_CHECKS)
     if unknown:
@@ -804,13 +1042,20 @@ def layer_checks(
     label = layer_factory if isinstance(layer_factory, str) else repr(make())
     label = re.sub(r"\s+", "", label)
     ctx = _Context(
-        make=make, input_shape=shape, batch_size=int(batch_size), seed=int(seed),
-        make_input=make_input or _standard_normal, backends=None if backends is None else tuple(backends),
-        grad_rtol=grad_rtol, grad_atol=grad_atol, max_fd_entries=int(max_fd_entries),
+        make=make,
+        input_shape=shape,
+        batch_size=int(batch_size),
+        seed=int(seed),
+        make_input=make_input or _standard_normal,
+        backends=None if backends is None else tuple(backends),
+        grad_rtol=grad_rtol,
+        grad_atol=grad_atol,
+        max_fd_entries=int(max_fd_entries),
     )
     return [
         LayerCheck(name, label, lambda fn=fn: fn(ctx))  # type: ignore[misc]
-        for name, fn in LAYER_CHECKS.items() if name not in skip
+        for name, fn in LAYER_CHECKS.items()
+        if name not in skip
     ]
 
 
@@ -820,7 +1065,8 @@ def check_layer(
     *,
     batch_size: int = 3,
     seed: int = 0,
-    make_input: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray] | None = None,
+    make_input: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+    | None = None,
     backends: Iterable[str] | None = None,
     skip: Iterable[str] = (),
     grad_rtol: float = 1e-4,
@@ -867,8 +1113,16 @@ def check_layer(
         When a check fails.
     """
     for check in layer_checks(
-        layer_factory, input_shape, batch_size=batch_size, seed=seed, make_input=make_input,
-        backends=backends, skip=skip, grad_rtol=grad_rtol, grad_atol=grad_atol, max_fd_entries=max_fd_entries,
+        layer_factory,
+        input_shape,
+        batch_size=batch_size,
+        seed=seed,
+        make_input=make_input,
+        backends=backends,
+        skip=skip,
+        grad_rtol=grad_rtol,
+        grad_atol=grad_atol,
+        max_fd_entries=max_fd_entries,
     ):
         check()
 

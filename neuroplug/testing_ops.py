@@ -66,7 +66,14 @@ import numpy as np
 
 from .ops import Ops
 
-__all__ = ["OPS_CHECKS", "OpsCheck", "OpsCheckError", "check_ops", "ops_checks", "parametrize_ops_checks"]
+__all__ = [
+    "OPS_CHECKS",
+    "OpsCheck",
+    "OpsCheckError",
+    "check_ops",
+    "ops_checks",
+    "parametrize_ops_checks",
+]
 
 _TOL = {np.dtype(np.float32): (2e-4, 2e-5), np.dtype(np.float64): (1e-9, 1e-11)}
 
@@ -110,17 +117,32 @@ class _Ctx:
     def np(self, x: Any) -> np.ndarray:
         return np.asarray(self.ops.to_numpy(x))
 
-    def close(self, actual: Any, desired: Any, what: str, *, scale: float = 1.0) -> None:
+    def close(
+        self, actual: Any, desired: Any, what: str, *, scale: float = 1.0
+    ) -> None:
         """``actual`` (backend) equals ``desired`` (reference) within the dtype's tolerance, dtype included."""
         got, want = self.np(actual), np.asarray(self.ref.to_numpy(desired))
         if got.shape != want.shape:
-            raise AssertionError(f"{what}: shape {got.shape}, the reference gives {want.shape}")
+            raise AssertionError(
+                f"{what}: shape {got.shape}, the reference gives {want.shape}"
+            )
         if want.dtype.kind == "f" and got.dtype != want.dtype:
-            raise AssertionError(f"{what}: dtype {got.dtype}, the reference gives {want.dtype}")
+            raise AssertionError(
+                f"{what}: dtype {got.dtype}, the reference gives {want.dtype}"
+            )
         rtol, atol = self.tol
-        if not np.allclose(got, want, rtol=rtol * scale, atol=atol * scale, equal_nan=True):
+        if not np.allclose(
+            got, want, rtol=rtol * scale, atol=atol * scale, equal_nan=True
+        ):
             diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-            where = tuple(int(i) for i in np.unravel_index(int(np.nanargmax(diff)), diff.shape)) if diff.size else ()
+            where = (
+                tuple(
+                    int(i)
+                    for i in np.unravel_index(int(np.nanargmax(diff)), diff.shape)
+                )
+                if diff.size
+                else ()
+            )
             raise AssertionError(
                 f"{what}: differs from the reference by up to {float(np.nanmax(diff)):.3g} at index {where} "
                 f"(got {float(got[where]):.9g}, reference {float(want[where]):.9g}; tolerance rtol={rtol * scale:g}, "
@@ -130,27 +152,45 @@ class _Ctx:
 
 def _both(ctx: _Ctx, name: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
     """Call op ``name`` on the backend (on backend copies of array arguments) and on the reference."""
-    conv = lambda v: ctx.a(v) if isinstance(v, np.ndarray) else v
-    got = getattr(ctx.ops, name)(*[conv(a) for a in args], **{k: conv(v) for k, v in kwargs.items()})
-    copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v
-    want = getattr(ctx.ref, name)(*[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()})
+
+    def conv(v: Any) -> Any:
+        return ctx.a(v) if isinstance(v, np.ndarray) else v
+
+    got = getattr(ctx.ops, name)(
+        *[conv(a) for a in args], **{k: conv(v) for k, v in kwargs.items()}
+    )
+
+    def copy(v: Any) -> Any:
+        return v.copy() if isinstance(v, np.ndarray) else v
+
+    want = getattr(ctx.ref, name)(
+        *[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()}
+    )
     return got, want
 
 
 def check_arrays(ctx: _Ctx) -> None:
     x = ctx.normal(3, 4)
     back = ctx.np(ctx.ops.asarray(x))
-    np.testing.assert_array_equal(back, x, err_msg="asarray/to_numpy changed the values")
-    assert back.dtype == ctx.dtype, f"asarray/to_numpy gave dtype {back.dtype}, expected {ctx.dtype}"
+    np.testing.assert_array_equal(
+        back, x, err_msg="asarray/to_numpy changed the values"
+    )
+    assert back.dtype == ctx.dtype, (
+        f"asarray/to_numpy gave dtype {back.dtype}, expected {ctx.dtype}"
+    )
     z = ctx.np(ctx.ops.alloc((2, 3), ctx.dtype))
-    assert z.shape == (2, 3) and z.dtype == ctx.dtype and not z.any(), f"alloc gave {z.dtype} {z.shape} {z}"
+    assert z.shape == (2, 3) and z.dtype == ctx.dtype and not z.any(), (
+        f"alloc gave {z.dtype} {z.shape} {z}"
+    )
     got, want = _both(ctx, "repeat_rows", x, 3)
     ctx.close(got, want, "repeat_rows(x, 3)")
     got, want = _both(ctx, "take_rows", x, 1, 3, ctx.dtype)
     ctx.close(got, want, "take_rows(x, 1, 3)")
     got = ctx.np(ctx.ops.astype(ctx.a(x), np.float64))
     assert got.dtype == np.float64, f"astype(x, float64) gave dtype {got.dtype}"
-    np.testing.assert_array_equal(got, x.astype(np.float64), err_msg="astype(x, float64) changed the values")
+    np.testing.assert_array_equal(
+        got, x.astype(np.float64), err_msg="astype(x, float64) changed the values"
+    )
 
 
 def check_rng_contract(ctx: _Ctx) -> None:
@@ -166,18 +206,37 @@ def check_rng_contract(ctx: _Ctx) -> None:
         ]
 
     first, again, other = draws(7), draws(7), draws(8)
-    for name, a, b, c in zip(("random_uniform", "random_normal", "bernoulli", "dropout_mask"), first, again, other):
+    for name, a, b, c in zip(
+        ("random_uniform", "random_normal", "bernoulli", "dropout_mask"),
+        first,
+        again,
+        other,
+    ):
         assert a.dtype == dt, f"{name} gave dtype {a.dtype}, expected {dt}"
-        np.testing.assert_array_equal(a, b, err_msg=f"{name}: the same seed gave different draws")
+        np.testing.assert_array_equal(
+            a, b, err_msg=f"{name}: the same seed gave different draws"
+        )
         assert not np.array_equal(a, c), f"{name}: seeds 7 and 8 gave the same draws"
     u = first[0]
-    assert u.min() >= 0 and u.max() < 1, f"random_uniform left [0, 1): min {u.min()}, max {u.max()}"
-    assert abs(float(first[1].std()) - 2.0) < 0.4, f"random_normal(scale=2) has std {first[1].std():.3f}"
-    assert abs(float(first[2].mean()) - 0.3) < 0.1, f"bernoulli(0.3) has mean {first[2].mean():.3f}"
-    assert set(np.unique(first[3]).tolist()) <= {0.0, np.float64(dt.type(1 / 0.75))}, "dropout_mask values"
+    assert u.min() >= 0 and u.max() < 1, (
+        f"random_uniform left [0, 1): min {u.min()}, max {u.max()}"
+    )
+    assert abs(float(first[1].std()) - 2.0) < 0.4, (
+        f"random_normal(scale=2) has std {first[1].std():.3f}"
+    )
+    assert abs(float(first[2].mean()) - 0.3) < 0.1, (
+        f"bernoulli(0.3) has mean {first[2].mean():.3f}"
+    )
+    assert set(np.unique(first[3]).tolist()) <= {0.0, np.float64(dt.type(1 / 0.75))}, (
+        "dropout_mask values"
+    )
     rng = ops.make_rng(0)
     p = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
-    np.testing.assert_array_equal(ctx.np(ops.bernoulli(ctx.a(p), rng)), p, err_msg="bernoulli of 0 and 1 must be exact")
+    np.testing.assert_array_equal(
+        ctx.np(ops.bernoulli(ctx.a(p), rng)),
+        p,
+        err_msg="bernoulli of 0 and 1 must be exact",
+    )
 
 
 def check_dense(ctx: _Ctx) -> None:
@@ -200,10 +259,18 @@ def check_activations(ctx: _Ctx) -> None:
         got, want = _both(ctx, name, x)
         ctx.close(got, want, name)
         y = np.asarray(want)
-        got, want = _both(ctx, f"{name}_backward", y, dy) if name != "softplus" else (None, None)
+        got, want = (
+            _both(ctx, f"{name}_backward", y, dy)
+            if name != "softplus"
+            else (None, None)
+        )
         if got is not None:
             ctx.close(got, want, f"{name}_backward")
-    for name, arg in (("exp", x / 4), ("log", np.abs(x) + 0.5), ("logsumexp_rows", x * 10)):
+    for name, arg in (
+        ("exp", x / 4),
+        ("log", np.abs(x) + 0.5),
+        ("logsumexp_rows", x * 10),
+    ):
         got, want = _both(ctx, name, arg)
         ctx.close(got, want, name)
     for name in ("softmax", "log_softmax"):
@@ -244,10 +311,32 @@ def check_optimizers(ctx: _Ctx) -> None:
 
 def check_conv(ctx: _Ctx) -> None:
     cases = [
-        dict(x=(2, 3, 7, 6), w=(4, 3, 3, 2), stride=1, padding=0, groups=1, connections=None),
-        dict(x=(2, 4, 8, 7), w=(6, 2, 3, 3), stride=2, padding=1, groups=2, connections=None),
-        dict(x=(1, 3, 6, 6), w=(4, 3, 3, 3), stride=(1, 2), padding="same", groups=1,
-             connections=np.array([[1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=bool)),
+        dict(
+            x=(2, 3, 7, 6),
+            w=(4, 3, 3, 2),
+            stride=1,
+            padding=0,
+            groups=1,
+            connections=None,
+        ),
+        dict(
+            x=(2, 4, 8, 7),
+            w=(6, 2, 3, 3),
+            stride=2,
+            padding=1,
+            groups=2,
+            connections=None,
+        ),
+        dict(
+            x=(1, 3, 6, 6),
+            w=(4, 3, 3, 3),
+            stride=(1, 2),
+            padding="same",
+            groups=1,
+            connections=np.array(
+                [[1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=bool
+            ),
+        ),
     ]
     for case in cases:
         x, w = ctx.normal(*case["x"]), ctx.normal(*case["w"])
@@ -259,7 +348,9 @@ def check_conv(ctx: _Ctx) -> None:
         dy = ctx.normal(*np.asarray(want).shape)
         got, want = _both(ctx, "conv2d_backward_input", dy, w, case["x"], **conv)
         ctx.close(got, want, f"conv2d_backward_input of {label}", scale=10)
-        (dw, db), (rdw, rdb) = _both(ctx, "conv2d_backward_weights", dy, x, case["w"], **conv)
+        (dw, db), (rdw, rdb) = _both(
+            ctx, "conv2d_backward_weights", dy, x, case["w"], **conv
+        )
         ctx.close(dw, rdw, f"conv2d_backward_weights dw of {label}", scale=10)
         ctx.close(db, rdb, f"conv2d_backward_weights db of {label}", scale=10)
 
@@ -269,19 +360,33 @@ def check_pooling(ctx: _Ctx) -> None:
     for size, stride in ((2, None), ((3, 2), (2, 1))):
         (y, am), (ry, ram) = _both(ctx, "maxpool2d", x, size, stride)
         ctx.close(y, ry, f"maxpool2d(size={size}, stride={stride})")
-        np.testing.assert_array_equal(ctx.np(am), ram, err_msg=f"maxpool2d(size={size}, stride={stride}) argmax")
+        np.testing.assert_array_equal(
+            ctx.np(am), ram, err_msg=f"maxpool2d(size={size}, stride={stride}) argmax"
+        )
         dy = ctx.normal(*ry.shape)
         got, want = _both(ctx, "maxpool2d_backward", dy, np.asarray(ram), x.shape)
         ctx.close(got, want, f"maxpool2d_backward(size={size}, stride={stride})")
         got, want = _both(ctx, "meanpool2d", x, size, stride)
         ctx.close(got, want, f"meanpool2d(size={size}, stride={stride})")
-        got, want = _both(ctx, "meanpool2d_backward", ctx.normal(*np.asarray(want).shape), x.shape, size, stride)
+        got, want = _both(
+            ctx,
+            "meanpool2d_backward",
+            ctx.normal(*np.asarray(want).shape),
+            x.shape,
+            size,
+            stride,
+        )
         ctx.close(got, want, f"meanpool2d_backward(size={size}, stride={stride})")
 
 
 def check_rbm_ops(ctx: _Ctx) -> None:
     v = (ctx.rng.random((6, 5)) < 0.5).astype(ctx.dtype)
-    W, bh, bv, h = ctx.normal(4, 5), ctx.normal(4), ctx.normal(5), (ctx.rng.random((6, 4)) < 0.5).astype(ctx.dtype)
+    W, bh, bv, h = (
+        ctx.normal(4, 5),
+        ctx.normal(4),
+        ctx.normal(5),
+        (ctx.rng.random((6, 4)) < 0.5).astype(ctx.dtype),
+    )
     got, want = _both(ctx, "rbm_hidden_probs", v, W, bh)
     ctx.close(got, want, "rbm_hidden_probs")
     for visible in ("bernoulli", "gaussian"):
@@ -291,48 +396,110 @@ def check_rbm_ops(ctx: _Ctx) -> None:
         ctx.close(got, want, f"rbm_free_energy({visible})", scale=10)
 
 
-def _saturated_rbm(ctx: _Ctx, n: int = 12, nv: int = 6, nh: int = 5) -> dict[str, np.ndarray]:
+def _saturated_rbm(
+    ctx: _Ctx, n: int = 12, nv: int = 6, nh: int = 5
+) -> dict[str, np.ndarray]:
     # Biases of +-30 make every Bernoulli draw certain, so any generator gives the reference's result.
-    sign = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0)
+    def sign(k: int) -> np.ndarray:
+        return np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0)
+
     return dict(
-        X=(ctx.rng.random((n, nv)) < 0.5).astype(ctx.dtype), W=ctx.normal(nh, nv, scale=0.01),
-        bh=sign(nh).astype(ctx.dtype), bv=ctx.normal(nv), dW=ctx.normal(nh, nv, scale=0.01),
-        dbh=ctx.normal(nh, scale=0.01), dbv=ctx.normal(nv, scale=0.01),
+        X=(ctx.rng.random((n, nv)) < 0.5).astype(ctx.dtype),
+        W=ctx.normal(nh, nv, scale=0.01),
+        bh=sign(nh).astype(ctx.dtype),
+        bv=ctx.normal(nv),
+        dW=ctx.normal(nh, nv, scale=0.01),
+        dbh=ctx.normal(nh, scale=0.01),
+        dbv=ctx.normal(nv, scale=0.01),
     )
 
 
-def _run_inplace(ctx: _Ctx, name: str, arrays: dict[str, Any], order: list[str], kwargs: dict[str, Any]) -> tuple:
+def _run_inplace(
+    ctx: _Ctx,
+    name: str,
+    arrays: dict[str, Any],
+    order: list[str],
+    kwargs: dict[str, Any],
+) -> tuple:
     """Run loop ``name`` on backend copies and on reference copies of ``arrays``; compare every array after."""
-    back = {k: ctx.a(v) if not isinstance(v, list) else [ctx.a(a) for a in v] for k, v in arrays.items()}
-    ref = {k: np.array(v, copy=True) if not isinstance(v, list) else [a.copy() for a in v] for k, v in arrays.items()}
-    got = getattr(ctx.ops, name)(*[back[k] for k in order], rng=ctx.ops.make_rng(1), **kwargs)
-    want = getattr(ctx.ref, name)(*[ref[k] for k in order], rng=ctx.ref.make_rng(1), **kwargs)
+    back = {
+        k: ctx.a(v) if not isinstance(v, list) else [ctx.a(a) for a in v]
+        for k, v in arrays.items()
+    }
+    ref = {
+        k: np.array(v, copy=True) if not isinstance(v, list) else [a.copy() for a in v]
+        for k, v in arrays.items()
+    }
+    got = getattr(ctx.ops, name)(
+        *[back[k] for k in order], rng=ctx.ops.make_rng(1), **kwargs
+    )
+    want = getattr(ctx.ref, name)(
+        *[ref[k] for k in order], rng=ctx.ref.make_rng(1), **kwargs
+    )
     for k in order[1:]:
-        pairs = zip(back[k], ref[k]) if isinstance(ref[k], list) else [(back[k], ref[k])]
+        pairs = (
+            zip(back[k], ref[k]) if isinstance(ref[k], list) else [(back[k], ref[k])]
+        )
         for i, (b, r) in enumerate(pairs):
-            ctx.close(b, r, f"{name}: {k}{f'[{i}]' if isinstance(ref[k], list) else ''} after the call", scale=20)
+            ctx.close(
+                b,
+                r,
+                f"{name}: {k}{f'[{i}]' if isinstance(ref[k], list) else ''} after the call",
+                scale=20,
+            )
     return got, want
 
 
 def check_loops(ctx: _Ctx) -> None:
-    base = dict(learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=5, visible="bernoulli")
+    base = dict(
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        batch_size=5,
+        visible="bernoulli",
+    )
     order = ["X", "W", "bh", "bv", "dW", "dbh", "dbv"]
     arrays = _saturated_rbm(ctx)
     got, want = _run_inplace(ctx, "cd_epoch", arrays, order, dict(base, k=2))
-    ctx.close(np.asarray(got), np.asarray(want), "cd_epoch(k=2) reconstruction error", scale=20)
-    arrays_pcd = dict(_saturated_rbm(ctx), chain=(ctx.rng.random((5, 5)) < 0.5).astype(ctx.dtype))
+    ctx.close(
+        np.asarray(got),
+        np.asarray(want),
+        "cd_epoch(k=2) reconstruction error",
+        scale=20,
+    )
+    arrays_pcd = dict(
+        _saturated_rbm(ctx), chain=(ctx.rng.random((5, 5)) < 0.5).astype(ctx.dtype)
+    )
     back_chain, ref_chain = ctx.a(arrays_pcd["chain"]), arrays_pcd["chain"].copy()
     back = {k: ctx.a(v) for k, v in arrays_pcd.items() if k != "chain"}
     ref = {k: v.copy() for k, v in arrays_pcd.items() if k != "chain"}
-    err = ctx.ops.cd_epoch(*[back[k] for k in order], rng=ctx.ops.make_rng(1), chain=back_chain, **dict(base, k=2))
-    rerr = ctx.ref.cd_epoch(*[ref[k] for k in order], rng=ctx.ref.make_rng(1), chain=ref_chain, **dict(base, k=2))
-    ctx.close(np.asarray(err), np.asarray(rerr), "cd_epoch(PCD-2) reconstruction error", scale=20)
+    err = ctx.ops.cd_epoch(
+        *[back[k] for k in order],
+        rng=ctx.ops.make_rng(1),
+        chain=back_chain,
+        **dict(base, k=2),
+    )
+    rerr = ctx.ref.cd_epoch(
+        *[ref[k] for k in order],
+        rng=ctx.ref.make_rng(1),
+        chain=ref_chain,
+        **dict(base, k=2),
+    )
+    ctx.close(
+        np.asarray(err),
+        np.asarray(rerr),
+        "cd_epoch(PCD-2) reconstruction error",
+        scale=20,
+    )
     ctx.close(back_chain, ref_chain, "cd_epoch(PCD-2): chain after the call")
     ctx.close(back["W"], ref["W"], "cd_epoch(PCD-2): W after the call", scale=20)
 
     # Sigmoid belief net with saturated biases (every sample certain).
     sizes = (6, 4, 3)
-    sat = lambda k: np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0).astype(ctx.dtype)
+
+    def sat(k: int) -> np.ndarray:
+        return np.where(ctx.rng.random(k) < 0.5, -30.0, 30.0).astype(ctx.dtype)
+
     sbn = dict(
         X=(ctx.rng.random((8, sizes[0])) < 0.5).astype(ctx.dtype),
         Wg=[ctx.normal(sizes[l + 1], sizes[l], scale=0.01) for l in range(2)],
@@ -341,20 +508,54 @@ def check_loops(ctx: _Ctx) -> None:
         br=[sat(sizes[l + 1]) for l in range(2)],
     )
     for K in (1, 2):
-        got, want = _run_inplace(ctx, "sbn_wake_sleep_epoch", sbn, ["X", "Wg", "bg", "Wr", "br"],
-                                 dict(learning_rate=0.05, batch_size=3, n_importance_samples=K))
-        ctx.close(np.asarray(got), np.asarray(want), f"sbn_wake_sleep_epoch(K={K}) bound", scale=20)
+        got, want = _run_inplace(
+            ctx,
+            "sbn_wake_sleep_epoch",
+            sbn,
+            ["X", "Wg", "bg", "Wr", "br"],
+            dict(learning_rate=0.05, batch_size=3, n_importance_samples=K),
+        )
+        ctx.close(
+            np.asarray(got),
+            np.asarray(want),
+            f"sbn_wake_sleep_epoch(K={K}) bound",
+            scale=20,
+        )
 
     # Convolutional RBM whose detection units are all (certainly) off.
     crbm = dict(
-        X=(ctx.rng.random((4, 2, 6, 5)) < 0.5).astype(ctx.dtype), W=ctx.normal(3, 2, 3, 3, scale=0.01),
-        bh=np.full(3, -40.0, ctx.dtype), bv=ctx.normal(2), dW=np.zeros((3, 2, 3, 3), ctx.dtype),
-        dbh=np.zeros(3, ctx.dtype), dbv=np.zeros(2, ctx.dtype),
+        X=(ctx.rng.random((4, 2, 6, 5)) < 0.5).astype(ctx.dtype),
+        W=ctx.normal(3, 2, 3, 3, scale=0.01),
+        bh=np.full(3, -40.0, ctx.dtype),
+        bv=ctx.normal(2),
+        dW=np.zeros((3, 2, 3, 3), ctx.dtype),
+        dbh=np.zeros(3, ctx.dtype),
+        dbv=np.zeros(2, ctx.dtype),
     )
-    got, want = _run_inplace(ctx, "crbm_cd_epoch", crbm, order, dict(
-        k=2, pool_size=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01, sparsity_target=0.05,
-        sparsity_cost=0.1, batch_size=3, visible="bernoulli", padding=1))
-    ctx.close(np.asarray(got), np.asarray(want), "crbm_cd_epoch reconstruction error", scale=20)
+    got, want = _run_inplace(
+        ctx,
+        "crbm_cd_epoch",
+        crbm,
+        order,
+        dict(
+            k=2,
+            pool_size=2,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.01,
+            sparsity_target=0.05,
+            sparsity_cost=0.1,
+            batch_size=3,
+            visible="bernoulli",
+            padding=1,
+        ),
+    )
+    ctx.close(
+        np.asarray(got),
+        np.asarray(want),
+        "crbm_cd_epoch reconstruction error",
+        scale=20,
+    )
 
     # AIS with saturated units: every Gibbs sweep is certain.
     W = ctx.normal(4, 6, scale=0.01)
@@ -362,26 +563,59 @@ def check_loops(ctx: _Ctx) -> None:
     base_bias = np.full(6, 60.0, ctx.dtype)
     for visible in ("bernoulli",):
         kw = dict(n_runs=5, visible=visible)
-        got = ctx.ops.rbm_ais_log_weights(ctx.a(W), ctx.a(bh), ctx.a(bv), ctx.a(base_bias), [0.0, 0.5, 1.0],
-                                          rng=ctx.ops.make_rng(2), **kw)
-        want = ctx.ref.rbm_ais_log_weights(W, bh, bv, base_bias, [0.0, 0.5, 1.0], rng=ctx.ref.make_rng(2), **kw)
+        got = ctx.ops.rbm_ais_log_weights(
+            ctx.a(W),
+            ctx.a(bh),
+            ctx.a(bv),
+            ctx.a(base_bias),
+            [0.0, 0.5, 1.0],
+            rng=ctx.ops.make_rng(2),
+            **kw,
+        )
+        want = ctx.ref.rbm_ais_log_weights(
+            W, bh, bv, base_bias, [0.0, 0.5, 1.0], rng=ctx.ref.make_rng(2), **kw
+        )
         got = np.asarray(ctx.np(got) if not isinstance(got, np.ndarray) else got)
-        assert got.dtype == np.float64, f"rbm_ais_log_weights must return float64 NumPy, gave {got.dtype}"
-        ctx.close(got.astype(np.float64), want, f"rbm_ais_log_weights({visible})", scale=50)
+        assert got.dtype == np.float64, (
+            f"rbm_ais_log_weights must return float64 NumPy, gave {got.dtype}"
+        )
+        ctx.close(
+            got.astype(np.float64), want, f"rbm_ais_log_weights({visible})", scale=50
+        )
 
 
 def check_loop_determinism(ctx: _Ctx) -> None:
     def run(seed: int) -> list[np.ndarray]:
         r = np.random.default_rng(3)
         X = (r.random((10, 6)) < 0.5).astype(ctx.dtype)
-        params = [ctx.a(p) for p in (r.standard_normal((4, 6)) * 0.1, np.zeros(4), np.zeros(6),
-                                     np.zeros((4, 6)), np.zeros(4), np.zeros(6))]
-        err = ctx.ops.cd_epoch(ctx.a(X), *params, k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0,
-                               batch_size=4, visible="bernoulli", rng=ctx.ops.make_rng(seed))
+        params = [
+            ctx.a(p)
+            for p in (
+                r.standard_normal((4, 6)) * 0.1,
+                np.zeros(4),
+                np.zeros(6),
+                np.zeros((4, 6)),
+                np.zeros(4),
+                np.zeros(6),
+            )
+        ]
+        err = ctx.ops.cd_epoch(
+            ctx.a(X),
+            *params,
+            k=1,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.0,
+            batch_size=4,
+            visible="bernoulli",
+            rng=ctx.ops.make_rng(seed),
+        )
         return [np.asarray(float(err))] + [ctx.np(p) for p in params]
 
     for a, b in zip(run(5), run(5)):
-        np.testing.assert_array_equal(a, b, err_msg="cd_epoch with the same seed gave different results")
+        np.testing.assert_array_equal(
+            a, b, err_msg="cd_epoch with the same seed gave different results"
+        )
 
 
 def check_bad_input(ctx: _Ctx) -> None:
@@ -392,27 +626,66 @@ def check_bad_input(ctx: _Ctx) -> None:
             call()
         except (ValueError, TypeError) as exc:
             if match not in str(exc):
-                raise AssertionError(f"{what}: the error {exc!r} does not mention {match!r}") from exc
+                raise AssertionError(
+                    f"{what}: the error {exc!r} does not mention {match!r}"
+                ) from exc
         else:
-            raise AssertionError(f"{what} was accepted; the reference raises ValueError/TypeError")
+            raise AssertionError(
+                f"{what} was accepted; the reference raises ValueError/TypeError"
+            )
 
     x, w = ctx.a(ctx.normal(2, 3, 5, 5)), ctx.a(ctx.normal(4, 3, 3, 3))
-    refuses("conv2d of a 3-D input", lambda: ops.conv2d(ctx.a(ctx.normal(3, 5, 5)), w), "x must be 4-D")
+    refuses(
+        "conv2d of a 3-D input",
+        lambda: ops.conv2d(ctx.a(ctx.normal(3, 5, 5)), w),
+        "x must be 4-D",
+    )
     refuses("conv2d with stride 0", lambda: ops.conv2d(x, w, stride=0), "stride")
-    refuses("maxpool2d larger than the input", lambda: ops.maxpool2d(x, 6), "larger than the input")
+    refuses(
+        "maxpool2d larger than the input",
+        lambda: ops.maxpool2d(x, 6),
+        "larger than the input",
+    )
     p = {k: ctx.a(v) for k, v in _saturated_rbm(ctx).items()}
     args = [p[k] for k in ("X", "W", "bh", "bv", "dW", "dbh", "dbv")]
-    kw = dict(k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0, batch_size=4, visible="bernoulli",
-              rng=ops.make_rng(0))
-    for change, match in (({"k": 0}, "k must be"), ({"learning_rate": -0.1}, "learning_rate must be"),
-                          ({"momentum": 1.0}, "momentum must be"), ({"visible": "poisson"}, "visible must be")):
-        refuses(f"cd_epoch with {change}", lambda: ops.cd_epoch(*args, **dict(kw, **change)), match)
+    kw = dict(
+        k=1,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.0,
+        batch_size=4,
+        visible="bernoulli",
+        rng=ops.make_rng(0),
+    )
+    for change, match in (
+        ({"k": 0}, "k must be"),
+        ({"learning_rate": -0.1}, "learning_rate must be"),
+        ({"momentum": 1.0}, "momentum must be"),
+        ({"visible": "poisson"}, "visible must be"),
+    ):
+        refuses(
+            f"cd_epoch with {change}",
+            lambda change=change: ops.cd_epoch(*args, **dict(kw, **change)),
+            match,
+        )
 
 
 OPS_CHECKS: dict[str, Callable[[_Ctx], None]] = {
     fn.__name__: fn
-    for fn in (check_arrays, check_rng_contract, check_dense, check_activations, check_losses, check_optimizers,
-               check_conv, check_pooling, check_rbm_ops, check_loops, check_loop_determinism, check_bad_input)
+    for fn in (
+        check_arrays,
+        check_rng_contract,
+        check_dense,
+        check_activations,
+        check_losses,
+        check_optimizers,
+        check_conv,
+        check_pooling,
+        check_rbm_ops,
+        check_loops,
+        check_loop_determinism,
+        check_bad_input,
+    )
 }
 """Every backend check, by name, in the order :func:`check_ops` runs them."""
 
@@ -434,10 +707,19 @@ class OpsCheck:
         except OpsCheckError:
             raise
         except AssertionError as exc:
-            raise OpsCheckError(f"{where}: {exc}", check=self.name, backend=self.backend, dtype=self.dtype) from exc
+            raise OpsCheckError(
+                f"{where}: {exc}",
+                check=self.name,
+                backend=self.backend,
+                dtype=self.dtype,
+            ) from exc
         except Exception as exc:
-            raise OpsCheckError(f"{where}: it raised {type(exc).__name__}: {exc}", check=self.name,
-                                backend=self.backend, dtype=self.dtype) from exc
+            raise OpsCheckError(
+                f"{where}: it raised {type(exc).__name__}: {exc}",
+                check=self.name,
+                backend=self.backend,
+                dtype=self.dtype,
+            ) from exc
 
     @property
     def id(self) -> str:
@@ -462,19 +744,27 @@ def _resolve(backend: Any) -> tuple[Callable[[], Any], str]:
 
 
 def ops_checks(
-    backend: Any, *, dtypes: Iterable[Any] = (np.float32, np.float64), skip: Iterable[str] = (), seed: int = 0,
+    backend: Any,
+    *,
+    dtypes: Iterable[Any] = (np.float32, np.float64),
+    skip: Iterable[str] = (),
+    seed: int = 0,
 ) -> list[OpsCheck]:
     """Return the conformance checks of one backend, one per check and dtype (see :func:`check_ops`)."""
     make, label = _resolve(backend)
     skip = set(skip)
     unknown = skip - set(OPS_CHECKS)
     if unknown:
-        raise ValueError(f"skip names unknown checks {sorted(unknown)}; known checks: {', '.join(OPS_CHECKS)}. "
-                         f"Received: skip={sorted(skip)}")
+        raise ValueError(
+            f"skip names unknown checks {sorted(unknown)}; known checks: {', '.join(OPS_CHECKS)}. "
+            f"Received: skip={sorted(skip)}"
+        )
     dts = [np.dtype(d) for d in dtypes]
     bad = [d for d in dts if d not in _TOL]
     if bad or not dts:
-        raise ValueError(f"dtypes must be float32 and/or float64. Received: dtypes={[str(d) for d in dts]}")
+        raise ValueError(
+            f"dtypes must be float32 and/or float64. Received: dtypes={[str(d) for d in dts]}"
+        )
     checks = []
     for dt in dts:
         for name, fn in OPS_CHECKS.items():
@@ -489,7 +779,11 @@ def ops_checks(
 
 
 def check_ops(
-    backend: Any, *, dtypes: Iterable[Any] = (np.float32, np.float64), skip: Iterable[str] = (), seed: int = 0,
+    backend: Any,
+    *,
+    dtypes: Iterable[Any] = (np.float32, np.float64),
+    skip: Iterable[str] = (),
+    seed: int = 0,
 ) -> None:
     """Check that a backend computes every op as the NumPy reference does.
 
@@ -525,6 +819,7 @@ def parametrize_ops_checks(*backends: Any, **kwargs: Any) -> Any:
     """
     import pytest
 
-    params = [pytest.param(c, id=c.id) for b in backends for c in ops_checks(b, **kwargs)]
+    params = [
+        pytest.param(c, id=c.id) for b in backends for c in ops_checks(b, **kwargs)
+    ]
     return pytest.mark.parametrize("ops_check", params)
-

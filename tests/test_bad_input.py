@@ -26,8 +26,8 @@ import zipfile
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.utils import get_tags
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import get_tags
 
 import neuroplug.estimators as estimators
 from neuroplug.estimators import (
@@ -42,23 +42,45 @@ from neuroplug.estimators import (
 )
 
 CASES = {
-    "CNNClassifier": lambda: CNNClassifier(("conv:2x3x3", "relu", "maxpool:2", "dense:4"), max_iter=1, batch_size=8,
-                                           random_state=0),
-    "CNNRegressor": lambda: CNNRegressor(("conv:2x3x3", "relu", "dense:4"), max_iter=1, batch_size=8, random_state=0),
-    "DBNClassifier": lambda: DBNClassifier((4,), pretrain_max_iter=1, max_iter=1, batch_size=8, random_state=0),
+    "CNNClassifier": lambda: CNNClassifier(
+        ("conv:2x3x3", "relu", "maxpool:2", "dense:4"),
+        max_iter=1,
+        batch_size=8,
+        random_state=0,
+    ),
+    "CNNRegressor": lambda: CNNRegressor(
+        ("conv:2x3x3", "relu", "dense:4"), max_iter=1, batch_size=8, random_state=0
+    ),
+    "DBNClassifier": lambda: DBNClassifier(
+        (4,), pretrain_max_iter=1, max_iter=1, batch_size=8, random_state=0
+    ),
     "RBM": lambda: RBM(4, max_iter=1, batch_size=8, random_state=0),
     "DBN": lambda: DBN((4, 3), max_iter=1, batch_size=8, random_state=0),
-    "SigmoidBeliefNet": lambda: SigmoidBeliefNet((4,), max_iter=1, batch_size=8, random_state=0),
-    "ConvRBM": lambda: ConvRBM(2, kernel_size=3, pool_size=2, max_iter=1, batch_size=8, random_state=0),
-    "ConvDBN": lambda: ConvDBN((2,), kernel_size=3, pool_size=1, max_iter=1, batch_size=8, random_state=0),
+    "SigmoidBeliefNet": lambda: SigmoidBeliefNet(
+        (4,), max_iter=1, batch_size=8, random_state=0
+    ),
+    "ConvRBM": lambda: ConvRBM(
+        2, kernel_size=3, pool_size=2, max_iter=1, batch_size=8, random_state=0
+    ),
+    "ConvDBN": lambda: ConvDBN(
+        (2,), kernel_size=3, pool_size=1, max_iter=1, batch_size=8, random_state=0
+    ),
 }
 NAMES = sorted(CASES)
 CLASSIFIERS = ["CNNClassifier", "DBNClassifier"]
 SUPERVISED = CLASSIFIERS + ["CNNRegressor"]
-OUTPUT_METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")
+OUTPUT_METHODS = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "transform",
+    "score_samples",
+)
 
 RNG = np.random.default_rng(0)
-X = (RNG.random((24, 16)) < np.linspace(0.2, 0.8, 16)).astype(np.float64)  # 4x4 binary images, flattened
+X = (RNG.random((24, 16)) < np.linspace(0.2, 0.8, 16)).astype(
+    np.float64
+)  # 4x4 binary images, flattened
 Y_CLS = np.arange(24) % 3
 Y_REG = X[:, :3].sum(axis=1)
 
@@ -71,7 +93,9 @@ def _y(name, n=24):
 
 def _fit(est, X_, y_=None):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence and data-conversion warnings are not the point here
+        warnings.simplefilter(
+            "ignore"
+        )  # convergence and data-conversion warnings are not the point here
         return est.fit(X_) if y_ is None else est.fit(X_, y_)
 
 
@@ -95,7 +119,9 @@ def _assert_works(est, X_):
 
 def _assert_clear_error(exc_info, pattern):
     assert isinstance(exc_info.value, (ValueError, TypeError)), repr(exc_info.value)
-    assert re.search(pattern, str(exc_info.value)), f"{pattern!r} not in: {exc_info.value}"
+    assert re.search(pattern, str(exc_info.value)), (
+        f"{pattern!r} not in: {exc_info.value}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +151,16 @@ FIT_ERRORS = {
     "inf": (_inf, r"Input X contains infinity"),
     "empty": (lambda: X[:0], r"0 sample\(s\)"),
     "sparse": (lambda: sp.csr_matrix(X), r"Sparse data was passed"),
-    "object_strings": (lambda: np.full(X.shape, "a", dtype=object), r"could not convert string to float"),
+    "object_strings": (
+        lambda: np.full(X.shape, "a", dtype=object),
+        r"could not convert string to float",
+    ),
     "complex": (lambda: X.astype(np.complex128), r"Complex data not supported"),
     "1d": (lambda: X[:, 0], r"Expected 2D array, got 1D array"),
-    "5d": (lambda: X.reshape(24, 1, 1, 4, 4), r"dim 5|2-D .*4-D|Received: X\.shape=\(24, 1, 1, 4, 4\)"),
+    "5d": (
+        lambda: X.reshape(24, 1, 1, 4, 4),
+        r"dim 5|2-D .*4-D|Received: X\.shape=\(24, 1, 1, 4, 4\)",
+    ),
 }
 
 
@@ -139,7 +171,9 @@ def test_fit_refuses_bad_X(name, kind):
     X_bad = make()
     y = _y(name, X_bad.shape[0]) if kind != "1d" else _y(name)
     if kind == "sparse" and get_tags(CASES[name]()).input_tags.sparse:
-        _fit(CASES[name](), X_bad, y)  # sparse input is data these estimators accept (densified per batch)
+        _fit(
+            CASES[name](), X_bad, y
+        )  # sparse input is data these estimators accept (densified per batch)
         return
     with pytest.raises((ValueError, TypeError)) as info:
         _fit(CASES[name](), X_bad, y)
@@ -199,7 +233,9 @@ def test_huge_values_never_give_silent_nan(name, scale):
     try:
         est = _fit(CASES[name](), huge, _y(name))
     except (ValueError, TypeError) as exc:
-        assert re.search(r"diverged|infinity or a value too large|\[0, 1\]|scal", str(exc)), str(exc)
+        assert re.search(
+            r"diverged|infinity or a value too large|\[0, 1\]|scal", str(exc)
+        ), str(exc)
     else:
         _assert_works(est, huge)
         _assert_works(est, X)
@@ -256,7 +292,9 @@ def test_one_class_works(name):
 def test_two_target_columns_for_a_classifier(name):
     with pytest.raises(ValueError) as info:
         _fit(CASES[name](), X, np.c_[Y_CLS, Y_CLS])
-    _assert_clear_error(info, r"one target column|y\.shape=\(24, 2\)|multilabel|multiclass-multioutput")
+    _assert_clear_error(
+        info, r"one target column|y\.shape=\(24, 2\)|multilabel|multiclass-multioutput"
+    )
 
 
 def test_regressor_with_string_targets():
@@ -272,7 +310,10 @@ def _other_image_shape():
 
 PREDICT_ERRORS = {
     "nan": (_nan, r"Input X contains NaN"),
-    "features": (lambda: X[:, :9], r"X has 9 features, but \w+ is expecting 16 features"),
+    "features": (
+        lambda: X[:, :9],
+        r"X has 9 features, but \w+ is expecting 16 features",
+    ),
     "sparse": (lambda: sp.csr_matrix(X), r"Sparse data was passed"),
     "empty": (lambda: X[:0], r"0 sample\(s\)"),
     "1d": (lambda: X[0], r"Expected 2D array, got 1D array"),
@@ -288,7 +329,9 @@ def test_predict_refuses_bad_X(fitted, name, kind):
     est = fitted[name]
     method = next(m for m in OUTPUT_METHODS if hasattr(est, m))
     if kind == "sparse" and get_tags(est).input_tags.sparse:
-        assert np.all(np.isfinite(getattr(est, method)(make())))  # accepted, densified per batch
+        assert np.all(
+            np.isfinite(getattr(est, method)(make()))
+        )  # accepted, densified per batch
         return
     with pytest.raises((ValueError, TypeError)) as info:
         getattr(est, method)(make())
@@ -313,10 +356,23 @@ def test_methods_before_fit(name):
 
 # ---------------------------------------------------------------------- hyper-parameters
 COMMON_BAD_PARAMS = [
-    ("learning_rate", -1.0), ("learning_rate", float("nan")), ("learning_rate", "fast"),
-    ("batch_size", 0), ("batch_size", 1.5), ("max_iter", 0), ("max_iter", "10"), ("max_iter", -1), ("n_iter", -1),
-    ("backend", "nosuch"), ("backend", ""), ("backend", 3), ("n_threads", 0), ("n_threads", "x"),
-    ("dtype", "float16"), ("random_state", "seed"), ("verbose", "loud"),
+    ("learning_rate", -1.0),
+    ("learning_rate", float("nan")),
+    ("learning_rate", "fast"),
+    ("batch_size", 0),
+    ("batch_size", 1.5),
+    ("max_iter", 0),
+    ("max_iter", "10"),
+    ("max_iter", -1),
+    ("n_iter", -1),
+    ("backend", "nosuch"),
+    ("backend", ""),
+    ("backend", 3),
+    ("n_threads", 0),
+    ("n_threads", "x"),
+    ("dtype", "float16"),
+    ("random_state", "seed"),
+    ("verbose", "loud"),
 ]
 SPECIFIC_BAD_PARAMS = {
     "CNNClassifier": [
@@ -327,30 +383,70 @@ SPECIFIC_BAD_PARAMS = {
         ("layers", (3,), r"Each entry of layers must be"),
         ("layers", ("dropout:1.5",), r"Invalid layer spec 'dropout:1\.5'"),
         ("input_shape", (0, 4, 4), r"input_shape must be"),
-        ("input_shape", (2, 4, 4), r"input_shape=\(2, 4, 4\) holds 32 values per sample but X has 16 features"),
+        (
+            "input_shape",
+            (2, 4, 4),
+            r"input_shape=\(2, 4, 4\) holds 32 values per sample but X has 16 features",
+        ),
         ("input_shape", "abc", r"input_shape"),
         ("optimizer", "rmsprop", r"optimizer"),
         ("lr_schedule", "weird", r"lr_schedule"),
         ("augment", "bogus=1", r"augment"),
-        ("augment", "shift=4", r"augment shift must be smaller than the images \(4x4 pixels\)"),
+        (
+            "augment",
+            "shift=4",
+            r"augment shift must be smaller than the images \(4x4 pixels\)",
+        ),
         ("augment", "shift=inf", r"shift must be a finite number >= 0"),
-        ("pretrainer", "nosuch", r"Unknown pretrainer 'nosuch'\. Known pretrainers: .*dbn"),
+        (
+            "pretrainer",
+            "nosuch",
+            r"Unknown pretrainer 'nosuch'\. Known pretrainers: .*dbn",
+        ),
         ("validation_fraction", 1.5, r"validation_fraction"),
         ("alpha", -1.0, r"alpha"),
     ],
-    "CNNRegressor": [("layers", "dense:4", r"layers must be a tuple"), ("input_shape", (1, 4, 5), r"holds 20 values")],
-    "DBNClassifier": [("hidden_layer_sizes", (), r"hidden_layer_sizes"), ("hidden_layer_sizes", (0,), r"hidden_layer_sizes"),
-                      ("pretrain_visible", "poisson", r"pretrain_visible"), ("pretrain_k", 0, r"pretrain_k")],
-    "RBM": [("n_components", 0, r"n_components"), ("n_components", "4", r"n_components"),
-            ("visible", "poisson", r"visible"), ("k", 0, r"'k'"), ("momentum", 1.0, r"momentum")],
-    "DBN": [("hidden_layer_sizes", (), r"hidden_layer_sizes"), ("hidden_layer_sizes", (4, -1), r"hidden_layer_sizes"),
-            ("layer_params", {"nope": 1}, r"unknown keys \['nope'\]"), ("layer_params", [{"k": 1}], r"one dict per hidden layer")],
-    "SigmoidBeliefNet": [("hidden_layer_sizes", (0,), r"hidden_layer_sizes"),
-                         ("n_importance_samples", 0, r"n_importance_samples"), ("binarize", "x", r"binarize")],
-    "ConvRBM": [("filters", 0, r"filters"), ("kernel_size", (3, 0), r"kernel_size"), ("kernel_size", 9, r"kernel_size \(9, 9\) is larger"),
-                ("pool_size", 0, r"pool_size"), ("sparsity_target", 1.5, r"sparsity_target"),
-                ("input_shape", (1, 4, 5), r"holds 20 values")],
-    "ConvDBN": [("filters", (), r"filters"), ("filters", (0,), r"filters"), ("kernel_size", (3, 3, 3), r"kernel_size")],
+    "CNNRegressor": [
+        ("layers", "dense:4", r"layers must be a tuple"),
+        ("input_shape", (1, 4, 5), r"holds 20 values"),
+    ],
+    "DBNClassifier": [
+        ("hidden_layer_sizes", (), r"hidden_layer_sizes"),
+        ("hidden_layer_sizes", (0,), r"hidden_layer_sizes"),
+        ("pretrain_visible", "poisson", r"pretrain_visible"),
+        ("pretrain_k", 0, r"pretrain_k"),
+    ],
+    "RBM": [
+        ("n_components", 0, r"n_components"),
+        ("n_components", "4", r"n_components"),
+        ("visible", "poisson", r"visible"),
+        ("k", 0, r"'k'"),
+        ("momentum", 1.0, r"momentum"),
+    ],
+    "DBN": [
+        ("hidden_layer_sizes", (), r"hidden_layer_sizes"),
+        ("hidden_layer_sizes", (4, -1), r"hidden_layer_sizes"),
+        ("layer_params", {"nope": 1}, r"unknown keys \['nope'\]"),
+        ("layer_params", [{"k": 1}], r"one dict per hidden layer"),
+    ],
+    "SigmoidBeliefNet": [
+        ("hidden_layer_sizes", (0,), r"hidden_layer_sizes"),
+        ("n_importance_samples", 0, r"n_importance_samples"),
+        ("binarize", "x", r"binarize"),
+    ],
+    "ConvRBM": [
+        ("filters", 0, r"filters"),
+        ("kernel_size", (3, 0), r"kernel_size"),
+        ("kernel_size", 9, r"kernel_size \(9, 9\) is larger"),
+        ("pool_size", 0, r"pool_size"),
+        ("sparsity_target", 1.5, r"sparsity_target"),
+        ("input_shape", (1, 4, 5), r"holds 20 values"),
+    ],
+    "ConvDBN": [
+        ("filters", (), r"filters"),
+        ("filters", (0,), r"filters"),
+        ("kernel_size", (3, 3, 3), r"kernel_size"),
+    ],
 }
 
 
@@ -364,10 +460,18 @@ def _bad_param_cases():
         params = CASES[name]().get_params()
         for param, value in COMMON_BAD_PARAMS:
             if param in params and name not in VALID_FOR.get((param, value), ()):
-                pattern = r"Unknown backend 'nosuch'\. Known backends: .*cpu" if value == "nosuch" else re.escape(param)
-                yield pytest.param(name, param, value, pattern, id=f"{name}-{param}={value!r}")
+                pattern = (
+                    r"Unknown backend 'nosuch'\. Known backends: .*cpu"
+                    if value == "nosuch"
+                    else re.escape(param)
+                )
+                yield pytest.param(
+                    name, param, value, pattern, id=f"{name}-{param}={value!r}"
+                )
         for param, value, pattern in SPECIFIC_BAD_PARAMS.get(name, []):
-            yield pytest.param(name, param, value, pattern, id=f"{name}-{param}={value!r}")
+            yield pytest.param(
+                name, param, value, pattern, id=f"{name}-{param}={value!r}"
+            )
 
 
 @pytest.mark.parametrize("name, param, value, pattern", list(_bad_param_cases()))
@@ -391,7 +495,10 @@ def test_rbm_method_arguments(fitted):
     rbm = fitted["RBM"]
     for call, pattern in [
         (lambda: rbm.gibbs(X, n_steps=-1), r"n_steps must be an int >= 0"),
-        (lambda: rbm.score_samples(X, method="x"), r"method must be .*Received: method='x'"),
+        (
+            lambda: rbm.score_samples(X, method="x"),
+            r"method must be .*Received: method='x'",
+        ),
         (lambda: rbm.log_partition("x"), r"method must be .*Received: method='x'"),
         (lambda: rbm.gibbs(X[:, :3]), r"X has 3 features"),
     ]:
@@ -405,7 +512,9 @@ def test_partial_fit_needs_classes_and_keeps_them(name):
     est = CASES[name]()
     with pytest.raises(ValueError) as info:
         est.partial_fit(X, Y_CLS)
-    _assert_clear_error(info, r"classes must be passed on the first call to partial_fit")
+    _assert_clear_error(
+        info, r"classes must be passed on the first call to partial_fit"
+    )
     est.partial_fit(X, Y_CLS, classes=[0, 1, 2])
     with pytest.raises(ValueError) as info:
         est.partial_fit(X, Y_CLS + 5)
@@ -445,22 +554,40 @@ CLI_OPTION_ERRORS = [
     (["--augment", "shift=x"], r"augment value for 'shift' must be a number"),
     (["--test-size", "2"], r"--test-size must be between 0 and 1"),
     (["--data", "/nonexistent/data/dir.npz"], r"cannot load data"),
-    (["--augment", "shift=1e9"], r"augment shift must be smaller than the images \(8x8 pixels\)"),
-    (["--augment", "shift=inf"], r"shift must be a finite number >= 0\. Received: shift=inf"),
-    (["--augment", "rotate=200"], r"rotate must be a number in \[0\.0, 180\.0\]\. Received: rotate=200\.0"),
+    (
+        ["--augment", "shift=1e9"],
+        r"augment shift must be smaller than the images \(8x8 pixels\)",
+    ),
+    (
+        ["--augment", "shift=inf"],
+        r"shift must be a finite number >= 0\. Received: shift=inf",
+    ),
+    (
+        ["--augment", "rotate=200"],
+        r"rotate must be a number in \[0\.0, 180\.0\]\. Received: rotate=200\.0",
+    ),
     (["--augment", "scale=1"], r"scale must be a number in \[0\.0, 0\.999\]"),
-    (["--layers", "dense:1000000000"], r"the network needs about [\d.]+ GiB to train \(75,000,000,010 parameters for "
-                                       r"inputs of shape \(1, 8, 8\)\), more than the [\d.]+ GiB of memory available"),
-    (["--layers", "conv:100000x8x8", "dense:100000"],
-     r"the network needs about 149\.\d GiB to train \(10,007,600,010 parameters .* than the 8\.0 GiB"),
+    (
+        ["--layers", "dense:1000000000"],
+        r"the network needs about [\d.]+ GiB to train \(75,000,000,010 parameters for "
+        r"inputs of shape \(1, 8, 8\)\), more than the [\d.]+ GiB of memory available",
+    ),
+    (
+        ["--layers", "conv:100000x8x8", "dense:100000"],
+        r"the network needs about 149\.\d GiB to train \(10,007,600,010 parameters .* than the 8\.0 GiB",
+    ),
 ]
 
 
-@pytest.mark.parametrize("args, pattern", CLI_OPTION_ERRORS, ids=[" ".join(a) for a, _ in CLI_OPTION_ERRORS])
+@pytest.mark.parametrize(
+    "args, pattern", CLI_OPTION_ERRORS, ids=[" ".join(a) for a, _ in CLI_OPTION_ERRORS]
+)
 def test_cli_bad_options(cli, tmp_path, monkeypatch, args, pattern):
     import neuroplug.train
 
-    monkeypatch.setattr(neuroplug.train, "_available_memory", lambda: 8 * 2**30)  # the same verdict on any machine
+    monkeypatch.setattr(
+        neuroplug.train, "_available_memory", lambda: 8 * 2**30
+    )  # the same verdict on any machine
     code, err = cli(*args, "--output", str(tmp_path / "m.npz"))
     assert code == 2
     assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
@@ -475,16 +602,37 @@ def _cli_data_cases(tmp_path):
     nan[::7, 3] = np.nan  # in both the training and the test part
     return {
         "nan": (_npz(tmp_path / "nan.npz", X=nan, y=y), r"Input X contains NaN"),
-        "inf": (_npz(tmp_path / "inf.npz", X=np.where(nan != nan, np.inf, Xd), y=y), r"infinity"),
-        "object": (_npz(tmp_path / "obj.npz", X=np.array([{"a": 1}] * 40, dtype=object), y=y), r"[Oo]bject arrays|pickle"),
+        "inf": (
+            _npz(tmp_path / "inf.npz", X=np.where(nan != nan, np.inf, Xd), y=y),
+            r"infinity",
+        ),
+        "object": (
+            _npz(tmp_path / "obj.npz", X=np.array([{"a": 1}] * 40, dtype=object), y=y),
+            r"[Oo]bject arrays|pickle",
+        ),
         "1d": (_npz(tmp_path / "oned.npz", X=Xd[:, 0], y=y), r"Expected 2D array"),
-        "mismatch": (_npz(tmp_path / "mismatch.npz", X=Xd, y=y[:10]), r"inconsistent numbers of samples"),
+        "mismatch": (
+            _npz(tmp_path / "mismatch.npz", X=Xd, y=y[:10]),
+            r"inconsistent numbers of samples",
+        ),
         "no_y": (_npz(tmp_path / "noy.npz", X=Xd), r"must hold arrays 'X' and 'y'"),
-        "strings": (_npz(tmp_path / "str.npz", X=np.full((40, 16), "a"), y=y), r"could not convert string to float"),
-        "complex": (_npz(tmp_path / "complex.npz", X=Xd.astype(complex), y=y), r"Complex data not supported"),
-        "empty": (_npz(tmp_path / "empty.npz", X=Xd[:0], y=y[:0]), r"n_samples=0|0 sample"),
+        "strings": (
+            _npz(tmp_path / "str.npz", X=np.full((40, 16), "a"), y=y),
+            r"could not convert string to float",
+        ),
+        "complex": (
+            _npz(tmp_path / "complex.npz", X=Xd.astype(complex), y=y),
+            r"Complex data not supported",
+        ),
+        "empty": (
+            _npz(tmp_path / "empty.npz", X=Xd[:0], y=y[:0]),
+            r"n_samples=0|0 sample",
+        ),
         "sparse_as_npz": (str(_sparse_file(tmp_path, Xd)), r"cannot load data"),
-        "garbage": (_write(tmp_path / "garbage.npz", b"not a zip file"), r"cannot load data"),
+        "garbage": (
+            _write(tmp_path / "garbage.npz", b"not a zip file"),
+            r"cannot load data",
+        ),
     }
 
 
@@ -499,7 +647,19 @@ def _write(path, data):
     return str(path)
 
 
-CLI_DATA_KINDS = ["nan", "inf", "object", "1d", "mismatch", "no_y", "strings", "complex", "empty", "sparse_as_npz", "garbage"]
+CLI_DATA_KINDS = [
+    "nan",
+    "inf",
+    "object",
+    "1d",
+    "mismatch",
+    "no_y",
+    "strings",
+    "complex",
+    "empty",
+    "sparse_as_npz",
+    "garbage",
+]
 
 
 @pytest.mark.parametrize("kind", CLI_DATA_KINDS)
@@ -529,8 +689,13 @@ def test_cli_data_that_works(cli, tmp_path, kind):
     assert np.isfinite(load(out).predict_proba(data["X"].astype(float))).all()
 
 
-@pytest.mark.parametrize("args, pattern", [(["--epochs", "x"], r"invalid int value: 'x'"),
-                                           (["--optimizer", "rmsprop"], r"invalid choice: 'rmsprop'")])
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["--epochs", "x"], r"invalid int value: 'x'"),
+        (["--optimizer", "rmsprop"], r"invalid choice: 'rmsprop'"),
+    ],
+)
 def test_cli_unparseable_options_exit_2(capsys, args, pattern):
     from neuroplug.cli import main
 
@@ -542,8 +707,14 @@ def test_cli_unparseable_options_exit_2(capsys, args, pattern):
 
 def test_cli_unwritable_output(cli, tmp_path):
     (tmp_path / "file").write_text("x")
-    code, err = cli("--output", str(tmp_path / "file" / "model.npz"))  # a file where a directory should be
-    assert code in (1, 2) and err.startswith("neuroplug train: error:") and "model.npz" in err, err
+    code, err = cli(
+        "--output", str(tmp_path / "file" / "model.npz")
+    )  # a file where a directory should be
+    assert (
+        code in (1, 2)
+        and err.startswith("neuroplug train: error:")
+        and "model.npz" in err
+    ), err
 
 
 # --------------------------------------------------------------------------- model files
@@ -561,7 +732,9 @@ def _npy_bytes(arr=None, *, header_shape=None, dtype="<f8", data=b""):
         np.save(buf, arr, allow_pickle=True)
         return buf.getvalue()
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": header_shape})
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": header_shape}
+    )
     return buf.getvalue() + data
 
 
@@ -583,8 +756,12 @@ def _edit_state(src, dst, edit):
     edit(meta, arrays)
     meta_bytes = json.dumps(meta).encode()
     checksum = persist._checksum(meta_bytes, arrays).encode()
-    np.savez(dst, __model__=np.frombuffer(meta_bytes, np.uint8), __checksum__=np.frombuffer(checksum, np.uint8),
-             **arrays)
+    np.savez(
+        dst,
+        __model__=np.frombuffer(meta_bytes, np.uint8),
+        __checksum__=np.frombuffer(checksum, np.uint8),
+        **arrays,
+    )
     return dst
 
 
@@ -593,7 +770,9 @@ def _state(meta):
 
 
 def _set_generator_field(meta, arrays, field, value):
-    _state(meta)["_rng"]["__generator__"]["__dict__"]["state"]["__dict__"][field] = value
+    _state(meta)["_rng"]["__generator__"]["__dict__"]["state"]["__dict__"][field] = (
+        value
+    )
 
 
 def _mt19937_pos(meta, arrays):
@@ -601,8 +780,10 @@ def _mt19937_pos(meta, arrays):
     key = np.arange(624, dtype=np.uint32)
     arrays["a_key"] = key
     gen.clear()
-    gen.update(bit_generator="MT19937",
-               state={"__dict__": {"key": {"__array__": "a_key"}, "pos": 10**8}})
+    gen.update(
+        bit_generator="MT19937",
+        state={"__dict__": {"key": {"__array__": "a_key"}, "pos": 10**8}},
+    )
 
 
 def _replace_array(meta, arrays, attr, value):
@@ -610,55 +791,143 @@ def _replace_array(meta, arrays, attr, value):
 
 
 def _first_weight_key(meta):
-    return meta["state"]["__dict__"]["network_weights_"][0]["__dict__"]["W"]["__array__"]
+    return meta["state"]["__dict__"]["network_weights_"][0]["__dict__"]["W"][
+        "__array__"
+    ]
 
 
 MODEL_FILE_ERRORS = {
     # The container.
-    "not_npy_member": (lambda src, t: _zip(t, {**_members(src), "notes.txt": b"hello"}),
-                       r"member 'notes\.txt' is not a \.npy array"),
-    "huge_declared_shape": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(10**12,))}),
-                            r"declares shape \(1000000000000,\) of float64 \(8000000000000 bytes\) but holds 0"),
-    "negative_shape": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(-3,))}),
-                       r"negative dimension"),
-    "object_array": (lambda src, t: _zip(t, {**_members(src), "a9.npy": _npy_bytes(np.array([{}], dtype=object))}),
-                     r"dtype object.*pickle"),
-    "lzma_member": (lambda src, t: _zip(t, _members(src), zipfile.ZIP_LZMA), r"compression method 14"),
-    "over_max_bytes": (lambda src, t: _zip(t, _members(src)), r"over the limit max_bytes=100"),
-    "no_checksum": (lambda src, t: _zip(t, {k: v for k, v in _members(src).items() if k != "__checksum__.npy"}),
-                    r"no __checksum__ entry"),
-    "model_not_uint8": (lambda src, t: _zip(t, {**_members(src), "__model__.npy": _npy_bytes(np.zeros(3))}),
-                        r"__model__ entry must be a 1-D uint8 array"),
+    "not_npy_member": (
+        lambda src, t: _zip(t, {**_members(src), "notes.txt": b"hello"}),
+        r"member 'notes\.txt' is not a \.npy array",
+    ),
+    "huge_declared_shape": (
+        lambda src, t: _zip(
+            t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(10**12,))}
+        ),
+        r"declares shape \(1000000000000,\) of float64 \(8000000000000 bytes\) but holds 0",
+    ),
+    "negative_shape": (
+        lambda src, t: _zip(
+            t, {**_members(src), "a9.npy": _npy_bytes(header_shape=(-3,))}
+        ),
+        r"negative dimension",
+    ),
+    "object_array": (
+        lambda src, t: _zip(
+            t, {**_members(src), "a9.npy": _npy_bytes(np.array([{}], dtype=object))}
+        ),
+        r"dtype object.*pickle",
+    ),
+    "lzma_member": (
+        lambda src, t: _zip(t, _members(src), zipfile.ZIP_LZMA),
+        r"compression method 14",
+    ),
+    "over_max_bytes": (
+        lambda src, t: _zip(t, _members(src)),
+        r"over the limit max_bytes=100",
+    ),
+    "no_checksum": (
+        lambda src, t: _zip(
+            t, {k: v for k, v in _members(src).items() if k != "__checksum__.npy"}
+        ),
+        r"no __checksum__ entry",
+    ),
+    "model_not_uint8": (
+        lambda src, t: _zip(
+            t, {**_members(src), "__model__.npy": _npy_bytes(np.zeros(3))}
+        ),
+        r"__model__ entry must be a 1-D uint8 array",
+    ),
     # The fitted state (an attacker can recompute the checksum).
-    "components_as_list": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(
-        components_=[[0.0] * 16] * 4)), r"components_ must be a 2-D float32 or float64 array\. Received: a list"),
-    "components_wrong_shape": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
-        m, a, "components_", np.zeros((4, 15)))), r"intercept_visible_ must have shape \(15,\)"),
-    "components_nan": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
-        m, a, "components_", np.full((4, 16), np.nan))), r"components_ holds NaN or infinite values"),
-    "n_features_in_string": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(n_features_in_="16")),
-                             r"n_features_in_ must be an int >= 1"),
-    "rbm_half_fitted": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).pop("intercept_hidden_")),
-                        r"the fitted RBM lacks intercept_hidden_"),
-    "pcg64_state_too_large": (lambda src, t: _edit_state(src, t, lambda m, a: _set_generator_field(
-        m, a, "state", {"__dict__": {"state": 2**200, "inc": 1}})), r"state must be an int in \[0, 2\*\*128\)"),
-    "mt19937_pos_out_of_range": (lambda src, t: _edit_state(src, t, _mt19937_pos), r"pos must be an int in \[0, 624\]"),
+    "components_as_list": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _state(m).update(components_=[[0.0] * 16] * 4)
+        ),
+        r"components_ must be a 2-D float32 or float64 array\. Received: a list",
+    ),
+    "components_wrong_shape": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _replace_array(m, a, "components_", np.zeros((4, 15)))
+        ),
+        r"intercept_visible_ must have shape \(15,\)",
+    ),
+    "components_nan": (
+        lambda src, t: _edit_state(
+            src,
+            t,
+            lambda m, a: _replace_array(m, a, "components_", np.full((4, 16), np.nan)),
+        ),
+        r"components_ holds NaN or infinite values",
+    ),
+    "n_features_in_string": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _state(m).update(n_features_in_="16")
+        ),
+        r"n_features_in_ must be an int >= 1",
+    ),
+    "rbm_half_fitted": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _state(m).pop("intercept_hidden_")
+        ),
+        r"the fitted RBM lacks intercept_hidden_",
+    ),
+    "pcg64_state_too_large": (
+        lambda src, t: _edit_state(
+            src,
+            t,
+            lambda m, a: _set_generator_field(
+                m, a, "state", {"__dict__": {"state": 2**200, "inc": 1}}
+            ),
+        ),
+        r"state must be an int in \[0, 2\*\*128\)",
+    ),
+    "mt19937_pos_out_of_range": (
+        lambda src, t: _edit_state(src, t, _mt19937_pos),
+        r"pos must be an int in \[0, 624\]",
+    ),
 }
 # Cases built from the fitted CNNClassifier rather than the RBM.
 CNN_FILE_ERRORS = {
-    "classes_missing": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).pop("classes_")),
-                        r"the fitted CNNClassifier lacks classes_"),
-    "classes_duplicated": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
-        m, a, "classes_", np.array([0, 0, 1]))), r"classes_ must hold distinct labels"),
-    "weights_wrong_shape": (lambda src, t: _edit_state(src, t, lambda m, a: a.update(
-        {_first_weight_key(m): np.zeros((2, 1, 2, 2))})),
-                            r"network_weights_\[0\]\['W'\] .* must be a float64 array of shape \(2, 1, 3, 3\)"),
-    "too_few_outputs": (lambda src, t: _edit_state(src, t, lambda m, a: _replace_array(
-        m, a, "classes_", np.arange(5))), r"the last layer must give 5 outputs"),
-    "input_shape_disagrees": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m).update(
-        input_shape_={"__tuple__": [1, 2, 8]})), r"layers_\[0\] \(Conv2D.*cannot take the inputs of shape \(1, 2, 8\)"),
-    "rng_state_pos": (lambda src, t: _edit_state(src, t, lambda m, a: _state(m)["_rng_state"]["__dict__"].update(
-        has_uint32=7)), r"has_uint32 must be an int in \[0, 1\]"),
+    "classes_missing": (
+        lambda src, t: _edit_state(src, t, lambda m, a: _state(m).pop("classes_")),
+        r"the fitted CNNClassifier lacks classes_",
+    ),
+    "classes_duplicated": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _replace_array(m, a, "classes_", np.array([0, 0, 1]))
+        ),
+        r"classes_ must hold distinct labels",
+    ),
+    "weights_wrong_shape": (
+        lambda src, t: _edit_state(
+            src,
+            t,
+            lambda m, a: a.update({_first_weight_key(m): np.zeros((2, 1, 2, 2))}),
+        ),
+        r"network_weights_\[0\]\['W'\] .* must be a float64 array of shape \(2, 1, 3, 3\)",
+    ),
+    "too_few_outputs": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _replace_array(m, a, "classes_", np.arange(5))
+        ),
+        r"the last layer must give 5 outputs",
+    ),
+    "input_shape_disagrees": (
+        lambda src, t: _edit_state(
+            src, t, lambda m, a: _state(m).update(input_shape_={"__tuple__": [1, 2, 8]})
+        ),
+        r"layers_\[0\] \(Conv2D.*cannot take the inputs of shape \(1, 2, 8\)",
+    ),
+    "rng_state_pos": (
+        lambda src, t: _edit_state(
+            src,
+            t,
+            lambda m, a: _state(m)["_rng_state"]["__dict__"].update(has_uint32=7),
+        ),
+        r"has_uint32 must be an int in \[0, 1\]",
+    ),
 }
 
 
@@ -684,33 +953,62 @@ def test_load_refuses_bad_model_files(saved_models, tmp_path, kind):
 
 
 def _idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    header = (
+        bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    )
     path.write_bytes(header + array.astype(np.uint8).tobytes())
     return path
 
 
 def _output_cases(tmp_path):
     """``{kind: (data, output, pattern)}``: outputs refused before any training."""
-    data = _npz(tmp_path / "d.npz", X=np.random.default_rng(0).random((40, 16)), y=np.arange(40) % 2)
+    data = _npz(
+        tmp_path / "d.npz",
+        X=np.random.default_rng(0).random((40, 16)),
+        y=np.arange(40) % 2,
+    )
     mnist = tmp_path / "mnist"
     mnist.mkdir()
     _idx(mnist / "t10k-images-idx3-ubyte", np.zeros((20, 4, 4)))
-    with gzip.open(mnist / "t10k-labels-idx1-ubyte.gz", "wb") as fh:  # a suffix save() keeps
+    with gzip.open(
+        mnist / "t10k-labels-idx1-ubyte.gz", "wb"
+    ) as fh:  # a suffix save() keeps
         fh.write(_idx(tmp_path / "labels", np.arange(20) % 2).read_bytes())
     (tmp_path / "adir").mkdir()
     return {
-        "missing_directory": ("digits", str(tmp_path / "nope" / "m.npz"), r"the directory '.*nope' does not exist"),
+        "missing_directory": (
+            "digits",
+            str(tmp_path / "nope" / "m.npz"),
+            r"the directory '.*nope' does not exist",
+        ),
         "unwritable_directory": ("digits", "/proc/m.npz", r"cannot write in '/proc'"),
-        "a_directory": ("digits", str(tmp_path / "adir"), r"--output must be a file path, not a directory"),
-        "the_npz_data_file": (data, data, r"is the data file '.*d\.npz'; saving would overwrite the data set"),
+        "a_directory": (
+            "digits",
+            str(tmp_path / "adir"),
+            r"--output must be a file path, not a directory",
+        ),
+        "the_npz_data_file": (
+            data,
+            data,
+            r"is the data file '.*d\.npz'; saving would overwrite the data set",
+        ),
         "the_npz_without_suffix": (data, data[:-4], r"is the data file '.*d\.npz'"),
-        "an_idx_data_file": (str(mnist), str(mnist / "t10k-labels-idx1-ubyte.gz"),
-                             r"is the data file '.*t10k-labels-idx1-ubyte\.gz'"),
+        "an_idx_data_file": (
+            str(mnist),
+            str(mnist / "t10k-labels-idx1-ubyte.gz"),
+            r"is the data file '.*t10k-labels-idx1-ubyte\.gz'",
+        ),
     }
 
 
-OUTPUT_KINDS = ["missing_directory", "unwritable_directory", "a_directory", "the_npz_data_file",
-                "the_npz_without_suffix", "an_idx_data_file"]
+OUTPUT_KINDS = [
+    "missing_directory",
+    "unwritable_directory",
+    "a_directory",
+    "the_npz_data_file",
+    "the_npz_without_suffix",
+    "an_idx_data_file",
+]
 
 
 @pytest.mark.parametrize("kind", OUTPUT_KINDS)
@@ -723,7 +1021,9 @@ def test_cli_refuses_an_output_it_could_not_write_before_training(cli, tmp_path,
     assert code == 2
     assert err.startswith("neuroplug train: error:") and re.search(pattern, err), err
     assert "Test accuracy" not in err
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, probe removed
+    assert {
+        p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")
+    } == before  # nothing written, probe removed
 
 
 def test_cli_uses_the_idx_files_own_image_shape(cli, tmp_path):
@@ -732,8 +1032,23 @@ def test_cli_uses_the_idx_files_own_image_shape(cli, tmp_path):
     _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (40, 20, 30)))
     _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(40) % 2)
     out = tmp_path / "m.npz"
-    code, err = cli("--data", str(tmp_path), "--output", str(out),
-                    base=["train", "-q", "--epochs", "1", "--layers", "conv:2x3x3", "relu", "--threads", "1"])
+    code, err = cli(
+        "--data",
+        str(tmp_path),
+        "--output",
+        str(out),
+        base=[
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--layers",
+            "conv:2x3x3",
+            "relu",
+            "--threads",
+            "1",
+        ],
+    )
     assert code == 0, err
     from neuroplug import load
 

@@ -42,7 +42,9 @@ def test_plugins_reports_failure_and_exit_code():
 
 
 def test_python_dash_m_matches_console_script():
-    out = subprocess.run([sys.executable, "-m", "neuroplug", "plugins"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "neuroplug", "plugins"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "backends: cpu, numpy" in out.stdout
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+import neuroplug.estimators as estimators
 from neuroplug.backends import get_ops
 from neuroplug.estimators import (
     DBN,
@@ -26,21 +27,47 @@ from neuroplug.estimators import (
     DBNClassifier,
     SigmoidBeliefNet,
 )
-import neuroplug.estimators as estimators
 
 # Two differently seeded (and shaped) instances of each estimator; big enough that the fits overlap.
 CASES = {
-    "CNNClassifier": lambda seed: CNNClassifier(("conv:6x3x3", "relu", "maxpool:2", "dense:16", "relu"),
-                                                input_shape=(1, 8, 8), max_iter=3, batch_size=32, random_state=seed),
-    "CNNRegressor": lambda seed: CNNRegressor(("conv:4x3x3", "tanh", "dense:8"), input_shape=(1, 8, 8), max_iter=3,
-                                              batch_size=32, random_state=seed),
-    "DBNClassifier": lambda seed: DBNClassifier((24,), pretrain_max_iter=2, max_iter=3, random_state=seed),
+    "CNNClassifier": lambda seed: CNNClassifier(
+        ("conv:6x3x3", "relu", "maxpool:2", "dense:16", "relu"),
+        input_shape=(1, 8, 8),
+        max_iter=3,
+        batch_size=32,
+        random_state=seed,
+    ),
+    "CNNRegressor": lambda seed: CNNRegressor(
+        ("conv:4x3x3", "tanh", "dense:8"),
+        input_shape=(1, 8, 8),
+        max_iter=3,
+        batch_size=32,
+        random_state=seed,
+    ),
+    "DBNClassifier": lambda seed: DBNClassifier(
+        (24,), pretrain_max_iter=2, max_iter=3, random_state=seed
+    ),
     "RBM": lambda seed: RBM(24 + seed, max_iter=4, batch_size=10, random_state=seed),
     "DBN": lambda seed: DBN((20, 10), max_iter=2, random_state=seed),
-    "SigmoidBeliefNet": lambda seed: SigmoidBeliefNet((16, 8), max_iter=3, n_importance_samples=2, random_state=seed),
-    "ConvRBM": lambda seed: ConvRBM(4, kernel_size=3, pool_size=2, max_iter=3, input_shape=(1, 8, 8), random_state=seed),
-    "ConvDBN": lambda seed: ConvDBN((4, 4), kernel_size=(3, 2), pool_size=(2, 1), max_iter=2, input_shape=(1, 8, 8),
-                                    random_state=seed),
+    "SigmoidBeliefNet": lambda seed: SigmoidBeliefNet(
+        (16, 8), max_iter=3, n_importance_samples=2, random_state=seed
+    ),
+    "ConvRBM": lambda seed: ConvRBM(
+        4,
+        kernel_size=3,
+        pool_size=2,
+        max_iter=3,
+        input_shape=(1, 8, 8),
+        random_state=seed,
+    ),
+    "ConvDBN": lambda seed: ConvDBN(
+        (4, 4),
+        kernel_size=(3, 2),
+        pool_size=(2, 1),
+        max_iter=2,
+        input_shape=(1, 8, 8),
+        random_state=seed,
+    ),
 }
 SUPERVISED = {"CNNClassifier", "DBNClassifier", "CNNRegressor"}
 
@@ -65,7 +92,11 @@ def _state(est, X):
         if hasattr(est, method):
             out[method] = np.asarray(getattr(est, method)(X))
     for key, value in vars(est).items():
-        if key.endswith("_") and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        if (
+            key.endswith("_")
+            and isinstance(value, np.ndarray)
+            and value.dtype.kind == "f"
+        ):
             out[key] = value
     return out
 
@@ -82,7 +113,9 @@ def _run_concurrently(jobs):
         except BaseException as exc:  # noqa: BLE001 - reported to the test below
             errors.append(exc)
 
-    threads = [threading.Thread(target=target, args=(i, job)) for i, job in enumerate(jobs)]
+    threads = [
+        threading.Thread(target=target, args=(i, job)) for i, job in enumerate(jobs)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -106,7 +139,9 @@ def test_every_public_estimator_is_covered():
 def test_two_fits_in_threads_equal_two_sequential_fits(name, digits):
     X = digits[0]
     sequential = [_state(_fit(CASES[name](seed), name, digits), X) for seed in (0, 1)]
-    concurrent = _run_concurrently([lambda s=seed: _fit(CASES[name](s), name, digits) for seed in (0, 1)])
+    concurrent = _run_concurrently(
+        [lambda s=seed: _fit(CASES[name](s), name, digits) for seed in (0, 1)]
+    )
     for seq, est in zip(sequential, concurrent):
         _assert_same(seq, _state(est, X))
 
@@ -115,7 +150,9 @@ def test_different_estimators_in_threads(digits):
     X = digits[0]
     names = ["CNNClassifier", "RBM", "SigmoidBeliefNet", "ConvRBM"]
     sequential = [_state(_fit(CASES[n](0), n, digits), X) for n in names]
-    concurrent = _run_concurrently([lambda n=n: _fit(CASES[n](0), n, digits) for n in names])
+    concurrent = _run_concurrently(
+        [lambda n=n: _fit(CASES[n](0), n, digits) for n in names]
+    )
     for seq, est in zip(sequential, concurrent):
         _assert_same(seq, _state(est, X))
 
@@ -134,16 +171,25 @@ def test_one_backend_instance_shared_by_threads():
     ops = get_ops("cpu")
     rng = np.random.default_rng(0)
     problems = [
-        (rng.standard_normal((8, c, 14, 14)).astype(np.float32), rng.standard_normal((f, c, k, k)).astype(np.float32))
+        (
+            rng.standard_normal((8, c, 14, 14)).astype(np.float32),
+            rng.standard_normal((f, c, k, k)).astype(np.float32),
+        )
         for c, f, k in ((1, 6, 5), (3, 4, 3), (2, 8, 1), (4, 2, 7))
     ]
-    expected = [(ops.conv2d(x, w, padding=1), ops.maxpool2d(x, 2)[0]) for x, w in problems]
+    expected = [
+        (ops.conv2d(x, w, padding=1), ops.maxpool2d(x, 2)[0]) for x, w in problems
+    ]
 
     def job(i):
         x, w = problems[i]
-        return [(ops.conv2d(x, w, padding=1), ops.maxpool2d(x, 2)[0]) for _ in range(20)]
+        return [
+            (ops.conv2d(x, w, padding=1), ops.maxpool2d(x, 2)[0]) for _ in range(20)
+        ]
 
-    for i, results in enumerate(_run_concurrently([lambda i=i: job(i) for i in range(len(problems))])):
+    for i, results in enumerate(
+        _run_concurrently([lambda i=i: job(i) for i in range(len(problems))])
+    ):
         for conv, pool in results:
             np.testing.assert_array_equal(conv, expected[i][0])
             np.testing.assert_array_equal(pool, expected[i][1])

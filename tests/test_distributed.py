@@ -24,7 +24,10 @@ from neuroplug.estimators import RBM, CNNClassifier  # noqa: E402
 
 def _modules_loaded():
     """Which neuroplug modules a worker has imported (runs in the worker)."""
-    return {name: name in sys.modules for name in ("neuroplug", "neuroplug_lrn", "neuroplug_lrn.plugin")}
+    return {
+        name: name in sys.modules
+        for name in ("neuroplug", "neuroplug_lrn", "neuroplug_lrn.plugin")
+    }
 
 
 def _lrn_provider():
@@ -41,7 +44,11 @@ def client():
     # The helpers above must reach the workers by value: this test module is not importable there.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
     )
     try:
         with distributed.Client(cluster) as c:
@@ -72,10 +79,19 @@ def _search(estimator, grid, X, y, *, dask):
 
 def _assert_same_search(a, b, X):
     assert [p for p in a.cv_results_["params"]] == [p for p in b.cv_results_["params"]]
-    for key in ("mean_test_score", "split0_test_score", "split1_test_score", "rank_test_score"):
-        np.testing.assert_array_equal(a.cv_results_[key], b.cv_results_[key], err_msg=key)
+    for key in (
+        "mean_test_score",
+        "split0_test_score",
+        "split1_test_score",
+        "rank_test_score",
+    ):
+        np.testing.assert_array_equal(
+            a.cv_results_[key], b.cv_results_[key], err_msg=key
+        )
     assert a.best_params_ == b.best_params_
-    np.testing.assert_array_equal(a.best_estimator_.predict_proba(X), b.best_estimator_.predict_proba(X))
+    np.testing.assert_array_equal(
+        a.best_estimator_.predict_proba(X), b.best_estimator_.predict_proba(X)
+    )
 
 
 def test_workers_start_without_plugins_loaded(client):
@@ -87,8 +103,13 @@ def test_workers_start_without_plugins_loaded(client):
 
 def test_grid_search_on_dask_equals_n_jobs_1(client, digits):
     X, y = digits
-    cnn = CNNClassifier(("conv:4x3x3", "relu", "maxpool:2", "dense:8", "relu"), input_shape=(1, 8, 8),
-                        max_iter=2, batch_size=16, random_state=0)
+    cnn = CNNClassifier(
+        ("conv:4x3x3", "relu", "maxpool:2", "dense:8", "relu"),
+        input_shape=(1, 8, 8),
+        max_iter=2,
+        batch_size=16,
+        random_state=0,
+    )
     grid = {"learning_rate": [1e-3, 1e-2]}
     on_dask = _search(cnn, grid, X, y, dask=True)
     # The fits really ran on the workers (a fresh worker had not imported neuroplug).
@@ -99,7 +120,9 @@ def test_grid_search_on_dask_equals_n_jobs_1(client, digits):
 
 def test_cross_validate_on_dask_equals_n_jobs_1(client, digits):
     X = (digits[0] > 0.5).astype(np.float64)
-    rbm = RBM(6, max_iter=2, batch_size=10, random_state=0)  # score: exact log-likelihood
+    rbm = RBM(
+        6, max_iter=2, batch_size=10, random_state=0
+    )  # score: exact log-likelihood
     with joblib.parallel_config(backend="dask"):
         on_dask = cross_validate(rbm, X, cv=3, n_jobs=-1, return_estimator=True)
     local = cross_validate(rbm, X, cv=3, n_jobs=1, return_estimator=True)
@@ -111,9 +134,19 @@ def test_cross_validate_on_dask_equals_n_jobs_1(client, digits):
 def test_third_party_plugin_layer_is_usable_in_the_workers(client, digits):
     pytest.importorskip("neuroplug_lrn")
     X, y = digits
-    cnn = CNNClassifier(("conv:4x3x3,padding=same", "lrn:3", "maxpool:2", "dense:8", "relu"), input_shape=(1, 8, 8),
-                        max_iter=2, batch_size=16, random_state=0)
-    grid = {"layers": [cnn.layers, ("conv:4x3x3,padding=same", "elu:0.5", "maxpool:2", "dense:8", "relu")]}
+    cnn = CNNClassifier(
+        ("conv:4x3x3,padding=same", "lrn:3", "maxpool:2", "dense:8", "relu"),
+        input_shape=(1, 8, 8),
+        max_iter=2,
+        batch_size=16,
+        random_state=0,
+    )
+    grid = {
+        "layers": [
+            cnn.layers,
+            ("conv:4x3x3,padding=same", "elu:0.5", "maxpool:2", "dense:8", "relu"),
+        ]
+    }
     on_dask = _search(cnn, grid, X, y, dask=True)
     assert np.isfinite(on_dask.cv_results_["mean_test_score"]).all()
     # Each worker found the plugin through its own entry points.

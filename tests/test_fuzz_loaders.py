@@ -43,10 +43,16 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=os.environ.get("NEUROPLUG_FUZZ_RANDOM", "0") in ("", "0"),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
     database=None,
 )
-LIMIT = 1 << 24  # max_bytes under fuzzing: the real models are a few KB, a forged size is far larger
+LIMIT = (
+    1 << 24
+)  # max_bytes under fuzzing: the real models are a few KB, a forged size is far larger
 
 RNG = np.random.default_rng(0)
 X = (RNG.random((24, 16)) < 0.5).astype(np.float64)
@@ -59,10 +65,18 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-models")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cnn = CNNClassifier(("conv:2x3x3", "relu", "dense:4"), input_shape=(1, 4, 4), max_iter=1, batch_size=8,
-                            random_state=0).fit(X, Y)
+        cnn = CNNClassifier(
+            ("conv:2x3x3", "relu", "dense:4"),
+            input_shape=(1, 4, 4),
+            max_iter=1,
+            batch_size=8,
+            random_state=0,
+        ).fit(X, Y)
         rbm = RBM(4, max_iter=1, batch_size=8, random_state=0).fit(X)
-    return {name: _Saved(neuroplug.save(est, root / name).read_bytes()) for name, est in (("cnn", cnn), ("rbm", rbm))}
+    return {
+        name: _Saved(neuroplug.save(est, root / name).read_bytes())
+        for name, est in (("cnn", cnn), ("rbm", rbm))
+    }
 
 
 class _Saved(bytes):
@@ -98,7 +112,11 @@ def test_load_byte_flips(models, tmp_path, data, name, n_flips):
 
 
 @FUZZ
-@given(name=st.sampled_from(["cnn", "rbm"]), cut=st.floats(0.0, 1.0, exclude_max=True), tail=st.binary(max_size=64))
+@given(
+    name=st.sampled_from(["cnn", "rbm"]),
+    cut=st.floats(0.0, 1.0, exclude_max=True),
+    tail=st.binary(max_size=64),
+)
 def test_load_truncation_and_appended_bytes(models, tmp_path, name, cut, tail):
     raw = models[name]
     path = tmp_path / "cut.npz"
@@ -108,23 +126,47 @@ def test_load_truncation_and_appended_bytes(models, tmp_path, name, cut, tail):
         with pytest.raises(ModelFormatError):  # a strictly shorter file never loads
             neuroplug.load(path, max_bytes=LIMIT)
     else:
-        _check_load(path)  # garbage after the zip directory, or the cut bytes put back, may load intact
+        _check_load(
+            path
+        )  # garbage after the zip directory, or the cut bytes put back, may load intact
 
 
-_DESCRS = ["<f8", "<f4", ">i4", "|u1", "|b1", "<c16", "<U3", "|S2", "|O", "<V8", "<M8[s]", "[('a', '<f4')]", "x"]
+_DESCRS = [
+    "<f8",
+    "<f4",
+    ">i4",
+    "|u1",
+    "|b1",
+    "<c16",
+    "<U3",
+    "|S2",
+    "|O",
+    "<V8",
+    "<M8[s]",
+    "[('a', '<f4')]",
+    "x",
+]
 
 
 @st.composite
 def npy_members(draw):
     """A .npy member with a forged header: any dtype text, any shape, data of any length."""
     descr = draw(st.sampled_from(_DESCRS))
-    shape = tuple(draw(st.lists(st.one_of(st.integers(0, 6), st.integers(-2, 10**13)), max_size=3)))
+    shape = tuple(
+        draw(
+            st.lists(st.one_of(st.integers(0, 6), st.integers(-2, 10**13)), max_size=3)
+        )
+    )
     fortran = draw(st.booleans())
     descr_text = descr if descr.startswith("[") else repr(descr)
-    header = f"{{'descr': {descr_text}, 'fortran_order': {fortran}, 'shape': {shape!r}, }}"
+    header = (
+        f"{{'descr': {descr_text}, 'fortran_order': {fortran}, 'shape': {shape!r}, }}"
+    )
     if draw(st.booleans()):
         header = draw(st.text(max_size=60))  # not even a dict
-    version = draw(st.sampled_from([b"\x01\x00", b"\x02\x00", b"\x03\x00", b"\x09\x00"]))
+    version = draw(
+        st.sampled_from([b"\x01\x00", b"\x02\x00", b"\x03\x00", b"\x09\x00"])
+    )
     body = header.encode("utf-8", "replace")
     size = (len(body) + 1).to_bytes(2 if version != b"\x02\x00" else 4, "little")
     data = draw(st.binary(max_size=96))
@@ -132,9 +174,24 @@ def npy_members(draw):
 
 
 @FUZZ
-@given(data=st.data(), name=st.sampled_from(["cnn", "rbm"]),
-       member=st.sampled_from(["__model__.npy", "__checksum__.npy", "a0.npy", "a1.npy", "zz.npy", "readme", "a0"]),
-       compression=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2]))
+@given(
+    data=st.data(),
+    name=st.sampled_from(["cnn", "rbm"]),
+    member=st.sampled_from(
+        [
+            "__model__.npy",
+            "__checksum__.npy",
+            "a0.npy",
+            "a1.npy",
+            "zz.npy",
+            "readme",
+            "a0",
+        ]
+    ),
+    compression=st.sampled_from(
+        [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2]
+    ),
+)
 def test_load_crafted_members(models, tmp_path, data, name, member, compression):
     """A member replaced or added with a forged .npy header, name or compression."""
     with zipfile.ZipFile(io.BytesIO(models[name])) as zf:
@@ -148,10 +205,31 @@ def test_load_crafted_members(models, tmp_path, data, name, member, compression)
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
-        ["__array__", "__tuple__", "__dict__", "__generator__", "__float__", "bit_generator", "state", "a0", "x"]),
-        inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "__array__",
+                    "__tuple__",
+                    "__dict__",
+                    "__generator__",
+                    "__float__",
+                    "bit_generator",
+                    "state",
+                    "a0",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=3,
+        )
+    ),
     max_leaves=12,
 )
 
@@ -169,8 +247,12 @@ def test_load_crafted_state_with_a_valid_checksum(models, tmp_path, data, name, 
     meta_bytes = json.dumps(meta).encode()
     checksum = persist._checksum(meta_bytes, arrays).encode()
     path = tmp_path / "forged.npz"
-    np.savez(path, __model__=np.frombuffer(meta_bytes, np.uint8), __checksum__=np.frombuffer(checksum, np.uint8),
-             **arrays)
+    np.savez(
+        path,
+        __model__=np.frombuffer(meta_bytes, np.uint8),
+        __checksum__=np.frombuffer(checksum, np.uint8),
+        **arrays,
+    )
     _check_load(path)
 
 
@@ -182,7 +264,11 @@ _ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
 def _idx_bytes(shape, code=0x08, data=None):
     header = bytes([0, 0, code, len(shape)]) + np.array(shape, ">u4").tobytes()
     n = int(np.prod(shape)) * _ITEMSIZE[code]
-    return header + (bytes(range(256)) * (n // 256 + 1))[:n] if data is None else header + data
+    return (
+        header + (bytes(range(256)) * (n // 256 + 1))[:n]
+        if data is None
+        else header + data
+    )
 
 
 def _check_idx(path):
@@ -214,7 +300,11 @@ def test_load_idx_byte_flips(tmp_path, data, gz, n_flips):
 
 
 @FUZZ
-@given(gz=st.booleans(), cut=st.floats(0.0, 1.0, exclude_max=True), tail=st.binary(max_size=16))
+@given(
+    gz=st.booleans(),
+    cut=st.floats(0.0, 1.0, exclude_max=True),
+    tail=st.binary(max_size=16),
+)
 def test_load_idx_truncation_and_appended_bytes(tmp_path, gz, cut, tail):
     raw = _idx_bytes((4, 6))
     if gz:
@@ -229,9 +319,15 @@ def test_load_idx_truncation_and_appended_bytes(tmp_path, gz, cut, tail):
 
 
 @FUZZ
-@given(code=st.sampled_from(_IDX_CODES + [0x00, 0x0A, 0xFF]), dims=st.lists(
-    st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1)), min_size=0, max_size=4),
-    extra=st.integers(-3, 3), gz=st.booleans(), header_ndim=st.one_of(st.none(), st.integers(0, 255)))
+@given(
+    code=st.sampled_from(_IDX_CODES + [0x00, 0x0A, 0xFF]),
+    dims=st.lists(
+        st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1)), min_size=0, max_size=4
+    ),
+    extra=st.integers(-3, 3),
+    gz=st.booleans(),
+    header_ndim=st.one_of(st.none(), st.integers(0, 255)),
+)
 def test_load_idx_crafted_headers(tmp_path, code, dims, extra, gz, header_ndim):
     """Forged type codes, dimension counts and sizes; data a few bytes off what the header says."""
     itemsize = _ITEMSIZE.get(code, 1)

@@ -35,8 +35,10 @@ def guide_sections(text: str) -> dict[str, str]:
     matches = list(re.finditer(r"^(#+)\s+(.*)$", text, flags=re.M))
     for i, m in enumerate(matches):
         level = len(m.group(1))
-        end = next((n.start() for n in matches[i + 1:] if len(n.group(1)) <= level), len(text))
-        sections[m.group(2)] = text[m.end():end]
+        end = next(
+            (n.start() for n in matches[i + 1 :] if len(n.group(1)) <= level), len(text)
+        )
+        sections[m.group(2)] = text[m.end() : end]
     return sections
 
 
@@ -45,19 +47,27 @@ def undocumented(specs: dict[str, list[str]], guide: str) -> list[str]:
     problems = []
     sections = guide_sections(guide)
     for hook, args in specs.items():
-        own = [body for heading, body in sections.items() if re.search(rf"\b{hook}\b", heading)]
+        own = [
+            body
+            for heading, body in sections.items()
+            if re.search(rf"\b{hook}\b", heading)
+        ]
         if not own:
             problems.append(f"{hook}: no heading in docs/plugins.md names it")
             continue
         for arg in args:
             if not re.search(rf"`{arg}`|\b{arg}\(", own[0]):
-                problems.append(f"{hook}: its section does not describe the argument `{arg}`")
+                problems.append(
+                    f"{hook}: its section does not describe the argument `{arg}`"
+                )
     return problems
 
 
 def suite_modules() -> list[Path]:
     """The test modules of neuroplug and of the plugins in this repository (not this file)."""
-    files = list((ROOT / "tests").rglob("*.py")) + list((ROOT / "plugins").glob("*/tests/**/*.py"))
+    files = list((ROOT / "tests").rglob("*.py")) + list(
+        (ROOT / "plugins").glob("*/tests/**/*.py")
+    )
     return sorted(p for p in files if p.resolve() != THIS)
 
 
@@ -67,7 +77,10 @@ def untested(specs: dict[str, list[str]], files: list[Path]) -> list[str]:
     return [
         f"{hook}: no test implements it"
         for hook in specs
-        if not any(re.search(rf"def {hook}\(|\.{hook}\s*=\s*hookimpl\(", src) for src in sources)
+        if not any(
+            re.search(rf"def {hook}\(|\.{hook}\s*=\s*hookimpl\(", src)
+            for src in sources
+        )
     ]
 
 
@@ -82,7 +95,9 @@ def test_every_hook_has_a_docstring_describing_its_arguments():
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert doc, f"{name} has no docstring"
         for arg in args:
-            assert f":param {arg}:" in doc, f"{name}'s docstring does not describe :param {arg}:"
+            assert f":param {arg}:" in doc, (
+                f"{name}'s docstring does not describe :param {arg}:"
+            )
 
 
 def test_every_hook_is_documented_in_the_author_guide():
@@ -117,17 +132,28 @@ def test_a_new_hook_without_docs_or_tests_is_reported():
     assert undocumented(specs, GUIDE.read_text(encoding="utf-8")) == [
         "neuroplug_register_losses: no heading in docs/plugins.md names it"
     ]
-    assert untested(specs, suite_modules()) == ["neuroplug_register_losses: no test implements it"]
+    assert untested(specs, suite_modules()) == [
+        "neuroplug_register_losses: no test implements it"
+    ]
 
 
 @pytest.mark.parametrize(
     "guide, problems",
     [
-        ("### `neuroplug_register_losses(register, priority)`\n\n- **`register`**: ...\n- **`priority`**: ...\n", []),
-        ("### `neuroplug_register_losses`\n\n- **`register`**: ...\n\n### other\n\n`priority`\n",
-         ["neuroplug_register_losses: its section does not describe the argument `priority`"]),
-        ("Somewhere in the text: neuroplug_register_losses(register, priority).\n",
-         ["neuroplug_register_losses: no heading in docs/plugins.md names it"]),
+        (
+            "### `neuroplug_register_losses(register, priority)`\n\n- **`register`**: ...\n- **`priority`**: ...\n",
+            [],
+        ),
+        (
+            "### `neuroplug_register_losses`\n\n- **`register`**: ...\n\n### other\n\n`priority`\n",
+            [
+                "neuroplug_register_losses: its section does not describe the argument `priority`"
+            ],
+        ),
+        (
+            "Somewhere in the text: neuroplug_register_losses(register, priority).\n",
+            ["neuroplug_register_losses: no heading in docs/plugins.md names it"],
+        ),
     ],
     ids=["documented", "argument-missing", "mentioned-but-no-heading"],
 )

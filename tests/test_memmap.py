@@ -19,7 +19,13 @@ import pytest
 from sklearn.datasets import load_digits
 
 from neuroplug.datasets import load_idx
-from neuroplug.estimators import RBM, CNNClassifier, CNNRegressor, DBNClassifier, SigmoidBeliefNet
+from neuroplug.estimators import (
+    RBM,
+    CNNClassifier,
+    CNNRegressor,
+    DBNClassifier,
+    SigmoidBeliefNet,
+)
 
 BATCH = 64
 
@@ -27,7 +33,9 @@ BATCH = 64
 def _write_idx(path, array):
     codes = {np.dtype(np.uint8): 0x08, np.dtype(">f4"): 0x0D}
     array = np.ascontiguousarray(array)
-    header = struct.pack(">BBBB", 0, 0, codes[array.dtype], array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, codes[array.dtype], array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     path.write_bytes(header + array.tobytes())
     return path
 
@@ -39,19 +47,45 @@ def idx_files(tmp_path_factory):
     images = np.round(X[:320] * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)
     return {
         "images": _write_idx(root / "train-images-idx3-ubyte", images),
-        "labels": _write_idx(root / "train-labels-idx1-ubyte", y[:320].astype(np.uint8)),
-        "float_images": _write_idx(root / "float-images-idx3-ubyte", (images / 255.0).astype(">f4")),
+        "labels": _write_idx(
+            root / "train-labels-idx1-ubyte", y[:320].astype(np.uint8)
+        ),
+        "float_images": _write_idx(
+            root / "float-images-idx3-ubyte", (images / 255.0).astype(">f4")
+        ),
     }
 
 
 CASES = {
-    "CNNClassifier": (lambda: CNNClassifier(("conv:4x3x3", "relu", "maxpool:2", "dense:16", "relu"),
-                                            input_shape=(1, 8, 8), batch_size=16, random_state=0), "classes"),
-    "DBNClassifier": (lambda: DBNClassifier((16,), pretrain_max_iter=1, batch_size=16, random_state=0), "classes"),
-    "CNNRegressor": (lambda: CNNRegressor(("conv:4x3x3", "relu", "dense:8"), input_shape=(1, 8, 8), batch_size=16,
-                                          random_state=0), "targets"),
+    "CNNClassifier": (
+        lambda: CNNClassifier(
+            ("conv:4x3x3", "relu", "maxpool:2", "dense:16", "relu"),
+            input_shape=(1, 8, 8),
+            batch_size=16,
+            random_state=0,
+        ),
+        "classes",
+    ),
+    "DBNClassifier": (
+        lambda: DBNClassifier(
+            (16,), pretrain_max_iter=1, batch_size=16, random_state=0
+        ),
+        "classes",
+    ),
+    "CNNRegressor": (
+        lambda: CNNRegressor(
+            ("conv:4x3x3", "relu", "dense:8"),
+            input_shape=(1, 8, 8),
+            batch_size=16,
+            random_state=0,
+        ),
+        "targets",
+    ),
     "RBM": (lambda: RBM(16, batch_size=16, random_state=0), None),
-    "SigmoidBeliefNet": (lambda: SigmoidBeliefNet((12,), batch_size=16, random_state=0), None),
+    "SigmoidBeliefNet": (
+        lambda: SigmoidBeliefNet((12,), batch_size=16, random_state=0),
+        None,
+    ),
 }
 
 
@@ -59,8 +93,10 @@ def _stream(est, kind, images, labels):
     """One pass of partial_fit over BATCH-row slices of ``images`` (a memmap or an array)."""
     n = images.shape[0]
     for start in range(0, n, BATCH):
-        xb = np.asarray(images[start:start + BATCH], dtype=np.float32).reshape(-1, 64) / np.float32(255)
-        yb = np.asarray(labels[start:start + BATCH])
+        xb = np.asarray(images[start : start + BATCH], dtype=np.float32).reshape(
+            -1, 64
+        ) / np.float32(255)
+        yb = np.asarray(labels[start : start + BATCH])
         if kind == "classes":
             est.partial_fit(xb, yb, classes=np.arange(10))
         elif kind == "targets":
@@ -71,7 +107,11 @@ def _stream(est, kind, images, labels):
 
 
 def _outputs(est, X):
-    return {m: np.asarray(getattr(est, m)(X)) for m in ("predict_proba", "predict", "transform") if hasattr(est, m)}
+    return {
+        m: np.asarray(getattr(est, m)(X))
+        for m in ("predict_proba", "predict", "transform")
+        if hasattr(est, m)
+    }
 
 
 def _holds_map(value, seen=None):
@@ -95,15 +135,24 @@ def _holds_map(value, seen=None):
 
 def test_load_idx_maps_the_file(idx_files):
     images = load_idx(idx_files["images"], mmap=True)
-    assert isinstance(images, np.memmap) and images.shape == (320, 8, 8) and images.dtype == np.uint8
-    assert not images.flags.writeable  # mapped read-only: training can never alter the data file
+    assert (
+        isinstance(images, np.memmap)
+        and images.shape == (320, 8, 8)
+        and images.dtype == np.uint8
+    )
+    assert (
+        not images.flags.writeable
+    )  # mapped read-only: training can never alter the data file
     np.testing.assert_array_equal(images, load_idx(idx_files["images"]))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_partial_fit_from_a_memmap_equals_in_memory(idx_files, name):
     factory, kind = CASES[name]
-    images, labels = load_idx(idx_files["images"], mmap=True), load_idx(idx_files["labels"], mmap=True)
+    images, labels = (
+        load_idx(idx_files["images"], mmap=True),
+        load_idx(idx_files["labels"], mmap=True),
+    )
     from_map = _stream(factory(), kind, images, labels)
     in_memory = _stream(factory(), kind, np.array(images), np.array(labels))
     X = np.asarray(images, dtype=np.float32).reshape(-1, 64) / np.float32(255)
@@ -121,20 +170,32 @@ def test_read_only_memmap_batches_are_accepted_as_they_are(idx_files, name):
     factory, kind = CASES[name]
     images = load_idx(idx_files["float_images"], mmap=True).reshape(-1, 64)
     labels = load_idx(idx_files["labels"], mmap=True)
-    assert isinstance(images, np.memmap) and images.dtype == np.dtype(">f4") and not images.flags.writeable
+    assert (
+        isinstance(images, np.memmap)
+        and images.dtype == np.dtype(">f4")
+        and not images.flags.writeable
+    )
     est = factory()
-    y = None if kind is None else (labels if kind == "classes" else labels.astype(np.float32))
+    y = (
+        None
+        if kind is None
+        else (labels if kind == "classes" else labels.astype(np.float32))
+    )
     for start in range(0, images.shape[0], BATCH):
-        batch = images[start:start + BATCH]
+        batch = images[start : start + BATCH]
         if kind == "classes":
-            est.partial_fit(batch, y[start:start + BATCH], classes=np.arange(10))
+            est.partial_fit(batch, y[start : start + BATCH], classes=np.arange(10))
         elif kind == "targets":
-            est.partial_fit(batch, y[start:start + BATCH])
+            est.partial_fit(batch, y[start : start + BATCH])
         else:
             est.partial_fit(batch)
     assert not _holds_map(est)
     before = np.array(images)
-    fitted = factory().set_params(max_iter=1).fit(images, y) if y is not None else factory().set_params(max_iter=1).fit(images)
+    fitted = (
+        factory().set_params(max_iter=1).fit(images, y)
+        if y is not None
+        else factory().set_params(max_iter=1).fit(images)
+    )
     np.testing.assert_array_equal(images, before)
     assert not _holds_map(fitted)
     for out in _outputs(fitted, images).values():
@@ -145,5 +206,9 @@ def test_fit_on_a_whole_memmap_equals_fit_in_memory(idx_files):
     images = load_idx(idx_files["float_images"], mmap=True).reshape(-1, 64)
     labels = load_idx(idx_files["labels"], mmap=True)
     a = CASES["CNNClassifier"][0]().set_params(max_iter=2).fit(images, labels)
-    b = CASES["CNNClassifier"][0]().set_params(max_iter=2).fit(np.array(images), np.array(labels))
+    b = (
+        CASES["CNNClassifier"][0]()
+        .set_params(max_iter=2)
+        .fit(np.array(images), np.array(labels))
+    )
     np.testing.assert_array_equal(a.predict_proba(images), b.predict_proba(images))

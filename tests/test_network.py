@@ -3,28 +3,59 @@
 import numpy as np
 import pytest
 
-from neuroplug.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, MeanPool2D, ReLU, Sigmoid, Tanh
-from neuroplug.network import Network, SoftmaxCrossEntropy, SquaredError, TrainingDivergedError
+from neuroplug.layers import (
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    MeanPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from neuroplug.network import (
+    Network,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    TrainingDivergedError,
+)
 from neuroplug.ops import Ops
 from neuroplug.optimizers import SGD, Adam
 from neuroplug.testing import finite_difference_gradient
 
 
 def _lenet_like():
-    return [Conv2D(3, 3, padding=1), MaxPool2D(2), ReLU(), Conv2D(4, 2), MeanPool2D(2), Tanh(),
-            Flatten(), Dense(5), Sigmoid(), Dense(3)]
+    return [
+        Conv2D(3, 3, padding=1),
+        MaxPool2D(2),
+        ReLU(),
+        Conv2D(4, 2),
+        MeanPool2D(2),
+        Tanh(),
+        Flatten(),
+        Dense(5),
+        Sigmoid(),
+        Dense(3),
+    ]
 
 
 def test_shapes_and_forward_stop():
     net = Network(_lenet_like(), (2, 8, 8), Ops(), rng=0)
     assert net.shapes[0] == (2, 8, 8)
-    assert net.shapes[1] == (3, 8, 8) and net.shapes[2] == (3, 4, 4) and net.shapes[4] == (4, 3, 3)
+    assert (
+        net.shapes[1] == (3, 8, 8)
+        and net.shapes[2] == (3, 4, 4)
+        and net.shapes[4] == (4, 3, 3)
+    )
     assert net.output_shape == (3,)
     X = np.random.default_rng(0).random((4, 2, 8, 8), dtype=np.float32)
     assert net.forward(X).shape == (4, 3)
     assert net.forward(X, stop=2).shape == (4, 3, 4, 4)
     assert net.forward(X).dtype == np.float32
-    assert net.n_params() == sum(p.size for layer in net.layers for p in layer.params.values())
+    assert net.n_params() == sum(
+        p.size for layer in net.layers for p in layer.params.values()
+    )
 
 
 def test_weights_round_trip_and_errors():
@@ -58,7 +89,9 @@ def test_input_errors():
     assert ops.check_finite is True and net.ops.check_finite is False
     with pytest.raises(ValueError, match=r"X must have shape \(n, 4\)"):
         net.forward(np.zeros((2, 5), np.float32))
-    with pytest.raises(ValueError, match="NaN or infinity"):  # ... the network checks its input once
+    with pytest.raises(
+        ValueError, match="NaN or infinity"
+    ):  # ... the network checks its input once
         net.forward(np.array([[0, 1, np.nan, 2]], np.float32))
     with pytest.raises(TypeError, match="layers\\[1\\] must be a neuroplug Layer"):
         Network([Dense(2), "relu"], (4,), Ops())
@@ -76,7 +109,11 @@ def test_full_network_gradients_match_finite_differences(loss):
     rng = np.random.default_rng(0)
     net = Network(_lenet_like(), (2, 8, 8), Ops(), rng=0, dtype=np.float64)
     X = rng.standard_normal((3, 2, 8, 8))
-    target = np.array([0, 2, 1]) if isinstance(loss, SoftmaxCrossEntropy) else rng.standard_normal((3, 3))
+    target = (
+        np.array([0, 2, 1])
+        if isinstance(loss, SoftmaxCrossEntropy)
+        else rng.standard_normal((3, 3))
+    )
 
     def value(x=X):
         return loss(net.ops, net.forward(x, training=True), target)[0]
@@ -85,13 +122,26 @@ def test_full_network_gradients_match_finite_differences(loss):
     _, grad = loss(net.ops, out, target)
     dX = net.backward(grad)
     grads = [{k: g.copy() for k, g in layer.grads.items()} for layer in net.layers]
-    idx = [tuple(int(j) for j in np.unravel_index(i, X.shape)) for i in rng.choice(X.size, 12, replace=False)]
-    np.testing.assert_allclose(dX[tuple(np.array(idx).T)], finite_difference_gradient(value, X.copy(), idx), rtol=1e-5, atol=1e-8)
+    idx = [
+        tuple(int(j) for j in np.unravel_index(i, X.shape))
+        for i in rng.choice(X.size, 12, replace=False)
+    ]
+    np.testing.assert_allclose(
+        dX[tuple(np.array(idx).T)],
+        finite_difference_gradient(value, X.copy(), idx),
+        rtol=1e-5,
+        atol=1e-8,
+    )
     for layer, g in zip(net.layers, grads):
         for key, param in layer.params.items():
-            pidx = [tuple(int(j) for j in np.unravel_index(i, param.shape)) for i in rng.choice(param.size, min(6, param.size), replace=False)]
+            pidx = [
+                tuple(int(j) for j in np.unravel_index(i, param.shape))
+                for i in rng.choice(param.size, min(6, param.size), replace=False)
+            ]
             fd = finite_difference_gradient(lambda _p: value(), param, pidx)
-            np.testing.assert_allclose(g[key][tuple(np.array(pidx).T)], fd, rtol=1e-5, atol=1e-8)
+            np.testing.assert_allclose(
+                g[key][tuple(np.array(pidx).T)], fd, rtol=1e-5, atol=1e-8
+            )
 
 
 def test_training_reduces_the_loss_and_is_reproducible():
@@ -100,9 +150,13 @@ def test_training_reduces_the_loss_and_is_reproducible():
     y = (X[:, 0, :3].sum(axis=(1, 2)) > 0).astype(np.int64)
 
     def run():
-        net = Network([Conv2D(4, 3), ReLU(), Dropout(0.2), Dense(2)], (1, 6, 6), Ops(), rng=5)
+        net = Network(
+            [Conv2D(4, 3), ReLU(), Dropout(0.2), Dense(2)], (1, 6, 6), Ops(), rng=5
+        )
         opt = Adam()
-        losses = [net.train_batch(X, y, SoftmaxCrossEntropy(), opt, 0.01) for _ in range(40)]
+        losses = [
+            net.train_batch(X, y, SoftmaxCrossEntropy(), opt, 0.01) for _ in range(40)
+        ]
         return losses, net.forward(X)
 
     losses, out = run()
@@ -116,9 +170,14 @@ def test_divergence_is_reported_with_advice():
     net = Network([Dense(3)], (2,), Ops(), rng=0, dtype=np.float64)
     X = np.array([[1e200, 1e200]])
     before = net.get_weights()
-    with pytest.raises(TrainingDivergedError, match="lower learning_rate"), np.errstate(all="ignore"):
+    with (
+        pytest.raises(TrainingDivergedError, match="lower learning_rate"),
+        np.errstate(all="ignore"),
+    ):
         net.train_batch(X, np.array([[1.0, 1.0, 1.0]]), SquaredError(), SGD(), 0.1)
-    np.testing.assert_array_equal(before[0]["W"], net.layers[0].params["W"])  # no update was applied
+    np.testing.assert_array_equal(
+        before[0]["W"], net.layers[0].params["W"]
+    )  # no update was applied
 
 
 def test_penalty_counts_weights_not_biases():

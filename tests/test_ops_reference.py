@@ -7,7 +7,12 @@ itself is checked against values worked out by hand.
 import numpy as np
 import pytest
 
-from neuroplug.ops import Ops, conv2d_output_shape, normalize_padding, pool2d_output_shape
+from neuroplug.ops import (
+    Ops,
+    conv2d_output_shape,
+    normalize_padding,
+    pool2d_output_shape,
+)
 
 ops = Ops()
 
@@ -20,11 +25,15 @@ def test_conv2d_hand_computed():
     np.testing.assert_array_equal(y, np.full((1, 1, 3, 3), -5 + 0.5))
     # stride 2, padding 1: windows start at -1, 1, 3.
     y = ops.conv2d(x, np.ones((1, 1, 2, 2)), stride=2, padding=1)
-    np.testing.assert_array_equal(y[0, 0], [[0, 1 + 2, 3], [4 + 8, 5 + 6 + 9 + 10, 7 + 11], [12, 13 + 14, 15]])
+    np.testing.assert_array_equal(
+        y[0, 0], [[0, 1 + 2, 3], [4 + 8, 5 + 6 + 9 + 10, 7 + 11], [12, 13 + 14, 15]]
+    )
 
 
 def test_conv2d_groups_and_connections():
-    x = np.stack([np.ones((3, 3)), 2 * np.ones((3, 3))])[None]  # channel 0 = 1, channel 1 = 2
+    x = np.stack([np.ones((3, 3)), 2 * np.ones((3, 3))])[
+        None
+    ]  # channel 0 = 1, channel 1 = 2
     w = np.ones((2, 1, 3, 3))
     y = ops.conv2d(x, w, groups=2)
     np.testing.assert_array_equal(y.ravel(), [9, 18])
@@ -32,10 +41,14 @@ def test_conv2d_groups_and_connections():
     table = np.array([[1, 0], [1, 1]])  # filter 0 sees only channel 0
     y = ops.conv2d(x, w_full, connections=table)
     np.testing.assert_array_equal(y.ravel(), [9, 27])
-    dw, db = ops.conv2d_backward_weights(np.ones((1, 2, 1, 1)), x, w_full.shape, connections=table)
+    dw, db = ops.conv2d_backward_weights(
+        np.ones((1, 2, 1, 1)), x, w_full.shape, connections=table
+    )
     assert (dw[0, 1] == 0).all() and (dw[0, 0] == 1).all() and (dw[1, 1] == 2).all()
     np.testing.assert_array_equal(db, [1, 1])
-    dx = ops.conv2d_backward_input(np.ones((1, 2, 1, 1)), w_full, x.shape, connections=table)
+    dx = ops.conv2d_backward_input(
+        np.ones((1, 2, 1, 1)), w_full, x.shape, connections=table
+    )
     np.testing.assert_array_equal(dx[0, 0], 2 * np.ones((3, 3)))
     np.testing.assert_array_equal(dx[0, 1], np.ones((3, 3)))
 
@@ -64,12 +77,16 @@ def test_conv2d_backward_matches_finite_differences():
 
 
 def test_maxpool_hand_computed_and_ragged_edge():
-    x = np.array([[1, 5, 2, 0, 9], [3, 4, 8, 1, 9], [0, 0, 0, 0, 9]], dtype=np.float32)[None, None]
+    x = np.array([[1, 5, 2, 0, 9], [3, 4, 8, 1, 9], [0, 0, 0, 0, 9]], dtype=np.float32)[
+        None, None
+    ]
     y, argmax = ops.maxpool2d(x, 2)
     # 3x5 input, 2x2 windows: the last row and column are dropped (floor).
     np.testing.assert_array_equal(y[0, 0], [[5, 8]])
     np.testing.assert_array_equal(argmax[0, 0], [[1, 7]])  # flat index row*5+col
-    dx = ops.maxpool2d_backward(np.array([[[[10, 20]]]], dtype=np.float32), argmax, x.shape)
+    dx = ops.maxpool2d_backward(
+        np.array([[[[10, 20]]]], dtype=np.float32), argmax, x.shape
+    )
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 10
     expected[0, 0, 1, 2] = 20
@@ -94,7 +111,9 @@ def test_meanpool_hand_computed():
 
 def test_shape_helpers():
     assert conv2d_output_shape((28, 28), (5, 5), (1, 1), (0, 0)) == (24, 24)
-    assert conv2d_output_shape((7, 7), (3, 3), (2, 2), normalize_padding("same", (3, 3))) == (4, 4)
+    assert conv2d_output_shape(
+        (7, 7), (3, 3), (2, 2), normalize_padding("same", (3, 3))
+    ) == (4, 4)
     assert pool2d_output_shape((5, 5), (2, 2), (2, 2)) == (2, 2)
     with pytest.raises(ValueError, match="odd kernel"):
         normalize_padding("same", (2, 2))
@@ -105,17 +124,69 @@ def test_shape_helpers():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(x=np.ones((1, 2, 4, 4)), w=np.ones((1, 3, 2, 2))), ValueError, r"w.shape\[1\] must equal"),
-        (dict(x=np.ones((2, 4, 4)), w=np.ones((1, 1, 2, 2))), ValueError, "x must be 4-D"),
-        (dict(x=np.ones((1, 1, 2, 2)), w=np.ones((1, 1, 3, 3))), ValueError, "larger than the padded input"),
-        (dict(x=np.ones((0, 1, 4, 4)), w=np.ones((1, 1, 2, 2))), ValueError, "must not be empty"),
-        (dict(x=np.ones((1, 1, 4, 4), dtype=int), w=np.ones((1, 1, 2, 2))), TypeError, "float32 or float64"),
-        (dict(x=np.ones((1, 1, 4, 4), "f4"), w=np.ones((1, 1, 2, 2))), TypeError, "same dtype"),
-        (dict(x=np.full((1, 1, 4, 4), np.nan), w=np.ones((1, 1, 2, 2))), ValueError, "NaN"),
-        (dict(x=np.ones((1, 1, 4, 4)), w=np.ones((1, 1, 2, 2)), stride=0), ValueError, "stride must be >= 1"),
-        (dict(x=np.ones((1, 2, 4, 4)), w=np.ones((3, 1, 2, 2)), groups=2), ValueError, "divisible by groups"),
-        (dict(x=np.ones((1, 2, 4, 4)), w=np.ones((2, 2, 2, 2)), connections=np.ones((2, 3))), ValueError, "connections must have shape"),
-        (dict(x=np.ones((1, 2, 4, 4)), w=np.ones((2, 2, 2, 2)), connections=np.array([[1, 1], [0, 0]])), ValueError, "no input channel"),
+        (
+            dict(x=np.ones((1, 2, 4, 4)), w=np.ones((1, 3, 2, 2))),
+            ValueError,
+            r"w.shape\[1\] must equal",
+        ),
+        (
+            dict(x=np.ones((2, 4, 4)), w=np.ones((1, 1, 2, 2))),
+            ValueError,
+            "x must be 4-D",
+        ),
+        (
+            dict(x=np.ones((1, 1, 2, 2)), w=np.ones((1, 1, 3, 3))),
+            ValueError,
+            "larger than the padded input",
+        ),
+        (
+            dict(x=np.ones((0, 1, 4, 4)), w=np.ones((1, 1, 2, 2))),
+            ValueError,
+            "must not be empty",
+        ),
+        (
+            dict(x=np.ones((1, 1, 4, 4), dtype=int), w=np.ones((1, 1, 2, 2))),
+            TypeError,
+            "float32 or float64",
+        ),
+        (
+            dict(x=np.ones((1, 1, 4, 4), "f4"), w=np.ones((1, 1, 2, 2))),
+            TypeError,
+            "same dtype",
+        ),
+        (
+            dict(x=np.full((1, 1, 4, 4), np.nan), w=np.ones((1, 1, 2, 2))),
+            ValueError,
+            "NaN",
+        ),
+        (
+            dict(x=np.ones((1, 1, 4, 4)), w=np.ones((1, 1, 2, 2)), stride=0),
+            ValueError,
+            "stride must be >= 1",
+        ),
+        (
+            dict(x=np.ones((1, 2, 4, 4)), w=np.ones((3, 1, 2, 2)), groups=2),
+            ValueError,
+            "divisible by groups",
+        ),
+        (
+            dict(
+                x=np.ones((1, 2, 4, 4)),
+                w=np.ones((2, 2, 2, 2)),
+                connections=np.ones((2, 3)),
+            ),
+            ValueError,
+            "connections must have shape",
+        ),
+        (
+            dict(
+                x=np.ones((1, 2, 4, 4)),
+                w=np.ones((2, 2, 2, 2)),
+                connections=np.array([[1, 1], [0, 0]]),
+            ),
+            ValueError,
+            "no input channel",
+        ),
     ],
 )
 def test_conv2d_bad_input(kwargs, exc, match):
@@ -126,10 +197,18 @@ def test_conv2d_bad_input(kwargs, exc, match):
 def test_activations_and_losses():
     x = np.array([[-1000.0, 0.0, 1000.0]])
     np.testing.assert_allclose(ops.sigmoid(x), [[0.0, 0.5, 1.0]])
-    np.testing.assert_allclose(ops.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
-    np.testing.assert_allclose(ops.softplus(np.array([0.0, 1000.0])), [np.log(2), 1000.0])
-    np.testing.assert_array_equal(ops.relu_backward(np.array([0.0, 2.0]), np.array([5.0, 5.0])), [0, 5])
-    loss, grad = ops.softmax_cross_entropy(np.array([[0.0, np.log(3.0)], [0.0, 0.0]]), np.array([1, 0]))
+    np.testing.assert_allclose(
+        ops.softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]]
+    )
+    np.testing.assert_allclose(
+        ops.softplus(np.array([0.0, 1000.0])), [np.log(2), 1000.0]
+    )
+    np.testing.assert_array_equal(
+        ops.relu_backward(np.array([0.0, 2.0]), np.array([5.0, 5.0])), [0, 5]
+    )
+    loss, grad = ops.softmax_cross_entropy(
+        np.array([[0.0, np.log(3.0)], [0.0, 0.0]]), np.array([1, 0])
+    )
     assert loss == pytest.approx((-np.log(0.75) - np.log(0.5)) / 2)
     np.testing.assert_allclose(grad, [[0.125, -0.125], [-0.25, 0.25]])
     loss, grad = ops.squared_loss(np.array([[1.0, 2.0]]), np.array([[0.0, 0.0]]))
@@ -141,7 +220,9 @@ def test_optimiser_steps():
     ops.sgd_update(p, g, v, lr=0.1, momentum=0.9, nesterov=False)
     assert p[0] == pytest.approx(0.95) and v[0] == pytest.approx(-0.05)
     p, m, s = np.array([1.0]), np.array([0.0]), np.array([0.0])
-    ops.adam_update(p, np.array([2.0]), m, s, lr=0.1, beta1=0.9, beta2=0.999, eps=0.0, t=1)
+    ops.adam_update(
+        p, np.array([2.0]), m, s, lr=0.1, beta1=0.9, beta2=0.999, eps=0.0, t=1
+    )
     assert p[0] == pytest.approx(0.9)  # the first Adam step moves by lr * sign(g)
 
 
@@ -152,8 +233,22 @@ def test_cd_epoch_with_zero_weights_hand_computed():
     X = np.array([[1.0, 0.0], [1.0, 1.0]])
     W, bh, bv = np.zeros((3, 2)), np.zeros(3), np.zeros(2)
     dW, dbh, dbv = np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)
-    err = ops.cd_epoch(X, W, bh, bv, dW, dbh, dbv, k=1, learning_rate=0.1, momentum=0.0, weight_decay=0.0,
-                       batch_size=2, visible="bernoulli", rng=ops.make_rng(0))
+    err = ops.cd_epoch(
+        X,
+        W,
+        bh,
+        bv,
+        dW,
+        dbh,
+        dbv,
+        k=1,
+        learning_rate=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        batch_size=2,
+        visible="bernoulli",
+        rng=ops.make_rng(0),
+    )
     np.testing.assert_allclose(W, np.tile(0.1 * 0.5 * (X.mean(0) - 0.5), (3, 1)))
     np.testing.assert_allclose(bv, 0.1 * (X.mean(0) - 0.5))
     np.testing.assert_allclose(bh, 0.0)
@@ -162,9 +257,15 @@ def test_cd_epoch_with_zero_weights_hand_computed():
 
 def test_free_energy_matches_enumeration():
     rng = np.random.default_rng(1)
-    W, bh, bv = rng.standard_normal((3, 2)), rng.standard_normal(3), rng.standard_normal(2)
+    W, bh, bv = (
+        rng.standard_normal((3, 2)),
+        rng.standard_normal(3),
+        rng.standard_normal(2),
+    )
     v = np.array([[1.0, 0.0]])
-    hs = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float)
+    hs = np.array(
+        [[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float
+    )
     energies = -(hs @ W @ v[0]) - hs @ bh - v[0] @ bv
     expected = -np.log(np.exp(-energies).sum())
     assert ops.rbm_free_energy(v, W, bh, bv, "bernoulli")[0] == pytest.approx(expected)

@@ -60,7 +60,9 @@ def test_adam():
         opt.step([layer], 0.05)
         m = 0.8 * m + 0.2 * g["W"]
         v = 0.9 * v + 0.1 * g["W"] ** 2
-        W = W - 0.05 * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.9**t)) + 1e-6 * np.sqrt(1 / (1 - 0.9**t)))
+        W = W - 0.05 * (m / (1 - 0.8**t)) / (
+            np.sqrt(v / (1 - 0.9**t)) + 1e-6 * np.sqrt(1 / (1 - 0.9**t))
+        )
     np.testing.assert_allclose(layer.params["W"], W, rtol=1e-10)
     assert opt.t_ == 4
 
@@ -76,8 +78,15 @@ def test_reset_and_missing_gradients():
     assert opt.t_ == 0 and opt.state_ == {}
 
 
-@pytest.mark.parametrize("name, cls, kwargs", [
-    ("adam", Adam, {}), ("sgd", SGD, {"nesterov": False}), ("nesterov", SGD, {"nesterov": True}), ("ADAM", Adam, {})])
+@pytest.mark.parametrize(
+    "name, cls, kwargs",
+    [
+        ("adam", Adam, {}),
+        ("sgd", SGD, {"nesterov": False}),
+        ("nesterov", SGD, {"nesterov": True}),
+        ("ADAM", Adam, {}),
+    ],
+)
 def test_get_optimizer(name, cls, kwargs):
     opt = get_optimizer(name)
     assert type(opt) is cls
@@ -89,12 +98,21 @@ def test_get_optimizer_clones_objects_and_refuses_unknown():
     original = SGD(momentum=0.5)
     opt = get_optimizer(original)
     assert opt is not original and opt.momentum == 0.5
-    with pytest.raises(ValueError, match="optimizer must be one of adam, nesterov, sgd"):
+    with pytest.raises(
+        ValueError, match="optimizer must be one of adam, nesterov, sgd"
+    ):
         get_optimizer("rmsprop")
     assert clone(Adam(beta1=0.5)).beta1 == 0.5
 
 
-@pytest.mark.parametrize("opt, message", [(SGD(momentum=1.5), "momentum"), (Adam(beta2=1.0), "beta2"), (Adam(epsilon=0), "epsilon")])
+@pytest.mark.parametrize(
+    "opt, message",
+    [
+        (SGD(momentum=1.5), "momentum"),
+        (Adam(beta2=1.0), "beta2"),
+        (Adam(epsilon=0), "epsilon"),
+    ],
+)
 def test_bad_hyperparameters(opt, message):
     layer = _layer()
     layer.grads = _grads(0)
@@ -109,15 +127,36 @@ def test_schedules():
     assert InverseTimeLR(0.5)(1.0, 2) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("constant", ConstantLR()), ("step", StepLR()), ("step:5,0.5", StepLR(5, 0.5)), ("step:3", StepLR(3)),
-    ("exp", ExponentialLR()), ("exp:0.9", ExponentialLR(0.9)), ("invtime:0.2", InverseTimeLR(0.2))])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("constant", ConstantLR()),
+        ("step", StepLR()),
+        ("step:5,0.5", StepLR(5, 0.5)),
+        ("step:3", StepLR(3)),
+        ("exp", ExponentialLR()),
+        ("exp:0.9", ExponentialLR(0.9)),
+        ("invtime:0.2", InverseTimeLR(0.2)),
+    ],
+)
 def test_get_schedule(spec, expected):
     sched = get_schedule(spec)
     assert type(sched) is type(expected) and sched.get_params() == expected.get_params()
 
 
-@pytest.mark.parametrize("spec", ["cosine", "step:0,0.5", "step:2.5", "exp:1.5", "step:a", "exp:0.5,2", 3, "constant:2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "cosine",
+        "step:0,0.5",
+        "step:2.5",
+        "exp:1.5",
+        "step:a",
+        "exp:0.5,2",
+        3,
+        "constant:2",
+    ],
+)
 def test_bad_schedule(spec):
     with pytest.raises(ValueError, match="lr_schedule"):
         get_schedule(spec)

@@ -31,21 +31,56 @@ from neuroplug.estimators import (
 
 # One tiny, fast configuration per public estimator: 4x4 images, a few units, 1-2 epochs.
 CASES = {
-    "CNNClassifier": lambda: CNNClassifier(("conv:2x3x3,padding=same", "relu", "maxpool:2", "dense:4", "dropout:0.25"),
-                                           input_shape=(1, 4, 4), max_iter=2, batch_size=8, random_state=0),
-    "CNNRegressor": lambda: CNNRegressor(("conv:2x3x3", "tanh", "dense:4"), input_shape=(1, 4, 4), max_iter=2,
-                                         batch_size=8, random_state=0),
-    "DBNClassifier": lambda: DBNClassifier((5,), pretrain_max_iter=1, max_iter=2, batch_size=8, random_state=0),
+    "CNNClassifier": lambda: CNNClassifier(
+        ("conv:2x3x3,padding=same", "relu", "maxpool:2", "dense:4", "dropout:0.25"),
+        input_shape=(1, 4, 4),
+        max_iter=2,
+        batch_size=8,
+        random_state=0,
+    ),
+    "CNNRegressor": lambda: CNNRegressor(
+        ("conv:2x3x3", "tanh", "dense:4"),
+        input_shape=(1, 4, 4),
+        max_iter=2,
+        batch_size=8,
+        random_state=0,
+    ),
+    "DBNClassifier": lambda: DBNClassifier(
+        (5,), pretrain_max_iter=1, max_iter=2, batch_size=8, random_state=0
+    ),
     "RBM": lambda: RBM(4, max_iter=2, batch_size=8, random_state=0),
     "DBN": lambda: DBN((5, 3), max_iter=1, batch_size=8, random_state=0),
-    "SigmoidBeliefNet": lambda: SigmoidBeliefNet((4, 2), max_iter=2, batch_size=8, random_state=0),
-    "ConvRBM": lambda: ConvRBM(2, kernel_size=3, pool_size=2, max_iter=1, batch_size=8, input_shape=(1, 4, 4),
-                               random_state=0),
-    "ConvDBN": lambda: ConvDBN((2, 2), kernel_size=(2, 2), pool_size=(1, 1), max_iter=1, batch_size=8,
-                               input_shape=(1, 4, 4), random_state=0),
+    "SigmoidBeliefNet": lambda: SigmoidBeliefNet(
+        (4, 2), max_iter=2, batch_size=8, random_state=0
+    ),
+    "ConvRBM": lambda: ConvRBM(
+        2,
+        kernel_size=3,
+        pool_size=2,
+        max_iter=1,
+        batch_size=8,
+        input_shape=(1, 4, 4),
+        random_state=0,
+    ),
+    "ConvDBN": lambda: ConvDBN(
+        (2, 2),
+        kernel_size=(2, 2),
+        pool_size=(1, 1),
+        max_iter=1,
+        batch_size=8,
+        input_shape=(1, 4, 4),
+        random_state=0,
+    ),
 }
 SUPERVISED = {"CNNClassifier", "CNNRegressor", "DBNClassifier"}
-OUTPUT_METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples", "free_energy")
+OUTPUT_METHODS = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "transform",
+    "score_samples",
+    "free_energy",
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +132,11 @@ def _round_trips():
         buf.seek(0)
         return joblib.load(buf)
 
-    return {"pickle": by_pickle, "joblib": by_joblib, "joblib-compressed": by_joblib_compressed}
+    return {
+        "pickle": by_pickle,
+        "joblib": by_joblib,
+        "joblib-compressed": by_joblib_compressed,
+    }
 
 
 ROUND_TRIPS = _round_trips()
@@ -120,7 +159,11 @@ def test_fitted_round_trip_predicts_identically(name, how, data):
     _assert_same_outputs(before, _outputs(copy, X))
     # The copy carries only NumPy state: fitted attributes are equal arrays.
     for key, value in vars(est).items():
-        if key.endswith("_") and not key.startswith("_") and isinstance(value, np.ndarray):
+        if (
+            key.endswith("_")
+            and not key.startswith("_")
+            and isinstance(value, np.ndarray)
+        ):
             np.testing.assert_array_equal(getattr(copy, key), value, err_msg=key)
 
 
@@ -131,7 +174,9 @@ def test_unfitted_round_trip_fits_the_same_model(name, how, data):
     copy = ROUND_TRIPS[how](est)
     assert type(copy) is type(est)
     assert copy.get_params() == est.get_params()
-    assert not any(k.endswith("_") and not k.startswith("__") for k in vars(copy)), "unfitted copy has fitted state"
+    assert not any(k.endswith("_") and not k.startswith("__") for k in vars(copy)), (
+        "unfitted copy has fitted state"
+    )
     a = _outputs(_fit(est, name, data), data[0])
     b = _outputs(_fit(copy, name, data), data[0])
     _assert_same_outputs(a, b)
@@ -149,17 +194,31 @@ def test_pickling_leaves_the_estimator_untouched(name, data):
     if hasattr(est, "partial_fit"):
         # Continuing to train the pickled estimator matches continuing its never-pickled twin.
         X, y_cls, y_reg = data
-        args = (X, y_reg) if name == "CNNRegressor" else (X, y_cls) if name in SUPERVISED else (X,)
+        args = (
+            (X, y_reg)
+            if name == "CNNRegressor"
+            else (X, y_cls)
+            if name in SUPERVISED
+            else (X,)
+        )
         est.partial_fit(*args)
         twin.partial_fit(*args)
         _assert_same_outputs(_outputs(est, X), _outputs(twin, X))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in CASES if hasattr(CASES[n](), "partial_fit")))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in CASES if hasattr(CASES[n](), "partial_fit"))
+)
 def test_unpickled_estimator_keeps_training(name, data):
     """partial_fit continues after a round trip; two round-tripped copies continue identically."""
     X, y_cls, y_reg = data
-    args = (X, y_reg) if name == "CNNRegressor" else (X, y_cls) if name in SUPERVISED else (X,)
+    args = (
+        (X, y_reg)
+        if name == "CNNRegressor"
+        else (X, y_cls)
+        if name in SUPERVISED
+        else (X,)
+    )
     est = _fit(CASES[name](), name, data)
     blob = pickle.dumps(est)
     a, b = pickle.loads(blob), joblib.load(_joblib_buffer(est))

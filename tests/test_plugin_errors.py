@@ -50,7 +50,9 @@ class Greedy(Pretrainer):
     """Not a working pretrainer: no pretrain."""
 
 
-def layer_plugin(name: str, layers: dict, *, fail_after: Exception | None = None) -> types.ModuleType:
+def layer_plugin(
+    name: str, layers: dict, *, fail_after: Exception | None = None
+) -> types.ModuleType:
     """A plugin module that registers ``layers`` (and then raises ``fail_after``, if given)."""
     module = types.ModuleType(name)
 
@@ -119,8 +121,11 @@ def assert_clash_listed(manager: PluginManager, name: str, *plugins: str) -> Non
     for plugin in plugins:
         lines = text.splitlines()
         i = next(i for i, line in enumerate(lines) if line.startswith(f"{plugin}  ["))
-        clash = next(line for line in lines[i + 1:] if line.startswith("    CLASH"))
-        assert repr(name) in clash and "NEUROPLUG_DISABLE_PLUGINS" in clash, (plugin, text)
+        clash = next(line for line in lines[i + 1 :] if line.startswith("    CLASH"))
+        assert repr(name) in clash and "NEUROPLUG_DISABLE_PLUGINS" in clash, (
+            plugin,
+            text,
+        )
         for other in plugins:
             assert repr(other) in clash or other == plugin, (plugin, clash)
 
@@ -128,13 +133,21 @@ def assert_clash_listed(manager: PluginManager, name: str, *plugins: str) -> Non
 def test_duplicate_layer_name_fails_closed_and_names_both_plugins():
     manager = fresh_manager()
     manager.register(layer_plugin("first", {"double": Double}), "first")
-    with pytest.warns(PluginWarning, match=r"'double' is registered by more than one plugin \('first' and 'second'\)"):
-        manager.register(layer_plugin("second", {"twice": Double, "double": Double}), "second")
+    with pytest.warns(
+        PluginWarning,
+        match=r"'double' is registered by more than one plugin \('first' and 'second'\)",
+    ):
+        manager.register(
+            layer_plugin("second", {"twice": Double, "double": Double}), "second"
+        )
     # Neither plugin failed: each keeps its other names ...
     assert manager.errors == []
     assert_layer_works(manager, "twice")
     # ... but the contested name is unusable, naming both plugins and how to block one.
-    with pytest.raises(NameClashError, match=r"'double'.*'first' and 'second'.*NEUROPLUG_DISABLE_PLUGINS=first") as info:
+    with pytest.raises(
+        NameClashError,
+        match=r"'double'.*'first' and 'second'.*NEUROPLUG_DISABLE_PLUGINS=first",
+    ) as info:
         manager.layers.get("double")
     assert info.value.plugins == ["first", "second"] and info.value.name == "double"
     assert "double" not in manager.layers and "double" not in manager.layers.names()
@@ -178,9 +191,12 @@ def test_taking_a_built_in_layer_name_makes_it_unusable():
     manager = fresh_manager()
     builtin = manager.layers.names()[0]
     plugin_of_builtin = manager.layers.entry(builtin).plugin
-    with pytest.warns(PluginWarning, match=f"'{builtin}' is registered by more than one plugin \\('{plugin_of_builtin}' and 'shadow'\\)"):
+    with pytest.warns(
+        PluginWarning,
+        match=f"'{builtin}' is registered by more than one plugin \\('{plugin_of_builtin}' and 'shadow'\\)",
+    ):
         manager.register(layer_plugin("shadow", {builtin: Double}), "shadow")
-    with pytest.raises(NameClashError, match=f"NEUROPLUG_DISABLE_PLUGINS=shadow"):
+    with pytest.raises(NameClashError, match="NEUROPLUG_DISABLE_PLUGINS=shadow"):
         manager.layers.get(builtin)
 
 
@@ -195,7 +211,12 @@ def test_duplicate_within_one_plugin_names_it():
         register("double", Half)
 
     plugin.neuroplug_register_layers = neuroplug_register_layers
-    register_failing(manager, plugin, "clumsy", match="'clumsy' tried to register the layer 'double', which plugin 'clumsy'")
+    register_failing(
+        manager,
+        plugin,
+        "clumsy",
+        match="'clumsy' tried to register the layer 'double', which plugin 'clumsy'",
+    )
     assert "double" not in manager.layers
 
 
@@ -226,7 +247,9 @@ def test_missing_required_method_names_plugin_layer_and_method(obj, problem):
     manager = fresh_manager()
     manager.register(layer_plugin("good", {"double": Double}), "good")
     error = register_failing(
-        manager, layer_plugin("halfdone", {"fine": Double, "half": obj}), "halfdone",
+        manager,
+        layer_plugin("halfdone", {"fine": Double, "half": obj}),
+        "halfdone",
         match="Plugin 'halfdone' registered an invalid layer 'half'",
     )
     assert isinstance(error, RegistrationError) and problem in str(error)
@@ -238,7 +261,9 @@ def test_missing_required_method_names_plugin_layer_and_method(obj, problem):
 def test_pretrainer_without_pretrain_is_refused():
     manager = fresh_manager()
     error = register_failing(
-        manager, pretrainer_plugin("lazy", {"greedy": Greedy}), "lazy",
+        manager,
+        pretrainer_plugin("lazy", {"greedy": Greedy}),
+        "lazy",
         match="Plugin 'lazy' registered an invalid pretrainer 'greedy': Greedy does not implement required "
         r"method\(s\) pretrain",
     )
@@ -255,12 +280,19 @@ def test_exception_in_the_hook_names_plugin_keeps_traceback_and_others_work():
     manager = fresh_manager()
     manager.register(layer_plugin("good", {"double": Double}), "good")
     error = register_failing(
-        manager, layer_plugin("crashy", {"early": Double}, fail_after=KeyError("config")), "crashy",
+        manager,
+        layer_plugin("crashy", {"early": Double}, fail_after=KeyError("config")),
+        "crashy",
         match=r'Plugin "crashy" \(registered at run time\) raised in neuroplug_register_layers: KeyError',
     )
     assert isinstance(error, PluginLoadError)
-    assert isinstance(error.__cause__, KeyError) and error.__cause__.__traceback__ is not None
-    assert "early" not in manager.layers  # registered before the crash, discarded with it
+    assert (
+        isinstance(error.__cause__, KeyError)
+        and error.__cause__.__traceback__ is not None
+    )
+    assert (
+        "early" not in manager.layers
+    )  # registered before the crash, discarded with it
     assert_layer_works(manager, "double")
     assert_listed_as_failed(manager, "crashy", '"crashy"', "KeyError")
 
@@ -359,7 +391,9 @@ def test_strict_mode_keeps_naming_the_broken_plugin(entry_points):
     entry_points("broken", "raise RuntimeError('boom')\n")
     manager = fresh_manager(autoload=True, strict=True)
     for _ in range(2):
-        with pytest.raises(PluginLoadError, match='Error importing plugin "broken".*boom'):
+        with pytest.raises(
+            PluginLoadError, match='Error importing plugin "broken".*boom'
+        ):
             manager.layers.names()
     manager.strict = False  # once the user chooses to go on, the rest is loaded
     assert {"cpu", "numpy"} <= set(manager.backends.names())
@@ -374,5 +408,10 @@ def test_hook_with_wrong_signature_names_the_plugin():
         registry("double", Double)
 
     plugin.neuroplug_register_layers = neuroplug_register_layers
-    register_failing(manager, plugin, "typo", match='(?s)Plugin "typo" .*could not be registered.*registry')
+    register_failing(
+        manager,
+        plugin,
+        "typo",
+        match='(?s)Plugin "typo" .*could not be registered.*registry',
+    )
     assert "double" not in manager.layers

@@ -19,7 +19,13 @@ from neuroplug.plugins import (
     get_plugin_manager,
     hookimpl,
 )
-from neuroplug.registry import DuplicateNameError, NameClashError, PluginLoadError, RegistrationError, UnknownNameError
+from neuroplug.registry import (
+    DuplicateNameError,
+    NameClashError,
+    PluginLoadError,
+    RegistrationError,
+    UnknownNameError,
+)
 
 
 @pytest.fixture
@@ -33,8 +39,12 @@ def fake_dist(tmp_path, monkeypatch):
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
         info = tmp_path / f"{module.replace('_', '-')}-1.2.3.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.2.3\n")
-        (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{ep_name} = {module}\n")
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.2.3\n"
+        )
+        (info / "entry_points.txt").write_text(
+            f"[{ENTRY_POINT_GROUP}]\n{ep_name} = {module}\n"
+        )
         monkeypatch.syspath_prepend(str(tmp_path))
         sys.modules.pop(module, None)
         return tmp_path
@@ -71,7 +81,10 @@ def test_entry_point_plugin_is_found(fake_dist):
     pm = PluginManager()
     assert "fake" in pm.backends
     info = {i.name: i for i in pm.info()}["fakeplug"]
-    assert "entry point fake_neuroplug_plugin in fake-neuroplug-plugin 1.2.3" in info.source
+    assert (
+        "entry point fake_neuroplug_plugin in fake-neuroplug-plugin 1.2.3"
+        in info.source
+    )
     assert info.registered["backend"] == ["fake"]
     assert issubclass(pm.backends.get("fake"), Ops)
 
@@ -109,7 +122,9 @@ def test_import_failure_names_plugin_and_chains_cause(fake_dist):
 def test_strict_mode_raises_with_traceback(fake_dist, monkeypatch):
     fake_dist("raise RuntimeError('boom at import')\n")
     monkeypatch.setenv("NEUROPLUG_STRICT_PLUGINS", "1")
-    with pytest.raises(PluginLoadError, match='Error importing plugin "fakeplug".*boom at import') as info:
+    with pytest.raises(
+        PluginLoadError, match='Error importing plugin "fakeplug".*boom at import'
+    ) as info:
         PluginManager().load()
     assert info.value.__cause__.__traceback__ is not None
 
@@ -128,7 +143,9 @@ def test_duplicate_across_plugins_names_both():
         pm.register(dup, "dup")
     assert pm.errors == []
     # The contested name fails closed; the plugin's other names work.
-    with pytest.raises(NameClashError, match="'cpu'.*'backends' and 'dup'.*NEUROPLUG_DISABLE_PLUGINS"):
+    with pytest.raises(
+        NameClashError, match="'cpu'.*'backends' and 'dup'.*NEUROPLUG_DISABLE_PLUGINS"
+    ):
         pm.backends.get("cpu")
     assert isinstance(NameClashError("backend", "cpu", ["a", "b"]), DuplicateNameError)
     assert pm.backends.entry("other").plugin == "dup"
@@ -138,7 +155,10 @@ def test_invalid_backend_class_is_refused():
     pm = PluginManager(autoload=False, strict=True)
     bad = types.ModuleType("bad")
     bad.neuroplug_register_backends = hookimpl(lambda register: register("bad", dict))
-    with pytest.raises(RegistrationError, match=r"Plugin 'bad' registered an invalid backend 'bad': expected a subclass of neuroplug.ops.Ops"):
+    with pytest.raises(
+        RegistrationError,
+        match=r"Plugin 'bad' registered an invalid backend 'bad': expected a subclass of neuroplug.ops.Ops",
+    ):
         pm.register(bad, "bad")
 
 
@@ -159,7 +179,9 @@ def test_hook_raising_names_plugin():
         raise KeyError("missing thing")
 
     boom.neuroplug_register_layers = hookimpl(impl)
-    with pytest.warns(PluginWarning, match='Plugin "boom".*raised in neuroplug_register_layers'):
+    with pytest.warns(
+        PluginWarning, match='Plugin "boom".*raised in neuroplug_register_layers'
+    ):
         pm.register(boom, "boom")
     assert isinstance(pm.errors[0].__cause__, KeyError)
 
@@ -171,7 +193,9 @@ def test_unregister_removes_registrations():
     class ExtraOps(Ops):
         pass
 
-    extra.neuroplug_register_backends = hookimpl(lambda register: register("extra", ExtraOps))
+    extra.neuroplug_register_backends = hookimpl(
+        lambda register: register("extra", ExtraOps)
+    )
     pm.register(extra, "extra")
     assert pm.backends.get("extra") is ExtraOps
     pm.unregister("extra")
@@ -205,8 +229,12 @@ def test_global_manager_and_lookup_helpers(fresh_global_manager):
 
 
 def test_fresh_process_finds_plugins():
-    code = "from neuroplug.backends import get_ops; print(type(get_ops('cpu')).__name__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "from neuroplug.backends import get_ops; print(type(get_ops('cpu')).__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "CythonOps"
 
 
@@ -277,7 +305,9 @@ def test_wrapper_and_hookwrapper_implementations_run_around_the_plugins_registra
     plugin = _Wrapped()
     pm.register(plugin, "wrapped")
     kinds = [c[0] for c in plugin.calls]
-    assert kinds.index("plain") > kinds.index("new-style before") and kinds.index("plain") > kinds.index("old-style before")
+    assert kinds.index("plain") > kinds.index("new-style before") and kinds.index(
+        "plain"
+    ) > kinds.index("old-style before")
     assert ("new-style after", ["wrapped-relu"]) in plugin.calls
     assert ("old-style after", ["wrapped-relu"]) in plugin.calls
     assert ("new-style before", "wrapped") in plugin.calls
@@ -292,7 +322,9 @@ def test_a_wrapper_that_raises_fails_its_plugin_with_its_name():
             raise RuntimeError("wrapper says no")
 
     pm = PluginManager(autoload=False)
-    with pytest.warns(PluginWarning, match="raising.*neuroplug_register_layers.*wrapper says no"):
+    with pytest.warns(
+        PluginWarning, match="raising.*neuroplug_register_layers.*wrapper says no"
+    ):
         pm.register(Raising(), "raising")
     assert [e.plugin for e in pm.errors] == ["raising"]
 
@@ -307,7 +339,11 @@ def test_tracing_sees_every_hook_call():
     finally:
         undo()
     text = "".join(seen)
-    for hook in ("neuroplug_register_backends", "neuroplug_register_layers", "neuroplug_register_pretrainers"):
+    for hook in (
+        "neuroplug_register_backends",
+        "neuroplug_register_layers",
+        "neuroplug_register_pretrainers",
+    ):
         assert hook in text, text
 
 
@@ -317,7 +353,9 @@ def test_tracing_sees_every_hook_call():
 def test_sys_exit_at_import_is_a_broken_plugin(fake_dist):
     fake_dist("import sys\nsys.exit(3)\n")
     pm = PluginManager(autoload=True, disabled=(), strict=False)
-    with pytest.warns(PluginWarning, match='Error importing plugin "fakeplug".*SystemExit: 3'):
+    with pytest.warns(
+        PluginWarning, match='Error importing plugin "fakeplug".*SystemExit: 3'
+    ):
         pm.load()
     (err,) = [e for e in pm.errors if e.plugin == "fakeplug"]
     assert isinstance(err, PluginLoadError) and isinstance(err.__cause__, SystemExit)
@@ -340,10 +378,22 @@ def test_sys_exit_in_a_hook_is_a_broken_plugin():
 
 def test_cli_survives_a_plugin_that_exits(fake_dist):
     path = fake_dist("import sys\nsys.exit(3)\n")
-    env = {**__import__("os").environ, "PYTHONPATH": f"{path}:{__import__('os').environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "neuroplug", "plugins"], capture_output=True, text=True, env=env)
+    env = {
+        **__import__("os").environ,
+        "PYTHONPATH": f"{path}:{__import__('os').environ.get('PYTHONPATH', '')}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "neuroplug", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr
-    assert "fakeplug" in proc.stdout and "FAILED" in proc.stdout and "SystemExit" in proc.stdout
+    assert (
+        "fakeplug" in proc.stdout
+        and "FAILED" in proc.stdout
+        and "SystemExit" in proc.stdout
+    )
     assert "dense" in proc.stdout
 
 
@@ -377,6 +427,7 @@ def swap_manager():
 
     old = reset_plugin_manager(None)
     try:
+
         def swap(manager):
             reset_plugin_manager(manager.load())
             return manager
@@ -390,11 +441,15 @@ def _impostor():
     from neuroplug.layers.activations import Tanh
 
     plugin = types.ModuleType("impostor")
-    plugin.neuroplug_register_layers = hookimpl(lambda register: register("twin", type("Impostor", (Tanh,), {})))
+    plugin.neuroplug_register_layers = hookimpl(
+        lambda register: register("twin", type("Impostor", (Tanh,), {}))
+    )
     return plugin
 
 
-def test_load_checks_which_plugin_provides_each_layer(fake_dist, swap_manager, tmp_path):
+def test_load_checks_which_plugin_provides_each_layer(
+    fake_dist, swap_manager, tmp_path
+):
     import numpy as np
 
     from neuroplug import load, save
@@ -412,29 +467,42 @@ def test_load_checks_which_plugin_provides_each_layer(fake_dist, swap_manager, t
 
     # Installed but blocked: the message says so, rather than "install it".
     swap_manager(PluginManager(autoload=True, disabled=("fakeplug",), strict=False))
-    with pytest.raises(ModelFormatError, match="layer 'twin' of plugin 'fakeplug', which is installed but blocked") as info:
+    with pytest.raises(
+        ModelFormatError,
+        match="layer 'twin' of plugin 'fakeplug', which is installed but blocked",
+    ) as info:
         load(path)
     assert "install that plugin" not in str(info.value)
 
     # Another plugin provides the name now: refused, naming both.
-    manager = swap_manager(PluginManager(autoload=True, disabled=("fakeplug",), strict=False))
+    manager = swap_manager(
+        PluginManager(autoload=True, disabled=("fakeplug",), strict=False)
+    )
     manager.register(_impostor(), "impostor")
-    with pytest.raises(ModelFormatError, match=r"'twin', which was saved with plugin fakeplug \(entry point .*"
-                                               r"fake-neuroplug-plugin 1.2.3\), but plugin impostor .*NEUROPLUG_DISABLE_PLUGINS=impostor"):
+    with pytest.raises(
+        ModelFormatError,
+        match=r"'twin', which was saved with plugin fakeplug \(entry point .*"
+        r"fake-neuroplug-plugin 1.2.3\), but plugin impostor .*NEUROPLUG_DISABLE_PLUGINS=impostor",
+    ):
         load(path)
 
     # Both at once: the name is contested, so nothing loads.
     manager = swap_manager(PluginManager(autoload=True, disabled=(), strict=False))
     with pytest.warns(PluginWarning):
         manager.register(_impostor(), "impostor")
-    with pytest.raises(ModelFormatError, match="'twin' is registered by more than one plugin"):
+    with pytest.raises(
+        ModelFormatError, match="'twin' is registered by more than one plugin"
+    ):
         load(path)
     with pytest.raises(NameClashError):
         CNNClassifier(("dense:3", "twin"), max_iter=1).fit(X, y)
 
     # Not installed at all: "install that plugin".
     swap_manager(PluginManager(autoload=False, disabled=(), strict=False))
-    with pytest.raises(ModelFormatError, match="'twin', which no installed plugin provides. It was saved with plugin fakeplug"):
+    with pytest.raises(
+        ModelFormatError,
+        match="'twin', which no installed plugin provides. It was saved with plugin fakeplug",
+    ):
         load(path)
 
 
@@ -442,15 +510,27 @@ def test_check_provenance_accepts_a_newer_version_of_the_same_distribution():
     from neuroplug.plugins import parse_origin
 
     pm = PluginManager(autoload=False)
-    assert parse_origin("lrn (entry point neuroplug_lrn.plugin in neuroplug-lrn 0.1.0)") == ("lrn", "neuroplug-lrn")
-    assert parse_origin("layers (built-in (neuroplug._builtin.layers))") == ("layers", "neuroplug")
+    assert parse_origin(
+        "lrn (entry point neuroplug_lrn.plugin in neuroplug-lrn 0.1.0)"
+    ) == ("lrn", "neuroplug-lrn")
+    assert parse_origin("layers (built-in (neuroplug._builtin.layers))") == (
+        "layers",
+        "neuroplug",
+    )
     assert parse_origin("testplug (registered at run time)") == ("testplug", None)
-    assert pm.check_provenance("layer", "dense", "layers (built-in (neuroplug._builtin.layers) 0.0.1)").plugin == "layers"
+    assert (
+        pm.check_provenance(
+            "layer", "dense", "layers (built-in (neuroplug._builtin.layers) 0.0.1)"
+        ).plugin
+        == "layers"
+    )
     with pytest.raises(ValueError, match="kind must be one of"):
         pm.check_provenance("widget", "dense", None)
 
 
-def test_a_plugin_registers_a_callback_that_estimators_find_by_name(fresh_global_manager):
+def test_a_plugin_registers_a_callback_that_estimators_find_by_name(
+    fresh_global_manager,
+):
     """The callbacks hook: a third-party callback named in ``callbacks=`` runs every epoch."""
     import numpy as np
 
@@ -475,5 +555,7 @@ def test_a_plugin_registers_a_callback_that_estimators_find_by_name(fresh_global
     X = (np.random.default_rng(0).random((40, 6)) > 0.5).astype(float)
     RBM(3, max_iter=3, callbacks=("counter",), random_state=0).fit(X)
     assert seen == [1, 2, 3]
-    with pytest.raises(ValueError, match="counter"):  # unknown names list the known ones
+    with pytest.raises(
+        ValueError, match="counter"
+    ):  # unknown names list the known ones
         RBM(3, max_iter=1, callbacks=("countr",)).fit(X)

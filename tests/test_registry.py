@@ -4,8 +4,8 @@ import pytest
 
 from neuroplug.registry import (
     DuplicateNameError,
-    NameClashError,
     Entry,
+    NameClashError,
     Register,
     RegistrationError,
     Registry,
@@ -16,7 +16,10 @@ from neuroplug.registry import (
 def test_unknown_name_lists_known_names():
     reg = Registry("layer")
     reg.commit([Entry("dense", object, "layers"), Entry("conv", object, "layers")])
-    with pytest.raises(UnknownNameError, match=r"Unknown layer 'cnov'. Known layers: conv, dense\..*Received: layer='cnov'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"Unknown layer 'cnov'. Known layers: conv, dense\..*Received: layer='cnov'",
+    ):
         reg.get("cnov")
 
 
@@ -33,10 +36,16 @@ def test_duplicate_name_fails_closed_and_names_both_plugins():
     register = Register(reg, "second-plugin")
     register("lrn", int)  # accepted here, contested once committed
     assert reg.commit(register.staged) == ["lrn"]
-    with pytest.raises(NameClashError, match=r"'lrn'.*'first-plugin' and 'second-plugin'") as info:
+    with pytest.raises(
+        NameClashError, match=r"'lrn'.*'first-plugin' and 'second-plugin'"
+    ) as info:
         reg.get("lrn")
-    assert info.value.plugin == "second-plugin" and isinstance(info.value, DuplicateNameError)
-    assert "lrn" not in reg and reg.clashes() == {"lrn": ["first-plugin", "second-plugin"]}
+    assert info.value.plugin == "second-plugin" and isinstance(
+        info.value, DuplicateNameError
+    )
+    assert "lrn" not in reg and reg.clashes() == {
+        "lrn": ["first-plugin", "second-plugin"]
+    }
     reg.remove_plugin("first-plugin")
     assert reg.get("lrn") is int and reg.clashes() == {}
 
@@ -60,7 +69,10 @@ def test_validator_errors_become_registration_errors():
             raise TypeError("expected an int")
 
     register = Register(Registry("thing", validate), "plug")
-    with pytest.raises(RegistrationError, match=r"Plugin 'plug' registered an invalid thing 'x': expected an int") as info:
+    with pytest.raises(
+        RegistrationError,
+        match=r"Plugin 'plug' registered an invalid thing 'x': expected an int",
+    ) as info:
         register("x", "not an int")
     assert isinstance(info.value.__cause__, TypeError)
 
@@ -72,7 +84,11 @@ def test_staged_entries_commit_and_remove():
     register("b", 2)
     assert "a" not in reg  # staged only
     reg.commit(register.staged)
-    assert reg.names() == ["a", "b"] and reg.get("b") == 2 and reg.by_plugin("p") == ["a", "b"]
+    assert (
+        reg.names() == ["a", "b"]
+        and reg.get("b") == 2
+        and reg.by_plugin("p") == ["a", "b"]
+    )
     assert [e.name for e in reg] == ["a", "b"] and len(reg) == 2
     reg.remove_plugin("p")
     assert len(reg) == 0

@@ -37,8 +37,13 @@ pytest_plugins = ["pytester"]
 # A correct layer with parameters, and one broken variant per rule
 # ---------------------------------------------------------------------------
 def _check_x(layer, X):
-    if tuple(X.shape[1:]) != layer.input_shape_ or len(X.shape) != len(layer.input_shape_) + 1:
-        raise ValueError(f"expected (n, {layer.input_shape_}). Received: X.shape={tuple(X.shape)}")
+    if (
+        tuple(X.shape[1:]) != layer.input_shape_
+        or len(X.shape) != len(layer.input_shape_) + 1
+    ):
+        raise ValueError(
+            f"expected (n, {layer.input_shape_}). Received: X.shape={tuple(X.shape)}"
+        )
 
 
 class Affine(Layer):
@@ -48,7 +53,10 @@ class Affine(Layer):
         self.gain = gain
 
     def init_params(self, input_shape, rng, dtype):
-        return {"W": self.gain * rng.standard_normal(input_shape), "b": rng.standard_normal(input_shape)}
+        return {
+            "W": self.gain * rng.standard_normal(input_shape),
+            "b": rng.standard_normal(input_shape),
+        }
 
     def forward(self, X, *, training=False):
         _check_x(self, X)
@@ -95,7 +103,9 @@ class SetsHyperparameter(Affine):
 
     def init_params(self, input_shape, rng, dtype):
         if self.gain is None:
-            self.gain = 1.0  # the classic mistake: fitted state written into a hyper-parameter
+            self.gain = (
+                1.0  # the classic mistake: fitted state written into a hyper-parameter
+            )
         return super().init_params(input_shape, rng, dtype)
 
 
@@ -151,7 +161,9 @@ class RandomMask(Layer):
         _check_x(self, X)
         if not training:
             return X
-        self._mask = self.ops.dropout_mask(X.shape, self.rate, self.rng, dtype=self.dtype)
+        self._mask = self.ops.dropout_mask(
+            X.shape, self.rate, self.rng, dtype=self.dtype
+        )
         return X * self._mask
 
     def backward(self, dY):
@@ -176,7 +188,11 @@ def test_a_stochastic_layer_passes_every_check():
         (LiesAboutShape(), "check_output_shape", "output_shape"),
         # check_backends repeats the dtype check on every backend, so it fails too; .astype is
         # NumPy-only (torch has .to), so check_strict_arrays refuses it as well.
-        (ChangesDtype(), "check_dtypes|check_backends|check_strict_arrays", "float64 for a float32 input"),
+        (
+            ChangesDtype(),
+            "check_dtypes|check_backends|check_strict_arrays",
+            "float64 for a float32 input",
+        ),
         (MixesBatch(), "check_batch_independence", "sample 0 alone"),
         (WrongInputGradient(), "check_gradients", "with respect to the input"),
         (WrongWeightGradient(), "check_gradients", "parameter 'W'"),
@@ -239,7 +255,9 @@ def _backend_plugin(name, cls):
 
 def test_a_backend_that_disagrees_is_named(register_plugin):
     register_plugin(_backend_plugin("sloppy", SloppyOps), "sloppy")
-    with pytest.raises(LayerCheckError, match="backend 'sloppy', float32: inference output") as info:
+    with pytest.raises(
+        LayerCheckError, match="backend 'sloppy', float32: inference output"
+    ) as info:
         check_layer(Affine(), SHAPE)
     assert info.value.check == "check_backends"
     # Limited to the built-in backends, the same layer passes.
@@ -275,20 +293,28 @@ def test_factories_of_every_kind(register_plugin):
 
 
 def test_bad_arguments_are_refused_clearly():
-    with pytest.raises(TypeError, match="layer_factory must be .* Received: layer_factory=42"):
+    with pytest.raises(
+        TypeError, match="layer_factory must be .* Received: layer_factory=42"
+    ):
         check_layer(42)
-    with pytest.raises(ValueError, match=r"input_shape must be .* Received: input_shape=\(3, 0\)"):
+    with pytest.raises(
+        ValueError, match=r"input_shape must be .* Received: input_shape=\(3, 0\)"
+    ):
         check_layer(Affine(), (3, 0))
     with pytest.raises(ValueError, match="unknown checks \\['check_nothing'\\]"):
         check_layer(Affine(), SHAPE, skip=["check_nothing"])
-    with pytest.raises(TypeError, match="layer_factory must return a neuroplug.layers.Layer"):
+    with pytest.raises(
+        TypeError, match="layer_factory must return a neuroplug.layers.Layer"
+    ):
         check_layer(lambda: object(), SHAPE)
 
 
 def test_layer_checks_cover_every_check_and_are_picklable_callables():
     checks = layer_checks(Affine(), SHAPE)
     assert [c.name for c in checks] == list(LAYER_CHECKS)
-    assert all(isinstance(c, LayerCheck) and c.id.startswith("Affine()-") for c in checks)
+    assert all(
+        isinstance(c, LayerCheck) and c.id.startswith("Affine()-") for c in checks
+    )
 
 
 @parametrize_layer_checks((Affine(), SHAPE), (RandomMask(), (6,)))
@@ -305,7 +331,7 @@ def test_parametrize_ids():
 
 def test_finite_difference_gradient_of_a_known_function():
     x = np.array([0.5, -1.0, 2.0])
-    g = finite_difference_gradient(lambda v: float((v ** 3).sum()), x, [(0,), (2,)])
+    g = finite_difference_gradient(lambda v: float((v**3).sum()), x, [(0,), (2,)])
     np.testing.assert_allclose(g, [3 * 0.25, 3 * 4.0], rtol=1e-8)
     np.testing.assert_array_equal(x, [0.5, -1.0, 2.0])  # restored
 
@@ -315,22 +341,34 @@ def test_finite_difference_gradient_of_a_known_function():
 # ---------------------------------------------------------------------------
 def test_manager_fixture_is_fresh_and_process_wide(neuroplug_manager):
     assert get_plugin_manager() is neuroplug_manager
-    assert [i.name for i in neuroplug_manager.info()] == ["backends", "layers", "pretrainers", "callbacks"]
+    assert [i.name for i in neuroplug_manager.info()] == [
+        "backends",
+        "layers",
+        "pretrainers",
+        "callbacks",
+    ]
 
 
-def test_register_plugin_strict_raises_and_lenient_records(register_plugin, neuroplug_manager):
+def test_register_plugin_strict_raises_and_lenient_records(
+    register_plugin, neuroplug_manager
+):
     bad = _backend_plugin("Not A Name", Ops)
-    with pytest.raises(RegistrationError, match="'dup'.*invalid backend name 'Not A Name'"):
+    with pytest.raises(
+        RegistrationError, match="'dup'.*invalid backend name 'Not A Name'"
+    ):
         register_plugin(bad, "dup")
     with pytest.warns(PluginWarning, match="'dup2'"):
         register_plugin(bad, "dup2", strict=False)
     assert [e.plugin for e in neuroplug_manager.errors] == ["dup", "dup2"]
-    assert neuroplug_manager.strict is False  # the fixture restored the manager's own setting
+    assert (
+        neuroplug_manager.strict is False
+    )  # the fixture restored the manager's own setting
 
 
 def test_fixtures_clean_up_even_when_a_test_fails(pytester):
     pytester.makeconftest('pytest_plugins = ["neuroplug.pytest_plugin"]\n')
-    pytester.makepyfile(textwrap.dedent("""
+    pytester.makepyfile(
+        textwrap.dedent("""
         import types
         from neuroplug.ops import Ops
         from neuroplug.plugins import get_plugin_manager, hookimpl
@@ -355,7 +393,8 @@ def test_fixtures_clean_up_even_when_a_test_fails(pytester):
 
         def test_outside_manager_restored():
             assert get_plugin_manager() is OUTSIDE
-    """))
+    """)
+    )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--assert=plain")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*deliberate failure*"])
@@ -378,7 +417,10 @@ class CrashingOps(Ops):
 
 def test_a_backend_that_raises_is_named(register_plugin):
     register_plugin(_backend_plugin("crashing", CrashingOps), "crashing")
-    with pytest.raises(LayerCheckError, match="backend 'crashing', float32: raised TypeError: tanh is not supported"):
+    with pytest.raises(
+        LayerCheckError,
+        match="backend 'crashing', float32: raised TypeError: tanh is not supported",
+    ):
         check_layer(Affine(), SHAPE)
 
 
@@ -389,4 +431,7 @@ def test_gradient_failures_show_multi_indices_plain_numbers_and_the_tolerance_sc
     # Indices into the (batch, *SHAPE) input, not into the list of probed entries.
     assert re.search(r"worst at index \(\d+, \d+, \d+\): got -?\d", message), message
     assert "np.float" not in message
-    assert "atol * scale + rtol * |expected|" in message and "scale = max(1, largest |expected| entry)" in message
+    assert (
+        "atol * scale + rtol * |expected|" in message
+        and "scale = max(1, largest |expected| entry)" in message
+    )

@@ -30,7 +30,21 @@ class _ForgetsChecks(Ops):
 
     name = "forgets-checks"
 
-    def check_cd_epoch(self, X, W, bh, bv, dW, dbh, dbv, *, k, batch_size, sample_visible=False, **kwargs):
+    def check_cd_epoch(
+        self,
+        X,
+        W,
+        bh,
+        bv,
+        dW,
+        dbh,
+        dbv,
+        *,
+        k,
+        batch_size,
+        sample_visible=False,
+        **kwargs,
+    ):
         return max(int(k), 1), int(batch_size), bool(sample_visible)
 
 
@@ -51,18 +65,46 @@ class _WrongDtype(Ops):
 @pytest.mark.parametrize(
     "backend, check, dtype, message",
     [
-        (_WrongSigmoid, "check_activations", "float32", r"sigmoid: differs from the reference by up to 0.001 at index \(\d+, \d+\)"),
-        (_ForgetsChecks, "check_bad_input", "float32", r"cd_epoch with \{'k': 0\} was accepted"),
-        (_IgnoresSeed, "check_rng_contract", "float32", "random_uniform: the same seed gave different draws"),
-        (_WrongDtype, "check_activations", "float32", "relu: dtype float64, the reference gives float32"),
+        (
+            _WrongSigmoid,
+            "check_activations",
+            "float32",
+            r"sigmoid: differs from the reference by up to 0.001 at index \(\d+, \d+\)",
+        ),
+        (
+            _ForgetsChecks,
+            "check_bad_input",
+            "float32",
+            r"cd_epoch with \{'k': 0\} was accepted",
+        ),
+        (
+            _IgnoresSeed,
+            "check_rng_contract",
+            "float32",
+            "random_uniform: the same seed gave different draws",
+        ),
+        (
+            _WrongDtype,
+            "check_activations",
+            "float32",
+            "relu: dtype float64, the reference gives float32",
+        ),
     ],
 )
-def test_broken_backends_fail_the_check_that_covers_them(backend, check, dtype, message):
+def test_broken_backends_fail_the_check_that_covers_them(
+    backend, check, dtype, message
+):
     (one,) = [c for c in ops_checks(backend, dtypes=[dtype]) if c.name == check]
     with pytest.raises(OpsCheckError, match=message) as info:
         one()
-    assert info.value.check == check and info.value.backend == backend.__name__ and info.value.dtype == dtype
-    assert str(info.value).startswith(f"backend {backend.__name__} ({dtype}) failed {check}: ")
+    assert (
+        info.value.check == check
+        and info.value.backend == backend.__name__
+        and info.value.dtype == dtype
+    )
+    assert str(info.value).startswith(
+        f"backend {backend.__name__} ({dtype}) failed {check}: "
+    )
     with pytest.raises(OpsCheckError):
         check_ops(backend)
 
@@ -70,7 +112,9 @@ def test_broken_backends_fail_the_check_that_covers_them(backend, check, dtype, 
 def test_an_instance_and_skip_and_dtypes():
     checks = ops_checks(Ops(), dtypes=["float64"], skip=["check_conv"])
     assert [c.name for c in checks] == [n for n in OPS_CHECKS if n != "check_conv"]
-    assert {c.dtype for c in checks} == {"float64"} and checks[0].id.endswith("-float64-check_arrays")
+    assert {c.dtype for c in checks} == {"float64"} and checks[0].id.endswith(
+        "-float64-check_arrays"
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,19 @@ from neuroplug.estimators import CNNClassifier
 from neuroplug.plot import FeatureMapDisplay, FilterDisplay, ImageGridDisplay
 
 X, y, input_shape = load_digits_images()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 clf = CNNClassifier(
-    ("conv:8x3x3,padding=same", "relu", "conv:12x3x3,padding=same", "relu", "maxpool:2", "dense:32", "relu"),
+    (
+        "conv:8x3x3,padding=same",
+        "relu",
+        "conv:12x3x3,padding=same",
+        "relu",
+        "maxpool:2",
+        "dense:32",
+        "relu",
+    ),
     input_shape=input_shape,
     max_iter=20,
     random_state=0,
@@ -33,7 +43,9 @@ for i, layer in enumerate(clf.layers_):
 # The image
 # ---------
 image = X_test[0]
-ImageGridDisplay(image.reshape(1, 8, 8), titles=[f"label {y_test[0]}"]).plot(cmap="gray_r")
+ImageGridDisplay(image.reshape(1, 8, 8), titles=[f"label {y_test[0]}"]).plot(
+    cmap="gray_r"
+)
 
 # %%
 # The first convolution

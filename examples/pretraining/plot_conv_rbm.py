@@ -20,10 +20,19 @@ from neuroplug.estimators import CNNClassifier, ConvRBM
 from neuroplug.plot import FilterDisplay, LossCurveDisplay
 
 X, y, input_shape = load_digits_images()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 
-crbm = ConvRBM(16, kernel_size=3, pool_size=2, max_iter=10, input_shape=input_shape, random_state=0).fit(X_train)
-print("filters:", crbm.components_.shape, "features per image:", crbm.transform(X_test[:1]).shape[1])
+crbm = ConvRBM(
+    16, kernel_size=3, pool_size=2, max_iter=10, input_shape=input_shape, random_state=0
+).fit(X_train)
+print(
+    "filters:",
+    crbm.components_.shape,
+    "features per image:",
+    crbm.transform(X_test[:1]).shape[1],
+)
 FilterDisplay.from_estimator(crbm, n_cols=8)
 
 # %%
@@ -45,10 +54,20 @@ from neuroplug.pretrain.cdbn import CDBNPretrainer
 
 layers = ("conv:16x3x3", "sigmoid", "maxpool:2", "dense:64", "relu")
 for pretrainer in (CDBNPretrainer(max_iter=5), None):
-    clf = CNNClassifier(layers, input_shape=input_shape, pretrainer=pretrainer, learning_rate=5e-3, max_iter=8,
-                        random_state=0)
+    clf = CNNClassifier(
+        layers,
+        input_shape=input_shape,
+        pretrainer=pretrainer,
+        learning_rate=5e-3,
+        max_iter=8,
+        random_state=0,
+    )
     clf.fit(X_train, y_train)
     name = "cdbn-pretrained" if pretrainer is not None else "random start"
-    print(f"{name}: test accuracy after {clf.n_iter_} epochs {clf.score(X_test, y_test):.3f}")
+    print(
+        f"{name}: test accuracy after {clf.n_iter_} epochs {clf.score(X_test, y_test):.3f}"
+    )
     if pretrainer is not None:
-        FilterDisplay.from_estimator(clf, title="CNN filters after cdbn pretraining and 8 epochs", n_cols=8)
+        FilterDisplay.from_estimator(
+            clf, title="CNN filters after cdbn pretraining and 8 epochs", n_cols=8
+        )

@@ -20,9 +20,13 @@ from neuroplug.plot import FilterDisplay, SampleDisplay
 
 X, y, _ = load_digits_images()
 X_bin = (X > 0.5).astype("float32")
-X_train, X_test, y_train, y_test = train_test_split(X_bin, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X_bin, y, test_size=0.25, stratify=y, random_state=0
+)
 
-dbn = DBN(hidden_layer_sizes=(100, 50), learning_rate=0.02, max_iter=20, random_state=0).fit(X_train)
+dbn = DBN(
+    hidden_layer_sizes=(100, 50), learning_rate=0.02, max_iter=20, random_state=0
+).fit(X_train)
 print([rbm.components_.shape for rbm in dbn.rbms_])
 
 # %%
@@ -41,7 +45,9 @@ FilterDisplay.from_estimator(dbn, layer=1, max_filters=32, n_cols=8)
 # -------
 # ``return_means=True`` draws the bottom layer's probabilities instead of
 # binary pixels, which are easier to look at.
-SampleDisplay.from_estimator(dbn, 16, sample_kwargs={"n_steps": 300, "return_means": True})
+SampleDisplay.from_estimator(
+    dbn, 16, sample_kwargs={"n_steps": 300, "return_means": True}
+)
 
 # %%
 # Pretraining a classifier

@@ -25,7 +25,9 @@ from neuroplug.plot import FilterDisplay, LossCurveDisplay, SampleDisplay
 
 X, y, _ = load_digits_images()
 X_bin = (X > 0.5).astype("float32")
-X_train, X_test, y_train, y_test = train_test_split(X_bin, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X_bin, y, test_size=0.25, stratify=y, random_state=0
+)
 rbm = RBM(n_components=64, learning_rate=0.02, max_iter=20, random_state=0).fit(X_train)
 
 # %%
@@ -58,7 +60,9 @@ SampleDisplay.from_estimator(rbm, 16, sample_kwargs={"n_steps": 500})
 # :meth:`~neuroplug.estimators.RBM.log_partition` estimates it by annealed
 # importance sampling (AIS) and reports its standard error.  (With 20 units
 # or fewer in the smaller layer it is exact.)
-print(f"mean pseudo-log-likelihood on test images: {rbm.score_samples(X_test).mean():.2f} nats")
+print(
+    f"mean pseudo-log-likelihood on test images: {rbm.score_samples(X_test).mean():.2f} nats"
+)
 rbm.set_params(ais_runs=50, ais_betas=2000)
 log_z, log_z_std = rbm.log_partition("ais", return_std=True)
 print(f"log Z = {log_z:.2f} +/- {log_z_std:.2f} (AIS)")
@@ -75,10 +79,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 clf = make_pipeline(
-    RBM(n_components=64, learning_rate=0.05, max_iter=30, batch_size=10, random_state=0),
+    RBM(
+        n_components=64, learning_rate=0.05, max_iter=30, batch_size=10, random_state=0
+    ),
     LogisticRegression(C=10.0, max_iter=1000),
 )
 clf.fit(X_train, y_train)
-print(f"RBM features + logistic regression: test accuracy {clf.score(X_test, y_test):.3f}")
+print(
+    f"RBM features + logistic regression: test accuracy {clf.score(X_test, y_test):.3f}"
+)
 raw = LogisticRegression(C=10.0, max_iter=1000).fit(X_train, y_train)
 print(f"logistic regression on the raw pixels: {raw.score(X_test, y_test):.3f}")

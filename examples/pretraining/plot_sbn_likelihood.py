@@ -22,7 +22,11 @@ from neuroplug.plot import FilterDisplay, LossCurveDisplay, SampleDisplay
 X, y, _ = load_digits_images()
 X_train, X_test = train_test_split(X, test_size=0.25, stratify=y, random_state=0)
 sbn = SigmoidBeliefNet(
-    hidden_layer_sizes=(40, 10), n_importance_samples=5, learning_rate=0.02, max_iter=30, random_state=0
+    hidden_layer_sizes=(40, 10),
+    n_importance_samples=5,
+    learning_rate=0.02,
+    max_iter=30,
+    random_state=0,
 ).fit(X_train)
 
 # %%
@@ -55,13 +59,25 @@ ks = [1, 10, 100, 1000]
 seeds = range(5)
 X_eval = X_test[:200]
 estimates = np.array(
-    [[sbn.set_params(n_eval_samples=k, random_state=seed).score_samples(X_eval).mean() for seed in seeds] for k in ks]
+    [
+        [
+            sbn.set_params(n_eval_samples=k, random_state=seed)
+            .score_samples(X_eval)
+            .mean()
+            for seed in seeds
+        ]
+        for k in ks
+    ]
 )
 for k, row in zip(ks, estimates):
-    print(f"K = {k:4d}: mean log p(x) >= {row.mean():.2f} nats (spread over seeds {row.std():.2f})")
+    print(
+        f"K = {k:4d}: mean log p(x) >= {row.mean():.2f} nats (spread over seeds {row.std():.2f})"
+    )
 
 fig, ax = plt.subplots(figsize=(6, 4))
-ax.errorbar(ks, estimates.mean(axis=1), yerr=estimates.std(axis=1), marker="o", capsize=3)
+ax.errorbar(
+    ks, estimates.mean(axis=1), yerr=estimates.std(axis=1), marker="o", capsize=3
+)
 ax.set_xscale("log")
 ax.set_xlabel("importance samples K")
 ax.set_ylabel("estimate of log p(x), nats per image")
@@ -69,5 +85,7 @@ ax.set_ylabel("estimate of log p(x), nats per image")
 # %%
 # ``return_std=True`` also gives each image's delta-method standard
 # deviation, small when the importance weights are even.
-log_px, std = sbn.set_params(n_eval_samples=1000, random_state=0).score_samples(X_eval, return_std=True)
+log_px, std = sbn.set_params(n_eval_samples=1000, random_state=0).score_samples(
+    X_eval, return_std=True
+)
 print(f"K = 1000: median per-image standard deviation {np.median(std):.3f} nats")

@@ -36,20 +36,33 @@ from neuroplug.estimators import CNNClassifier
 
 X, y, input_shape = load_digits_images()
 layers = ("conv:16x3x3,padding=same", "relu", "maxpool:2", "dense:64", "relu")
-runs = [("numpy", None), ("cpu", 1), ("cpu", 2)] + ([("torch", None)] if "torch" in backends else [])
+runs = [("numpy", None), ("cpu", 1), ("cpu", 2)] + (
+    [("torch", None)] if "torch" in backends else []
+)
 
 timings, predictions = {}, {}
 for backend, n_threads in runs:
     clf = CNNClassifier(
-        layers, input_shape=input_shape, max_iter=2, tol=0.0, backend=backend, n_threads=n_threads,
+        layers,
+        input_shape=input_shape,
+        max_iter=2,
+        tol=0.0,
+        backend=backend,
+        n_threads=n_threads,
         random_state=0,
     )
     start = time.perf_counter()
     clf.fit(X, y)
-    label = backend if n_threads is None else f"{backend}, {n_threads} thread{'s' if n_threads > 1 else ''}"
+    label = (
+        backend
+        if n_threads is None
+        else f"{backend}, {n_threads} thread{'s' if n_threads > 1 else ''}"
+    )
     timings[label] = (time.perf_counter() - start) / clf.n_iter_
     predictions[label] = clf.predict_proba(X[:200])
-    print(f"{label:18s} {timings[label] * 1000:7.1f} ms per epoch, final loss {clf.loss_curve_[-1]:.4f}")
+    print(
+        f"{label:18s} {timings[label] * 1000:7.1f} ms per epoch, final loss {clf.loss_curve_[-1]:.4f}"
+    )
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.barh(list(timings), [t * 1000 for t in timings.values()])
@@ -64,7 +77,9 @@ fig.tight_layout()
 # same network up to small differences in the probabilities.
 reference = predictions["numpy"]
 for label, proba in predictions.items():
-    print(f"{label:18s} largest difference from numpy: {np.abs(proba - reference).max():.2e}")
+    print(
+        f"{label:18s} largest difference from numpy: {np.abs(proba - reference).max():.2e}"
+    )
 
 # %%
 # A fitted model predicts on another backend
@@ -73,4 +88,7 @@ for label, proba in predictions.items():
 # ``"torch:cuda:0"`` predicts on a machine without a GPU after
 # ``set_params(backend="cpu")``.
 clf.set_params(backend="numpy")
-print("accuracy on the training images, predicted with the NumPy backend:", round(clf.score(X, y), 3))
+print(
+    "accuracy on the training images, predicted with the NumPy backend:",
+    round(clf.score(X, y), 3),
+)

@@ -26,10 +26,14 @@ from neuroplug.estimators import CNNClassifier
 from neuroplug.persist import load, save
 
 X, y, input_shape = load_digits_images()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 clf = CNNClassifier(
     ("conv:8x3x3,padding=same", "relu", "maxpool:2", "dense:32", "relu"),
-    input_shape=input_shape, max_iter=10, random_state=0,
+    input_shape=input_shape,
+    max_iter=10,
+    random_state=0,
 ).fit(X_train, y_train)
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -37,7 +41,10 @@ with tempfile.TemporaryDirectory() as tmp:
     print(f"{path.name}: {path.stat().st_size / 1024:.1f} KiB")
     restored = load(path)
 print(type(restored).__name__, restored.n_iter_, "epochs")
-print("same predictions:", np.array_equal(restored.predict_proba(X_test), clf.predict_proba(X_test)))
+print(
+    "same predictions:",
+    np.array_equal(restored.predict_proba(X_test), clf.predict_proba(X_test)),
+)
 
 # %%
 # A damaged file is refused, not half-loaded.
@@ -61,7 +68,10 @@ with tempfile.TemporaryDirectory() as tmp:
 import pickle
 
 clone_ = pickle.loads(pickle.dumps(clf))
-print("pickled round trip, same predictions:", np.array_equal(clone_.predict(X_test), clf.predict(X_test)))
+print(
+    "pickled round trip, same predictions:",
+    np.array_equal(clone_.predict(X_test), clf.predict(X_test)),
+)
 
 # %%
 # A grid search on a Dask cluster
@@ -87,9 +97,16 @@ search = GridSearchCV(
     cv=3,
     n_jobs=-1,
 )
-with LocalCluster(
-    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
-) as cluster, Client(cluster) as client:
+with (
+    LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster,
+    Client(cluster) as client,
+):
     with joblib.parallel_backend("dask"):
         search.fit(X_train, y_train)
     print("workers:", len(client.scheduler_info()["workers"]))

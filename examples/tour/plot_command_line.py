@@ -23,13 +23,24 @@ from neuroplug.cli import main
 
 tmp = tempfile.TemporaryDirectory()
 workdir = Path(tmp.name)
-status = main([
-    "train", "-q",
-    "--layers", "conv:8x3x3,padding=same", "relu", "maxpool:2", "dense:32", "relu",
-    "--epochs", "15",
-    "--output", str(workdir / "model.npz"),
-    "--plot", str(workdir / "pictures"),
-])
+status = main(
+    [
+        "train",
+        "-q",
+        "--layers",
+        "conv:8x3x3,padding=same",
+        "relu",
+        "maxpool:2",
+        "dense:32",
+        "relu",
+        "--epochs",
+        "15",
+        "--output",
+        str(workdir / "model.npz"),
+        "--plot",
+        str(workdir / "pictures"),
+    ]
+)
 print("exit status", status)
 print(sorted(p.name for p in (workdir / "pictures").iterdir()))
 
@@ -38,7 +49,12 @@ print(sorted(p.name for p in (workdir / "pictures").iterdir()))
 # ---------------------
 import matplotlib.pyplot as plt
 
-for name in ("loss-curve.png", "filters.png", "confusion-matrix.png", "misclassified.png"):
+for name in (
+    "loss-curve.png",
+    "filters.png",
+    "confusion-matrix.png",
+    "misclassified.png",
+):
     image = plt.imread(workdir / "pictures" / name)
     fig, ax = plt.subplots(figsize=(image.shape[1] / 100, image.shape[0] / 100))
     ax.imshow(image)

@@ -21,7 +21,9 @@ from sklearn.model_selection import train_test_split
 from neuroplug.datasets import load_digits_images
 
 X, y, input_shape = load_digits_images()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 print(X_train.shape, input_shape)
 
 # %%
@@ -34,7 +36,14 @@ print(X_train.shape, input_shape)
 from neuroplug.estimators import CNNClassifier
 
 clf = CNNClassifier(
-    ("conv:16x3x3,padding=same", "relu", "maxpool:2", "dense:64", "relu", "dropout:0.2"),
+    (
+        "conv:16x3x3,padding=same",
+        "relu",
+        "maxpool:2",
+        "dense:64",
+        "relu",
+        "dropout:0.2",
+    ),
     input_shape=input_shape,
     max_iter=30,
     early_stopping=True,

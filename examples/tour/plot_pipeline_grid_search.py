@@ -23,11 +23,18 @@ from sklearn.preprocessing import MinMaxScaler
 from neuroplug.estimators import CNNClassifier
 
 X, y = load_digits(return_X_y=True)
-X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=600, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, train_size=600, stratify=y, random_state=0
+)
 
 pipe = make_pipeline(
     MinMaxScaler(),
-    CNNClassifier(("conv:8x3x3", "relu", "dense:32", "relu"), input_shape=(1, 8, 8), max_iter=15, random_state=0),
+    CNNClassifier(
+        ("conv:8x3x3", "relu", "dense:32", "relu"),
+        input_shape=(1, 8, 8),
+        max_iter=15,
+        random_state=0,
+    ),
 )
 pipe.fit(X_train, y_train)
 print(f"pipeline test accuracy: {pipe.score(X_test, y_test):.3f}")
@@ -49,11 +56,15 @@ search = GridSearchCV(pipe, param_grid, cv=3)
 search.fit(X_train, y_train)
 
 for params, mean, std in zip(
-    search.cv_results_["params"], search.cv_results_["mean_test_score"], search.cv_results_["std_test_score"]
+    search.cv_results_["params"],
+    search.cv_results_["mean_test_score"],
+    search.cv_results_["std_test_score"],
 ):
     print(f"{mean:.3f} +/- {std:.3f}  {params}")
 print("best:", search.best_params_)
-print(f"test accuracy of the refitted best pipeline: {search.score(X_test, y_test):.3f}")
+print(
+    f"test accuracy of the refitted best pipeline: {search.score(X_test, y_test):.3f}"
+)
 
 # %%
 # The scores as a picture

@@ -15,12 +15,16 @@ DEFAULT_BACKEND = "cpu"
 def parse_backend(backend: str) -> tuple[str, str | None]:
     """Split ``"name"`` or ``"name:device"`` (e.g. ``"torch:cuda:0"``) into ``(name, device)``."""
     if not isinstance(backend, str) or not backend:
-        raise TypeError(f"backend must be a non-empty string such as 'cpu' or 'torch:cuda'. Received: backend={backend!r}")
+        raise TypeError(
+            f"backend must be a non-empty string such as 'cpu' or 'torch:cuda'. Received: backend={backend!r}"
+        )
     name, _, device = backend.partition(":")
     return name, (device or None)
 
 
-def get_ops(backend: str | Ops | None = None, *, n_threads: int | None = None, **kwargs: Any) -> Ops:
+def get_ops(
+    backend: str | Ops | None = None, *, n_threads: int | None = None, **kwargs: Any
+) -> Ops:
     """Return an ``Ops`` instance for ``backend``.
 
     ``backend`` is a registered backend name, optionally followed by

@@ -999,8 +999,17 @@ class CythonOps(Ops):
             )
 
     def sbn_wake_sleep_epoch(
-        self, X: Any, Wg: Sequence[Any], bg: Sequence[Any], Wr: Sequence[Any], br: Sequence[Any],
-        *, learning_rate: float, batch_size: int, n_importance_samples: int = 1, rng: Any,
+        self,
+        X: Any,
+        Wg: Sequence[Any],
+        bg: Sequence[Any],
+        Wr: Sequence[Any],
+        br: Sequence[Any],
+        *,
+        learning_rate: float,
+        batch_size: int,
+        n_importance_samples: int = 1,
+        rng: Any,
         sample_weight: Any = None,
     ) -> float:
         """One epoch of (reweighted) wake-sleep in ``neuroplug_core.sbn`` (see :meth:`Ops.sbn_wake_sleep_epoch`).
@@ -1011,8 +1020,16 @@ class CythonOps(Ops):
         """
         if sample_weight is not None:
             return super().sbn_wake_sleep_epoch(
-                X, Wg, bg, Wr, br, learning_rate=learning_rate, batch_size=batch_size,
-                n_importance_samples=n_importance_samples, rng=rng, sample_weight=sample_weight,
+                X,
+                Wg,
+                bg,
+                Wr,
+                br,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                n_importance_samples=n_importance_samples,
+                rng=rng,
+                sample_weight=sample_weight,
             )
         from neuroplug_core import (
             sbn as _sbn,  # imported on use: the other ops need no SBN kernels
@@ -1405,9 +1422,24 @@ class CythonOps(Ops):
         return v
 
     def cd_epoch(
-        self, X: Array, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-        k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-        visible: str, rng: Any, chain: Array | None = None, sample_visible: bool = False,
+        self,
+        X: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        k: int,
+        learning_rate: float,
+        momentum: float,
+        weight_decay: float,
+        batch_size: int,
+        visible: str,
+        rng: Any,
+        chain: Array | None = None,
+        sample_visible: bool = False,
         sample_weight: Array | None = None,
     ) -> float:
         """One epoch of CD-k / PCD-k in ``neuroplug_core.rbm`` (see :meth:`Ops.cd_epoch`).
@@ -1421,15 +1453,41 @@ class CythonOps(Ops):
         """
         if sample_weight is not None:
             return super().cd_epoch(
-                X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
-                weight_decay=weight_decay, batch_size=batch_size, visible=visible, rng=rng, chain=chain,
-                sample_visible=sample_visible, sample_weight=sample_weight,
+                X,
+                W,
+                bh,
+                bv,
+                dW,
+                dbh,
+                dbv,
+                k=k,
+                learning_rate=learning_rate,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                batch_size=batch_size,
+                visible=visible,
+                rng=rng,
+                chain=chain,
+                sample_visible=sample_visible,
+                sample_weight=sample_weight,
             )
         from neuroplug_core import rbm as _rbm
 
         k, batch_size, sample_visible = self.check_cd_epoch(
-            X, W, bh, bv, dW, dbh, dbv, k=k, learning_rate=learning_rate, momentum=momentum,
-            weight_decay=weight_decay, batch_size=batch_size, visible=visible, chain=chain,
+            X,
+            W,
+            bh,
+            bv,
+            dW,
+            dbh,
+            dbv,
+            k=k,
+            learning_rate=learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            visible=visible,
+            chain=chain,
             sample_visible=sample_visible,
         )
         gaussian = visible == "gaussian"

@@ -6,4 +6,13 @@ from .dbn import DBN, DBNClassifier
 from .rbm import RBM
 from .sbn import SigmoidBeliefNet
 
-__all__: list[str] = ["CNNClassifier", "CNNRegressor", "SigmoidBeliefNet", "ConvDBN", "ConvRBM", "RBM", "DBN", "DBNClassifier"]
+__all__: list[str] = [
+    "CNNClassifier",
+    "CNNRegressor",
+    "SigmoidBeliefNet",
+    "ConvDBN",
+    "ConvRBM",
+    "RBM",
+    "DBN",
+    "DBNClassifier",
+]

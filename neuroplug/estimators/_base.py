@@ -19,7 +19,8 @@ import contextlib
 import copy
 import numbers
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -46,8 +47,11 @@ __all__ = [
 #: ``backend``: a registered name (``"cpu"``, ``"numpy"``, ``"torch:cuda"``) or an Ops instance.
 BACKEND_CONSTRAINT: list = [str, Ops]
 #: ``n_threads``: ``None`` or a non-zero int (negative: counted back from the CPUs, as joblib).
-N_THREADS_CONSTRAINT: list = [None, Interval(numbers.Integral, None, -1, closed="right"),
-                              Interval(numbers.Integral, 1, None, closed="left")]
+N_THREADS_CONSTRAINT: list = [
+    None,
+    Interval(numbers.Integral, None, -1, closed="right"),
+    Interval(numbers.Integral, 1, None, closed="left"),
+]
 #: ``dtype``: the model's precision, or ``None`` to follow the input (float32 stays float32).
 DTYPE_CONSTRAINT: list = [None, StrOptions({"float32", "float64"})]
 
@@ -60,7 +64,9 @@ class BackendFallbackWarning(UserWarning):
     """A fitted model's backend is not available here; it runs on the ``"cpu"`` backend instead."""
 
 
-def resolve_ops(backend: Any, n_threads: int | None, *, fitted: bool = False, owner: str = "") -> Ops:
+def resolve_ops(
+    backend: Any, n_threads: int | None, *, fitted: bool = False, owner: str = ""
+) -> Ops:
     """The ``Ops`` for an estimator's ``backend`` and ``n_threads``.
 
     Input was validated (finite) by the estimator, so the kernels need not
@@ -99,7 +105,10 @@ def validate_nested(*objects: Any) -> None:
     """
     for obj in objects:
         validate = getattr(obj, "_validate_params", None)
-        if validate is not None and getattr(obj, "_parameter_constraints", None) is not None:
+        if (
+            validate is not None
+            and getattr(obj, "_parameter_constraints", None) is not None
+        ):
             validate()
 
 
@@ -138,7 +147,11 @@ def renamed_curve(old: str, *, sign: float = 1.0) -> property:
         warnings.warn(
             f"{old} is deprecated and will be removed in neuroplug 0.3: every estimator records its "
             "training curve as loss_curve_ (lower is better)"
-            + (", here the negated training bound: use [-v for v in est.loss_curve_]." if sign < 0 else "."),
+            + (
+                ", here the negated training bound: use [-v for v in est.loss_curve_]."
+                if sign < 0
+                else "."
+            ),
             FutureWarning,
             stacklevel=2,
         )
@@ -167,7 +180,9 @@ class RenamedCurveMixin:
 CALLBACKS_CONSTRAINT: list = [None, tuple, list]
 
 
-def fit_callbacks(estimator: Any, apply_state: Callable[[Any, Any], None] | None) -> list[Any]:
+def fit_callbacks(
+    estimator: Any, apply_state: Callable[[Any, Any], None] | None
+) -> list[Any]:
     """The engine-side callbacks of one fit: ``[]`` without user callbacks, else one adapter.
 
     ``apply_state(copy, state)`` writes a model family's NumPy state into a
@@ -176,21 +191,35 @@ def fit_callbacks(estimator: Any, apply_state: Callable[[Any, Any], None] | None
     """
     from ..callbacks import EstimatorCallbacks, resolve_callbacks
 
-    callbacks = resolve_callbacks(getattr(estimator, "callbacks", None), type(estimator).__name__)
+    callbacks = resolve_callbacks(
+        getattr(estimator, "callbacks", None), type(estimator).__name__
+    )
     if not callbacks:
         return []
 
     def make_snapshot(state: Any, rows: list[dict]) -> Any:
         snap = copy.copy(estimator)
-        snap.__dict__ = {key: _snapshot(value) for key, value in estimator.__dict__.items()}
+        snap.__dict__ = {
+            key: _snapshot(value) for key, value in estimator.__dict__.items()
+        }
         if apply_state is not None:
             apply_state(snap, state)
-        snap.loss_curve_ = [*getattr(estimator, "loss_curve_", []), *(row["loss"] for row in rows)]
+        snap.loss_curve_ = [
+            *getattr(estimator, "loss_curve_", []),
+            *(row["loss"] for row in rows),
+        ]
         snap.history_ = [*getattr(estimator, "history_", []), *rows]
         snap.n_iter_ = int(getattr(estimator, "n_iter_", 0)) + len(rows)
         if getattr(estimator, "validation_scores_", None) is not None:
-            snap.validation_scores_ = [*estimator.validation_scores_, *(row["val_score"] for row in rows)]
+            snap.validation_scores_ = [
+                *estimator.validation_scores_,
+                *(row["val_score"] for row in rows),
+            ]
         snap.stop_reason_ = "checkpoint"
         return snap
 
-    return [EstimatorCallbacks(estimator, callbacks, make_snapshot if apply_state is not None else None)]
+    return [
+        EstimatorCallbacks(
+            estimator, callbacks, make_snapshot if apply_state is not None else None
+        )
+    ]

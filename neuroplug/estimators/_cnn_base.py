@@ -76,7 +76,13 @@ _PREDICT_CACHE = threading.local()
 # Bit generators whose state __setstate__ may restore (the name is data, possibly from a model file).
 _BIT_GENERATORS = {
     cls.__name__: cls
-    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)
+    for cls in (
+        np.random.PCG64,
+        np.random.PCG64DXSM,
+        np.random.MT19937,
+        np.random.Philox,
+        np.random.SFC64,
+    )
 }
 _NO_Y = object()  # "no y given", as opposed to y=None, which fit must refuse
 
@@ -102,7 +108,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         "shuffle": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "alpha": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Real, 0, None, closed="left")],
+        "alpha": [
+            Hidden(StrOptions({"deprecated"})),
+            Interval(numbers.Real, 0, None, closed="left"),
+        ],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [None, Interval(numbers.Real, 1, None, closed="left")],
@@ -173,7 +182,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
     _loss: Any = None  # a neuroplug.network.Loss instance
     _y_numeric = False
 
-    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+    def _prepare_targets(
+        self, y: Any, *, first: bool, classes: Any = None
+    ) -> np.ndarray:
         """Validate ``y`` and return the training targets (ints or float32)."""
         raise NotImplementedError
 
@@ -184,7 +195,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         """The training loss of the fitted targets (a classifier's depends on them)."""
         return self._loss
 
-    def _sample_weight(self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool) -> np.ndarray | None:
+    def _sample_weight(
+        self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool
+    ) -> np.ndarray | None:
         """Validated sample weights (a classifier multiplies in its class weights); ``None`` when unweighted."""
         return check_sample_weight(sample_weight, n)
 
@@ -212,26 +225,38 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         if deep and isinstance(layers, (tuple, list)):
             for i, layer in enumerate(layers):
                 if hasattr(layer, "get_params") and not isinstance(layer, type):
-                    params.update({f"layers__{i}__{key}": value for key, value in layer.get_params(deep=True).items()})
+                    params.update(
+                        {
+                            f"layers__{i}__{key}": value
+                            for key, value in layer.get_params(deep=True).items()
+                        }
+                    )
         return params
 
-    def set_params(self, **params: Any) -> "BaseCNN":
+    def set_params(self, **params: Any) -> BaseCNN:
         """Set parameters; ``layers__<i>__<name>`` sets a parameter of the layer object at index ``i``.
 
         The stack is replaced by a new tuple holding a clone of that layer
         with the new value, so a layer object shared with other code is never
         modified.
         """
-        nested = {key: params.pop(key) for key in [k for k in params if k.startswith("layers__")]}
+        nested = {
+            key: params.pop(key)
+            for key in [k for k in params if k.startswith("layers__")]
+        }
         if params:
             super().set_params(**params)
         if nested:
-            layers = list(self.layers) if isinstance(self.layers, (tuple, list)) else None
+            layers = (
+                list(self.layers) if isinstance(self.layers, (tuple, list)) else None
+            )
             if layers is None:
-                raise ValueError(f"layers__<i>__<name> needs layers to be a tuple of layers. Received: layers={self.layers!r}")
+                raise ValueError(
+                    f"layers__<i>__<name> needs layers to be a tuple of layers. Received: layers={self.layers!r}"
+                )
             by_index: dict[int, dict] = {}
             for key, value in nested.items():
-                index, _, name = key[len("layers__"):].partition("__")
+                index, _, name = key[len("layers__") :].partition("__")
                 if not index.isdigit() or not name or int(index) >= len(layers):
                     raise ValueError(
                         f"Invalid parameter {key!r} for {type(self).__name__}: nested layer parameters are "
@@ -247,7 +272,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 by_index.setdefault(int(index), {})[name] = value
             for index, values in by_index.items():
                 layers[index] = clone(layers[index]).set_params(**values)
-            self.layers = type(self.layers)(layers) if isinstance(self.layers, tuple) else layers
+            self.layers = (
+                type(self.layers)(layers) if isinstance(self.layers, tuple) else layers
+            )
         return self
 
     # --------------------------------------------------------------- pickling
@@ -269,8 +296,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             to_np = network.ops.to_numpy if network is not None else np.asarray
             state["_optimizer_state"] = {
                 "t": int(optimizer.t_),
-                "slots": [[int(i), str(key), [np.array(to_np(a)) for a in arrays]]
-                          for (i, key), arrays in optimizer.state_.items()],
+                "slots": [
+                    [int(i), str(key), [np.array(to_np(a)) for a in arrays]]
+                    for (i, key), arrays in optimizer.state_.items()
+                ],
             }
         rng = state.pop("_rng", None)
         if rng is not None:
@@ -284,16 +313,30 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         saved = self.__dict__.pop("_optimizer_state", None)
         if saved:
             try:
-                slots = {(int(i), str(key)): tuple(network.ops.asarray(np.asarray(a, dtype=self.dtype_))
-                                                   for a in arrays)
-                         for i, key, arrays in saved["slots"]}
+                slots = {
+                    (int(i), str(key)): tuple(
+                        network.ops.asarray(np.asarray(a, dtype=self.dtype_))
+                        for a in arrays
+                    )
+                    for i, key, arrays in saved["slots"]
+                }
                 t = int(saved["t"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"the saved optimizer state cannot be restored: {exc}") from exc
+                raise ValueError(
+                    f"the saved optimizer state cannot be restored: {exc}"
+                ) from exc
             for (i, key), arrays in slots.items():
-                param = network.layers[i].params.get(key) if 0 <= i < len(network.layers) else None
-                if param is None or any(tuple(a.shape) != tuple(param.shape) for a in arrays):
-                    raise ValueError(f"the saved optimizer state does not fit layer {i}'s parameter {key!r}")
+                param = (
+                    network.layers[i].params.get(key)
+                    if 0 <= i < len(network.layers)
+                    else None
+                )
+                if param is None or any(
+                    tuple(a.shape) != tuple(param.shape) for a in arrays
+                ):
+                    raise ValueError(
+                        f"the saved optimizer state does not fit layer {i}'s parameter {key!r}"
+                    )
             optimizer.state_, optimizer.t_ = slots, t
         return optimizer
 
@@ -304,7 +347,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         super().__setstate__(state)
         if rng_state is not None:
             # The name may come from a model file: look it up in a fixed table, never with getattr.
-            name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
+            name = (
+                rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
+            )
             if name not in _BIT_GENERATORS:
                 raise ValueError(
                     f"Cannot restore the shuffling generator: unknown bit generator {name!r} "
@@ -313,15 +358,21 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             from .._schema import check_generator_state
 
             bit_generator = _BIT_GENERATORS[name]()
-            bit_generator.state = check_generator_state(rng_state)  # a crafted state can crash NumPy
+            bit_generator.state = check_generator_state(
+                rng_state
+            )  # a crafted state can crash NumPy
             self._rng = np.random.Generator(bit_generator)
 
     # ------------------------------------------------------------ validation
-    def _validate_X(self, X: Any, y: Any = _NO_Y, *, reset: bool) -> tuple[np.ndarray, Any, tuple[int, ...] | None]:
+    def _validate_X(
+        self, X: Any, y: Any = _NO_Y, *, reset: bool
+    ) -> tuple[np.ndarray, Any, tuple[int, ...] | None]:
         X, image_shape = split_image_input(X)
         if reset:
             # As in scikit-learn's MLP: float32 input stays float32, anything else becomes float64.
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            dtype: Any = (
+                [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            )
         else:
             dtype = np.dtype(self.dtype_)
         # Sparse rows are densified batch by batch (CSR slices rows cheaply; CSC is converted).
@@ -329,8 +380,16 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         if y is _NO_Y:
             X = validate_data(self, X, reset=reset, dtype=dtype, **sparse)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=self._y_numeric,
-                                 **sparse)
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=reset,
+                dtype=dtype,
+                multi_output=True,
+                y_numeric=self._y_numeric,
+                **sparse,
+            )
         if not reset and image_shape is not None and image_shape != self.input_shape_:
             raise ValueError(
                 f"X has images of shape {image_shape} but the model was fitted on {self.input_shape_}. "
@@ -338,29 +397,45 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             )
         return X, y, image_shape
 
-    def _resolve_input_shape(self, n_features: int, image_shape: tuple[int, ...] | None,
-                             layers: list[Layer]) -> tuple[int, ...]:
+    def _resolve_input_shape(
+        self, n_features: int, image_shape: tuple[int, ...] | None, layers: list[Layer]
+    ) -> tuple[int, ...]:
         spatial = any(getattr(layer, "input_ndim", None) == 3 for layer in layers)
-        return resolve_input_shape(self.input_shape, n_features, image_shape, spatial=spatial)
+        return resolve_input_shape(
+            self.input_shape, n_features, image_shape, spatial=spatial
+        )
 
     # ------------------------------------------------------------- building
     def _get_ops(self, *, fitted: bool = False) -> Any:
-        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
+        return resolve_ops(
+            self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__
+        )
 
     def _build_layers(self) -> list[Layer]:
         _check_layers_param(self.layers)
         return build_layers(self.layers)
 
     def _make_network(self, layers: list[Layer], ops: Any, seed: Any) -> Network:
-        return Network([clone(layer) for layer in layers], self.input_shape_, ops, rng=seed, dtype=self.dtype_)
+        return Network(
+            [clone(layer) for layer in layers],
+            self.input_shape_,
+            ops,
+            rng=seed,
+            dtype=self.dtype_,
+        )
 
     def _get_network(self) -> Network:
         """The network for prediction on the current ``backend`` (rebuilt lazily from NumPy weights)."""
         check_is_fitted(self, "network_weights_")
-        key = (self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads)
+        key = (
+            self.backend if isinstance(self.backend, str) else id(self.backend),
+            self.n_threads,
+        )
         network = getattr(self, "_network", None)
         if network is None or getattr(self, "_network_key", None) != key:
-            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+            network = self._make_network(
+                list(self.layers_), self._get_ops(fitted=True), 0
+            )
             network.set_weights(self.network_weights_)
             self._network, self._network_key = network, key
         return network
@@ -377,12 +452,19 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         Prediction never shares layer caches with a fit running in another
         thread (an online-learning server predicts while ``partial_fit`` runs).
         """
-        local = _PREDICT_CACHE.__dict__.setdefault("networks", weakref.WeakKeyDictionary())
-        key = (self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads,
-               id(self.network_weights_))
+        local = _PREDICT_CACHE.__dict__.setdefault(
+            "networks", weakref.WeakKeyDictionary()
+        )
+        key = (
+            self.backend if isinstance(self.backend, str) else id(self.backend),
+            self.n_threads,
+            id(self.network_weights_),
+        )
         cached = local.get(self)
         if cached is None or cached[0] != key:
-            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+            network = self._make_network(
+                list(self.layers_), self._get_ops(fitted=True), 0
+            )
             network.set_weights(self.network_weights_)
             # The key holds the weights list itself, so its id cannot be reused while cached.
             local[self] = cached = (key, network, self.network_weights_)
@@ -424,24 +506,58 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _train_batch(self, network: Network, xb: Any, yb: Any, lr: float, sample_weight: Any = None) -> float:
+    def _train_batch(
+        self, network: Network, xb: Any, yb: Any, lr: float, sample_weight: Any = None
+    ) -> float:
         """One optimisation step; the hook a test (or a subclass) can patch."""
-        return network.train_batch(xb, yb, self._get_loss(), self._optimizer, lr, self._l2(),
-                                   sample_weight=sample_weight)
+        return network.train_batch(
+            xb,
+            yb,
+            self._get_loss(),
+            self._optimizer,
+            lr,
+            self._l2(),
+            sample_weight=sample_weight,
+        )
 
     def _fresh_rng(self) -> np.random.Generator:
-        return np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+        return np.random.default_rng(
+            check_random_state(self.random_state).randint(2**31 - 1)
+        )
 
-    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None, sample_weight: Any = None) -> "BaseCNN":
+    def _fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        incremental: bool,
+        classes: Any = None,
+        sample_weight: Any = None,
+    ) -> BaseCNN:
         with fit_transaction(self), training_session() as (stop, owner):
-            self._fit_unsafe(X, y, incremental=incremental, classes=classes, sample_weight=sample_weight)
+            self._fit_unsafe(
+                X,
+                y,
+                incremental=incremental,
+                classes=classes,
+                sample_weight=sample_weight,
+            )
         if owner and stop.requested:
             warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=4)
         return self
 
-    def _fit_unsafe(self, X: Any, y: Any, *, incremental: bool, classes: Any = None,
-                    sample_weight: Any = None) -> "BaseCNN":
-        first = not hasattr(self, "network_weights_") or not (incremental or self.warm_start)
+    def _fit_unsafe(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        incremental: bool,
+        classes: Any = None,
+        sample_weight: Any = None,
+    ) -> BaseCNN:
+        first = not hasattr(self, "network_weights_") or not (
+            incremental or self.warm_start
+        )
         self._warn_alpha()
         pretrainer = self._validate_nested_params() if first else None
         layers = self._build_layers() if first else None
@@ -449,9 +565,13 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         if first:
             self.dtype_ = X.dtype.name
         y = self._prepare_targets(y, first=first, classes=classes)
-        sample_weight = self._sample_weight(sample_weight, y, X.shape[0], incremental=incremental)
+        sample_weight = self._sample_weight(
+            sample_weight, y, X.shape[0], incremental=incremental
+        )
         if first:
-            self.input_shape_ = self._resolve_input_shape(X.shape[1], image_shape, layers)
+            self.input_shape_ = self._resolve_input_shape(
+                X.shape[1], image_shape, layers
+            )
             self.layers_ = (*layers, Dense(self._n_outputs(), init="auto"))
             self._rng = self._fresh_rng()
             network = self._make_network(list(self.layers_), self._get_ops(), self._rng)
@@ -459,26 +579,42 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             self.loss_curve_ = []
             self.history_ = []
             self.best_loss_ = np.inf
-            self.validation_scores_ = [] if self.early_stopping and not incremental else None
-            self.best_validation_score_ = -np.inf if self.validation_scores_ is not None else None
+            self.validation_scores_ = (
+                [] if self.early_stopping and not incremental else None
+            )
+            self.best_validation_score_ = (
+                -np.inf if self.validation_scores_ is not None else None
+            )
             self._optimizer = get_optimizer(self.optimizer)
             self._optimizer.reset()
             if pretrainer is not None:
                 # Pretrainers take a dense array (the first hidden layer's inputs are dense anyway).
                 dense = X.toarray() if sp.issparse(X) else X
-                pretrainer.pretrain(network, dense.reshape(X.shape[0], *self.input_shape_),
-                                    random_state=int(self._rng.integers(2**31 - 1)), verbose=self.verbose)
+                pretrainer.pretrain(
+                    network,
+                    dense.reshape(X.shape[0], *self.input_shape_),
+                    random_state=int(self._rng.integers(2**31 - 1)),
+                    verbose=self.verbose,
+                )
         else:
-            network = self._make_network(list(self.layers_), self._get_ops(fitted=True), 0)
+            network = self._make_network(
+                list(self.layers_), self._get_ops(fitted=True), 0
+            )
             # Copies: the optimizer updates in place, and a failed fit must leave network_weights_ as it was.
-            network.set_weights([{k: np.array(v) for k, v in w.items()} for w in self.network_weights_])
+            network.set_weights(
+                [{k: np.array(v) for k, v in w.items()} for w in self.network_weights_]
+            )
             # A warm-started fit, like partial_fit, continues where training stopped: the optimizer's
             # state, the learning-rate factor and the generator's stream go on.
             if getattr(self, "_optimizer", None) is None:  # after unpickling or loading
                 self._optimizer = self._restore_optimizer(network)
             if not hasattr(self, "_rng"):
                 self._rng = self._fresh_rng()
-            if self.validation_scores_ is None and self.early_stopping and not incremental:
+            if (
+                self.validation_scores_ is None
+                and self.early_stopping
+                and not incremental
+            ):
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
             if getattr(self, "best_loss_", None) is None:
@@ -486,16 +622,27 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 self.best_loss_ = min(self.loss_curve_, default=np.inf)
             if not hasattr(self, "history_"):
                 self.history_ = []
-        self._train(network, X, y, sample_weight=sample_weight,
-                    epochs=1 if incremental else int(self.max_iter),
-                    early_stopping=bool(self.early_stopping) and not incremental)
+        self._train(
+            network,
+            X,
+            y,
+            sample_weight=sample_weight,
+            epochs=1 if incremental else int(self.max_iter),
+            early_stopping=bool(self.early_stopping) and not incremental,
+        )
         self.network_weights_ = network.get_weights()
-        self._network, self._network_key = network, (
-            self.backend if isinstance(self.backend, str) else id(self.backend), self.n_threads)
+        self._network, self._network_key = (
+            network,
+            (
+                self.backend if isinstance(self.backend, str) else id(self.backend),
+                self.n_threads,
+            ),
+        )
         return self
 
-    def _split_validation(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None
-                          ) -> tuple[Any, np.ndarray, np.ndarray | None, Validation]:
+    def _split_validation(
+        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None
+    ) -> tuple[Any, np.ndarray, np.ndarray | None, Validation]:
         stratify = y if getattr(self, "_stratify", False) and y.ndim == 1 else None
         n_val = math.ceil(float(self.validation_fraction) * X.shape[0])
         if n_val < 2 or X.shape[0] - n_val < 1:
@@ -507,7 +654,10 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             )
         arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
         parts = train_test_split(
-            *arrays, test_size=n_val, random_state=int(self._rng.integers(2**31 - 1)), stratify=stratify
+            *arrays,
+            test_size=n_val,
+            random_state=int(self._rng.integers(2**31 - 1)),
+            stratify=stratify,
         )
         X, X_val, y, y_val = parts[:4]
         w, w_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
@@ -518,8 +668,16 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             )
         return X, y, w, Validation(X_val, y_val, self._validation_score, w_val)
 
-    def _train(self, network: Network, X: Any, y: np.ndarray, *, epochs: int, early_stopping: bool,
-               sample_weight: np.ndarray | None = None) -> None:
+    def _train(
+        self,
+        network: Network,
+        X: Any,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        early_stopping: bool,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         if sample_weight is not None:
             # Weight 0 means "not in the data": such rows are dropped, so they draw no batch slot either.
             keep = sample_weight > 0
@@ -527,22 +685,47 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
                 X, y, sample_weight = X[keep], y[keep], sample_weight[keep]
         validation = None
         if early_stopping:
-            X, y, sample_weight, validation = self._split_validation(X, y, sample_weight)
-            stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="max",
-                                    best=self.best_validation_score_, monitor="validation score")
+            X, y, sample_weight, validation = self._split_validation(
+                X, y, sample_weight
+            )
+            stopping = StoppingRule(
+                self.n_iter_no_change,
+                self.tol,
+                mode="max",
+                best=self.best_validation_score_,
+                monitor="validation score",
+            )
         else:
-            stopping = StoppingRule(self.n_iter_no_change, self.tol, mode="min", best=self.best_loss_)
+            stopping = StoppingRule(
+                self.n_iter_no_change, self.tol, mode="min", best=self.best_loss_
+            )
         report = train_network(
-            network, X, y,
-            loss=self._get_loss(), optimizer=self._optimizer,
-            train_batch=lambda xb, yb, lr, **kw: self._train_batch(network, xb, yb, lr, **kw),
-            sample_weight=sample_weight, shuffle=bool(self.shuffle),
-            learning_rate=float(self.learning_rate), schedule=get_schedule(self.lr_schedule),
-            alpha=self._l2(), batch_size=int(self.batch_size), n_epochs=epochs, rng=self._rng,
+            network,
+            X,
+            y,
+            loss=self._get_loss(),
+            optimizer=self._optimizer,
+            train_batch=lambda xb, yb, lr, **kw: self._train_batch(
+                network, xb, yb, lr, **kw
+            ),
+            sample_weight=sample_weight,
+            shuffle=bool(self.shuffle),
+            learning_rate=float(self.learning_rate),
+            schedule=get_schedule(self.lr_schedule),
+            alpha=self._l2(),
+            batch_size=int(self.batch_size),
+            n_epochs=epochs,
+            rng=self._rng,
             lr_factor=float(getattr(self, "_lr_factor", 1.0)),
-            start_epoch=self.n_iter_, augmenter=get_augmenter(self.augment), validation=validation,
-            stopping=stopping, verbose=int(self.verbose), name=type(self).__name__,
-            callbacks=fit_callbacks(self, lambda snap, weights: setattr(snap, "network_weights_", weights)),
+            start_epoch=self.n_iter_,
+            augmenter=get_augmenter(self.augment),
+            validation=validation,
+            stopping=stopping,
+            verbose=int(self.verbose),
+            name=type(self).__name__,
+            callbacks=fit_callbacks(
+                self, lambda snap, weights: setattr(snap, "network_weights_", weights)
+            ),
         )
         for row in report.history:
             self.loss_curve_.append(row["loss"])
@@ -551,7 +734,9 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         self.history_.extend(report.history)
         self.n_iter_ += report.n_epochs
         if early_stopping:
-            self.best_validation_score_ = max(self.best_validation_score_, stopping.best)
+            self.best_validation_score_ = max(
+                self.best_validation_score_, stopping.best
+            )
             self.best_loss_ = None
         else:
             self.best_loss_ = min(self.best_loss_, stopping.best)
@@ -561,9 +746,15 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         self._warn_if_not_converged(report, stopping, epochs)
         self._warn_if_chance_level(report, y)
 
-    def _warn_if_not_converged(self, report: Any, stopping: StoppingRule, epochs: int) -> None:
+    def _warn_if_not_converged(
+        self, report: Any, stopping: StoppingRule, epochs: int
+    ) -> None:
         """max_iter reached while the stopping rule would have gone on: warn as MLPClassifier does."""
-        if report.stop_reason == "max_iter" and epochs > 1 and math.isfinite(stopping.patience):
+        if (
+            report.stop_reason == "max_iter"
+            and epochs > 1
+            and math.isfinite(stopping.patience)
+        ):
             warnings.warn(
                 f"{type(self).__name__}: max_iter={epochs} reached and the optimization hasn't converged "
                 f"yet (the {stopping.monitor} had not stopped improving by tol={self.tol:g}). Increase "

@@ -20,8 +20,10 @@ import scipy.sparse as sp
 
 __all__ = ["split_image_input", "resolve_input_shape"]
 
-_HOW = ("Set input_shape=(channels, height, width), e.g. input_shape=(1, 28, 28) for MNIST, "
-        "or pass X as a 4-D array (n_samples, channels, height, width)")
+_HOW = (
+    "Set input_shape=(channels, height, width), e.g. input_shape=(1, 28, 28) for MNIST, "
+    "or pass X as a 4-D array (n_samples, channels, height, width)"
+)
 
 
 def split_image_input(X: Any) -> tuple[Any, tuple[int, ...] | None]:
@@ -44,8 +46,14 @@ def split_image_input(X: Any) -> tuple[Any, tuple[int, ...] | None]:
     return X, None
 
 
-def resolve_input_shape(input_shape: Any, n_features: int, image_shape: tuple[int, ...] | None, *,
-                        spatial: bool = True, signals: bool = False) -> tuple[int, ...]:
+def resolve_input_shape(
+    input_shape: Any,
+    n_features: int,
+    image_shape: tuple[int, ...] | None,
+    *,
+    spatial: bool = True,
+    signals: bool = False,
+) -> tuple[int, ...]:
     """The shape of one sample, by the module's rule.
 
     Parameters
@@ -64,13 +72,20 @@ def resolve_input_shape(input_shape: Any, n_features: int, image_shape: tuple[in
     if input_shape is not None:
         lengths = (1, 2, 3) if not spatial else (2, 3)
         try:
-            ok = all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in input_shape)
+            ok = all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                for s in input_shape
+            )
             shape = tuple(int(s) for s in input_shape)
         except (TypeError, ValueError):
             ok = False
         if not ok or len(shape) not in lengths or min(shape) < 1:
-            forms = "(channels, height, width) or (height, width)" + (" or (n_features,)" if not spatial else "")
-            raise ValueError(f"input_shape must be {forms} with positive ints. Received: input_shape={input_shape!r}")
+            forms = "(channels, height, width) or (height, width)" + (
+                " or (n_features,)" if not spatial else ""
+            )
+            raise ValueError(
+                f"input_shape must be {forms} with positive ints. Received: input_shape={input_shape!r}"
+            )
         if len(shape) == 2:
             shape = (1, *shape)
         if math.prod(shape) != n_features:
@@ -79,7 +94,9 @@ def resolve_input_shape(input_shape: Any, n_features: int, image_shape: tuple[in
                 f"{n_features} features. Received: input_shape={input_shape!r}"
             )
         if image_shape is not None and image_shape != shape:
-            raise ValueError(f"X has images of shape {image_shape}, which disagrees with input_shape={input_shape!r}.")
+            raise ValueError(
+                f"X has images of shape {image_shape}, which disagrees with input_shape={input_shape!r}."
+            )
         return shape
     if image_shape is not None:
         return image_shape

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
@@ -20,7 +20,10 @@ from sklearn.utils.validation import column_or_1d
 from ..models.engine import ChanceLevelWarning
 from ..network import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from ._cnn_base import DEFAULT_LAYERS, BaseCNN, TrainingInterrupted
-from ._images import split_image_input
+
+if TYPE_CHECKING:  # annotations only
+    from ..optimizers import Optimizer, Schedule
+    from ..pretrain.base import Pretrainer
 
 __all__ = ["CNNClassifier", "CNNRegressor", "DEFAULT_LAYERS", "TrainingInterrupted"]
 
@@ -295,7 +298,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         return tags
 
     # ---------------------------------------------------------------- targets
-    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+    def _prepare_targets(
+        self, y: Any, *, first: bool, classes: Any = None
+    ) -> np.ndarray:
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -312,13 +317,21 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"indicator matrix of that many columns. Received: y.shape={y.shape}"
             )
         # Semi-supervised use (see _prepare_semi_supervised_targets): only with a pretrainer.
-        unlabelled = _unlabelled_rows(y) if self.pretrainer is not None and self._marks_unlabelled else None
+        unlabelled = (
+            _unlabelled_rows(y)
+            if self.pretrainer is not None and self._marks_unlabelled
+            else None
+        )
         if unlabelled is not None:
-            return self._prepare_semi_supervised_targets(y, unlabelled, first=first, classes=classes)
+            return self._prepare_semi_supervised_targets(
+                y, unlabelled, first=first, classes=classes
+            )
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
-            raise ValueError(f"CNNClassifier needs binary or multi-class targets. Received: y of type {kind!r}")
+            raise ValueError(
+                f"CNNClassifier needs binary or multi-class targets. Received: y of type {kind!r}"
+            )
         if classes is not None:
             classes = unique_labels(np.asarray(classes))
             if not first and not np.array_equal(classes, self.classes_):
@@ -331,11 +344,19 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             self.out_activation_ = "softmax"
         missing = np.setdiff1d(unique_labels(y), self.classes_)
         if missing.size:
-            where = "classes" if first else "the classes of the first fit (warm_start and partial_fit keep them)"
-            raise ValueError(f"y holds labels that are not in {where}: {self.classes_}. Received: labels {missing}")
+            where = (
+                "classes"
+                if first
+                else "the classes of the first fit (warm_start and partial_fit keep them)"
+            )
+            raise ValueError(
+                f"y holds labels that are not in {where}: {self.classes_}. Received: labels {missing}"
+            )
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
-    def _prepare_multilabel_targets(self, y: np.ndarray, *, first: bool, classes: Any = None) -> np.ndarray:
+    def _prepare_multilabel_targets(
+        self, y: np.ndarray, *, first: bool, classes: Any = None
+    ) -> np.ndarray:
         """A 2-D binary indicator ``y`` (multilabel, as ``type_of_target`` says) as float 0/1 targets."""
         kind = type_of_target(y)
         if kind != "multilabel-indicator":
@@ -344,7 +365,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"sklearn.utils.multiclass.type_of_target says). Received: y of type {kind!r} and shape {y.shape}"
             )
         n_labels = int(y.shape[1])
-        if classes is not None and not np.array_equal(np.asarray(classes), np.arange(n_labels)):
+        if classes is not None and not np.array_equal(
+            np.asarray(classes), np.arange(n_labels)
+        ):
             raise ValueError(
                 f"With multilabel y, classes must be the label indices 0..{n_labels - 1} (as MLPClassifier's "
                 f"classes_). Received: classes={classes!r}"
@@ -352,7 +375,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         if first:
             self.classes_ = np.arange(n_labels)
             self.out_activation_ = "logistic"
-        elif getattr(self, "out_activation_", "softmax") != "logistic" or n_labels != len(self.classes_):
+        elif getattr(
+            self, "out_activation_", "softmax"
+        ) != "logistic" or n_labels != len(self.classes_):
             raise ValueError(
                 "y does not match the targets of the first fit (warm_start and partial_fit keep them): "
                 f"{'multilabel with ' + str(len(self.classes_)) + ' labels' if getattr(self, 'out_activation_', 'softmax') == 'logistic' else 'one column of class labels'}. "
@@ -362,9 +387,15 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     def _get_loss(self) -> Any:
         """Softmax cross-entropy, or binary cross-entropy per label for multilabel targets."""
-        return _MULTILABEL_LOSS if getattr(self, "out_activation_", "softmax") == "logistic" else self._loss
+        return (
+            _MULTILABEL_LOSS
+            if getattr(self, "out_activation_", "softmax") == "logistic"
+            else self._loss
+        )
 
-    def _sample_weight(self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool) -> np.ndarray | None:
+    def _sample_weight(
+        self, sample_weight: Any, y: np.ndarray, n: int, *, incremental: bool
+    ) -> np.ndarray | None:
         """The sample weights times the class weights (``class_weight``), as scikit-learn's linear models."""
         weights = super()._sample_weight(sample_weight, y, n, incremental=incremental)
         if self.class_weight is None:
@@ -384,17 +415,27 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 )
             present = np.unique(y[labelled])
             per_class = np.ones(len(self.classes_))
-            per_class[present] = compute_class_weight("balanced", classes=present, y=y[labelled])
+            per_class[present] = compute_class_weight(
+                "balanced", classes=present, y=y[labelled]
+            )
         else:
-            unknown = [key for key in self.class_weight if key not in set(self.classes_.tolist())]
+            unknown = [
+                key
+                for key in self.class_weight
+                if key not in set(self.classes_.tolist())
+            ]
             if unknown:
                 raise ValueError(
                     f"class_weight names labels that are not classes ({list(self.classes_)}). "
                     f"Received: class_weight keys {unknown}"
                 )
-            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+            per_class = np.array(
+                [float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()]
+            )
             if not np.all(np.isfinite(per_class)) or np.any(per_class < 0):
-                raise ValueError(f"class_weight values must be finite and >= 0. Received: class_weight={self.class_weight!r}")
+                raise ValueError(
+                    f"class_weight values must be finite and >= 0. Received: class_weight={self.class_weight!r}"
+                )
         factor = np.ones(n)
         factor[labelled] = per_class[y[labelled]]
         return factor if weights is None else weights * factor
@@ -424,7 +465,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 f"Received: {y.shape[0]} samples, all with y=-1"
             )
         encoded = np.full(y.shape[0], -1, dtype=np.int64)
-        encoded[~unlabelled] = self._prepare_targets(y[~unlabelled], first=first, classes=classes)
+        encoded[~unlabelled] = self._prepare_targets(
+            y[~unlabelled], first=first, classes=classes
+        )
         if len(self.classes_) < 2:
             raise ValueError(
                 "The labelled samples hold a single class. Note that y == -1 marks unlabelled samples (as in "
@@ -433,14 +476,31 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             )
         return encoded
 
-    def _train(self, network: Any, X: Any, y: np.ndarray, *, epochs: int, early_stopping: bool,
-               sample_weight: np.ndarray | None = None) -> None:
+    def _train(
+        self,
+        network: Any,
+        X: Any,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        early_stopping: bool,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         if y.ndim == 1:
             labelled = y >= 0  # encoded targets: -1 only for unlabelled rows
             if not labelled.all():
                 X, y = X[labelled], y[labelled]
-                sample_weight = sample_weight[labelled] if sample_weight is not None else None
-        super()._train(network, X, y, epochs=epochs, early_stopping=early_stopping, sample_weight=sample_weight)
+                sample_weight = (
+                    sample_weight[labelled] if sample_weight is not None else None
+                )
+        super()._train(
+            network,
+            X,
+            y,
+            epochs=epochs,
+            early_stopping=early_stopping,
+            sample_weight=sample_weight,
+        )
 
     def _n_outputs(self) -> int:
         return len(self.classes_)
@@ -449,12 +509,19 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         """Warn when the training loss sat at that of predicting the class frequencies all fit long."""
         if report.n_epochs < 2 or len(self.classes_) < 2 or y.ndim != 1:
             return
-        prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(int((y >= 0).sum()), 1)
+        prior = np.bincount(y[y >= 0], minlength=len(self.classes_)) / max(
+            int((y >= 0).sum()), 1
+        )
         chance = float(-(prior[prior > 0] * np.log(prior[prior > 0])).sum())
-        curve = report.data_losses  # without the weight-decay penalty, which chance does not pay
+        curve = (
+            report.data_losses
+        )  # without the weight-decay penalty, which chance does not pay
         final = curve[-1]
         # Stuck, not merely early: at the class-frequency loss and not moving off it.
-        if final >= chance - max(0.01 * chance, 1e-3) and curve[0] - final < 0.01 * chance:
+        if (
+            final >= chance - max(0.01 * chance, 1e-3)
+            and curve[0] - final < 0.01 * chance
+        ):
             warnings.warn(
                 f"{type(self).__name__}: the training loss ended at {final:.4g}, no better than predicting "
                 f"the class frequencies ({chance:.4g}): the model learned nothing. Check that the input is "
@@ -464,7 +531,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
                 stacklevel=8,
             )
 
-    def _validation_score(self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None) -> float:
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None
+    ) -> float:
         # Accuracy; for multilabel targets the subset accuracy (every label right), as score() is.
         if y_true.ndim == 2:
             correct = ((output > 0) == (y_true > 0.5)).all(axis=1)
@@ -474,7 +543,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
 
     # --------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> CNNClassifier:
         """Train the network on ``X`` and ``y``.
 
         Parameters
@@ -501,7 +570,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "CNNClassifier":
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> CNNClassifier:
         """Run one epoch over ``X`` and ``y``, continuing from the current weights.
 
         Parameters
@@ -522,9 +593,17 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         self : CNNClassifier
             The updated estimator.
         """
-        if not hasattr(self, "network_weights_") and classes is None and np.ndim(y) != 2:
-            raise ValueError("classes must be passed on the first call to partial_fit. Received: classes=None")
-        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
+        if (
+            not hasattr(self, "network_weights_")
+            and classes is None
+            and np.ndim(y) != 2
+        ):
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit. Received: classes=None"
+            )
+        return self._fit(
+            X, y, incremental=True, classes=classes, sample_weight=sample_weight
+        )
 
     # ------------------------------------------------------------ prediction
     def decision_function(self, X: Any) -> np.ndarray:
@@ -541,7 +620,10 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             ``logit[:, 1] - logit[:, 0]`` for binary problems, else the logits.
         """
         logits = self._forward(X)
-        if logits.shape[1] == 2 and getattr(self, "out_activation_", "softmax") != "logistic":
+        if (
+            logits.shape[1] == 2
+            and getattr(self, "out_activation_", "softmax") != "logistic"
+        ):
             return logits[:, 1] - logits[:, 0]
         return logits
 
@@ -562,7 +644,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         if getattr(self, "out_activation_", "softmax") == "logistic":
             return -np.logaddexp(0.0, -logits)  # log sigmoid, per label
         ops = self._get_network().ops
-        return np.asarray(ops.to_numpy(ops.log_softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
+        return np.asarray(
+            ops.to_numpy(ops.log_softmax(ops.asarray(logits), axis=1)), dtype=np.float64
+        )
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits).
@@ -581,8 +665,12 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         logits = self._forward(X).astype(np.float64)
         ops = self._get_network().ops
         if getattr(self, "out_activation_", "softmax") == "logistic":
-            return np.asarray(ops.to_numpy(ops.sigmoid(ops.asarray(logits))), dtype=np.float64)
-        return np.asarray(ops.to_numpy(ops.softmax(ops.asarray(logits), axis=1)), dtype=np.float64)
+            return np.asarray(
+                ops.to_numpy(ops.sigmoid(ops.asarray(logits))), dtype=np.float64
+            )
+        return np.asarray(
+            ops.to_numpy(ops.softmax(ops.asarray(logits), axis=1)), dtype=np.float64
+        )
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each sample.
@@ -600,7 +688,9 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         """
         logits = self._forward(X)  # checks that the model is fitted first
         if getattr(self, "out_activation_", "softmax") == "logistic":
-            return (logits > 0).astype(np.int64)  # each label whose probability passes 1/2
+            return (logits > 0).astype(
+                np.int64
+            )  # each label whose probability passes 1/2
         return self.classes_[logits.argmax(axis=1)]
 
 
@@ -648,9 +738,16 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         tags.target_tags.single_output = True
         return tags
 
-    def _prepare_targets(self, y: Any, *, first: bool, classes: Any = None) -> np.ndarray:
+    def _prepare_targets(
+        self, y: Any, *, first: bool, classes: Any = None
+    ) -> np.ndarray:
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biu" and type_of_target(y) == "multilabel-indicator":
+        if (
+            y.ndim == 2
+            and y.shape[1] > 1
+            and y.dtype.kind in "biu"
+            and type_of_target(y) == "multilabel-indicator"
+        ):
             raise ValueError(
                 "y is a multilabel indicator matrix (2-D 0/1 integers), a classification target: use "
                 "CNNClassifier for multilabel classification, or pass y as floats to regress on 0/1 values. "
@@ -671,11 +768,13 @@ class CNNRegressor(RegressorMixin, BaseCNN):
     def _n_outputs(self) -> int:
         return self.n_outputs_
 
-    def _validation_score(self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None) -> float:
+    def _validation_score(
+        self, y_true: np.ndarray, output: np.ndarray, sample_weight: Any = None
+    ) -> float:
         return float(r2_score(y_true, output, sample_weight=sample_weight))
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNRegressor":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> CNNRegressor:
         """Train the network on ``X`` and ``y``.
 
         Parameters
@@ -695,7 +794,7 @@ class CNNRegressor(RegressorMixin, BaseCNN):
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "CNNRegressor":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> CNNRegressor:
         """Run one epoch over ``X`` and ``y``, continuing from the current weights.
 
         Parameters

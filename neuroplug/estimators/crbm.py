@@ -17,10 +17,10 @@ only.
 from __future__ import annotations
 
 import copy
-
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import (
@@ -68,20 +68,26 @@ def _check_visible_data(X: np.ndarray, visible: str) -> None:
         )
 
 
-class _ConvBase(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _ConvBase(
+    EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Validation shared by :class:`ConvRBM` and :class:`ConvDBN`."""
 
     def _validate_images(self, X: Any, *, reset: bool) -> np.ndarray:
         """Validated 4-D image array of the fit dtype; sets the input attributes when ``reset``."""
         X, image_shape = split_image_input(X)
         if reset:
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            dtype: Any = (
+                [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            )
         else:
             dtype = np.dtype(self.dtype_)
         X = validate_data(self, X, reset=reset, dtype=dtype)
         if reset:
             self.dtype_ = X.dtype.name
-            self.input_shape_ = resolve_input_shape(self.input_shape, X.shape[1], image_shape, signals=True)
+            self.input_shape_ = resolve_input_shape(
+                self.input_shape, X.shape[1], image_shape, signals=True
+            )
         elif image_shape is not None and image_shape != self.input_shape_:
             raise ValueError(
                 f"X has images of shape {image_shape} but the model was fitted on {self.input_shape_}. "
@@ -90,7 +96,9 @@ class _ConvBase(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
         return np.ascontiguousarray(X.reshape(X.shape[0], *self.input_shape_))
 
     def _get_ops(self, *, fitted: bool = False) -> Ops:
-        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
+        return resolve_ops(
+            self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__
+        )
 
     @property
     def _n_features_out(self) -> int:
@@ -124,7 +132,9 @@ _COMMON_CONSTRAINTS: dict = {
 # ConvRBM
 # ---------------------------------------------------------------------------
 def _apply_crbm_state(estimator: Any, state: tuple) -> None:
-    estimator.components_, estimator.intercept_hidden_, estimator.intercept_visible_ = state
+    estimator.components_, estimator.intercept_hidden_, estimator.intercept_visible_ = (
+        state
+    )
 
 
 class ConvRBM(RenamedCurveMixin, _ConvBase):
@@ -249,12 +259,19 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
 
     _parameter_constraints: dict = {
         "filters": [Interval(numbers.Integral, 1, None, closed="left")],
-        "kernel_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
+        "kernel_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            tuple,
+            list,
+        ],
         "pool_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "sparsity_target": [Interval(numbers.Real, 0, 1, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-        "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"deprecated"})],
+        "n_iter": [
+            Interval(numbers.Integral, 0, None, closed="left"),
+            StrOptions({"deprecated"}),
+        ],
         **_COMMON_CONSTRAINTS,
     }
 
@@ -306,7 +323,7 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self.n_iter = n_iter
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None) -> "ConvRBM":
+    def fit(self, X: Any, y: Any = None) -> ConvRBM:
         """Learn the filters from the images ``X`` by CD-k.
 
         Parameters
@@ -325,11 +342,13 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
             X = self._validate_images(X, reset=True)
             kernel = normalize_pair(self.kernel_size, "kernel_size")
             pool = normalize_pair(self.pool_size, "pool_size")
-            self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops())
+            self._fit_images(
+                X, kernel, pool, check_random_state(self.random_state), self._get_ops()
+            )
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None) -> "ConvRBM":
+    def partial_fit(self, X: Any, y: Any = None) -> ConvRBM:
         """Run one epoch of CD-k over the images ``X``, initialising the filters on the first call.
 
         Filters, biases, momentum buffers and the shuffling stream carry
@@ -352,13 +371,27 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
             X = self._validate_images(X, reset=first)
             kernel = normalize_pair(self.kernel_size, "kernel_size")
             pool = normalize_pair(self.pool_size, "pool_size")
-            self._fit_images(X, kernel, pool, check_random_state(self.random_state), self._get_ops(),
-                             incremental=True)
+            self._fit_images(
+                X,
+                kernel,
+                pool,
+                check_random_state(self.random_state),
+                self._get_ops(),
+                incremental=True,
+            )
         return self
 
-    def _fit_images(self, X: np.ndarray, kernel: tuple[int, int], pool: tuple[int, int],
-                    random_state: np.random.RandomState, ops: Ops, desc: str = "ConvRBM", *,
-                    incremental: bool = False) -> None:
+    def _fit_images(
+        self,
+        X: np.ndarray,
+        kernel: tuple[int, int],
+        pool: tuple[int, int],
+        random_state: np.random.RandomState,
+        ops: Ops,
+        desc: str = "ConvRBM",
+        *,
+        incremental: bool = False,
+    ) -> None:
         """Train on validated 4-D images (also the per-layer step of :class:`ConvDBN`).
 
         With ``incremental``, a fitted model runs one more epoch from its
@@ -373,11 +406,24 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         _check_visible_data(X, self.visible)
         if incremental and hasattr(self, "components_"):
             if (int(c), int(h), int(w)) != tuple(self.input_shape_):
-                raise ValueError(f"X has images of shape {(c, h, w)} but the model was fitted on "
-                                 f"{self.input_shape_}. Received: X.shape={X.shape}")
+                raise ValueError(
+                    f"X has images of shape {(c, h, w)} but the model was fitted on "
+                    f"{self.input_shape_}. Received: X.shape={X.shape}"
+                )
             velocity = getattr(self, "_velocity", None) or tuple(
-                np.zeros_like(a) for a in (self.components_, self.intercept_hidden_, self.intercept_visible_))
-            init_state = (self.components_, self.intercept_hidden_, self.intercept_visible_, *velocity)
+                np.zeros_like(a)
+                for a in (
+                    self.components_,
+                    self.intercept_hidden_,
+                    self.intercept_visible_,
+                )
+            )
+            init_state = (
+                self.components_,
+                self.intercept_hidden_,
+                self.intercept_visible_,
+                *velocity,
+            )
             rng = self._rng
         else:
             init_state = None
@@ -390,12 +436,26 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         self.output_shape_ = (int(self.filters), *Ops.crbm_pool_shape((oh, ow), pool))
         self.pool_size_ = pool
         W, bh, bv, report = train_crbm(
-            X, filters=int(self.filters), kernel_size=kernel, pool_size=pool, visible=self.visible, ops=ops,
-            rng=rng, k=int(self.k), learning_rate=float(self.learning_rate), momentum=float(self.momentum),
-            weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
-            sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size),
-            max_iter=1 if incremental else int(renamed_n_iter(self)), verbose=self.verbose, desc=desc,
-            callbacks=fit_callbacks(self, _apply_crbm_state), init_state=init_state, shuffle=bool(self.shuffle),
+            X,
+            filters=int(self.filters),
+            kernel_size=kernel,
+            pool_size=pool,
+            visible=self.visible,
+            ops=ops,
+            rng=rng,
+            k=int(self.k),
+            learning_rate=float(self.learning_rate),
+            momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay),
+            sparsity_target=float(self.sparsity_target),
+            sparsity_cost=float(self.sparsity_cost),
+            batch_size=int(self.batch_size),
+            max_iter=1 if incremental else int(renamed_n_iter(self)),
+            verbose=self.verbose,
+            desc=desc,
+            callbacks=fit_callbacks(self, _apply_crbm_state),
+            init_state=init_state,
+            shuffle=bool(self.shuffle),
             start_epoch=self.n_iter_,
         )
         self.components_, self.intercept_hidden_, self.intercept_visible_ = W, bh, bv
@@ -409,8 +469,17 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
     _curve_display = ("reconstruction error", 1.0)
     _old_curve = ("reconstruction_errors_", 1.0)
 
-    def _transform_images(self, X: np.ndarray, ops: Ops, *, hidden: bool = False) -> np.ndarray:
-        return crbm_pool_output(ops, X, self.components_, self.intercept_hidden_, self.pool_size_, hidden=hidden)
+    def _transform_images(
+        self, X: np.ndarray, ops: Ops, *, hidden: bool = False
+    ) -> np.ndarray:
+        return crbm_pool_output(
+            ops,
+            X,
+            self.components_,
+            self.intercept_hidden_,
+            self.pool_size_,
+            hidden=hidden,
+        )
 
     def transform(self, X: Any) -> np.ndarray:
         """Pooling-layer probabilities ``P(p_block = 1 | v)``, flattened.
@@ -427,7 +496,9 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         """
         check_is_fitted(self, "components_")
         X = self._validate_images(X, reset=False)
-        return self._transform_images(X, self._get_ops(fitted=True)).reshape(X.shape[0], -1)
+        return self._transform_images(X, self._get_ops(fitted=True)).reshape(
+            X.shape[0], -1
+        )
 
     def hidden_probabilities(self, X: Any) -> np.ndarray:
         """Detection-layer probabilities ``P(h = 1 | v)`` as ``(n, filters, out_h, out_w)``.
@@ -462,11 +533,23 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         check_is_fitted(self, "components_")
         X = self._validate_images(X, reset=False)
         ops = self._get_ops(fitted=True)
-        W, bh, bv = (ops.asarray(a) for a in (self.components_, self.intercept_hidden_, self.intercept_visible_))
+        W, bh, bv = (
+            ops.asarray(a)
+            for a in (self.components_, self.intercept_hidden_, self.intercept_visible_)
+        )
         out = [
-            np.asarray(ops.to_numpy(ops.crbm_free_energy(
-                ops.asarray(X[s:s + _TRANSFORM_BATCH]), W, bh, bv, pool_size=self.pool_size_, visible=self.visible,
-            )))
+            np.asarray(
+                ops.to_numpy(
+                    ops.crbm_free_energy(
+                        ops.asarray(X[s : s + _TRANSFORM_BATCH]),
+                        W,
+                        bh,
+                        bv,
+                        pool_size=self.pool_size_,
+                        visible=self.visible,
+                    )
+                )
+            )
             for s in range(0, X.shape[0], _TRANSFORM_BATCH)
         ]
         return np.concatenate(out)
@@ -490,12 +573,22 @@ class ConvRBM(RenamedCurveMixin, _ConvBase):
         ops = self._get_ops(fitted=True)
         H = self._transform_images(X, ops, hidden=True)
         W, bv = ops.asarray(self.components_), ops.asarray(self.intercept_visible_)
-        out = np.concatenate([
-            np.asarray(ops.to_numpy(ops.crbm_visible_means(
-                ops.asarray(H[s:s + _TRANSFORM_BATCH]), W, bv, X[s:s + _TRANSFORM_BATCH].shape, self.visible,
-            )))
-            for s in range(0, X.shape[0], _TRANSFORM_BATCH)
-        ])
+        out = np.concatenate(
+            [
+                np.asarray(
+                    ops.to_numpy(
+                        ops.crbm_visible_means(
+                            ops.asarray(H[s : s + _TRANSFORM_BATCH]),
+                            W,
+                            bv,
+                            X[s : s + _TRANSFORM_BATCH].shape,
+                            self.visible,
+                        )
+                    )
+                )
+                for s in range(0, X.shape[0], _TRANSFORM_BATCH)
+            ]
+        )
         return out.reshape(X.shape[0], -1) if flat else out
 
 
@@ -607,12 +700,29 @@ class ConvDBN(_ConvBase):
 
     _parameter_constraints: dict = {
         "filters": [tuple, list],
-        "kernel_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
+        "kernel_size": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            tuple,
+            list,
+        ],
         "pool_size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), tuple, list],
-        "sparsity_target": [Interval(numbers.Real, 0, 1, closed="neither"), tuple, list],
+        "learning_rate": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            tuple,
+            list,
+        ],
+        "sparsity_target": [
+            Interval(numbers.Real, 0, 1, closed="neither"),
+            tuple,
+            list,
+        ],
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left"), tuple, list],
-        "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), tuple, list, StrOptions({"deprecated"})],
+        "n_iter": [
+            Interval(numbers.Integral, 0, None, closed="left"),
+            tuple,
+            list,
+            StrOptions({"deprecated"}),
+        ],
         **_COMMON_CONSTRAINTS,
     }
 
@@ -666,7 +776,9 @@ class ConvDBN(_ConvBase):
     def _layer_rbms(self) -> list[ConvRBM]:
         """Unfitted ConvRBMs, one per layer, with the per-layer hyper-parameters resolved."""
         if len(self.filters) < 1:
-            raise ValueError(f"filters must name at least one layer. Received: filters={self.filters!r}")
+            raise ValueError(
+                f"filters must name at least one layer. Received: filters={self.filters!r}"
+            )
         n = len(self.filters)
         per_layer = {
             name: _per_layer(getattr(self, name), n, name)
@@ -676,20 +788,31 @@ class ConvDBN(_ConvBase):
         rbms = []
         for i, f in enumerate(self.filters):
             if not isinstance(f, numbers.Integral) or isinstance(f, bool) or f < 1:
-                raise ValueError(f"filters must hold positive ints. Received: filters={self.filters!r}")
+                raise ValueError(
+                    f"filters must hold positive ints. Received: filters={self.filters!r}"
+                )
             params = {name: values[i] for name, values in per_layer.items()}
             rbm = ConvRBM(
-                int(f), visible=self.visible if i == 0 else "bernoulli", k=self.k, momentum=self.momentum,
-                weight_decay=self.weight_decay, sparsity_cost=self.sparsity_cost, batch_size=self.batch_size,
-                shuffle=self.shuffle, backend=self.backend, n_threads=self.n_threads, verbose=self.verbose,
-                callbacks=self.callbacks, **params,
+                int(f),
+                visible=self.visible if i == 0 else "bernoulli",
+                k=self.k,
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+                sparsity_cost=self.sparsity_cost,
+                batch_size=self.batch_size,
+                shuffle=self.shuffle,
+                backend=self.backend,
+                n_threads=self.n_threads,
+                verbose=self.verbose,
+                callbacks=self.callbacks,
+                **params,
             )
             rbm._validate_params()  # per-layer values get ConvRBM's own checks and messages
             rbms.append(rbm)
         return rbms
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None) -> "ConvDBN":
+    def fit(self, X: Any, y: Any = None) -> ConvDBN:
         """Train the layers greedily, bottom first, on the images ``X``.
 
         Parameters
@@ -712,7 +835,7 @@ class ConvDBN(_ConvBase):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None) -> "ConvDBN":
+    def partial_fit(self, X: Any, y: Any = None) -> ConvDBN:
         """One epoch of CD-k for every layer on the images ``X``, bottom first (initialising on the first call).
 
         Greedy layer-wise, online, as :meth:`DBN.partial_fit`: the first
@@ -733,14 +856,23 @@ class ConvDBN(_ConvBase):
         """
         first = not hasattr(self, "rbms_")
         # Copies of the fitted layers: a failed call leaves the fitted ones as they were.
-        rbms = self._layer_rbms() if first else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        rbms = (
+            self._layer_rbms() if first else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        )
         with fit_transaction(self), training_session() as (stop, owner):
             self._fit_layers(X, rbms, incremental=True, reset=first)
         if owner and stop.requested:
             warn_interrupted(type(self).__name__, self.n_iter_, stacklevel=3)
         return self
 
-    def _fit_layers(self, X: Any, rbms: list[ConvRBM], *, incremental: bool = False, reset: bool = True) -> None:
+    def _fit_layers(
+        self,
+        X: Any,
+        rbms: list[ConvRBM],
+        *,
+        incremental: bool = False,
+        reset: bool = True,
+    ) -> None:
         X = self._validate_images(X, reset=reset)
         random_state = check_random_state(self.random_state)
         ops = self._get_ops()
@@ -754,8 +886,15 @@ class ConvDBN(_ConvBase):
                     f"(the pooling output of layer {i}). Received: kernel_size={self.kernel_size!r}"
                 )
             rbm.dtype = self.dtype_
-            rbm._fit_images(data, kernel, pool, random_state, ops, desc=f"ConvDBN layer {i + 1}",
-                            incremental=incremental)
+            rbm._fit_images(
+                data,
+                kernel,
+                pool,
+                random_state,
+                ops,
+                desc=f"ConvDBN layer {i + 1}",
+                incremental=incremental,
+            )
             rbm.n_features_in_ = math.prod(data.shape[1:])
             rbm.dtype_ = self.dtype_
             if i + 1 < len(rbms):

@@ -14,9 +14,9 @@ output by back-propagation, as :class:`~neuroplug.estimators.CNNClassifier`.
 from __future__ import annotations
 
 import copy
-
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.base import (
@@ -41,15 +41,23 @@ from ._base import (
     fit_transaction,
     resolve_ops,
 )
-from ._cnn_base import BaseCNN
 from .cnn import CNNClassifier
 from .rbm import RBM
 
 __all__ = ["DBN", "DBNClassifier"]
 
 # Hyper-parameters that layer_params may set per layer.
-_LAYER_KEYS = ("k", "persistent", "sample_visible", "learning_rate", "momentum", "weight_decay", "batch_size",
-               "max_iter", "shuffle")
+_LAYER_KEYS = (
+    "k",
+    "persistent",
+    "sample_visible",
+    "learning_rate",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "max_iter",
+    "shuffle",
+)
 
 
 def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
@@ -63,7 +71,9 @@ def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
         return [{} for _ in range(n_layers)]
     if isinstance(layer_params, dict):
         per_layer = [dict(layer_params) for _ in range(n_layers)]
-    elif isinstance(layer_params, (list, tuple)) and all(isinstance(d, dict) or d is None for d in layer_params):
+    elif isinstance(layer_params, (list, tuple)) and all(
+        isinstance(d, dict) or d is None for d in layer_params
+    ):
         if len(layer_params) != n_layers:
             raise ValueError(
                 f"layer_params must hold one dict per hidden layer ({n_layers}). "
@@ -85,7 +95,9 @@ def _check_layer_params(layer_params: Any, n_layers: int) -> list[dict]:
     return per_layer
 
 
-class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DBN(
+    EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Deep belief net: a greedily trained stack of RBMs (transformer and generative model).
 
     The first RBM is trained on the data; every next RBM on the hidden-unit
@@ -179,7 +191,10 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
         "visible": [StrOptions({"bernoulli", "gaussian"})],
         "k": [Interval(numbers.Integral, 1, None, closed="left")],
         "persistent": ["boolean"],
@@ -249,12 +264,20 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             params = {key: getattr(self, key) for key in _LAYER_KEYS}
             visible = self.visible if i == 0 else "bernoulli"
             if visible != "bernoulli":
-                params["sample_visible"] = False  # the shared setting is for Bernoulli units
+                params["sample_visible"] = (
+                    False  # the shared setting is for Bernoulli units
+                )
             params.update(extra)
             rbm = RBM(
-                n_components=n_units, visible=visible,
-                backend=self.backend, n_threads=self.n_threads, dtype=self.dtype_,
-                random_state=rs.randint(2**31 - 1), verbose=self.verbose, callbacks=self.callbacks, **params,
+                n_components=n_units,
+                visible=visible,
+                backend=self.backend,
+                n_threads=self.n_threads,
+                dtype=self.dtype_,
+                random_state=rs.randint(2**31 - 1),
+                verbose=self.verbose,
+                callbacks=self.callbacks,
+                **params,
             )
             # Validated here: inside this fit, scikit-learn skips the nested RBM's own check.
             rbm._validate_params()
@@ -264,11 +287,20 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _validate(self, X: Any, *, reset: bool) -> Any:
         if reset:
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            dtype: Any = (
+                [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            )
         else:
             dtype = np.dtype(self.dtype_)
-        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
-                          accept_large_sparse=False)
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=dtype,
+            order="C",
+            accept_sparse=["csr"],
+            accept_large_sparse=False,
+        )
         if reset:
             self.dtype_ = X.dtype.name
         return X
@@ -280,7 +312,11 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         X = self._validate(X, reset=first)
         # Copies of the fitted layers: a failed call leaves the fitted ones as they were.
-        rbms = self._layer_rbms(sizes) if first else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        rbms = (
+            self._layer_rbms(sizes)
+            if first
+            else [copy.deepcopy(rbm) for rbm in self.rbms_]
+        )
         inputs = X
         for i, rbm in enumerate(rbms):
             if incremental:
@@ -293,7 +329,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.n_iter_ = int(sum(rbm.n_iter_ for rbm in rbms))
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "DBN":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> DBN:
         """Train the RBMs greedily, bottom to top.
 
         Parameters
@@ -322,7 +358,7 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "DBN":
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> DBN:
         """One epoch of CD-k for every RBM on ``X``, bottom to top (initialising the stack on the first call).
 
         Greedy layer-wise, online: the first RBM runs one epoch on ``X``
@@ -375,8 +411,14 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             X = rbm.transform(X)
         return X
 
-    def sample(self, n_samples: int = 1, *, n_steps: int = 1000, return_means: bool = False,
-               random_state: Any = None) -> np.ndarray:
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        n_steps: int = 1000,
+        return_means: bool = False,
+        random_state: Any = None,
+    ) -> np.ndarray:
         """Generate data: Gibbs sampling in the top RBM, then a down pass.
 
         ``n_steps`` Gibbs steps in the top RBM give a sample of its visible
@@ -400,16 +442,23 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         X : ndarray of shape (n_samples, n_features_in)
         """
         check_is_fitted(self, "rbms_")
-        rs = check_random_state(self.random_state if random_state is None else random_state)
+        rs = check_random_state(
+            self.random_state if random_state is None else random_state
+        )
         seed = int(rs.randint(2**31 - 1))
         h = self.rbms_[-1].sample(n_samples, n_steps=n_steps, random_state=seed)
-        ops = resolve_ops(self.backend, self.n_threads, fitted=True, owner=type(self).__name__)
+        ops = resolve_ops(
+            self.backend, self.n_threads, fitted=True, owner=type(self).__name__
+        )
         rng = ops.make_rng(int(rs.randint(2**31 - 1)))
         dt = np.dtype(self.dtype_)
         h = ops.asarray(h, dtype=dt)
         for i in range(len(self.rbms_) - 2, -1, -1):
             rbm = self.rbms_[i]
-            W, bv = ops.asarray(rbm.components_, dtype=dt), ops.asarray(rbm.intercept_visible_, dtype=dt)
+            W, bv = (
+                ops.asarray(rbm.components_, dtype=dt),
+                ops.asarray(rbm.intercept_visible_, dtype=dt),
+            )
             if i == 0 and return_means:
                 h = ops.rbm_visible_means(h, W, bv, rbm.visible)
             else:
@@ -417,10 +466,20 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if len(self.rbms_) == 1 and return_means:
             rbm = self.rbms_[0]
             # The top RBM is also the bottom one: one more half step to the means.
-            hid = ops.bernoulli(ops.rbm_hidden_probs(h, ops.asarray(rbm.components_, dtype=dt),
-                                                     ops.asarray(rbm.intercept_hidden_, dtype=dt)), rng)
-            h = ops.rbm_visible_means(hid, ops.asarray(rbm.components_, dtype=dt),
-                                      ops.asarray(rbm.intercept_visible_, dtype=dt), rbm.visible)
+            hid = ops.bernoulli(
+                ops.rbm_hidden_probs(
+                    h,
+                    ops.asarray(rbm.components_, dtype=dt),
+                    ops.asarray(rbm.intercept_hidden_, dtype=dt),
+                ),
+                rng,
+            )
+            h = ops.rbm_visible_means(
+                hid,
+                ops.asarray(rbm.components_, dtype=dt),
+                ops.asarray(rbm.intercept_visible_, dtype=dt),
+                rbm.visible,
+            )
         return np.array(ops.to_numpy(h), dtype=dt)
 
     def __sklearn_tags__(self) -> Any:
@@ -434,7 +493,9 @@ class DBN(EstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 # DBNClassifier
 # ---------------------------------------------------------------------------
 _INHERITED_CONSTRAINTS = {
-    key: value for key, value in CNNClassifier._parameter_constraints.items() if key not in ("layers", "pretrainer")
+    key: value
+    for key, value in CNNClassifier._parameter_constraints.items()
+    if key not in ("layers", "pretrainer")
 }
 
 
@@ -561,13 +622,19 @@ validation_scores_, best_validation_score_
 
     _parameter_constraints: dict = {
         **_INHERITED_CONSTRAINTS,
-        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrain_visible": [StrOptions({"auto", "bernoulli", "gaussian"})],
         "pretrain_k": [Interval(numbers.Integral, 1, None, closed="left")],
         "pretrain_persistent": ["boolean"],
         "pretrain_sample_visible": ["boolean"],
-        "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "pretrain_learning_rate": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "pretrain_momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrain_weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "pretrain_batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -662,8 +729,13 @@ validation_scores_, best_validation_score_
         if self.pretrain_max_iter == 0:
             return None
         return DBNPretrainer(
-            visible=self.pretrain_visible, k=self.pretrain_k, persistent=self.pretrain_persistent,
-            sample_visible=self.pretrain_sample_visible, learning_rate=self.pretrain_learning_rate,
-            momentum=self.pretrain_momentum, weight_decay=self.pretrain_weight_decay,
-            batch_size=self.pretrain_batch_size, max_iter=self.pretrain_max_iter,
+            visible=self.pretrain_visible,
+            k=self.pretrain_k,
+            persistent=self.pretrain_persistent,
+            sample_visible=self.pretrain_sample_visible,
+            learning_rate=self.pretrain_learning_rate,
+            momentum=self.pretrain_momentum,
+            weight_decay=self.pretrain_weight_decay,
+            batch_size=self.pretrain_batch_size,
+            max_iter=self.pretrain_max_iter,
         )

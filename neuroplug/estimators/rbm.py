@@ -57,7 +57,13 @@ _PL_CHUNK_ELEMENTS = 1 << 22
 _ROW_CHUNK = 4096
 
 
-class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBM(
+    EstimatorMixin,
+    RenamedCurveMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Restricted Boltzmann machine with Bernoulli or Gaussian visible units, trained by CD-k / PCD-k.
 
     Training follows Hinton's practical guide: mini-batch contrastive
@@ -284,7 +290,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
 
     # ------------------------------------------------------------- helpers
     def _get_ops(self, *, fitted: bool = False) -> Ops:
-        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
+        return resolve_ops(
+            self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__
+        )
 
     def _check_chain(self) -> None:
         """Refuse, before anything changes, a training chain the units cannot run."""
@@ -297,12 +305,21 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         if reset:
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            dtype: Any = (
+                [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            )
         else:
             dtype = np.dtype(self.dtype_)
         # Sparse input stays sparse: training and transforms densify a chunk of rows at a time.
-        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
-                          accept_large_sparse=False)
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=dtype,
+            order="C",
+            accept_sparse=["csr"],
+            accept_large_sparse=False,
+        )
         if reset:
             self.dtype_ = X.dtype.name
         return X
@@ -310,18 +327,29 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
     def _params(self, ops: Ops) -> tuple[Any, Any, Any]:
         """The fitted parameters as backend arrays (no copy where the backend allows)."""
         dt = np.dtype(self.dtype_)
-        return (ops.asarray(self.components_, dtype=dt), ops.asarray(self.intercept_hidden_, dtype=dt),
-                ops.asarray(self.intercept_visible_, dtype=dt))
+        return (
+            ops.asarray(self.components_, dtype=dt),
+            ops.asarray(self.intercept_hidden_, dtype=dt),
+            ops.asarray(self.intercept_visible_, dtype=dt),
+        )
 
     def _seed(self, random_state: Any = None) -> int:
         """An int seed from ``random_state`` (the method's) or else the estimator's ``random_state``."""
         source = self.random_state if random_state is None else random_state
         return int(check_random_state(source).randint(2**31 - 1))
 
-    def _initialize(self, X: np.ndarray, column_sums: np.ndarray, total_weight: float) -> None:
+    def _initialize(
+        self, X: np.ndarray, column_sums: np.ndarray, total_weight: float
+    ) -> None:
         """Fresh model (``column_sums`` holds ``X``'s (weighted) column sums in float64)."""
         self._rng = np.random.default_rng(self._seed())
-        state = init_rbm(int(self.n_components), column_sums / total_weight, self.visible, self.dtype_, self._rng)
+        state = init_rbm(
+            int(self.n_components),
+            column_sums / total_weight,
+            self.visible,
+            self.dtype_,
+            self._rng,
+        )
         self._set_state(state)
         self.visible_mean_ = np.zeros(X.shape[1])
         self.n_samples_seen_ = 0
@@ -336,23 +364,50 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
     _old_curve = ("reconstruction_errors_", 1.0)
 
     def _state(self) -> RBMState:
-        return RBMState(self.components_, self.intercept_hidden_, self.intercept_visible_, self._velocity,
-                        self._chain)
+        return RBMState(
+            self.components_,
+            self.intercept_hidden_,
+            self.intercept_visible_,
+            self._velocity,
+            self._chain,
+        )
 
     def _set_state(self, state: RBMState) -> None:
-        self.components_, self.intercept_hidden_, self.intercept_visible_ = state.W, state.bh, state.bv
+        self.components_, self.intercept_hidden_, self.intercept_visible_ = (
+            state.W,
+            state.bh,
+            state.bv,
+        )
         self._velocity, self._chain = state.velocity, state.chain
 
-    def _run_epochs(self, X: np.ndarray, n_epochs: int, column_sums: np.ndarray, total_weight: float,
-                    sample_weight: np.ndarray | None = None) -> None:
+    def _run_epochs(
+        self,
+        X: np.ndarray,
+        n_epochs: int,
+        column_sums: np.ndarray,
+        total_weight: float,
+        sample_weight: np.ndarray | None = None,
+    ) -> None:
         ops = self._get_ops()
         state, report = train_rbm(
-            self._state(), X, ops=ops, rng=self._rng, n_epochs=n_epochs, visible=self.visible, k=int(self.k),
-            persistent=bool(self.persistent), sample_visible=bool(self.sample_visible),
-            learning_rate=float(self.learning_rate), momentum=float(self.momentum),
-            weight_decay=float(self.weight_decay), batch_size=int(self.batch_size),
-            start_epoch=self.n_iter_, verbose=int(self.verbose), name=type(self).__name__,
-            callbacks=fit_callbacks(self, type(self)._set_state), shuffle=bool(self.shuffle),
+            self._state(),
+            X,
+            ops=ops,
+            rng=self._rng,
+            n_epochs=n_epochs,
+            visible=self.visible,
+            k=int(self.k),
+            persistent=bool(self.persistent),
+            sample_visible=bool(self.sample_visible),
+            learning_rate=float(self.learning_rate),
+            momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay),
+            batch_size=int(self.batch_size),
+            start_epoch=self.n_iter_,
+            verbose=int(self.verbose),
+            name=type(self).__name__,
+            callbacks=fit_callbacks(self, type(self)._set_state),
+            shuffle=bool(self.shuffle),
             sample_weight=sample_weight,
         )
         self._set_state(state)
@@ -360,7 +415,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         w_old = float(getattr(self, "_weight_seen", self.n_samples_seen_))
         self.n_samples_seen_ += X.shape[0]
         self._weight_seen = w_old + total_weight
-        self.visible_mean_ = (self.visible_mean_ * w_old + column_sums) / self._weight_seen
+        self.visible_mean_ = (
+            self.visible_mean_ * w_old + column_sums
+        ) / self._weight_seen
         self._log_z_cache = {}
         self.loss_curve_.extend(row["loss"] for row in report.history)
         self.history_ = [*getattr(self, "history_", []), *report.history]
@@ -368,7 +425,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         self.stop_reason_, self.best_epoch_ = report.stop_reason, report.best_epoch
 
     # ----------------------------------------------------------------- fit
-    def _weighted_data(self, X: Any, sample_weight: Any) -> tuple[Any, np.ndarray | None, np.ndarray, float]:
+    def _weighted_data(
+        self, X: Any, sample_weight: Any
+    ) -> tuple[Any, np.ndarray | None, np.ndarray, float]:
         """``(X, weights, column sums, total weight)``; rows of weight 0 are dropped (as if absent)."""
         weights = check_sample_weight(sample_weight, X.shape[0])
         if weights is not None and not (weights > 0).all():
@@ -381,7 +440,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         return X, weights, sums, float(weights.sum())
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "RBM":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> RBM:
         """Train the RBM for ``max_iter`` epochs of CD-k (or PCD-k).
 
         Parameters
@@ -412,7 +471,7 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "RBM":
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> RBM:
         """Run one epoch of CD-k over ``X``, initialising the model on the first call.
 
         Momentum and persistent chains carry over between calls.
@@ -462,7 +521,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         """
         check_is_fitted(self, "components_")
         X = self._validate_X(X, reset=False)
-        return rbm_hidden_probs(self._get_ops(fitted=True), X, self.components_, self.intercept_hidden_)
+        return rbm_hidden_probs(
+            self._get_ops(fitted=True), X, self.components_, self.intercept_hidden_
+        )
 
     def free_energy(self, X: Any) -> np.ndarray:
         """Free energy ``F(v)`` of each row: ``p(v) = exp(-F(v)) / Z``.
@@ -484,11 +545,22 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         W, bh, bv = self._params(ops)
         out = np.empty(X.shape[0], dtype=np.float64)
         for start in range(0, X.shape[0], _ROW_CHUNK):
-            out[start:start + _ROW_CHUNK] = ops.to_numpy(ops.rbm_free_energy(
-                ops.asarray(take_rows(X, slice(start, start + _ROW_CHUNK)), dtype=W.dtype), W, bh, bv, self.visible))
+            out[start : start + _ROW_CHUNK] = ops.to_numpy(
+                ops.rbm_free_energy(
+                    ops.asarray(
+                        take_rows(X, slice(start, start + _ROW_CHUNK)), dtype=W.dtype
+                    ),
+                    W,
+                    bh,
+                    bv,
+                    self.visible,
+                )
+            )
         return out
 
-    def gibbs(self, v: Any, n_steps: int = 1, *, random_state: Any = None) -> np.ndarray:
+    def gibbs(
+        self, v: Any, n_steps: int = 1, *, random_state: Any = None
+    ) -> np.ndarray:
         """Run ``n_steps`` steps of block Gibbs sampling v -> h -> v from ``v``.
 
         Parameters
@@ -514,10 +586,14 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         ops = self._get_ops(fitted=True)
         W, bh, bv = self._params(ops)
         rng = ops.make_rng(self._seed(random_state))
-        out = ops.rbm_gibbs(ops.asarray(v), W, bh, bv, steps=n_steps, visible=self.visible, rng=rng)
+        out = ops.rbm_gibbs(
+            ops.asarray(v), W, bh, bv, steps=n_steps, visible=self.visible, rng=rng
+        )
         return np.array(ops.to_numpy(out), dtype=self.dtype_)
 
-    def sample(self, n_samples: int = 1, *, n_steps: int = 1000, random_state: Any = None) -> np.ndarray:
+    def sample(
+        self, n_samples: int = 1, *, n_steps: int = 1000, random_state: Any = None
+    ) -> np.ndarray:
         """Generate visible vectors by block Gibbs sampling from the model.
 
         The chains start from the visible biases alone (independent
@@ -554,8 +630,13 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         return np.array(ops.to_numpy(out), dtype=dt)
 
     # -------------------------------------------------------------- scores
-    def log_partition(self, method: str = "auto", *, random_state: Any = None,
-                      return_std: bool = False) -> float | tuple[float, float]:
+    def log_partition(
+        self,
+        method: str = "auto",
+        *,
+        random_state: Any = None,
+        return_std: bool = False,
+    ) -> float | tuple[float, float]:
         """``log Z``, the log of the model's normalising constant, in nats.
 
         Parameters
@@ -589,16 +670,28 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
             log_z, std = cache[key]
         else:
             if method == "exact":
-                log_z, std = rbm_log_partition_exact(
-                    self.components_, self.intercept_hidden_, self.intercept_visible_, self.visible,
-                    max_units=25,
-                ), 0.0
+                log_z, std = (
+                    rbm_log_partition_exact(
+                        self.components_,
+                        self.intercept_hidden_,
+                        self.intercept_visible_,
+                        self.visible,
+                        max_units=25,
+                    ),
+                    0.0,
+                )
             else:
                 base = self._base_bias()
                 result = rbm_log_partition_ais(
-                    self.components_, self.intercept_hidden_, self.intercept_visible_, self.visible,
-                    base_bias=base, n_runs=int(self.ais_runs), betas=int(self.ais_betas),
-                    ops=self._get_ops(fitted=True), random_state=self._seed(random_state),
+                    self.components_,
+                    self.intercept_hidden_,
+                    self.intercept_visible_,
+                    self.visible,
+                    base_bias=base,
+                    n_runs=int(self.ais_runs),
+                    betas=int(self.ais_betas),
+                    ops=self._get_ops(fitted=True),
+                    random_state=self._seed(random_state),
                 )
                 log_z, std = result.log_z, result.log_z_std
             if random_state is None:
@@ -617,7 +710,9 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
 
     def _resolve_method(self, method: str) -> str:
         if method not in ("auto", "exact", "ais"):
-            raise ValueError(f"method must be 'auto', 'exact' or 'ais'. Received: method={method!r}")
+            raise ValueError(
+                f"method must be 'auto', 'exact' or 'ais'. Received: method={method!r}"
+            )
         if method != "auto":
             return method
         nh, nv = self.components_.shape
@@ -679,19 +774,23 @@ class RBM(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, Tr
         rows = max(1, min(_ROW_CHUNK, _PL_CHUNK_ELEMENTS // (nh * nv)))
         for r0 in range(0, X.shape[0], rows):
             v = ops.asarray(take_rows(X, slice(r0, r0 + rows)), dtype=W.dtype)
-            act = ops.gemm(v, W, trans2=True) + bh                                   # (m, nh)
-            base = ops.softplus(act).sum(axis=1)                                     # (m,)
+            act = ops.gemm(v, W, trans2=True) + bh  # (m, nh)
+            base = ops.softplus(act).sum(axis=1)  # (m,)
             cols = max(1, _PL_CHUNK_ELEMENTS // (v.shape[0] * nh))
             total = None
             for c0 in range(0, nv, cols):
-                delta = 1 - 2 * v[:, c0:c0 + cols]                                   # (m, c)
-                flipped = act[:, None, :] + delta[:, :, None] * WT[None, c0:c0 + cols, :]
+                delta = 1 - 2 * v[:, c0 : c0 + cols]  # (m, c)
+                flipped = (
+                    act[:, None, :] + delta[:, :, None] * WT[None, c0 : c0 + cols, :]
+                )
                 # F(v') - F(v) = -delta_i bv_i - (sum softplus(act') - sum softplus(act))
-                dF = -delta * bv[c0:c0 + cols] - (ops.softplus(flipped).sum(axis=2) - base[:, None])
+                dF = -delta * bv[c0 : c0 + cols] - (
+                    ops.softplus(flipped).sum(axis=2) - base[:, None]
+                )
                 # log p(v_i | v_-i) = log sigmoid(F(v') - F(v)) = -softplus(-dF)
                 part = (-ops.softplus(-dF)).sum(axis=1)
                 total = part if total is None else total + part
-            out[r0:r0 + rows] = np.asarray(ops.to_numpy(total), dtype=np.float64)
+            out[r0 : r0 + rows] = np.asarray(ops.to_numpy(total), dtype=np.float64)
         return out
 
     def score(self, X: Any, y: Any = None) -> float:

@@ -66,7 +66,13 @@ def _check_hidden_layer_sizes(sizes: Any) -> tuple[int, ...]:
     return check_layer_sizes(sizes)
 
 
-class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SigmoidBeliefNet(
+    EstimatorMixin,
+    RenamedCurveMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Sigmoid belief net trained by wake-sleep, with an importance-sampled ``log p(x)``.
 
     A directed generative model of binary vectors (Neal 1992): the top
@@ -206,7 +212,10 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
@@ -260,16 +269,29 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
 
     # ------------------------------------------------------------- helpers
     def _get_ops(self, *, fitted: bool = False) -> Ops:
-        return resolve_ops(self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__)
+        return resolve_ops(
+            self.backend, self.n_threads, fitted=fitted, owner=type(self).__name__
+        )
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """Validate ``X`` and return it in the model's dtype (binarized or checked)."""
         if reset:
-            dtype: Any = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            dtype: Any = (
+                [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+            )
         else:
-            dtype = np.dtype(getattr(self, "dtype_", "float32"))  # models fitted before 0.2 are float32
-        X = validate_data(self, X, reset=reset, dtype=dtype, order="C", accept_sparse=["csr"],
-                          accept_large_sparse=False)
+            dtype = np.dtype(
+                getattr(self, "dtype_", "float32")
+            )  # models fitted before 0.2 are float32
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=dtype,
+            order="C",
+            accept_sparse=["csr"],
+            accept_large_sparse=False,
+        )
         if reset:
             self.dtype_ = X.dtype.name
         if self.binarize is not None:
@@ -287,7 +309,9 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             )
         return X
 
-    def _initialize(self, X: np.ndarray, sizes: tuple[int, ...], weights: np.ndarray | None = None) -> None:
+    def _initialize(
+        self, X: np.ndarray, sizes: tuple[int, ...], weights: np.ndarray | None = None
+    ) -> None:
         """A fresh net (see :func:`neuroplug.models.sbn.init_sbn`)."""
         self._set_state(init_sbn(X, sizes, self._rng, X.dtype, sample_weight=weights))
         self.n_iter_ = 0
@@ -295,12 +319,22 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         self.history_ = []
 
     def _state(self) -> SBNState:
-        return SBNState(self.generative_weights_, self.generative_biases_,
-                        self.recognition_weights_, self.recognition_biases_)
+        return SBNState(
+            self.generative_weights_,
+            self.generative_biases_,
+            self.recognition_weights_,
+            self.recognition_biases_,
+        )
 
     def _set_state(self, state: SBNState) -> None:
-        self.generative_weights_, self.generative_biases_ = state.generative_weights, state.generative_biases
-        self.recognition_weights_, self.recognition_biases_ = state.recognition_weights, state.recognition_biases
+        self.generative_weights_, self.generative_biases_ = (
+            state.generative_weights,
+            state.generative_biases,
+        )
+        self.recognition_weights_, self.recognition_biases_ = (
+            state.recognition_weights,
+            state.recognition_biases,
+        )
 
     bound_curve_ = renamed_curve("bound_curve_", sign=-1.0)
     _curve_display = ("training bound on log p(x) (nats)", -1.0)
@@ -314,13 +348,23 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             X, weights = X[weights > 0], weights[weights > 0]
         return X, weights
 
-    def _run_epochs(self, X: np.ndarray, n_epochs: int, weights: np.ndarray | None = None) -> None:
+    def _run_epochs(
+        self, X: np.ndarray, n_epochs: int, weights: np.ndarray | None = None
+    ) -> None:
         state, report = train_sbn(
-            self._state(), X, ops=self._get_ops(), rng=self._rng, n_epochs=n_epochs,
-            learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
-            n_importance_samples=int(self.n_importance_samples), start_epoch=self.n_iter_,
-            verbose=int(self.verbose), name=type(self).__name__,
-            callbacks=fit_callbacks(self, type(self)._set_state), shuffle=bool(self.shuffle),
+            self._state(),
+            X,
+            ops=self._get_ops(),
+            rng=self._rng,
+            n_epochs=n_epochs,
+            learning_rate=float(self.learning_rate),
+            batch_size=int(self.batch_size),
+            n_importance_samples=int(self.n_importance_samples),
+            start_epoch=self.n_iter_,
+            verbose=int(self.verbose),
+            name=type(self).__name__,
+            callbacks=fit_callbacks(self, type(self)._set_state),
+            shuffle=bool(self.shuffle),
             sample_weight=weights,
         )
         self._set_state(state)
@@ -331,7 +375,7 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
 
     # ----------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "SigmoidBeliefNet":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> SigmoidBeliefNet:
         """Train the net by (reweighted) wake-sleep for ``max_iter`` epochs.
 
         Parameters
@@ -355,13 +399,17 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         with fit_transaction(self):
             X = self._validate_X(X, reset=True)
             X, weights = self._weighted(X, sample_weight)
-            self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            self._rng = np.random.default_rng(
+                check_random_state(self.random_state).randint(2**31 - 1)
+            )
             self._initialize(X, (X.shape[1],) + sizes, weights)
             self._run_epochs(X, int(self.max_iter), weights)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "SigmoidBeliefNet":
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None
+    ) -> SigmoidBeliefNet:
         """Run one epoch of wake-sleep over ``X`` (initialising the net on the first call).
 
         Parameters
@@ -385,7 +433,9 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
             X = self._validate_X(X, reset=first)
             X, weights = self._weighted(X, sample_weight)
             if first:
-                self._rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+                self._rng = np.random.default_rng(
+                    check_random_state(self.random_state).randint(2**31 - 1)
+                )
                 self._initialize(X, (X.shape[1],) + sizes, weights)
             self._run_epochs(X, 1, weights)
         return self
@@ -415,8 +465,12 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         """
         check_is_fitted(self, "recognition_weights_")
         X = self._validate_X(X, reset=False)
-        layers = recognition_probs(self._get_ops(fitted=True), X, self.recognition_weights_,
-                                   self.recognition_biases_)
+        layers = recognition_probs(
+            self._get_ops(fitted=True),
+            X,
+            self.recognition_weights_,
+            self.recognition_biases_,
+        )
         if self.transform_layers == "all":
             return np.ascontiguousarray(np.hstack(layers))
         return layers[-1]
@@ -449,11 +503,16 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         layers = ops.sbn_sample(
             [ops.asarray(W) for W in self.generative_weights_],
             [ops.asarray(b) for b in self.generative_biases_],
-            int(n_samples), rng,
+            int(n_samples),
+            rng,
         )
-        return np.asarray(ops.to_numpy(layers[0]), dtype=getattr(self, "dtype_", "float32"))
+        return np.asarray(
+            ops.to_numpy(layers[0]), dtype=getattr(self, "dtype_", "float32")
+        )
 
-    def score_samples(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def score_samples(
+        self, X: Any, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Importance-sampled estimate of ``log p(x)`` per row, in nats.
 
         ``log (1/K sum_k p(x, h^k) / q(h^k | x))`` with ``K = n_eval_samples``
@@ -484,8 +543,12 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         params = [
             [ops.asarray(p) for p in group]
-            for group in (self.generative_weights_, self.generative_biases_,
-                          self.recognition_weights_, self.recognition_biases_)
+            for group in (
+                self.generative_weights_,
+                self.generative_biases_,
+                self.recognition_weights_,
+                self.recognition_biases_,
+            )
         ]
         widest = max([X.shape[1]] + [b.shape[0] for b in self.recognition_biases_])
         chunk = max(1, _SCORE_CHUNK_ELEMENTS // (K * widest))
@@ -494,15 +557,25 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
         for start in range(0, X.shape[0], chunk):
             # The same seed for every chunk: the uniforms are common to all rows
             # (see Ops.sbn_log_importance_weights), so chunking changes nothing.
-            log_w = np.asarray(ops.to_numpy(ops.sbn_log_importance_weights(
-                ops.asarray(take_rows(X, slice(start, start + chunk))), *params, n_samples=K, rng=ops.make_rng(seed),
-            )), dtype=np.float64)
+            log_w = np.asarray(
+                ops.to_numpy(
+                    ops.sbn_log_importance_weights(
+                        ops.asarray(take_rows(X, slice(start, start + chunk))),
+                        *params,
+                        n_samples=K,
+                        rng=ops.make_rng(seed),
+                    )
+                ),
+                dtype=np.float64,
+            )
             peak = log_w.max(axis=1, keepdims=True)
             w = np.exp(log_w - peak)
             total = w.sum(axis=1)
-            log_px[start:start + chunk] = peak[:, 0] + np.log(total) - math.log(K)
+            log_px[start : start + chunk] = peak[:, 0] + np.log(total) - math.log(K)
             w /= total[:, None]
-            std[start:start + chunk] = np.sqrt(np.maximum((w * w).sum(axis=1) - 1.0 / K, 0.0))
+            std[start : start + chunk] = np.sqrt(
+                np.maximum((w * w).sum(axis=1) - 1.0 / K, 0.0)
+            )
         return (log_px, std) if return_std else log_px
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -525,6 +598,8 @@ class SigmoidBeliefNet(EstimatorMixin, RenamedCurveMixin, ClassNamePrefixFeature
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # The default dtype="float32" computes in float32 whatever the input dtype.
-        tags.transformer_tags.preserves_dtype = ["float32"] if self.dtype == "float32" else ["float64", "float32"]
+        tags.transformer_tags.preserves_dtype = (
+            ["float32"] if self.dtype == "float32" else ["float64", "float32"]
+        )
         tags.input_tags.sparse = True
         return tags

@@ -40,14 +40,21 @@ _AUTO_INIT = {"relu": "he", "tanh": "glorot", "sigmoid": "glorot_sigmoid"}
 def resolve_init(init: Any, activation: str | None) -> str:
     """Return the concrete scheme for ``init`` given the next activation's name."""
     if init not in INIT_SCHEMES:
-        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}. Received: init={init!r}")
+        raise ValueError(
+            f"init must be one of {', '.join(INIT_SCHEMES)}. Received: init={init!r}"
+        )
     if init != "auto":
         return init
     return _AUTO_INIT.get(activation or "", "glorot")
 
 
 def initial_weights(
-    shape: tuple[int, ...], fan_in: float, fan_out: float, scheme: str, rng: np.random.Generator, dtype: Any
+    shape: tuple[int, ...],
+    fan_in: float,
+    fan_out: float,
+    scheme: str,
+    rng: np.random.Generator,
+    dtype: Any,
 ) -> np.ndarray:
     """Draw initial weights of ``shape`` with the concrete ``scheme`` (see :func:`resolve_init`)."""
     if scheme == "he":
@@ -60,7 +67,9 @@ def initial_weights(
             bound *= 4.0
         w = rng.uniform(-bound, bound, shape)
     else:
-        raise ValueError(f"Unknown weight initialisation scheme. Received: scheme={scheme!r}")
+        raise ValueError(
+            f"Unknown weight initialisation scheme. Received: scheme={scheme!r}"
+        )
     return w.astype(dtype)
 
 
@@ -68,7 +77,9 @@ def check_batch(layer: Layer, X: Any) -> None:
     """Raise ``ValueError`` unless ``X`` is a batch of samples of the layer's input shape."""
     expected = getattr(layer, "input_shape_", None)
     if expected is None:
-        raise RuntimeError(f"{type(layer).__name__} must be initialised (Network or initialize) before forward")
+        raise RuntimeError(
+            f"{type(layer).__name__} must be initialised (Network or initialize) before forward"
+        )
     if tuple(X.shape[1:]) != expected or len(X.shape) != len(expected) + 1:
         raise ValueError(
             f"{type(layer).__name__} expects a batch of shape (n, {', '.join(map(str, expected))}). "
@@ -92,7 +103,9 @@ class Activation(Layer):
     def backward(self, dY: Any) -> Any:
         """Gradient with respect to the input, from the output kept by :meth:`forward`."""
         if getattr(self, "_y", None) is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called without forward(training=True)")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called without forward(training=True)"
+            )
         return self._gradient(self._y, dY)
 
     def _apply(self, X: Any) -> Any:

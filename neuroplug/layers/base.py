@@ -72,8 +72,12 @@ class Layer(BaseEstimator):
             from .spec import spec_converter
 
             if not isinstance(options, dict):
-                raise TypeError(f"{cls.__name__}.spec_options must be a dict. Received: {options!r}")
-            placeholders = {name: spec_converter(name, kind)[0] for name, kind in options.items()}
+                raise TypeError(
+                    f"{cls.__name__}.spec_options must be a dict. Received: {options!r}"
+                )
+            placeholders = {
+                name: spec_converter(name, kind)[0] for name, kind in options.items()
+            }
             positional = cls.spec_positional
             if positional is not None and positional not in options:
                 raise TypeError(
@@ -91,7 +95,7 @@ class Layer(BaseEstimator):
 
     # -- spec mini-language ---------------------------------------------------
     @classmethod
-    def from_spec(cls, args: str | None) -> "Layer":
+    def from_spec(cls, args: str | None) -> Layer:
         """Build the layer from the text after ``name:`` in a spec string.
 
         With ``spec_options`` declared, parses ``args`` with them (see the
@@ -102,16 +106,22 @@ class Layer(BaseEstimator):
         options = cls.spec_options
         if options is None:
             if args:
-                raise ValueError(f"layer {cls.__name__} takes no arguments in a spec string. Received: {args!r}")
+                raise ValueError(
+                    f"layer {cls.__name__} takes no arguments in a spec string. Received: {args!r}"
+                )
             return cls()
         from .spec import parse_args, spec_converter
 
-        converters = {name: spec_converter(name, kind)[1] for name, kind in options.items()}
+        converters = {
+            name: spec_converter(name, kind)[1] for name, kind in options.items()
+        }
         positional = cls.spec_positional
         pos, kwargs = parse_args(args, positional=positional, options=converters)
         if pos is not None:
             if positional in kwargs:
-                raise ValueError(f"{positional} given both by position and as {positional}=")
+                raise ValueError(
+                    f"{positional} given both by position and as {positional}="
+                )
             kwargs[positional] = converters[positional](pos)
         return cls(**kwargs)
 
@@ -120,17 +130,28 @@ class Layer(BaseEstimator):
         """Shape of the output for one sample of shape ``input_shape`` (default: unchanged)."""
         return tuple(input_shape)
 
-    def init_params(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    def init_params(
+        self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
+    ) -> dict[str, np.ndarray]:
         """Return the initial parameters as NumPy arrays (default: none)."""
         return {}
 
-    def initialize(self, input_shape: tuple[int, ...], ops: Any, rng: np.random.Generator, dtype: Any = np.float32) -> tuple[int, ...]:
+    def initialize(
+        self,
+        input_shape: tuple[int, ...],
+        ops: Any,
+        rng: np.random.Generator,
+        dtype: Any = np.float32,
+    ) -> tuple[int, ...]:
         """Bind to ``ops``, create the parameters and return the output shape."""
         self.ops = ops
         self.dtype = np.dtype(dtype)
         self.input_shape_ = tuple(int(s) for s in input_shape)
         self.output_shape_ = tuple(int(s) for s in self.output_shape(self.input_shape_))
-        self.params = {k: ops.asarray(v, dtype=self.dtype) for k, v in self.init_params(self.input_shape_, rng, self.dtype).items()}
+        self.params = {
+            k: ops.asarray(v, dtype=self.dtype)
+            for k, v in self.init_params(self.input_shape_, rng, self.dtype).items()
+        }
         self.grads = {k: None for k in self.params}
         return self.output_shape_
 
@@ -149,13 +170,18 @@ class Layer(BaseEstimator):
     # -- weights as NumPy, for pickling, saving and moving between backends --
     def get_weights(self) -> dict[str, np.ndarray]:
         """Parameters as NumPy arrays (copies)."""
-        return {k: np.array(self.ops.to_numpy(v)) for k, v in getattr(self, "params", {}).items()}
+        return {
+            k: np.array(self.ops.to_numpy(v))
+            for k, v in getattr(self, "params", {}).items()
+        }
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load parameters from NumPy arrays of the right shapes."""
         for k, v in weights.items():
             if k not in self.params:
-                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; it has {sorted(self.params)}")
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {k!r}; it has {sorted(self.params)}"
+                )
             if tuple(np.shape(v)) != tuple(self.params[k].shape):
                 raise ValueError(
                     f"{type(self).__name__}.{k} must have shape {tuple(self.params[k].shape)}. Received: {np.shape(v)}"

@@ -18,10 +18,22 @@ __all__ = ["Conv2D", "LENET5_C3_CONNECTIONS"]
 #: 16 output maps, each reading a subset of the 6 input maps.  Shape (16, 6).
 LENET5_C3_CONNECTIONS = np.array(
     [
-        [1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1],
-        [1, 0, 0, 0, 1, 1], [1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0],
-        [0, 0, 1, 1, 1, 1], [1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 1],
-        [1, 1, 0, 1, 1, 0], [0, 1, 1, 0, 1, 1], [1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1],
+        [1, 1, 1, 0, 0, 0],
+        [0, 1, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 1, 1],
+        [1, 1, 0, 0, 0, 1],
+        [1, 1, 1, 1, 0, 0],
+        [0, 1, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1],
+        [1, 0, 0, 1, 1, 1],
+        [1, 1, 0, 0, 1, 1],
+        [1, 1, 1, 0, 0, 1],
+        [1, 1, 0, 1, 1, 0],
+        [0, 1, 1, 0, 1, 1],
+        [1, 0, 1, 1, 0, 1],
+        [1, 1, 1, 1, 1, 1],
     ],
     dtype=bool,
 )
@@ -91,7 +103,7 @@ class Conv2D(WeightedLayer):
         self.init = init
 
     @classmethod
-    def from_spec(cls, args: str | None) -> "Conv2D":
+    def from_spec(cls, args: str | None) -> Conv2D:
         """``"conv:20x5x5"``, ``"conv:20x5"``, ``"conv:20x5x5,stride=2,padding=same,groups=2"``."""
         pos, opts = parse_args(
             args,
@@ -110,14 +122,22 @@ class Conv2D(WeightedLayer):
         return cls(shape[0], kernel, **opts)
 
     # ------------------------------------------------------------------ config
-    def _config(self, in_channels: int) -> tuple[int, tuple[int, int], tuple[int, int], tuple[int, int], int, Any]:
+    def _config(
+        self, in_channels: int
+    ) -> tuple[int, tuple[int, int], tuple[int, int], tuple[int, int], int, Any]:
         """Validated ``(filters, kernel, stride, padding, groups, connections)``."""
         filters = check_positive_int(self.filters, "filters")
         kernel = normalize_pair(self.kernel_size, "kernel_size")
         stride = normalize_pair(self.stride, "stride")
         padding = normalize_padding(self.padding, kernel)
-        if not isinstance(self.groups, numbers.Integral) or isinstance(self.groups, bool) or self.groups < 1:
-            raise ValueError(f"groups must be a positive int. Received: groups={self.groups!r}")
+        if (
+            not isinstance(self.groups, numbers.Integral)
+            or isinstance(self.groups, bool)
+            or self.groups < 1
+        ):
+            raise ValueError(
+                f"groups must be a positive int. Received: groups={self.groups!r}"
+            )
         groups = int(self.groups)
         if in_channels % groups or filters % groups:
             raise ValueError(
@@ -156,7 +176,9 @@ class Conv2D(WeightedLayer):
             )
         return (filters, *conv2d_output_shape((h, w), kernel, stride, padding))
 
-    def init_params(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    def init_params(
+        self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
+    ) -> dict[str, np.ndarray]:
         """Activation-aware weights (zero where ``connections`` is 0), zero biases."""
         c = input_shape[0]
         filters, kernel, _, _, groups, conn = self._config(c)
@@ -164,16 +186,28 @@ class Conv2D(WeightedLayer):
         area = kernel[0] * kernel[1]
         # Fan-in counts only connected input maps, so sparse tables get larger weights.
         fan_in = (conn.sum(axis=1).mean() if conn is not None else cg) * area
-        fan_out = (conn.sum(axis=0).mean() if conn is not None else filters // groups) * area
-        W = initial_weights((filters, cg, *kernel), fan_in, fan_out, self._init_scheme(), rng, dtype)
+        fan_out = (
+            conn.sum(axis=0).mean() if conn is not None else filters // groups
+        ) * area
+        W = initial_weights(
+            (filters, cg, *kernel), fan_in, fan_out, self._init_scheme(), rng, dtype
+        )
         if conn is not None:
             W *= conn[:, :, None, None]
         return {"W": W, "b": np.zeros(filters, dtype=dtype)}
 
-    def initialize(self, input_shape: tuple[int, ...], ops: Any, rng: np.random.Generator, dtype: Any = np.float32) -> tuple[int, ...]:
+    def initialize(
+        self,
+        input_shape: tuple[int, ...],
+        ops: Any,
+        rng: np.random.Generator,
+        dtype: Any = np.float32,
+    ) -> tuple[int, ...]:
         """Create the parameters and cache the normalised configuration."""
         out = super().initialize(input_shape, ops, rng, dtype)
-        _, _, self._stride, self._padding, self._groups, self._connections = self._config(self.input_shape_[0])
+        _, _, self._stride, self._padding, self._groups, self._connections = (
+            self._config(self.input_shape_[0])
+        )
         return out
 
     # --------------------------------------------------------------- compute
@@ -182,8 +216,13 @@ class Conv2D(WeightedLayer):
         check_batch(self, X)
         self._x = X if training else None
         return self.ops.conv2d(
-            X, self.params["W"], self.params["b"], stride=self._stride, padding=self._padding,
-            groups=self._groups, connections=self._connections,
+            X,
+            self.params["W"],
+            self.params["b"],
+            stride=self._stride,
+            padding=self._padding,
+            groups=self._groups,
+            connections=self._connections,
         )
 
     def backward(self, dY: Any) -> Any:
@@ -192,8 +231,15 @@ class Conv2D(WeightedLayer):
         if x is None:
             raise RuntimeError("Conv2D.backward called without forward(training=True)")
         W = self.params["W"]
-        kw = dict(stride=self._stride, padding=self._padding, groups=self._groups, connections=self._connections)
-        self.grads["W"], self.grads["b"] = self.ops.conv2d_backward_weights(dY, x, W.shape, **kw)
+        kw = dict(
+            stride=self._stride,
+            padding=self._padding,
+            groups=self._groups,
+            connections=self._connections,
+        )
+        self.grads["W"], self.grads["b"] = self.ops.conv2d_backward_weights(
+            dY, x, W.shape, **kw
+        )
         if not self.compute_input_grad:
             return None
         return self.ops.conv2d_backward_input(dY, W, x.shape, **kw)

@@ -15,7 +15,9 @@ __all__ = ["WeightedLayer", "Dense"]
 
 def _parse_init(text: str) -> str:
     if text not in INIT_SCHEMES:
-        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}. Received: init={text!r}")
+        raise ValueError(
+            f"init must be one of {', '.join(INIT_SCHEMES)}. Received: init={text!r}"
+        )
     return text
 
 
@@ -69,7 +71,7 @@ class Dense(WeightedLayer):
         self.init = init
 
     @classmethod
-    def from_spec(cls, args: str | None) -> "Dense":
+    def from_spec(cls, args: str | None) -> Dense:
         """``"dense:500"`` or ``"dense:500,init=he"``."""
         pos, opts = parse_args(args, positional="units", options={"init": _parse_init})
         if pos is None:
@@ -80,7 +82,9 @@ class Dense(WeightedLayer):
         """``(units,)`` for any input shape."""
         return (check_positive_int(self.units, "units"),)
 
-    def init_params(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any) -> dict[str, np.ndarray]:
+    def init_params(
+        self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any
+    ) -> dict[str, np.ndarray]:
         """Weights from the activation-aware scheme, zero biases."""
         n_in = int(np.prod(input_shape))
         units = check_positive_int(self.units, "units")

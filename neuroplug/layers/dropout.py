@@ -32,7 +32,7 @@ class Dropout(Layer):
         self.rate = rate
 
     @classmethod
-    def from_spec(cls, args: str | None) -> "Dropout":
+    def from_spec(cls, args: str | None) -> Dropout:
         """``"dropout:0.5"`` (``"dropout"`` alone means rate 0.5)."""
         pos, _ = parse_args(args, positional="rate", options={})
         if pos is None:
@@ -43,8 +43,14 @@ class Dropout(Layer):
 
     def _check_rate(self) -> float:
         rate = self.rate
-        if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be a number with 0 <= rate < 1. Received: rate={rate!r}")
+        if (
+            not isinstance(rate, numbers.Real)
+            or isinstance(rate, bool)
+            or not 0.0 <= rate < 1.0
+        ):
+            raise ValueError(
+                f"rate must be a number with 0 <= rate < 1. Received: rate={rate!r}"
+            )
         return float(rate)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -61,7 +67,9 @@ class Dropout(Layer):
             return X
         rng = getattr(self, "rng", None)
         if rng is None:
-            raise RuntimeError("Dropout needs a generator: call bind_rng (the Network does) before training")
+            raise RuntimeError(
+                "Dropout needs a generator: call bind_rng (the Network does) before training"
+            )
         self._mask = self.ops.dropout_mask(X.shape, rate, rng, X.dtype)
         return X * self._mask
 

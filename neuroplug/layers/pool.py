@@ -32,14 +32,23 @@ class Pool2D(Layer):
 
     input_ndim = 3
 
-    def __init__(self, size: int | tuple[int, int] = 2, *, stride: int | tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        size: int | tuple[int, int] = 2,
+        *,
+        stride: int | tuple[int, int] | None = None,
+    ) -> None:
         self.size = size
         self.stride = stride
 
     @classmethod
-    def from_spec(cls, args: str | None) -> "Pool2D":
+    def from_spec(cls, args: str | None) -> Pool2D:
         """``"maxpool:2"``, ``"maxpool:2x2,stride=2"``, ``"meanpool:3,stride=2"``."""
-        pos, opts = parse_args(args, positional="size", options={"stride": lambda t: parse_pair(t, "stride")})
+        pos, opts = parse_args(
+            args,
+            positional="size",
+            options={"stride": lambda t: parse_pair(t, "stride")},
+        )
         if pos is None:
             raise ValueError("the window size is missing")
         return cls(parse_pair(pos, "size"), **opts)
@@ -64,7 +73,9 @@ class Pool2D(Layer):
             )
         return (input_shape[0], *pool2d_output_shape(input_shape[1:], size, stride))
 
-    def initialize(self, input_shape: tuple[int, ...], ops: Any, rng: Any, dtype: Any = np.float32) -> tuple[int, ...]:
+    def initialize(
+        self, input_shape: tuple[int, ...], ops: Any, rng: Any, dtype: Any = np.float32
+    ) -> tuple[int, ...]:
         """Bind to ``ops`` and cache the normalised window and stride."""
         out = super().initialize(input_shape, ops, rng, dtype)
         self._size, self._stride = self._config()
@@ -74,7 +85,9 @@ class Pool2D(Layer):
 class MaxPool2D(Pool2D):
     """Max pooling (spec ``"maxpool:S"`` or ``"maxpool:SxS,stride=T"``)."""
 
-    spec_usage = "'maxpool:S' or 'maxpool:SxS', option stride=S|SxS (default: the window size)"
+    spec_usage = (
+        "'maxpool:S' or 'maxpool:SxS', option stride=S|SxS (default: the window size)"
+    )
 
     def forward(self, X: Any, *, training: bool = False) -> Any:
         """Maximum of each window; remember where it was when training."""
@@ -89,14 +102,18 @@ class MaxPool2D(Pool2D):
     def backward(self, dY: Any) -> Any:
         """Route each gradient to the input that was the maximum."""
         if getattr(self, "_argmax", None) is None:
-            raise RuntimeError("MaxPool2D.backward called without forward(training=True)")
+            raise RuntimeError(
+                "MaxPool2D.backward called without forward(training=True)"
+            )
         return self.ops.maxpool2d_backward(dY, self._argmax, self._x_shape)
 
 
 class MeanPool2D(Pool2D):
     """Mean (average) pooling (spec ``"meanpool:S"`` or ``"meanpool:SxS,stride=T"``)."""
 
-    spec_usage = "'meanpool:S' or 'meanpool:SxS', option stride=S|SxS (default: the window size)"
+    spec_usage = (
+        "'meanpool:S' or 'meanpool:SxS', option stride=S|SxS (default: the window size)"
+    )
 
     def forward(self, X: Any, *, training: bool = False) -> Any:
         """Mean of each window."""
@@ -107,5 +124,7 @@ class MeanPool2D(Pool2D):
     def backward(self, dY: Any) -> Any:
         """Spread each gradient evenly over its window."""
         if getattr(self, "_x_shape", None) is None:
-            raise RuntimeError("MeanPool2D.backward called without forward(training=True)")
+            raise RuntimeError(
+                "MeanPool2D.backward called without forward(training=True)"
+            )
         return self.ops.meanpool2d_backward(dY, self._x_shape, self._size, self._stride)

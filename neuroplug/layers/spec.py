@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from sklearn.base import clone
 
@@ -72,7 +73,9 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 def split_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"name:args"`` into ``(name, args)``; ``args`` is ``None`` when absent."""
     if not isinstance(spec, str):
-        raise TypeError(f"A layer spec must be a string or a Layer object. Received: spec={spec!r}")
+        raise TypeError(
+            f"A layer spec must be a string or a Layer object. Received: spec={spec!r}"
+        )
     name, sep, args = spec.strip().partition(":")
     name = name.strip().lower()
     if not _NAME_RE.match(name):
@@ -82,7 +85,9 @@ def split_spec(spec: str) -> tuple[str, str | None]:
         )
     args = args.strip()
     if sep and not args:
-        raise ValueError(f"Invalid layer spec {spec!r}: nothing after ':'. Received: spec={spec!r}")
+        raise ValueError(
+            f"Invalid layer spec {spec!r}: nothing after ':'. Received: spec={spec!r}"
+        )
     return name, (args or None)
 
 
@@ -91,7 +96,9 @@ def parse_int(text: str, what: str, *, minimum: int = 1) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise ValueError(f"{what} must be an integer. Received: {what}={text!r}") from None
+        raise ValueError(
+            f"{what} must be an integer. Received: {what}={text!r}"
+        ) from None
     if value < minimum:
         raise ValueError(f"{what} must be >= {minimum}. Received: {what}={text!r}")
     return value
@@ -102,7 +109,9 @@ def parse_float(text: str, what: str) -> float:
     try:
         return float(text.strip())
     except ValueError:
-        raise ValueError(f"{what} must be a number. Received: {what}={text!r}") from None
+        raise ValueError(
+            f"{what} must be a number. Received: {what}={text!r}"
+        ) from None
 
 
 def parse_shape(
@@ -113,7 +122,9 @@ def parse_shape(
     allowed = tuple(length) if length is not None else (len(parts),)
     if len(parts) not in allowed:
         expected = " or ".join(str(n) for n in allowed)
-        raise ValueError(f"{what} must have {expected} 'x'-separated numbers. Received: {what}={text!r}")
+        raise ValueError(
+            f"{what} must have {expected} 'x'-separated numbers. Received: {what}={text!r}"
+        )
     return tuple(parse_int(p, what, minimum=minimum) for p in parts)
 
 
@@ -128,14 +139,18 @@ def parse_bool(text: str, what: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{what} must be true or false (or yes/no, on/off, 1/0). Received: {what}={text!r}")
+    raise ValueError(
+        f"{what} must be true or false (or yes/no, on/off, 1/0). Received: {what}={text!r}"
+    )
 
 
 def _parse_any_int(text: str, what: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(f"{what} must be an integer. Received: {what}={text!r}") from None
+        raise ValueError(
+            f"{what} must be an integer. Received: {what}={text!r}"
+        ) from None
 
 
 #: What each type in a layer's ``spec_options`` parses (see :func:`spec_converter`).
@@ -254,7 +269,9 @@ def build_layer(spec: str | Layer) -> Layer:
     except (ValueError, TypeError) as exc:
         usage = getattr(cls, "spec_usage", None)
         hint = f" Expected format: {usage}." if usage else ""
-        raise ValueError(f"Invalid layer spec {spec!r}: {exc}.{hint} Received: spec={spec!r}") from exc
+        raise ValueError(
+            f"Invalid layer spec {spec!r}: {exc}.{hint} Received: spec={spec!r}"
+        ) from exc
     if not isinstance(layer, Layer):
         raise TypeError(f"{cls.__name__}.from_spec returned {layer!r}, not a Layer")
     return layer

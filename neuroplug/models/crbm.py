@@ -8,7 +8,8 @@ train here.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,8 +98,12 @@ def train_crbm(
         if connections is not None:
             W *= np.asarray(connections, dtype=bool)[:, :, None, None]
         params = [
-            ops.asarray(W), ops.asarray(np.zeros(filters, dtype)), ops.asarray(_initial_visible_bias(X, visible)),
-            ops.asarray(np.zeros_like(W)), ops.asarray(np.zeros(filters, dtype)), ops.asarray(np.zeros(c, dtype)),
+            ops.asarray(W),
+            ops.asarray(np.zeros(filters, dtype)),
+            ops.asarray(_initial_visible_bias(X, visible)),
+            ops.asarray(np.zeros_like(W)),
+            ops.asarray(np.zeros(filters, dtype)),
+            ops.asarray(np.zeros(c, dtype)),
         ]
     gibbs_rng = ops.make_rng(int(rng.integers(2**31 - 1)))
 
@@ -106,25 +111,49 @@ def train_crbm(
         lr = float(learning_rate) * control.lr_factor
         Xe = ops.asarray(X[rng.permutation(X.shape[0])] if shuffle else X)
         err = ops.crbm_cd_epoch(
-            Xe, *params, k=k, pool_size=pool_size, learning_rate=lr, momentum=momentum,
-            weight_decay=weight_decay, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost,
-            batch_size=batch_size, visible=visible, rng=gibbs_rng, stride=stride, padding=padding,
-            groups=groups, connections=connections,
+            Xe,
+            *params,
+            k=k,
+            pool_size=pool_size,
+            learning_rate=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            sparsity_target=sparsity_target,
+            sparsity_cost=sparsity_cost,
+            batch_size=batch_size,
+            visible=visible,
+            rng=gibbs_rng,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
         )
-        return EpochStats(float(err), learning_rate=lr, weight_scale=float(abs(params[0]).max()))
+        return EpochStats(
+            float(err), learning_rate=lr, weight_scale=float(abs(params[0]).max())
+        )
 
     def current() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The NumPy filters and biases of the epochs run so far."""
         return tuple(np.array(ops.to_numpy(p)) for p in params[:3])  # type: ignore[return-value]
 
     report = run_epochs(
-        epoch, n_epochs=int(max_iter), name=desc, start_epoch=start_epoch, verbose=verbose,
+        epoch,
+        n_epochs=int(max_iter),
+        name=desc,
+        start_epoch=start_epoch,
+        verbose=verbose,
         # An error per pixel 1e4 times that of reconstructing zeros (plus one) is no model.
         explode_above=1e4 * (float(np.square(X[:1000], dtype=np.float64).mean()) + 1.0),
-        advice=advice or (f"Lower learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian "
-                          "visible units, standardise X."),
-        loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
-        state=current, lr_factor=lr_factor,
+        advice=advice
+        or (
+            f"Lower learning_rate (Received: learning_rate={learning_rate}) or, for Gaussian "
+            "visible units, standardise X."
+        ),
+        loss_name="reconstruction error",
+        bar_label="recon_error",
+        callbacks=callbacks,
+        state=current,
+        lr_factor=lr_factor,
     )
     W, bh, bv = current()
     report.state = tuple(np.array(ops.to_numpy(p)) for p in params)
@@ -132,15 +161,32 @@ def train_crbm(
 
 
 def crbm_pool_output(
-    ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, pool_size: tuple[int, int], *,
-    stride: Any = 1, padding: Any = 0, groups: int = 1, connections: Any = None, hidden: bool = False,
+    ops: Ops,
+    X: np.ndarray,
+    W: np.ndarray,
+    bh: np.ndarray,
+    pool_size: tuple[int, int],
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    groups: int = 1,
+    connections: Any = None,
+    hidden: bool = False,
 ) -> np.ndarray:
     """Pooling-layer probabilities (or, with ``hidden=True``, detection probabilities) of ``X``, in batches."""
     Wb, bhb = ops.asarray(W), ops.asarray(bh)
     out = []
     for start in range(0, X.shape[0], FORWARD_BATCH):
-        xb = ops.asarray(X[start:start + FORWARD_BATCH])
-        pre = ops.conv2d(xb, Wb, bhb, stride=stride, padding=padding, groups=groups, connections=connections)
+        xb = ops.asarray(X[start : start + FORWARD_BATCH])
+        pre = ops.conv2d(
+            xb,
+            Wb,
+            bhb,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
+        )
         h_probs, p_probs = ops.crbm_pool_probs(pre, pool_size)
         out.append(np.asarray(ops.to_numpy(h_probs if hidden else p_probs)))
     return np.concatenate(out, axis=0)

@@ -29,8 +29,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,7 +60,13 @@ __all__ = [
 WEIGHT_LIMIT = 1e6
 
 #: The stop reasons a fit records (``stop_reason_``).
-STOP_REASONS = ("max_iter", "no_improvement", "early_stopping", "interrupted", "callback")
+STOP_REASONS = (
+    "max_iter",
+    "no_improvement",
+    "early_stopping",
+    "interrupted",
+    "callback",
+)
 
 
 class TrainingInterrupted(UserWarning):
@@ -84,7 +91,7 @@ class StopFlag:
         self.requested = False
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator["StopFlag"]:
+    def installed(self) -> Iterator[StopFlag]:
         """Install the SIGINT handler for the duration of the block."""
         if threading.current_thread() is not threading.main_thread():
             yield self
@@ -159,11 +166,13 @@ def interruptible(name: str) -> Iterator[StopFlag]:
         raise KeyboardInterrupt(f"{name} interrupted (Ctrl-C); nothing was returned.")
 
 
-def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+def minibatches(
+    n: int, batch_size: int, rng: np.random.Generator | None
+) -> Iterator[np.ndarray]:
     """Index arrays of the mini-batches of one epoch: shuffled by ``rng``, or in order when ``None``."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 def take_rows(X: Any, rows: Any) -> np.ndarray:
@@ -177,7 +186,9 @@ def take_rows(X: Any, rows: Any) -> np.ndarray:
     return part.toarray() if sp.issparse(part) else part
 
 
-def check_sample_weight(sample_weight: Any, n: int, *, dtype: Any = np.float64) -> np.ndarray | None:
+def check_sample_weight(
+    sample_weight: Any, n: int, *, dtype: Any = np.float64
+) -> np.ndarray | None:
     """Validated per-row weights: ``None`` stays ``None``; otherwise a 1-D float array of ``n``
     finite, non-negative entries, not all zero, or a ``ValueError`` naming ``sample_weight``."""
     if sample_weight is None:
@@ -185,7 +196,9 @@ def check_sample_weight(sample_weight: Any, n: int, *, dtype: Any = np.float64) 
     try:
         w = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must be numbers. Received: sample_weight={sample_weight!r:.80}") from exc
+        raise ValueError(
+            f"sample_weight must be numbers. Received: sample_weight={sample_weight!r:.80}"
+        ) from exc
     if w.ndim == 0:
         w = np.full(n, float(w))
     if w.ndim != 1 or w.shape[0] != n:
@@ -193,12 +206,18 @@ def check_sample_weight(sample_weight: Any, n: int, *, dtype: Any = np.float64) 
             f"sample_weight must be 1-D with one weight per sample ({n}). Received: sample_weight.shape={w.shape}"
         )
     if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight must be finite. Received: sample_weight with NaN or infinity")
+        raise ValueError(
+            "sample_weight must be finite. Received: sample_weight with NaN or infinity"
+        )
     if np.any(w < 0):
-        raise ValueError(f"sample_weight must be non-negative. Received: sample_weight.min()={w.min():g}")
+        raise ValueError(
+            f"sample_weight must be non-negative. Received: sample_weight.min()={w.min():g}"
+        )
     if not w.sum() > 0:
-        raise ValueError("sample_weight must not be all zero: there is nothing to train on. "
-                         "Received: sum(sample_weight)=0")
+        raise ValueError(
+            "sample_weight must not be all zero: there is nothing to train on. "
+            "Received: sum(sample_weight)=0"
+        )
     return w.astype(dtype, copy=False)
 
 
@@ -276,12 +295,23 @@ class StoppingRule:
         Name of the monitored value, for the stop reason.
     """
 
-    def __init__(self, n_iter_no_change: float | None, tol: float, *, mode: str = "min",
-                 best: float | None = None, monitor: str = "training loss") -> None:
-        self.patience = math.inf if n_iter_no_change is None else float(n_iter_no_change)
+    def __init__(
+        self,
+        n_iter_no_change: float | None,
+        tol: float,
+        *,
+        mode: str = "min",
+        best: float | None = None,
+        monitor: str = "training loss",
+    ) -> None:
+        self.patience = (
+            math.inf if n_iter_no_change is None else float(n_iter_no_change)
+        )
         self.tol = float(tol)
         self.sign = 1.0 if mode == "min" else -1.0
-        self.best = (math.inf if mode == "min" else -math.inf) if best is None else float(best)
+        self.best = (
+            (math.inf if mode == "min" else -math.inf) if best is None else float(best)
+        )
         self.monitor = monitor
         self.count = 0
         # This call's best: a warm start's earlier best has no weights to go back to.
@@ -356,7 +386,9 @@ def _call(callback: Any, method: str, info: dict) -> Any:
     if fn is None:
         return None
     if method == "on_fit_begin":
-        return fn(info)  # a callback's own setup errors (an unwritable directory) reach the user as they are
+        return fn(
+            info
+        )  # a callback's own setup errors (an unwritable directory) reach the user as they are
     try:
         return fn(info)
     except CallbackError:
@@ -442,14 +474,20 @@ def run_epochs(
 
         bar = tqdm(total=n_epochs, desc=name, unit="epoch", leave=True)
     elif verbose and verbose >= 2:
-        print(f"{'epoch':>5}  {loss_name:>14}  {'val_loss':>10}  {'val_score':>10}  {'lr':>9}  {'time':>7}")
+        print(
+            f"{'epoch':>5}  {loss_name:>14}  {'val_loss':>10}  {'val_score':>10}  {'lr':>9}  {'time':>7}"
+        )
     reason = "max_iter"
     owner = True
     control = None
     try:
         with training_session() as (stop, owner):
             control = Control(stop, lr_factor)
-            base_info: dict[str, Any] = {"name": name, "control": control, "state": state}
+            base_info: dict[str, Any] = {
+                "name": name,
+                "control": control,
+                "state": state,
+            }
             for cb in callbacks:
                 _call(cb, "on_fit_begin", dict(base_info))
             for _ in range(n_epochs):
@@ -474,19 +512,31 @@ def run_epochs(
                         f"{name}: training diverged: the weights grew to {scale:.4g} (the {loss_name} was "
                         f"{value:.4g}). {advice}"
                     )
-                if not math.isfinite(value) or (explode_above is not None and abs(value) > explode_above):
+                if not math.isfinite(value) or (
+                    explode_above is not None and abs(value) > explode_above
+                ):
                     what = "became" if not math.isfinite(value) else "exploded to"
                     raise TrainingDivergedError(
                         f"{name}: training diverged: the {loss_name} {what} {value:.4g}"
-                        + (f" (the limit for this data is {explode_above:.4g})" if explode_above
-                           and math.isfinite(value) else "")
+                        + (
+                            f" (the limit for this data is {explode_above:.4g})"
+                            if explode_above and math.isfinite(value)
+                            else ""
+                        )
                         + f". {advice}"
                     )
-                row = {"epoch": start_epoch + report.n_epochs + 1, "loss": value,
-                       "val_loss": stats.val_loss, "val_score": stats.val_score,
-                       "learning_rate": stats.learning_rate, "duration": time.perf_counter() - t0}
+                row = {
+                    "epoch": start_epoch + report.n_epochs + 1,
+                    "loss": value,
+                    "val_loss": stats.val_loss,
+                    "val_score": stats.val_score,
+                    "learning_rate": stats.learning_rate,
+                    "duration": time.perf_counter() - t0,
+                }
                 report.history.append(row)
-                report.data_losses.append(value if stats.data_loss is None else float(stats.data_loss))
+                report.data_losses.append(
+                    value if stats.data_loss is None else float(stats.data_loss)
+                )
                 improved = False
                 if stopping is not None:
                     monitored = stats.val_score if monitor_validation else value
@@ -498,13 +548,17 @@ def run_epochs(
                 _progress(bar, verbose, row, bar_label)
                 info = {**base_info, "epoch": row["epoch"], "stats": dict(row)}
                 wants_stop = False
-                for cb in callbacks:  # every callback sees the epoch, even after one asks to stop
+                for cb in (
+                    callbacks
+                ):  # every callback sees the epoch, even after one asks to stop
                     wants_stop = bool(_call(cb, "on_epoch_end", info)) or wants_stop
                 if stop.requested:
                     reason = "interrupted"
                     break
                 if stopping is not None and stopping.should_stop:
-                    reason = "early_stopping" if monitor_validation else "no_improvement"
+                    reason = (
+                        "early_stopping" if monitor_validation else "no_improvement"
+                    )
                     break
                 if wants_stop:
                     reason = "callback"
@@ -517,33 +571,52 @@ def run_epochs(
     report.stop_reason = reason
     report.interrupted = reason == "interrupted"
     kept_best = False
-    if best_snapshot is not None and restore is not None and (
-        monitor_validation or reason == "no_improvement"
+    if (
+        best_snapshot is not None
+        and restore is not None
+        and (monitor_validation or reason == "no_improvement")
     ):
         restore(best_snapshot)
         kept_best = True
     if not kept_best:
-        report.best_epoch = start_epoch + report.n_epochs if report.n_epochs else report.best_epoch
+        report.best_epoch = (
+            start_epoch + report.n_epochs if report.n_epochs else report.best_epoch
+        )
     report.lr_factor = control.lr_factor if control is not None else lr_factor
     for cb in callbacks:
         _call(cb, "on_fit_end", {"name": name, "stop_reason": reason, "state": state})
     if verbose:
-        print(f"{name}: {describe_stop(report, stopping, monitor_validation)}", file=sys.stderr)
+        print(
+            f"{name}: {describe_stop(report, stopping, monitor_validation)}",
+            file=sys.stderr,
+        )
     if report.interrupted and owner:
         warn_interrupted(name, start_epoch + report.n_epochs)
     return report
 
 
-def describe_stop(report: FitReport, stopping: StoppingRule | None, monitor_validation: bool) -> str:
+def describe_stop(
+    report: FitReport, stopping: StoppingRule | None, monitor_validation: bool
+) -> str:
     """One line saying why training stopped and which epoch's weights were kept."""
     n = report.n_epochs
-    kept = f"kept the weights of epoch {report.best_epoch}" if report.best_epoch else "kept its weights"
+    kept = (
+        f"kept the weights of epoch {report.best_epoch}"
+        if report.best_epoch
+        else "kept its weights"
+    )
     if report.stop_reason == "max_iter":
         return f"stopped after {n} epoch(s): max_iter reached; {kept}."
     if report.stop_reason in ("no_improvement", "early_stopping"):
-        what = "validation score" if monitor_validation else (stopping.monitor if stopping else "loss")
-        return (f"stopped after {n} epoch(s): the {what} did not improve by tol={stopping.tol:g} for "
-                f"{stopping.count} epochs; {kept}.")
+        what = (
+            "validation score"
+            if monitor_validation
+            else (stopping.monitor if stopping else "loss")
+        )
+        return (
+            f"stopped after {n} epoch(s): the {what} did not improve by tol={stopping.tol:g} for "
+            f"{stopping.count} epochs; {kept}."
+        )
     if report.stop_reason == "callback":
         return f"stopped after {n} epoch(s) by a callback; {kept}."
     return f"interrupted (Ctrl-C) after {n} complete epoch(s); {kept}."
@@ -559,5 +632,7 @@ def _progress(bar: Any, verbose: int, row: dict, label: str) -> None:
         bar.update(1)
     elif verbose and verbose >= 2:
         fmt = lambda v, w: f"{v:>{w}.4g}" if v is not None else " " * (w - 1) + "-"  # noqa: E731
-        print(f"{row['epoch']:>5}  {fmt(row['loss'], 14)}  {fmt(row['val_loss'], 10)}  "
-              f"{fmt(row['val_score'], 10)}  {fmt(row['learning_rate'], 9)}  {row['duration']:>6.2f}s")
+        print(
+            f"{row['epoch']:>5}  {fmt(row['loss'], 14)}  {fmt(row['val_loss'], 10)}  "
+            f"{fmt(row['val_score'], 10)}  {fmt(row['learning_rate'], 9)}  {row['duration']:>6.2f}s"
+        )

@@ -9,16 +9,31 @@ pretrainer both train here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..ops import Ops
-from .engine import Control, EpochStats, FitReport, relative_weights, run_epochs, take_rows
+from .engine import (
+    Control,
+    EpochStats,
+    FitReport,
+    relative_weights,
+    run_epochs,
+    take_rows,
+)
 
-__all__ = ["RBMState", "init_rbm", "train_rbm", "rbm_hidden_probs", "rbm_hidden_means", "relu_cd_epoch"]
+__all__ = [
+    "RBMState",
+    "init_rbm",
+    "train_rbm",
+    "rbm_hidden_probs",
+    "rbm_hidden_means",
+    "relu_cd_epoch",
+]
 
 #: Training rows whose reconstruction error is reported after each epoch.
 MONITOR_ROWS = 1000
@@ -41,8 +56,13 @@ class RBMState:
     chain: np.ndarray | None = None
 
 
-def init_rbm(n_components: int, column_means: np.ndarray, visible: str, dtype: Any,
-             rng: np.random.Generator) -> RBMState:
+def init_rbm(
+    n_components: int,
+    column_means: np.ndarray,
+    visible: str,
+    dtype: Any,
+    rng: np.random.Generator,
+) -> RBMState:
     """Small random weights; visible biases at the data's log-odds (Bernoulli) or mean (Gaussian).
 
     The visible biases start where an RBM without hidden units would be
@@ -60,8 +80,14 @@ def init_rbm(n_components: int, column_means: np.ndarray, visible: str, dtype: A
     return RBMState(W, bh, bv, (np.zeros_like(W), np.zeros_like(bh), np.zeros_like(bv)))
 
 
-def _init_chain(state: RBMState, X: np.ndarray, m: int, ops: Ops, rng: np.random.Generator,
-                backend_rng: Any) -> np.ndarray:
+def _init_chain(
+    state: RBMState,
+    X: np.ndarray,
+    m: int,
+    ops: Ops,
+    rng: np.random.Generator,
+    backend_rng: Any,
+) -> np.ndarray:
     """Persistent chains as hidden states sampled from random training rows (fantasy particles)."""
     rows = take_rows(X, rng.choice(X.shape[0], size=m, replace=False))
     W, bh = ops.asarray(state.W), ops.asarray(state.bh)
@@ -120,11 +146,15 @@ def train_rbm(
     ``sample_visible``.
     """
     if hidden not in ("bernoulli", "relu"):
-        raise ValueError(f"hidden must be 'bernoulli' or 'relu'. Received: hidden={hidden!r}")
+        raise ValueError(
+            f"hidden must be 'bernoulli' or 'relu'. Received: hidden={hidden!r}"
+        )
     if hidden == "relu" and (persistent or sample_visible):
-        raise ValueError("Rectified linear hidden units (hidden='relu') train by CD-k only: "
-                         f"persistent and sample_visible must be False. Received: persistent={persistent}, "
-                         f"sample_visible={sample_visible}")
+        raise ValueError(
+            "Rectified linear hidden units (hidden='relu') train by CD-k only: "
+            f"persistent and sample_visible must be False. Received: persistent={persistent}, "
+            f"sample_visible={sample_visible}"
+        )
     if hidden != "bernoulli" and (sample_weight is not None or sample_visible):
         raise ValueError(
             "rectified-linear hidden units (hidden='relu') train without sample_weight and sample_visible. "
@@ -139,19 +169,29 @@ def train_rbm(
         chain_np = _init_chain(state, X, m, ops, rng, backend_rng)
     chain = ops.asarray(np.array(chain_np, dtype=dt)) if persistent else None
     # Fresh backend copies: the epoch updates them in place.
-    W, bh, bv = (ops.asarray(np.array(a, dtype=dt)) for a in (state.W, state.bh, state.bv))
+    W, bh, bv = (
+        ops.asarray(np.array(a, dtype=dt)) for a in (state.W, state.bh, state.bv)
+    )
     dW, dbh, dbv = (ops.asarray(np.array(a, dtype=dt)) for a in state.velocity)
     monitor_np = take_rows(X, slice(0, MONITOR_ROWS))
     monitor = ops.asarray(monitor_np, dtype=dt)
     n = X.shape[0]
     weights = relative_weights(sample_weight)
     if weights is not None:
-        monitor_w = weights[:MONITOR_ROWS] / weights[:MONITOR_ROWS].sum() if weights[:MONITOR_ROWS].sum() > 0 else None
+        monitor_w = (
+            weights[:MONITOR_ROWS] / weights[:MONITOR_ROWS].sum()
+            if weights[:MONITOR_ROWS].sum() > 0
+            else None
+        )
     sparse = not isinstance(X, np.ndarray) and hasattr(X, "tocsr")
     # Whole batches per backend call, so a large (memory-mapped) X is never copied whole.
     rows_per_call = SPARSE_CHUNK_ROWS if sparse else CHUNK_ROWS
     chunk = n if n <= rows_per_call else max(m, rows_per_call // m * m)
-    buffer = np.empty((chunk, *X.shape[1:]), dtype=X.dtype) if shuffle and not sparse else None
+    buffer = (
+        np.empty((chunk, *X.shape[1:]), dtype=X.dtype)
+        if shuffle and not sparse
+        else None
+    )
     # Only when asked for: a backend written before sample_visible existed still trains.
     chain_kw = {"sample_visible": True} if sample_visible else {}
 
@@ -161,25 +201,46 @@ def train_rbm(
         for start in range(0, n, chunk):
             if control.requested:
                 return EpochStats(float("nan"), completed=False)
-            rows = order[start:start + chunk] if shuffle else slice(start, start + chunk)
+            rows = (
+                order[start : start + chunk] if shuffle else slice(start, start + chunk)
+            )
             if sparse:
                 part = take_rows(X, rows)
             elif shuffle:
                 # mode="clip" keeps NumPy from buffering `out`; a permutation's indices are all in range.
-                part = np.take(X, rows, axis=0, out=buffer[:rows.shape[0]], mode="clip")
+                part = np.take(
+                    X, rows, axis=0, out=buffer[: rows.shape[0]], mode="clip"
+                )
             else:
                 part = X[rows]
             weight_kw = {} if weights is None else {"sample_weight": weights[rows]}
-            epoch_fn = ops.cd_epoch if hidden == "bernoulli" else partial(relu_cd_epoch, ops)
+            epoch_fn = (
+                ops.cd_epoch if hidden == "bernoulli" else partial(relu_cd_epoch, ops)
+            )
             epoch_fn(
-                ops.asarray(part, dtype=dt), W, bh, bv, dW, dbh, dbv,
-                k=int(k), learning_rate=lr, momentum=float(momentum),
-                weight_decay=float(weight_decay), batch_size=m, visible=visible, rng=backend_rng,
-                chain=chain, **chain_kw, **weight_kw,
+                ops.asarray(part, dtype=dt),
+                W,
+                bh,
+                bv,
+                dW,
+                dbh,
+                dbv,
+                k=int(k),
+                learning_rate=lr,
+                momentum=float(momentum),
+                weight_decay=float(weight_decay),
+                batch_size=m,
+                visible=visible,
+                rng=backend_rng,
+                chain=chain,
+                **chain_kw,
+                **weight_kw,
             )
         # Under PCD cd_epoch's own error compares the data with fantasy particles: measure a
         # true mean-field reconstruction instead.
-        diff = ops.rbm_visible_means(_hidden_means(ops, monitor, W, bh, hidden), W, bv, visible)
+        diff = ops.rbm_visible_means(
+            _hidden_means(ops, monitor, W, bh, hidden), W, bv, visible
+        )
         diff -= monitor
         diff *= diff
         if weights is not None and monitor_w is not None:
@@ -192,31 +253,61 @@ def train_rbm(
     def current() -> RBMState:
         """The NumPy state of the epochs run so far (backend copies read back)."""
         to_np = lambda a: np.array(ops.to_numpy(a), dtype=dt)  # noqa: E731
-        return replace(state, W=to_np(W), bh=to_np(bh), bv=to_np(bv),
-                       velocity=(to_np(dW), to_np(dbh), to_np(dbv)),
-                       chain=to_np(chain) if chain is not None else state.chain)
+        return replace(
+            state,
+            W=to_np(W),
+            bh=to_np(bh),
+            bv=to_np(bv),
+            velocity=(to_np(dW), to_np(dbh), to_np(dbv)),
+            chain=to_np(chain) if chain is not None else state.chain,
+        )
 
-    advice = advice or (f"Try a lower learning_rate (it was {learning_rate:g})"
-              + (" or standardise X (Gaussian visible units have unit variance)." if visible == "gaussian"
-                 else " or scale X to [0, 1] (Bernoulli visible units model probabilities)."))
+    advice = advice or (
+        f"Try a lower learning_rate (it was {learning_rate:g})"
+        + (
+            " or standardise X (Gaussian visible units have unit variance)."
+            if visible == "gaussian"
+            else " or scale X to [0, 1] (Bernoulli visible units model probabilities)."
+        )
+    )
     # An error 1e4 times that of reconstructing every row as zeros (plus one per feature) is no model.
-    scale = float(np.square(monitor_np, dtype=np.float64).sum()) / max(min(X.shape[0], MONITOR_ROWS), 1)
-    report = run_epochs(epoch, n_epochs=n_epochs, name=name, start_epoch=start_epoch, verbose=verbose,
-                        explode_above=1e4 * (scale + X.shape[1]), advice=advice,
-                        loss_name="reconstruction error", bar_label="recon_error", callbacks=callbacks,
-                        state=current, lr_factor=lr_factor)
+    scale = float(np.square(monitor_np, dtype=np.float64).sum()) / max(
+        min(X.shape[0], MONITOR_ROWS), 1
+    )
+    report = run_epochs(
+        epoch,
+        n_epochs=n_epochs,
+        name=name,
+        start_epoch=start_epoch,
+        verbose=verbose,
+        explode_above=1e4 * (scale + X.shape[1]),
+        advice=advice,
+        loss_name="reconstruction error",
+        bar_label="recon_error",
+        callbacks=callbacks,
+        state=current,
+        lr_factor=lr_factor,
+    )
     return current(), report
 
 
-def rbm_hidden_probs(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray) -> np.ndarray:
+def rbm_hidden_probs(
+    ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray
+) -> np.ndarray:
     """``p(h = 1 | v)`` for the rows of NumPy (or scipy sparse) ``X``, in chunks, as NumPy in ``W``'s dtype."""
     Wb, bhb = ops.asarray(W), ops.asarray(bh)
     out = np.empty((X.shape[0], W.shape[0]), dtype=W.dtype)
     for start in range(0, X.shape[0], ROW_CHUNK):
-        out[start:start + ROW_CHUNK] = ops.to_numpy(
-            ops.rbm_hidden_probs(ops.asarray(take_rows(X, slice(start, start + ROW_CHUNK)), dtype=W.dtype), Wb, bhb))
+        out[start : start + ROW_CHUNK] = ops.to_numpy(
+            ops.rbm_hidden_probs(
+                ops.asarray(
+                    take_rows(X, slice(start, start + ROW_CHUNK)), dtype=W.dtype
+                ),
+                Wb,
+                bhb,
+            )
+        )
     return out
-
 
 
 def _hidden_means(ops: Ops, v: Any, W: Any, bh: Any, hidden: str) -> Any:
@@ -226,22 +317,41 @@ def _hidden_means(ops: Ops, v: Any, W: Any, bh: Any, hidden: str) -> Any:
     return ops.rbm_hidden_probs(v, W, bh)
 
 
-def rbm_hidden_means(ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, hidden: str = "bernoulli") -> np.ndarray:
+def rbm_hidden_means(
+    ops: Ops, X: np.ndarray, W: np.ndarray, bh: np.ndarray, hidden: str = "bernoulli"
+) -> np.ndarray:
     """Hidden means for the rows of NumPy ``X`` (``rbm_hidden_probs`` for ``hidden="bernoulli"``), as NumPy."""
     if hidden == "bernoulli":
         return rbm_hidden_probs(ops, X, W, bh)
     Wb, bhb = ops.asarray(W), ops.asarray(bh)
     out = np.empty((X.shape[0], W.shape[0]), dtype=W.dtype)
     for start in range(0, X.shape[0], ROW_CHUNK):
-        out[start:start + ROW_CHUNK] = ops.to_numpy(
-            _hidden_means(ops, ops.asarray(X[start:start + ROW_CHUNK]), Wb, bhb, "relu"))
+        out[start : start + ROW_CHUNK] = ops.to_numpy(
+            _hidden_means(
+                ops, ops.asarray(X[start : start + ROW_CHUNK]), Wb, bhb, "relu"
+            )
+        )
     return out
 
 
 def relu_cd_epoch(
-    ops: Ops, X: Any, W: Any, bh: Any, bv: Any, dW: Any, dbh: Any, dbv: Any, *,
-    k: int, learning_rate: float, momentum: float, weight_decay: float, batch_size: int,
-    visible: str, rng: Any, chain: Any = None,
+    ops: Ops,
+    X: Any,
+    W: Any,
+    bh: Any,
+    bv: Any,
+    dW: Any,
+    dbh: Any,
+    dbv: Any,
+    *,
+    k: int,
+    learning_rate: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int,
+    visible: str,
+    rng: Any,
+    chain: Any = None,
 ) -> float:
     """One epoch of CD-k with noisy rectified linear hidden units (Nair & Hinton 2010), in row order.
 

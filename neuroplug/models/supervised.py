@@ -10,8 +10,9 @@ learning-rate schedule.  The network keeps its weights in place; the caller
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,8 +109,13 @@ def train_network(
         xb = take_rows(X, idx)
         return xb.reshape(xb.shape[0], *shape) if xb.shape[1:] != shape else xb
 
-    start_loss = _starting_loss(network, rows(slice(0, min(max(batch_size, 64), n))), y, loss,
-                                None if sample_weight is None else sample_weight[:max(batch_size, 64)])
+    start_loss = _starting_loss(
+        network,
+        rows(slice(0, min(max(batch_size, 64), n))),
+        y,
+        loss,
+        None if sample_weight is None else sample_weight[: max(batch_size, 64)],
+    )
 
     def epoch(control: Control) -> EpochStats:
         lr = schedule(float(learning_rate), epoch_no[0]) * control.lr_factor
@@ -121,23 +127,39 @@ def train_network(
             if augmenter is not None:
                 xb = augmenter(xb, rng)
             if sample_weight is None:
-                value = train_batch(ops.asarray(xb, dtype=dtype), ops.asarray(y[idx]), lr)
+                value = train_batch(
+                    ops.asarray(xb, dtype=dtype), ops.asarray(y[idx]), lr
+                )
                 total += value * len(idx)
                 seen += len(idx)
             else:
                 wb = sample_weight[idx]
-                value = train_batch(ops.asarray(xb, dtype=dtype), ops.asarray(y[idx]), lr, sample_weight=wb)
+                value = train_batch(
+                    ops.asarray(xb, dtype=dtype),
+                    ops.asarray(y[idx]),
+                    lr,
+                    sample_weight=wb,
+                )
                 total += value * len(idx)
                 seen += len(idx)
             if control.requested:
                 return EpochStats(math.nan, completed=False)
         epoch_no[0] += 1
-        stats = EpochStats(total / seen + float(alpha) * network.penalty(), learning_rate=lr,
-                           data_loss=total / seen)
+        stats = EpochStats(
+            total / seen + float(alpha) * network.penalty(),
+            learning_rate=lr,
+            data_loss=total / seen,
+        )
         if validation is not None:
             out = network.predict(validation.X, batch_size=PREDICT_BATCH)
             stats.val_score = validation.evaluate(out)
-            stats.val_loss = _loss_of(network, loss, out, validation.y, relative_weights(validation.sample_weight))
+            stats.val_loss = _loss_of(
+                network,
+                loss,
+                out,
+                validation.y,
+                relative_weights(validation.sample_weight),
+            )
         return stats
 
     return run_epochs(
@@ -150,9 +172,13 @@ def train_network(
         monitor_validation=validation is not None,
         keep_best=network.get_weights,
         restore=network.set_weights,
-        explode_above=EXPLOSION_FACTOR * max(start_loss, 1e-3) if math.isfinite(start_loss) else None,
-        advice=(f"Try a lower learning_rate (it was {learning_rate:g}), a smaller alpha, or scaling the "
-                "input (for example with StandardScaler)."),
+        explode_above=EXPLOSION_FACTOR * max(start_loss, 1e-3)
+        if math.isfinite(start_loss)
+        else None,
+        advice=(
+            f"Try a lower learning_rate (it was {learning_rate:g}), a smaller alpha, or scaling the "
+            "input (for example with StandardScaler)."
+        ),
         loss_name="training loss",
         callbacks=callbacks,
         state=network.get_weights,
@@ -160,22 +186,38 @@ def train_network(
     )
 
 
-def _starting_loss(network: Network, X: np.ndarray, y: np.ndarray, loss: Loss,
-                   sample_weight: np.ndarray | None) -> float:
+def _starting_loss(
+    network: Network,
+    X: np.ndarray,
+    y: np.ndarray,
+    loss: Loss,
+    sample_weight: np.ndarray | None,
+) -> float:
     """The untrained network's loss on the first rows ``X``: the scale that divergence is judged against."""
     m = X.shape[0]
     ops = network.ops
     with np.errstate(all="ignore"):
         out = network.forward(ops.asarray(X, dtype=X.dtype))
-        value, _ = (loss(ops, out, ops.asarray(y[:m])) if sample_weight is None
-                    else loss(ops, out, ops.asarray(y[:m]), sample_weight))
+        value, _ = (
+            loss(ops, out, ops.asarray(y[:m]))
+            if sample_weight is None
+            else loss(ops, out, ops.asarray(y[:m]), sample_weight)
+        )
     return float(value)
 
 
-def _loss_of(network: Network, loss: Loss, output: np.ndarray, y: np.ndarray,
-             sample_weight: np.ndarray | None = None) -> float:
+def _loss_of(
+    network: Network,
+    loss: Loss,
+    output: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+) -> float:
     ops = network.ops
     with np.errstate(all="ignore"):
-        value, _ = (loss(ops, ops.asarray(output), ops.asarray(y)) if sample_weight is None
-                    else loss(ops, ops.asarray(output), ops.asarray(y), sample_weight))
+        value, _ = (
+            loss(ops, ops.asarray(output), ops.asarray(y))
+            if sample_weight is None
+            else loss(ops, ops.asarray(output), ops.asarray(y), sample_weight)
+        )
     return float(value)

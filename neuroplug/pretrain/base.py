@@ -40,7 +40,9 @@ class Pretrainer(ValidatedParams, BaseEstimator):
 
     _parameter_constraints: dict = {}
 
-    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+    def pretrain(
+        self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0
+    ) -> None:
         """Initialise ``network``'s weights in place from unsupervised training on ``X``."""
         raise NotImplementedError
 
@@ -79,8 +81,10 @@ def layer_inputs(network: Any, X: np.ndarray, stop: int, dtype: Any) -> np.ndarr
     ops = network.ops
     out = []
     for start in range(0, X.shape[0], FORWARD_BATCH):
-        xb = ops.asarray(X[start:start + FORWARD_BATCH], dtype=network.dtype)
-        out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=dtype))
+        xb = ops.asarray(X[start : start + FORWARD_BATCH], dtype=network.dtype)
+        out.append(
+            np.asarray(ops.to_numpy(network.forward(xb, stop=stop)), dtype=dtype)
+        )
     features = np.concatenate(out, axis=0)
     return np.ascontiguousarray(features.reshape(features.shape[0], -1))
 
@@ -106,7 +110,7 @@ def unit_activation(layers: Any, i: int) -> str | None:
     Layers without parameters in between (pooling, dropout, flatten) are
     skipped; a weighted layer first means the layer is linear (None).
     """
-    for layer in list(layers)[i + 1:]:
+    for layer in list(layers)[i + 1 :]:
         name = getattr(layer, "activation", None)
         if isinstance(name, str) and name:
             return name
@@ -126,15 +130,19 @@ def pre_activations(network: Any, X: np.ndarray, i: int) -> np.ndarray:
     ops = network.ops
     out = []
     for start in range(0, X.shape[0], FORWARD_BATCH):
-        xb = ops.asarray(X[start:start + FORWARD_BATCH], dtype=network.dtype)
-        out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=i + 1)), dtype=np.float64))
+        xb = ops.asarray(X[start : start + FORWARD_BATCH], dtype=network.dtype)
+        out.append(
+            np.asarray(ops.to_numpy(network.forward(xb, stop=i + 1)), dtype=np.float64)
+        )
     z = np.concatenate(out, axis=0)
     if z.ndim > 2:  # (n, channels, h, w): every position is a sample of its channel
         z = np.moveaxis(z, 1, -1).reshape(-1, z.shape[1])
     return z
 
 
-def as_activation(W: np.ndarray, b: np.ndarray, activation: str | None) -> tuple[np.ndarray, np.ndarray]:
+def as_activation(
+    W: np.ndarray, b: np.ndarray, activation: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Weights of sigmoid (or rectified linear) hidden units, for a layer followed by ``activation``.
 
     A tanh layer gets ``W / 2, b / 2``: ``tanh(x / 2) = 2 sigmoid(x) - 1``,
@@ -163,7 +171,9 @@ def _spread(z: np.ndarray) -> float:
     return float(np.sqrt(z.var(axis=0).mean())) if z.shape[0] > 1 else 0.0
 
 
-def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None = None) -> float:
+def fit_units(
+    network: Any, i: int, X: np.ndarray, reference: np.ndarray | None = None
+) -> float:
     """Make the units of pretrained layer ``i`` alive on ``X``, data-dependently; return the live fraction.
 
     ``X`` are network inputs (a few hundred rows do); ``reference`` are the
@@ -198,7 +208,11 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
         if reference is not None:
             spread, target = _spread(z), _spread(reference)
             if spread > target > 0:
-                W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
+                W, b, z = (
+                    W * (target / spread),
+                    b * (target / spread),
+                    z * (target / spread),
+                )
         dead = (z > 0).mean(axis=0) < MIN_ACTIVE
         shift = np.where(dead, np.median(z, axis=0), 0.0)
         b -= shift
@@ -212,19 +226,33 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
             z = z - np.median(z, axis=0)
             spread, target = _spread(z), _spread(reference)
             if spread > target > 0:
-                W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
+                W, b, z = (
+                    W * (target / spread),
+                    b * (target / spread),
+                    z * (target / spread),
+                )
         elif reference is not None:
             # A flat layer (the RBM barely moved from its tiny initial weights) passes no signal up.
             spread, target = _spread(z), _spread(reference)
             if 0 < spread < FLAT * target:
-                W, b, z = W * (target / spread), b * (target / spread), z * (target / spread)
+                W, b, z = (
+                    W * (target / spread),
+                    b * (target / spread),
+                    z * (target / spread),
+                )
         # Sigmoid units that are off on nearly every input are the sparse features RBMs and SBNs learn
         # (measured: centring them stalled a classic net's fine-tuning on MNIST); only tanh units,
         # already centred, are un-saturated.
-        saturated = ((np.abs(z) < limit).mean(axis=0) < MIN_LINEAR) & (activation == "tanh")
+        saturated = ((np.abs(z) < limit).mean(axis=0) < MIN_LINEAR) & (
+            activation == "tanh"
+        )
         centre = np.where(saturated, np.median(z, axis=0), 0.0)
         spread = np.median(np.abs(z - centre), axis=0)
-        shrink = np.where(saturated & (spread > limit / 2), (limit / 2) / np.maximum(spread, 1e-12), 1.0)
+        shrink = np.where(
+            saturated & (spread > limit / 2),
+            (limit / 2) / np.maximum(spread, 1e-12),
+            1.0,
+        )
         b = (b - centre) * shrink
         W = W * shrink.reshape(shape)
         zc = (z - centre) * shrink
@@ -234,7 +262,9 @@ def fit_units(network: Any, i: int, X: np.ndarray, reference: np.ndarray | None 
     return live
 
 
-def fold_input_affine(W: np.ndarray, b: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_input_affine(
+    W: np.ndarray, b: np.ndarray, shift: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense weights learnt on ``x' = (x - shift) / scale``, rewritten to act on the raw ``x``.
 
     ``x' W + b = x (W / scale) + (b - (shift / scale) W)``, exactly.

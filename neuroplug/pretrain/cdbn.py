@@ -65,11 +65,12 @@ def renamed_n_iter(estimator: Any) -> Any:
     return estimator.n_iter
 
 
-
 # ---------------------------------------------------------------------------
 # The pretrainer
 # ---------------------------------------------------------------------------
-def _is_passthrough(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> bool:
+def _is_passthrough(
+    layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...]
+) -> bool:
     """A layer without parameters that keeps the shape (activation, dropout, noise, LRN...)."""
     return not getattr(layer, "params", None) and tuple(shape_in) == tuple(shape_out)
 
@@ -93,8 +94,9 @@ AUTO_RATE = 0.2
 AUTO_RATE_GAUSSIAN = 0.02
 
 
-def _fold_conv_input(W: np.ndarray, b: np.ndarray, shift: np.ndarray, scale: np.ndarray,
-                     groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _fold_conv_input(
+    W: np.ndarray, b: np.ndarray, shift: np.ndarray, scale: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Filters learnt on ``x' = (x - shift) / scale`` (per input channel), rewritten to act on the raw ``x``.
 
     Exact wherever the kernel does not overlap the zero padding.
@@ -113,7 +115,7 @@ def _forward(network: Any, X: np.ndarray, stop: int) -> np.ndarray:
     ops = network.ops
     out = []
     for start in range(0, X.shape[0], _FORWARD_BATCH):
-        xb = ops.asarray(X[start:start + _FORWARD_BATCH], dtype=network.dtype)
+        xb = ops.asarray(X[start : start + _FORWARD_BATCH], dtype=network.dtype)
         out.append(np.asarray(ops.to_numpy(network.forward(xb, stop=stop))))
     return np.ascontiguousarray(np.concatenate(out, axis=0), dtype=network.dtype)
 
@@ -274,7 +276,10 @@ class CDBNPretrainer(Pretrainer):
 
     _parameter_constraints: dict = {
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "learning_rate": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "k": [Interval(numbers.Integral, 1, None, closed="left")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -285,10 +290,15 @@ class CDBNPretrainer(Pretrainer):
         "max_samples": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "fix_units": ["boolean"],
         "init": [StrOptions({"network", "small"})],
-        "n_iter": [Hidden(StrOptions({"deprecated"})), Interval(numbers.Integral, 0, None, closed="left")],
+        "n_iter": [
+            Hidden(StrOptions({"deprecated"})),
+            Interval(numbers.Integral, 0, None, closed="left"),
+        ],
     }
 
-    def _plan(self, network: Any) -> list[tuple[int, tuple[int, int], list[int], int | None]]:
+    def _plan(
+        self, network: Any
+    ) -> list[tuple[int, tuple[int, int], list[int], int | None]]:
         """``(conv index, pool block, pooling layer indices, next conv index or None)`` per RBM."""
         layers, shapes = network.layers, network.shapes
         plan: list[tuple[int, tuple[int, int], list[int], int | None]] = []
@@ -297,8 +307,13 @@ class CDBNPretrainer(Pretrainer):
             layer = layers[i]
             if isinstance(layer, Conv2D):
                 j, pools = i + 1, []
-                while j < len(layers) and not isinstance(layers[j], Conv2D) and (
-                    isinstance(layers[j], Pool2D) or _is_passthrough(layers[j], shapes[j], shapes[j + 1])
+                while (
+                    j < len(layers)
+                    and not isinstance(layers[j], Conv2D)
+                    and (
+                        isinstance(layers[j], Pool2D)
+                        or _is_passthrough(layers[j], shapes[j], shapes[j + 1])
+                    )
                 ):
                     if isinstance(layers[j], Pool2D):
                         pools.append(j)
@@ -307,7 +322,11 @@ class CDBNPretrainer(Pretrainer):
                 if len(pools) == 1 and isinstance(layers[pools[0]], MaxPool2D):
                     pool_layer = layers[pools[0]]
                     size = normalize_pair(pool_layer.size, "size")
-                    stride = size if pool_layer.stride is None else normalize_pair(pool_layer.stride, "stride")
+                    stride = (
+                        size
+                        if pool_layer.stride is None
+                        else normalize_pair(pool_layer.stride, "stride")
+                    )
                     if size == stride:
                         block = size
                 nxt = j if j < len(layers) and isinstance(layers[j], Conv2D) else None
@@ -322,7 +341,9 @@ class CDBNPretrainer(Pretrainer):
         return plan
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+    def pretrain(
+        self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0
+    ) -> None:
         """Initialise ``network``'s leading Conv2D layers in place from ConvRBMs trained on ``X``.
 
         Parameters
@@ -349,7 +370,9 @@ class CDBNPretrainer(Pretrainer):
                 f" Received: X.shape={X.shape}"
             )
         if X.shape[0] < 1 or not np.isfinite(X).all():
-            raise ValueError(f"X must hold at least one image and only finite values. Received: X.shape={X.shape}")
+            raise ValueError(
+                f"X must hold at least one image and only finite values. Received: X.shape={X.shape}"
+            )
         plan = self._plan(network)
         if not plan:
             names = [type(layer).__name__ for layer in network.layers]
@@ -388,7 +411,9 @@ class CDBNPretrainer(Pretrainer):
                 shift = data.mean(axis=(0, 2, 3), dtype=np.float64)
                 scale = data.std(axis=(0, 2, 3), dtype=np.float64)
                 scale = np.maximum(scale, max(0.1 * float(scale.mean()), 1e-8))
-                data = ((data - shift[None, :, None, None]) / scale[None, :, None, None]).astype(network.dtype)
+                data = (
+                    (data - shift[None, :, None, None]) / scale[None, :, None, None]
+                ).astype(network.dtype)
             else:
                 shift = scale = None
             rates = self._rates(units)
@@ -396,17 +421,36 @@ class CDBNPretrainer(Pretrainer):
             for attempt, rate in enumerate(rates):
                 try:
                     W, bh, _, report = train_crbm(
-                        data, filters=int(layer.params["W"].shape[0]), kernel_size=conv["kernel"],
-                        pool_size=block, visible=units, ops=ops, rng=np.random.default_rng(seed), k=int(self.k),
-                        learning_rate=rate, momentum=float(self.momentum),
-                        weight_decay=float(self.weight_decay), sparsity_target=float(self.sparsity_target),
-                        sparsity_cost=float(self.sparsity_cost), batch_size=int(self.batch_size),
+                        data,
+                        filters=int(layer.params["W"].shape[0]),
+                        kernel_size=conv["kernel"],
+                        pool_size=block,
+                        visible=units,
+                        ops=ops,
+                        rng=np.random.default_rng(seed),
+                        k=int(self.k),
+                        learning_rate=rate,
+                        momentum=float(self.momentum),
+                        weight_decay=float(self.weight_decay),
+                        sparsity_target=float(self.sparsity_target),
+                        sparsity_cost=float(self.sparsity_cost),
+                        batch_size=int(self.batch_size),
                         max_iter=int(renamed_n_iter(self)),
-                        stride=conv["stride"], padding=conv["padding"], groups=conv["groups"],
-                        connections=conv["connections"], verbose=verbose, desc=f"cdbn layer {i}",
-                        init_weights=np.array(layer.get_weights()["W"], dtype=network.dtype) if self.init == "network" else None,
-                        advice=("Try a lower learning rate for the convolutional RBMs: "
-                                f"pretrainer=CDBNPretrainer(learning_rate=...) (it was {rate:g})."),
+                        stride=conv["stride"],
+                        padding=conv["padding"],
+                        groups=conv["groups"],
+                        connections=conv["connections"],
+                        verbose=verbose,
+                        desc=f"cdbn layer {i}",
+                        init_weights=np.array(
+                            layer.get_weights()["W"], dtype=network.dtype
+                        )
+                        if self.init == "network"
+                        else None,
+                        advice=(
+                            "Try a lower learning rate for the convolutional RBMs: "
+                            f"pretrainer=CDBNPretrainer(learning_rate=...) (it was {rate:g})."
+                        ),
                     )
                     break
                 except TrainingDivergedError:
@@ -418,16 +462,26 @@ class CDBNPretrainer(Pretrainer):
             reference = pre_activations(network, sample, i)
             W, bh = W.astype(network.dtype), bh.astype(network.dtype)
             layer.set_weights({"W": W, "b": bh})
-            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
+            self.active_fraction_.append(
+                fit_units(network, i, sample, reference)
+                if self.fix_units
+                else float("nan")
+            )
             self.pretrained_layers_.append(i)
             self.learning_rates_.append(rate)
             self.reconstruction_errors_.append([row["loss"] for row in report.history])
             if nxt is None:
                 break
-            if scale is None and activation in (None, "sigmoid") and np.array_equal(layer.get_weights()["b"], bh):
+            if (
+                scale is None
+                and activation in (None, "sigmoid")
+                and np.array_equal(layer.get_weights()["b"], bh)
+            ):
                 # The layer computes the RBM's detection probabilities (or its pre-activations):
                 # the next RBM learns from its (probabilistic) pooling, as in Lee et al. 2009.
-                data = self._next_input(network, data, i, block, pools, shapes[nxt], conv)
+                data = self._next_input(
+                    network, data, i, block, pools, shapes[nxt], conv
+                )
             else:
                 # Otherwise from what the network, initialised so far, computes.
                 data = _forward(network, X, nxt)
@@ -439,8 +493,16 @@ class CDBNPretrainer(Pretrainer):
         first = AUTO_RATE if visible == "bernoulli" else AUTO_RATE_GAUSSIAN
         return [first, first / 10, first / 100]
 
-    def _next_input(self, network: Any, data: np.ndarray, i: int, block: tuple[int, int], pools: list[int],
-                    target: tuple[int, ...], conv: dict[str, Any]) -> np.ndarray:
+    def _next_input(
+        self,
+        network: Any,
+        data: np.ndarray,
+        i: int,
+        block: tuple[int, int],
+        pools: list[int],
+        target: tuple[int, ...],
+        conv: dict[str, Any],
+    ) -> np.ndarray:
         """The representation the next Conv2D layer is pretrained on (NumPy, shape ``(n, *target)``)."""
         ops, layer = network.ops, network.layers[i]
         kw = {key: conv[key] for key in ("stride", "padding", "groups", "connections")}
@@ -448,16 +510,22 @@ class CDBNPretrainer(Pretrainer):
         if block != (1, 1):
             pooled = crbm_pool_output(ops, data, W, b, block, **kw)
             # The network's max pooling floors: drop the partial blocks it drops.
-            result = np.ascontiguousarray(pooled[:, :, :target[1], :target[2]])
+            result = np.ascontiguousarray(pooled[:, :, : target[1], : target[2]])
         else:
             hidden = crbm_pool_output(ops, data, W, b, (1, 1), hidden=True, **kw)
             out = []
             for start in range(0, hidden.shape[0], _FORWARD_BATCH):
-                h = ops.asarray(hidden[start:start + _FORWARD_BATCH])
+                h = ops.asarray(hidden[start : start + _FORWARD_BATCH])
                 for j in pools:
                     h = network.layers[j].forward(h, training=False)
                 out.append(np.asarray(ops.to_numpy(h)))
-            result = np.ascontiguousarray(np.concatenate(out, axis=0), dtype=network.dtype)
-        if tuple(result.shape[1:]) != tuple(target):  # pragma: no cover - the plan only keeps shape-preserving layers
-            raise RuntimeError(f"cdbn: representation {result.shape[1:]} does not match the next layer's input {target}")
+            result = np.ascontiguousarray(
+                np.concatenate(out, axis=0), dtype=network.dtype
+            )
+        if tuple(result.shape[1:]) != tuple(
+            target
+        ):  # pragma: no cover - the plan only keeps shape-preserving layers
+            raise RuntimeError(
+                f"cdbn: representation {result.shape[1:]} does not match the next layer's input {target}"
+            )
         return result

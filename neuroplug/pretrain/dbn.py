@@ -198,7 +198,10 @@ class DBNPretrainer(Pretrainer):
         "k": [Interval(numbers.Integral, 1, None, closed="left")],
         "persistent": ["boolean"],
         "sample_visible": ["boolean"],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "learning_rate": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "hidden": [StrOptions({"auto", "bernoulli", "relu"})],
         "fix_units": ["boolean"],
         "init": [StrOptions({"auto", "network", "small"})],
@@ -212,11 +215,17 @@ class DBNPretrainer(Pretrainer):
         """The learning rates to try for one RBM: the user's, or the automatic one and two tenfold lower."""
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             return [float(self.learning_rate)]
-        first = AUTO_RATE if visible == "bernoulli" and hidden == "bernoulli" else AUTO_RATE_REAL
+        first = (
+            AUTO_RATE
+            if visible == "bernoulli" and hidden == "bernoulli"
+            else AUTO_RATE_REAL
+        )
         return [first, first / 10, first / 100]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+    def pretrain(
+        self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0
+    ) -> None:
         """Train one RBM per hidden dense layer, bottom up, and copy their weights into the layers.
 
         Parameters
@@ -237,7 +246,8 @@ class DBNPretrainer(Pretrainer):
             warnings.warn(
                 "The 'dbn' pretrainer found no hidden dense layer to initialise (the last layer with "
                 "parameters is the output layer and is never pretrained); the network is unchanged.",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
             return
         rs = check_random_state(random_state)
@@ -255,7 +265,11 @@ class DBNPretrainer(Pretrainer):
                 # better than from binary ones); sigmoid layers get the classic binary units.
                 hidden = "relu" if activation in ("relu", "tanh") else "bernoulli"
             visible, shift, scale = self._visible_units(inputs, i, first=j == 0)
-            data = inputs if shift is None else ((inputs - shift) / scale).astype(network.dtype)
+            data = (
+                inputs
+                if shift is None
+                else ((inputs - shift) / scale).astype(network.dtype)
+            )
             n_units = int(layers[i].params["b"].shape[0])
             seed = check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1)
             rates = self._rates(visible, hidden)
@@ -265,20 +279,41 @@ class DBNPretrainer(Pretrainer):
                 initial = initial * scale[None, :]
             for attempt, rate in enumerate(rates):
                 rng = np.random.default_rng(seed)
-                state = init_rbm(n_units, data.sum(axis=0, dtype=np.float64) / data.shape[0], visible,
-                                 network.dtype, rng)
-                if self.init == "network" or (self.init == "auto" and activation != "sigmoid"):
+                state = init_rbm(
+                    n_units,
+                    data.sum(axis=0, dtype=np.float64) / data.shape[0],
+                    visible,
+                    network.dtype,
+                    rng,
+                )
+                if self.init == "network" or (
+                    self.init == "auto" and activation != "sigmoid"
+                ):
                     state.W = initial.astype(network.dtype)
                 try:
                     state, _ = train_rbm(
-                        state, data, ops=ops, rng=rng, n_epochs=int(self.max_iter), visible=visible,
-                        k=int(self.k), persistent=bool(self.persistent) and hidden == "bernoulli",
-                        sample_visible=bool(self.sample_visible) and visible == "bernoulli" and hidden == "bernoulli",
-                        learning_rate=rate, momentum=float(self.momentum), weight_decay=float(self.weight_decay),
-                        batch_size=int(self.batch_size), verbose=verbose, hidden=hidden,
+                        state,
+                        data,
+                        ops=ops,
+                        rng=rng,
+                        n_epochs=int(self.max_iter),
+                        visible=visible,
+                        k=int(self.k),
+                        persistent=bool(self.persistent) and hidden == "bernoulli",
+                        sample_visible=bool(self.sample_visible)
+                        and visible == "bernoulli"
+                        and hidden == "bernoulli",
+                        learning_rate=rate,
+                        momentum=float(self.momentum),
+                        weight_decay=float(self.weight_decay),
+                        batch_size=int(self.batch_size),
+                        verbose=verbose,
+                        hidden=hidden,
                         name=f"dbn pretrainer, RBM {j + 1} ({visible} visible, {hidden} hidden units)",
-                        advice=("Try a lower learning rate for the RBMs: "
-                                f"pretrainer=DBNPretrainer(learning_rate=...) (it was {rate:g})."),
+                        advice=(
+                            "Try a lower learning rate for the RBMs: "
+                            f"pretrainer=DBNPretrainer(learning_rate=...) (it was {rate:g})."
+                        ),
                     )
                     break
                 except TrainingDivergedError:
@@ -294,18 +329,30 @@ class DBNPretrainer(Pretrainer):
             reference = pre_activations(network, sample, i)
             W, b = W.astype(network.dtype), b.astype(network.dtype)
             layers[i].set_weights({"W": W, "b": b})
-            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
+            self.active_fraction_.append(
+                fit_units(network, i, sample, reference)
+                if self.fix_units
+                else float("nan")
+            )
             if j + 1 < len(run):
-                between = layers[i + 1:run[j + 1]]
-                if (activation == "sigmoid" and hidden == "bernoulli"
-                        and np.array_equal(layers[i].get_weights()["b"], b)
-                        and all(type(layer).__name__ in ("Sigmoid", "Dropout") for layer in between)):
+                between = layers[i + 1 : run[j + 1]]
+                if (
+                    activation == "sigmoid"
+                    and hidden == "bernoulli"
+                    and np.array_equal(layers[i].get_weights()["b"], b)
+                    and all(
+                        type(layer).__name__ in ("Sigmoid", "Dropout")
+                        for layer in between
+                    )
+                ):
                     # The layer computes the RBM's hidden probabilities: the next RBM learns from them.
                     inputs = rbm_hidden_means(ops, data, state.W, state.bh)
                 else:
                     inputs = layer_inputs(network, X, run[j + 1], network.dtype)
 
-    def _visible_units(self, inputs: np.ndarray, i: int, *, first: bool) -> tuple[str, Any, Any]:
+    def _visible_units(
+        self, inputs: np.ndarray, i: int, *, first: bool
+    ) -> tuple[str, Any, Any]:
         """``(units, shift, scale)`` of an RBM learning from ``inputs``: data are ``(inputs - shift) / scale``.
 
         Inputs in ``[0, 1]`` are Bernoulli probabilities as they are; inputs

@@ -146,7 +146,9 @@ class SBNPretrainer(Pretrainer):
     }
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def pretrain(self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0) -> None:
+    def pretrain(
+        self, network: Any, X: Any, *, random_state: Any = None, verbose: int = 0
+    ) -> None:
         """Train an SBN on the first dense layers' inputs and copy its recognition weights into them.
 
         Parameters
@@ -166,13 +168,16 @@ class SBNPretrainer(Pretrainer):
             warnings.warn(
                 "The 'sbn' pretrainer found no hidden dense layer to initialise (the last layer with "
                 "parameters is the output layer and is never pretrained); the network is unchanged.",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
             return
         rs = check_random_state(random_state)
         data = layer_inputs(network, X, run[0], np.float32)
         low, high = data.min(axis=0), data.max(axis=0)
-        rescale = self.scaling == "minmax" or (self.scaling == "auto" and (low.min() < 0 or high.max() > 1))
+        rescale = self.scaling == "minmax" or (
+            self.scaling == "auto" and (low.min() < 0 or high.max() > 1)
+        )
         if rescale:
             span = np.where(high > low, high - low, 1).astype(np.float32)
             data = (data - low) / span
@@ -186,19 +191,33 @@ class SBNPretrainer(Pretrainer):
 
         ops = network.ops
 
-        def fit_sbn(inputs: np.ndarray, sizes: tuple[int, ...], binarize: float | None,
-                    what: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        def fit_sbn(
+            inputs: np.ndarray,
+            sizes: tuple[int, ...],
+            binarize: float | None,
+            what: str,
+        ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
             """Train an SBN (as SigmoidBeliefNet.fit would); return its recognition weights, biases and top."""
             if binarize is not None:
                 inputs = (inputs > binarize).astype(np.float32)
-            rng = np.random.default_rng(check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1))
+            rng = np.random.default_rng(
+                check_random_state(rs.randint(2**31 - 1)).randint(2**31 - 1)
+            )
             state, _ = train_sbn(
-                init_sbn(inputs, (inputs.shape[1], *sizes), rng), inputs, ops=ops, rng=rng,
-                n_epochs=int(self.max_iter), learning_rate=float(self.learning_rate),
-                batch_size=int(self.batch_size), n_importance_samples=int(self.n_importance_samples),
-                verbose=verbose, name=f"sbn pretrainer, {what}",
-                advice=(f"Try a lower learning rate for the SBN: pretrainer=SBNPretrainer(learning_rate=...) "
-                        f"(it was {self.learning_rate:g})."),
+                init_sbn(inputs, (inputs.shape[1], *sizes), rng),
+                inputs,
+                ops=ops,
+                rng=rng,
+                n_epochs=int(self.max_iter),
+                learning_rate=float(self.learning_rate),
+                batch_size=int(self.batch_size),
+                n_importance_samples=int(self.n_importance_samples),
+                verbose=verbose,
+                name=f"sbn pretrainer, {what}",
+                advice=(
+                    f"Try a lower learning rate for the SBN: pretrainer=SBNPretrainer(learning_rate=...) "
+                    f"(it was {self.learning_rate:g})."
+                ),
             )
             return state.recognition_weights, state.recognition_biases, inputs
 
@@ -218,13 +237,21 @@ class SBNPretrainer(Pretrainer):
         if rescale:
             # x' = (x - low) / span, so x' W + b = x (W / span) + (b - (low / span) W).
             W, b = weights[0]
-            weights[0] = ((W / span[:, None]).astype(np.float32), (b - (low / span) @ W).astype(np.float32))
+            weights[0] = (
+                (W / span[:, None]).astype(np.float32),
+                (b - (low / span) @ W).astype(np.float32),
+            )
         # Bottom up, so each layer is checked on what the layers below it now compute.
         sample = check_rows(X)
         self.active_fraction_: list[float] = []
         for i, (W, b) in zip(run, weights):
             W, b = as_activation(W, b, unit_activation(network.layers, i))
             reference = pre_activations(network, sample, i)
-            network.layers[i].set_weights({"W": W.astype(np.float32), "b": b.astype(np.float32)})
-            self.active_fraction_.append(fit_units(network, i, sample, reference) if self.fix_units else float("nan"))
-
+            network.layers[i].set_weights(
+                {"W": W.astype(np.float32), "b": b.astype(np.float32)}
+            )
+            self.active_fraction_.append(
+                fit_units(network, i, sample, reference)
+                if self.fix_units
+                else float("nan")
+            )

@@ -39,14 +39,17 @@ SMALL = ("conv:4x3x3", "relu", "maxpool:2", "dense:16", "relu")
 _CLASS_WEIGHT = {
     "check_class_weight_classifiers": (
         "with tol=1e-4 the training-loss rule stops this 1000-epoch fit of unscaled blobs on a plateau "
-        "(seed 0); the check passes with tol=1e-6 (tests/estimators/test_sample_weight.py)"),
+        "(seed 0); the check passes with tol=1e-6 (tests/estimators/test_sample_weight.py)"
+    ),
 }
 
 
 @parametrize_with_checks(
     [CNNClassifier(("dense:16", "relu")), CNNRegressor(("dense:16", "relu"))],
     # The sample-weight equivalence checks pass: their 15 rows fit in one batch (full-batch training).
-    expected_failed_checks=lambda est: _CLASS_WEIGHT if hasattr(est, "class_weight") else {},
+    expected_failed_checks=lambda est: (
+        _CLASS_WEIGHT if hasattr(est, "class_weight") else {}
+    ),
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -60,7 +63,9 @@ def digits():
 
 def _clf(**kw):
     # One kernel thread: these tests check behaviour, not speed, and the CI machine is small.
-    params = dict(layers=SMALL, input_shape=(1, 8, 8), max_iter=3, random_state=0, n_threads=1)
+    params = dict(
+        layers=SMALL, input_shape=(1, 8, 8), max_iter=3, random_state=0, n_threads=1
+    )
     params.update(kw)
     return CNNClassifier(**params)
 
@@ -68,7 +73,9 @@ def _clf(**kw):
 # ---------------------------------------------------------------- defaults, shapes
 def test_default_network_on_digits_just_works(digits):
     X, y = digits
-    clf = CNNClassifier(input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1).fit(X, y)
+    clf = CNNClassifier(
+        input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1
+    ).fit(X, y)
     assert clf.score(X, y) > 0.5
     assert [type(layer).__name__ for layer in clf.layers_][-1] == "Dense"
     assert clf.layers_[-1].units == 10
@@ -83,13 +90,21 @@ def test_input_shape_inference(digits):
     clf = _clf(input_shape=None).fit(X4, y)
     assert clf.input_shape_ == (1, 8, 8) and clf.n_features_in_ == 64
     np.testing.assert_array_equal(clf.predict(X4), clf.predict(X))
-    assert _clf(input_shape=None).fit(X.reshape(-1, 8, 8), y).input_shape_ == (1, 8, 8)  # 3-D: one channel
+    assert _clf(input_shape=None).fit(X.reshape(-1, 8, 8), y).input_shape_ == (
+        1,
+        8,
+        8,
+    )  # 3-D: one channel
     assert _clf(input_shape=(8, 8)).fit(X, y).input_shape_ == (1, 8, 8)
     dense = CNNClassifier(("dense:8",), max_iter=1).fit(X[:, :10], y)
     assert dense.input_shape_ == (10,)
-    with pytest.raises(ValueError, match=r"not a square.*Set input_shape=\(channels, height, width\)"):
+    with pytest.raises(
+        ValueError, match=r"not a square.*Set input_shape=\(channels, height, width\)"
+    ):
         _clf(input_shape=None).fit(X[:, :60], y)
-    with pytest.raises(ValueError, match="holds 49 values per sample but X has 64 features"):
+    with pytest.raises(
+        ValueError, match="holds 49 values per sample but X has 64 features"
+    ):
         _clf(input_shape=(1, 7, 7)).fit(X, y)
     with pytest.raises(ValueError, match="input_shape must be"):
         _clf(input_shape=(1, 0, 64)).fit(X, y)
@@ -103,7 +118,9 @@ def test_multi_channel_4d_input():
     rng = np.random.default_rng(0)
     X = rng.random((60, 3, 6, 6), dtype=np.float32)
     y = (X[:, 0].mean(axis=(1, 2)) > X[:, 1].mean(axis=(1, 2))).astype(int)
-    clf = CNNClassifier(("conv:4x3x3", "relu", "dense:8"), max_iter=2, random_state=0).fit(X, y)
+    clf = CNNClassifier(
+        ("conv:4x3x3", "relu", "dense:8"), max_iter=2, random_state=0
+    ).fit(X, y)
     assert clf.input_shape_ == (3, 6, 6) and clf.n_features_in_ == 108
     assert clf.predict(X).shape == (60,)
 
@@ -190,11 +207,16 @@ def test_early_stopping(digits):
     assert len(clf.validation_scores_) == clf.n_iter_ < 8
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     plain = _clf().fit(X, y)
-    assert plain.validation_scores_ is None and plain.best_loss_ == min(plain.loss_curve_)
+    assert plain.validation_scores_ is None and plain.best_loss_ == min(
+        plain.loss_curve_
+    )
 
 
 def _same_weights(a, b) -> bool:
-    return all(set(la) == set(lb) and all(np.array_equal(la[k], lb[k]) for k in la) for la, lb in zip(a, b))
+    return all(
+        set(la) == set(lb) and all(np.array_equal(la[k], lb[k]) for k in la)
+        for la, lb in zip(a, b)
+    )
 
 
 def test_stopping_on_a_loss_plateau_keeps_the_best_epochs_weights(digits, monkeypatch):
@@ -210,30 +232,56 @@ def test_stopping_on_a_loss_plateau_keeps_the_best_epochs_weights(digits, monkey
         return next(losses)
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", scripted)
-    clf = _clf(max_iter=50, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3).fit(X, y)
-    assert clf.n_iter_ == 6 and clf.best_loss_ == 0.5      # epochs 3-6: four without improvement
+    clf = _clf(
+        max_iter=50, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3
+    ).fit(X, y)
+    assert (
+        clf.n_iter_ == 6 and clf.best_loss_ == 0.5
+    )  # epochs 3-6: four without improvement
     assert _same_weights(clf.network_weights_, after_epoch[1])
     assert not _same_weights(clf.network_weights_, after_epoch[-1])
     # A fit that runs all its epochs keeps the last ones, whatever the loss did.
     losses = iter([1.0, 0.5, 0.9, 0.9])
     after_epoch.clear()
-    clf = _clf(max_iter=4, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3).fit(X, y)
+    clf = _clf(max_iter=4, batch_size=len(X), weight_decay=0.0, n_iter_no_change=3).fit(
+        X, y
+    )
     assert clf.n_iter_ == 4 and _same_weights(clf.network_weights_, after_epoch[-1])
     # A warm-started fit restores its own best epoch, even when an earlier fit had a lower loss.
-    warm = _clf(max_iter=50, batch_size=len(X), weight_decay=0.0, n_iter_no_change=2, warm_start=True)
+    warm = _clf(
+        max_iter=50,
+        batch_size=len(X),
+        weight_decay=0.0,
+        n_iter_no_change=2,
+        warm_start=True,
+    )
     losses = iter([0.1, 0.2, 0.2, 0.2])
     warm.fit(X, y)
     losses = iter([0.8, 0.6, 0.7, 0.7, 0.7])
     after_epoch.clear()
     warm.fit(X, y)
-    assert warm.best_loss_ == 0.1 and _same_weights(warm.network_weights_, after_epoch[1])
+    assert warm.best_loss_ == 0.1 and _same_weights(
+        warm.network_weights_, after_epoch[1]
+    )
 
 
 def test_reproducible_and_seed_dependent(digits):
     X, y = digits
-    a = _clf(random_state=7, layers=SMALL + ("dropout:0.3",), augment=True).fit(X, y).predict_proba(X)
-    b = _clf(random_state=7, layers=SMALL + ("dropout:0.3",), augment=True).fit(X, y).predict_proba(X)
-    c = _clf(random_state=8, layers=SMALL + ("dropout:0.3",), augment=True).fit(X, y).predict_proba(X)
+    a = (
+        _clf(random_state=7, layers=SMALL + ("dropout:0.3",), augment=True)
+        .fit(X, y)
+        .predict_proba(X)
+    )
+    b = (
+        _clf(random_state=7, layers=SMALL + ("dropout:0.3",), augment=True)
+        .fit(X, y)
+        .predict_proba(X)
+    )
+    c = (
+        _clf(random_state=8, layers=SMALL + ("dropout:0.3",), augment=True)
+        .fit(X, y)
+        .predict_proba(X)
+    )
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
 
@@ -250,7 +298,9 @@ def test_optimizers_and_schedules(digits, monkeypatch):
         return original(self, network, xb, yb, lr)
 
     monkeypatch.setattr(CNNClassifier, "_train_batch", spy)
-    _clf(max_iter=4, batch_size=300, lr_schedule="step:2,0.5", learning_rate=0.01).fit(X, y)
+    _clf(max_iter=4, batch_size=300, lr_schedule="step:2,0.5", learning_rate=0.01).fit(
+        X, y
+    )
     assert seen == pytest.approx([0.01, 0.01, 0.005, 0.005])
 
 
@@ -258,8 +308,12 @@ def test_weight_decay_shrinks_weights(digits):
     X, y = digits
     norms = []
     for alpha in (0.0, 1.0):
-        clf = _clf(weight_decay=alpha, optimizer="sgd", learning_rate=0.05, max_iter=5).fit(X, y)
-        norms.append(sum(float((w["W"] ** 2).sum()) for w in clf.network_weights_ if "W" in w))
+        clf = _clf(
+            weight_decay=alpha, optimizer="sgd", learning_rate=0.05, max_iter=5
+        ).fit(X, y)
+        norms.append(
+            sum(float((w["W"] ** 2).sum()) for w in clf.network_weights_ if "W" in w)
+        )
     assert norms[1] < 0.5 * norms[0]
 
 
@@ -270,7 +324,9 @@ def test_regressor_single_and_multi_output():
     Y = np.stack([X[:, 0, :3].mean(axis=(1, 2)), X[:, 0, 3:].mean(axis=(1, 2))], axis=1)
     Y = (Y - Y.mean(axis=0)) / Y.std(axis=0)
     layers = ("conv:4x3x3", "relu", "dense:16", "relu")
-    multi = CNNRegressor(layers, max_iter=30, learning_rate=0.01, random_state=0).fit(X, Y)
+    multi = CNNRegressor(layers, max_iter=30, learning_rate=0.01, random_state=0).fit(
+        X, Y
+    )
     assert multi.predict(X).shape == (150, 2) and multi.n_outputs_ == 2
     assert multi.score(X, Y) > 0.3
     single = CNNRegressor(layers, max_iter=2, random_state=0).fit(X, Y[:, 0])
@@ -289,7 +345,9 @@ def test_pickle_and_switch_backend(digits):
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(X), expected)
     restored.set_params(backend="numpy")
-    np.testing.assert_allclose(restored.predict_proba(X), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        restored.predict_proba(X), expected, rtol=1e-4, atol=1e-5
+    )
     restored.partial_fit(X, y)  # training goes on after unpickling
     assert restored.n_iter_ == clf.n_iter_ + 1
 
@@ -331,13 +389,18 @@ def test_sigint_finishes_the_current_batch(digits, monkeypatch):
     with pytest.warns(TrainingInterrupted):
         clf = _clf(max_iter=10, batch_size=64).fit(X, y)
     assert len(finished) == 7 and clf.n_iter_ == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )  # handler restored
 
 
 def test_divergence_raises_clear_error(digits):
     X, y = digits
     clf = _clf(optimizer="sgd", learning_rate=1e8, max_iter=5)
-    with pytest.raises(TrainingDivergedError, match="lower learning_rate"), warnings.catch_warnings():
+    with (
+        pytest.raises(TrainingDivergedError, match="lower learning_rate"),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", RuntimeWarning)
         np.seterr(all="ignore")
         try:
@@ -352,7 +415,12 @@ def test_verbose_progress_bar(digits, capsys):
     X, y = digits
     _clf(max_iter=2, verbose=1, early_stopping=True).fit(X, y)
     err = capsys.readouterr().err
-    assert "CNNClassifier" in err and "loss=" in err and "val_score=" in err and "time=" in err
+    assert (
+        "CNNClassifier" in err
+        and "loss=" in err
+        and "val_score=" in err
+        and "time=" in err
+    )
     _clf(max_iter=2).fit(X, y)
     assert capsys.readouterr().err == ""
 
@@ -375,11 +443,15 @@ def test_random_affine():
     np.testing.assert_array_equal(RandomAffine(p=0.0)(X, rng), X)
     out = RandomAffine(shift=2, rotate=20, scale=0.2)(X, np.random.default_rng(1))
     assert out.shape == X.shape and not np.allclose(out, X)
-    np.testing.assert_array_equal(out, RandomAffine(shift=2, rotate=20, scale=0.2)(X, np.random.default_rng(1)))
+    np.testing.assert_array_equal(
+        out, RandomAffine(shift=2, rotate=20, scale=0.2)(X, np.random.default_rng(1))
+    )
     blob = np.zeros((1, 1, 9, 9))
     blob[0, 0, 3:6, 3:6] = 1.0
     moved = RandomAffine(shift=1, rotate=0, scale=0)(blob, np.random.default_rng(2))
-    assert moved.sum() == pytest.approx(9.0)  # a small shift keeps an interior blob whole
+    assert moved.sum() == pytest.approx(
+        9.0
+    )  # a small shift keeps an interior blob whole
     with pytest.raises(ValueError, match="scale"):
         RandomAffine(scale=1.5)(X, rng)
 
@@ -391,12 +463,18 @@ def test_bilinear_sampling_is_exact_for_shifts():
     rows, cols = np.meshgrid(np.arange(5.0), np.arange(6.0), indexing="ij")
     grid = lambda a: np.broadcast_to(a, (2, 5, 6))  # noqa: E731
     shifted = np.zeros_like(Y)
-    shifted[:, :, 1:, :4] = Y[:, :, :4, 2:]  # one row down, two columns left, zeros enter
-    np.testing.assert_allclose(_bilinear(Y, grid(rows - 1), grid(cols + 2)), shifted, atol=1e-15)
+    shifted[:, :, 1:, :4] = Y[
+        :, :, :4, 2:
+    ]  # one row down, two columns left, zeros enter
+    np.testing.assert_allclose(
+        _bilinear(Y, grid(rows - 1), grid(cols + 2)), shifted, atol=1e-15
+    )
     half = np.zeros_like(Y)
     half[:, :, :4] = (Y[:, :, :4] + Y[:, :, 1:]) / 2
     half[:, :, 4] = Y[:, :, 4] / 2  # half of the last row blends with the zero outside
-    np.testing.assert_allclose(_bilinear(Y, grid(rows + 0.5), grid(cols)), half, atol=1e-15)
+    np.testing.assert_allclose(
+        _bilinear(Y, grid(rows + 0.5), grid(cols)), half, atol=1e-15
+    )
     assert not _bilinear(Y, grid(rows + 50), grid(cols - 40)).any()
 
 
@@ -416,7 +494,9 @@ class RecordingPretrainer(Pretrainer):
 def test_pretrainer_object_and_registered_name(digits, fresh_global_manager):
     X, y = digits
     _clf(pretrainer=RecordingPretrainer(), max_iter=1).fit(X, y)
-    assert RecordingPretrainer.seen[0] == (300, 1, 8, 8) and RecordingPretrainer.seen[1] == (1, 8, 8)
+    assert RecordingPretrainer.seen[0] == (300, 1, 8, 8) and RecordingPretrainer.seen[
+        1
+    ] == (1, 8, 8)
     assert isinstance(RecordingPretrainer.seen[2], int)
 
     class Plugin:
@@ -435,11 +515,17 @@ def test_pretrainer_object_and_registered_name(digits, fresh_global_manager):
 # ---------------------------------------------------------------- model selection
 def test_pipeline_grid_search_parallel(digits):
     X, y = digits
-    pipe = make_pipeline(StandardScaler(), CNNClassifier(input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1))
+    pipe = make_pipeline(
+        StandardScaler(),
+        CNNClassifier(input_shape=(1, 8, 8), max_iter=2, random_state=0, n_threads=1),
+    )
     grid = GridSearchCV(
         pipe,
         {
-            "cnnclassifier__layers": [("conv:4x3x3", "relu", "dense:16", "relu"), ("dense:16", "relu")],
+            "cnnclassifier__layers": [
+                ("conv:4x3x3", "relu", "dense:16", "relu"),
+                ("dense:16", "relu"),
+            ],
             "cnnclassifier__learning_rate": [1e-3, 1e-2],
         },
         cv=2,
@@ -457,8 +543,12 @@ def test_fit_is_bit_identical_on_one_and_two_threads():
     rng = np.random.default_rng(0)
     X = rng.random((256, 1, 16, 16), dtype=np.float32)
     y = rng.integers(0, 3, 256)
-    kw = dict(layers=("conv:8x3x3", "relu", "maxpool:2", "dense:1024", "relu"), batch_size=128, max_iter=2,
-              random_state=0)
+    kw = dict(
+        layers=("conv:8x3x3", "relu", "maxpool:2", "dense:1024", "relu"),
+        batch_size=128,
+        max_iter=2,
+        random_state=0,
+    )
     one = CNNClassifier(n_threads=1, **kw).fit(X, y)
     two = CNNClassifier(n_threads=2, **kw).fit(X, y)
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))

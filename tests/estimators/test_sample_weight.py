@@ -41,7 +41,13 @@ def data():
 
 
 def _full_batch(cls, **kw):
-    params = {"max_iter": 4, "random_state": 0, "batch_size": 1000, "shuffle": False, "dtype": "float64"}
+    params = {
+        "max_iter": 4,
+        "random_state": 0,
+        "batch_size": 1000,
+        "shuffle": False,
+        "dtype": "float64",
+    }
     if cls is DBNClassifier:
         params.update(pretrain_max_iter=0)
         return cls((6,), dropout=0.0, **params, **kw)
@@ -57,7 +63,9 @@ def test_integer_weights_equal_repeated_rows_full_batch(cls, data):
     a = _full_batch(cls).fit(X, target, sample_weight=sw)
     b = _full_batch(cls).fit(X.repeat(sw, axis=0), target.repeat(sw))
     method = "predict" if cls is CNNRegressor else "predict_proba"
-    np.testing.assert_allclose(getattr(a, method)(X), getattr(b, method)(X), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        getattr(a, method)(X), getattr(b, method)(X), rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("cls", [CNNClassifier, CNNRegressor])
@@ -67,17 +75,24 @@ def test_zero_weight_equals_dropping_with_minibatches_and_shuffling(cls, data):
     target = y if cls is CNNClassifier else X[:, 0]
     est = {"max_iter": 3, "random_state": 0, "batch_size": 7}
     a = cls(("dense:6", "relu"), **est).fit(X, target, sample_weight=sw)
-    b = cls(("dense:6", "relu"), **est).fit(X[sw > 0], target[sw > 0], sample_weight=sw[sw > 0])
+    b = cls(("dense:6", "relu"), **est).fit(
+        X[sw > 0], target[sw > 0], sample_weight=sw[sw > 0]
+    )
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
     np.testing.assert_allclose(a.loss_curve_, b.loss_curve_)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-@pytest.mark.parametrize("make", [
-    lambda b: RBM(5, max_iter=2, batch_size=7, random_state=0, backend=b),
-    lambda b: DBN((5, 3), max_iter=2, batch_size=7, random_state=0, backend=b),
-    lambda b: SigmoidBeliefNet((4,), max_iter=2, batch_size=7, random_state=0, backend=b),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda b: RBM(5, max_iter=2, batch_size=7, random_state=0, backend=b),
+        lambda b: DBN((5, 3), max_iter=2, batch_size=7, random_state=0, backend=b),
+        lambda b: SigmoidBeliefNet(
+            (4,), max_iter=2, batch_size=7, random_state=0, backend=b
+        ),
+    ],
+)
 def test_unsupervised_zero_weight_equals_dropping(make, backend, data):
     X, _, rng = data
     Xb = (X > 0.5).astype(np.float32)
@@ -89,13 +104,18 @@ def test_unsupervised_zero_weight_equals_dropping(make, backend, data):
 
 def test_unit_weights_equal_unweighted(data):
     X, y, _ = data
-    a = CNNClassifier(("dense:6", "relu"), max_iter=3, random_state=0, batch_size=8).fit(X, y)
-    b = CNNClassifier(("dense:6", "relu"), max_iter=3, random_state=0, batch_size=8).fit(
-        X, y, sample_weight=np.ones(len(y)))
+    a = CNNClassifier(
+        ("dense:6", "relu"), max_iter=3, random_state=0, batch_size=8
+    ).fit(X, y)
+    b = CNNClassifier(
+        ("dense:6", "relu"), max_iter=3, random_state=0, batch_size=8
+    ).fit(X, y, sample_weight=np.ones(len(y)))
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-6)
     Xb = (X > 0.5).astype(np.float64)
     r1 = RBM(4, max_iter=2, random_state=0, backend="numpy").fit(Xb)
-    r2 = RBM(4, max_iter=2, random_state=0, backend="numpy").fit(Xb, sample_weight=np.ones(len(Xb)))
+    r2 = RBM(4, max_iter=2, random_state=0, backend="numpy").fit(
+        Xb, sample_weight=np.ones(len(Xb))
+    )
     np.testing.assert_array_equal(r1.components_, r2.components_)
 
 
@@ -113,13 +133,29 @@ def test_weighted_cd_epoch_equals_repeated_rows(pcd):
 
     def run(data, weight):
         n = data.shape[0]
-        state = [np.random.default_rng(5).normal(0, 0.1, (4, 6)), np.zeros(4), np.zeros(6),
-                 np.zeros((4, 6)), np.zeros(4), np.zeros(6)]
+        state = [
+            np.random.default_rng(5).normal(0, 0.1, (4, 6)),
+            np.zeros(4),
+            np.zeros(6),
+            np.zeros((4, 6)),
+            np.zeros(4),
+            np.zeros(6),
+        ]
         # PCD chains all start at 0.5, so a weighted chain row counts as that many repeated ones.
         chain = np.full((n, 4), 0.5) if pcd else None
-        err = _MeanField().cd_epoch(data, *state, k=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
-                                    batch_size=n, visible="bernoulli", rng=None, chain=chain,
-                                    sample_weight=weight)
+        err = _MeanField().cd_epoch(
+            data,
+            *state,
+            k=2,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.01,
+            batch_size=n,
+            visible="bernoulli",
+            rng=None,
+            chain=chain,
+            sample_weight=weight,
+        )
         return state, err
 
     a, err_a = run(X, sw / sw.mean())
@@ -135,17 +171,25 @@ def test_cython_weighted_cd_matches_reference():
     sw = rng.integers(1, 4, 30).astype(np.float64)
     out = []
     for backend in ("cpu", "numpy"):
-        rbm = RBM(5, max_iter=2, batch_size=10, random_state=0, backend=backend).fit(X, sample_weight=sw)
+        rbm = RBM(5, max_iter=2, batch_size=10, random_state=0, backend=backend).fit(
+            X, sample_weight=sw
+        )
         out.append(rbm.components_)
     np.testing.assert_allclose(out[0], out[1], rtol=1e-6, atol=1e-8)
 
 
 # ------------------------------------------------------------------ losses
-@pytest.mark.parametrize("loss,target", [
-    (SoftmaxCrossEntropy(), np.array([0, 2, 1, 2, 0])),
-    (SquaredError(), np.random.default_rng(3).normal(size=(5, 3))),
-    (SigmoidBinaryCrossEntropy(), (np.random.default_rng(4).random((5, 3)) > 0.5).astype(np.float64)),
-])
+@pytest.mark.parametrize(
+    "loss,target",
+    [
+        (SoftmaxCrossEntropy(), np.array([0, 2, 1, 2, 0])),
+        (SquaredError(), np.random.default_rng(3).normal(size=(5, 3))),
+        (
+            SigmoidBinaryCrossEntropy(),
+            (np.random.default_rng(4).random((5, 3)) > 0.5).astype(np.float64),
+        ),
+    ],
+)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_loss_gradients_by_finite_differences(loss, target, weighted):
     ops = Ops()
@@ -165,21 +209,30 @@ def test_loss_gradients_by_finite_differences(loss, target, weighted):
 
 # ------------------------------------------------------------------ class weights
 def test_class_weight_check_passes_with_a_tighter_tol():
-    check_class_weight_classifiers("CNNClassifier", CNNClassifier(("dense:16", "relu"), tol=1e-6))
+    check_class_weight_classifiers(
+        "CNNClassifier", CNNClassifier(("dense:16", "relu"), tol=1e-6)
+    )
 
 
 def test_class_weight_balanced_and_dict(data):
     X, y, _ = data
     y = np.where(np.arange(len(y)) < 34, 0, 1)
-    balanced = CNNClassifier(("dense:6", "relu"), class_weight="balanced", max_iter=2, random_state=0)
+    balanced = CNNClassifier(
+        ("dense:6", "relu"), class_weight="balanced", max_iter=2, random_state=0
+    )
     explicit = CNNClassifier(("dense:6", "relu"), max_iter=2, random_state=0)
     w = np.where(y == 0, 40 / (2 * 34), 40 / (2 * 6))
-    np.testing.assert_allclose(balanced.fit(X, y).predict_proba(X),
-                               explicit.fit(X, y, sample_weight=w).predict_proba(X), rtol=1e-6)
+    np.testing.assert_allclose(
+        balanced.fit(X, y).predict_proba(X),
+        explicit.fit(X, y, sample_weight=w).predict_proba(X),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="class_weight names labels"):
         CNNClassifier(("dense:6",), class_weight={7: 2.0}, max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="partial_fit"):
-        CNNClassifier(("dense:6",), class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+        CNNClassifier(("dense:6",), class_weight="balanced").partial_fit(
+            X, y, classes=[0, 1]
+        )
 
 
 # ------------------------------------------------------------------ metadata routing
@@ -187,39 +240,54 @@ def test_sample_weight_is_routed_through_pipeline_cross_validate_and_grid_search
     X, y, rng = data
     sw = rng.integers(0, 3, len(y)) + 0.5
     with sklearn.config_context(enable_metadata_routing=True):
-        clf = CNNClassifier(("dense:6", "relu"), max_iter=2, random_state=0).set_fit_request(sample_weight=True)
+        clf = CNNClassifier(
+            ("dense:6", "relu"), max_iter=2, random_state=0
+        ).set_fit_request(sample_weight=True)
         pipe = make_pipeline(MinMaxScaler(), clf)
         cross_validate(pipe, X, y, cv=2, params={"sample_weight": sw})
-        GridSearchCV(pipe, {"cnnclassifier__batch_size": [8, 16]}, cv=2).fit(X, y, sample_weight=sw)
+        GridSearchCV(pipe, {"cnnclassifier__batch_size": [8, 16]}, cv=2).fit(
+            X, y, sample_weight=sw
+        )
         rbm = RBM(4, max_iter=1, random_state=0).set_fit_request(sample_weight=True)
         make_pipeline(rbm).fit((X > 0.5).astype(float), sample_weight=sw)
     # The weights reach fit: a pipeline with them differs from one without.
     with sklearn.config_context(enable_metadata_routing=True):
-        a = make_pipeline(CNNClassifier(("dense:6",), max_iter=2, random_state=0).set_fit_request(
-            sample_weight=True)).fit(X, y, sample_weight=sw)
+        a = make_pipeline(
+            CNNClassifier(("dense:6",), max_iter=2, random_state=0).set_fit_request(
+                sample_weight=True
+            )
+        ).fit(X, y, sample_weight=sw)
     b = make_pipeline(CNNClassifier(("dense:6",), max_iter=2, random_state=0)).fit(X, y)
     assert not np.allclose(a.predict_proba(X), b.predict_proba(X))
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("sw,match", [
-    (-np.ones(40), "non-negative"),
-    (np.full(40, np.nan), "finite"),
-    (np.ones(39), "one weight per sample"),
-    (np.ones((40, 2)), "1-D"),
-    (np.zeros(40), "all zero"),
-])
-@pytest.mark.parametrize("make", [
-    lambda: CNNClassifier(("dense:4",), max_iter=1),
-    lambda: RBM(3, max_iter=1),
-    lambda: DBN((3,), max_iter=1),
-    lambda: SigmoidBeliefNet((3,), max_iter=1),
-])
+@pytest.mark.parametrize(
+    "sw,match",
+    [
+        (-np.ones(40), "non-negative"),
+        (np.full(40, np.nan), "finite"),
+        (np.ones(39), "one weight per sample"),
+        (np.ones((40, 2)), "1-D"),
+        (np.zeros(40), "all zero"),
+    ],
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CNNClassifier(("dense:4",), max_iter=1),
+        lambda: RBM(3, max_iter=1),
+        lambda: DBN((3,), max_iter=1),
+        lambda: SigmoidBeliefNet((3,), max_iter=1),
+    ],
+)
 def test_bad_weights_are_refused_naming_sample_weight(make, sw, match, data):
     X, y, _ = data
     est = make()
     args = (X, y) if isinstance(est, CNNClassifier) else ((X > 0.5).astype(float),)
-    with pytest.raises(ValueError, match=f"sample_weight.*{match}|{match}.*sample_weight"):
+    with pytest.raises(
+        ValueError, match=f"sample_weight.*{match}|{match}.*sample_weight"
+    ):
         est.fit(*args, sample_weight=sw)
 
 
@@ -236,13 +304,16 @@ def test_sparse_with_wrong_feature_count_and_multilabel_regressor(data):
 
 
 # ------------------------------------------------------------------ sparse input
-@pytest.mark.parametrize("make", [
-    lambda: RBM(4, max_iter=2, random_state=0),
-    lambda: DBN((4, 3), max_iter=2, random_state=0),
-    lambda: SigmoidBeliefNet((4,), max_iter=2, random_state=0),
-    lambda: CNNClassifier(("dense:4", "relu"), max_iter=2, random_state=0),
-    lambda: DBNClassifier((4,), pretrain_max_iter=1, max_iter=2, random_state=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RBM(4, max_iter=2, random_state=0),
+        lambda: DBN((4, 3), max_iter=2, random_state=0),
+        lambda: SigmoidBeliefNet((4,), max_iter=2, random_state=0),
+        lambda: CNNClassifier(("dense:4", "relu"), max_iter=2, random_state=0),
+        lambda: DBNClassifier((4,), pretrain_max_iter=1, max_iter=2, random_state=0),
+    ],
+)
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_input_matches_dense(make, fmt, data):
     X, y, _ = data
@@ -251,7 +322,9 @@ def test_sparse_input_matches_dense(make, fmt, data):
     args = (y,) if "Classifier" in type(make()).__name__ else ()
     dense, sparse = make().fit(Xb, *args), make().fit(S, *args)
     out = "predict_proba" if args else "transform"
-    np.testing.assert_allclose(getattr(dense, out)(Xb), getattr(sparse, out)(S), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        getattr(dense, out)(Xb), getattr(sparse, out)(S), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_training_never_densifies_the_whole_sparse_matrix(monkeypatch, data):
@@ -266,18 +339,26 @@ def test_training_never_densifies_the_whole_sparse_matrix(monkeypatch, data):
 
     monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
     CNNClassifier(("dense:4",), max_iter=2, batch_size=8, random_state=0).fit(S, y)
-    assert biggest and max(biggest) <= 40 and max(biggest[1:]) <= 8  # the first: the divergence probe
+    assert (
+        biggest and max(biggest) <= 40 and max(biggest[1:]) <= 8
+    )  # the first: the divergence probe
     biggest.clear()
     monkeypatch.setattr("neuroplug.models.rbm.SPARSE_CHUNK_ROWS", 16)
     RBM(3, max_iter=1, batch_size=8, random_state=0).fit(S)
-    assert biggest[0] <= 1000 and max(biggest[1:]) <= 16  # the first: the monitored rows (at most 1,000)
+    assert (
+        biggest[0] <= 1000 and max(biggest[1:]) <= 16
+    )  # the first: the monitored rows (at most 1,000)
 
 
 # ------------------------------------------------------------------ multilabel
 def test_multilabel_cnn_classifier(data):
     X, _, _ = data
-    Y = np.stack([X[:, 0] > 0.5, X[:, 1] > 0.5, X[:, 0] + X[:, 2] > 1], axis=1).astype(int)
-    clf = CNNClassifier(("dense:16", "relu"), max_iter=200, learning_rate=1e-2, random_state=0).fit(X, Y)
+    Y = np.stack([X[:, 0] > 0.5, X[:, 1] > 0.5, X[:, 0] + X[:, 2] > 1], axis=1).astype(
+        int
+    )
+    clf = CNNClassifier(
+        ("dense:16", "relu"), max_iter=200, learning_rate=1e-2, random_state=0
+    ).fit(X, Y)
     proba = clf.predict_proba(X)
     assert proba.shape == (40, 3) and clf.out_activation_ == "logistic"
     assert not np.allclose(proba.sum(axis=1), 1)
@@ -286,16 +367,31 @@ def test_multilabel_cnn_classifier(data):
     clf.partial_fit(X, Y)
     with pytest.raises(ValueError, match="multilabel"):
         clf.partial_fit(X, Y[:, 0])
-    CNNClassifier(("dense:4",), random_state=0).partial_fit(X, Y)  # classes not needed for multilabel
+    CNNClassifier(("dense:4",), random_state=0).partial_fit(
+        X, Y
+    )  # classes not needed for multilabel
 
 
 # ------------------------------------------------------------------ shuffle and partial_fit
-@pytest.mark.parametrize("make", [
-    lambda **kw: RBM(4, max_iter=2, batch_size=7, random_state=0, **kw),
-    lambda **kw: DBN((4,), max_iter=2, batch_size=7, random_state=0, **kw),
-    lambda **kw: SigmoidBeliefNet((4,), max_iter=2, batch_size=7, random_state=0, **kw),
-    lambda **kw: ConvRBM(2, kernel_size=2, pool_size=1, input_shape=(1, 3, 4), max_iter=2, random_state=0, **kw),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: RBM(4, max_iter=2, batch_size=7, random_state=0, **kw),
+        lambda **kw: DBN((4,), max_iter=2, batch_size=7, random_state=0, **kw),
+        lambda **kw: SigmoidBeliefNet(
+            (4,), max_iter=2, batch_size=7, random_state=0, **kw
+        ),
+        lambda **kw: ConvRBM(
+            2,
+            kernel_size=2,
+            pool_size=1,
+            input_shape=(1, 3, 4),
+            max_iter=2,
+            random_state=0,
+            **kw,
+        ),
+    ],
+)
 def test_shuffle_false_takes_rows_in_order(make, data):
     X, _, _ = data
     Xb = (X > 0.5).astype(np.float64)
@@ -306,11 +402,18 @@ def test_shuffle_false_takes_rows_in_order(make, data):
     assert not np.allclose(a.transform(Xb), b.transform(Xb))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: DBN((4, 3), max_iter=1, random_state=0),
-    lambda: ConvRBM(2, kernel_size=2, pool_size=1, input_shape=(1, 3, 4), random_state=0),
-    lambda: ConvDBN((2, 2), kernel_size=2, pool_size=1, input_shape=(1, 3, 4), random_state=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DBN((4, 3), max_iter=1, random_state=0),
+        lambda: ConvRBM(
+            2, kernel_size=2, pool_size=1, input_shape=(1, 3, 4), random_state=0
+        ),
+        lambda: ConvDBN(
+            (2, 2), kernel_size=2, pool_size=1, input_shape=(1, 3, 4), random_state=0
+        ),
+    ],
+)
 def test_partial_fit_on_layered_models(make, data):
     X, _, _ = data
     Xb = (X > 0.5).astype(np.float64)
@@ -328,9 +431,15 @@ def test_partial_fit_sample_weight_and_sparse(data):
     sw = rng.random(len(y)) + 0.1
     clf = CNNClassifier(("dense:4",), random_state=0)
     clf.partial_fit(sp.csr_matrix(X), y, classes=[0, 1], sample_weight=sw)
-    RBM(3, random_state=0).partial_fit(sp.csr_matrix((X > 0.5).astype(float)), sample_weight=sw)
-    SigmoidBeliefNet((3,), random_state=0).partial_fit((X > 0.5).astype(float), sample_weight=sw)
-    DBN((3,), random_state=0).partial_fit(sp.csr_matrix((X > 0.5).astype(float)), sample_weight=sw)
+    RBM(3, random_state=0).partial_fit(
+        sp.csr_matrix((X > 0.5).astype(float)), sample_weight=sw
+    )
+    SigmoidBeliefNet((3,), random_state=0).partial_fit(
+        (X > 0.5).astype(float), sample_weight=sw
+    )
+    DBN((3,), random_state=0).partial_fit(
+        sp.csr_matrix((X > 0.5).astype(float)), sample_weight=sw
+    )
 
 
 # ------------------------------------------------------------------ nested layer parameters
@@ -338,7 +447,9 @@ def test_grid_search_over_a_layer_objects_parameter(data):
     X, y, _ = data
     est = CNNClassifier((Dense(6), "relu", Dropout(0.2)), max_iter=2, random_state=0)
     assert est.get_params()["layers__2__rate"] == 0.2
-    search = GridSearchCV(est, {"layers__2__rate": [0.1, 0.5], "layers__0__units": [4, 8]}, cv=2).fit(X, y)
+    search = GridSearchCV(
+        est, {"layers__2__rate": [0.1, 0.5], "layers__0__units": [4, 8]}, cv=2
+    ).fit(X, y)
     assert search.best_estimator_.layers[2].rate in (0.1, 0.5)
     assert est.layers[2].rate == 0.2  # the user's layer object is never modified
     est.set_params(layers__2__rate=0.4)
@@ -348,8 +459,11 @@ def test_grid_search_over_a_layer_objects_parameter(data):
     with pytest.raises(ValueError, match="index below 3"):
         est.set_params(layers__9__rate=0.3)
     # Spec strings stay grid-searchable as whole tuples.
-    GridSearchCV(CNNClassifier(("dense:4",), max_iter=1), {"layers": [("dense:4",), ("dense:8", "relu")]},
-                 cv=2).fit(X, y)
+    GridSearchCV(
+        CNNClassifier(("dense:4",), max_iter=1),
+        {"layers": [("dense:4",), ("dense:8", "relu")]},
+        cv=2,
+    ).fit(X, y)
 
 
 def test_sklearn_clone_keeps_nested_layers(data):

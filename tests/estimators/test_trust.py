@@ -25,8 +25,8 @@ from sklearn.exceptions import NotFittedError
 
 import neuroplug
 from neuroplug.estimators import (
-    RBM,
     DBN,
+    RBM,
     CNNClassifier,
     CNNRegressor,
     ConvDBN,
@@ -53,12 +53,20 @@ def _good(name):
     return {
         "RBM": lambda: RBM(8, max_iter=2, random_state=0),
         "DBN": lambda: DBN((8, 4), max_iter=2, random_state=0),
-        "SigmoidBeliefNet": lambda: SigmoidBeliefNet((6,), max_iter=2, n_eval_samples=4, random_state=0),
+        "SigmoidBeliefNet": lambda: SigmoidBeliefNet(
+            (6,), max_iter=2, n_eval_samples=4, random_state=0
+        ),
         "ConvRBM": lambda: ConvRBM(3, kernel_size=3, max_iter=2, random_state=0),
         "ConvDBN": lambda: ConvDBN((3,), kernel_size=3, max_iter=2, random_state=0),
-        "CNNClassifier": lambda: CNNClassifier(("dense:16", "relu"), max_iter=3, random_state=0),
-        "CNNRegressor": lambda: CNNRegressor(("dense:16", "relu"), max_iter=3, random_state=0),
-        "DBNClassifier": lambda: DBNClassifier((16,), max_iter=3, pretrain_max_iter=1, random_state=0),
+        "CNNClassifier": lambda: CNNClassifier(
+            ("dense:16", "relu"), max_iter=3, random_state=0
+        ),
+        "CNNRegressor": lambda: CNNRegressor(
+            ("dense:16", "relu"), max_iter=3, random_state=0
+        ),
+        "DBNClassifier": lambda: DBNClassifier(
+            (16,), max_iter=3, pretrain_max_iter=1, random_state=0
+        ),
     }[name]()
 
 
@@ -117,7 +125,9 @@ def test_a_diverged_refit_keeps_the_previous_model(name):
     np.testing.assert_array_equal(getattr(est, method)(X), out_before)
 
 
-@pytest.mark.parametrize("name", ["RBM", "SigmoidBeliefNet", "CNNClassifier", "CNNRegressor"])
+@pytest.mark.parametrize(
+    "name", ["RBM", "SigmoidBeliefNet", "CNNClassifier", "CNNRegressor"]
+)
 def test_a_diverging_partial_fit_keeps_the_previous_model(name):
     est = _fit(_good(name), name)
     before = _fitted_state(est)
@@ -140,7 +150,9 @@ def test_a_classifier_that_learns_nothing_says_so():
     Xr = rng.random((200, 8))
     yr = rng.integers(0, 4, 200)  # labels unrelated to X: nothing to learn
     with pytest.warns(ChanceLevelWarning, match="learned nothing"):
-        CNNClassifier(("dense:4", "relu"), max_iter=3, learning_rate=1e-6, random_state=0).fit(Xr, yr)
+        CNNClassifier(
+            ("dense:4", "relu"), max_iter=3, learning_rate=1e-6, random_state=0
+        ).fit(Xr, yr)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ChanceLevelWarning)
         CNNClassifier(("dense:32", "relu"), max_iter=20, random_state=0).fit(X, Y)
@@ -150,22 +162,34 @@ def test_a_classifier_that_learns_nothing_says_so():
 def test_partial_fit_after_an_early_stopping_fit():
     rng = np.random.default_rng(0)
     Xs = rng.random((60, 4))
-    ys = (Xs[:, 0] > .5).astype(int)
+    ys = (Xs[:, 0] > 0.5).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for est in (CNNClassifier(("dense:4", "relu"), early_stopping=True, max_iter=3, random_state=0),
-                    DBNClassifier((4,), early_stopping=True, max_iter=3, pretrain_max_iter=1, random_state=0)):
+        for est in (
+            CNNClassifier(
+                ("dense:4", "relu"), early_stopping=True, max_iter=3, random_state=0
+            ),
+            DBNClassifier(
+                (4,),
+                early_stopping=True,
+                max_iter=3,
+                pretrain_max_iter=1,
+                random_state=0,
+            ),
+        ):
             est.fit(Xs, ys).partial_fit(Xs, ys)
             assert est.n_iter_ == len(est.loss_curve_)
             est.set_params(warm_start=True, early_stopping=False).fit(Xs, ys)
-        reg = CNNRegressor(("dense:4", "relu"), early_stopping=True, max_iter=3, random_state=0)
+        reg = CNNRegressor(
+            ("dense:4", "relu"), early_stopping=True, max_iter=3, random_state=0
+        )
         reg.fit(Xs, Xs[:, 0]).partial_fit(Xs, Xs[:, 0])
         restored = neuroplug.load(_saved(reg))
         restored.partial_fit(Xs, Xs[:, 0])
         assert restored.n_iter_ == reg.n_iter_ + 1
 
 
-def _saved(est, _dir=[]):
+def _saved(est):
     import tempfile
 
     path = os.path.join(tempfile.mkdtemp(), "m.npz")
@@ -177,7 +201,9 @@ def test_a_validation_set_too_small_is_refused():
     rng = np.random.default_rng(0)
     Xs = rng.random((10, 4))
     est = CNNRegressor(("dense:4",), early_stopping=True)
-    with pytest.raises(ValueError, match="validation set is too small.*validation_fraction"):
+    with pytest.raises(
+        ValueError, match="validation set is too small.*validation_fraction"
+    ):
         est.fit(Xs, Xs[:, 0])
     assert not hasattr(est, "network_weights_")
     # With 20 samples, 10% is 2 validation samples: enough for a score.
@@ -188,37 +214,56 @@ def test_a_validation_set_too_small_is_refused():
 
 
 # ------------------------------------------------------------------ one owner for validation
-@pytest.mark.parametrize("pretrainer, message", [
-    (DBNPretrainer(max_iter=-1), r"DBNPretrainer: max_iter must be an int >= 1. Received: max_iter=-1"),
-    (DBNPretrainer(momentum=1.5), r"momentum must be in \[0, 1\)"),
-    (SBNPretrainer(batch_size=0), r"batch_size must be an int >= 1"),
-])
-def test_nested_pretrainer_parameters_are_checked_before_anything_trains(pretrainer, message, monkeypatch):
+@pytest.mark.parametrize(
+    "pretrainer, message",
+    [
+        (
+            DBNPretrainer(max_iter=-1),
+            r"DBNPretrainer: max_iter must be an int >= 1. Received: max_iter=-1",
+        ),
+        (DBNPretrainer(momentum=1.5), r"momentum must be in \[0, 1\)"),
+        (SBNPretrainer(batch_size=0), r"batch_size must be an int >= 1"),
+    ],
+)
+def test_nested_pretrainer_parameters_are_checked_before_anything_trains(
+    pretrainer, message, monkeypatch
+):
     est = CNNClassifier(("dense:8", "sigmoid"), pretrainer=pretrainer, max_iter=1)
-    monkeypatch.setattr(CNNClassifier, "_train_batch", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(
+        CNNClassifier, "_train_batch", lambda *a: pytest.fail("trained")
+    )
     with pytest.raises(ValueError, match=message):
         est.fit(X, Y)
     assert not hasattr(est, "network_weights_")
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"optimizer": SGD(momentum=1.5)}, r"SGD: momentum must be in \[0, 1\)"),
-    ({"lr_schedule": StepLR(gamma=2.0)}, r"StepLR: gamma must be in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"optimizer": SGD(momentum=1.5)}, r"SGD: momentum must be in \[0, 1\)"),
+        ({"lr_schedule": StepLR(gamma=2.0)}, r"StepLR: gamma must be in \(0, 1\]"),
+    ],
+)
 def test_nested_optimizer_and_schedule_are_checked_at_fit(kw, message):
     with pytest.raises(ValueError, match=message):
         CNNClassifier(("dense:8",), max_iter=1, **kw).fit(X, Y)
 
 
 def test_estimator_errors_keep_scikit_learn_wording():
-    with pytest.raises(ValueError, match=r"The 'k' parameter of RBM must be an int >= 1. Got 0 instead."):
+    with pytest.raises(
+        ValueError,
+        match=r"The 'k' parameter of RBM must be an int >= 1. Got 0 instead.",
+    ):
         RBM(k=0).fit(X)
 
 
 def test_imports_only_run_down_the_floors():
     """estimators -> pretrain -> models -> network/layers -> ops: no arrow back up, no sklearn in models."""
     package = ROOT / "neuroplug"
-    rules = {"models": ("estimators", "pretrain", "sklearn"), "pretrain": ("estimators",)}
+    rules = {
+        "models": ("estimators", "pretrain", "sklearn"),
+        "pretrain": ("estimators",),
+    }
     for floor, forbidden in rules.items():
         for path in (package / floor).glob("*.py"):
             tree = ast.parse(path.read_text())
@@ -251,7 +296,9 @@ def test_a_model_whose_backend_is_missing_predicts_on_cpu(name):
     # As after loading a model fitted with backend="torch" where torch is missing (layers included).
     for model in [est, *getattr(est, "rbms_", [])]:
         model.backend = "no-such-backend"
-    with pytest.warns(BackendFallbackWarning, match="not available here; running on the 'cpu' backend"):
+    with pytest.warns(
+        BackendFallbackWarning, match="not available here; running on the 'cpu' backend"
+    ):
         got = getattr(est, method)(X)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -294,7 +341,9 @@ def test_rbm_trains_a_large_input_in_chunks_identically(monkeypatch):
     whole = RBM(8, max_iter=2, batch_size=10, random_state=0).fit(Xb)
     monkeypatch.setattr(rbm_model, "CHUNK_ROWS", 64)  # 60 rows (6 batches) per call
     chunked = RBM(8, max_iter=2, batch_size=10, random_state=0).fit(Xb)
-    np.testing.assert_allclose(chunked.components_, whole.components_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        chunked.components_, whole.components_, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_deprecated_names_keep_working_for_one_release():
@@ -334,25 +383,41 @@ _CHILD = textwrap.dedent("""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("est, supervised", [
-    ("RBM(64, max_iter=100000, batch_size=10, verbose=2, random_state=0)", False),
-    ("SigmoidBeliefNet((32,), max_iter=100000, verbose=2, random_state=0)", False),
-    ("ConvRBM(4, kernel_size=3, max_iter=100000, verbose=2, random_state=0)", False),
-    ("DBN((32, 16), max_iter=100000, verbose=2, random_state=0)", False),
-    ("CNNClassifier(('conv:4x3x3', 'relu', 'maxpool:2', 'dense:16', 'relu'), input_shape=(1, 8, 8), "
-     "pretrainer=CDBNPretrainer(max_iter=100000) if False else 'cdbn', max_iter=5, verbose=2, random_state=0)",
-     True),
-])
+@pytest.mark.parametrize(
+    "est, supervised",
+    [
+        ("RBM(64, max_iter=100000, batch_size=10, verbose=2, random_state=0)", False),
+        ("SigmoidBeliefNet((32,), max_iter=100000, verbose=2, random_state=0)", False),
+        (
+            "ConvRBM(4, kernel_size=3, max_iter=100000, verbose=2, random_state=0)",
+            False,
+        ),
+        ("DBN((32, 16), max_iter=100000, verbose=2, random_state=0)", False),
+        (
+            "CNNClassifier(('conv:4x3x3', 'relu', 'maxpool:2', 'dense:16', 'relu'), input_shape=(1, 8, 8), "
+            "pretrainer=CDBNPretrainer(max_iter=100000) if False else 'cdbn', max_iter=5, verbose=2, random_state=0)",
+            True,
+        ),
+    ],
+)
 def test_a_real_sigint_stops_any_fit_cleanly(est, supervised, tmp_path):
     if "cdbn" in est:
-        est = est.replace("pretrainer=CDBNPretrainer(max_iter=100000) if False else 'cdbn'",
-                          "pretrainer=__import__('neuroplug.pretrain.cdbn', fromlist=['x'])"
-                          ".CDBNPretrainer(max_iter=100000)")
+        est = est.replace(
+            "pretrainer=CDBNPretrainer(max_iter=100000) if False else 'cdbn'",
+            "pretrainer=__import__('neuroplug.pretrain.cdbn', fromlist=['x'])"
+            ".CDBNPretrainer(max_iter=100000)",
+        )
     script = tmp_path / "child.py"
     script.write_text(_CHILD.format(est=est, supervised=supervised))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env, cwd=str(ROOT))
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+    )
     try:
         # The first table row (verbose=2) means an epoch has completed: interrupt now.
         for line in child.stdout:

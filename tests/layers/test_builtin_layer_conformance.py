@@ -30,7 +30,9 @@ def _away_from_zero(rng, shape):
 
 def _distinct(rng, shape):
     # Max pooling is not differentiable at ties: use well-separated values.
-    return rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.random(shape) * 0.01
+    return (
+        rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.random(shape) * 0.01
+    )
 
 
 @parametrize_layer_checks(
@@ -57,6 +59,8 @@ def test_relu(layer_check):
     layer_check()
 
 
-@parametrize_layer_checks((MaxPool2D(2), (3, 5, 4)), (MaxPool2D(3, stride=2), (2, 7, 6)), make_input=_distinct)
+@parametrize_layer_checks(
+    (MaxPool2D(2), (3, 5, 4)), (MaxPool2D(3, stride=2), (2, 7, 6)), make_input=_distinct
+)
 def test_maxpool(layer_check):
     layer_check()

@@ -21,7 +21,10 @@ def _away_from_zero(rng, shape):
 
 def _distinct(rng, shape):
     # Max pooling is not differentiable at ties: well-separated values.
-    return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 + rng.random(shape) * 0.01
+    return (
+        rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1
+        + rng.random(shape) * 0.01
+    )
 
 
 #: registered name -> (spec string, input shape, make_input)
@@ -42,7 +45,9 @@ SPECS = {
 def test_every_builtin_layer_has_a_case():
     builtin = PluginManager(autoload=False, disabled=()).layers.by_plugin("layers")
     assert builtin, "the built-in plugin registered no layers"
-    assert sorted(set(builtin) - set(SPECS)) == [], "add a spec for each new built-in layer to SPECS"
+    assert sorted(set(builtin) - set(SPECS)) == [], (
+        "add a spec for each new built-in layer to SPECS"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from neuroplug.backends import get_ops
-from neuroplug.layers import LENET5_C3_CONNECTIONS, Conv2D, Dense, MaxPool2D, ReLU, Sigmoid, Tanh
+from neuroplug.layers import (
+    LENET5_C3_CONNECTIONS,
+    Conv2D,
+    Dense,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
 from neuroplug.layers.activations import resolve_init
 from neuroplug.network import Network
 from neuroplug.ops import Ops
@@ -16,31 +24,56 @@ def _net(layers, shape, seed=0):
 
 def test_auto_init_follows_the_next_activation():
     n_in, n_out = 400, 300
-    net = _net([Dense(n_out), ReLU(), Dense(n_out), Tanh(), Dense(n_out), Sigmoid(), Dense(n_out)], (n_in,))
-    he, tanh_layer, sig_layer, out_layer = (net.layers[i].params["W"] for i in (0, 2, 4, 6))
+    net = _net(
+        [
+            Dense(n_out),
+            ReLU(),
+            Dense(n_out),
+            Tanh(),
+            Dense(n_out),
+            Sigmoid(),
+            Dense(n_out),
+        ],
+        (n_in,),
+    )
+    he, tanh_layer, sig_layer, out_layer = (
+        net.layers[i].params["W"] for i in (0, 2, 4, 6)
+    )
     # He normal: std sqrt(2 / fan_in).
     assert np.std(he) == pytest.approx(np.sqrt(2.0 / n_in), rel=0.03)
     # Glorot uniform: bound sqrt(6 / (fan_in + fan_out)); sigmoid 4x; linear output Glorot.
     bound = np.sqrt(6.0 / (n_out + n_out))
     assert np.abs(tanh_layer).max() <= bound and np.abs(tanh_layer).max() > 0.95 * bound
-    assert np.abs(sig_layer).max() <= 4 * bound and np.abs(sig_layer).max() > 0.95 * 4 * bound
+    assert (
+        np.abs(sig_layer).max() <= 4 * bound
+        and np.abs(sig_layer).max() > 0.95 * 4 * bound
+    )
     assert np.abs(out_layer).max() <= bound and np.abs(out_layer).max() > 0.95 * bound
     for i in (0, 2, 4, 6):
         assert not net.layers[i].params["b"].any()
 
 
 def test_hint_passes_through_pooling_but_not_past_a_weighted_layer():
-    net = _net([Conv2D(64, 3), MaxPool2D(2), ReLU(), Conv2D(8, 3), Dense(5), Tanh()], (4, 12, 12))
+    net = _net(
+        [Conv2D(64, 3), MaxPool2D(2), ReLU(), Conv2D(8, 3), Dense(5), Tanh()],
+        (4, 12, 12),
+    )
     assert net.layers[0]._activation_hint == "relu"
-    assert net.layers[3]._activation_hint is None  # followed by a Dense, not an activation
+    assert (
+        net.layers[3]._activation_hint is None
+    )  # followed by a Dense, not an activation
     assert net.layers[4]._activation_hint == "tanh"
     fan_in = 4 * 9
-    assert np.std(net.layers[0].params["W"]) == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.05)
+    assert np.std(net.layers[0].params["W"]) == pytest.approx(
+        np.sqrt(2.0 / fan_in), rel=0.05
+    )
 
 
 def test_explicit_init_wins():
     net = _net([Dense(500, init="lecun"), ReLU()], (300,))
-    assert np.std(net.layers[0].params["W"]) == pytest.approx(np.sqrt(1.0 / 300), rel=0.03)
+    assert np.std(net.layers[0].params["W"]) == pytest.approx(
+        np.sqrt(1.0 / 300), rel=0.03
+    )
 
 
 def test_bad_init():
@@ -117,7 +150,17 @@ def test_first_layer_can_skip_its_input_gradient():
 
 
 def test_layers_run_on_the_default_backend():
-    net = Network([Conv2D(4, 3, padding="same"), MaxPool2D(2), ReLU(), Dense(3)], (1, 8, 8), get_ops("cpu"), rng=0)
-    ref = Network([Conv2D(4, 3, padding="same"), MaxPool2D(2), ReLU(), Dense(3)], (1, 8, 8), Ops(), rng=0)
+    net = Network(
+        [Conv2D(4, 3, padding="same"), MaxPool2D(2), ReLU(), Dense(3)],
+        (1, 8, 8),
+        get_ops("cpu"),
+        rng=0,
+    )
+    ref = Network(
+        [Conv2D(4, 3, padding="same"), MaxPool2D(2), ReLU(), Dense(3)],
+        (1, 8, 8),
+        Ops(),
+        rng=0,
+    )
     X = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
     np.testing.assert_allclose(net.forward(X), ref.forward(X), rtol=1e-5, atol=1e-6)

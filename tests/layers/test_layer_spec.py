@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from neuroplug.layers import Conv2D, Dense, Dropout, MaxPool2D, MeanPool2D, ReLU, Softmax, build_layer, build_layers
+from neuroplug.layers import (
+    Conv2D,
+    Dense,
+    Dropout,
+    MaxPool2D,
+    MeanPool2D,
+    ReLU,
+    Softmax,
+    build_layer,
+    build_layers,
+)
 from neuroplug.layers.spec import split_spec
 from neuroplug.registry import UnknownNameError
 
@@ -13,8 +23,14 @@ from neuroplug.registry import UnknownNameError
     [
         ("conv:20x5x5", Conv2D(20, (5, 5))),
         ("conv:20x5", Conv2D(20, (5, 5))),
-        ("conv:8x3x5,stride=2,padding=same,groups=2", Conv2D(8, (3, 5), stride=2, padding="same", groups=2)),
-        ("conv:8x3x3,padding=1x2,stride=1x2,init=he", Conv2D(8, (3, 3), padding=(1, 2), stride=(1, 2), init="he")),
+        (
+            "conv:8x3x5,stride=2,padding=same,groups=2",
+            Conv2D(8, (3, 5), stride=2, padding="same", groups=2),
+        ),
+        (
+            "conv:8x3x3,padding=1x2,stride=1x2,init=he",
+            Conv2D(8, (3, 3), padding=(1, 2), stride=(1, 2), init="he"),
+        ),
         ("maxpool:2", MaxPool2D(2)),
         ("maxpool:2x3,stride=2", MaxPool2D((2, 3), stride=2)),
         ("meanpool:3,stride=1x2", MeanPool2D(3, stride=(1, 2))),
@@ -70,7 +86,16 @@ def test_bad_conv_spec_shows_the_expected_format():
 def test_unknown_layer_lists_known_names():
     with pytest.raises(UnknownNameError) as info:
         build_layer("convolution:20x5x5")
-    for name in ("conv", "maxpool", "meanpool", "dense", "flatten", "relu", "softmax", "dropout"):
+    for name in (
+        "conv",
+        "maxpool",
+        "meanpool",
+        "dense",
+        "flatten",
+        "relu",
+        "softmax",
+        "dropout",
+    ):
         assert name in str(info.value)
 
 

@@ -29,11 +29,18 @@ def _scripted(losses, **extra):
 
 
 def test_max_iter_history_and_epoch_numbers():
-    report = run_epochs(_scripted([3.0, 2.0, 1.0], learning_rate=0.1), n_epochs=3, name="m", start_epoch=4)
+    report = run_epochs(
+        _scripted([3.0, 2.0, 1.0], learning_rate=0.1),
+        n_epochs=3,
+        name="m",
+        start_epoch=4,
+    )
     assert report.stop_reason == "max_iter" and report.n_epochs == 3
     assert [row["epoch"] for row in report.history] == [5, 6, 7]
     assert [row["loss"] for row in report.history] == [3.0, 2.0, 1.0]
-    assert all(row["learning_rate"] == 0.1 and row["duration"] >= 0 for row in report.history)
+    assert all(
+        row["learning_rate"] == 0.1 and row["duration"] >= 0 for row in report.history
+    )
     assert report.best_epoch == 7
 
 
@@ -46,9 +53,14 @@ def test_no_improvement_stops_and_restores_the_best_epoch():
         return EpochStats([1.0, 0.5, 0.6, 0.7, 0.8, 0.9][state["epoch"] - 1])
 
     rule = StoppingRule(2, 0.0)
-    report = run_epochs(epoch, n_epochs=6, name="m", stopping=rule,
-                        keep_best=lambda: snapshots.append(state["epoch"]) or state["epoch"],
-                        restore=restored.append)
+    report = run_epochs(
+        epoch,
+        n_epochs=6,
+        name="m",
+        stopping=rule,
+        keep_best=lambda: snapshots.append(state["epoch"]) or state["epoch"],
+        restore=restored.append,
+    )
     assert report.stop_reason == "no_improvement" and report.n_epochs == 5
     assert restored == [2] and report.best_epoch == 2
 
@@ -60,24 +72,35 @@ def test_stopping_rule_patience_none_disables_it():
     assert not rule.should_stop
     rule = StoppingRule(3, 0.1, mode="max")
     assert rule.update(0.5)
-    assert rule.update(0.55) and rule.count == 1  # a new best, but not better by tol: it counts
+    assert (
+        rule.update(0.55) and rule.count == 1
+    )  # a new best, but not better by tol: it counts
     assert not rule.update(0.4) and rule.count == 2
 
 
 def test_warm_start_best_is_kept_for_counting_but_not_for_snapshots():
     rule = StoppingRule(5, 0.0, best=0.1)
     assert rule.update(0.5)  # this call's first epoch is its best so far ...
-    assert rule.count == 1 and rule.best == 0.1  # ... but no improvement on the earlier best
+    assert (
+        rule.count == 1 and rule.best == 0.1
+    )  # ... but no improvement on the earlier best
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_loss_raises(value):
     with pytest.raises(TrainingDivergedError, match="diverged.*lower learning_rate"):
-        run_epochs(_scripted([1.0, value]), n_epochs=3, name="m", advice="Try a lower learning_rate.")
+        run_epochs(
+            _scripted([1.0, value]),
+            n_epochs=3,
+            name="m",
+            advice="Try a lower learning_rate.",
+        )
 
 
 def test_exploding_finite_loss_raises():
-    with pytest.raises(TrainingDivergedError, match=r"exploded to 1e\+09.*limit for this data is 1000"):
+    with pytest.raises(
+        TrainingDivergedError, match=r"exploded to 1e\+09.*limit for this data is 1000"
+    ):
         run_epochs(_scripted([1.0, 1e9]), n_epochs=3, name="m", explode_above=1e3)
 
 
@@ -109,7 +132,9 @@ def test_nested_runs_share_one_stop_flag():
         return EpochStats(math.nan, completed=False)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error", TrainingInterrupted)  # only the session's owner may warn
+        warnings.simplefilter(
+            "error", TrainingInterrupted
+        )  # only the session's owner may warn
         with training_session() as (flag, owner):
             assert owner
             first = run_epochs(interrupted, n_epochs=5, name="pretraining")
@@ -134,9 +159,16 @@ def test_callbacks_see_every_epoch_and_can_stop():
         def on_fit_end(self, info):
             seen.append(("end", info["stop_reason"]))
 
-    report = run_epochs(_scripted([3.0, 2.0, 1.0]), n_epochs=3, name="m", callbacks=[Stopper()])
+    report = run_epochs(
+        _scripted([3.0, 2.0, 1.0]), n_epochs=3, name="m", callbacks=[Stopper()]
+    )
     assert report.stop_reason == "callback" and report.n_epochs == 2
-    assert seen == [("begin", "m"), ("epoch", 1, 3.0), ("epoch", 2, 2.0), ("end", "callback")]
+    assert seen == [
+        ("begin", "m"),
+        ("epoch", 1, 3.0),
+        ("epoch", 2, 2.0),
+        ("end", "callback"),
+    ]
 
 
 def test_a_failing_callback_names_itself():
@@ -144,14 +176,25 @@ def test_a_failing_callback_names_itself():
         def on_epoch_end(self, info):
             raise OSError("disk full")
 
-    with pytest.raises(RuntimeError, match="Broken.on_epoch_end raised OSError: disk full"):
+    with pytest.raises(
+        RuntimeError, match="Broken.on_epoch_end raised OSError: disk full"
+    ):
         run_epochs(_scripted([1.0]), n_epochs=1, name="m", callbacks=[Broken()])
 
 
 def test_verbose_prints_why_it_stopped(capsys):
-    run_epochs(_scripted([1.0, 1.0, 1.0]), n_epochs=3, name="m", verbose=1, stopping=StoppingRule(1, 0.1))
+    run_epochs(
+        _scripted([1.0, 1.0, 1.0]),
+        n_epochs=3,
+        name="m",
+        verbose=1,
+        stopping=StoppingRule(1, 0.1),
+    )
     err = capsys.readouterr().err
-    assert "m: stopped after 3 epoch(s): the training loss did not improve by tol=0.1 for 2 epochs" in err
+    assert (
+        "m: stopped after 3 epoch(s): the training loss did not improve by tol=0.1 for 2 epochs"
+        in err
+    )
 
 
 def test_verbose_2_prints_one_table_row_per_epoch(capsys):

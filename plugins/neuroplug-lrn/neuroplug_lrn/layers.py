@@ -27,7 +27,9 @@ def _check_real(name: str, value: Any, *, low: float, strict: bool) -> float:
         ok = value > low if strict else value >= low
     if not ok:
         op = ">" if strict else ">="
-        raise ValueError(f"{name} must be a real number {op} {low}. Received: {name}={value!r}")
+        raise ValueError(
+            f"{name} must be a real number {op} {low}. Received: {name}={value!r}"
+        )
     return float(value)
 
 
@@ -44,7 +46,9 @@ def _check_input(layer: Layer, X: Any) -> None:
 
 def _check_grad(layer: Layer, dY: Any, cached: Any) -> None:
     if cached is None:
-        raise RuntimeError(f"{type(layer).__name__}.backward needs a preceding forward(X, training=True).")
+        raise RuntimeError(
+            f"{type(layer).__name__}.backward needs a preceding forward(X, training=True)."
+        )
     if tuple(dY.shape) != tuple(cached.shape):
         raise ValueError(
             f"{type(layer).__name__}.backward expects dY of the output's shape {tuple(cached.shape)}. "
@@ -88,11 +92,16 @@ class LocalResponseNorm(Layer):
     spec_usage = "lrn[:SIZE][,alpha=A][,beta=B][,k=K]"
     # The spec string's options: the base class's from_spec parses them (size is a positive int).
     spec_options: ClassVar[dict[str, Any]] = {
-        "size": functools.partial(parse_int, what="size"), "alpha": float, "beta": float, "k": float,
+        "size": functools.partial(parse_int, what="size"),
+        "alpha": float,
+        "beta": float,
+        "k": float,
     }
     spec_positional = "size"
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+    def __init__(
+        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+    ) -> None:
         self.size = size
         self.alpha = alpha
         self.beta = beta
@@ -100,7 +109,11 @@ class LocalResponseNorm(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged; validates the hyper-parameters and the input rank."""
-        if not isinstance(self.size, numbers.Integral) or isinstance(self.size, bool) or self.size < 1:
+        if (
+            not isinstance(self.size, numbers.Integral)
+            or isinstance(self.size, bool)
+            or self.size < 1
+        ):
             raise ValueError(f"size must be an int >= 1. Received: size={self.size!r}")
         _check_real("alpha", self.alpha, low=0.0, strict=False)
         _check_real("beta", self.beta, low=0.0, strict=False)
@@ -121,14 +134,16 @@ class LocalResponseNorm(Layer):
         for d in range(-before, after + 1):
             lo, hi = max(0, -d), min(channels, channels - d)
             if lo < hi:
-                out[:, lo:hi] += a[:, lo + d:hi + d]
+                out[:, lo:hi] += a[:, lo + d : hi + d]
         return out
 
     def forward(self, X: Any, *, training: bool = False) -> Any:
         """Normalize ``X``; caches ``X``, the denominator base and the output when training."""
         _check_input(self, X)
         size = int(self.size)
-        scale = self._window_sum(X * X, size // 2, (size - 1) // 2) * (float(self.alpha) / size) + float(self.k)
+        scale = self._window_sum(X * X, size // 2, (size - 1) // 2) * (
+            float(self.alpha) / size
+        ) + float(self.k)
         Y = X * scale ** (-float(self.beta))
         self._cache = (X, scale, Y) if training else None
         return Y
@@ -146,7 +161,9 @@ class LocalResponseNorm(Layer):
         size = int(self.size)
         beta = float(self.beta)
         back = self._window_sum(dY * Y / scale, (size - 1) // 2, size // 2)
-        return dY * scale ** (-beta) - X * back * (2.0 * float(self.alpha) * beta / size)
+        return dY * scale ** (-beta) - X * back * (
+            2.0 * float(self.alpha) * beta / size
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -239,14 +256,22 @@ class GaussianNoise(Layer):
             return X
         rng = getattr(self, "rng", None)
         if rng is None:
-            raise RuntimeError("GaussianNoise.forward(training=True) needs a generator: call bind_rng(ops.make_rng(seed)) first.")
-        return X + self.ops.random_normal(rng, X.shape, dtype=self.dtype, scale=float(self.stddev))
+            raise RuntimeError(
+                "GaussianNoise.forward(training=True) needs a generator: call bind_rng(ops.make_rng(seed)) first."
+            )
+        return X + self.ops.random_normal(
+            rng, X.shape, dtype=self.dtype, scale=float(self.stddev)
+        )
 
     def backward(self, dY: Any) -> Any:
         """The noise is additive, so the gradient passes through unchanged."""
         shape = getattr(self, "_shape", None)
         if shape is None:
-            raise RuntimeError("GaussianNoise.backward needs a preceding forward(X, training=True).")
+            raise RuntimeError(
+                "GaussianNoise.backward needs a preceding forward(X, training=True)."
+            )
         if tuple(dY.shape) != shape:
-            raise ValueError(f"GaussianNoise.backward expects dY of shape {shape}. Received: dY.shape={tuple(dY.shape)}")
+            raise ValueError(
+                f"GaussianNoise.backward expects dY of shape {shape}. Received: dY.shape={tuple(dY.shape)}"
+            )
         return dY

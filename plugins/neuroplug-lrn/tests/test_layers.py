@@ -2,16 +2,22 @@
 
 import numpy as np
 import pytest
+from neuroplug_lrn import ELU, GaussianNoise, LocalResponseNorm
 
 from neuroplug.ops import Ops
 from neuroplug.testing import check_layer, parametrize_layer_checks
-from neuroplug_lrn import ELU, GaussianNoise, LocalResponseNorm
 
 
 # -- the whole Layer contract, on every installed backend, in three lines ------
 @parametrize_layer_checks(
-    (LocalResponseNorm(3, alpha=0.8, beta=0.75, k=1.0), (6, 4, 3)),  # a strong normalisation
-    (LocalResponseNorm(4, alpha=2.0, beta=0.5, k=0.5), (5,)),  # even window, vector input
+    (
+        LocalResponseNorm(3, alpha=0.8, beta=0.75, k=1.0),
+        (6, 4, 3),
+    ),  # a strong normalisation
+    (
+        LocalResponseNorm(4, alpha=2.0, beta=0.5, k=0.5),
+        (5,),
+    ),  # even window, vector input
     (ELU(alpha=0.7), (3, 5, 4)),
     (GaussianNoise(0.3), (7,)),
 )
@@ -35,7 +41,9 @@ def lrn_by_definition(x, size, alpha, beta, k):
     c = x.shape[1]
     for i in range(c):
         lo, hi = max(0, i - size // 2), min(c, i + (size - 1) // 2 + 1)
-        out[:, i] = x[:, i] / (k + alpha / size * (x[:, lo:hi] ** 2).sum(axis=1)) ** beta
+        out[:, i] = (
+            x[:, i] / (k + alpha / size * (x[:, lo:hi] ** 2).sum(axis=1)) ** beta
+        )
     return out
 
 
@@ -43,7 +51,9 @@ def lrn_by_definition(x, size, alpha, beta, k):
 def test_lrn_matches_the_definition(size):
     x = np.random.default_rng(1).standard_normal((2, 6, 3, 2)) * 2
     layer = _init(LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5), (6, 3, 2))
-    np.testing.assert_allclose(layer.forward(x), lrn_by_definition(x, size, 0.3, 0.75, 1.5), rtol=1e-12)
+    np.testing.assert_allclose(
+        layer.forward(x), lrn_by_definition(x, size, 0.3, 0.75, 1.5), rtol=1e-12
+    )
 
 
 def test_lrn_with_alpha_zero_only_divides_by_k_to_the_beta():
@@ -61,7 +71,10 @@ def test_elu_matches_expm1_including_extremes():
     # The derivative: 1 for x > 0, alpha * exp(x) = y + alpha otherwise (exact
     # up to the rounding of y, hence the absolute tolerance far out on the left).
     np.testing.assert_allclose(
-        layer.backward(np.ones_like(x)), np.where(x > 0, 1.0, 0.5 * np.exp(x)), rtol=1e-12, atol=1e-16
+        layer.backward(np.ones_like(x)),
+        np.where(x > 0, 1.0, 0.5 * np.exp(x)),
+        rtol=1e-12,
+        atol=1e-16,
     )
 
 
@@ -90,8 +103,16 @@ def test_gaussian_noise_needs_a_generator_to_train():
     [
         (LocalResponseNorm, None, {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}),
         (LocalResponseNorm, "3", {"size": 3, "alpha": 1e-4, "beta": 0.75, "k": 2.0}),
-        (LocalResponseNorm, "7,alpha=0.001,beta=0.5,k=1", {"size": 7, "alpha": 0.001, "beta": 0.5, "k": 1.0}),
-        (LocalResponseNorm, "size=4", {"size": 4, "alpha": 1e-4, "beta": 0.75, "k": 2.0}),
+        (
+            LocalResponseNorm,
+            "7,alpha=0.001,beta=0.5,k=1",
+            {"size": 7, "alpha": 0.001, "beta": 0.5, "k": 1.0},
+        ),
+        (
+            LocalResponseNorm,
+            "size=4",
+            {"size": 4, "alpha": 1e-4, "beta": 0.75, "k": 2.0},
+        ),
         (ELU, "0.5", {"alpha": 0.5}),
         (GaussianNoise, "stddev=0.05", {"stddev": 0.05}),
     ],
@@ -119,11 +140,23 @@ def test_from_spec_errors(cls, args, message):
 @pytest.mark.parametrize(
     "layer, shape, message",
     [
-        (LocalResponseNorm(size=0), (3, 4, 4), r"size must be an int >= 1. Received: size=0"),
+        (
+            LocalResponseNorm(size=0),
+            (3, 4, 4),
+            r"size must be an int >= 1. Received: size=0",
+        ),
         (LocalResponseNorm(size=2.5), (3, 4, 4), r"Received: size=2.5"),
-        (LocalResponseNorm(k=0), (3, 4, 4), r"k must be a real number > 0.0. Received: k=0"),
+        (
+            LocalResponseNorm(k=0),
+            (3, 4, 4),
+            r"k must be a real number > 0.0. Received: k=0",
+        ),
         (LocalResponseNorm(alpha=-1), (3, 4, 4), r"Received: alpha=-1"),
-        (LocalResponseNorm(), (3, 4), r"\(channels, height, width\) or \(features,\).*Received: input_shape=\(3, 4\)"),
+        (
+            LocalResponseNorm(),
+            (3, 4),
+            r"\(channels, height, width\) or \(features,\).*Received: input_shape=\(3, 4\)",
+        ),
         (ELU(alpha=0), (3,), r"alpha must be a real number > 0.0. Received: alpha=0"),
         (GaussianNoise(stddev="big"), (3,), r"Received: stddev='big'"),
     ],

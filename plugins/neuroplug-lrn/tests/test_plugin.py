@@ -2,19 +2,21 @@
 
 import importlib.metadata
 
+import neuroplug_lrn.plugin
 import numpy as np
 import pytest
+from neuroplug_lrn import ELU, GaussianNoise, LocalResponseNorm
 
-import neuroplug_lrn.plugin
 from neuroplug.cli import format_plugins
 from neuroplug.plugins import ENTRY_POINT_GROUP, PluginManager, get_plugin_manager
-from neuroplug_lrn import ELU, GaussianNoise, LocalResponseNorm
 
 NAMES = ["elu", "gaussian_noise", "lrn"]
 
 
 def test_the_hook_registers_the_three_layers(register_plugin, neuroplug_manager):
-    assert "lrn" not in neuroplug_manager.layers  # the fixture's manager has built-ins only
+    assert (
+        "lrn" not in neuroplug_manager.layers
+    )  # the fixture's manager has built-ins only
     register_plugin(neuroplug_lrn.plugin, "lrn")
     assert neuroplug_manager.layers.by_plugin("lrn") == NAMES
     assert neuroplug_manager.layers.get("lrn") is LocalResponseNorm
@@ -28,7 +30,11 @@ def test_names_do_not_clash_with_the_core():
 
 
 def test_the_installed_entry_point_is_found():
-    (ep,) = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == "lrn"]
+    (ep,) = [
+        e
+        for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if e.name == "lrn"
+    ]
     assert ep.value == "neuroplug_lrn.plugin" and ep.dist.name == "neuroplug-lrn"
     manager = PluginManager(disabled=())
     assert manager.layers.by_plugin("lrn") == NAMES
@@ -62,8 +68,16 @@ def test_layers_by_name_in_a_cnn_classifier(digits):
     from neuroplug.estimators import CNNClassifier
 
     X, y = digits
-    layers = ("conv:4x3x3,padding=same", "lrn:3,alpha=0.5", "elu", "maxpool:2", "gaussian_noise:0.05")
-    clf = CNNClassifier(layers, input_shape=(1, 8, 8), max_iter=3, learning_rate=0.01, random_state=0)
+    layers = (
+        "conv:4x3x3,padding=same",
+        "lrn:3,alpha=0.5",
+        "elu",
+        "maxpool:2",
+        "gaussian_noise:0.05",
+    )
+    clf = CNNClassifier(
+        layers, input_shape=(1, 8, 8), max_iter=3, learning_rate=0.01, random_state=0
+    )
     clf.fit(X, y)
     kinds = [type(layer) for layer in clf.layers_]
     assert kinds[1:3] == [LocalResponseNorm, ELU] and GaussianNoise in kinds
@@ -71,7 +85,9 @@ def test_layers_by_name_in_a_cnn_classifier(digits):
     proba = clf.predict_proba(X)
     assert proba.shape == (120, 10) and np.allclose(proba.sum(axis=1), 1)
     # The same seed gives the same model: the noise layer draws from the estimator's generator.
-    again = CNNClassifier(layers, input_shape=(1, 8, 8), max_iter=3, learning_rate=0.01, random_state=0).fit(X, y)
+    again = CNNClassifier(
+        layers, input_shape=(1, 8, 8), max_iter=3, learning_rate=0.01, random_state=0
+    ).fit(X, y)
     np.testing.assert_array_equal(again.predict_proba(X), proba)
 
 
@@ -87,9 +103,14 @@ def test_layers_in_a_grid_search(digits):
             ("conv:4x3x3", "elu:0.5", "dense:10"),
         ],
     }
-    search = GridSearchCV(CNNClassifier(input_shape=(1, 8, 8), max_iter=2, random_state=0), grid, cv=2)
+    search = GridSearchCV(
+        CNNClassifier(input_shape=(1, 8, 8), max_iter=2, random_state=0), grid, cv=2
+    )
     search.fit(X, y)
-    assert [p["layers"][1] for p in search.cv_results_["params"]] == ["lrn:3", "elu:0.5"]
+    assert [p["layers"][1] for p in search.cv_results_["params"]] == [
+        "lrn:3",
+        "elu:0.5",
+    ]
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.layers_[1].__class__ in (LocalResponseNorm, ELU)
 
@@ -99,22 +120,37 @@ def test_uses_the_process_wide_manager():
     assert get_plugin_manager().layers.entry("lrn").plugin == "lrn"
 
 
-def test_a_model_with_plugin_layers_round_trips_through_the_safe_format(digits, tmp_path):
+def test_a_model_with_plugin_layers_round_trips_through_the_safe_format(
+    digits, tmp_path
+):
     from neuroplug import persist
     from neuroplug.estimators import CNNClassifier
     from neuroplug.plugins import reset_plugin_manager
 
     X, y = digits
-    layers = ("conv:4x3x3,padding=same", LocalResponseNorm(3, alpha=0.5), "elu:0.5", "maxpool:2")
-    clf = CNNClassifier(layers, input_shape=(1, 8, 8), max_iter=2, random_state=0).fit(X, y)
+    layers = (
+        "conv:4x3x3,padding=same",
+        LocalResponseNorm(3, alpha=0.5),
+        "elu:0.5",
+        "maxpool:2",
+    )
+    clf = CNNClassifier(layers, input_shape=(1, 8, 8), max_iter=2, random_state=0).fit(
+        X, y
+    )
     path = persist.save(clf, tmp_path / "model")
     loaded = persist.load(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-    assert isinstance(loaded.layers[1], LocalResponseNorm) and loaded.layers[1].alpha == 0.5
+    assert (
+        isinstance(loaded.layers[1], LocalResponseNorm)
+        and loaded.layers[1].alpha == 0.5
+    )
     # Where the plugin is not installed, loading names it and where the model got it from.
     previous = reset_plugin_manager(PluginManager(autoload=False))
     try:
-        with pytest.raises(persist.ModelFormatError, match=r"layer '(elu|lrn)'.*plugin lrn \(entry point neuroplug_lrn"):
+        with pytest.raises(
+            persist.ModelFormatError,
+            match=r"layer '(elu|lrn)'.*plugin lrn \(entry point neuroplug_lrn",
+        ):
             persist.load(path)
     finally:
         reset_plugin_manager(previous)

@@ -38,13 +38,20 @@ import inspect
 import numbers
 import threading
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from neuroplug.ops import Ops, conv2d_output_shape, normalize_pair, pool2d_output_shape
 
-__all__ = ["TorchOps", "TorchFallbackWarning", "fallback", "install_fallbacks", "resolve_device"]
+__all__ = [
+    "TorchOps",
+    "TorchFallbackWarning",
+    "fallback",
+    "install_fallbacks",
+    "resolve_device",
+]
 
 Array = Any  # a torch.Tensor on the ops' device
 
@@ -63,7 +70,9 @@ def _import_torch() -> Any:
                 try:
                     import torch as _torch
                     import torch.nn.functional as _F
-                except ImportError as exc:  # pragma: no cover - depends on the environment
+                except (
+                    ImportError
+                ) as exc:  # pragma: no cover - depends on the environment
                     raise ImportError(
                         "The 'torch' backend of neuroplug needs PyTorch. Install it with "
                         "`pip install torch` (any build >= 2.1), or pick another backend "
@@ -100,7 +109,9 @@ def resolve_device(device: str | None) -> Any:
         else:
             device = "cpu"
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1'. Received: device={device!r}")
+        raise TypeError(
+            f"device must be a string such as 'cpu', 'cuda' or 'cuda:1'. Received: device={device!r}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError) as exc:
@@ -126,9 +137,13 @@ def resolve_device(device: str | None) -> Any:
         return torch.device("cuda", index)
     if dev.type == "mps":
         if not _mps_available():
-            raise ValueError(f"Apple's MPS device is not available here. Received: device={device!r}")
+            raise ValueError(
+                f"Apple's MPS device is not available here. Received: device={device!r}"
+            )
         return torch.device("mps", 0 if dev.index is None else dev.index)
-    raise ValueError(f"The torch backend supports the cpu, cuda and mps devices. Received: device={device!r}")
+    raise ValueError(
+        f"The torch backend supports the cpu, cuda and mps devices. Received: device={device!r}"
+    )
 
 
 def _mps_available() -> bool:
@@ -170,7 +185,7 @@ def fallback(name: str, base: type = Ops) -> Callable[..., Any]:
     if not callable(getattr(base, name, None)):
         raise AttributeError(f"{base.__name__} has no method {name!r}")
 
-    def method(self: "TorchOps", *args: Any, **kwargs: Any) -> Any:
+    def method(self: TorchOps, *args: Any, **kwargs: Any) -> Any:
         _warn_once(type(self).__name__, name, self.device)
         reference = self._reference(base)
         pairs: list[tuple[Any, np.ndarray]] = []
@@ -201,29 +216,40 @@ def _is_op(base: type, name: str) -> bool:
     therefore inherited as they are, and static helpers."""
     member = getattr(base, name, None)
     return (
-        not name.startswith("_") and not name.startswith("check_")
+        not name.startswith("_")
+        and not name.startswith("check_")
         # Composite loops run on this backend's own primitives: inherited, not wrapped.
         and name not in getattr(base, "composite_ops", ())
-        and callable(member) and not isinstance(member, type)
+        and callable(member)
+        and not isinstance(member, type)
         # Static helpers (shape arithmetic) touch no arrays: inherited as they are.
         and not isinstance(inspect.getattr_static(base, name), staticmethod)
     )
 
 
-def install_fallbacks(cls: type, names: Sequence[str] | None = None, base: type = Ops) -> tuple[str, ...]:
+def install_fallbacks(
+    cls: type, names: Sequence[str] | None = None, base: type = Ops
+) -> tuple[str, ...]:
     """Wrap with :func:`fallback` each public method of ``base`` that ``cls`` does not define natively.
 
     ``names`` restricts (or forces) the set of wrapped methods.  Returns the
     names wrapped; they are also recorded in ``cls.fallback_ops``.
     """
     if names is None:
-        native = {n for klass in cls.__mro__ if issubclass(klass, TorchOps) for n in vars(klass)}
+        native = {
+            n
+            for klass in cls.__mro__
+            if issubclass(klass, TorchOps)
+            for n in vars(klass)
+        }
         names = [n for n in dir(base) if _is_op(base, n) and n not in native]
     wrapped = []
     for n in names:
         setattr(cls, n, fallback(n, base))
         wrapped.append(n)
-    cls.fallback_ops = tuple(sorted(set(getattr(cls, "fallback_ops", ())) | set(wrapped)))
+    cls.fallback_ops = tuple(
+        sorted(set(getattr(cls, "fallback_ops", ())) | set(wrapped))
+    )
     return tuple(wrapped)
 
 
@@ -269,7 +295,13 @@ class TorchOps(Ops):
     name = "torch"
     fallback_ops: tuple[str, ...] = ()
 
-    def __init__(self, device: str | None = None, *, n_threads: int | None = None, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        n_threads: int | None = None,
+        check_finite: bool = True,
+    ) -> None:
         _import_torch()
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
@@ -287,10 +319,18 @@ class TorchOps(Ops):
 
     def __getstate__(self) -> dict[str, Any]:
         # Caches hold device tensors; they are rebuilt after unpickling.
-        return {"device": self.device, "n_threads": self.n_threads, "check_finite": self.check_finite}
+        return {
+            "device": self.device,
+            "n_threads": self.n_threads,
+            "check_finite": self.check_finite,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["device"], n_threads=state["n_threads"], check_finite=state["check_finite"])
+        self.__init__(
+            state["device"],
+            n_threads=state["n_threads"],
+            check_finite=state["check_finite"],
+        )
 
     # ------------------------------------------------------------- internals
     def _reference(self, base: type = Ops) -> Ops:
@@ -306,7 +346,9 @@ class TorchOps(Ops):
             pairs.append((value, array))
             return array
         if isinstance(value, torch.Generator):
-            seed = torch.randint(0, 2**62, (2,), generator=value, device=value.device).tolist()
+            seed = torch.randint(
+                0, 2**62, (2,), generator=value, device=value.device
+            ).tolist()
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
         if isinstance(value, (list, tuple)):
             return type(value)(self._to_host(v, pairs) for v in value)
@@ -331,20 +373,31 @@ class TorchOps(Ops):
                 try:
                     pair = (torch.empty(0, dtype=dtype).numpy().dtype, dtype)
                 except TypeError as exc:
-                    raise TypeError(f"NumPy has no dtype matching {dtype}. Received: dtype={dtype!r}") from exc
+                    raise TypeError(
+                        f"NumPy has no dtype matching {dtype}. Received: dtype={dtype!r}"
+                    ) from exc
             else:
                 try:
                     np_dtype = np.dtype(dtype)
                 except TypeError as exc:
-                    raise TypeError(f"dtype must be a NumPy or torch dtype. Received: dtype={dtype!r}") from exc
+                    raise TypeError(
+                        f"dtype must be a NumPy or torch dtype. Received: dtype={dtype!r}"
+                    ) from exc
                 try:
-                    pair = (np_dtype, torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype)
+                    pair = (
+                        np_dtype,
+                        torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype,
+                    )
                 except TypeError as exc:
-                    raise TypeError(f"torch has no dtype matching {np_dtype}. Received: dtype={dtype!r}") from exc
+                    raise TypeError(
+                        f"torch has no dtype matching {np_dtype}. Received: dtype={dtype!r}"
+                    ) from exc
             if isinstance(dtype, _HASHABLE_DTYPES):
                 _DTYPES[dtype] = pair
         if pair[1] is torch.float64 and self.torch_device.type == "mps":
-            raise TypeError("float64 is not supported on the mps device; use float32. Received: dtype=float64")
+            raise TypeError(
+                "float64 is not supported on the mps device; use float32. Received: dtype=float64"
+            )
         return pair
 
     def _tdtype(self, dtype: Any) -> Any:
@@ -365,7 +418,9 @@ class TorchOps(Ops):
                 f"(create it with ops.asarray or ops.alloc). Received: {name} of type {type(x).__name__}"
             )
         if x.device != self.torch_device:
-            raise ValueError(f"{name} must be on {self.device}. Received: {name}.device={x.device}")
+            raise ValueError(
+                f"{name} must be on {self.device}. Received: {name}.device={x.device}"
+            )
 
     def _check_rng(self, rng: Any) -> None:
         if not isinstance(rng, torch.Generator):
@@ -374,7 +429,9 @@ class TorchOps(Ops):
                 f"Received: rng of type {type(rng).__name__}"
             )
         if rng.device.type != self.torch_device.type:
-            raise ValueError(f"rng must be a generator on {self.device}. Received: rng.device={rng.device}")
+            raise ValueError(
+                f"rng must be a generator on {self.device}. Received: rng.device={rng.device}"
+            )
 
     def _check_array(self, x: Any, name: str, ndim: int, dtype: Any = None) -> None:
         # The reference's checks and messages, in its order, on tensor attributes
@@ -385,13 +442,21 @@ class TorchOps(Ops):
             super()._check_array(x, name, ndim, dtype)
             return
         if x.dim() != ndim:
-            raise ValueError(f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must be {ndim}-D. Received: {name}.shape={tuple(x.shape)}"
+            )
         if x.dtype is not torch.float32 and x.dtype is not torch.float64:
-            raise TypeError(f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}")
+            raise TypeError(
+                f"{name} must be float32 or float64. Received: {name}.dtype={x.dtype}"
+            )
         if dtype is not None and x.dtype != dtype:
-            raise TypeError(f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}")
+            raise TypeError(
+                f"{name} must have the same dtype as the input ({dtype}). Received: {name}.dtype={x.dtype}"
+            )
         if x.numel() == 0:
-            raise ValueError(f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must not be empty. Received: {name}.shape={tuple(x.shape)}"
+            )
         if self.check_finite and not self._all_finite(x):
             raise ValueError(f"{name} contains NaN or infinity.")
 
@@ -413,7 +478,9 @@ class TorchOps(Ops):
         if mask is None:
             if len(self._mask_cache) >= 32:
                 self._mask_cache.clear()
-            mask = torch.as_tensor(connections[:, :, None, None], dtype=dtype, device=self.torch_device)
+            mask = torch.as_tensor(
+                connections[:, :, None, None], dtype=dtype, device=self.torch_device
+            )
             self._mask_cache[key] = mask
         return mask
 
@@ -424,7 +491,9 @@ class TorchOps(Ops):
         except (TypeError, ValueError):
             out = ()
         if len(out) != 4 or min(out) < 1:
-            raise ValueError(f"{name} must be 4 positive ints (n, c, h, w). Received: {name}={shape!r}")
+            raise ValueError(
+                f"{name} must be 4 positive ints (n, c, h, w). Received: {name}={shape!r}"
+            )
         return out  # type: ignore[return-value]
 
     @staticmethod
@@ -445,16 +514,22 @@ class TorchOps(Ops):
         np_dtype = None if dtype is None else self._dtypes(dtype)[0]
         array = np.asarray(x, dtype=np_dtype)
         if array.dtype.hasobject:
-            raise TypeError(f"x must be numeric, not an object array. Received: x of type {type(x).__name__}")
+            raise TypeError(
+                f"x must be numeric, not an object array. Received: x of type {type(x).__name__}"
+            )
         if not array.flags.c_contiguous or not array.flags.writeable:
             array = np.array(array, order="C", copy=True)
         try:
             tensor = torch.from_numpy(array)
         except TypeError as exc:
-            raise TypeError(f"torch cannot hold arrays of dtype {array.dtype}. Received: x.dtype={array.dtype}") from exc
+            raise TypeError(
+                f"torch cannot hold arrays of dtype {array.dtype}. Received: x.dtype={array.dtype}"
+            ) from exc
         if self.torch_device.type != "cpu":
             if tensor.dtype == torch.float64 and self.torch_device.type == "mps":
-                raise TypeError("float64 is not supported on the mps device; use float32. Received: dtype=float64")
+                raise TypeError(
+                    "float64 is not supported on the mps device; use float32. Received: dtype=float64"
+                )
             tensor = tensor.to(self.torch_device)
         return tensor
 
@@ -466,14 +541,20 @@ class TorchOps(Ops):
 
     def alloc(self, shape: Sequence[int] | int, dtype: Any = np.float32) -> Array:
         """Return a zero-filled tensor on the device."""
-        size = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(int(s) for s in shape)
+        size = (
+            (int(shape),)
+            if isinstance(shape, numbers.Integral)
+            else tuple(int(s) for s in shape)
+        )
         return torch.zeros(size, dtype=self._tdtype(dtype), device=self.torch_device)
 
     # -------------------------------------------------------------- randomness
     def make_rng(self, seed: int) -> Any:
         """Return a ``torch.Generator`` on the device seeded with the int ``seed``."""
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int. Received: seed={seed!r}")
+            raise ValueError(
+                f"seed must be a non-negative int. Received: seed={seed!r}"
+            )
         seed = int(seed)
         if seed >= 2**64:  # torch seeds are 64-bit; fold larger ones deterministically
             seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
@@ -481,15 +562,33 @@ class TorchOps(Ops):
         gen.manual_seed(seed)
         return gen
 
-    def random_uniform(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32) -> Array:
+    def random_uniform(
+        self, rng: Any, shape: Sequence[int], dtype: Any = np.float32
+    ) -> Array:
         """Uniform samples in ``[0, 1)``."""
         self._check_rng(rng)
-        return torch.rand(tuple(int(s) for s in shape), generator=rng, dtype=self._tdtype(dtype), device=self.torch_device)
+        return torch.rand(
+            tuple(int(s) for s in shape),
+            generator=rng,
+            dtype=self._tdtype(dtype),
+            device=self.torch_device,
+        )
 
-    def random_normal(self, rng: Any, shape: Sequence[int], dtype: Any = np.float32, scale: float = 1.0) -> Array:
+    def random_normal(
+        self,
+        rng: Any,
+        shape: Sequence[int],
+        dtype: Any = np.float32,
+        scale: float = 1.0,
+    ) -> Array:
         """Normal samples with mean 0 and standard deviation ``scale``."""
         self._check_rng(rng)
-        out = torch.randn(tuple(int(s) for s in shape), generator=rng, dtype=self._tdtype(dtype), device=self.torch_device)
+        out = torch.randn(
+            tuple(int(s) for s in shape),
+            generator=rng,
+            dtype=self._tdtype(dtype),
+            device=self.torch_device,
+        )
         if scale != 1.0:
             out.mul_(scale)
         return out
@@ -505,14 +604,18 @@ class TorchOps(Ops):
         u = torch.rand(p.shape, generator=rng, dtype=p.dtype, device=p.device)
         return torch.lt(u, p, out=u)
 
-    def dropout_mask(self, shape: Sequence[int], rate: float, rng: Any, dtype: Any = np.float32) -> Array:
+    def dropout_mask(
+        self, shape: Sequence[int], rate: float, rng: Any, dtype: Any = np.float32
+    ) -> Array:
         """Inverted-dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
         u = self.random_uniform(rng, shape, dtype)
         keep = torch.ge(u, rate, out=u)
         return keep.div_(1.0 - rate)
 
     # ------------------------------------------------------------ dense algebra
-    def gemm(self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False) -> Array:
+    def gemm(
+        self, a: Array, b: Array, *, trans1: bool = False, trans2: bool = False
+    ) -> Array:
         """Matrix product ``op(a) @ op(b)`` with optional transposes."""
         a, b = self._in(a), self._in(b)
         if trans1:
@@ -585,9 +688,13 @@ class TorchOps(Ops):
             idx = labels.to(device=self.torch_device, dtype=torch.int64)
             deferred = self.check_finite
         else:
-            host = np.asarray(self.to_numpy(labels) if isinstance(labels, torch.Tensor) else labels)
+            host = np.asarray(
+                self.to_numpy(labels) if isinstance(labels, torch.Tensor) else labels
+            )
             if host.dtype.kind not in "iuf" and host.size:
-                raise TypeError(f"labels must be integers. Received: labels.dtype={host.dtype}")
+                raise TypeError(
+                    f"labels must be integers. Received: labels.dtype={host.dtype}"
+                )
             host = host.astype(np.int64, copy=False)
             if host.size and (host.min() < 0 or host.max() >= n_classes):
                 raise ValueError(
@@ -597,10 +704,14 @@ class TorchOps(Ops):
             idx = torch.as_tensor(host, device=self.torch_device)
             deferred = False
         if tuple(idx.shape) != (n,):
-            raise ValueError(f"labels must have shape ({n},). Received: labels.shape={tuple(idx.shape)}")
+            raise ValueError(
+                f"labels must have shape ({n},). Received: labels.shape={tuple(idx.shape)}"
+            )
         return idx, deferred
 
-    def softmax_cross_entropy(self, logits: Array, labels: Array) -> tuple[float, Array]:
+    def softmax_cross_entropy(
+        self, logits: Array, labels: Array
+    ) -> tuple[float, Array]:
         """Mean cross-entropy of softmax(``logits``) against integer ``labels``; ``(loss, dlogits)``.
 
         The gradient is already divided by the batch size.  Returning the
@@ -609,19 +720,27 @@ class TorchOps(Ops):
         logits = self._in(logits)
         n, n_classes = int(logits.shape[0]), int(logits.shape[1])
         idx, deferred = self._labels(labels, n, n_classes)
-        if deferred:  # device labels: gather safely, check the range in the same sync as the loss
+        if (
+            deferred
+        ):  # device labels: gather safely, check the range in the same sync as the loss
             bad = ((idx < 0) | (idx >= n_classes)).any()
             idx = idx.clamp(0, n_classes - 1)
         idx = idx.view(n, 1)
         logp = torch.log_softmax(logits, dim=1)
         picked_sum = logp.gather(1, idx).sum()
         grad = logp.exp_()
-        grad.scatter_add_(1, idx, torch.full((n, 1), -1.0, dtype=grad.dtype, device=grad.device))
+        grad.scatter_add_(
+            1, idx, torch.full((n, 1), -1.0, dtype=grad.dtype, device=grad.device)
+        )
         grad.div_(n)
         if deferred:
-            loss_value, bad_value = torch.stack([picked_sum.to(torch.float64), bad.to(torch.float64)]).tolist()
+            loss_value, bad_value = torch.stack(
+                [picked_sum.to(torch.float64), bad.to(torch.float64)]
+            ).tolist()
             if bad_value:
-                raise ValueError(f"labels must be integers in [0, {n_classes}). Received: labels outside that range")
+                raise ValueError(
+                    f"labels must be integers in [0, {n_classes}). Received: labels outside that range"
+                )
         else:
             loss_value = picked_sum.item()
         return -loss_value / n, grad
@@ -632,11 +751,20 @@ class TorchOps(Ops):
         target = self._in(target)
         n = int(pred.shape[0])
         diff = pred - target
-        return 0.5 * torch.dot(diff.reshape(-1), diff.reshape(-1)).item() / n, diff.div_(n)
+        return 0.5 * torch.dot(
+            diff.reshape(-1), diff.reshape(-1)
+        ).item() / n, diff.div_(n)
 
     # --------------------------------------------------------------- optimisers
     def sgd_update(
-        self, param: Array, grad: Array, velocity: Array, *, lr: float, momentum: float, nesterov: bool
+        self,
+        param: Array,
+        grad: Array,
+        velocity: Array,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
     ) -> None:
         """In-place SGD step with (Nesterov) momentum: ``v = m v - lr g``."""
         self._inplace(param, "param")
@@ -649,7 +777,17 @@ class TorchOps(Ops):
             param.add_(velocity)
 
     def adam_update(
-        self, param: Array, grad: Array, m: Array, v: Array, *, lr: float, beta1: float, beta2: float, eps: float, t: int
+        self,
+        param: Array,
+        grad: Array,
+        m: Array,
+        v: Array,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        t: int,
     ) -> None:
         """In-place Adam step (Kingma & Ba 2015) at step ``t >= 1``.
 
@@ -660,21 +798,37 @@ class TorchOps(Ops):
         """
         for arr, name in ((param, "param"), (m, "m"), (v, "v")):
             self._inplace(arr, name)
-        if type(t) is not int and (isinstance(t, bool) or not isinstance(t, numbers.Integral)) or t < 1:
+        if (
+            type(t) is not int
+            and (isinstance(t, bool) or not isinstance(t, numbers.Integral))
+            or t < 1
+        ):
             raise ValueError(f"t must be an int >= 1. Received: t={t!r}")
         grad = self._in(grad)
         bc2 = 1.0 - beta2**t
         if self._fused_adam and param.dtype == grad.dtype == m.dtype == v.dtype:
             if self._adam_step is None:
-                self._adam_step = torch.zeros((), dtype=torch.float32, device=self.torch_device)
+                self._adam_step = torch.zeros(
+                    (), dtype=torch.float32, device=self.torch_device
+                )
             if self._adam_step_value != float(t):
                 self._adam_step.fill_(float(t))
                 self._adam_step_value = float(t)
             try:
                 torch._fused_adam_(
-                    [param], [grad], [m], [v], [], [self._adam_step],
-                    lr=float(lr), beta1=float(beta1), beta2=float(beta2), weight_decay=0.0,
-                    eps=float(eps) / bc2**0.5, amsgrad=False, maximize=False,
+                    [param],
+                    [grad],
+                    [m],
+                    [v],
+                    [],
+                    [self._adam_step],
+                    lr=float(lr),
+                    beta1=float(beta1),
+                    beta2=float(beta2),
+                    weight_decay=0.0,
+                    eps=float(eps) / bc2**0.5,
+                    amsgrad=False,
+                    maximize=False,
                 )
                 return
             except (RuntimeError, TypeError, NotImplementedError):
@@ -687,7 +841,9 @@ class TorchOps(Ops):
         param.addcdiv_(m, v.sqrt().add_(eps), value=-step)
 
     # ------------------------------------------------------------- convolution
-    def _check_conv(self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections):
+    def _check_conv(
+        self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections
+    ):
         """:meth:`check_conv2d`, remembered per combination of shapes, dtypes and arguments.
 
         The shape checks depend on nothing else, so a combination that passed
@@ -699,8 +855,16 @@ class TorchOps(Ops):
         key = None
         if connections is None and not self.check_finite:
             try:
-                key = (x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype),
-                       stride, padding, groups)
+                key = (
+                    x.shape,
+                    x.dtype,
+                    w.shape,
+                    w.dtype,
+                    None if b is None else (b.shape, b.dtype),
+                    stride,
+                    padding,
+                    groups,
+                )
                 hit = self._conv_memo.get(key)
             except TypeError:  # unhashable arguments (lists): no memo
                 key = hit = None
@@ -716,28 +880,60 @@ class TorchOps(Ops):
     # The _conv_* helpers take already-validated, normalised arguments (a
     # connection table as a host bool array); loops such as crbm_cd_epoch
     # validate once and then call them per mini-batch.
-    def _conv_fwd(self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections) -> Array:
+    def _conv_fwd(
+        self, x: Array, w: Array, b: Array | None, stride, padding, groups, connections
+    ) -> Array:
         return F.conv2d(x, self._masked(w, connections), b, stride, padding, 1, groups)
 
-    def _conv_bwd_input(self, dy: Array, w: Array, x_shape, stride, padding, groups, connections) -> Array:
+    def _conv_bwd_input(
+        self, dy: Array, w: Array, x_shape, stride, padding, groups, connections
+    ) -> Array:
         x_dummy = dy.new_empty(1).expand(*x_shape)  # only its shape is read
         return torch.ops.aten.convolution_backward(
-            dy, x_dummy, self._masked(w, connections), None, stride, padding, (1, 1), False, (0, 0), groups,
+            dy,
+            x_dummy,
+            self._masked(w, connections),
+            None,
+            stride,
+            padding,
+            (1, 1),
+            False,
+            (0, 0),
+            groups,
             (True, False, False),
         )[0].contiguous()
 
-    def _conv_bwd_weights(self, dy: Array, x: Array, w_shape, stride, padding, groups, connections):
+    def _conv_bwd_weights(
+        self, dy: Array, x: Array, w_shape, stride, padding, groups, connections
+    ):
         w_dummy = dy.new_empty(1).expand(*w_shape)  # only its shape is read
         _, dw, db = torch.ops.aten.convolution_backward(
-            dy, x, w_dummy, [int(w_shape[0])], stride, padding, (1, 1), False, (0, 0), groups, (False, True, True)
+            dy,
+            x,
+            w_dummy,
+            [int(w_shape[0])],
+            stride,
+            padding,
+            (1, 1),
+            False,
+            (0, 0),
+            groups,
+            (False, True, True),
         )
         if connections is not None:
             dw.mul_(self._mask(connections, dw.dtype))
         return dw, db
 
     def conv2d(
-        self, x: Array, w: Array, b: Array | None = None, *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None = None,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """2-D cross-correlation of NCHW ``x`` with ``w`` (+ bias ``b``), torch's kernel (cuDNN on GPUs).
 
@@ -745,28 +941,54 @@ class TorchOps(Ops):
         it masks the weights.
         """
         x, w, b = self._in(x), self._in(w), self._in(b)
-        stride, padding, groups, connections = self._check_conv(x, w, b, stride, padding, groups, connections)
+        stride, padding, groups, connections = self._check_conv(
+            x, w, b, stride, padding, groups, connections
+        )
         return self._conv_fwd(x, w, b, stride, padding, groups, connections)
 
     def conv2d_backward_input(
-        self, dy: Array, w: Array, x_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        w: Array,
+        x_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Gradient of :meth:`conv2d` with respect to its input ``x`` (one ``convolution_backward``)."""
         dy, w = self._in(dy), self._in(w)
         n, c, h, wd = self._shape4(x_shape, "x_shape")
-        x_like = torch.empty((1, c, h, wd), dtype=w.dtype, device="meta")  # shape-only stand-in for the checks
-        stride, padding, groups, connections = self._check_conv(x_like, w, None, stride, padding, groups, connections)
+        x_like = torch.empty(
+            (1, c, h, wd), dtype=w.dtype, device="meta"
+        )  # shape-only stand-in for the checks
+        stride, padding, groups, connections = self._check_conv(
+            x_like, w, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, w.dtype)
         f = int(w.shape[0])
-        oh, ow = conv2d_output_shape((h, wd), (int(w.shape[2]), int(w.shape[3])), stride, padding)
+        oh, ow = conv2d_output_shape(
+            (h, wd), (int(w.shape[2]), int(w.shape[3])), stride, padding
+        )
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
-        return self._conv_bwd_input(dy, w, (n, c, h, wd), stride, padding, groups, connections)
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
+        return self._conv_bwd_input(
+            dy, w, (n, c, h, wd), stride, padding, groups, connections
+        )
 
     def conv2d_backward_weights(
-        self, dy: Array, x: Array, w_shape: Sequence[int], *, stride: Any = 1, padding: Any = 0,
-        groups: int = 1, connections: Any = None,
+        self,
+        dy: Array,
+        x: Array,
+        w_shape: Sequence[int],
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> tuple[Array, Array]:
         """Gradients of :meth:`conv2d` for ``w`` and ``b``: ``(dw, db)`` from one ``convolution_backward``.
 
@@ -774,14 +996,22 @@ class TorchOps(Ops):
         """
         dy, x = self._in(dy), self._in(x)
         f, cg, kh, kw = self._shape4(w_shape, "w_shape")
-        w_like = torch.empty((f, cg, kh, kw), dtype=x.dtype, device="meta")  # shape-only stand-in for the checks
-        stride, padding, groups, connections = self._check_conv(x, w_like, None, stride, padding, groups, connections)
+        w_like = torch.empty(
+            (f, cg, kh, kw), dtype=x.dtype, device="meta"
+        )  # shape-only stand-in for the checks
+        stride, padding, groups, connections = self._check_conv(
+            x, w_like, None, stride, padding, groups, connections
+        )
         self._check_array(dy, "dy", 4, x.dtype)
         n, h, wd = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), stride, padding)
         if tuple(dy.shape) != (n, f, oh, ow):
-            raise ValueError(f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
-        return self._conv_bwd_weights(dy, x, (f, cg, kh, kw), stride, padding, groups, connections)
+            raise ValueError(
+                f"dy must have shape {(n, f, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
+        return self._conv_bwd_weights(
+            dy, x, (f, cg, kh, kw), stride, padding, groups, connections
+        )
 
     # ----------------------------------------------------------------- pooling
     def maxpool2d(self, x: Array, size: Any, stride: Any = None) -> tuple[Array, Array]:
@@ -794,7 +1024,9 @@ class TorchOps(Ops):
         size, stride = self.check_pool2d(x, size, stride)
         return F.max_pool2d(x, size, stride, return_indices=True)
 
-    def maxpool2d_backward(self, dy: Array, argmax: Array, x_shape: Sequence[int]) -> Array:
+    def maxpool2d_backward(
+        self, dy: Array, argmax: Array, x_shape: Sequence[int]
+    ) -> Array:
         """Gradient of :meth:`maxpool2d`: add each ``dy`` at its argmax (overlapping windows accumulate)."""
         dy = self._in(dy)
         argmax = self._in(argmax)
@@ -806,14 +1038,18 @@ class TorchOps(Ops):
                 f"Received: dy.shape={tuple(dy.shape)}, argmax.shape={tuple(argmax.shape)}"
             )
         if argmax.dtype != torch.int64:
-            raise TypeError(f"argmax must be int64 (as maxpool2d returns it). Received: argmax.dtype={argmax.dtype}")
+            raise TypeError(
+                f"argmax must be int64 (as maxpool2d returns it). Received: argmax.dtype={argmax.dtype}"
+            )
         if self.check_finite:
             # A value check like the finiteness checks: it reads the whole array
             # (and waits for an accelerator); the indices come from maxpool2d,
             # so networks skip it with check_finite=False.  Unchecked, an index
             # out of range still fails loudly inside scatter_add_.
             if argmax.numel() and (int(argmax.min()) < 0 or int(argmax.max()) >= h * w):
-                raise ValueError(f"argmax holds indices outside the input plane of {h}x{w}.")
+                raise ValueError(
+                    f"argmax holds indices outside the input plane of {h}x{w}."
+                )
         dx = torch.zeros((n * c, h * w), dtype=dy.dtype, device=dy.device)
         dx.scatter_add_(1, argmax.reshape(n * c, -1), dy.reshape(n * c, -1))
         return dx.view(n, c, h, w)
@@ -824,7 +1060,9 @@ class TorchOps(Ops):
         size, stride = self.check_pool2d(x, size, stride)
         return F.avg_pool2d(x, size, stride)
 
-    def meanpool2d_backward(self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None) -> Array:
+    def meanpool2d_backward(
+        self, dy: Array, x_shape: Sequence[int], size: Any, stride: Any = None
+    ) -> Array:
         """Gradient of :meth:`meanpool2d` (torch's ``avg_pool2d_backward``)."""
         dy = self._in(dy)
         self._check_array(dy, "dy", 4)
@@ -835,15 +1073,21 @@ class TorchOps(Ops):
             raise ValueError(f"pool size {size} is larger than the input {(h, w)}.")
         oh, ow = pool2d_output_shape((h, w), size, stride)
         if tuple(dy.shape) != (n, c, oh, ow):
-            raise ValueError(f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}")
+            raise ValueError(
+                f"dy must have shape {(n, c, oh, ow)}. Received: dy.shape={tuple(dy.shape)}"
+            )
         x_like = dy.new_empty((n, c, h, w))  # only its shape and layout are read
-        return torch.ops.aten.avg_pool2d_backward(dy, x_like, size, stride, (0, 0), False, True, None)
+        return torch.ops.aten.avg_pool2d_backward(
+            dy, x_like, size, stride, (0, 0), False, True, None
+        )
 
     # --------------------------------------------------------------------- RBM
     @staticmethod
     def _check_visible(visible: str) -> None:
         if visible not in ("bernoulli", "gaussian"):
-            raise ValueError(f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}")
+            raise ValueError(
+                f"visible must be 'bernoulli' or 'gaussian'. Received: visible={visible!r}"
+            )
 
     def rbm_hidden_probs(self, v: Array, W: Array, bh: Array) -> Array:
         """``sigmoid(v @ W.T + bh)``; ``W`` is ``(n_hidden, n_visible)``."""
@@ -857,15 +1101,21 @@ class TorchOps(Ops):
         act = torch.addmm(bv, h, W)
         return act.sigmoid_() if visible == "bernoulli" else act
 
-    def rbm_sample_visible(self, h: Array, W: Array, bv: Array, visible: str, rng: Any) -> Array:
+    def rbm_sample_visible(
+        self, h: Array, W: Array, bv: Array, visible: str, rng: Any
+    ) -> Array:
         """Sample the visible units given ``h``."""
         self._check_rng(rng)
         mean = self.rbm_visible_means(h, W, bv, visible)
         if visible == "bernoulli":
             return self.bernoulli(mean, rng)
-        return mean.add_(torch.randn(mean.shape, generator=rng, dtype=mean.dtype, device=mean.device))
+        return mean.add_(
+            torch.randn(mean.shape, generator=rng, dtype=mean.dtype, device=mean.device)
+        )
 
-    def rbm_free_energy(self, v: Array, W: Array, bh: Array, bv: Array, visible: str) -> Array:
+    def rbm_free_energy(
+        self, v: Array, W: Array, bh: Array, bv: Array, visible: str
+    ) -> Array:
         """Free energy ``F(v)`` per row, so that ``p(v) = exp(-F(v)) / Z``."""
         self._check_visible(visible)
         v, W, bh, bv = self._in(v), self._in(W), self._in(bh), self._in(bv)
@@ -874,11 +1124,25 @@ class TorchOps(Ops):
             return torch.mv(v, bv).neg_().sub_(hidden)
         return 0.5 * (v - bv).square_().sum(dim=1) - hidden
 
-    def rbm_gibbs(self, v: Array, W: Array, bh: Array, bv: Array, *, steps: int, visible: str, rng: Any) -> Array:
+    def rbm_gibbs(
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        steps: int,
+        visible: str,
+        rng: Any,
+    ) -> Array:
         """Run ``steps`` full steps of block Gibbs sampling v → h → v on the device; return the visible samples."""
         self._check_visible(visible)
         self._check_rng(rng)
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, numbers.Integral)
+            or steps < 0
+        ):
             raise ValueError(f"steps must be an int >= 0. Received: steps={steps!r}")
         v, W, bh, bv = self._in(v), self._in(W), self._in(bh), self._in(bv)
         for _ in range(int(steps)):
@@ -886,24 +1150,62 @@ class TorchOps(Ops):
             v = self.rbm_sample_visible(h, W, bv, visible, rng)
         return v
 
-    def check_cd_epoch(self, X: Any, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array, *,
-                       chain: Array | None = None, **kwargs: Any) -> tuple[int, int, bool]:
+    def check_cd_epoch(
+        self,
+        X: Any,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        *,
+        chain: Array | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, int, bool]:
         """The reference's checks, plus: the arrays updated in place are tensors on the device."""
-        for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
+        for arr, name in (
+            (W, "W"),
+            (bh, "bh"),
+            (bv, "bv"),
+            (dW, "dW"),
+            (dbh, "dbh"),
+            (dbv, "dbv"),
+        ):
             self._inplace(arr, name)
         if chain is not None:
             self._inplace(chain, "chain")
         return super().check_cd_epoch(X, W, bh, bv, dW, dbh, dbv, chain=chain, **kwargs)
 
-    def check_crbm_cd(self, X: Any, W: Array, bh: Array, bv: Array, dW: Array, dbh: Array, dbv: Array,
-                      **kwargs: Any) -> tuple[int, int, tuple[int, int]]:
+    def check_crbm_cd(
+        self,
+        X: Any,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        dW: Array,
+        dbh: Array,
+        dbv: Array,
+        **kwargs: Any,
+    ) -> tuple[int, int, tuple[int, int]]:
         """The reference's checks (a host ``X`` through a shape-only stand-in), plus in-place tensors."""
-        for arr, name in ((W, "W"), (bh, "bh"), (bv, "bv"), (dW, "dW"), (dbh, "dbh"), (dbv, "dbv")):
+        for arr, name in (
+            (W, "W"),
+            (bh, "bh"),
+            (bv, "bv"),
+            (dW, "dW"),
+            (dbh, "dbh"),
+            (dbv, "dbv"),
+        ):
             self._inplace(arr, name)
         if not isinstance(X, torch.Tensor):
             if self.check_finite and not np.isfinite(X).all():
                 raise ValueError("X contains NaN or infinity.")
-            X = torch.empty(tuple(X.shape), dtype=self._tdtype(np.asarray(X[:0]).dtype), device="meta")
+            X = torch.empty(
+                tuple(X.shape),
+                dtype=self._tdtype(np.asarray(X[:0]).dtype),
+                device="meta",
+            )
         return super().check_crbm_cd(X, W, bh, bv, dW, dbh, dbv, **kwargs)
 
     def take_rows(self, X: Any, start: int, stop: int, dtype: Any) -> Array:
@@ -938,8 +1240,15 @@ class TorchOps(Ops):
         """Element-wise natural logarithm."""
         return torch.log(self._in(x))
 
-    def check_sbn_epoch(self, X: Any, Wg: Sequence[Array], bg: Sequence[Array], Wr: Sequence[Array],
-                        br: Sequence[Array], **kwargs: Any) -> tuple[float, int, int]:
+    def check_sbn_epoch(
+        self,
+        X: Any,
+        Wg: Sequence[Array],
+        bg: Sequence[Array],
+        Wr: Sequence[Array],
+        br: Sequence[Array],
+        **kwargs: Any,
+    ) -> tuple[float, int, int]:
         """The reference's checks (a host ``X`` through a shape-only stand-in), plus in-place device tensors."""
         for name, arrays in (("Wg", Wg), ("bg", bg), ("Wr", Wr), ("br", br)):
             if isinstance(arrays, (list, tuple)):
@@ -948,7 +1257,11 @@ class TorchOps(Ops):
         if not isinstance(X, torch.Tensor):
             if self.check_finite and not np.isfinite(X).all():
                 raise ValueError("X contains NaN or infinity.")
-            X = torch.empty(tuple(np.shape(X)), dtype=self._tdtype(np.asarray(X[:0]).dtype), device="meta")
+            X = torch.empty(
+                tuple(np.shape(X)),
+                dtype=self._tdtype(np.asarray(X[:0]).dtype),
+                device="meta",
+            )
         return super().check_sbn_epoch(X, Wg, bg, Wr, br, **kwargs)
 
     # ------------------------------------------------------- convolutional RBM
@@ -959,14 +1272,20 @@ class TorchOps(Ops):
         pad_h, pad_w = PH * pool[0] - h, PW * pool[1] - w
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), value=fill)
-        return x.reshape(n, c, PH, pool[0], PW, pool[1]).permute(0, 1, 2, 4, 3, 5).reshape(n, c, PH, PW, -1)
+        return (
+            x.reshape(n, c, PH, pool[0], PW, pool[1])
+            .permute(0, 1, 2, 4, 3, 5)
+            .reshape(n, c, PH, PW, -1)
+        )
 
-    def _crbm_unblock(self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]) -> Array:
+    def _crbm_unblock(
+        self, blocks: Array, hw: tuple[int, int], pool: tuple[int, int]
+    ) -> Array:
         """Inverse of :meth:`_crbm_blocks` (drops the padding)."""
         n, c, PH, PW, _ = blocks.shape
         x = blocks.reshape(n, c, PH, PW, pool[0], pool[1]).permute(0, 1, 2, 4, 3, 5)
         x = x.reshape(n, c, PH * pool[0], PW * pool[1])
-        return x[:, :, :hw[0], :hw[1]].contiguous()
+        return x[:, :, : hw[0], : hw[1]].contiguous()
 
     def _crbm_log_partition(self, blocks: Array) -> tuple[Array, Array, Array]:
         """``(peak, e, on)`` for blocks of logits: ``e = exp(I - peak)``, ``on = sum(e)``, off state included in peak."""
@@ -975,15 +1294,21 @@ class TorchOps(Ops):
         return peak, e, e.sum(dim=-1)
 
     def _crbm_probs(self, pre: Array, pool: tuple[int, int]) -> tuple[Array, Array]:
-        peak, e, on = self._crbm_log_partition(self._crbm_blocks(pre, pool, float("-inf")))
+        peak, e, on = self._crbm_log_partition(
+            self._crbm_blocks(pre, pool, float("-inf"))
+        )
         denom = peak.neg_().exp_().add_(on)
-        h_probs = self._crbm_unblock(e.div_(denom.unsqueeze(-1)), tuple(pre.shape[2:]), pool)
+        h_probs = self._crbm_unblock(
+            e.div_(denom.unsqueeze(-1)), tuple(pre.shape[2:]), pool
+        )
         return h_probs, on.div_(denom)
 
     def _crbm_sample(self, h_probs: Array, pool: tuple[int, int], rng: Any) -> Array:
         n, f, h, w = (int(s) for s in h_probs.shape)
         PH, PW = self.crbm_pool_shape((h, w), pool)
-        u = self.random_uniform(rng, (n, f, PH, PW), h_probs.dtype)  # the reference's one draw per block
+        u = self.random_uniform(
+            rng, (n, f, PH, PW), h_probs.dtype
+        )  # the reference's one draw per block
         cum = torch.cumsum(self._crbm_blocks(h_probs, pool, 0.0), dim=-1)
         chosen = (cum <= u.unsqueeze(-1)).sum(dim=-1, keepdim=True)
         slots = torch.arange(pool[0] * pool[1], device=h_probs.device)
@@ -1002,36 +1327,70 @@ class TorchOps(Ops):
         return self._crbm_sample(h_probs, pool, rng)
 
     def crbm_visible_means(
-        self, h: Array, W: Array, bv: Array, v_shape: Sequence[int], visible: str, *, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        h: Array,
+        W: Array,
+        bv: Array,
+        v_shape: Sequence[int],
+        visible: str,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Mean of the visible units given detection states ``h`` (transposed convolution + per-channel bias)."""
         self._check_crbm_visible(visible)
         bv = self._in(bv)
         act = self.conv2d_backward_input(
-            h, W, v_shape, stride=stride, padding=padding, groups=groups, connections=connections
+            h,
+            W,
+            v_shape,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
         )
         self._check_crbm_bv(bv, act)
         act += bv.view(1, -1, 1, 1)
         return act.sigmoid_() if visible == "bernoulli" else act
 
     def crbm_free_energy(
-        self, v: Array, W: Array, bh: Array, bv: Array, *, pool_size: Any, visible: str, stride: Any = 1,
-        padding: Any = 0, groups: int = 1, connections: Any = None,
+        self,
+        v: Array,
+        W: Array,
+        bh: Array,
+        bv: Array,
+        *,
+        pool_size: Any,
+        visible: str,
+        stride: Any = 1,
+        padding: Any = 0,
+        groups: int = 1,
+        connections: Any = None,
     ) -> Array:
         """Free energy ``F(v)`` per sample of the convolutional RBM with probabilistic max-pooling."""
         self._check_crbm_visible(visible)
         v, bv = self._in(v), self._in(bv)
-        pre = self.conv2d(v, W, bh, stride=stride, padding=padding, groups=groups, connections=connections)
+        pre = self.conv2d(
+            v,
+            W,
+            bh,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            connections=connections,
+        )
         self._check_crbm_bv(bv, v)
         pool = self.check_crbm_pool(pre, "pre", pool_size)
-        peak, _, on = self._crbm_log_partition(self._crbm_blocks(pre, pool, float("-inf")))
+        peak, _, on = self._crbm_log_partition(
+            self._crbm_blocks(pre, pool, float("-inf"))
+        )
         log_z = peak + torch.log(torch.exp(-peak) + on)
         hidden = log_z.reshape(log_z.shape[0], -1).sum(dim=1)
         if visible == "bernoulli":
             return -(v.sum(dim=(2, 3)) @ bv) - hidden
         return 0.5 * (v - bv.view(1, -1, 1, 1)).square().sum(dim=(1, 2, 3)) - hidden
-
 
 
 install_fallbacks(TorchOps)

@@ -30,7 +30,9 @@ def neuroplug_register_backends(register):
     if not _torch_importable():
         # Fail this plugin's registration with a clear reason; the plugin
         # manager warns and lists it when someone asks for backend="torch".
-        raise ImportError("PyTorch is not installed (pip install torch), so backend 'torch' is unavailable")
+        raise ImportError(
+            "PyTorch is not installed (pip install torch), so backend 'torch' is unavailable"
+        )
     from .ops import TorchOps
 
     register("torch", TorchOps)

@@ -7,10 +7,14 @@ from neuroplug.ops import Ops
 
 try:
     import torch
-except ImportError:  # each test module then skips itself, saying why (pytest.importorskip)
+except (
+    ImportError
+):  # each test module then skips itself, saying why (pytest.importorskip)
     torch = None
 
-DEVICES = ["cpu"] + (["cuda"] if torch is not None and torch.cuda.is_available() else [])
+DEVICES = ["cpu"] + (
+    ["cuda"] if torch is not None and torch.cuda.is_available() else []
+)
 
 
 @pytest.fixture(params=DEVICES)
@@ -30,7 +34,6 @@ def ref():
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)
-
 
 
 @pytest.fixture(autouse=True)

@@ -23,5 +23,8 @@ def test_the_kit_sees_the_inherited_loops():
 
     from neuroplug.ops import Ops
 
-    assert TorchOps.crbm_cd_epoch is Ops.crbm_cd_epoch and TorchOps.cd_epoch is Ops.cd_epoch
+    assert (
+        TorchOps.crbm_cd_epoch is Ops.crbm_cd_epoch
+        and TorchOps.cd_epoch is Ops.cd_epoch
+    )
     assert "cd_epoch" not in TorchOps.fallback_ops

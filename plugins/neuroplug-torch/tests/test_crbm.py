@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
-
+torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -25,7 +27,9 @@ def same_uniforms(ops, seed):
     ops.random_uniform = random_uniform
 
 
-@pytest.mark.parametrize("hw,pool", [((4, 6), (2, 2)), ((5, 7), (2, 3)), ((3, 3), (1, 1))])
+@pytest.mark.parametrize(
+    "hw,pool", [((4, 6), (2, 2)), ((5, 7), (2, 3)), ((3, 3), (1, 1))]
+)
 def test_pool_probs_and_sampling(tops, ref, dtype, hw, pool):
     rng = np.random.default_rng(0)
     pre = (rng.normal(scale=3.0, size=(2, 3, *hw))).astype(dtype)
@@ -37,11 +41,15 @@ def test_pool_probs_and_sampling(tops, ref, dtype, hw, pool):
     same_uniforms(tops, 1)
     same_uniforms(ref, 1)
     s = tops.crbm_sample_hidden(h, pool, tops.make_rng(0))
-    np.testing.assert_array_equal(tops.to_numpy(s), ref.crbm_sample_hidden(ref_h, pool, ref.make_rng(0)))
+    np.testing.assert_array_equal(
+        tops.to_numpy(s), ref.crbm_sample_hidden(ref_h, pool, ref.make_rng(0))
+    )
 
 
 def test_sampling_is_one_hot_per_block_and_reproducible(tops):
-    probs, _ = tops.crbm_pool_probs(tops.asarray(np.random.default_rng(1).normal(size=(3, 2, 4, 4))), 2)
+    probs, _ = tops.crbm_pool_probs(
+        tops.asarray(np.random.default_rng(1).normal(size=(3, 2, 4, 4))), 2
+    )
     a = tops.crbm_sample_hidden(probs, 2, tops.make_rng(5))
     b = tops.crbm_sample_hidden(probs, 2, tops.make_rng(5))
     assert torch.equal(a, b)
@@ -49,7 +57,11 @@ def test_sampling_is_one_hot_per_block_and_reproducible(tops):
     assert per_block.max() <= 1 and set(np.unique(tops.to_numpy(a))) <= {0.0, 1.0}
 
 
-CONV = [dict(), dict(stride=2, padding=1), dict(connections=np.array([[1, 0], [1, 1], [0, 1]]))]
+CONV = [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(connections=np.array([[1, 0], [1, 1], [0, 1]])),
+]
 
 
 @pytest.mark.parametrize("conv", CONV, ids=range(len(CONV)))
@@ -61,32 +73,70 @@ def test_visible_means_and_free_energy(tops, ref, dtype, conv, visible):
     bh, bv = rng.normal(size=3).astype(dtype), rng.normal(size=2).astype(dtype)
     pre = ref.conv2d(v, W, bh, **conv)
     h = (rng.random(pre.shape) < 0.3).astype(dtype)
-    close(tops.crbm_visible_means(tops.asarray(h), tops.asarray(W), tops.asarray(bv), v.shape, visible, **conv),
-          ref.crbm_visible_means(h, W, bv, v.shape, visible, **conv), dtype)
-    close(tops.crbm_free_energy(tops.asarray(v), tops.asarray(W), tops.asarray(bh), tops.asarray(bv),
-                                pool_size=2, visible=visible, **conv),
-          ref.crbm_free_energy(v, W, bh, bv, pool_size=2, visible=visible, **conv), dtype, scale=5)
+    close(
+        tops.crbm_visible_means(
+            tops.asarray(h), tops.asarray(W), tops.asarray(bv), v.shape, visible, **conv
+        ),
+        ref.crbm_visible_means(h, W, bv, v.shape, visible, **conv),
+        dtype,
+    )
+    close(
+        tops.crbm_free_energy(
+            tops.asarray(v),
+            tops.asarray(W),
+            tops.asarray(bh),
+            tops.asarray(bv),
+            pool_size=2,
+            visible=visible,
+            **conv,
+        ),
+        ref.crbm_free_energy(v, W, bh, bv, pool_size=2, visible=visible, **conv),
+        dtype,
+        scale=5,
+    )
     with pytest.raises(ValueError, match="bv must have one entry per visible channel"):
-        tops.crbm_visible_means(tops.asarray(h), tops.asarray(W), tops.asarray(bh), v.shape, visible, **conv)
+        tops.crbm_visible_means(
+            tops.asarray(h), tops.asarray(W), tops.asarray(bh), v.shape, visible, **conv
+        )
 
 
 @pytest.mark.parametrize("conv", CONV, ids=range(len(CONV)))
 @pytest.mark.parametrize("visible,k", [("bernoulli", 1), ("gaussian", 2)])
 @pytest.mark.parametrize("x_on_device", [False, True])
-def test_crbm_cd_epoch_matches_reference(tops, ref, dtype, conv, visible, k, x_on_device):
+def test_crbm_cd_epoch_matches_reference(
+    tops, ref, dtype, conv, visible, k, x_on_device
+):
     rng = np.random.default_rng(3)
     X = rng.random((5, 2, 7, 6)).astype(dtype)
     W = rng.normal(scale=0.1, size=(3, 2, 3, 3)).astype(dtype)
-    arrays = [W, rng.normal(scale=0.1, size=3).astype(dtype), rng.normal(scale=0.1, size=2).astype(dtype),
-              np.zeros_like(W), np.zeros(3, dtype), np.zeros(2, dtype)]
-    kw = dict(k=k, pool_size=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01, sparsity_target=0.1,
-              sparsity_cost=0.5, batch_size=2, visible=visible, **conv)
+    arrays = [
+        W,
+        rng.normal(scale=0.1, size=3).astype(dtype),
+        rng.normal(scale=0.1, size=2).astype(dtype),
+        np.zeros_like(W),
+        np.zeros(3, dtype),
+        np.zeros(2, dtype),
+    ]
+    kw = dict(
+        k=k,
+        pool_size=2,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        sparsity_target=0.1,
+        sparsity_cost=0.5,
+        batch_size=2,
+        visible=visible,
+        **conv,
+    )
     same_uniforms(tops, 4)
     same_uniforms(ref, 4)
     ref_arrays = [a.copy() for a in arrays]
     t_arrays = [tops.asarray(a.copy()) for a in arrays]
     err = ref.crbm_cd_epoch(X, *ref_arrays, rng=ref.make_rng(0), **kw)
-    t_err = tops.crbm_cd_epoch(tops.asarray(X) if x_on_device else X, *t_arrays, rng=tops.make_rng(0), **kw)
+    t_err = tops.crbm_cd_epoch(
+        tops.asarray(X) if x_on_device else X, *t_arrays, rng=tops.make_rng(0), **kw
+    )
     assert isinstance(t_err, float)
     close(t_err, err, dtype, scale=20)
     for got, want in zip(t_arrays, ref_arrays):
@@ -96,9 +146,25 @@ def test_crbm_cd_epoch_matches_reference(tops, ref, dtype, conv, visible, k, x_o
 def test_crbm_cd_epoch_checks_like_the_reference(tops):
     X = np.ones((2, 1, 5, 5), np.float32)
     W = tops.asarray(np.ones((2, 1, 3, 3), np.float32))
-    args = [W, tops.alloc(2), tops.alloc(1), tops.alloc((2, 1, 3, 3)), tops.alloc(2), tops.alloc(1)]
-    kw = dict(k=1, pool_size=2, learning_rate=0.1, momentum=0.0, weight_decay=0.0, sparsity_target=0.1,
-              sparsity_cost=0.0, batch_size=2, visible="bernoulli")
+    args = [
+        W,
+        tops.alloc(2),
+        tops.alloc(1),
+        tops.alloc((2, 1, 3, 3)),
+        tops.alloc(2),
+        tops.alloc(1),
+    ]
+    kw = dict(
+        k=1,
+        pool_size=2,
+        learning_rate=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        sparsity_target=0.1,
+        sparsity_cost=0.0,
+        batch_size=2,
+        visible="bernoulli",
+    )
     with pytest.raises(ValueError, match="k must be a positive int"):
         tops.crbm_cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "k": 0})
     with pytest.raises(ValueError, match=r"bh must have shape \(2,\)"):
@@ -110,4 +176,6 @@ def test_crbm_cd_epoch_checks_like_the_reference(tops):
     with pytest.raises(ValueError, match="NaN or infinity"):
         tops.crbm_cd_epoch(bad, *args, rng=tops.make_rng(0), **kw)
     with pytest.raises(TypeError, match="W is updated in place"):
-        tops.crbm_cd_epoch(X, np.ones((2, 1, 3, 3), np.float32), *args[1:], rng=tops.make_rng(0), **kw)
+        tops.crbm_cd_epoch(
+            X, np.ones((2, 1, 3, 3), np.float32), *args[1:], rng=tops.make_rng(0), **kw
+        )

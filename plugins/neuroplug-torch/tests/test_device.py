@@ -5,16 +5,23 @@ import pickle
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
+
+from neuroplug_torch import TorchOps, resolve_device  # noqa: E402
 
 from neuroplug.backends import get_ops  # noqa: E402
-from neuroplug_torch import TorchOps, resolve_device  # noqa: E402
 
 
 def test_default_device_prefers_cuda_then_mps_then_cpu():
     if torch.cuda.is_available():
         expected = "cuda"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    elif (
+        getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available()
+    ):
         expected = "mps"
     else:
         expected = "cpu"
@@ -24,7 +31,11 @@ def test_default_device_prefers_cuda_then_mps_then_cpu():
 
 def test_backend_names_resolve_through_get_ops():
     ops = get_ops("torch:cpu")
-    assert isinstance(ops, TorchOps) and ops.device == "cpu" and ops.torch_device == torch.device("cpu")
+    assert (
+        isinstance(ops, TorchOps)
+        and ops.device == "cpu"
+        and ops.torch_device == torch.device("cpu")
+    )
     assert isinstance(get_ops("torch"), TorchOps)
     assert repr(ops) == "TorchOps(device='cpu')"
 
@@ -40,10 +51,14 @@ def test_non_string_device_is_a_type_error():
         TorchOps(0)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on machines without CUDA"
+)
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_cuda_without_cuda_says_so(device):
-    with pytest.raises(ValueError, match=r"CUDA is not available here .*Received: device='cuda"):
+    with pytest.raises(
+        ValueError, match=r"CUDA is not available here .*Received: device='cuda"
+    ):
         get_ops(f"torch:{device}")
 
 

@@ -5,12 +5,16 @@ import warnings
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
 
-from neuroplug.ops import Ops  # noqa: E402
 from neuroplug_torch import TorchFallbackWarning, TorchOps  # noqa: E402
 from neuroplug_torch import ops as torch_ops_module  # noqa: E402
 from neuroplug_torch.ops import fallback, install_fallbacks  # noqa: E402
+
+from neuroplug.ops import Ops  # noqa: E402
 
 
 class ExtOps(Ops):
@@ -43,7 +47,9 @@ def test_fallback_matches_native_and_reference_and_warns_once(fresh_warnings):
     assert set(cls.fallback_ops) >= {"maxpool2d", "meanpool2d"}
     ops, native, ref = cls("cpu"), TorchOps("cpu"), Ops()
     x = np.random.default_rng(0).random((2, 3, 6, 6)).astype(np.float32)
-    with pytest.warns(TorchFallbackWarning, match=r"PartialTorchOps has no native maxpool2d\(\)"):
+    with pytest.warns(
+        TorchFallbackWarning, match=r"PartialTorchOps has no native maxpool2d\(\)"
+    ):
         y, am = ops.maxpool2d(ops.asarray(x), 2)
     assert isinstance(y, torch.Tensor) and am.dtype == torch.int64
     ny, nam = native.maxpool2d(native.asarray(x), 2)
@@ -52,7 +58,9 @@ def test_fallback_matches_native_and_reference_and_warns_once(fresh_warnings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second call must not warn again
         ops.maxpool2d(ops.asarray(x), 2)
-    with pytest.warns(TorchFallbackWarning, match="meanpool2d"):  # each op warns once on its own
+    with pytest.warns(
+        TorchFallbackWarning, match="meanpool2d"
+    ):  # each op warns once on its own
         m = ops.meanpool2d(ops.asarray(x), 3, 1)
     np.testing.assert_allclose(m.numpy(), ref.meanpool2d(x, 3, 1), rtol=1e-6)
     # Errors are the reference's.
@@ -78,7 +86,9 @@ def test_fallback_converts_generators_and_keeps_in_place_updates(tops, fresh_war
     np.testing.assert_allclose(ops.to_numpy(acc), 2.0 + ops.to_numpy(noise), rtol=1e-6)
     assert total == pytest.approx(float(acc.sum()), rel=1e-6)
     acc2, total2, _ = run(5)
-    assert torch.equal(acc, acc2) and total == total2  # reproducible from the torch generator
+    assert (
+        torch.equal(acc, acc2) and total == total2
+    )  # reproducible from the torch generator
     acc3, _, _ = run(6)
     assert not torch.equal(acc, acc3)
 
@@ -86,4 +96,3 @@ def test_fallback_converts_generators_and_keeps_in_place_updates(tops, fresh_war
 def test_fallback_of_an_unknown_method_is_an_error():
     with pytest.raises(AttributeError, match="no method 'nope'"):
         fallback("nope")
-

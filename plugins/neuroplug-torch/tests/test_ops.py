@@ -5,10 +5,14 @@ import inspect
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
+
+from neuroplug_torch import TorchOps  # noqa: E402
 
 from neuroplug.ops import Ops  # noqa: E402
-from neuroplug_torch import TorchOps  # noqa: E402
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -24,13 +28,21 @@ def rand(rng, shape, dtype, low=-1.0, high=1.0):
 
 
 def test_every_reference_op_is_native_or_a_listed_fallback():
-    ops_methods = {n for n in dir(Ops) if not n.startswith("_") and callable(getattr(Ops, n))}
+    ops_methods = {
+        n for n in dir(Ops) if not n.startswith("_") and callable(getattr(Ops, n))
+    }
     for name in ops_methods:
         if name in ("check_cd_epoch", "check_crbm_cd", "check_sbn_epoch"):
             # Extended with the in-place tensor checks, on top of the reference's.
-            assert name in vars(TorchOps) and getattr(TorchOps, name) is not getattr(Ops, name)
-        elif name.startswith("check_") or isinstance(inspect.getattr_static(Ops, name), staticmethod):
-            assert getattr(TorchOps, name) is getattr(Ops, name)  # validators and shape helpers are shared
+            assert name in vars(TorchOps) and getattr(TorchOps, name) is not getattr(
+                Ops, name
+            )
+        elif name.startswith("check_") or isinstance(
+            inspect.getattr_static(Ops, name), staticmethod
+        ):
+            assert getattr(TorchOps, name) is getattr(
+                Ops, name
+            )  # validators and shape helpers are shared
         elif name in Ops.composite_ops and name not in vars(TorchOps):
             # Composite loops are inherited and run on TorchOps' own primitives.
             assert getattr(TorchOps, name) is getattr(Ops, name)
@@ -73,7 +85,9 @@ def test_asarray_shares_memory_on_cpu_like_the_reference():
     x = np.zeros(4, dtype=np.float32)
     t = tops.asarray(x)
     t += 1
-    np.testing.assert_array_equal(x, 1)  # np.ascontiguousarray semantics: no copy when not needed
+    np.testing.assert_array_equal(
+        x, 1
+    )  # np.ascontiguousarray semantics: no copy when not needed
 
 
 def test_asarray_rejects_bad_input():
@@ -91,7 +105,9 @@ def test_rng_reproducible_and_distributions(tops, dtype):
     c = tops.random_uniform(tops.make_rng(4), (2000,), dtype)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.dtype == tops.asarray(np.zeros(1, dtype)).dtype
-    assert float(a.min()) >= 0 and float(a.max()) < 1 and abs(float(a.mean()) - 0.5) < 0.03
+    assert (
+        float(a.min()) >= 0 and float(a.max()) < 1 and abs(float(a.mean()) - 0.5) < 0.03
+    )
     n = tops.random_normal(tops.make_rng(5), (4000,), dtype, scale=2.0)
     assert abs(float(n.mean())) < 0.15 and abs(float(n.std()) - 2.0) < 0.15
     p = tops.asarray(np.array([0.0, 1.0, 1.5, -0.5, 0.3] * 400, dtype=dtype))
@@ -134,7 +150,11 @@ def test_gemm(tops, ref, dtype, trans1, trans2):
 def test_affine(tops, ref, dtype):
     rng = np.random.default_rng(1)
     x, W, b = rand(rng, (6, 4), dtype), rand(rng, (4, 3), dtype), rand(rng, (3,), dtype)
-    close(tops.affine(tops.asarray(x), tops.asarray(W), tops.asarray(b)), ref.affine(x, W, b), dtype)
+    close(
+        tops.affine(tops.asarray(x), tops.asarray(W), tops.asarray(b)),
+        ref.affine(x, W, b),
+        dtype,
+    )
     close(tops.affine(tops.asarray(x), tops.asarray(W)), ref.affine(x, W), dtype)
 
 
@@ -158,7 +178,11 @@ def test_activation_backward(tops, ref, dtype, op):
 def test_softmax_and_log_softmax(tops, ref, dtype, axis):
     x = np.array([[1.0, 2.0, 3.0], [-1000.0, 0.0, 1000.0]], dtype=dtype)
     close(tops.softmax(tops.asarray(x), axis=axis), ref.softmax(x, axis=axis), dtype)
-    close(tops.log_softmax(tops.asarray(x), axis=axis), ref.log_softmax(x, axis=axis), dtype)
+    close(
+        tops.log_softmax(tops.asarray(x), axis=axis),
+        ref.log_softmax(x, axis=axis),
+        dtype,
+    )
 
 
 # ------------------------------------------------------------------- losses
@@ -204,7 +228,12 @@ def test_sgd_update_in_place(tops, ref, dtype, nesterov):
     for _ in range(3):
         g = rand(rng, (4, 3), dtype)
         ref.sgd_update(p, g, v, lr=0.1, momentum=0.9, nesterov=nesterov)
-        assert tops.sgd_update(tp, tops.asarray(g), tv, lr=0.1, momentum=0.9, nesterov=nesterov) is None
+        assert (
+            tops.sgd_update(
+                tp, tops.asarray(g), tv, lr=0.1, momentum=0.9, nesterov=nesterov
+            )
+            is None
+        )
     close(tp, p, dtype)
     close(tv, v, dtype)
 
@@ -217,8 +246,14 @@ def test_adam_update_in_place(tops, ref, dtype, fused):
     rng = np.random.default_rng(6)
     p = rand(rng, (4, 3), dtype)
     m, v = np.zeros_like(p), np.zeros_like(p)
-    tp, tm, tv = tops.asarray(p.copy()), tops.alloc(p.shape, dtype), tops.alloc(p.shape, dtype)
-    kw = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-3)  # a large eps makes its placement matter
+    tp, tm, tv = (
+        tops.asarray(p.copy()),
+        tops.alloc(p.shape, dtype),
+        tops.alloc(p.shape, dtype),
+    )
+    kw = dict(
+        lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-3
+    )  # a large eps makes its placement matter
     for t in range(1, 5):
         g = rand(rng, (4, 3), dtype, -1e-2, 1e-2)
         ref.adam_update(p, g, m, v, t=t, **kw)
@@ -232,11 +267,23 @@ def test_adam_update_in_place(tops, ref, dtype, fused):
 def test_in_place_ops_refuse_host_arrays():
     tops = TorchOps("cpu")
     p = np.zeros(3, np.float32)
-    with pytest.raises(TypeError, match=r"param is updated in place.*Received: param of type ndarray"):
+    with pytest.raises(
+        TypeError, match=r"param is updated in place.*Received: param of type ndarray"
+    ):
         tops.sgd_update(p, p, tops.alloc(3), lr=0.1, momentum=0.0, nesterov=False)
     t = tops.alloc(3)
     with pytest.raises(ValueError, match="t must be an int >= 1"):
-        tops.adam_update(t, t, tops.alloc(3), tops.alloc(3), lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, t=0)
+        tops.adam_update(
+            t,
+            t,
+            tops.alloc(3),
+            tops.alloc(3),
+            lr=0.1,
+            beta1=0.9,
+            beta2=0.99,
+            eps=1e-8,
+            t=0,
+        )
 
 
 # ------------------------------------------------------------- convolution
@@ -244,9 +291,19 @@ CONV_CASES = [
     dict(x=(2, 3, 7, 6), w=(4, 3, 3, 2), kw={}),
     dict(x=(2, 3, 7, 6), w=(4, 3, 3, 3), kw=dict(stride=2, padding=1)),
     dict(x=(1, 2, 6, 7), w=(2, 2, 3, 3), kw=dict(stride=(2, 1), padding="same")),
-    dict(x=(2, 4, 5, 5), w=(6, 2, 2, 2), kw=dict(groups=2, stride=(1, 2), padding=(0, 1))),
-    dict(x=(2, 3, 6, 6), w=(4, 3, 3, 3), kw=dict(connections=np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]]))),
-    dict(x=(1, 4, 5, 5), w=(4, 2, 3, 3), kw=dict(groups=2, connections=np.array([[1, 0], [0, 1], [1, 1], [1, 0]]))),
+    dict(
+        x=(2, 4, 5, 5), w=(6, 2, 2, 2), kw=dict(groups=2, stride=(1, 2), padding=(0, 1))
+    ),
+    dict(
+        x=(2, 3, 6, 6),
+        w=(4, 3, 3, 3),
+        kw=dict(connections=np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]])),
+    ),
+    dict(
+        x=(1, 4, 5, 5),
+        w=(4, 2, 3, 3),
+        kw=dict(groups=2, connections=np.array([[1, 0], [0, 1], [1, 1], [1, 0]])),
+    ),
     dict(x=(3, 1, 8, 8), w=(5, 1, 5, 5), kw=dict(padding=2)),
 ]
 
@@ -254,17 +311,28 @@ CONV_CASES = [
 @pytest.mark.parametrize("case", CONV_CASES, ids=range(len(CONV_CASES)))
 def test_conv2d_forward_and_backward(tops, ref, dtype, case):
     rng = np.random.default_rng(7)
-    x, w, b = rand(rng, case["x"], dtype), rand(rng, case["w"], dtype), rand(rng, (case["w"][0],), dtype)
+    x, w, b = (
+        rand(rng, case["x"], dtype),
+        rand(rng, case["w"], dtype),
+        rand(rng, (case["w"][0],), dtype),
+    )
     kw = case["kw"]
     y = ref.conv2d(x, w, b, **kw)
     ty = tops.conv2d(tops.asarray(x), tops.asarray(w), tops.asarray(b), **kw)
     close(ty, y, dtype, scale=3)
-    close(tops.conv2d(tops.asarray(x), tops.asarray(w), **kw), ref.conv2d(x, w, **kw), dtype, scale=3)
+    close(
+        tops.conv2d(tops.asarray(x), tops.asarray(w), **kw),
+        ref.conv2d(x, w, **kw),
+        dtype,
+        scale=3,
+    )
     dy = rand(rng, y.shape, dtype)
     dx = tops.conv2d_backward_input(tops.asarray(dy), tops.asarray(w), x.shape, **kw)
     assert tuple(dx.shape) == x.shape and dx.is_contiguous()
     close(dx, ref.conv2d_backward_input(dy, w, x.shape, **kw), dtype, scale=3)
-    dw, db = tops.conv2d_backward_weights(tops.asarray(dy), tops.asarray(x), w.shape, **kw)
+    dw, db = tops.conv2d_backward_weights(
+        tops.asarray(dy), tops.asarray(x), w.shape, **kw
+    )
     ref_dw, ref_db = ref.conv2d_backward_weights(dy, x, w.shape, **kw)
     close(dw, ref_dw, dtype, scale=10)
     close(db, ref_db, dtype, scale=3)
@@ -274,15 +342,49 @@ def test_conv2d_forward_and_backward(tops, ref, dtype, case):
 
 
 BAD_CONV = [
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)), dict(stride=0), ValueError, "stride must be >= 1"),
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)), dict(padding="full"), ValueError, "padding must be 'valid', 'same'"),
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 2, 2)), dict(padding="same"), ValueError, "odd kernel"),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)),
+        dict(stride=0),
+        ValueError,
+        "stride must be >= 1",
+    ),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)),
+        dict(padding="full"),
+        ValueError,
+        "padding must be 'valid', 'same'",
+    ),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 2, 2)),
+        dict(padding="same"),
+        ValueError,
+        "odd kernel",
+    ),
     (dict(x=(1, 3, 5, 5), w=(2, 2, 3, 3)), {}, ValueError, r"w.shape\[1\] must equal"),
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)), dict(groups=2), ValueError, "divisible by groups"),
-    (dict(x=(1, 3, 2, 2), w=(2, 3, 3, 3)), {}, ValueError, "larger than the padded input"),
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)), dict(connections=np.ones((2, 2))), ValueError, "connections must have shape"),
-    (dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)), dict(connections=np.array([[1, 1, 1], [0, 0, 0]])), ValueError,
-     "no input channel"),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)),
+        dict(groups=2),
+        ValueError,
+        "divisible by groups",
+    ),
+    (
+        dict(x=(1, 3, 2, 2), w=(2, 3, 3, 3)),
+        {},
+        ValueError,
+        "larger than the padded input",
+    ),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)),
+        dict(connections=np.ones((2, 2))),
+        ValueError,
+        "connections must have shape",
+    ),
+    (
+        dict(x=(1, 3, 5, 5), w=(2, 3, 3, 3)),
+        dict(connections=np.array([[1, 1, 1], [0, 0, 0]])),
+        ValueError,
+        "no input channel",
+    ),
 ]
 
 
@@ -308,7 +410,9 @@ def test_conv2d_dtype_and_value_checks(tops):
     with pytest.raises(ValueError, match="NaN or infinity"):
         tops.conv2d(bad, tops.asarray(np.ones((1, 1, 2, 2), np.float32)))
     tops.check_finite = False
-    tops.conv2d(bad, tops.asarray(np.ones((1, 1, 2, 2), np.float32)))  # inner layers skip the check
+    tops.conv2d(
+        bad, tops.asarray(np.ones((1, 1, 2, 2), np.float32))
+    )  # inner layers skip the check
     w = tops.asarray(np.ones((1, 1, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"dy must have shape \(1, 1, 3, 3\)"):
         tops.conv2d_backward_input(tops.alloc((1, 1, 2, 2)), w, (1, 1, 4, 4))
@@ -319,7 +423,12 @@ def test_conv2d_dtype_and_value_checks(tops):
 
 
 # ----------------------------------------------------------------- pooling
-POOL_CASES = [((2, 3, 6, 6), 2, None), ((1, 2, 7, 5), 2, None), ((2, 2, 7, 7), 3, 2), ((1, 1, 6, 8), (2, 3), (1, 2))]
+POOL_CASES = [
+    ((2, 3, 6, 6), 2, None),
+    ((1, 2, 7, 5), 2, None),
+    ((2, 2, 7, 7), 3, 2),
+    ((1, 1, 6, 8), (2, 3), (1, 2)),
+]
 
 
 @pytest.mark.parametrize("shape,size,stride", POOL_CASES)
@@ -339,9 +448,13 @@ def test_maxpool2d(tops, ref, dtype, shape, size, stride):
 def test_maxpool2d_backward_checks(tops):
     dy = tops.alloc((1, 1, 2, 2))
     with pytest.raises(ValueError, match="outside the input plane"):
-        tops.maxpool2d_backward(dy, tops.asarray(np.full((1, 1, 2, 2), 16)), (1, 1, 4, 4))
+        tops.maxpool2d_backward(
+            dy, tops.asarray(np.full((1, 1, 2, 2), 16)), (1, 1, 4, 4)
+        )
     with pytest.raises(ValueError, match="same shape"):
-        tops.maxpool2d_backward(dy, tops.asarray(np.zeros((1, 1, 2, 3), np.int64)), (1, 1, 4, 4))
+        tops.maxpool2d_backward(
+            dy, tops.asarray(np.zeros((1, 1, 2, 3), np.int64)), (1, 1, 4, 4)
+        )
     with pytest.raises(ValueError, match="larger than the input"):
         tops.maxpool2d(tops.alloc((1, 1, 2, 2)), 3)
 
@@ -353,8 +466,11 @@ def test_meanpool2d(tops, ref, dtype, shape, size, stride):
     y = ref.meanpool2d(x, size, stride)
     close(tops.meanpool2d(tops.asarray(x), size, stride), y, dtype)
     dy = rand(rng, y.shape, dtype)
-    close(tops.meanpool2d_backward(tops.asarray(dy), x.shape, size, stride),
-          ref.meanpool2d_backward(dy, x.shape, size, stride), dtype)
+    close(
+        tops.meanpool2d_backward(tops.asarray(dy), x.shape, size, stride),
+        ref.meanpool2d_backward(dy, x.shape, size, stride),
+        dtype,
+    )
     with pytest.raises(ValueError, match="dy must have shape"):
         tops.meanpool2d_backward(tops.asarray(dy[..., :-1]), x.shape, size, stride)
 
@@ -375,12 +491,22 @@ def rbm_params(dtype):
 def test_rbm_deterministic_ops(tops, ref, dtype, rbm_params, visible):
     p = rbm_params
     t = {k: tops.asarray(v) for k, v in p.items()}
-    close(tops.rbm_hidden_probs(t["v"], t["W"], t["bh"]), ref.rbm_hidden_probs(p["v"], p["W"], p["bh"]), dtype)
+    close(
+        tops.rbm_hidden_probs(t["v"], t["W"], t["bh"]),
+        ref.rbm_hidden_probs(p["v"], p["W"], p["bh"]),
+        dtype,
+    )
     h = ref.rbm_hidden_probs(p["v"], p["W"], p["bh"])
-    close(tops.rbm_visible_means(tops.asarray(h), t["W"], t["bv"], visible),
-          ref.rbm_visible_means(h, p["W"], p["bv"], visible), dtype)
-    close(tops.rbm_free_energy(t["v"], t["W"], t["bh"], t["bv"], visible),
-          ref.rbm_free_energy(p["v"], p["W"], p["bh"], p["bv"], visible), dtype)
+    close(
+        tops.rbm_visible_means(tops.asarray(h), t["W"], t["bv"], visible),
+        ref.rbm_visible_means(h, p["W"], p["bv"], visible),
+        dtype,
+    )
+    close(
+        tops.rbm_free_energy(t["v"], t["W"], t["bh"], t["bv"], visible),
+        ref.rbm_free_energy(p["v"], p["W"], p["bh"], p["bv"], visible),
+        dtype,
+    )
     with pytest.raises(ValueError, match="visible must be 'bernoulli' or 'gaussian'"):
         tops.rbm_visible_means(tops.asarray(h), t["W"], t["bv"], "binary")
 
@@ -388,13 +514,27 @@ def test_rbm_deterministic_ops(tops, ref, dtype, rbm_params, visible):
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_rbm_sampling_ops_are_reproducible(tops, dtype, rbm_params, visible):
     t = {k: tops.asarray(v) for k, v in rbm_params.items()}
-    a = tops.rbm_gibbs(t["v"], t["W"], t["bh"], t["bv"], steps=3, visible=visible, rng=tops.make_rng(0))
-    b = tops.rbm_gibbs(t["v"], t["W"], t["bh"], t["bv"], steps=3, visible=visible, rng=tops.make_rng(0))
+    a = tops.rbm_gibbs(
+        t["v"], t["W"], t["bh"], t["bv"], steps=3, visible=visible, rng=tops.make_rng(0)
+    )
+    b = tops.rbm_gibbs(
+        t["v"], t["W"], t["bh"], t["bv"], steps=3, visible=visible, rng=tops.make_rng(0)
+    )
     assert torch.equal(a, b) and tuple(a.shape) == (9, 6)
     if visible == "bernoulli":
         assert set(np.unique(tops.to_numpy(a))) <= {0.0, 1.0}
-    assert torch.equal(tops.rbm_gibbs(t["v"], t["W"], t["bh"], t["bv"], steps=0, visible=visible, rng=tops.make_rng(0)),
-                       t["v"])
+    assert torch.equal(
+        tops.rbm_gibbs(
+            t["v"],
+            t["W"],
+            t["bh"],
+            t["bv"],
+            steps=0,
+            visible=visible,
+            rng=tops.make_rng(0),
+        ),
+        t["v"],
+    )
     h = tops.bernoulli(tops.rbm_hidden_probs(t["v"], t["W"], t["bh"]), tops.make_rng(1))
     s1 = tops.rbm_sample_visible(h, t["W"], t["bv"], visible, tops.make_rng(2))
     s2 = tops.rbm_sample_visible(h, t["W"], t["bv"], visible, tops.make_rng(2))
@@ -403,17 +543,32 @@ def test_rbm_sampling_ops_are_reproducible(tops, dtype, rbm_params, visible):
 
 def _threshold_bernoulli(ops):
     """Make ``ops.bernoulli`` deterministic (p > 0.5) so CD-k can be compared across backends."""
+
     def bern(p, rng):
-        return (p > 0.5).to(p.dtype) if isinstance(p, torch.Tensor) else (p > 0.5).astype(p.dtype)
+        return (
+            (p > 0.5).to(p.dtype)
+            if isinstance(p, torch.Tensor)
+            else (p > 0.5).astype(p.dtype)
+        )
+
     ops.bernoulli = bern
 
 
-@pytest.mark.parametrize("visible,sample_visible", [("bernoulli", False), ("gaussian", False), ("bernoulli", True)])
+@pytest.mark.parametrize(
+    "visible,sample_visible",
+    [("bernoulli", False), ("gaussian", False), ("bernoulli", True)],
+)
 @pytest.mark.parametrize("persistent", [False, True])
-def test_cd_epoch_matches_reference(tops, ref, dtype, visible, sample_visible, persistent):
+def test_cd_epoch_matches_reference(
+    tops, ref, dtype, visible, sample_visible, persistent
+):
     rng = np.random.default_rng(11)
     X = (rng.random((11, 6)) < 0.4).astype(dtype)
-    W, bh, bv = rand(rng, (5, 6), dtype, -0.5, 0.5), rand(rng, (5,), dtype, -0.1, 0.1), rand(rng, (6,), dtype, -0.1, 0.1)
+    W, bh, bv = (
+        rand(rng, (5, 6), dtype, -0.5, 0.5),
+        rand(rng, (5,), dtype, -0.1, 0.1),
+        rand(rng, (6,), dtype, -0.1, 0.1),
+    )
     dW, dbh, dbv = (rand(rng, s, dtype, -0.01, 0.01) for s in ((5, 6), (5,), (6,)))
     chain = (rng.random((4, 5)) < 0.5).astype(dtype) if persistent else None
     _threshold_bernoulli(tops)
@@ -422,8 +577,15 @@ def test_cd_epoch_matches_reference(tops, ref, dtype, visible, sample_visible, p
     t_arrays = [tops.asarray(a.copy()) for a in (W, bh, bv, dW, dbh, dbv)]
     t_chain = None if chain is None else tops.asarray(chain.copy())
     ref_chain = None if chain is None else chain.copy()
-    kw = dict(k=2, learning_rate=0.1, momentum=0.5, weight_decay=0.01, batch_size=4, visible=visible,
-              sample_visible=sample_visible)
+    kw = dict(
+        k=2,
+        learning_rate=0.1,
+        momentum=0.5,
+        weight_decay=0.01,
+        batch_size=4,
+        visible=visible,
+        sample_visible=sample_visible,
+    )
     err = ref.cd_epoch(X, *ref_arrays, rng=ref.make_rng(0), chain=ref_chain, **kw)
     t_err = tops.cd_epoch(X, *t_arrays, rng=tops.make_rng(0), chain=t_chain, **kw)
     assert isinstance(t_err, float)
@@ -434,8 +596,13 @@ def test_cd_epoch_matches_reference(tops, ref, dtype, visible, sample_visible, p
         close(t_chain, ref_chain, dtype)
     # X already on the device gives the same result as a host X.
     t2 = [tops.asarray(a.copy()) for a in (W, bh, bv, dW, dbh, dbv)]
-    tops.cd_epoch(tops.asarray(X), *t2, rng=tops.make_rng(0),
-                  chain=None if chain is None else tops.asarray(chain.copy()), **kw)
+    tops.cd_epoch(
+        tops.asarray(X),
+        *t2,
+        rng=tops.make_rng(0),
+        chain=None if chain is None else tops.asarray(chain.copy()),
+        **kw,
+    )
     for got, want in zip(t2, t_arrays):
         assert torch.equal(got, want)
 
@@ -446,30 +613,72 @@ def test_cd_epoch_reproducible_with_real_sampling(tops, dtype):
     W0 = rand(rng, (3, 6), dtype, -0.1, 0.1)
 
     def run(seed):
-        arrays = [tops.asarray(W0.copy()), tops.alloc(3, dtype), tops.alloc(6, dtype),
-                  tops.alloc((3, 6), dtype), tops.alloc(3, dtype), tops.alloc(6, dtype)]
-        err = tops.cd_epoch(X, *arrays, k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.0,
-                            batch_size=3, visible="bernoulli", rng=tops.make_rng(seed))
+        arrays = [
+            tops.asarray(W0.copy()),
+            tops.alloc(3, dtype),
+            tops.alloc(6, dtype),
+            tops.alloc((3, 6), dtype),
+            tops.alloc(3, dtype),
+            tops.alloc(6, dtype),
+        ]
+        err = tops.cd_epoch(
+            X,
+            *arrays,
+            k=1,
+            learning_rate=0.1,
+            momentum=0.5,
+            weight_decay=0.0,
+            batch_size=3,
+            visible="bernoulli",
+            rng=tops.make_rng(seed),
+        )
         return err, tops.to_numpy(arrays[0])
 
-    (e1, w1), (e2, w2), (e3, w3) = run(0), run(0), run(1)
+    (e1, w1), (e2, w2), (_, w3) = run(0), run(0), run(1)
     assert e1 == e2 and np.array_equal(w1, w2)
     assert not np.array_equal(w1, w3)
 
 
 def test_cd_epoch_argument_checks(tops):
     W = tops.alloc((3, 4))
-    args = [W, tops.alloc(3), tops.alloc(4), tops.alloc((3, 4)), tops.alloc(3), tops.alloc(4)]
-    kw = dict(k=1, learning_rate=0.1, momentum=0.0, weight_decay=0.0, batch_size=2, visible="bernoulli")
+    args = [
+        W,
+        tops.alloc(3),
+        tops.alloc(4),
+        tops.alloc((3, 4)),
+        tops.alloc(3),
+        tops.alloc(4),
+    ]
+    kw = dict(
+        k=1,
+        learning_rate=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        batch_size=2,
+        visible="bernoulli",
+    )
     X = np.zeros((4, 4), np.float32)
     with pytest.raises(TypeError, match="dW is updated in place"):
-        tops.cd_epoch(X, *args[:3], np.zeros((3, 4), np.float32), *args[4:], rng=tops.make_rng(0), **kw)
+        tops.cd_epoch(
+            X,
+            *args[:3],
+            np.zeros((3, 4), np.float32),
+            *args[4:],
+            rng=tops.make_rng(0),
+            **kw,
+        )
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "k": 0})
     with pytest.raises(ValueError, match=r"chain must have shape \(>= 2, n_hidden=3\)"):
         tops.cd_epoch(X, *args, rng=tops.make_rng(0), chain=tops.alloc((1, 3)), **kw)
     with pytest.raises(ValueError, match="needs visible='bernoulli'"):
-        tops.cd_epoch(X, *args, rng=tops.make_rng(0), **{**kw, "visible": "gaussian"}, sample_visible=True)
+        tops.cd_epoch(
+            X,
+            *args,
+            rng=tops.make_rng(0),
+            **{**kw, "visible": "gaussian"},
+            sample_visible=True,
+        )
 
 
 def test_remembered_conv_checks_still_refuse_bad_calls():
@@ -498,16 +707,30 @@ def _replay_draws(ops, seed):
         return np.dtype(str(dtype).replace("torch.", ""))
 
     def random_uniform(rng, shape, dtype=np.float32):
-        return ops.asarray(gen.random(tuple(int(s) for s in shape)).astype(np_dtype(dtype)))
+        return ops.asarray(
+            gen.random(tuple(int(s) for s in shape)).astype(np_dtype(dtype))
+        )
 
     def random_normal(rng, shape, dtype=np.float32, scale=1.0):
-        return ops.asarray((scale * gen.standard_normal(tuple(int(s) for s in shape))).astype(np_dtype(dtype)))
+        return ops.asarray(
+            (scale * gen.standard_normal(tuple(int(s) for s in shape))).astype(
+                np_dtype(dtype)
+            )
+        )
 
     def bernoulli(p, rng):
         u = random_uniform(rng, p.shape, p.dtype)
-        return (u < p).to(p.dtype) if isinstance(p, torch.Tensor) else (u < p).astype(p.dtype)
+        return (
+            (u < p).to(p.dtype)
+            if isinstance(p, torch.Tensor)
+            else (u < p).astype(p.dtype)
+        )
 
-    ops.random_uniform, ops.random_normal, ops.bernoulli = random_uniform, random_normal, bernoulli
+    ops.random_uniform, ops.random_normal, ops.bernoulli = (
+        random_uniform,
+        random_normal,
+        bernoulli,
+    )
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
@@ -517,12 +740,36 @@ def test_rbm_ais_log_weights(tops, ref, dtype, rbm_params, visible):
     betas = np.linspace(0.0, 1.0, 7)
     _replay_draws(tops, 13)
     _replay_draws(ref, 13)
-    got = tops.rbm_ais_log_weights(tops.asarray(p["W"]), tops.asarray(p["bh"]), tops.asarray(p["bv"]),
-                                   tops.asarray(base), betas, n_runs=5, visible=visible, rng=tops.make_rng(0))
-    want = ref.rbm_ais_log_weights(p["W"], p["bh"], p["bv"], base, betas, n_runs=5, visible=visible,
-                                   rng=ref.make_rng(0))
+    got = tops.rbm_ais_log_weights(
+        tops.asarray(p["W"]),
+        tops.asarray(p["bh"]),
+        tops.asarray(p["bv"]),
+        tops.asarray(base),
+        betas,
+        n_runs=5,
+        visible=visible,
+        rng=tops.make_rng(0),
+    )
+    want = ref.rbm_ais_log_weights(
+        p["W"],
+        p["bh"],
+        p["bv"],
+        base,
+        betas,
+        n_runs=5,
+        visible=visible,
+        rng=ref.make_rng(0),
+    )
     assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == (5,)
     close(got, want, dtype, scale=5)
     with pytest.raises(ValueError, match="n_runs must be an int >= 1"):
-        tops.rbm_ais_log_weights(tops.asarray(p["W"]), tops.asarray(p["bh"]), tops.asarray(p["bv"]),
-                                 tops.asarray(base), betas, n_runs=0, visible=visible, rng=tops.make_rng(0))
+        tops.rbm_ais_log_weights(
+            tops.asarray(p["W"]),
+            tops.asarray(p["bh"]),
+            tops.asarray(p["bv"]),
+            tops.asarray(base),
+            betas,
+            n_runs=0,
+            visible=visible,
+            rng=tops.make_rng(0),
+        )

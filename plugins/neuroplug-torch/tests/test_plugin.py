@@ -6,21 +6,25 @@ import subprocess
 import sys
 import textwrap
 
+import neuroplug_torch
 import pytest
 
 import neuroplug
 from neuroplug.plugins import ENTRY_POINT_GROUP, PluginManager
 from neuroplug.registry import UnknownNameError
 
-import neuroplug_torch
-
-pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
 
 
 def _env(**extra):
     """Environment for a child interpreter that finds neuroplug and this plugin from the source trees."""
-    paths = [os.path.dirname(os.path.dirname(neuroplug.__file__)),
-             os.path.dirname(os.path.dirname(neuroplug_torch.__file__))]
+    paths = [
+        os.path.dirname(os.path.dirname(neuroplug.__file__)),
+        os.path.dirname(os.path.dirname(neuroplug_torch.__file__)),
+    ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
     env.update(extra)
@@ -43,17 +47,28 @@ sys.meta_path.insert(0, _BlockTorch())
 
 def _run(code, block_torch=False, **env):
     code = (BLOCK_TORCH if block_torch else "") + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(**env), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=300,
+    )
 
 
 def test_entry_point_registers_the_torch_backend():
-    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    eps = {
+        ep.name: ep.value
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    }
     assert eps.get("torch") == "neuroplug_torch.plugin"
     pm = PluginManager(disabled=())
     entry = pm.backends.entry("torch")
     assert entry.obj is neuroplug_torch.TorchOps and entry.plugin == "torch"
     info = {i.name: i for i in pm.info()}
-    assert info["torch"].registered["backend"] == ["torch"] and info["torch"].error is None
+    assert (
+        info["torch"].registered["backend"] == ["torch"] and info["torch"].error is None
+    )
 
 
 def test_blocked_plugin_leaves_no_torch_backend():
@@ -84,7 +99,9 @@ def test_loading_plugins_does_not_import_torch():
 def test_without_torch_the_core_imports_and_the_plugin_fails_cleanly():
     # One child process (they are slow): torch made unimportable, every
     # neuroplug module still imports, and the plugin's failure is explained.
-    result = _run(block_torch=True, code="""
+    result = _run(
+        block_torch=True,
+        code="""
         import importlib, pkgutil, sys, warnings
         import neuroplug
         from neuroplug.backends import get_ops
@@ -111,6 +128,7 @@ def test_without_torch_the_core_imports_and_the_plugin_fails_cleanly():
             raise AssertionError("backend 'torch' resolved without torch")
         assert "torch" not in sys.modules
         print("ok")
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout

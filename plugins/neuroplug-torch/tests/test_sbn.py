@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch is not installed; the torch backend tests need it (CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+)
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -23,7 +26,11 @@ def same_draws(ops, seed):
 
     def bernoulli(p, rng):
         u = random_uniform(rng, p.shape, p.dtype)
-        return (u < p).to(p.dtype) if isinstance(p, torch.Tensor) else (u < p).astype(p.dtype)
+        return (
+            (u < p).to(p.dtype)
+            if isinstance(p, torch.Tensor)
+            else (u < p).astype(p.dtype)
+        )
 
     ops.random_uniform = random_uniform
     ops.bernoulli = bernoulli
@@ -31,10 +38,19 @@ def same_draws(ops, seed):
 
 def make_sbn(dtype, sizes=(6, 4, 3), seed=0):
     rng = np.random.default_rng(seed)
-    Wg = [rng.normal(scale=0.5, size=(sizes[l + 1], sizes[l])).astype(dtype) for l in range(len(sizes) - 1)]
+    Wg = [
+        rng.normal(scale=0.5, size=(sizes[l + 1], sizes[l])).astype(dtype)
+        for l in range(len(sizes) - 1)
+    ]
     bg = [rng.normal(scale=0.3, size=s).astype(dtype) for s in sizes]
-    Wr = [rng.normal(scale=0.5, size=(sizes[l], sizes[l + 1])).astype(dtype) for l in range(len(sizes) - 1)]
-    br = [rng.normal(scale=0.3, size=sizes[l + 1]).astype(dtype) for l in range(len(sizes) - 1)]
+    Wr = [
+        rng.normal(scale=0.5, size=(sizes[l], sizes[l + 1])).astype(dtype)
+        for l in range(len(sizes) - 1)
+    ]
+    br = [
+        rng.normal(scale=0.3, size=sizes[l + 1]).astype(dtype)
+        for l in range(len(sizes) - 1)
+    ]
     X = (rng.random((7, sizes[0])) < 0.5).astype(dtype)
     return X, Wg, bg, Wr, br
 
@@ -43,7 +59,12 @@ def test_sbn_sample_matches_reference_with_the_same_draws(tops, ref, dtype):
     X, Wg, bg, _, _ = make_sbn(dtype)
     same_draws(tops, 1)
     same_draws(ref, 1)
-    got = tops.sbn_sample([tops.asarray(w) for w in Wg], [tops.asarray(b) for b in bg], 5, tops.make_rng(0))
+    got = tops.sbn_sample(
+        [tops.asarray(w) for w in Wg],
+        [tops.asarray(b) for b in bg],
+        5,
+        tops.make_rng(0),
+    )
     want = ref.sbn_sample(Wg, bg, 5, ref.make_rng(0))
     assert len(got) == len(want) == 3
     for g, w in zip(got, want):
@@ -66,13 +87,19 @@ def test_sbn_log_importance_weights(tops, ref, dtype):
     same_draws(ref, 2)
     t = [[tops.asarray(a) for a in arrs] for arrs in (Wg, bg, Wr, br)]
     got = tops.sbn_log_importance_weights(X, *t, n_samples=4, rng=tops.make_rng(0))
-    want = ref.sbn_log_importance_weights(X, Wg, bg, Wr, br, n_samples=4, rng=ref.make_rng(0))
+    want = ref.sbn_log_importance_weights(
+        X, Wg, bg, Wr, br, n_samples=4, rng=ref.make_rng(0)
+    )
     assert tuple(got.shape) == (7, 4)
     close(got, want, dtype, scale=5)
     # Common random numbers: a row's weights do not depend on the other rows (real torch draws).
     tops = type(tops)(tops.device)
-    rows = tops.sbn_log_importance_weights(tops.asarray(X[2:4]), *t, n_samples=4, rng=tops.make_rng(9))
-    full = tops.sbn_log_importance_weights(tops.asarray(X), *t, n_samples=4, rng=tops.make_rng(9))
+    rows = tops.sbn_log_importance_weights(
+        tops.asarray(X[2:4]), *t, n_samples=4, rng=tops.make_rng(9)
+    )
+    full = tops.sbn_log_importance_weights(
+        tops.asarray(X), *t, n_samples=4, rng=tops.make_rng(9)
+    )
     close(rows, tops.to_numpy(full)[2:4], dtype)
 
 
@@ -86,7 +113,9 @@ def test_sbn_wake_sleep_epoch_matches_reference(tops, ref, dtype, K, x_on_device
     t_params = [[tops.asarray(a.copy()) for a in arrs] for arrs in (Wg, bg, Wr, br)]
     kw = dict(learning_rate=0.1, batch_size=3, n_importance_samples=K)
     want = ref.sbn_wake_sleep_epoch(X, *ref_params, rng=ref.make_rng(0), **kw)
-    got = tops.sbn_wake_sleep_epoch(tops.asarray(X) if x_on_device else X, *t_params, rng=tops.make_rng(0), **kw)
+    got = tops.sbn_wake_sleep_epoch(
+        tops.asarray(X) if x_on_device else X, *t_params, rng=tops.make_rng(0), **kw
+    )
     assert isinstance(got, float)
     close(got, want, dtype, scale=10)
     for t_list, r_list in zip(t_params, ref_params):
@@ -99,18 +128,30 @@ def test_sbn_wake_sleep_real_draws_reproducible_and_checked(tops, dtype):
 
     def run(seed):
         params = [[tops.asarray(a.copy()) for a in arrs] for arrs in (Wg, bg, Wr, br)]
-        bound = tops.sbn_wake_sleep_epoch(X, *params, learning_rate=0.05, batch_size=4, n_importance_samples=2,
-                                          rng=tops.make_rng(seed))
+        bound = tops.sbn_wake_sleep_epoch(
+            X,
+            *params,
+            learning_rate=0.05,
+            batch_size=4,
+            n_importance_samples=2,
+            rng=tops.make_rng(seed),
+        )
         return bound, tops.to_numpy(params[0][0])
 
     (b1, w1), (b2, w2), (_, w3) = run(0), run(0), run(1)
     assert b1 == b2 and np.array_equal(w1, w2) and not np.array_equal(w1, w3)
     params = [[tops.asarray(a.copy()) for a in arrs] for arrs in (Wg, bg, Wr, br)]
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
-        tops.sbn_wake_sleep_epoch(X, *params, learning_rate=0.0, batch_size=4, rng=tops.make_rng(0))
+        tops.sbn_wake_sleep_epoch(
+            X, *params, learning_rate=0.0, batch_size=4, rng=tops.make_rng(0)
+        )
     with pytest.raises(TypeError, match=r"Wg\[0\] is updated in place"):
-        tops.sbn_wake_sleep_epoch(X, Wg, *params[1:], learning_rate=0.1, batch_size=4, rng=tops.make_rng(0))
+        tops.sbn_wake_sleep_epoch(
+            X, Wg, *params[1:], learning_rate=0.1, batch_size=4, rng=tops.make_rng(0)
+        )
     with pytest.raises(ValueError, match="X must have 6 columns"):
-        tops.sbn_wake_sleep_epoch(X[:, :5], *params, learning_rate=0.1, batch_size=4, rng=tops.make_rng(0))
+        tops.sbn_wake_sleep_epoch(
+            X[:, :5], *params, learning_rate=0.1, batch_size=4, rng=tops.make_rng(0)
+        )
     with pytest.raises(TypeError, match="Wg must be a list"):
         tops.sbn_sample(params[0][0], params[1], 3, tops.make_rng(0))
