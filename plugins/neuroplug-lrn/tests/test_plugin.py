@@ -154,3 +154,37 @@ def test_a_model_with_plugin_layers_round_trips_through_the_safe_format(
             persist.load(path)
     finally:
         reset_plugin_manager(previous)
+
+
+def test_the_plugin_registers_a_callback_estimators_find_by_name():
+    """A third-party callback through the neuroplug_register_callbacks hook, by name and as an object."""
+    import warnings
+
+    import numpy as np
+    from neuroplug_lrn.callbacks import StopAtLoss
+    from sklearn.datasets import load_digits
+
+    from neuroplug.estimators import CNNClassifier
+    from neuroplug.plugins import get_callback
+
+    assert get_callback("stop_at_loss") is StopAtLoss
+    X, y = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_name = CNNClassifier(
+            ("dense:32", "relu"),
+            max_iter=3,
+            random_state=0,
+            callbacks=("stop_at_loss",),
+        ).fit(X / 16, y)
+        by_object = CNNClassifier(
+            ("dense:32", "relu"),
+            max_iter=50,
+            random_state=0,
+            callbacks=(StopAtLoss(threshold=1.0),),
+        ).fit(X / 16, y)
+    assert (
+        by_name.n_iter_ == 3
+    )  # the name resolved to the plugin's class; its threshold is not reached
+    assert by_object.stop_reason_ == "callback" and by_object.loss_curve_[-1] < 1.0
+    assert np.all(np.array(by_object.loss_curve_[:-1]) >= 1.0)
