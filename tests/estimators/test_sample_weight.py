@@ -240,14 +240,20 @@ def test_sample_weight_is_routed_through_pipeline_cross_validate_and_grid_search
     X, y, rng = data
     sw = rng.integers(0, 3, len(y)) + 0.5
     with sklearn.config_context(enable_metadata_routing=True):
-        clf = CNNClassifier(
-            ("dense:6", "relu"), max_iter=2, random_state=0
-        ).set_fit_request(sample_weight=True)
-        pipe = make_pipeline(MinMaxScaler(), clf)
-        cross_validate(pipe, X, y, cv=2, params={"sample_weight": sw})
-        GridSearchCV(pipe, {"cnnclassifier__batch_size": [8, 16]}, cv=2).fit(
-            X, y, sample_weight=sw
+        clf = (
+            CNNClassifier(("dense:6", "relu"), max_iter=2, random_state=0)
+            .set_fit_request(sample_weight=True)
+            .set_score_request(sample_weight=True)
         )
+        pipe = make_pipeline(MinMaxScaler(), clf)
+        cv = cross_validate(
+            pipe, X, y, cv=2, params={"sample_weight": sw}, error_score="raise"
+        )
+        assert np.isfinite(cv["test_score"]).all()
+        search = GridSearchCV(
+            pipe, {"cnnclassifier__batch_size": [8, 16]}, cv=2, error_score="raise"
+        ).fit(X, y, sample_weight=sw)
+        assert np.isfinite(search.cv_results_["mean_test_score"]).all()
         rbm = RBM(4, max_iter=1, random_state=0).set_fit_request(sample_weight=True)
         make_pipeline(rbm).fit((X > 0.5).astype(float), sample_weight=sw)
     # The weights reach fit: a pipeline with them differs from one without.
