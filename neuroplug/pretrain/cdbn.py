@@ -197,8 +197,8 @@ class CDBNPretrainer(Pretrainer):
     init : {"network", "small"}, default="network"
         Initial filters of each RBM: ``"network"`` starts from the layer's
         own (random) initial filters, whose diversity keeps the filters from
-        collapsing onto the mean patch on small data (measured on digits:
-        mean |cosine| between the filters 0.35 instead of 0.97);
+        collapsing onto the mean patch on small data (the pretraining guide
+        has the measurement);
         ``"small"`` from ``N(0, 0.01^2)`` as in Hinton's practical guide and
         :class:`~neuroplug.estimators.ConvRBM`.
     n_iter : int, default="deprecated"
