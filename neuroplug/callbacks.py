@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._validation import ValidatedParams
-from .models.engine import CallbackError, StoppingRule
+from .models.engine import StoppingRule, call_callback
 
 __all__ = [
     "Callback",
@@ -422,7 +422,7 @@ class EstimatorCallbacks:
     def on_fit_begin(self, info: dict) -> None:
         """Forward to every callback."""
         for cb in self.callbacks:
-            _forward(cb, "on_fit_begin", self._info(info))
+            call_callback(cb, "on_fit_begin", self._info(info))
 
     def on_epoch_end(self, info: dict) -> bool:
         """Record the row, forward to every callback; stop when any asks."""
@@ -430,27 +430,10 @@ class EstimatorCallbacks:
         full = self._info(info)
         wants_stop = False
         for cb in self.callbacks:
-            wants_stop = bool(_forward(cb, "on_epoch_end", full)) or wants_stop
+            wants_stop = bool(call_callback(cb, "on_epoch_end", full)) or wants_stop
         return wants_stop
 
     def on_fit_end(self, info: dict) -> None:
         """Forward to every callback."""
         for cb in self.callbacks:
-            _forward(cb, "on_fit_end", self._info(info))
-
-
-def _forward(callback: Any, method: str, info: dict) -> Any:
-    fn = getattr(callback, method, None)
-    if fn is None:
-        return None
-    if method == "on_fit_begin":
-        return fn(
-            info
-        )  # setup errors (an unwritable directory) are the callback's own clear errors
-    try:
-        return fn(info)
-    except Exception as exc:
-        raise CallbackError(
-            f"Callback {type(callback).__name__}.{method} raised {type(exc).__name__}: {exc}; training "
-            "stopped and the estimator keeps its state from before this fit."
-        ) from exc
+            call_callback(cb, "on_fit_end", self._info(info))

@@ -290,7 +290,6 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
         # non-sklearn classes, and popping from it would strip the live estimator.
         state = dict(super().__getstate__())
         network = state.pop("_network", None)
-        state.pop("_network_key", None)
         optimizer = state.pop("_optimizer", None)
         if optimizer is not None and getattr(optimizer, "state_", None) is not None:
             to_np = network.ops.to_numpy if network is not None else np.asarray
@@ -423,22 +422,6 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             rng=seed,
             dtype=self.dtype_,
         )
-
-    def _get_network(self) -> Network:
-        """The network for prediction on the current ``backend`` (rebuilt lazily from NumPy weights)."""
-        check_is_fitted(self, "network_weights_")
-        key = (
-            self.backend if isinstance(self.backend, str) else id(self.backend),
-            self.n_threads,
-        )
-        network = getattr(self, "_network", None)
-        if network is None or getattr(self, "_network_key", None) != key:
-            network = self._make_network(
-                list(self.layers_), self._get_ops(fitted=True), 0
-            )
-            network.set_weights(self.network_weights_)
-            self._network, self._network_key = network, key
-        return network
 
     def _forward(self, X: Any) -> np.ndarray:
         """Raw network output (logits or predictions) for validated input."""
@@ -631,13 +614,8 @@ class BaseCNN(EstimatorMixin, BaseEstimator):
             early_stopping=bool(self.early_stopping) and not incremental,
         )
         self.network_weights_ = network.get_weights()
-        self._network, self._network_key = (
-            network,
-            (
-                self.backend if isinstance(self.backend, str) else id(self.backend),
-                self.n_threads,
-            ),
-        )
+        # Kept for __getstate__: the optimizer's state lives on this network's backend.
+        self._network = network
         return self
 
     def _split_validation(

@@ -643,7 +643,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
         logits = self._forward(X).astype(np.float64)
         if getattr(self, "out_activation_", "softmax") == "logistic":
             return -np.logaddexp(0.0, -logits)  # log sigmoid, per label
-        ops = self._get_network().ops
+        ops = self._predict_network().ops
         return np.asarray(
             ops.to_numpy(ops.log_softmax(ops.asarray(logits), axis=1)), dtype=np.float64
         )
@@ -663,7 +663,7 @@ class CNNClassifier(ClassifierMixin, BaseCNN):
             models, the probability of each label (rows need not sum to 1).
         """
         logits = self._forward(X).astype(np.float64)
-        ops = self._get_network().ops
+        ops = self._predict_network().ops
         if getattr(self, "out_activation_", "softmax") == "logistic":
             return np.asarray(
                 ops.to_numpy(ops.sigmoid(ops.asarray(logits))), dtype=np.float64

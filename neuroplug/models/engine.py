@@ -41,6 +41,7 @@ from ..network import TrainingDivergedError
 __all__ = [
     "Callback",
     "CallbackError",
+    "call_callback",
     "ChanceLevelWarning",
     "Control",
     "EpochStats",
@@ -150,20 +151,6 @@ def warn_interrupted(name: str, n_epochs: int, *, stacklevel: int = 3) -> None:
         TrainingInterrupted,
         stacklevel=stacklevel + 1,
     )
-
-
-@contextlib.contextmanager
-def interruptible(name: str) -> Iterator[StopFlag]:
-    """Run a long computation (scoring, sampling) that Ctrl-C may stop cleanly.
-
-    The computation polls the flag; if it ends with the flag set,
-    ``KeyboardInterrupt`` is raised with a message that names ``name``, so
-    nothing half-done is returned.
-    """
-    with training_session() as (flag, owner):
-        yield flag
-    if owner and flag.requested:
-        raise KeyboardInterrupt(f"{name} interrupted (Ctrl-C); nothing was returned.")
 
 
 def minibatches(
@@ -381,21 +368,25 @@ class CallbackError(RuntimeError):
     """A callback raised: training stopped; the message names the callback."""
 
 
-def _call(callback: Any, method: str, info: dict) -> Any:
+def call_callback(callback: Any, method: str, info: dict) -> Any:
+    """Call ``callback.method(info)`` if it exists; an error stops training as a :class:`CallbackError`.
+
+    ``on_fit_begin`` errors pass through as they are: they are the callback's
+    own setup checks (an unwritable directory), raised before any epoch.
+    """
     fn = getattr(callback, method, None)
     if fn is None:
         return None
     if method == "on_fit_begin":
-        return fn(
-            info
-        )  # a callback's own setup errors (an unwritable directory) reach the user as they are
+        return fn(info)
     try:
         return fn(info)
     except CallbackError:
         raise
     except Exception as exc:
         raise CallbackError(
-            f"Callback {type(callback).__name__}.{method} raised {type(exc).__name__}: {exc}; training stopped."
+            f"Callback {type(callback).__name__}.{method} raised {type(exc).__name__}: "
+            f"{exc}; training stopped."
         ) from exc
 
 
@@ -489,7 +480,7 @@ def run_epochs(
                 "state": state,
             }
             for cb in callbacks:
-                _call(cb, "on_fit_begin", dict(base_info))
+                call_callback(cb, "on_fit_begin", dict(base_info))
             for _ in range(n_epochs):
                 if stop.requested:  # an earlier phase of this fit was interrupted
                     reason = "interrupted"
@@ -551,7 +542,9 @@ def run_epochs(
                 for cb in (
                     callbacks
                 ):  # every callback sees the epoch, even after one asks to stop
-                    wants_stop = bool(_call(cb, "on_epoch_end", info)) or wants_stop
+                    wants_stop = (
+                        bool(call_callback(cb, "on_epoch_end", info)) or wants_stop
+                    )
                 if stop.requested:
                     reason = "interrupted"
                     break
@@ -584,7 +577,9 @@ def run_epochs(
         )
     report.lr_factor = control.lr_factor if control is not None else lr_factor
     for cb in callbacks:
-        _call(cb, "on_fit_end", {"name": name, "stop_reason": reason, "state": state})
+        call_callback(
+            cb, "on_fit_end", {"name": name, "stop_reason": reason, "state": state}
+        )
     if verbose:
         print(
             f"{name}: {describe_stop(report, stopping, monitor_validation)}",
